@@ -1,0 +1,165 @@
+"""What every grpc.aio server of the mesh has: health, reflection, auth, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from mesh_common.auth import METADATA_KEY, Principal, TokenVerifier
+from mesh_common.errors import MeshError
+
+_PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+
+_principal: contextvars.ContextVar[Principal] = contextvars.ContextVar("principal")
+
+
+def current_principal() -> Principal:
+    """Returns the verified caller of the RPC being served.
+
+    Raises:
+        LookupError: Outside an RPC that passed `AuthInterceptor`.
+    """
+    return _principal.get()
+
+
+def add_health_and_reflection(
+    server: grpc.aio.Server, service_names: Iterable[str]
+) -> health.aio.HealthServicer:
+    """Adds `grpc.health.v1.Health` and reflection for the given services.
+
+    Every named service starts NOT_SERVING; the caller flips them when ready.
+
+    Args:
+        server: The server, not yet started.
+        service_names: Full names of the services the server hosts.
+
+    Returns:
+        The health servicer, to report status changes on.
+    """
+    names = list(service_names)
+    servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    reflection.enable_server_reflection(
+        [
+            *names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
+        server,
+    )
+    return servicer
+
+
+async def set_serving(
+    servicer: health.aio.HealthServicer, service_names: Iterable[str], serving: bool
+) -> None:
+    """Sets the overall and per-service health status.
+
+    Args:
+        servicer: The health servicer.
+        service_names: The services to update (the overall "" status is updated too).
+        serving: SERVING when True, NOT_SERVING otherwise.
+    """
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    for name in ["", *service_names]:
+        await servicer.set(name, status)
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Verifies `authorization: Bearer <JWT>` on every call but health and reflection.
+
+    The verified caller is available to the handler through `current_principal()`. The
+    check wraps the handler itself (rather than running beside it) so the context variable
+    is set in the task that runs the handler.
+    """
+
+    def __init__(self, verifier: TokenVerifier) -> None:
+        self._verifier = verifier
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        """Wraps the method handler with the token check."""
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if handler is None or method.startswith(_PUBLIC_PREFIXES):
+            return handler
+        return _wrap_handler(handler, self._authenticate)
+
+    async def _authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
+        value = None
+        for key, item in context.invocation_metadata() or ():
+            if key == METADATA_KEY:
+                value = item if isinstance(item, str) else item.decode()
+        try:
+            return self._verifier.verify(value)
+        except MeshError as error:
+            await context.abort_with_status(error.to_status())
+            raise  # pragma: no cover - abort_with_status raises
+
+
+def _wrap_handler(
+    handler: grpc.RpcMethodHandler[Any, Any],
+    authenticate: Callable[[grpc.aio.ServicerContext[Any, Any]], Awaitable[Principal]],
+) -> grpc.RpcMethodHandler[Any, Any]:
+    h: Any = handler
+    if h.unary_unary or h.stream_unary:
+        inner = h.unary_unary or h.stream_unary
+
+        async def unary_response(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            _principal.set(await authenticate(context))
+            return await inner(request, context)
+
+        factory = (
+            grpc.unary_unary_rpc_method_handler
+            if h.unary_unary
+            else grpc.stream_unary_rpc_method_handler
+        )
+        return factory(
+            unary_response,
+            request_deserializer=h.request_deserializer,
+            response_serializer=h.response_serializer,
+        )
+    inner_stream = h.unary_stream or h.stream_stream
+
+    async def stream_response(
+        request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        _principal.set(await authenticate(context))
+        async for item in inner_stream(request, context):
+            yield item
+
+    factory = (
+        grpc.unary_stream_rpc_method_handler
+        if h.unary_stream
+        else grpc.stream_stream_rpc_method_handler
+    )
+    return factory(
+        stream_response,
+        request_deserializer=h.request_deserializer,
+        response_serializer=h.response_serializer,
+    )
+
+
+async def wait_for_shutdown_signal() -> None:
+    """Returns when the process gets SIGINT or SIGTERM (the handlers stay installed)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
