@@ -1,0 +1,101 @@
+"""The seam between gpu_node's servicers and the engines that do the work.
+
+A servicer turns gRPC streams into these calls; an engine knows nothing of gRPC. Audio is
+16 kHz mono float32 in [-1, 1] (`numpy.ndarray`), already decoded from LINEAR16 by the
+servicer. Results are the `gpu.v1` messages themselves, so nothing is translated twice.
+
+Engines are created once per process by `gpu_node.engines.factory` and shared by every
+call; an engine that cannot run calls concurrently bounds itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from gen.gpu.v1 import gpu_pb2
+
+SAMPLE_RATE = 16_000
+
+Audio = npt.NDArray[np.float32]
+
+
+class RecognitionEngine(Protocol):
+    """Speech recognition: audio chunks in, segment versions out."""
+
+    name: str
+
+    def recognize(
+        self, config: gpu_pb2.RecognitionConfig, audio: AsyncIterator[Audio]
+    ) -> AsyncIterator[gpu_pb2.RecognizedSegment]:
+        """Recognizes speech as audio arrives.
+
+        Args:
+            config: The stream's settings (language, mode, interim results, start offset).
+            audio: Chunks of 16 kHz mono float32 audio, of any length, in order; the
+                iterator ends when the caller has sent everything.
+
+        Returns:
+            An async iterator of segments: partial versions (when asked) and then the final
+            one with the same `segment_index`; indexes count from 0 in time order and are
+            the same for the same audio.
+        """
+        ...
+
+
+class DiarizationEngine(Protocol):
+    """Speaker diarization over a whole recording."""
+
+    name: str
+
+    async def diarize(
+        self, config: gpu_pb2.DiarizationConfig, audio: Audio
+    ) -> gpu_pb2.DiarizeResponse:
+        """Labels who spoke when.
+
+        Args:
+            config: Speaker count hints and the spans to label.
+            audio: The whole recording, 16 kHz mono float32.
+
+        Returns:
+            One turn per span in `config.spans` (same order), or turns the engine found
+            itself when no spans were given; labels "SPEAKER_1"... in order of first
+            appearance.
+        """
+        ...
+
+
+class SummarizationEngine(Protocol):
+    """Summaries, action items and keywords from a transcript."""
+
+    name: str
+
+    async def summarize(
+        self, lines: Sequence[gpu_pb2.TranscriptLine], language: str, max_sentences: int
+    ) -> gpu_pb2.SummarizeResponse:
+        """Summarizes a transcript.
+
+        Args:
+            lines: The transcript in order.
+            language: BCP-47 code, or "" when unknown.
+            max_sentences: Most sentences in the summary; 0 means the engine's default.
+
+        Returns:
+            Summary text, action items, keywords and the engine's name.
+        """
+        ...
+
+
+def pcm16_to_float(data: bytes) -> Audio:
+    """Converts LINEAR16 (little-endian int16) bytes to float32 samples in [-1, 1].
+
+    Args:
+        data: Raw PCM; an odd trailing byte is the caller's to carry over.
+
+    Returns:
+        The samples.
+    """
+    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
