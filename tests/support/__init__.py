@@ -1,0 +1,1 @@
+"""Helpers shared by the test suites: each module is owned by one area."""
