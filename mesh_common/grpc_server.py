@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import grpc
@@ -99,31 +100,51 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         method: str = handler_call_details.method
         if handler is None or method.startswith(_PUBLIC_PREFIXES):
             return handler
-        return _wrap_handler(handler, self._authenticate)
+        return wrap_rpc_handler(handler, self._authenticated)
 
-    async def _authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
+    @asynccontextmanager
+    async def _authenticated(
+        self, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[None]:
         value = None
         for key, item in context.invocation_metadata() or ():
             if key == METADATA_KEY:
                 value = item if isinstance(item, str) else item.decode()
         try:
-            return self._verifier.verify(value)
+            principal = self._verifier.verify(value)
         except MeshError as error:
             await context.abort_with_status(error.to_status())
             raise  # pragma: no cover - abort_with_status raises
+        _principal.set(principal)
+        yield
 
 
-def _wrap_handler(
-    handler: grpc.RpcMethodHandler[Any, Any],
-    authenticate: Callable[[grpc.aio.ServicerContext[Any, Any]], Awaitable[Principal]],
+Around = Callable[[grpc.aio.ServicerContext[Any, Any]], AbstractAsyncContextManager[None]]
+
+
+def wrap_rpc_handler(
+    handler: grpc.RpcMethodHandler[Any, Any], around: Around
 ) -> grpc.RpcMethodHandler[Any, Any]:
+    """Returns a handler that runs the original inside `around(context)`.
+
+    The wrapper runs in the task that serves the call, so context variables set when
+    entering `around` are visible to the handler, and code after its `yield` sees how the
+    call ended (for streams: after the last message).
+
+    Args:
+        handler: The method handler to wrap, of any of the four shapes.
+        around: An async context manager factory entered for each call.
+
+    Returns:
+        A handler of the same shape.
+    """
     h: Any = handler
     if h.unary_unary or h.stream_unary:
         inner = h.unary_unary or h.stream_unary
 
-        async def unary_response(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            _principal.set(await authenticate(context))
-            return await inner(request, context)
+        async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            async with around(context):
+                return await inner(request, context)
 
         factory = (
             grpc.unary_unary_rpc_method_handler
@@ -131,18 +152,18 @@ def _wrap_handler(
             else grpc.stream_unary_rpc_method_handler
         )
         return factory(
-            unary_response,
+            unary,
             request_deserializer=h.request_deserializer,
             response_serializer=h.response_serializer,
         )
     inner_stream = h.unary_stream or h.stream_stream
 
-    async def stream_response(
+    async def streaming(
         request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
-        _principal.set(await authenticate(context))
-        async for item in inner_stream(request, context):
-            yield item
+        async with around(context):
+            async for item in inner_stream(request, context):
+                yield item
 
     factory = (
         grpc.unary_stream_rpc_method_handler
@@ -150,7 +171,7 @@ def _wrap_handler(
         else grpc.stream_stream_rpc_method_handler
     )
     return factory(
-        stream_response,
+        streaming,
         request_deserializer=h.request_deserializer,
         response_serializer=h.response_serializer,
     )

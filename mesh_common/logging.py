@@ -3,6 +3,7 @@
 One JSON object per line on stdout (timestamp, level, service, message and any bound
 fields), or a readable line when stdout is a terminal. The standard library's `logging`
 (grpc, asyncio, aiohttp) is routed into the same sink so nothing prints in another format.
+Inside a span, every line carries `trace_id` and `span_id`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
+from opentelemetry import trace
 
 if TYPE_CHECKING:
     from loguru import Message, Record
@@ -49,6 +51,19 @@ class _InterceptHandler(logging.Handler):
         logger.opt(depth=6, exception=record.exc_info).log(level, record.getMessage())
 
 
+def _add_trace_context(record: Record) -> None:
+    """Puts the current span's ids on the record, so a log line finds its trace."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        record["extra"]["trace_id"] = format(context.trace_id, "032x")
+        record["extra"]["span_id"] = format(context.span_id, "016x")
+
+
+# Installed at import, not only by configure_logging, so in-process servers (tests, bench)
+# get trace ids on their lines too.
+logger.configure(patcher=_add_trace_context)
+
+
 def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> None:
     """Sends every log line of this process to stdout in one format.
 
@@ -59,7 +74,7 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> N
     """
     _SERVICE["name"] = service
     logger.remove()
-    logger.configure(extra={"service": service})
+    logger.configure(extra={"service": service}, patcher=_add_trace_context)
     use_text = fmt == "text" or (fmt == "auto" and sys.stdout.isatty())
     if use_text:
         logger.add(

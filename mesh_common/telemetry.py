@@ -1,0 +1,260 @@
+"""Traces, metrics and access logs, the same way in every service.
+
+Each service builds one `Telemetry` at start (`create_telemetry("gateway")`) and hands its
+pieces to the servers and channels it creates: gRPC server and client interceptors, the
+aiohttp middleware, a Prometheus registry. Nothing is patched globally, so several services
+can run in one process (the test suite does) and still report under their own
+`service.name`.
+
+Configuration is the standard `OTEL_*` environment: `OTEL_TRACES_EXPORTER=none|console|otlp`
+(none by default), `OTEL_EXPORTER_OTLP_ENDPOINT` and friends for a collector,
+`OTEL_TRACES_SAMPLER`/`OTEL_TRACES_SAMPLER_ARG` for sampling. Spans are exported from a
+background thread in batches, so a slow or dead collector never delays a request.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from aiohttp import web
+from opentelemetry import trace
+from opentelemetry.instrumentation.aiohttp_server import create_aiohttp_middleware
+from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+    SpanExporter,
+)
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from mesh_common.grpc_server import current_principal, wrap_rpc_handler
+from mesh_common.logging import logger
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+def _exporter_from_env() -> SpanExporter | None:
+    choice = os.environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower()
+    if choice in ("", "none"):
+        return None
+    if choice == "console":
+        return ConsoleSpanExporter()
+    if choice == "otlp":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter()
+    logger.warning("unknown OTEL_TRACES_EXPORTER {!r}; tracing export disabled", choice)
+    return None
+
+
+@dataclass
+class Telemetry:
+    """One service's tracer provider, metrics registry and instrumentation.
+
+    Attributes:
+        service: The `service.name` on every span and log line.
+        tracer_provider: The provider all of this service's spans come from.
+        registry: This service's Prometheus registry (`/metrics` serves it).
+    """
+
+    service: str
+    tracer_provider: TracerProvider
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        self.grpc_requests = Counter(
+            "mesh_grpc_server_requests",
+            "gRPC calls served, by method and status code.",
+            ["method", "code"],
+            registry=self.registry,
+        )
+        self.grpc_latency = Histogram(
+            "mesh_grpc_server_request_duration_seconds",
+            "Time to serve a gRPC call (streams: until the stream ends).",
+            ["method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.http_requests = Counter(
+            "mesh_http_requests",
+            "HTTP requests served, by route template, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.http_latency = Histogram(
+            "mesh_http_request_duration_seconds",
+            "Time to serve an HTTP request (streams: until the stream ends).",
+            ["route", "method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def tracer(self, name: str | None = None) -> trace.Tracer:
+        """Returns a tracer of this service."""
+        return self.tracer_provider.get_tracer(name or self.service)
+
+    def grpc_server_interceptors(self) -> list[grpc.aio.ServerInterceptor]:
+        """Interceptors for `grpc.aio.server`: tracing first, then access log and metrics.
+
+        Put them before any auth interceptor so rejected calls are traced and logged too.
+        """
+        return [
+            aio_server_interceptor(tracer_provider=self.tracer_provider),  # type: ignore[no-untyped-call]
+            _AccessInterceptor(self),
+        ]
+
+    def grpc_client_interceptors(self) -> list[grpc.aio.ClientInterceptor]:
+        """Interceptors for `grpc.aio` channels: a client span and `traceparent` per call."""
+        interceptors: list[grpc.aio.ClientInterceptor] = aio_client_interceptors(  # type: ignore[no-untyped-call]
+            tracer_provider=self.tracer_provider
+        )
+        return interceptors
+
+    def aiohttp_middlewares(self) -> list[Any]:
+        """Middlewares for an aiohttp app: tracing, then access log and metrics."""
+        return [create_aiohttp_middleware(tracer_provider=self.tracer_provider), self._http_access]
+
+    @web.middleware
+    async def _http_access(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        started = time.perf_counter()
+        route = request.match_info.route.resource
+        template = route.canonical if route is not None else "<unmatched>"
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            self.http_requests.labels(template, request.method, str(status)).inc()
+            self.http_latency.labels(template, request.method).observe(elapsed)
+            logger.bind(
+                kind="access",
+                method=request.method,
+                route=template,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+                user=request.get("user", ""),
+            ).info("{} {} {}", request.method, template, status)
+
+    def metrics_handler(self) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """Returns an aiohttp handler serving this registry in Prometheus text format."""
+
+        async def handle(_: web.Request) -> web.Response:
+            return web.Response(
+                body=generate_latest(self.registry),
+                headers={"Content-Type": CONTENT_TYPE_LATEST},
+            )
+
+        return handle
+
+    async def serve_metrics(self, host: str, port: int) -> web.AppRunner:
+        """Serves `/metrics` on a small HTTP port of its own (for the gRPC services).
+
+        Args:
+            host: Interface to bind.
+            port: Port to bind; 0 picks a free one.
+
+        Returns:
+            The running runner; call `cleanup()` to stop it.
+        """
+        app = web.Application()
+        app.router.add_get("/metrics", self.metrics_handler())
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        return runner
+
+    def shutdown(self) -> None:
+        """Flushes and stops span export (bounded by the exporter's own timeout)."""
+        self.tracer_provider.shutdown()
+
+
+def create_telemetry(service: str, exporter: SpanExporter | None = None) -> Telemetry:
+    """Builds a service's telemetry from the `OTEL_*` environment.
+
+    Args:
+        service: The service name (`service.name`); it wins over `OTEL_SERVICE_NAME`, which
+            would otherwise give every process of the dev mesh the same name.
+        exporter: An exporter to use instead of the environment's (tests pass an in-memory
+            one); it is attached with a synchronous processor so tests see spans at once.
+
+    Returns:
+        The telemetry.
+    """
+    resource = Resource.create().merge(Resource({SERVICE_NAME: service}))
+    provider = TracerProvider(resource=resource)
+    if exporter is not None:
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    else:
+        configured = _exporter_from_env()
+        if configured is not None:
+            provider.add_span_processor(BatchSpanProcessor(configured))
+    return Telemetry(service, provider)
+
+
+class _AccessInterceptor(grpc.aio.ServerInterceptor):
+    """One access log line and the request metrics per gRPC call."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self._telemetry = telemetry
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        """Wraps the handler so its outcome is measured and logged."""
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method: str = handler_call_details.method
+
+        @asynccontextmanager
+        async def measured(context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[None]:
+            started = time.perf_counter()
+            try:
+                yield
+            finally:
+                self._record(method, context, time.perf_counter() - started)
+
+        return wrap_rpc_handler(handler, measured)
+
+    def _record(
+        self, method: str, context: grpc.aio.ServicerContext[Any, Any], elapsed: float
+    ) -> None:
+        code = context.code()
+        code_name = code.name if isinstance(code, grpc.StatusCode) else "OK"
+        if isinstance(code, int):  # grpc.aio reports a raw integer for some aborts
+            code_name = next((c.name for c in grpc.StatusCode if c.value[0] == code), "UNKNOWN")
+        try:
+            user = current_principal().user
+        except LookupError:
+            user = ""
+        self._telemetry.grpc_requests.labels(method, code_name).inc()
+        self._telemetry.grpc_latency.labels(method).observe(elapsed)
+        logger.bind(
+            kind="access",
+            method=method,
+            code=code_name,
+            duration_ms=round(elapsed * 1000, 2),
+            user=user,
+            peer=context.peer(),
+        ).info("{} {}", method, code_name)
