@@ -7,10 +7,10 @@ from typing import Any
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from mesh_common.grpc_server import add_health_and_reflection, set_serving
+from mesh_common.grpc_server import add_health_and_reflection, check_health, set_serving
 from mesh_common.logging import logger
 from mesh_common.telemetry import Telemetry, create_telemetry
 
@@ -44,14 +44,12 @@ async def test_a_call_is_one_trace_with_logs_and_metrics(
             target, interceptors=client.grpc_client_interceptors()
         ) as channel:
             with client.tracer().start_as_current_span("caller") as caller:
-                reply = await health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest()
-                )
+                status = await check_health(channel)
                 trace_id = format(caller.get_span_context().trace_id, "032x")
     finally:
         logger.remove(sink)
 
-    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    assert status == health_pb2.HealthCheckResponse.SERVING
     server_side = server_spans.get_finished_spans()
     assert server_side, "the server recorded no span"
     assert {format(s.context.trace_id, "032x") for s in server_side} == {trace_id}
