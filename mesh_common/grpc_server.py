@@ -187,8 +187,8 @@ async def wait_for_shutdown_signal() -> None:
 
 
 async def check_health(
-    channel: grpc.aio.Channel, service: str = "", timeout: float = 5.0
-) -> health_pb2.HealthCheckResponse.ServingStatus.ValueType:
+    channel: grpc.aio.Channel, service: str = "", deadline: float = 5.0
+) -> int:
     """Asks a server's `grpc.health.v1.Health/Check` for a service's status.
 
     (typeshed's `HealthStub` declares no methods, so the call is made through a typed
@@ -197,7 +197,7 @@ async def check_health(
     Args:
         channel: A channel to the server.
         service: The service's full name; "" for the server as a whole.
-        timeout: Deadline in seconds.
+        deadline: Deadline of the call, in seconds.
 
     Returns:
         The serving status.
@@ -211,6 +211,6 @@ async def check_health(
         response_deserializer=health_pb2.HealthCheckResponse.FromString,
     )
     response: health_pb2.HealthCheckResponse = await check(
-        health_pb2.HealthCheckRequest(service=service), timeout=timeout
+        health_pb2.HealthCheckRequest(service=service), timeout=deadline
     )
-    return response.status
+    return int(response.status)
