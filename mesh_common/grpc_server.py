@@ -186,9 +186,7 @@ async def wait_for_shutdown_signal() -> None:
     await stop.wait()
 
 
-async def check_health(
-    channel: grpc.aio.Channel, service: str = "", deadline: float = 5.0
-) -> int:
+async def check_health(channel: grpc.aio.Channel, service: str = "", deadline: float = 5.0) -> int:
     """Asks a server's `grpc.health.v1.Health/Check` for a service's status.
 
     (typeshed's `HealthStub` declares no methods, so the call is made through a typed
