@@ -1,0 +1,90 @@
+"""The gateway application: REST, SSE and WebSocket in, gRPC to meeting_service out.
+
+`create_app` builds the aiohttp application; it holds no per-user or per-meeting state,
+only the channel to meeting_service, so any number of gateways can run side by side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from gateway import state
+from gateway.auth import auth_middleware
+from gateway.channel import open_channel
+from gateway.events import stream_events
+from gateway.health import healthz, readyz
+from gateway.live import live
+from gateway.middleware import error_middleware
+from gateway.openapi import build_openapi
+from gateway.rest import add_rest_routes
+from gateway.settings import GatewaySettings
+from gateway.upload import head_audio, patch_audio, put_audio
+from gen.meeting.v1 import meeting_service_pb2_grpc
+from mesh_common.telemetry import Telemetry, create_telemetry
+
+# JSON bodies are small; recordings are streamed and never go through this limit.
+_MAX_JSON_BODY_BYTES = 1024 * 1024
+
+
+async def _openapi(request: web.Request) -> web.StreamResponse:
+    return web.json_response(build_openapi(f"{request.scheme}://{request.host}"))
+
+
+async def _channel_context(app: web.Application) -> AsyncIterator[None]:
+    channel = open_channel(
+        app[state.SETTINGS].meeting_service_target,
+        app[state.TELEMETRY].grpc_client_interceptors(),
+    )
+    app[state.CHANNEL] = channel
+    app[state.STUB] = meeting_service_pb2_grpc.MeetingServiceStub(channel)
+    yield
+    await channel.close(grace=None)
+
+
+async def _begin_stopping(app: web.Application) -> None:
+    app[state.STOPPING].set()
+
+
+def create_app(settings: GatewaySettings, telemetry: Telemetry | None = None) -> web.Application:
+    """Builds the gateway application.
+
+    Run it with `access_log=None`: the telemetry middleware writes the access log, with
+    route templates rather than URLs, so no query-string token can reach a log line.
+
+    Args:
+        settings: The gateway's settings.
+        telemetry: Tracing, metrics and access log; one for "gateway" is made when None.
+
+    Returns:
+        The application; the channel opens when it starts and closes when it stops.
+    """
+    telemetry = telemetry or create_telemetry("gateway")
+    app = web.Application(
+        middlewares=[
+            *telemetry.aiohttp_middlewares(),
+            error_middleware,
+            auth_middleware(settings.token_verifier()),
+        ],
+        client_max_size=_MAX_JSON_BODY_BYTES,
+    )
+    app[state.SETTINGS] = settings
+    app[state.TELEMETRY] = telemetry
+    app[state.STOPPING] = asyncio.Event()
+    app.cleanup_ctx.append(_channel_context)
+    app.on_shutdown.append(_begin_stopping)
+
+    add_rest_routes(app)
+    audio = "/v1/meetings/{meeting_id}/audio"
+    app.router.add_route("PUT", audio, put_audio, name="put_audio")
+    app.router.add_route("HEAD", audio, head_audio, name="head_audio")
+    app.router.add_route("PATCH", audio, patch_audio, name="patch_audio")
+    app.router.add_route("GET", "/v1/meetings/{meeting_id}/events", stream_events, name="events")
+    app.router.add_route("GET", "/v1/meetings/{meeting_id}/live", live, name="live")
+    app.router.add_route("GET", "/healthz", healthz, name="healthz")
+    app.router.add_route("GET", "/readyz", readyz, name="readyz")
+    app.router.add_route("GET", "/openapi.json", _openapi, name="openapi")
+    app.router.add_route("GET", "/metrics", telemetry.metrics_handler(), name="metrics")
+    return app

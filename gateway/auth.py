@@ -1,0 +1,90 @@
+"""Authentication at the edge: the bearer token is checked here and forwarded inward.
+
+meeting_service verifies the token again (defence in depth); the gateway checks it first so
+that a bad token is answered 401 with `WWW-Authenticate` without a backend round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from gateway.http_errors import HttpError, gateway_error_view
+from gen.meeting.v1 import meeting_pb2
+from mesh_common.auth import METADATA_KEY, Principal, TokenVerifier
+from mesh_common.errors import MeshError
+
+# Routes anyone may call: liveness, readiness, the API description and the metrics.
+PUBLIC_ROUTES = frozenset({"healthz", "readyz", "openapi", "metrics"})
+# Browsers cannot set headers on EventSource and WebSocket, so these also take ?access_token=.
+QUERY_TOKEN_ROUTES = frozenset({"events", "live"})
+QUERY_TOKEN_PARAM = "access_token"  # noqa: S105 - a parameter name, not a secret
+
+PRINCIPAL_KEY = web.RequestKey("principal", Principal)
+GRPC_METADATA_KEY = web.RequestKey("grpc_metadata", tuple)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _authorization(request: web.Request, route_name: str | None) -> str | None:
+    header = request.headers.get("Authorization")
+    if header:
+        return header
+    if route_name in QUERY_TOKEN_ROUTES:
+        token = request.query.get(QUERY_TOKEN_PARAM)
+        if token:
+            return f"Bearer {token}"
+    return None
+
+
+def auth_middleware(verifier: TokenVerifier) -> Middleware:
+    """Returns the middleware that authenticates every non-public route.
+
+    Args:
+        verifier: The verifier of this deployment's tokens.
+
+    Returns:
+        The aiohttp middleware.
+    """
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        route_name = request.match_info.route.name
+        if route_name in PUBLIC_ROUTES or request.match_info.http_exception is not None:
+            return await handler(request)
+        authorization = _authorization(request, route_name)
+        try:
+            principal = verifier.verify(authorization)
+        except MeshError as error:
+            raise HttpError(
+                gateway_error_view(401, error.message, meeting_pb2.ERROR_REASON_UNAUTHENTICATED),
+                {"WWW-Authenticate": _challenge(authorization is not None, error.message)},
+            ) from None
+        assert authorization is not None
+        request[PRINCIPAL_KEY] = principal
+        request[GRPC_METADATA_KEY] = ((METADATA_KEY, authorization),)
+        return await handler(request)
+
+    return middleware
+
+
+def _challenge(had_token: bool, message: str) -> str:
+    if not had_token:
+        return 'Bearer realm="meeting-mesh"'
+    description = message.replace('"', "'")
+    return f'Bearer realm="meeting-mesh", error="invalid_token", error_description="{description}"'
+
+
+def grpc_metadata(request: web.Request) -> tuple[tuple[str, str], ...]:
+    """Returns the gRPC metadata that carries the caller's token to meeting_service.
+
+    Args:
+        request: An authenticated request.
+
+    Returns:
+        The metadata pairs.
+    """
+    metadata: tuple[tuple[str, str], ...] = request[GRPC_METADATA_KEY]
+    return metadata

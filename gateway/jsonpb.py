@@ -1,0 +1,102 @@
+"""Protobuf messages to and from JSON, one way for the whole gateway.
+
+Field names go out in lowerCamelCase (the protobuf JSON mapping's default); both
+lowerCamelCase and the proto's snake_case names are accepted in. Fields with no presence are
+always written, so clients see `"title": ""` rather than a missing key. Enums are written by
+name, 64-bit integers as strings, timestamps as RFC 3339 and durations as "1.5s".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from gateway.http_errors import HttpError, gateway_error_view
+from gen.meeting.v1 import meeting_pb2
+
+_FIELD_IN_MESSAGE = re.compile(r'no field named "([^"]+)"|parse (\w+) field|field "?([\w.]+)"?')
+
+
+def to_json(message: Message) -> dict[str, Any]:
+    """Returns the JSON object of a message.
+
+    Args:
+        message: Any protobuf message.
+
+    Returns:
+        A dict ready for `json.dumps`.
+    """
+    return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+
+
+def to_json_text(message: Message) -> str:
+    """Returns a message as compact one-line JSON (for SSE `data:` and WebSocket frames).
+
+    Args:
+        message: Any protobuf message.
+
+    Returns:
+        The JSON text.
+    """
+    return json.dumps(to_json(message), separators=(",", ":"))
+
+
+def invalid_field(message: str, field: str) -> HttpError:
+    """Returns the 400 error for a request field that is missing or malformed.
+
+    Args:
+        message: What is wrong, for people.
+        field: The field's name, for programs (`details[0].metadata.field`).
+
+    Returns:
+        The error to raise.
+    """
+    return HttpError(
+        gateway_error_view(400, message, meeting_pb2.ERROR_REASON_INVALID_FIELD, {"field": field})
+    )
+
+
+def merge_json(value: Any, message: Message, where: str) -> None:
+    """Merges a decoded JSON value into a message, rejecting unknown fields and bad types.
+
+    Args:
+        value: The decoded JSON.
+        message: The message to fill.
+        where: How the value is named in errors ("body", "query").
+
+    Raises:
+        HttpError: 400 naming the field that is unknown or has the wrong type.
+    """
+    if not isinstance(value, dict):
+        raise invalid_field(f"{where} must be a JSON object", where)
+    try:
+        json_format.ParseDict(value, message)
+    except json_format.ParseError as error:
+        text = str(error).split("\n", 1)[0]
+        match = _FIELD_IN_MESSAGE.search(text)
+        field = next((g for g in match.groups() if g), where) if match else where
+        raise invalid_field(f"invalid {where}: {text}", field) from None
+    except (ValueError, TypeError, OverflowError) as error:
+        raise invalid_field(f"invalid {where}: {error}", where) from None
+
+
+def decode_json(raw: bytes) -> Any:
+    """Decodes a JSON request body.
+
+    Args:
+        raw: The body bytes.
+
+    Returns:
+        The decoded value.
+
+    Raises:
+        HttpError: 400 when the body is not UTF-8 JSON.
+    """
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise invalid_field(f"body is not valid JSON: {error}", "body") from None

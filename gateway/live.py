@@ -1,0 +1,187 @@
+"""The live WebSocket: PCM audio frames in, transcript events out, over LiveTranscribe.
+
+The client sends binary frames of 16-bit little-endian mono PCM (16 kHz unless
+`?sample_rate=` says otherwise; the service decides what it accepts) and may send the text
+frame `{"type": "end"}` to say the audio is over. Each event the service produces is sent
+back as a text frame holding the TranscriptEvent JSON plus `"event"`, its kind, as on SSE.
+
+Every failure closes the socket with a code and a reason: 4000 + the HTTP status the error
+table gives the gRPC error (4400 bad audio, 4404 unknown meeting, 4501 not implemented,
+4503 unavailable...), after a last text frame holding the JSON error body. 1001 means the
+gateway is stopping, 1003 a frame the protocol does not allow, 1000 a normal end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+import grpc
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from gateway import state
+from gateway.auth import grpc_metadata
+from gateway.events import EVENT_NAMES
+from gateway.http_errors import HttpError, rpc_error_view
+from gateway.jsonpb import invalid_field, to_json
+from gen.meeting.v1 import meeting_service_pb2
+from mesh_common.errors import ErrorView
+
+APPLICATION_CLOSE_BASE = 4000
+_MAX_REASON_BYTES = 123  # RFC 6455: the close reason fits a 125-byte control frame
+_LiveCall = grpc.aio.StreamStreamCall[
+    meeting_service_pb2.LiveTranscribeRequest, meeting_service_pb2.LiveTranscribeResponse
+]
+
+
+class _ClientProtocolError(Exception):
+    """The client sent something the live protocol does not allow."""
+
+
+def close_code_for(view: ErrorView) -> int:
+    """Returns the WebSocket close code of an error: 4000 + its HTTP status.
+
+    Args:
+        view: The error.
+
+    Returns:
+        The close code.
+    """
+    return APPLICATION_CLOSE_BASE + view.http_status
+
+
+def _close_reason(view: ErrorView) -> bytes:
+    reason = f"{view.grpc_code.name}: {view.message}".encode()
+    return reason[:_MAX_REASON_BYTES]
+
+
+def _config(request: web.Request) -> meeting_service_pb2.LiveAudioConfig:
+    config = meeting_service_pb2.LiveAudioConfig(meeting_id=request.match_info["meeting_id"])
+    for key, value in request.query.items():
+        if key == "sample_rate":
+            if not value.isdigit():
+                raise invalid_field("sample_rate must be a positive integer", key)
+            config.sample_rate_hertz = int(value)
+        elif key == "language":
+            config.language = value
+        elif key != "access_token":
+            raise invalid_field(
+                f"unknown query parameter {key!r} (allowed: sample_rate, language, access_token)",
+                key,
+            )
+    return config
+
+
+async def live(request: web.Request) -> web.StreamResponse:
+    """Serves `GET /v1/meetings/{meeting_id}/live` (WebSocket upgrade).
+
+    Args:
+        request: The HTTP request.
+
+    Returns:
+        The WebSocket response, closed when the session ends.
+
+    Raises:
+        HttpError: Before the upgrade: 400 for bad parameters, or GetMeeting's error
+            (404 for a meeting the caller does not own).
+    """
+    config = _config(request)
+    stub = state.stub(request)
+    metadata = grpc_metadata(request)
+    try:
+        await stub.GetMeeting(
+            meeting_service_pb2.GetMeetingRequest(meeting_id=config.meeting_id),
+            metadata=metadata,
+            timeout=state.settings(request).unary_timeout_seconds,
+        )
+    except grpc.aio.AioRpcError as error:
+        raise HttpError(rpc_error_view(error)) from None
+
+    ws = web.WebSocketResponse(heartbeat=30.0)
+    await ws.prepare(request)
+    call: _LiveCall = stub.LiveTranscribe(metadata=metadata)
+    uplink = asyncio.ensure_future(_uplink(ws, call, config))
+    downlink = asyncio.ensure_future(_downlink(ws, call))
+    stopping = asyncio.ensure_future(request.app[state.STOPPING].wait())
+    try:
+        done, _ = await asyncio.wait(
+            {downlink, stopping, uplink}, return_when=asyncio.FIRST_COMPLETED
+        )
+        if uplink in done and uplink.exception() is None and not stopping.done():
+            # The client ended the audio; the service still sends its last events.
+            done, _ = await asyncio.wait({downlink, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        await _close(ws, call, uplink, downlink, stopping)
+    finally:
+        for task in (uplink, downlink, stopping):
+            task.cancel()
+        call.cancel()
+    return ws
+
+
+async def _close(
+    ws: web.WebSocketResponse,
+    call: _LiveCall,
+    uplink: asyncio.Future[None],
+    downlink: asyncio.Future[None],
+    stopping: asyncio.Future[Any],
+) -> None:
+    if uplink.done() and not uplink.cancelled():
+        error = uplink.exception()
+        if isinstance(error, _ClientProtocolError):
+            await ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=str(error).encode()[:123])
+            return
+    if downlink.done() and not downlink.cancelled():
+        failure = downlink.exception()
+        if isinstance(failure, grpc.aio.AioRpcError):
+            view = rpc_error_view(failure)
+            with contextlib.suppress(ConnectionError):
+                await ws.send_str(json.dumps(view.body()))
+            await ws.close(code=close_code_for(view), message=_close_reason(view))
+            return
+        if failure is None:
+            await ws.close(code=WSCloseCode.OK, message=b"live session ended")
+            return
+    if stopping.done():
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"gateway is stopping")
+        return
+    await ws.close(code=WSCloseCode.OK, message=b"client left")
+
+
+async def _uplink(
+    ws: web.WebSocketResponse, call: _LiveCall, config: meeting_service_pb2.LiveAudioConfig
+) -> None:
+    """Sends the config, then every binary frame as audio, until the client ends."""
+    try:
+        await call.write(meeting_service_pb2.LiveTranscribeRequest(config=config))
+        async for message in ws:
+            if message.type == WSMsgType.BINARY:
+                await call.write(meeting_service_pb2.LiveTranscribeRequest(audio=message.data))
+            elif message.type == WSMsgType.TEXT:
+                if _is_end(message.data):
+                    break
+                raise _ClientProtocolError(
+                    'text frames must be {"type": "end"}; audio goes in binary frames'
+                )
+        await call.done_writing()
+    except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
+        # The call already ended; the downlink reports how.
+        await asyncio.Event().wait()
+
+
+def _is_end(text: str) -> bool:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(value, dict) and value.get("type") == "end"
+
+
+async def _downlink(ws: web.WebSocketResponse, call: _LiveCall) -> None:
+    """Sends every event of the call to the client; raises the call's error."""
+    async for response in call:
+        event = response.event
+        body = to_json(event)
+        body["event"] = EVENT_NAMES.get(event.WhichOneof("kind") or "", "message")
+        await ws.send_str(json.dumps(body, separators=(",", ":")))

@@ -1,0 +1,370 @@
+"""The OpenAPI 3.1 description of the gateway, built from the contract and the route table.
+
+Schemas come from the protobuf descriptors with the JSON mapping the gateway uses
+(lowerCamelCase names, enums by name, 64-bit integers as strings), so the document cannot
+drift from the messages; the route list comes from the same derivation the router uses, and
+a test compares the document's operations with the routes the app serves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+
+from gateway.rest import RestRoute, rest_routes
+from gen.meeting.v1 import meeting_service_pb2
+
+_SCHEMA_REF = "#/components/schemas/"
+_WELL_KNOWN: dict[str, dict[str, Any]] = {
+    "google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
+    "google.protobuf.Duration": {
+        "type": "string",
+        "pattern": r"^-?[0-9]+(\.[0-9]{1,9})?s$",
+        "description": 'A duration in seconds with an "s" suffix, e.g. "1.5s".',
+    },
+    "google.protobuf.FieldMask": {
+        "type": "string",
+        "description": "Comma-separated lowerCamelCase field names.",
+    },
+}
+_INT64_TYPES = {
+    FieldDescriptor.TYPE_INT64,
+    FieldDescriptor.TYPE_UINT64,
+    FieldDescriptor.TYPE_SINT64,
+    FieldDescriptor.TYPE_FIXED64,
+    FieldDescriptor.TYPE_SFIXED64,
+}
+_INT32_TYPES = {
+    FieldDescriptor.TYPE_INT32,
+    FieldDescriptor.TYPE_UINT32,
+    FieldDescriptor.TYPE_SINT32,
+    FieldDescriptor.TYPE_FIXED32,
+    FieldDescriptor.TYPE_SFIXED32,
+}
+_ERROR_STATUSES: dict[str, str] = {
+    "400": "Invalid request: a field, parameter or body is malformed (details name it), "
+    "or the meeting is in the wrong state.",
+    "401": "Missing or invalid bearer token (see WWW-Authenticate).",
+    "404": "No such meeting for this caller.",
+    "409": "Conflict: an upload offset that is not the stored size, or a repeated create.",
+    "413": "The recording is larger than the limit.",
+    "415": "The body's Content-Type is not audio.",
+    "429": "Too much work queued; retry after Retry-After seconds.",
+    "503": "A backend is unavailable; retry after Retry-After seconds.",
+    "504": "A backend did not answer in time.",
+}
+
+
+class _Schemas:
+    """Collects component schemas for messages as they are referenced."""
+
+    def __init__(self) -> None:
+        self.components: dict[str, Any] = {}
+
+    def ref(self, descriptor: Descriptor) -> dict[str, Any]:
+        if descriptor.full_name in _WELL_KNOWN:
+            return dict(_WELL_KNOWN[descriptor.full_name])
+        name = descriptor.full_name.removeprefix("meeting.v1.")
+        if name not in self.components:
+            self.components[name] = {}  # placeholder first: messages may be recursive
+            self.components[name] = self._message(descriptor)
+        return {"$ref": _SCHEMA_REF + name}
+
+    def _message(self, descriptor: Descriptor) -> dict[str, Any]:
+        properties = {f.json_name: self.field(f) for f in descriptor.fields}
+        return {"type": "object", "properties": properties, "additionalProperties": False}
+
+    def field(self, field: FieldDescriptor) -> dict[str, Any]:
+        schema = self._single(field)
+        if field.is_repeated:
+            return {"type": "array", "items": schema}
+        return schema
+
+    def _single(self, field: FieldDescriptor) -> dict[str, Any]:
+        if field.message_type is not None:
+            return self.ref(field.message_type)
+        if field.enum_type is not None:
+            return {"type": "string", "enum": [v.name for v in field.enum_type.values]}
+        if field.type in _INT64_TYPES:
+            return {"type": "string", "pattern": r"^-?[0-9]+$", "description": "64-bit integer"}
+        if field.type in _INT32_TYPES:
+            return {"type": "integer", "format": "int32", "minimum": -(2**31), "maximum": 2**31 - 1}
+        if field.type in (FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE):
+            return {"type": "number"}
+        if field.type == FieldDescriptor.TYPE_BOOL:
+            return {"type": "boolean"}
+        if field.type == FieldDescriptor.TYPE_BYTES:
+            return {"type": "string", "contentEncoding": "base64"}
+        return {"type": "string"}
+
+
+def _error_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "status", "message", "details"],
+                "properties": {
+                    "code": {"type": "integer", "description": "The HTTP status."},
+                    "status": {"type": "string", "description": "The gRPC status code name."},
+                    "message": {"type": "string"},
+                    "details": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "description": "google.rpc.ErrorInfo: reason, domain, metadata.",
+                        },
+                    },
+                },
+            }
+        },
+    }
+
+
+def _errors(*statuses: str) -> dict[str, Any]:
+    answers: dict[str, Any] = {}
+    for status in statuses:
+        answer: dict[str, Any] = {
+            "description": _ERROR_STATUSES[status],
+            "content": {"application/json": {"schema": {"$ref": _SCHEMA_REF + "Error"}}},
+        }
+        if status in ("429", "503"):
+            answer["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
+        if status == "401":
+            answer["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+        answers[status] = answer
+    return answers
+
+
+_ID_PARAMETER = {
+    "name": "meeting_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "Id of the meeting.",
+}
+_COMMON_ERRORS = ("400", "401", "404", "429", "503", "504")
+
+
+def _rest_operation(route: RestRoute, schemas: _Schemas) -> dict[str, Any]:
+    parameters: list[dict[str, Any]] = [
+        {"name": var, "in": "path", "required": True, "schema": {"type": "string"}}
+        for var in route.variables
+    ]
+    for field in route.query_fields():
+        parameters.append({"name": field.json_name, "in": "query", "schema": schemas.field(field)})
+    operation: dict[str, Any] = {
+        "operationId": route.name,
+        "summary": f"MeetingService.{route.name}",
+        "parameters": parameters,
+        "responses": {},
+    }
+    if route.body:
+        body_type = (
+            route.method.input_type
+            if route.body == "*"
+            else route.method.input_type.fields_by_name[route.body].message_type
+        )
+        assert body_type is not None
+        operation["requestBody"] = {
+            "required": False,
+            "content": {"application/json": {"schema": schemas.ref(body_type)}},
+        }
+    success = str(route.success_status)
+    if success == "204":
+        operation["responses"][success] = {"description": "Done."}
+    else:
+        operation["responses"][success] = {
+            "description": "Success.",
+            "content": {"application/json": {"schema": schemas.ref(route.method.output_type)}},
+        }
+    errors = [*_COMMON_ERRORS, "409"] if route.http_method == "POST" else list(_COMMON_ERRORS)
+    operation["responses"].update(_errors(*errors))
+    return operation
+
+
+def _audio_operations(schemas: _Schemas) -> dict[str, Any]:
+    offset_header = {"Upload-Offset": {"schema": {"type": "integer", "minimum": 0}}}
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    upload_ok = {
+        "description": "Stored; the response tells how much and whether it is complete.",
+        "headers": offset_header,
+        "content": {
+            "application/json": {
+                "schema": schemas.ref(meeting_service_pb2.UploadAudioResponse.DESCRIPTOR)
+            }
+        },
+    }
+    upload_errors = _errors(*_COMMON_ERRORS, "409", "413", "415")
+    return {
+        "put": {
+            "operationId": "UploadAudio",
+            "summary": "Upload a whole recording (streamed to MeetingService.UploadAudio).",
+            "parameters": [_ID_PARAMETER],
+            "requestBody": {"required": True, "content": {"audio/*": binary}},
+            "responses": {"200": upload_ok, **upload_errors},
+        },
+        "head": {
+            "operationId": "GetUploadStatus",
+            "summary": "How many bytes are stored (tus-style Upload-Offset).",
+            "parameters": [_ID_PARAMETER],
+            "responses": {
+                "200": {
+                    "description": "Upload-Offset is the offset to resume from.",
+                    "headers": {
+                        **offset_header,
+                        "Upload-Length": {"schema": {"type": "integer"}},
+                        "Upload-Complete": {"schema": {"type": "string"}},
+                    },
+                },
+                **{code: {"description": _ERROR_STATUSES[code]} for code in _COMMON_ERRORS},
+            },
+        },
+        "patch": {
+            "operationId": "ResumeUpload",
+            "summary": "Continue an upload from Upload-Offset.",
+            "parameters": [
+                _ID_PARAMETER,
+                {
+                    "name": "Upload-Offset",
+                    "in": "header",
+                    "required": True,
+                    "schema": {"type": "integer", "minimum": 0},
+                },
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {"application/offset+octet-stream": binary, "audio/*": binary},
+            },
+            "responses": {"200": upload_ok, **upload_errors},
+        },
+    }
+
+
+def _events_operation() -> dict[str, Any]:
+    return {
+        "get": {
+            "operationId": "StreamEvents",
+            "summary": "The meeting's events as Server-Sent Events (MeetingService."
+            "StreamTranscript). id: is the sequence, event: segment|status|summary|deleted|"
+            "error, data: the TranscriptEvent JSON (an error event carries the error body).",
+            "security": [{"bearer": []}, {"accessToken": []}],
+            "parameters": [
+                _ID_PARAMETER,
+                {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "schema": {"type": "integer", "minimum": 0},
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "The event stream.",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                **_errors(*_COMMON_ERRORS),
+            },
+        }
+    }
+
+
+def _live_operation() -> dict[str, Any]:
+    return {
+        "get": {
+            "operationId": "LiveTranscribe",
+            "summary": "WebSocket: binary 16-bit mono PCM frames in, TranscriptEvent JSON out "
+            "(MeetingService.LiveTranscribe). Failures close with 4000 + the HTTP status.",
+            "security": [{"bearer": []}, {"accessToken": []}],
+            "parameters": [
+                _ID_PARAMETER,
+                {"name": "sample_rate", "in": "query", "schema": {"type": "integer"}},
+                {"name": "language", "in": "query", "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "101": {"description": "Switching to the WebSocket protocol."},
+                **_errors(*_COMMON_ERRORS),
+            },
+        }
+    }
+
+
+def _plain(operation_id: str, summary: str, statuses: tuple[str, ...]) -> dict[str, Any]:
+    responses: dict[str, Any] = {
+        status: {
+            "description": summary if status == "200" else "Not ready.",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+        for status in statuses
+    }
+    return {
+        "get": {
+            "operationId": operation_id,
+            "summary": summary,
+            "security": [],
+            "responses": responses,
+        }
+    }
+
+
+def build_openapi(server_url: str | None = None) -> dict[str, Any]:
+    """Builds the OpenAPI 3.1 document.
+
+    Args:
+        server_url: The base URL to advertise, when known.
+
+    Returns:
+        The document as a JSON-ready dict.
+    """
+    schemas = _Schemas()
+    paths: dict[str, dict[str, Any]] = {}
+    for route in rest_routes():
+        template = route.path
+        paths.setdefault(template, {})[route.http_method.lower()] = _rest_operation(route, schemas)
+    paths["/v1/meetings/{meeting_id}/audio"] = _audio_operations(schemas)
+    paths["/v1/meetings/{meeting_id}/events"] = _events_operation()
+    paths["/v1/meetings/{meeting_id}/live"] = _live_operation()
+    schemas.ref(meeting_service_pb2.StreamTranscriptResponse.DESCRIPTOR)
+    paths["/healthz"] = _plain("Healthz", "The process is up.", ("200",))
+    paths["/readyz"] = _plain("Readyz", "meeting_service is reachable and SERVING.", ("200", "503"))
+    paths["/openapi.json"] = _plain("OpenApi", "This document.", ("200",))
+    paths["/metrics"] = {
+        "get": {
+            "operationId": "Metrics",
+            "summary": "Prometheus metrics of this gateway.",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "Prometheus text exposition format.",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    }
+    components = dict(schemas.components)
+    components["Error"] = _error_schema()
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "meeting-mesh gateway",
+            "version": "1.0.0",
+            "description": "REST, SSE and WebSocket over meeting.v1.MeetingService. JSON uses "
+            "the protobuf JSON mapping with lowerCamelCase names (snake_case accepted on "
+            "input); unknown fields are rejected with 400.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "accessToken": {"type": "apiKey", "in": "query", "name": "access_token"},
+            },
+        },
+        "security": [{"bearer": []}],
+    }
+    if server_url:
+        document["servers"] = [{"url": server_url}]
+    return document

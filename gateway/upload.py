@@ -1,0 +1,259 @@
+"""Uploads: the request body streamed into UploadAudio, resumable the tus way.
+
+`PUT` starts an upload at offset 0, `HEAD` tells how many bytes are stored
+(`Upload-Offset`), `PATCH` with `Upload-Offset` sends the rest. The body is never held
+whole: it is cut into chunks of `upload_chunk_bytes` and each is written to the gRPC stream
+as it arrives, so a slow meeting_service slows the client down (TCP flow control) instead of
+filling the gateway's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+from aiohttp import web
+
+from gateway import state
+from gateway.auth import grpc_metadata
+from gateway.http_errors import HttpError, gateway_error_view, rpc_error_view
+from gateway.jsonpb import invalid_field, to_json
+from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
+
+UPLOAD_OFFSET = "Upload-Offset"
+UPLOAD_LENGTH = "Upload-Length"
+# tus's media type for PATCH bodies; audio types are accepted there too.
+TUS_CONTENT_TYPE = "application/offset+octet-stream"
+
+
+class _BodyTooLarge(Exception):
+    """The body crossed the size limit while it was being read."""
+
+
+class _BodyBroken(Exception):
+    """The client went away (or sent a short body) in the middle of the upload."""
+
+
+def _audio_content_type(request: web.Request, *, allow_tus: bool) -> str | None:
+    content_type = request.content_type
+    if content_type.startswith("audio/"):
+        return content_type
+    if allow_tus and content_type == TUS_CONTENT_TYPE:
+        return None
+    accepted = "audio/*" + (f" or {TUS_CONTENT_TYPE}" if allow_tus else "")
+    raise HttpError(
+        gateway_error_view(
+            415,
+            f"unsupported Content-Type {content_type!r}: a recording must be {accepted}",
+            meeting_pb2.ERROR_REASON_NOT_AUDIO,
+            {"content_type": content_type},
+        ),
+        {"Accept": "audio/*"},
+    )
+
+
+def _non_negative_header(request: web.Request, name: str) -> int | None:
+    raw = request.headers.get(name)
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise invalid_field(f"{name} must be a non-negative integer", name)
+    return int(raw)
+
+
+def _too_large(limit: int) -> HttpError:
+    return HttpError(
+        gateway_error_view(
+            413,
+            f"the recording is larger than the limit of {limit} bytes",
+            meeting_pb2.ERROR_REASON_UPLOAD_TOO_LARGE,
+            {"limit_bytes": str(limit)},
+        )
+    )
+
+
+async def _body_chunks(request: web.Request, chunk_size: int, budget: int) -> AsyncIterator[bytes]:
+    """Yields the body in chunks of `chunk_size` (the last may be shorter).
+
+    Raises:
+        _BodyTooLarge: More than `budget` bytes arrived.
+        _BodyBroken: The connection broke before the declared length arrived.
+    """
+    buffer = bytearray()
+    received = 0
+    while True:
+        try:
+            data = await request.content.read(chunk_size - len(buffer))
+        except (ConnectionError, OSError, ValueError) as error:
+            raise _BodyBroken(str(error)) from None
+        except Exception as error:  # aiohttp's payload errors have no common public base
+            if type(error).__module__.startswith("aiohttp"):
+                raise _BodyBroken(str(error)) from None
+            raise
+        if not data:
+            break
+        received += len(data)
+        if received > budget:
+            raise _BodyTooLarge
+        buffer += data
+        if len(buffer) >= chunk_size:
+            yield bytes(buffer)
+            buffer.clear()
+    if buffer:
+        yield bytes(buffer)
+
+
+async def _stream_upload(
+    request: web.Request, upload: meeting_service_pb2.UploadMetadata
+) -> web.Response:
+    settings = state.settings(request)
+    budget = settings.max_upload_bytes - upload.offset
+    call = state.stub(request).UploadAudio(metadata=grpc_metadata(request))
+    try:
+        await call.write(meeting_service_pb2.UploadAudioRequest(metadata=upload))
+        async for chunk in _body_chunks(request, settings.upload_chunk_bytes, budget):
+            await call.write(meeting_service_pb2.UploadAudioRequest(chunk=chunk))
+        await call.done_writing()
+        response: meeting_service_pb2.UploadAudioResponse = await call
+    except grpc.aio.AioRpcError as error:
+        raise HttpError(rpc_error_view(error)) from None
+    except asyncio.InvalidStateError:
+        # The service ended the call (e.g. not audio) while the body was still arriving.
+        raise HttpError(rpc_error_view(await _call_error(call))) from None
+    except _BodyTooLarge:
+        # Cancelling, not ending, the stream: an ended stream would complete a truncated file.
+        call.cancel()
+        raise _too_large(settings.max_upload_bytes) from None
+    except _BodyBroken as error:
+        call.cancel()
+        raise invalid_field(f"the request body ended early: {error}", "body") from None
+    except BaseException:
+        call.cancel()
+        raise
+    return web.json_response(to_json(response), headers={UPLOAD_OFFSET: str(response.stored_size)})
+
+
+async def _call_error(
+    call: grpc.aio.StreamUnaryCall[
+        meeting_service_pb2.UploadAudioRequest, meeting_service_pb2.UploadAudioResponse
+    ],
+) -> grpc.aio.AioRpcError:
+    try:
+        await call
+    except grpc.aio.AioRpcError as error:
+        return error
+    raise AssertionError("a call that refused a write did not fail")  # pragma: no cover
+
+
+async def put_audio(request: web.Request) -> web.StreamResponse:
+    """Uploads a whole recording (`PUT /v1/meetings/{meeting_id}/audio`).
+
+    Args:
+        request: The HTTP request; its body is the recording.
+
+    Returns:
+        200 with the UploadAudioResponse and `Upload-Offset`.
+
+    Raises:
+        HttpError: 413 over the limit, 415 for a non-audio type, 409 when part of a
+            recording is already stored (resume with PATCH), or the service's error.
+    """
+    content_type = _audio_content_type(request, allow_tus=False)
+    assert content_type is not None
+    limit = state.settings(request).max_upload_bytes
+    total = request.content_length
+    if total is None:
+        total = _non_negative_header(request, UPLOAD_LENGTH)
+    if total is not None and total > limit:
+        raise _too_large(limit)
+    upload = meeting_service_pb2.UploadMetadata(
+        meeting_id=request.match_info["meeting_id"],
+        content_type=content_type,
+        offset=0,
+        request_id=request.headers.get("X-Request-Id", ""),
+    )
+    if total is not None:
+        upload.total_size = total
+    return await _stream_upload(request, upload)
+
+
+async def _upload_status(request: web.Request) -> meeting_service_pb2.GetUploadStatusResponse:
+    try:
+        status: meeting_service_pb2.GetUploadStatusResponse = await state.stub(
+            request
+        ).GetUploadStatus(
+            meeting_service_pb2.GetUploadStatusRequest(meeting_id=request.match_info["meeting_id"]),
+            metadata=grpc_metadata(request),
+            timeout=state.settings(request).unary_timeout_seconds,
+        )
+    except grpc.aio.AioRpcError as error:
+        raise HttpError(rpc_error_view(error)) from None
+    return status
+
+
+def _status_headers(status: meeting_service_pb2.GetUploadStatusResponse) -> dict[str, str]:
+    headers = {UPLOAD_OFFSET: str(status.stored_size), "Cache-Control": "no-store"}
+    if status.HasField("total_size"):
+        headers[UPLOAD_LENGTH] = str(status.total_size)
+    return headers
+
+
+async def head_audio(request: web.Request) -> web.StreamResponse:
+    """Tells how much of the recording is stored (`HEAD /v1/meetings/{meeting_id}/audio`).
+
+    Args:
+        request: The HTTP request.
+
+    Returns:
+        200 with `Upload-Offset` (and `Upload-Length` when the size was declared).
+    """
+    status = await _upload_status(request)
+    headers = _status_headers(status)
+    headers["Upload-Complete"] = "true" if status.complete else "false"
+    return web.Response(status=200, headers=headers)
+
+
+async def patch_audio(request: web.Request) -> web.StreamResponse:
+    """Continues an upload (`PATCH /v1/meetings/{meeting_id}/audio` with `Upload-Offset`).
+
+    Args:
+        request: The HTTP request; its body is the rest of the recording.
+
+    Returns:
+        200 with the UploadAudioResponse and the new `Upload-Offset`.
+
+    Raises:
+        HttpError: 409 when `Upload-Offset` is not the stored size (nothing is written),
+            400 without `Upload-Offset`, 413, 415, or the service's error.
+    """
+    content_type = _audio_content_type(request, allow_tus=True)
+    offset = _non_negative_header(request, UPLOAD_OFFSET)
+    if offset is None:
+        raise invalid_field(f"PATCH needs an {UPLOAD_OFFSET} header", UPLOAD_OFFSET)
+    limit = state.settings(request).max_upload_bytes
+    if request.content_length is not None and offset + request.content_length > limit:
+        raise _too_large(limit)
+    status = await _upload_status(request)
+    if offset != status.stored_size:
+        raise HttpError(
+            gateway_error_view(
+                409,
+                f"{UPLOAD_OFFSET} is {offset} but {status.stored_size} bytes are stored",
+                meeting_pb2.ERROR_REASON_UPLOAD_OFFSET_MISMATCH,
+                {"stored_size": str(status.stored_size)},
+            ),
+            _status_headers(status),
+        )
+    upload = meeting_service_pb2.UploadMetadata(
+        meeting_id=request.match_info["meeting_id"],
+        content_type=content_type or status.content_type,
+        offset=offset,
+        request_id=request.headers.get("X-Request-Id", ""),
+    )
+    total = _non_negative_header(request, UPLOAD_LENGTH)
+    if total is None and status.HasField("total_size"):
+        total = status.total_size
+    if total is not None:
+        upload.total_size = total
+    return await _stream_upload(request, upload)
