@@ -1,0 +1,156 @@
+"""Speaker diarization: resemblyzer embeddings (numpy) per span, clustered into speakers."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import numpy as np
+from google.protobuf import duration_pb2
+
+from gen.gpu.v1 import gpu_pb2
+from gpu_node.engines.base import SAMPLE_RATE, Audio
+from gpu_node.engines.speakers_clustering import cluster_speakers
+from gpu_node.engines.voice_encoder import VoiceEncoder
+from gpu_node.engines.whisper_utterances import find_utterances
+
+# Found speech is embedded in pieces of at most this length, so that a turn change inside
+# one long stretch of speech is still seen.
+_FOUND_PIECE_S = 3.0
+
+
+@dataclass(frozen=True)
+class _Span:
+    start: int  # samples
+    end: int
+    index: int  # into config.spans, -1 when found here
+
+
+def _seconds(duration: duration_pb2.Duration) -> float:
+    return duration.seconds + duration.nanos / 1e9
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    value = duration_pb2.Duration()
+    value.FromNanoseconds(round(seconds * 1e9))
+    return value
+
+
+class ResemblyzerDiarizationEngine:
+    """Labels spans with speakers from resemblyzer's voice embeddings."""
+
+    name = "resemblyzer"
+
+    def __init__(
+        self,
+        encoder: VoiceEncoder,
+        *,
+        max_speakers: int = 8,
+        min_silhouette: float = 0.1,
+        max_concurrency: int = 1,
+    ) -> None:
+        """Creates the engine.
+
+        Args:
+            encoder: The loaded voice encoder (shared).
+            max_speakers: Upper bound when the count is estimated.
+            min_silhouette: Clustering quality below which one speaker is assumed.
+            max_concurrency: Diarizations computed at once; others wait their turn.
+        """
+        self._encoder = encoder
+        self._max_speakers = max_speakers
+        self._min_silhouette = min_silhouette
+        self._slots = asyncio.Semaphore(max_concurrency)
+
+    async def diarize(
+        self, config: gpu_pb2.DiarizationConfig, audio: Audio
+    ) -> gpu_pb2.DiarizeResponse:
+        """Labels who spoke when (see `DiarizationEngine.diarize`).
+
+        Args:
+            config: Speaker count hints and the spans to label.
+            audio: The whole recording, 16 kHz mono float32.
+
+        Returns:
+            Turns in time order (a span's `span_index` says which request span it labels).
+        """
+        async with self._slots:
+            return await asyncio.to_thread(self._diarize, config, audio)
+
+    def _diarize(
+        self, config: gpu_pb2.DiarizationConfig, audio: Audio
+    ) -> gpu_pb2.DiarizeResponse:
+        spans = self._spans(config, audio)
+        if not spans:
+            return gpu_pb2.DiarizeResponse(speaker_count=0, engine=self.name)
+        # Clustering numbers speakers by first appearance, so embed in time order.
+        spans.sort(key=lambda span: (span.start, span.index))
+        embeddings = np.stack(
+            [self._encoder.embed_utterance(self._clip(audio, span)) for span in spans]
+        )
+        max_speakers = config.max_speakers or self._max_speakers
+        labels = cluster_speakers(
+            embeddings,
+            num_speakers=config.num_speakers,
+            max_speakers=max_speakers,
+            min_silhouette=self._min_silhouette,
+        )
+        turns = [
+            gpu_pb2.SpeakerTurn(
+                span=gpu_pb2.TimeSpan(
+                    start_offset=_duration(span.start / SAMPLE_RATE),
+                    end_offset=_duration(span.end / SAMPLE_RATE),
+                ),
+                speaker=f"SPEAKER_{label + 1}",
+                span_index=span.index,
+            )
+            for span, label in zip(spans, labels.tolist(), strict=True)
+        ]
+        if all(span.index == -1 for span in spans):
+            turns = _merge_adjacent(turns)
+        return gpu_pb2.DiarizeResponse(
+            turns=turns, speaker_count=len(set(labels.tolist())), engine=self.name
+        )
+
+    @staticmethod
+    def _spans(config: gpu_pb2.DiarizationConfig, audio: Audio) -> list[_Span]:
+        if config.spans:
+            spans = []
+            for index, span in enumerate(config.spans):
+                start = max(0, round(_seconds(span.start_offset) * SAMPLE_RATE))
+                end = max(start, round(_seconds(span.end_offset) * SAMPLE_RATE))
+                spans.append(_Span(start, end, index))
+            return spans
+        piece = int(_FOUND_PIECE_S * SAMPLE_RATE)
+        found = []
+        for utterance in find_utterances(audio, silence_s=0.3, max_utterance_s=30.0):
+            # Split evenly, so no piece is a sliver too short to embed.
+            count = max(1, round(len(utterance.audio) / piece))
+            edges = np.linspace(utterance.start, utterance.end, count + 1).astype(int)
+            found += [_Span(int(a), int(b), -1) for a, b in zip(edges, edges[1:], strict=False)]
+        return found
+
+    @staticmethod
+    def _clip(audio: Audio, span: _Span) -> Audio:
+        clip = audio[span.start : span.end]
+        if len(clip) < SAMPLE_RATE // 10:
+            # A span shorter than 0.1 s (or past the end) carries no voice to speak of:
+            # widen it to half a second around its middle.
+            middle = min((span.start + span.end) // 2, len(audio))
+            clip = audio[max(0, middle - SAMPLE_RATE // 4) : middle + SAMPLE_RATE // 4]
+        return clip if len(clip) else np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
+
+
+def _merge_adjacent(turns: list[gpu_pb2.SpeakerTurn]) -> list[gpu_pb2.SpeakerTurn]:
+    merged: list[gpu_pb2.SpeakerTurn] = []
+    for turn in turns:
+        previous = merged[-1] if merged else None
+        if (
+            previous is not None
+            and previous.speaker == turn.speaker
+            and _seconds(turn.span.start_offset) - _seconds(previous.span.end_offset) < 1.0
+        ):
+            previous.span.end_offset.CopyFrom(turn.span.end_offset)
+        else:
+            merged.append(turn)
+    return merged

@@ -1,0 +1,328 @@
+"""Speech recognition with faster-whisper (CTranslate2), batch and live.
+
+faster-whisper's `transcribe()` is blocking and yields segments lazily, one 30 s window at
+a time. It runs in a worker thread that hands each segment to the event loop as soon as it
+is decoded, so the first segments of a long recording go out while the rest is decoded.
+Audio is always passed as decoded numpy samples (file input through PyAV is never used).
+
+Batch mode transcribes the audio in windows of at most `asr_batch_window_s`, cut at the
+quietest moment near each window's end, so a long upload neither waits for its last byte
+nor holds more than one window in memory. Live mode cuts the stream into utterances by
+energy (`whisper_utterances`): each utterance becomes one segment, sent final as soon as
+`asr_live_silence_s` of silence ends it, preceded (with `interim_results`) by greedy partial
+hypotheses every `asr_live_partial_interval_s` of new audio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from google.protobuf import duration_pb2
+
+from gen.gpu.v1 import gpu_pb2
+from gpu_node.engines.base import SAMPLE_RATE, Audio
+from gpu_node.engines.whisper_utterances import UtteranceSegmenter, quietest_cut
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+
+# A batch window is cut at the quietest frame of its last ten seconds.
+_CUT_SEARCH_S = 10.0
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """How live audio is cut into utterances.
+
+    Attributes:
+        silence_s: Silence that ends an utterance (the latency floor of a final segment).
+        max_utterance_s: Longest utterance; longer speech is cut there.
+        partial_interval_s: New audio between two partial hypotheses.
+    """
+
+    silence_s: float = 0.6
+    max_utterance_s: float = 15.0
+    partial_interval_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    segment: Any  # faster_whisper.transcribe.Segment
+    language: str
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
+
+
+_DONE = object()
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    value = duration_pb2.Duration()
+    value.FromNanoseconds(round(max(seconds, 0.0) * 1e9))
+    return value
+
+
+def _offset_seconds(config: gpu_pb2.RecognitionConfig) -> float:
+    if not config.HasField("start_offset"):
+        return 0.0
+    return config.start_offset.seconds + config.start_offset.nanos / 1e9
+
+
+def _confidence(segments: Iterable[Any]) -> float:
+    """Mean word probability, or exp(mean log-probability) when there are no words."""
+    segments = list(segments)
+    probabilities = [word.probability for s in segments for word in (s.words or [])]
+    if probabilities:
+        return float(np.clip(np.mean(probabilities), 0.0, 1.0))
+    if not segments:
+        return 0.0
+    return float(np.clip(math.exp(np.mean([s.avg_logprob for s in segments])), 0.0, 1.0))
+
+
+def build_segment(
+    index: int, decoded: list[_Decoded], offset_s: float, *, is_final: bool
+) -> gpu_pb2.RecognizedSegment:
+    """Turns one or more faster-whisper segments into one `RecognizedSegment`.
+
+    Args:
+        index: The segment's index in the stream.
+        decoded: Whisper segments (times relative to the audio they were decoded from).
+        offset_s: Where that audio starts in the stream (plus the config's start offset).
+        is_final: False for a partial hypothesis.
+
+    Returns:
+        The message, with word timings when whisper gave them.
+    """
+    segments = [item.segment for item in decoded]
+    words = [
+        gpu_pb2.RecognizedWord(
+            text=word.word.strip(),
+            start_offset=_duration(offset_s + word.start),
+            end_offset=_duration(offset_s + word.end),
+            confidence=float(np.clip(word.probability, 0.0, 1.0)),
+        )
+        for segment in segments
+        for word in (segment.words or [])
+        if word.word.strip()
+    ]
+    return gpu_pb2.RecognizedSegment(
+        segment_index=index,
+        start_offset=_duration(offset_s + segments[0].start),
+        end_offset=_duration(offset_s + segments[-1].end),
+        text=" ".join(s.text.strip() for s in segments if s.text.strip()),
+        confidence=_confidence(segments),
+        words=words,
+        is_final=is_final,
+        language=decoded[0].language,
+    )
+
+
+class WhisperRecognitionEngine:
+    """`RecognitionEngine` over one shared faster-whisper model."""
+
+    def __init__(
+        self,
+        model: WhisperModel,
+        name: str,
+        *,
+        max_concurrency: int = 1,
+        beam_size: int = 5,
+        batch_window_s: float = 600.0,
+        live: LiveOptions | None = None,
+    ) -> None:
+        """Creates the engine.
+
+        Args:
+            model: The loaded model, shared by every call.
+            name: Engine label, e.g. "whisper:tiny.en".
+            max_concurrency: Decodes that may run at once; further calls wait.
+            beam_size: Beam width of final decodes.
+            batch_window_s: Longest stretch of batch audio decoded in one piece.
+            live: How live audio is cut into utterances.
+        """
+        self.name = name
+        self._model = model
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._beam_size = beam_size
+        self._window = int(batch_window_s * SAMPLE_RATE)
+        self._live = live or LiveOptions()
+
+    async def recognize(
+        self, config: gpu_pb2.RecognitionConfig, audio: AsyncIterator[Audio]
+    ) -> AsyncIterator[gpu_pb2.RecognizedSegment]:
+        """Recognizes speech as audio arrives (see `RecognitionEngine.recognize`).
+
+        Args:
+            config: Language (empty: detected), mode, interim results, start offset.
+            audio: 16 kHz mono float32 chunks.
+
+        Yields:
+            Segments in time order: in batch mode each final as soon as it is decoded; in
+            live mode partials (when asked) and then the final of each utterance.
+        """
+        if config.mode == gpu_pb2.RECOGNITION_MODE_LIVE:
+            stream = self._recognize_live(config, audio)
+        else:
+            stream = self._recognize_batch(config, audio)
+        async for segment in stream:
+            yield segment
+
+    async def _recognize_batch(
+        self, config: gpu_pb2.RecognitionConfig, audio: AsyncIterator[Audio]
+    ) -> AsyncIterator[gpu_pb2.RecognizedSegment]:
+        base = _offset_seconds(config)
+        language = config.language or None
+        pending: list[Audio] = []
+        pending_samples = 0
+        done_samples = 0  # audio already decoded, before pending[0]
+        index = 0
+
+        async def decode(piece: Audio) -> AsyncIterator[gpu_pb2.RecognizedSegment]:
+            nonlocal index
+            offset = base + done_samples / SAMPLE_RATE
+            async for item in self._decode(piece, language, final=True):
+                yield build_segment(index, [item], offset, is_final=True)
+                index += 1
+
+        async for chunk in audio:
+            pending.append(chunk)
+            pending_samples += len(chunk)
+            while pending_samples >= self._window:
+                joined = np.concatenate(pending)
+                search = self._window - int(_CUT_SEARCH_S * SAMPLE_RATE)
+                cut = max(quietest_cut(joined[: self._window], search), SAMPLE_RATE)
+                async for segment in decode(joined[:cut]):
+                    yield segment
+                done_samples += cut
+                pending, pending_samples = [joined[cut:]], len(joined) - cut
+        if pending_samples:
+            async for segment in decode(np.concatenate(pending)):
+                yield segment
+
+    async def _recognize_live(
+        self, config: gpu_pb2.RecognitionConfig, audio: AsyncIterator[Audio]
+    ) -> AsyncIterator[gpu_pb2.RecognizedSegment]:
+        base = _offset_seconds(config)
+        # A language detected on the first utterance is kept: short utterances alone are
+        # too little evidence, and a meeting rarely switches language mid-sentence.
+        language = config.language or None
+        segmenter = UtteranceSegmenter(
+            silence_s=self._live.silence_s, max_utterance_s=self._live.max_utterance_s
+        )
+        interval = int(self._live.partial_interval_s * SAMPLE_RATE)
+        index = 0
+        partial_sent_at = 0  # utterance length when its last partial was made
+
+        async def finish(utterance_audio: Audio, start: int) -> gpu_pb2.RecognizedSegment | None:
+            nonlocal language
+            decoded = [item async for item in self._decode(utterance_audio, language, True)]
+            offset = base + start / SAMPLE_RATE
+            if decoded:
+                language = language or decoded[0].language
+                return build_segment(index, decoded, offset, is_final=True)
+            if partial_sent_at:
+                # A partial went out for this index: close it, even though VAD found no words.
+                return gpu_pb2.RecognizedSegment(
+                    segment_index=index,
+                    start_offset=_duration(offset),
+                    end_offset=_duration(offset + len(utterance_audio) / SAMPLE_RATE),
+                    is_final=True,
+                    language=language or "",
+                )
+            return None
+
+        async for chunk in audio:
+            for utterance in segmenter.feed(chunk):
+                final = await finish(utterance.audio, utterance.start)
+                if final is not None:
+                    yield final
+                    index += 1
+                partial_sent_at = 0
+            current = segmenter.current()
+            if (
+                config.interim_results
+                and current is not None
+                and len(current.audio) - partial_sent_at >= interval
+            ):
+                decoded = [item async for item in self._decode(current.audio, language, False)]
+                partial_sent_at = len(current.audio)
+                if decoded:
+                    offset = base + current.start / SAMPLE_RATE
+                    yield build_segment(index, decoded, offset, is_final=False)
+        last = segmenter.flush()
+        if last is not None:
+            final = await finish(last.audio, last.start)
+            if final is not None:
+                yield final
+
+    async def _decode(
+        self, audio: Audio, language: str | None, final: bool
+    ) -> AsyncIterator[_Decoded]:
+        """Runs faster-whisper in a worker thread, yielding segments as they are decoded.
+
+        Final decodes use beam search, word timings and Silero VAD; partials use greedy
+        decoding without them, as they are replaced within a second anyway.
+
+        Args:
+            audio: Samples to decode.
+            language: Language code, or None to detect.
+            final: Whether this is a final decode.
+
+        Yields:
+            Segments with the (given or detected) language.
+
+        Raises:
+            Exception: Whatever faster-whisper raised, re-raised in the caller's task.
+        """
+        options: dict[str, Any] = {
+            "language": language,
+            "beam_size": self._beam_size if final else 1,
+            "word_timestamps": final,
+            "vad_filter": final,
+            "without_timestamps": not final,
+            "condition_on_previous_text": False,
+        }
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        stop = threading.Event()
+
+        def hand_over(item: object) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is gone; nobody is listening any more
+                stop.set()
+
+        def work() -> None:
+            try:
+                segments, info = self._model.transcribe(audio, **options)
+                for segment in segments:
+                    if stop.is_set():
+                        break
+                    hand_over(_Decoded(segment, info.language))
+            except Exception as exc:
+                hand_over(_Failed(exc))
+            finally:
+                hand_over(_DONE)
+
+        async with self._slots:
+            worker = loop.run_in_executor(None, work)
+            try:
+                while (item := await queue.get()) is not _DONE:
+                    if isinstance(item, _Failed):
+                        raise item.error
+                    assert isinstance(item, _Decoded)
+                    yield item
+            finally:
+                # The caller may stop early (cancelled stream): the worker stops at its next
+                # segment, and the slot is freed only once the model is really idle.
+                stop.set()
+                await asyncio.shield(worker)
