@@ -1,0 +1,278 @@
+"""A small asynchronous client of the gateway's HTTP API (used by `meeting-mesh upload`).
+
+It speaks only HTTP, like any other client: create a meeting, upload a recording with
+resume (HEAD for the stored offset, PATCH for the rest), and follow the event stream with
+`Last-Event-ID` reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+READ_BLOCK_BYTES = 256 * 1024
+
+
+class GatewayError(Exception):
+    """The gateway answered with an error body.
+
+    Attributes:
+        status: The HTTP status.
+        message: The server's message.
+        reason: The ErrorInfo reason, when the body had one.
+    """
+
+    def __init__(self, status: int, message: str, reason: str = "") -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class SseEvent:
+    """One Server-Sent Event.
+
+    Attributes:
+        id: The `id:` field ("" when absent).
+        event: The `event:` field ("message" when absent).
+        data: The decoded `data:` JSON.
+    """
+
+    id: str
+    event: str
+    data: dict[str, Any]
+
+
+async def _raise_for_error(response: aiohttp.ClientResponse) -> None:
+    if response.status < 400:
+        return
+    message, reason = response.reason or "error", ""
+    try:
+        body = await response.json(content_type=None)
+        error = body["error"]
+        message = str(error["message"])
+        reason = next((d.get("reason", "") for d in error.get("details", [])), "")
+    except (ValueError, KeyError, TypeError, aiohttp.ContentTypeError):
+        pass
+    raise GatewayError(response.status, message, reason)
+
+
+async def parse_sse(content: aiohttp.StreamReader) -> AsyncIterator[SseEvent]:
+    """Parses a `text/event-stream` body into events (comments are skipped).
+
+    Args:
+        content: The response body stream.
+
+    Yields:
+        Each event once its blank line arrives.
+    """
+    event_id, name = "", ""
+    data: list[str] = []
+    async for raw in content:
+        line = raw.decode().rstrip("\r\n")
+        if not line:
+            if data:
+                yield SseEvent(event_id, name or "message", json.loads("\n".join(data)))
+            event_id, name, data = "", "", []
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "id":
+            event_id = value
+        elif field == "event":
+            name = value
+        elif field == "data":
+            data.append(value)
+
+
+class GatewayClient:
+    """The gateway's API for one user.
+
+    Args:
+        session: The HTTP session (the caller closes it).
+        base_url: The gateway's URL ("http://127.0.0.1:8080").
+        token: The bearer token.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, token: str) -> None:
+        self._session = session
+        self._base = base_url.rstrip("/")
+        self._auth = {"Authorization": f"Bearer {token}"}
+
+    async def create_meeting(self, title: str) -> dict[str, Any]:
+        """Creates a meeting.
+
+        Args:
+            title: Its title.
+
+        Returns:
+            The meeting JSON.
+
+        Raises:
+            GatewayError: The gateway refused.
+        """
+        async with self._session.post(
+            f"{self._base}/v1/meetings", json={"title": title}, headers=self._auth
+        ) as response:
+            await _raise_for_error(response)
+            meeting: dict[str, Any] = (await response.json())["meeting"]
+            return meeting
+
+    async def transcript(self, meeting_id: str) -> dict[str, Any]:
+        """Returns the meeting's current transcript (GetTranscript's JSON).
+
+        Args:
+            meeting_id: The meeting.
+
+        Returns:
+            The transcript JSON.
+
+        Raises:
+            GatewayError: The gateway refused.
+        """
+        async with self._session.get(
+            f"{self._base}/v1/meetings/{meeting_id}/transcript", headers=self._auth
+        ) as response:
+            await _raise_for_error(response)
+            body: dict[str, Any] = await response.json()
+            return body
+
+    async def stored_offset(self, meeting_id: str) -> tuple[int, bool]:
+        """Asks how much of the recording is stored.
+
+        Args:
+            meeting_id: The meeting.
+
+        Returns:
+            (bytes stored, whether the upload is complete).
+
+        Raises:
+            GatewayError: The gateway refused.
+        """
+        async with self._session.head(
+            f"{self._base}/v1/meetings/{meeting_id}/audio", headers=self._auth
+        ) as response:
+            await _raise_for_error(response)
+            complete = response.headers.get("Upload-Complete") == "true"
+            return int(response.headers["Upload-Offset"]), complete
+
+    async def upload(
+        self,
+        meeting_id: str,
+        path: Path,
+        content_type: str,
+        *,
+        on_progress: Callable[[int], None] = lambda _: None,
+        attempts: int = 5,
+    ) -> dict[str, Any]:
+        """Uploads a file, resuming from the stored offset after a dropped connection.
+
+        Args:
+            meeting_id: The meeting.
+            path: The recording.
+            content_type: Its media type ("audio/wav").
+            on_progress: Called with the number of bytes the server has or was sent.
+            attempts: How many connections to try before giving up.
+
+        Returns:
+            The UploadAudioResponse JSON of the final request.
+
+        Raises:
+            GatewayError: The gateway refused (not retried: the answer would not change).
+            aiohttp.ClientError: The connection failed `attempts` times.
+        """
+        size = (await asyncio.to_thread(path.stat)).st_size
+        url = f"{self._base}/v1/meetings/{meeting_id}/audio"
+        offset = 0
+        for attempt in range(attempts):
+            headers = {
+                **self._auth,
+                "Content-Type": content_type,
+                "Content-Length": str(size - offset),
+            }
+            if offset:
+                headers["Upload-Offset"] = str(offset)
+            try:
+                async with self._session.request(
+                    "PATCH" if offset else "PUT",
+                    url,
+                    data=_file_blocks(path, offset, on_progress),
+                    headers=headers,
+                ) as response:
+                    await _raise_for_error(response)
+                    body: dict[str, Any] = await response.json()
+                    return body
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError):
+                if attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(min(8.0, 0.5 * 2**attempt))
+                offset, complete = await self.stored_offset(meeting_id)
+                on_progress(offset)
+                if complete:
+                    return {"storedSize": str(offset), "complete": True}
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def events(
+        self, meeting_id: str, after: int = 0, *, reconnects: int = 5
+    ) -> AsyncIterator[SseEvent]:
+        """Follows the meeting's events, reconnecting with `Last-Event-ID` when cut off.
+
+        Args:
+            meeting_id: The meeting.
+            after: Sequence of the last event already seen.
+            reconnects: How many consecutive failed connections to tolerate.
+
+        Yields:
+            Each event once; the stream ends when the server ends it, after `deleted`.
+
+        Raises:
+            GatewayError: The gateway refused the stream.
+            aiohttp.ClientError: The connection failed too often.
+        """
+        last, failures = after, 0
+        url = f"{self._base}/v1/meetings/{meeting_id}/events"
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+        while True:
+            headers = {**self._auth, "Accept": "text/event-stream"}
+            if last:
+                headers["Last-Event-ID"] = str(last)
+            try:
+                async with self._session.get(url, headers=headers, timeout=timeout) as response:
+                    await _raise_for_error(response)
+                    failures = 0
+                    async for event in parse_sse(response.content):
+                        if event.id:
+                            last = int(event.id)
+                        yield event
+                        if event.event == "deleted":
+                            return
+                return
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError):
+                failures += 1
+                if failures > reconnects:
+                    raise
+                await asyncio.sleep(min(8.0, 0.5 * 2**failures))
+
+
+async def _file_blocks(
+    path: Path, offset: int, on_progress: Callable[[int], None]
+) -> AsyncIterator[bytes]:
+    sent = offset
+    file = await asyncio.to_thread(path.open, "rb")
+    try:
+        await asyncio.to_thread(file.seek, offset)
+        while block := await asyncio.to_thread(file.read, READ_BLOCK_BYTES):
+            yield block
+            sent += len(block)
+            on_progress(sent)
+    finally:
+        await asyncio.to_thread(file.close)
