@@ -1,0 +1,60 @@
+"""Session fixtures: the synthetic meeting, the real engines and one batch transcript."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytest_asyncio
+
+from gen.gpu.v1 import gpu_pb2
+from gpu_node.engines.base import DiarizationEngine, RecognitionEngine, SummarizationEngine
+from tests.support.speech import SAMPLE_RATE, Recording, make_meeting
+
+Engines = tuple[RecognitionEngine, DiarizationEngine, SummarizationEngine]
+
+
+async def chunked(
+    audio: np.ndarray, chunk_s: float = 0.5, fed: list[int] | None = None
+) -> AsyncIterator[np.ndarray]:
+    """Yields audio in chunks; `fed[0]` tracks how many samples were handed over."""
+    step = int(chunk_s * SAMPLE_RATE)
+    for start in range(0, len(audio), step):
+        chunk = audio[start : start + step]
+        if fed is not None:
+            fed[0] = start + len(chunk)
+        yield chunk
+
+
+def seconds(duration: object) -> float:
+    return duration.seconds + duration.nanos / 1e9  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.fixture(scope="session")
+def meeting(tmp_path_factory: pytest.TempPathFactory) -> Recording:
+    return make_meeting(tmp_path_factory.mktemp("speech"))
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def engines(model_cache: Path) -> Engines:
+    from gpu_node.engines.real import create_real_engines
+
+    return create_real_engines(
+        asr_model="tiny.en", asr_device="cpu", model_cache_dir=model_cache, summary_llm_url=""
+    )
+
+
+@pytest_asyncio.fixture(scope="session")
+async def batch_segments(
+    engines: Engines, meeting: Recording
+) -> Sequence[gpu_pb2.RecognizedSegment]:
+    recognition = engines[0]
+    config = gpu_pb2.RecognitionConfig(mode=gpu_pb2.RECOGNITION_MODE_BATCH)
+    return [segment async for segment in recognition.recognize(config, chunked(meeting.audio))]
