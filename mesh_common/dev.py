@@ -19,7 +19,6 @@ import contextlib
 import os
 import signal
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,16 +208,17 @@ def plan(args: argparse.Namespace, data_dir: Path) -> list[Child]:
     ]
 
 
-async def _wait_healthy(child: Child, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
+async def _wait_healthy(child: Child, limit: float) -> None:
+    try:
+        async with asyncio.timeout(limit):
+            while True:
+                child.check_alive()
+                if await child.probe():
+                    return
+                await asyncio.sleep(_PROBE_INTERVAL_SECONDS)
+    except TimeoutError:
         child.check_alive()
-        if await child.probe():
-            return
-        child.check_alive()
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{child.name} did not become healthy within {timeout:.0f} s")
-        await asyncio.sleep(_PROBE_INTERVAL_SECONDS)
+        raise TimeoutError(f"{child.name} did not become healthy within {limit:.0f} s") from None
 
 
 async def _watch(children: list[Child]) -> None:
