@@ -1,0 +1,112 @@
+"""Where the database is (external or embedded) and the connection pool to it."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from meeting_service.db.embedded import EmbeddedPostgres
+from meeting_service.db.migrate import apply_migrations
+from meeting_service.settings import MeetingServiceSettings
+
+# asyncpg and the OS report a lost or refused database in several ways; they all mean
+# "the backend is unavailable", never a bug in the request.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    TimeoutError,
+)
+
+
+@dataclass
+class Database:
+    """The service's PostgreSQL: its DSN, the embedded server when there is one, the pool.
+
+    Attributes:
+        dsn: Where to connect.
+        embedded: The embedded server this process started, if any.
+        pool: The pool, once `open()` succeeded.
+    """
+
+    dsn: str
+    embedded: EmbeddedPostgres | None = None
+    pool_min: int = 2
+    pool_max: int = 10
+    pool: asyncpg.Pool | None = field(default=None, init=False)
+
+    @classmethod
+    async def from_settings(cls, settings: MeetingServiceSettings) -> Database:
+        """Resolves the database: `DATABASE_URL`, or the embedded server (started here).
+
+        Args:
+            settings: The service settings.
+
+        Returns:
+            The database, not yet connected.
+
+        Raises:
+            EmbeddedPostgresError: The embedded server would not start.
+        """
+        if settings.database_url is not None:
+            return cls(
+                settings.database_url.get_secret_value(),
+                pool_min=settings.db_pool_min,
+                pool_max=settings.db_pool_max,
+            )
+        embedded = EmbeddedPostgres(settings.data_dir.resolve() / "postgres")
+        dsn = await embedded.start()
+        return cls(
+            dsn, embedded=embedded, pool_min=settings.db_pool_min, pool_max=settings.db_pool_max
+        )
+
+    async def open(self) -> asyncpg.Pool:
+        """Connects the pool and applies the migrations the database lacks.
+
+        Returns:
+            The pool.
+
+        Raises:
+            OSError, asyncpg.PostgresError: The database is unreachable or refused.
+            MigrationError: The schema and this code disagree.
+        """
+        if self.pool is None:
+            pool = await asyncpg.create_pool(
+                self.dsn, min_size=self.pool_min, max_size=self.pool_max, timeout=10
+            )
+            try:
+                async with pool.acquire() as connection:
+                    await apply_migrations(connection)
+            except BaseException:
+                await pool.close()
+                raise
+            self.pool = pool
+        return self.pool
+
+    async def ping(self, within: float = 2.0) -> bool:
+        """Tells whether the database answers a trivial query within `within` seconds."""
+        if self.pool is None:
+            return False
+        try:
+            async with self.pool.acquire(timeout=within) as connection:
+                await connection.fetchval("SELECT 1", timeout=within)
+        except CONNECTION_ERRORS:
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Closes the pool and stops the embedded server, if this process started it."""
+        if self.pool is not None:
+            pool, self.pool = self.pool, None
+            try:
+                await asyncio.wait_for(pool.close(), timeout=5)
+            except TimeoutError:
+                # A connection still checked out (a call that outlived the grace period)
+                # must not keep the process from exiting.
+                pool.terminate()
+        if self.embedded is not None:
+            await self.embedded.stop()

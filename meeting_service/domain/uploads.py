@@ -1,0 +1,319 @@
+"""Uploads: a recording streamed into PostgreSQL chunk by chunk, resumable, then probed.
+
+The rules:
+- A stream starts at the stored size (0 for a new upload); any other offset is
+  FAILED_PRECONDITION and changes nothing.
+- Each chunk is committed as it arrives, so a dropped stream keeps what it sent.
+- The recording is complete when `total_size` bytes are stored, or, without a
+  `total_size`, when the client ends the stream. It is then read back once (never whole in
+  memory) to check the SHA-256 and probe it; a rejected recording (too large, wrong
+  checksum, not audio) is discarded and the meeting awaits audio again, with the reason in
+  `failure_reason`. Good audio gets its duration, the status QUEUED and a job, all in one
+  transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
+from meeting_service.domain import convert, validation
+from meeting_service.domain.event_log import EventLog
+from meeting_service.domain.probe import AudioInfo, probe_audio
+from meeting_service.repositories.jobs import JobsRepository
+from meeting_service.repositories.meetings import MeetingRow, MeetingsRepository
+from meeting_service.repositories.uploads import UploadRow, UploadsRepository
+from mesh_common.errors import MeshError
+from mesh_common.logging import logger
+
+CONTENT_TYPE_MAX_CHARS = 255
+_UPLOADABLE = frozenset(
+    {meeting_pb2.MEETING_STATUS_AWAITING_AUDIO, meeting_pb2.MEETING_STATUS_UPLOADING}
+)
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """How an upload stream ended.
+
+    Attributes:
+        meeting: The meeting afterwards.
+        stored_size: Bytes stored.
+        complete: Whether the recording is complete and a job queued.
+        duration_us: The recording's length when complete.
+    """
+
+    meeting: meeting_pb2.Meeting
+    stored_size: int
+    complete: bool
+    duration_us: int | None
+
+
+class UploadsService:
+    """Stores recordings and queues their processing."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        meetings: MeetingsRepository,
+        uploads: UploadsRepository,
+        jobs: JobsRepository,
+        log: EventLog,
+        *,
+        limit_bytes: int,
+        scratch_dir: Path | None = None,
+    ) -> None:
+        self._pool = pool
+        self._meetings = meetings
+        self._uploads = uploads
+        self._jobs = jobs
+        self._log = log
+        self._limit = limit_bytes
+        self._scratch_dir = scratch_dir
+
+    async def status(
+        self, owner: str, meeting_id: str
+    ) -> meeting_service_pb2.GetUploadStatusResponse:
+        """Tells how much of a caller's meeting's recording is stored.
+
+        Raises:
+            MeshError: MEETING_NOT_FOUND.
+        """
+        mid = validation.meeting_id(meeting_id)
+        await self._owned(self._pool, owner, mid)
+        upload = await self._uploads.get(self._pool, mid)
+        response = meeting_service_pb2.GetUploadStatusResponse()
+        if upload is not None:
+            response.stored_size = upload.stored_size
+            response.complete = upload.complete
+            response.content_type = upload.content_type
+            if upload.total_size is not None:
+                response.total_size = upload.total_size
+        return response
+
+    async def upload(
+        self,
+        owner: str,
+        requests: AsyncIterator[meeting_service_pb2.UploadAudioRequest],
+        *,
+        trace_context: str = "",
+    ) -> UploadResult:
+        """Stores one upload stream.
+
+        Args:
+            owner: The caller.
+            requests: The stream: metadata first, then chunks.
+            trace_context: W3C traceparent to hand to the processing job.
+
+        Returns:
+            How it ended.
+
+        Raises:
+            MeshError: INVALID_FIELD, MEETING_NOT_FOUND, WRONG_STATE,
+                UPLOAD_OFFSET_MISMATCH, UPLOAD_TOO_LARGE, UPLOAD_CHECKSUM_MISMATCH, NOT_AUDIO.
+        """
+        first = await anext(requests, None)
+        if first is None or not first.HasField("metadata"):
+            raise validation.invalid("metadata", "the first message must carry the metadata")
+        metadata = first.metadata
+        mid = validation.meeting_id(metadata.meeting_id, "metadata.meeting_id")
+        upload = await self._begin(owner, mid, metadata)
+        log = logger.bind(meeting_id=str(mid), request_id=metadata.request_id)
+        stored = upload.stored_size
+        total = upload.total_size
+        log.bind(offset=stored, total_size=total).info("upload stream started")
+        if total is None or stored < total:
+            async for request in requests:
+                if request.HasField("metadata"):
+                    raise validation.invalid("metadata", "metadata is only allowed first")
+                chunk = request.chunk
+                if not chunk:
+                    continue
+                if stored + len(chunk) > self._limit:
+                    await self._reject(
+                        mid,
+                        MeshError(
+                            meeting_pb2.ERROR_REASON_UPLOAD_TOO_LARGE,
+                            f"the recording is larger than the limit of {self._limit} bytes",
+                            {"limit_bytes": str(self._limit)},
+                        ),
+                    )
+                if total is not None and stored + len(chunk) > total:
+                    await self._reject(
+                        mid,
+                        validation.invalid(
+                            "chunk", f"more bytes were sent than total_size ({total})"
+                        ),
+                    )
+                stored = await self._append(mid, stored, chunk)
+                if total is not None and stored == total:
+                    break
+        if total is not None and stored < total:
+            log.bind(stored_size=stored).info("upload stream ended before the recording did")
+            row = await self._owned(self._pool, owner, mid)
+            return UploadResult(convert.meeting(row), stored, False, None)
+        info = await self._complete(mid, trace_context)
+        log.bind(stored_size=stored, duration_us=info.duration_us).info("upload complete")
+        row = await self._owned(self._pool, owner, mid)
+        return UploadResult(convert.meeting(row), stored, True, info.duration_us)
+
+    async def _begin(
+        self, owner: str, mid: uuid.UUID, metadata: meeting_service_pb2.UploadMetadata
+    ) -> UploadRow:
+        content_type = metadata.content_type.strip()
+        if not content_type:
+            raise validation.invalid("metadata.content_type", "content_type is required")
+        if len(content_type) > CONTENT_TYPE_MAX_CHARS:
+            raise validation.invalid("metadata.content_type", "content_type is too long")
+        total = metadata.total_size if metadata.HasField("total_size") else None
+        if total is not None and total < 0:
+            raise validation.invalid("metadata.total_size", "total_size must be 0 or more")
+        if total is not None and total > self._limit:
+            raise MeshError(
+                meeting_pb2.ERROR_REASON_UPLOAD_TOO_LARGE,
+                f"the recording is larger than the limit of {self._limit} bytes",
+                {"limit_bytes": str(self._limit)},
+            )
+        if metadata.offset < 0:
+            raise validation.invalid("metadata.offset", "offset must be 0 or more")
+        sha256 = validation.sha256(metadata.sha256)
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await self._owned(conn, owner, mid, for_update=True)
+            if row.status not in _UPLOADABLE:
+                status = meeting_pb2.MeetingStatus.Name(row.status)  # type: ignore[arg-type]
+                raise MeshError(
+                    meeting_pb2.ERROR_REASON_WRONG_STATE,
+                    f"the meeting does not accept audio in status {status}",
+                    {"status": status},
+                )
+            existing = await self._uploads.get(conn, mid, for_update=True)
+            stored = existing.stored_size if existing else 0
+            if existing is not None and existing.sealed:
+                raise MeshError(
+                    meeting_pb2.ERROR_REASON_WRONG_STATE,
+                    "the recording is complete and being checked",
+                    {"status": meeting_pb2.MeetingStatus.Name(row.status)},  # type: ignore[arg-type]
+                )
+            if metadata.offset != stored:
+                raise MeshError(
+                    meeting_pb2.ERROR_REASON_UPLOAD_OFFSET_MISMATCH,
+                    f"the upload must continue at offset {stored}, not {metadata.offset}",
+                    {"stored_size": str(stored)},
+                )
+            declared = existing.total_size if existing else None
+            if total is not None and declared is not None and total != declared:
+                raise validation.invalid(
+                    "metadata.total_size",
+                    f"total_size {total} differs from the {declared} declared earlier",
+                )
+            if total is not None and total < stored:
+                raise validation.invalid(
+                    "metadata.total_size", f"total_size is below the {stored} bytes stored"
+                )
+            upload = await self._uploads.begin(
+                conn, mid, content_type=content_type, total_size=total, sha256=sha256
+            )
+            if row.status == meeting_pb2.MEETING_STATUS_AWAITING_AUDIO:
+                await self._log.change_status(conn, mid, meeting_pb2.MEETING_STATUS_UPLOADING)
+            return upload
+
+    async def _append(self, mid: uuid.UUID, offset: int, chunk: bytes) -> int:
+        async with self._pool.acquire() as conn, conn.transaction():
+            size = await self._uploads.append_chunk(conn, mid, offset, chunk)
+            if size is None:
+                # Another stream moved the upload on (or the meeting was deleted).
+                current = await self._uploads.get(conn, mid)
+                if current is None:
+                    raise validation.not_found(mid)
+                raise MeshError(
+                    meeting_pb2.ERROR_REASON_UPLOAD_OFFSET_MISMATCH,
+                    f"another upload stream wrote to this meeting; continue at offset "
+                    f"{current.stored_size}",
+                    {"stored_size": str(current.stored_size)},
+                )
+            return size
+
+    async def _complete(self, mid: uuid.UUID, trace_context: str) -> AudioInfo:
+        async with self._pool.acquire() as conn, conn.transaction():
+            upload = await self._uploads.get(conn, mid, for_update=True)
+            if upload is None:
+                raise validation.not_found(mid)
+            await self._uploads.seal(conn, mid)
+        sealed = True
+        try:
+            with tempfile.TemporaryDirectory(dir=self._scratch_dir) as scratch:
+                path = Path(scratch) / "recording"
+                digest = await self._export(mid, path)
+                if upload.sha256 and digest != upload.sha256:
+                    sealed = False
+                    await self._reject(
+                        mid,
+                        MeshError(
+                            meeting_pb2.ERROR_REASON_UPLOAD_CHECKSUM_MISMATCH,
+                            "the recording's SHA-256 does not match the one declared",
+                            {"expected": upload.sha256, "actual": digest},
+                        ),
+                    )
+                try:
+                    info = await probe_audio(path)
+                except MeshError as error:
+                    sealed = False
+                    await self._reject(mid, error)
+            async with self._pool.acquire() as conn, conn.transaction():
+                await self._owned(conn, None, mid, for_update=True)
+                await self._uploads.mark_complete(conn, mid)
+                await self._meetings.set_recording(
+                    conn, mid, duration_us=info.duration_us, content_type=upload.content_type
+                )
+                await self._log.change_status(conn, mid, meeting_pb2.MEETING_STATUS_QUEUED)
+                await self._jobs.create(conn, mid, trace_context=trace_context)
+            sealed = False
+            return info
+        finally:
+            if sealed:
+                # Completion was interrupted (the database went away, the call was
+                # cancelled): let a resumed stream with no more bytes finish it.
+                with contextlib.suppress(Exception):
+                    async with self._pool.acquire() as conn:
+                        await self._uploads.unseal(conn, mid)
+
+    async def _export(self, mid: uuid.UUID, path: Path) -> str:
+        digest = hashlib.sha256()
+        with path.open("wb") as out:
+            async for chunk in self._uploads.iter_chunks(self._pool, mid):
+                digest.update(chunk)
+                await asyncio.to_thread(out.write, chunk)
+        return digest.hexdigest()
+
+    async def _reject(self, mid: uuid.UUID, error: MeshError) -> None:
+        """Discards the recording, returns the meeting to AWAITING_AUDIO, raises `error`."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self._uploads.discard(conn, mid)
+            await self._meetings.set_recording(conn, mid, duration_us=None, content_type="")
+            await self._log.change_status(
+                conn, mid, meeting_pb2.MEETING_STATUS_AWAITING_AUDIO, error.message
+            )
+        logger.bind(meeting_id=str(mid), reason=error.message).info("recording rejected")
+        raise error
+
+    async def _owned(
+        self,
+        conn: asyncpg.Connection | asyncpg.Pool,
+        owner: str | None,
+        mid: uuid.UUID,
+        *,
+        for_update: bool = False,
+    ) -> MeetingRow:
+        row = await self._meetings.get(conn, mid, owner=owner, for_update=for_update)
+        if row is None:
+            raise validation.not_found(mid)
+        return row

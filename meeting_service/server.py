@@ -1,0 +1,169 @@
+"""Running the meeting service: in-process (tests, the dev mesh) or as a command.
+
+`run_meeting_service(settings)` starts the gRPC server at once (health says NOT_SERVING),
+then connects to the database and migrates it, retrying with backoff until it answers;
+only then is the service SERVING. A periodic check flips health to NOT_SERVING while the
+database (or the LISTEN connection) is lost and back when it returns. Leaving the block
+stops gracefully: live streams end with UNAVAILABLE (clients resume by sequence), the
+server stops accepting and lets in-flight calls finish within the grace period, then the
+pool closes and an embedded PostgreSQL stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health
+
+from gen.meeting.v1 import meeting_service_pb2_grpc
+from meeting_service.db.database import CONNECTION_ERRORS, Database
+from meeting_service.servicer import SERVICE_NAME, MeetingServicer, NotReady
+from meeting_service.services import Services, build_services
+from meeting_service.settings import MeetingServiceSettings
+from mesh_common.grpc_server import AuthInterceptor, add_health_and_reflection, set_serving
+from mesh_common.logging import logger
+
+# Chunks are at most 4 MiB (the contract); leave room for the message framing.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024 + 64 * 1024
+
+
+@dataclass
+class RunningMeetingService:
+    """A started meeting service.
+
+    Attributes:
+        port: The bound port (useful when the settings asked for 0).
+        address: `host:port` to dial.
+        health: The health servicer (tests read and watch it).
+        database: The database handle (DSN, pool, embedded server).
+        ready: Set once the database is reachable and migrated.
+    """
+
+    port: int
+    address: str
+    health: health.aio.HealthServicer
+    database: Database
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    _services: Services | None = None
+
+    @property
+    def services(self) -> Services:
+        """The wired domain services (for the pipeline and tests).
+
+        Raises:
+            NotReady: The database is not connected yet.
+        """
+        if self._services is None:
+            raise NotReady
+        return self._services
+
+    async def wait_ready(self, within: float) -> None:
+        """Waits until the database is connected and migrated.
+
+        Raises:
+            TimeoutError: Not within `within` seconds.
+        """
+        await asyncio.wait_for(self.ready.wait(), within)
+
+
+@contextlib.asynccontextmanager
+async def run_meeting_service(
+    settings: MeetingServiceSettings,
+    *,
+    database: Database | None = None,
+    wait_ready: bool = True,
+) -> AsyncIterator[RunningMeetingService]:
+    """Runs the meeting service for the duration of the block.
+
+    Args:
+        settings: The settings (`meeting_port` 0 binds a free port).
+        database: The database to use; by default resolved from the settings (an
+            embedded PostgreSQL is then started here). Either way it is closed on exit.
+        wait_ready: Wait (up to `ready_timeout_seconds`) until the database is ready
+            before entering the block.
+
+    Yields:
+        The running service.
+
+    Raises:
+        TimeoutError: `wait_ready` and the database did not come up in time.
+    """
+    db = database or await Database.from_settings(settings)
+    server = grpc.aio.server(
+        interceptors=[AuthInterceptor(settings.token_verifier())],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ],
+    )
+    running: RunningMeetingService | None = None
+
+    def services() -> Services:
+        if running is None:
+            raise NotReady
+        return running.services
+
+    meeting_service_pb2_grpc.add_MeetingServiceServicer_to_server(MeetingServicer(services), server)
+    health_servicer = add_health_and_reflection(server, [SERVICE_NAME])
+    port = server.add_insecure_port(settings.meeting_address)
+    if port == 0:
+        raise OSError(f"could not bind {settings.meeting_address}")
+    await set_serving(health_servicer, [SERVICE_NAME], False)
+    await server.start()
+    running = RunningMeetingService(
+        port=port,
+        address=f"{settings.meeting_host}:{port}",
+        health=health_servicer,
+        database=db,
+    )
+    logger.bind(address=running.address).info("meeting service listening")
+    supervisor = asyncio.create_task(_supervise(running, settings), name="meeting-db-supervisor")
+    try:
+        if wait_ready:
+            await running.wait_ready(settings.ready_timeout_seconds)
+        yield running
+    finally:
+        await set_serving(health_servicer, [SERVICE_NAME], False)
+        if running._services is not None:
+            # Streams would otherwise hold the grace period open; they end with
+            # UNAVAILABLE and their clients resume elsewhere by sequence.
+            await running._services.hub.close()
+        await server.stop(settings.grace_seconds)
+        supervisor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await supervisor
+        await db.close()
+        logger.info("meeting service stopped")
+
+
+async def _supervise(running: RunningMeetingService, settings: MeetingServiceSettings) -> None:
+    """Connects and migrates (with backoff), then keeps health in step with the database."""
+    delay = 0.2
+    while True:
+        try:
+            pool = await running.database.open()
+            break
+        except CONNECTION_ERRORS as error:
+            logger.bind(error=repr(error), retry_in=delay).warning("database not reachable yet")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    services = build_services(pool, running.database.dsn, settings)
+    await services.hub.start()
+    with contextlib.suppress(TimeoutError):
+        await services.hub.wait_listening(within=5.0)
+    running._services = services
+    running.ready.set()
+    serving: bool | None = None
+    while True:
+        healthy = services.hub.listening and await running.database.ping(
+            within=settings.health_interval_seconds
+        )
+        if healthy != serving:
+            serving = healthy
+            await set_serving(running.health, [SERVICE_NAME], healthy)
+            logger.bind(serving=healthy).info("meeting service health changed")
+        await asyncio.sleep(settings.health_interval_seconds)

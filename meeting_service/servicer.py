@@ -1,0 +1,170 @@
+"""`meeting.v1.MeetingService` over grpc.aio: a thin layer over the domain services.
+
+Each method takes the caller from the auth interceptor, calls one domain method and wraps
+the result; domain errors become rich statuses in one place (`_errors`), and a lost
+database becomes UNAVAILABLE rather than UNKNOWN.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+
+from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
+from meeting_service.db.database import CONNECTION_ERRORS
+from meeting_service.domain import convert
+from meeting_service.services import Services
+from mesh_common.errors import MeshError, abort
+from mesh_common.grpc_server import current_principal
+from mesh_common.logging import logger
+
+SERVICE_NAME = meeting_service_pb2.DESCRIPTOR.services_by_name["MeetingService"].full_name
+_TRACEPARENT = "traceparent"
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+class NotReady(Exception):
+    """The service has no database yet (still starting, or its database never came up)."""
+
+
+def _unavailable(message: str) -> MeshError:
+    return MeshError(meeting_pb2.ERROR_REASON_BACKEND_UNAVAILABLE, message, retry_after=1.0)
+
+
+@contextlib.asynccontextmanager
+async def _errors(context: Ctx) -> AsyncIterator[None]:
+    try:
+        yield
+    except MeshError as error:
+        await abort(context, error)
+    except NotReady:
+        await abort(context, _unavailable("the meeting service is starting; retry shortly"))
+    except CONNECTION_ERRORS as error:
+        logger.bind(error=repr(error)).warning("database unavailable during a call")
+        await abort(context, _unavailable("the database is unavailable; retry shortly"))
+
+
+class MeetingServicer(meeting_service_pb2_grpc.MeetingServiceServicer):
+    """Serves `meeting.v1.MeetingService`.
+
+    Args:
+        services: Returns the wired services, or raises `NotReady` before the database is
+            up (the server starts answering health checks before that).
+    """
+
+    def __init__(self, services: Callable[[], Services]) -> None:
+        self._services = services
+
+    async def CreateMeeting(  # noqa: D102
+        self, request: meeting_service_pb2.CreateMeetingRequest, context: Ctx
+    ) -> meeting_service_pb2.CreateMeetingResponse:
+        async with _errors(context):
+            meeting = await self._services().meetings.create(
+                _owner(), request.meeting, request.request_id
+            )
+            return meeting_service_pb2.CreateMeetingResponse(meeting=meeting)
+
+    async def GetMeeting(  # noqa: D102
+        self, request: meeting_service_pb2.GetMeetingRequest, context: Ctx
+    ) -> meeting_service_pb2.GetMeetingResponse:
+        async with _errors(context):
+            meeting = await self._services().meetings.get(_owner(), request.meeting_id)
+            return meeting_service_pb2.GetMeetingResponse(meeting=meeting)
+
+    async def ListMeetings(  # noqa: D102
+        self, request: meeting_service_pb2.ListMeetingsRequest, context: Ctx
+    ) -> meeting_service_pb2.ListMeetingsResponse:
+        async with _errors(context):
+            page, token = await self._services().meetings.list(
+                _owner(), request.page_size, request.page_token
+            )
+            return meeting_service_pb2.ListMeetingsResponse(meetings=page, next_page_token=token)
+
+    async def UpdateMeeting(  # noqa: D102
+        self, request: meeting_service_pb2.UpdateMeetingRequest, context: Ctx
+    ) -> meeting_service_pb2.UpdateMeetingResponse:
+        async with _errors(context):
+            meeting = await self._services().meetings.update(
+                _owner(), request.meeting, list(request.update_mask.paths)
+            )
+            return meeting_service_pb2.UpdateMeetingResponse(meeting=meeting)
+
+    async def DeleteMeeting(  # noqa: D102
+        self, request: meeting_service_pb2.DeleteMeetingRequest, context: Ctx
+    ) -> meeting_service_pb2.DeleteMeetingResponse:
+        async with _errors(context):
+            await self._services().meetings.delete(_owner(), request.meeting_id)
+            return meeting_service_pb2.DeleteMeetingResponse()
+
+    async def UploadAudio(  # noqa: D102
+        self,
+        request_iterator: AsyncIterator[meeting_service_pb2.UploadAudioRequest],
+        context: Ctx,
+    ) -> meeting_service_pb2.UploadAudioResponse:
+        async with _errors(context):
+            result = await self._services().uploads.upload(
+                _owner(), request_iterator, trace_context=_metadata(context, _TRACEPARENT)
+            )
+            response = meeting_service_pb2.UploadAudioResponse(
+                meeting=result.meeting, stored_size=result.stored_size, complete=result.complete
+            )
+            if result.duration_us is not None:
+                response.duration.CopyFrom(convert.duration_from_us(result.duration_us))
+            return response
+
+    async def GetUploadStatus(  # noqa: D102
+        self, request: meeting_service_pb2.GetUploadStatusRequest, context: Ctx
+    ) -> meeting_service_pb2.GetUploadStatusResponse:
+        async with _errors(context):
+            return await self._services().uploads.status(_owner(), request.meeting_id)
+
+    async def StreamTranscript(  # noqa: D102
+        self, request: meeting_service_pb2.StreamTranscriptRequest, context: Ctx
+    ) -> AsyncIterator[meeting_service_pb2.StreamTranscriptResponse]:
+        async with _errors(context):
+            events = self._services().transcripts.stream(
+                _owner(), request.meeting_id, request.after_sequence
+            )
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    yield meeting_service_pb2.StreamTranscriptResponse(event=event)
+
+    async def GetTranscript(  # noqa: D102
+        self, request: meeting_service_pb2.GetTranscriptRequest, context: Ctx
+    ) -> meeting_service_pb2.GetTranscriptResponse:
+        async with _errors(context):
+            return await self._services().transcripts.get_transcript(_owner(), request.meeting_id)
+
+    async def GetSummary(  # noqa: D102
+        self, request: meeting_service_pb2.GetSummaryRequest, context: Ctx
+    ) -> meeting_service_pb2.GetSummaryResponse:
+        async with _errors(context):
+            summary = await self._services().transcripts.get_summary(_owner(), request.meeting_id)
+            return meeting_service_pb2.GetSummaryResponse(summary=summary)
+
+    async def LiveTranscribe(  # noqa: D102
+        self,
+        request_iterator: AsyncIterator[meeting_service_pb2.LiveTranscribeRequest],
+        context: Ctx,
+    ) -> AsyncIterator[meeting_service_pb2.LiveTranscribeResponse]:
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED,
+            "LiveTranscribe is not available yet on this server; upload the recording with "
+            "UploadAudio instead",
+        )
+        yield meeting_service_pb2.LiveTranscribeResponse()  # pragma: no cover
+
+
+def _owner() -> str:
+    return current_principal().user
+
+
+def _metadata(context: Ctx, key: str) -> str:
+    for name, value in context.invocation_metadata() or ():
+        if name == key:
+            return value if isinstance(value, str) else value.decode()
+    return ""
