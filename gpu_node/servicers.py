@@ -1,0 +1,131 @@
+"""gRPC transport of a GPU node: the three `gpu.v1` services over an `Engines` set.
+
+Servicers parse and validate the streams (`gpu_node.requests`), admit the call
+(`gpu_node.admission`) and hand plain audio to the engines; they know nothing of how the
+engines work, and the engines nothing of gRPC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from gen.gpu.v1 import gpu_pb2, gpu_pb2_grpc
+from gpu_node.admission import Admission
+from gpu_node.engines.base import SAMPLE_RATE, pcm16_to_float
+from gpu_node.engines.factory import Engines
+from gpu_node.requests import check_format, decode_audio, invalid
+from mesh_common.errors import MeshError, abort
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+SERVICE_NAMES: tuple[str, ...] = tuple(
+    gpu_pb2.DESCRIPTOR.services_by_name[name].full_name
+    for name in ("SpeechRecognitionService", "SpeakerDiarizationService", "SummarizationService")
+)
+
+
+class RecognitionServicer(gpu_pb2_grpc.SpeechRecognitionServiceServicer):
+    """`gpu.v1.SpeechRecognitionService` over a recognition engine."""
+
+    def __init__(self, engines: Engines, admission: Admission) -> None:
+        self._engine = engines.recognition
+        self._admission = admission
+
+    async def Recognize(
+        self, request_iterator: AsyncIterator[gpu_pb2.RecognizeRequest], context: Context
+    ) -> AsyncIterator[gpu_pb2.RecognizeResponse]:
+        """Streams segments back as the engine finds them (see gpu.proto)."""
+        try:
+            with self._admission.admit("Recognize"):
+                first = await anext(request_iterator, None)
+                if first is None or first.WhichOneof("part") != "config":
+                    raise invalid("config", "the first message must carry config")
+                check_format(first.config.encoding, first.config.sample_rate_hertz)
+                audio = decode_audio(request_iterator)
+                async for segment in self._engine.recognize(first.config, audio):
+                    yield gpu_pb2.RecognizeResponse(segment=segment, engine=self._engine.name)
+        except MeshError as error:
+            await abort(context, error)
+
+
+class DiarizationServicer(gpu_pb2_grpc.SpeakerDiarizationServiceServicer):
+    """`gpu.v1.SpeakerDiarizationService` over a diarization engine."""
+
+    def __init__(self, engines: Engines, admission: Admission, max_seconds: float) -> None:
+        self._engine = engines.diarization
+        self._admission = admission
+        self._max_bytes = int(max_seconds * SAMPLE_RATE) * 2
+
+    async def Diarize(
+        self, request_iterator: AsyncIterator[gpu_pb2.DiarizeRequest], context: Context
+    ) -> gpu_pb2.DiarizeResponse:
+        """Reads the whole recording, then labels its spans (see gpu.proto)."""
+        try:
+            with self._admission.admit("Diarize"):
+                first = await anext(request_iterator, None)
+                if first is None or first.WhichOneof("part") != "config":
+                    raise invalid("config", "the first message must carry config")
+                check_format(first.config.encoding, first.config.sample_rate_hertz)
+                # Kept as int16 while it arrives: half the memory of float32.
+                pcm = bytearray()
+                async for request in request_iterator:
+                    if request.WhichOneof("part") != "audio":
+                        raise invalid("config", "only the first message may carry config")
+                    pcm += request.audio
+                    if len(pcm) > self._max_bytes:
+                        raise invalid(
+                            "audio",
+                            f"recording longer than {self._max_bytes // 2 // SAMPLE_RATE} s",
+                        )
+                audio = pcm16_to_float(bytes(pcm[: len(pcm) - len(pcm) % 2]))
+                del pcm
+                return await self._engine.diarize(first.config, audio)
+        except MeshError as error:
+            await abort(context, error)
+
+
+class SummarizationServicer(gpu_pb2_grpc.SummarizationServiceServicer):
+    """`gpu.v1.SummarizationService` over a summarization engine."""
+
+    def __init__(self, engines: Engines, admission: Admission) -> None:
+        self._engine = engines.summarization
+        self._admission = admission
+
+    async def Summarize(
+        self, request: gpu_pb2.SummarizeRequest, context: Context
+    ) -> gpu_pb2.SummarizeResponse:
+        """Summarizes the lines (see gpu.proto)."""
+        try:
+            with self._admission.admit("Summarize"):
+                if request.max_sentences < 0:
+                    raise invalid("max_sentences", "max_sentences must not be negative")
+                return await self._engine.summarize(
+                    request.lines, request.language, request.max_sentences
+                )
+        except MeshError as error:
+            await abort(context, error)
+
+
+def add_servicers(
+    server: grpc.aio.Server, engines: Engines, admission: Admission, max_diarize_seconds: float
+) -> None:
+    """Registers the three services on a server.
+
+    Args:
+        server: The server, not yet started.
+        engines: The engines to serve with.
+        admission: The shared bound on calls in flight.
+        max_diarize_seconds: Longest recording one Diarize call may send.
+    """
+    gpu_pb2_grpc.add_SpeechRecognitionServiceServicer_to_server(
+        RecognitionServicer(engines, admission), server
+    )
+    gpu_pb2_grpc.add_SpeakerDiarizationServiceServicer_to_server(
+        DiarizationServicer(engines, admission, max_diarize_seconds), server
+    )
+    gpu_pb2_grpc.add_SummarizationServiceServicer_to_server(
+        SummarizationServicer(engines, admission), server
+    )

@@ -1,0 +1,209 @@
+"""Forwarding one call to a node, and to another one when the first fails early enough.
+
+One loop serves every call shape (unary, client streaming, bidirectional): lease a node
+from the balancer, open the call on one of its channels with what is left of the caller's
+deadline, relay responses. A failure before the first response is retried on another node
+(the request stream replayed from `ReplayBuffer`) after a jittered backoff; a failure after
+it goes back to the caller, who resumes at a higher level (the pipeline retries the job).
+Every outcome is reported to the node's circuit breaker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from gpu_proxy.balancer import Balancer
+from gpu_proxy.node import Node
+from gpu_proxy.replay import ReplayBuffer
+from gpu_proxy.retry import NODE_FAILURES, RETRYABLE, backoff_delay
+from mesh_common.errors import MeshError, Reason
+from mesh_common.logging import logger
+
+# Opens a call on a channel: (channel, requests of this attempt or None, timeout) -> responses.
+OpenCall = Callable[[grpc.aio.Channel, AsyncIterator[Any] | None, float | None], AsyncIterator[Any]]
+
+_STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+@dataclass
+class NodeStatusError(Exception):
+    """A node ended the call with a status that goes back to the caller unchanged.
+
+    Attributes:
+        code: The node's status code.
+        details: Its message.
+        status_details: The serialized `google.rpc.Status` trailer (ErrorInfo, RetryInfo),
+            when the node sent one.
+    """
+
+    code: grpc.StatusCode
+    details: str
+    status_details: bytes | None
+
+    def __post_init__(self) -> None:
+        super().__init__(self.details)
+
+    @classmethod
+    def from_rpc_error(cls, error: grpc.aio.AioRpcError) -> NodeStatusError:
+        """Captures a node's failed call."""
+        trailer = None
+        for key, value in error.trailing_metadata() or ():
+            if key == _STATUS_DETAILS_KEY and isinstance(value, bytes):
+                trailer = value
+        return cls(error.code(), error.details() or error.code().name, trailer)
+
+    async def abort(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        """Ends the caller's call with this status.
+
+        Args:
+            context: The caller's servicer context.
+
+        Raises:
+            grpc.aio.AbortError: Always.
+        """
+        trailing = ((_STATUS_DETAILS_KEY, self.status_details),) if self.status_details else ()
+        await context.abort(self.code, self.details, trailing_metadata=trailing)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard the proxy tries a call.
+
+    Attributes:
+        max_attempts: Attempts in all, across nodes.
+        backoff_initial: Backoff ceiling after the first failure, in seconds.
+        backoff_max: Largest backoff ceiling.
+    """
+
+    max_attempts: int
+    backoff_initial: float
+    backoff_max: float
+
+
+class Forwarder:
+    """Runs calls against the nodes the balancer hands out.
+
+    Args:
+        balancer: Chooses nodes and bounds the load on each.
+        policy: Attempts and backoff.
+        rng: Randomness for the jitter (seeded in tests that want it).
+    """
+
+    def __init__(
+        self, balancer: Balancer, policy: RetryPolicy, rng: random.Random | None = None
+    ) -> None:
+        self._balancer = balancer
+        self._policy = policy
+        self._rng = rng or random.Random()
+
+    async def forward(
+        self,
+        open_call: OpenCall,
+        requests: ReplayBuffer[Any] | None,
+        time_left: float | None,
+        method: str,
+    ) -> AsyncGenerator[Any]:
+        """Relays one call's responses, trying other nodes while nothing was received.
+
+        Args:
+            open_call: Starts the call on a channel.
+            requests: The caller's request stream, replayable; None for unary calls.
+            time_left: Seconds left of the caller's deadline; None when it has none.
+            method: The method's name, for logs.
+
+        Yields:
+            The node's responses.
+
+        Raises:
+            MeshError: BACKEND_UNAVAILABLE when the node failed and the call cannot be tried
+                again; OVERLOADED or BACKEND_UNAVAILABLE from the balancer.
+            NodeStatusError: The node answered with a status that is the caller's to see.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if time_left is None else loop.time() + time_left
+        tried: list[str] = []
+        attempt = 0
+        while True:
+            attempt += 1
+            async with self._balancer.lease(avoid=tried) as node:
+                tried.append(node.target)
+                remaining = None if deadline is None else max(deadline - loop.time(), 0.001)
+                stream = requests.attempt() if requests is not None else None
+                received = False
+                try:
+                    async for response in open_call(node.pool.channel(), stream, remaining):
+                        if not received:
+                            received = True
+                            if requests is not None:
+                                requests.commit()
+                            node.breaker.record_success()
+                        yield response
+                except grpc.aio.AioRpcError as error:
+                    code = error.code()
+                    self._report(node, code)
+                    retry = (
+                        not received
+                        and code in RETRYABLE
+                        and (requests is None or requests.replayable)
+                        and attempt < self._policy.max_attempts
+                    )
+                    log = logger.bind(node=node.target, method=method, code=code.name)
+                    if not retry:
+                        log.warning("gpu call failed: {}", error.details())
+                        raise _failure(error, node, received, requests) from None
+                    log.info("gpu call failed before any response; retrying elsewhere")
+                except BaseException:
+                    node.breaker.record_call_abandoned()
+                    raise
+                else:
+                    if not received:
+                        node.breaker.record_success()
+                    return
+            delay = backoff_delay(
+                attempt, self._policy.backoff_initial, self._policy.backoff_max, self._rng
+            )
+            if deadline is not None and loop.time() + delay >= deadline:
+                raise MeshError(
+                    Reason.ERROR_REASON_BACKEND_UNAVAILABLE,
+                    "GPU node failed and the call's deadline leaves no time to retry",
+                    {"node": node.target, "cause": "node_failed"},
+                )
+            await asyncio.sleep(delay)
+
+    @staticmethod
+    def _report(node: Node, code: grpc.StatusCode) -> None:
+        if code in NODE_FAILURES:
+            node.breaker.record_failure()
+        elif code is grpc.StatusCode.DEADLINE_EXCEEDED:
+            node.breaker.record_call_abandoned()  # the caller's deadline, not the node's fault
+        else:
+            node.breaker.record_success()  # it answered; the answer is the caller's business
+
+
+def _failure(
+    error: grpc.aio.AioRpcError,
+    node: Node,
+    received: bool,
+    requests: ReplayBuffer[Any] | None,
+) -> Exception:
+    code = error.code()
+    if code not in NODE_FAILURES:
+        return NodeStatusError.from_rpc_error(error)
+    if received:
+        why = "after it had sent responses; retry the whole call"
+    elif requests is not None and not requests.replayable:
+        why = "after more audio than the proxy keeps for replay; retry the whole call"
+    else:
+        why = "on every attempt"
+    return MeshError(
+        Reason.ERROR_REASON_BACKEND_UNAVAILABLE,
+        f"GPU node failed {why}",
+        {"node": node.target, "cause": "node_failed"},
+        retry_after=1.0,
+    )

@@ -1,0 +1,40 @@
+"""When and how long to wait before trying a call again.
+
+Only a call that failed before any response may be tried again, and only for failures
+that say nothing about the request itself: the node was unreachable or went away
+(UNAVAILABLE, or CANCELLED when the proxy did not cancel), or it was full
+(RESOURCE_EXHAUSTED). Anything else (INVALID_ARGUMENT, INTERNAL...) would fail the same way
+on every node, so it goes back to the caller as the node said it.
+"""
+
+from __future__ import annotations
+
+import random
+
+import grpc
+
+RETRYABLE = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+)
+
+# Codes that say the node (not the request) failed; they count against its breaker.
+NODE_FAILURES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
+
+
+def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Random) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(max, initial * 2^attempt)].
+
+    Full jitter spreads the retries of many calls that failed together (a node dying
+    under load), so they do not arrive at the next node in one burst.
+
+    Args:
+        attempt: Attempts failed so far, from 1.
+        initial: The ceiling after the first failure.
+        maximum: The largest ceiling.
+        rng: Source of randomness.
+
+    Returns:
+        Seconds to wait.
+    """
+    ceiling = min(maximum, initial * 2 ** (attempt - 1))
+    return rng.uniform(0, ceiling)

@@ -1,0 +1,195 @@
+"""Starting and stopping the GPU proxy: the nodes, the forwarder, the inbound mTLS server.
+
+`run_gpu_proxy` is what the command line, the dev mesh and the tests all use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health
+
+from gen.gpu.v1 import gpu_pb2, gpu_pb2_grpc
+from gpu_proxy.balancer import Balancer
+from gpu_proxy.credentials import CredentialError, CredentialFiles
+from gpu_proxy.forwarder import Forwarder, RetryPolicy
+from gpu_proxy.node import Node
+from gpu_proxy.pool import ChannelPool
+from gpu_proxy.servicers import ProxyServicers
+from gpu_proxy.settings import GpuProxySettings
+from mesh_common.grpc_server import add_health_and_reflection, set_serving
+from mesh_common.logging import logger
+from mesh_common.tls import server_credentials
+
+# The contract allows 1 MiB of audio per message; leave room for the envelope.
+MAX_MESSAGE_BYTES = (1 << 20) + 4096
+
+SERVICE_NAMES: tuple[str, ...] = tuple(
+    gpu_pb2.DESCRIPTOR.services_by_name[name].full_name
+    for name in ("SpeechRecognitionService", "SpeakerDiarizationService", "SummarizationService")
+)
+
+
+@dataclass
+class RunningProxy:
+    """A started proxy.
+
+    Attributes:
+        server: The gRPC server.
+        port: The bound port.
+        nodes: The nodes, in the configured order (breaker state, load, probes).
+        balancer: Queue and caps.
+        credentials: The client certificate files in use (`generation` counts reloads).
+    """
+
+    server: grpc.aio.Server
+    port: int
+    nodes: Sequence[Node]
+    balancer: Balancer
+    credentials: CredentialFiles
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        """`127.0.0.1:<port>`-style address to reach it on loopback."""
+        return f"127.0.0.1:{self.port}"
+
+    def node(self, target: str) -> Node:
+        """Returns the node with this "host:port"."""
+        return next(node for node in self.nodes if node.target == target)
+
+    async def stop(self, grace: float | None = 5.0) -> None:
+        """Stops serving, then closes the channels to the nodes.
+
+        Args:
+            grace: Seconds in-flight calls get to finish; None cancels them.
+        """
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.server.stop(grace)
+        await asyncio.gather(*(node.close() for node in self.nodes))
+
+
+@asynccontextmanager
+async def run_gpu_proxy(settings: GpuProxySettings) -> AsyncIterator[RunningProxy]:
+    """Runs the proxy for the duration of the block.
+
+    Args:
+        settings: Nodes, certificates, caps, timeouts and breaker thresholds.
+
+    Yields:
+        The running proxy.
+
+    Raises:
+        CredentialError: The certificate files are missing or invalid.
+        RuntimeError: The port could not be bound.
+    """
+    credentials = CredentialFiles(settings.identity(), settings.ca())
+    balancer = Balancer(
+        max_streams=settings.gpu_proxy_max_streams_per_node,
+        queue_length=settings.gpu_proxy_queue_length,
+        queue_timeout=settings.gpu_proxy_queue_timeout_s,
+        retry_after=settings.gpu_proxy_retry_after_s,
+        unavailable_retry_after=settings.gpu_proxy_probe_interval_s,
+    )
+    health_changed = asyncio.Event()
+
+    def on_node_change(_: Node) -> None:
+        balancer.wake()
+        health_changed.set()
+
+    nodes = [
+        Node(
+            ChannelPool(
+                target,
+                settings.gpu_proxy_channels_per_node,
+                lambda: credentials.credentials,
+                settings.tls_name_for(target),
+                MAX_MESSAGE_BYTES,
+            ),
+            breaker_failures=settings.gpu_proxy_breaker_failures,
+            probe_interval=settings.gpu_proxy_probe_interval_s,
+            probe_interval_max=settings.gpu_proxy_probe_interval_max_s,
+            probe_timeout=settings.gpu_proxy_probe_timeout_s,
+            health_interval=settings.gpu_proxy_health_interval_s,
+            on_change=on_node_change,
+        )
+        for target in settings.node_targets()
+    ]
+    balancer.nodes = nodes
+    forwarder = Forwarder(
+        balancer,
+        RetryPolicy(
+            settings.gpu_proxy_max_attempts,
+            settings.gpu_proxy_backoff_initial_s,
+            settings.gpu_proxy_backoff_max_s,
+        ),
+    )
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    servicers = ProxyServicers(forwarder, settings.gpu_proxy_replay_buffer_bytes)
+    gpu_pb2_grpc.add_SpeechRecognitionServiceServicer_to_server(servicers, server)
+    gpu_pb2_grpc.add_SpeakerDiarizationServiceServicer_to_server(servicers, server)
+    gpu_pb2_grpc.add_SummarizationServiceServicer_to_server(servicers, server)
+    health_servicer = add_health_and_reflection(server, SERVICE_NAMES)
+    address = f"{settings.gpu_proxy_host}:{settings.gpu_proxy_port}"
+    port = server.add_secure_port(address, server_credentials(settings.identity(), settings.ca()))
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {address}")
+
+    await asyncio.gather(*(node.start() for node in nodes))
+    await server.start()
+    proxy = RunningProxy(server, port, nodes, balancer, credentials)
+    proxy._tasks.append(
+        asyncio.create_task(_follow_health(health_servicer, balancer, health_changed))
+    )
+    proxy._tasks.append(
+        asyncio.create_task(
+            _watch_certificates(credentials, nodes, settings.gpu_proxy_cert_check_interval_s)
+        )
+    )
+    logger.bind(port=port, nodes=settings.gpu_nodes).info("gpu proxy serving (mTLS)")
+    try:
+        yield proxy
+    finally:
+        await proxy.stop(grace=1.0)
+
+
+async def _follow_health(
+    servicer: health.aio.HealthServicer, balancer: Balancer, changed: asyncio.Event
+) -> None:
+    serving: bool | None = None
+    while True:
+        usable = balancer.any_usable()
+        if usable != serving:
+            serving = usable
+            await set_serving(servicer, SERVICE_NAMES, usable)
+            logger.info("gpu proxy {}", "SERVING" if usable else "NOT_SERVING: no usable node")
+        await changed.wait()
+        changed.clear()
+
+
+async def _watch_certificates(
+    credentials: CredentialFiles, nodes: Sequence[Node], interval: float
+) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            changed = credentials.refresh()
+        except CredentialError as error:
+            logger.warning("certificate files changed but cannot be used yet: {}", error)
+            continue
+        if changed:
+            logger.info("certificate files changed; reconnecting to gpu nodes")
+            for node in nodes:
+                node.pool.retire()
