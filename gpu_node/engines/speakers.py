@@ -10,13 +10,16 @@ from google.protobuf import duration_pb2
 
 from gen.gpu.v1 import gpu_pb2
 from gpu_node.engines.base import SAMPLE_RATE, Audio
-from gpu_node.engines.speakers_clustering import cluster_speakers
+from gpu_node.engines.speakers_clustering import cluster_speakers, first_appearance_order
 from gpu_node.engines.voice_encoder import VoiceEncoder
 from gpu_node.engines.whisper_utterances import find_utterances
 
 # Found speech is embedded in pieces of at most this length, so that a turn change inside
 # one long stretch of speech is still seen.
 _FOUND_PIECE_S = 3.0
+# Spans shorter than this ("Yes.", "Thanks.") embed poorly: they do not vote in the
+# clustering and are given the speaker whose centroid is nearest instead.
+_RELIABLE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -88,13 +91,7 @@ class ResemblyzerDiarizationEngine:
         embeddings = np.stack(
             [self._encoder.embed_utterance(self._clip(audio, span)) for span in spans]
         )
-        max_speakers = config.max_speakers or self._max_speakers
-        labels = cluster_speakers(
-            embeddings,
-            num_speakers=config.num_speakers,
-            max_speakers=max_speakers,
-            min_silhouette=self._min_silhouette,
-        )
+        labels = self._cluster(config, spans, embeddings)
         turns = [
             gpu_pb2.SpeakerTurn(
                 span=gpu_pb2.TimeSpan(
@@ -112,6 +109,26 @@ class ResemblyzerDiarizationEngine:
             turns=turns, speaker_count=len(set(labels.tolist())), engine=self.name
         )
 
+    def _cluster(
+        self, config: gpu_pb2.DiarizationConfig, spans: list[_Span], embeddings: np.ndarray
+    ) -> np.ndarray:
+        reliable = np.array([(s.end - s.start) >= _RELIABLE_S * SAMPLE_RATE for s in spans])
+        if reliable.sum() < 2:
+            reliable[:] = True
+        voted = cluster_speakers(
+            embeddings[reliable],
+            num_speakers=config.num_speakers,
+            max_speakers=config.max_speakers or self._max_speakers,
+            min_silhouette=self._min_silhouette,
+        )
+        centroids = np.stack(
+            [embeddings[reliable][voted == k].mean(axis=0) for k in range(voted.max() + 1)]
+        )
+        centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+        labels = np.argmax(embeddings @ centroids.T, axis=1)
+        labels[reliable] = voted
+        return first_appearance_order(labels)
+
     @staticmethod
     def _spans(config: gpu_pb2.DiarizationConfig, audio: Audio) -> list[_Span]:
         if config.spans:
@@ -123,7 +140,7 @@ class ResemblyzerDiarizationEngine:
             return spans
         piece = int(_FOUND_PIECE_S * SAMPLE_RATE)
         found = []
-        for utterance in find_utterances(audio, silence_s=0.3, max_utterance_s=30.0):
+        for utterance in find_utterances(audio, silence_s=0.5, max_utterance_s=30.0):
             # Split evenly, so no piece is a sliver too short to embed.
             count = max(1, round(len(utterance.audio) / piece))
             edges = np.linspace(utterance.start, utterance.end, count + 1).astype(int)
