@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,9 +81,7 @@ class ResemblyzerDiarizationEngine:
         async with self._slots:
             return await asyncio.to_thread(self._diarize, config, audio)
 
-    def _diarize(
-        self, config: gpu_pb2.DiarizationConfig, audio: Audio
-    ) -> gpu_pb2.DiarizeResponse:
+    def _diarize(self, config: gpu_pb2.DiarizationConfig, audio: Audio) -> gpu_pb2.DiarizeResponse:
         spans = self._spans(config, audio)
         if not spans:
             return gpu_pb2.DiarizeResponse(speaker_count=0, engine=self.name)
@@ -144,7 +143,7 @@ class ResemblyzerDiarizationEngine:
             # Split evenly, so no piece is a sliver too short to embed.
             count = max(1, round(len(utterance.audio) / piece))
             edges = np.linspace(utterance.start, utterance.end, count + 1).astype(int)
-            found += [_Span(int(a), int(b), -1) for a, b in zip(edges, edges[1:], strict=False)]
+            found += [_Span(int(a), int(b), -1) for a, b in itertools.pairwise(edges)]
         return found
 
     @staticmethod

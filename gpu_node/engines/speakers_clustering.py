@@ -23,10 +23,10 @@ def cosine_distances(embeddings: Floats) -> npt.NDArray[np.float64]:
     """Pairwise 1 - cosine similarity.
 
     Args:
-        embeddings: N × D vectors (need not be normalised).
+        embeddings: N x D vectors (need not be normalised).
 
     Returns:
-        N × N distances in [0, 2].
+        N x N distances in [0, 2].
     """
     vectors = embeddings.astype(np.float64)
     vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
@@ -39,7 +39,7 @@ def average_linkage(distances: npt.NDArray[np.float64]) -> list[Labels]:
     """Runs average-linkage agglomeration and records every partition on the way.
 
     Args:
-        distances: N × N symmetric distances.
+        distances: N x N symmetric distances.
 
     Returns:
         `partitions[k - 1]` assigns each of the N items to one of k clusters, for k = 1..N.
@@ -73,7 +73,7 @@ def silhouette(distances: npt.NDArray[np.float64], labels: Labels) -> float:
     """Mean silhouette of a partition (0 for a single cluster).
 
     Args:
-        distances: N × N distances.
+        distances: N x N distances.
         labels: Cluster of each item.
 
     Returns:
@@ -104,7 +104,7 @@ def cluster_speakers(
     """Assigns each embedding to a speaker.
 
     Args:
-        embeddings: N × D speaker embeddings, one per span.
+        embeddings: N x D speaker embeddings, one per span.
         num_speakers: The count when known; 0 estimates it.
         max_speakers: Upper bound when estimating.
         min_silhouette: Below this best silhouette, one speaker is assumed.

@@ -26,19 +26,20 @@ ENGINE_NAME = "extractive"
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _WORD = re.compile(r"[a-z0-9']+")
 _STOPWORDS = frozenset(
-    """a about above after again all also am an and any are as at be because been before
-    being below between both but by can could did do does doing down during each few for from
-    further had has have having he her here hers him his how i if in into is it its itself
-    just let's lets me more most my no nor not now of off on once only or other our ours out
-    over own same she should so some such than that the their theirs them then there these
-    they this those through to too under until up very was we were what when where which while
-    who whom why will with would you your yours okay ok yes yeah um uh well thanks thank""".split()
+    """
+    a about above after again all also am an and any are as at be because been before
+    being below between both but by can could did do does doing down during each few for
+    from further had has have having he her here hers him his how i if in into is it its
+    itself just let's lets me more most my no nor not now of off on once only or other
+    our ours out over own same she should so some such than that the their theirs them
+    then there these they this those through to too under until up very was we were what
+    when where which while who whom why will with would you your yours okay ok yes yeah
+    um uh well thanks thank
+    """.split()  # noqa: SIM905
 )
 
 _WEEKDAYS = "monday|tuesday|wednesday|thursday|friday|saturday|sunday"
-_MONTHS = (
-    "january|february|march|april|may|june|july|august|september|october|november|december"
-)
+_MONTHS = "january|february|march|april|may|june|july|august|september|october|november|december"
 _DUE = re.compile(
     rf"\b(?:(?:on|by|before|until|next|this|after)\s+(?:the\s+)?"
     rf"(?:{_WEEKDAYS}|{_MONTHS}|week|month|quarter|year|morning|afternoon|evening|"
@@ -56,8 +57,10 @@ _COMMITMENT = re.compile(
 )
 _ACTION_ITEM = re.compile(r"\baction\s+item\s*[:,-]\s*(?P<action>.+)", re.IGNORECASE)
 _NOT_OWNERS = frozenset(
-    "It This That There Which What Who He She They You Everyone Nobody Someone Something "
-    "Nothing Everything Here Then Now So And But Or If When Where Why How".split()
+    """
+    It This That There Which What Who He She They You Everyone Nobody Someone Something
+    Nothing Everything Here Then Now So And But Or If When Where Why How
+    """.split()  # noqa: SIM905
 )
 
 

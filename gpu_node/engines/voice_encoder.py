@@ -98,7 +98,7 @@ def mel_spectrogram(wav: Floats) -> Floats:
         wav: 16 kHz mono samples.
 
     Returns:
-        Frames × 40 mel energies, one frame per 10 ms plus one (centred framing).
+        Frames x 40 mel energies, one frame per 10 ms plus one (centred framing).
     """
     padded = np.pad(wav.astype(np.float32), N_FFT // 2, mode="reflect")
     n_frames = 1 + (len(padded) - N_FFT) // HOP
@@ -140,9 +140,7 @@ class VoiceEncoder:
                 (
                     np.ascontiguousarray(state[f"lstm.weight_ih_l{k}"].T, dtype=np.float32),
                     np.ascontiguousarray(state[f"lstm.weight_hh_l{k}"].T, dtype=np.float32),
-                    (state[f"lstm.bias_ih_l{k}"] + state[f"lstm.bias_hh_l{k}"]).astype(
-                        np.float32
-                    ),
+                    (state[f"lstm.bias_ih_l{k}"] + state[f"lstm.bias_hh_l{k}"]).astype(np.float32),
                 )
                 for k in range(LAYERS)
             ]
@@ -157,10 +155,10 @@ class VoiceEncoder:
         """Embeds a batch of partial utterances.
 
         Args:
-            mels: Batch × frames × 40 mel spectrograms.
+            mels: Batch x frames x 40 mel spectrograms.
 
         Returns:
-            Batch × 256 embeddings, L2-normed.
+            Batch x 256 embeddings, L2-normed.
         """
         x = mels.astype(np.float32)
         batch, steps, _ = x.shape
@@ -184,7 +182,8 @@ class VoiceEncoder:
             x = outputs
         raw = np.maximum(h @ self._linear_w + self._linear_b, 0.0)
         norms = np.linalg.norm(raw, axis=1, keepdims=True)
-        return (raw / np.maximum(norms, 1e-12)).astype(np.float32)
+        embeddings: Floats = (raw / np.maximum(norms, 1e-12)).astype(np.float32)
+        return embeddings
 
     def embed_utterance(self, wav: Floats) -> Floats:
         """Embeds one utterance as resemblyzer's `embed_utterance` does.
@@ -222,7 +221,8 @@ def normalize_volume(wav: Floats) -> Floats:
     change_db = TARGET_DBFS - 20 * np.log10(rms)
     if change_db <= 0:
         return wav.astype(np.float32)
-    return (wav * 10 ** (change_db / 20)).astype(np.float32)
+    louder: Floats = (wav * 10 ** (change_db / 20)).astype(np.float32)
+    return louder
 
 
 def partial_slices(n_samples: int) -> list[slice]:

@@ -130,7 +130,10 @@ def load_legacy_checkpoint(path: Path) -> dict[str, Any]:
             # The element size is not stored; every storage we need is referenced by a
             # tensor, so its dtype is known from the object pickle.
             storages[str(key)] = _read_exact(stream, count, path, key, obj)
-    return _materialise(obj, storages)
+    result = _materialise(obj, storages)
+    if not isinstance(result, dict):
+        raise CheckpointError(f"{path} holds a {type(result).__name__}, not a dict")
+    return result
 
 
 def _read_exact(stream: BinaryIO, count: int, path: Path, key: str, obj: Any) -> bytes:

@@ -157,17 +157,20 @@ class UtteranceSegmenter:
         return Utterance(start, audio)
 
 
-def find_utterances(audio: Floats, **options: float) -> list[Utterance]:
+def find_utterances(
+    audio: Floats, *, silence_s: float = 0.6, max_utterance_s: float = 15.0
+) -> list[Utterance]:
     """Runs the segmenter over a whole recording.
 
     Args:
         audio: 16 kHz mono samples.
-        **options: `UtteranceSegmenter` attributes.
+        silence_s: Non-speech that ends an utterance.
+        max_utterance_s: Longest utterance.
 
     Returns:
         The utterances in time order.
     """
-    segmenter = UtteranceSegmenter(**options)
+    segmenter = UtteranceSegmenter(silence_s=silence_s, max_utterance_s=max_utterance_s)
     found = segmenter.feed(audio)
     last = segmenter.flush()
     return [*found, *([last] if last is not None else [])]

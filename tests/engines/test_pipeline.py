@@ -16,9 +16,10 @@ pytestmark = ENGINES
 
 def script_speaker(meeting: Recording, segment: gpu_pb2.RecognizedSegment) -> str:
     start, end = seconds(segment.start_offset), seconds(segment.end_offset)
-    overlap = Counter[str]()
+    overlap: Counter[str] = Counter()
     for line in meeting.lines:
-        overlap[line.speaker] += max(0.0, min(end, line.end_s) - max(start, line.start_s))
+        shared = min(end, line.end_s) - max(start, line.start_s)
+        overlap[line.speaker] += round(1000 * max(0.0, shared))
     return overlap.most_common(1)[0][0]
 
 

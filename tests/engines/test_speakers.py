@@ -35,9 +35,10 @@ def script_spans(meeting: Recording) -> list[gpu_pb2.TimeSpan]:
 
 def speaker_at(meeting: Recording, start: float, end: float) -> str:
     """The script speaker who talks most during [start, end]."""
-    overlap = Counter[str]()
+    overlap: Counter[str] = Counter()
     for line in meeting.lines:
-        overlap[line.speaker] += max(0.0, min(end, line.end_s) - max(start, line.start_s))
+        shared = min(end, line.end_s) - max(start, line.start_s)
+        overlap[line.speaker] += round(1000 * max(0.0, shared))
     return overlap.most_common(1)[0][0]
 
 
@@ -109,7 +110,7 @@ def test_checkpoint_reader_refuses_anything_but_tensors(tmp_path: Path) -> None:
             pickle.dump(item, out, protocol=2)
         # A pickle that would call os.system when loaded by a plain unpickler.
         out.write(b"\x80\x02cos\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03.")
-    with pytest.raises(CheckpointError, match="os.system"):
+    with pytest.raises(CheckpointError, match=r"os\.system"):
         load_legacy_checkpoint(path)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises((CheckpointError, pickle.UnpicklingError)):
@@ -120,7 +121,11 @@ def test_checkpoint_reader_refuses_anything_but_tensors(tmp_path: Path) -> None:
 async def test_one_voice_is_estimated_as_one_speaker(
     engines: Engines, meeting: Recording, voice: str
 ) -> None:
-    spans = [s for s, line in zip(script_spans(meeting), meeting.lines, strict=True) if line.speaker == voice]
+    spans = [
+        s
+        for s, line in zip(script_spans(meeting), meeting.lines, strict=True)
+        if line.speaker == voice
+    ]
     result = await engines[1].diarize(gpu_pb2.DiarizationConfig(spans=spans), meeting.audio)
     assert result.speaker_count == 1
     assert {turn.speaker for turn in result.turns} == {"SPEAKER_1"}

@@ -89,7 +89,10 @@ async def llm_server() -> AsyncIterator[tuple[str, list[dict[str, Any]], list[Ha
 def chat_answer(content: str) -> Handler:
     async def answer(_: web.Request) -> web.Response:
         return web.json_response(
-            {"object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}
+            {
+                "object": "chat.completion",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
+            }
         )
 
     return answer
@@ -118,15 +121,18 @@ async def test_llm_server_writes_the_summary_when_it_answers(llm_server: Any) ->
     request = seen[0]
     assert request["auth"] == "Bearer s3cret"
     assert request["body"]["model"] == "test-model"
-    assert "SPEAKER_2: Maria will send the report on Friday." in request["body"]["messages"][1]["content"]
+    assert (
+        "SPEAKER_2: Maria will send the report on Friday."
+        in request["body"]["messages"][1]["content"]
+    )
 
 
 @pytest.mark.parametrize(
     "failure",
     [
-        lambda: (lambda _: web.json_response({"error": "overloaded"}, status=503)),
+        lambda: lambda _: web.json_response({"error": "overloaded"}, status=503),
         lambda: chat_answer("Sure! Here is a summary of the meeting."),
-        lambda: (lambda _: web.Response(text="<html>proxy error</html>")),
+        lambda: lambda _: web.Response(text="<html>proxy error</html>"),
     ],
     ids=["http-error", "not-json", "not-a-completion"],
 )

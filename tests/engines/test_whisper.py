@@ -27,7 +27,9 @@ def clip(meeting: Recording, first: int, last: int) -> np.ndarray:
     return meeting.audio[start:end]
 
 
-async def recognize(engines: Engines, config: gpu_pb2.RecognitionConfig, audio: np.ndarray) -> list[gpu_pb2.RecognizedSegment]:
+async def recognize(
+    engines: Engines, config: gpu_pb2.RecognitionConfig, audio: np.ndarray
+) -> list[gpu_pb2.RecognizedSegment]:
     return [s async for s in engines[0].recognize(config, chunked(audio))]
 
 
@@ -93,7 +95,9 @@ async def test_live_sends_partials_then_a_final_soon_after_each_utterance(
     finals = [(s, at) for s, at in received if s.is_final]
     assert [s.segment_index for s, _ in finals] == [0, 1, 2]
     for segment, _ in finals:
-        partials = [s for s, _ in received if not s.is_final and s.segment_index == segment.segment_index]
+        partials = [
+            s for s, _ in received if not s.is_final and s.segment_index == segment.segment_index
+        ]
         assert partials, f"no partial before final {segment.segment_index}"
         # Every partial of a segment comes before its final.
         assert received.index((segment, _)) > max(
@@ -113,7 +117,7 @@ def test_unknown_model_is_named_clearly(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match=r"tiny\.en, base"):
         resolve_model("no-such-model", tmp_path)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SettingsError, match="no model.bin"):
+    with pytest.raises(SettingsError, match=r"no model\.bin"):
         resolve_model(str(tmp_path / "empty"), tmp_path)
 
 
