@@ -326,7 +326,11 @@ def _bad_tokens() -> dict[str, tuple[tuple[str, str], ...]]:
         "not bearer": (("authorization", "Basic dXNlcjpwYXNz"),),
         "garbage": (("authorization", "Bearer not.a.jwt"),),
         "wrong secret": (
-            ("authorization", "Bearer " + issue_token("mallory", "some-other-secret-that-is-long-enough-for-hs256")),
+            (
+                "authorization",
+                "Bearer "
+                + issue_token("mallory", "some-other-secret-that-is-long-enough-for-hs256"),
+            ),
         ),
         "expired": auth("alice", ttl_seconds=-3600),
         "wrong audience": (
