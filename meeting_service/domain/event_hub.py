@@ -128,6 +128,11 @@ class EventHub:
         """Whether the LISTEN connection is up."""
         return self._listening.is_set()
 
+    def subscriber_count(self, meeting_id: uuid.UUID) -> int:
+        """How many live subscribers a meeting has (cut-off ones no longer count)."""
+        channel = self._channels.get(meeting_id)
+        return 0 if channel is None else len(channel.subscribers)
+
     async def start(self) -> None:
         """Starts listening (reconnecting by itself when the connection is lost)."""
         self._task = asyncio.create_task(self._listen_forever(), name="event-hub-listener")

@@ -12,12 +12,13 @@ external server instead: each module then gets a fresh database on it.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
-import pytest
 import pytest_asyncio
 
 from meeting_service.db.embedded import EmbeddedPostgres
@@ -56,24 +57,32 @@ def _with_database(dsn: str, name: str) -> str:
 
 
 async def start_throwaway_server(directory: Path, port: int = 0) -> EmbeddedPostgres:
-    """Starts an embedded server for tests (no fsync) in `directory`."""
+    """Starts an embedded server for tests (no fsync) in `directory`.
+
+    Keep `directory` out of pytest's tmp_path (see `postgres_admin_dsn`).
+    """
     server = EmbeddedPostgres(directory, port=port, durable=False)
     await server.start()
     return server
 
 
 @pytest_asyncio.fixture(scope="session")
-async def postgres_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+async def postgres_admin_dsn() -> AsyncIterator[str]:
     """DSN of the session's PostgreSQL server (its `postgres` database)."""
     external = os.environ.get("MESH_TEST_DATABASE_URL")
     if external:
         yield external
         return
-    server = await start_throwaway_server(tmp_path_factory.mktemp("pg") / "postgres")
+    # Not under pytest's tmp_path: as root the server runs as another user, and every
+    # pytest session resets /tmp/pytest-of-root to 0700, cutting a running server off its
+    # files whenever a parallel session starts.
+    directory = Path(tempfile.mkdtemp(prefix="mesh-test-pg-"))
+    server = await start_throwaway_server(directory / "postgres")
     try:
         yield server.dsn()
     finally:
         await server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest_asyncio.fixture(scope="module")
