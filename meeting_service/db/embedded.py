@@ -172,14 +172,27 @@ class EmbeddedPostgres:
         self._run_as = _SYSTEM_USER
 
     async def _run(self, program: str, *args: str, check: bool = True) -> int:
+        command = [str(POSTGRES_BIN_PATH / program), *args]
+        if self._run_as is not None:
+            # setpriv rather than Popen(user=..., cwd=...): those force fork(), and a forked
+            # child of a process running gRPC can crash in gRPC's at-fork handlers; without
+            # them Python uses posix_spawn, which runs no handlers.
+            command = [
+                "setpriv",
+                f"--reuid={self._run_as}",
+                f"--regid={self._run_as}",
+                "--init-groups",
+                "--",
+                "env",
+                "-C",
+                "/",
+                *command,
+            ]
         process = await asyncio.create_subprocess_exec(
-            str(POSTGRES_BIN_PATH / program),
-            *args,
+            *command,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            user=self._run_as,
-            cwd="/",
         )
         output, _ = await process.communicate()
         code = process.returncode
