@@ -61,9 +61,10 @@ class DiarizationEngine(Protocol):
             audio: The whole recording, 16 kHz mono float32.
 
         Returns:
-            One turn per span in `config.spans` (same order), or turns the engine found
-            itself when no spans were given; labels "SPEAKER_1"... in order of first
-            appearance.
+            Turns in time order (as the contract says): one per span in `config.spans`,
+            with `span_index` pointing back to it, or turns the engine found itself
+            (`span_index` -1) when no spans were given; labels "SPEAKER_1"... in order of
+            first appearance.
         """
         ...
 
