@@ -2,7 +2,9 @@
 
 Servicers parse and validate the streams (`gpu_node.requests`), admit the call
 (`gpu_node.admission`) and hand plain audio to the engines; they know nothing of how the
-engines work, and the engines nothing of gRPC.
+engines work, and the engines nothing of gRPC. A streaming call is accepted by sending
+initial metadata right after admission, before any request is read, so callers that wait
+for it (`mesh_common.streams.start_gated`) never write into a refused call.
 """
 
 from __future__ import annotations
@@ -18,8 +20,13 @@ from gpu_node.engines.base import SAMPLE_RATE, pcm16_to_float
 from gpu_node.engines.factory import Engines
 from gpu_node.requests import check_format, decode_audio, invalid
 from mesh_common.errors import MeshError, abort
+from mesh_common.streams import drain
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+# A stream refused after it started is read to its end (up to this long) before the
+# refusal is sent, so grpc.aio callers see the real status (see mesh_common.streams).
+DRAIN_SECONDS = 10.0
 
 SERVICE_NAMES: tuple[str, ...] = tuple(
     gpu_pb2.DESCRIPTOR.services_by_name[name].full_name
@@ -38,8 +45,11 @@ class RecognitionServicer(gpu_pb2_grpc.SpeechRecognitionServiceServicer):
         self, request_iterator: AsyncIterator[gpu_pb2.RecognizeRequest], context: Context
     ) -> AsyncIterator[gpu_pb2.RecognizeResponse]:
         """Streams segments back as the engine finds them (see gpu.proto)."""
+        accepted = False
         try:
             with self._admission.admit("Recognize"):
+                await context.send_initial_metadata(())
+                accepted = True
                 first = await anext(request_iterator, None)
                 if first is None or first.WhichOneof("part") != "config":
                     raise invalid("config", "the first message must carry config")
@@ -48,6 +58,8 @@ class RecognitionServicer(gpu_pb2_grpc.SpeechRecognitionServiceServicer):
                 async for segment in self._engine.recognize(first.config, audio):
                     yield gpu_pb2.RecognizeResponse(segment=segment, engine=self._engine.name)
         except MeshError as error:
+            if accepted:
+                await drain(request_iterator, DRAIN_SECONDS)
             await abort(context, error)
 
 
@@ -63,8 +75,11 @@ class DiarizationServicer(gpu_pb2_grpc.SpeakerDiarizationServiceServicer):
         self, request_iterator: AsyncIterator[gpu_pb2.DiarizeRequest], context: Context
     ) -> gpu_pb2.DiarizeResponse:
         """Reads the whole recording, then labels its spans (see gpu.proto)."""
+        accepted = False
         try:
             with self._admission.admit("Diarize"):
+                await context.send_initial_metadata(())
+                accepted = True
                 first = await anext(request_iterator, None)
                 if first is None or first.WhichOneof("part") != "config":
                     raise invalid("config", "the first message must carry config")
@@ -84,6 +99,8 @@ class DiarizationServicer(gpu_pb2_grpc.SpeakerDiarizationServiceServicer):
                 del pcm
                 return await self._engine.diarize(first.config, audio)
         except MeshError as error:
+            if accepted:
+                await drain(request_iterator, DRAIN_SECONDS)
             await abort(context, error)
 
 

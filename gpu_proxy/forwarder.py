@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +25,12 @@ from gpu_proxy.retry import NODE_FAILURES, RETRYABLE, backoff_delay
 from mesh_common.errors import MeshError, Reason
 from mesh_common.logging import logger
 
-# Opens a call on a channel: (channel, requests of this attempt or None, timeout) -> responses.
-OpenCall = Callable[[grpc.aio.Channel, AsyncIterator[Any] | None, float | None], AsyncIterator[Any]]
+# Opens a call on a channel: (channel, requests of this attempt or None, timeout) -> the
+# call, and its responses as a stream.
+OpenCall = Callable[
+    [grpc.aio.Channel, AsyncIterator[Any] | None, float | None],
+    tuple[grpc.aio.Call, AsyncIterator[Any]],
+]
 
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
@@ -108,6 +112,7 @@ class Forwarder:
         requests: ReplayBuffer[Any] | None,
         time_left: float | None,
         method: str,
+        on_accepted: Callable[[], Awaitable[None]] | None = None,
     ) -> AsyncGenerator[Any]:
         """Relays one call's responses, trying other nodes while nothing was received.
 
@@ -116,6 +121,8 @@ class Forwarder:
             requests: The caller's request stream, replayable; None for unary calls.
             time_left: Seconds left of the caller's deadline; None when it has none.
             method: The method's name, for logs.
+            on_accepted: Called once, when a node first accepts the call (sends its
+                initial metadata); streaming calls pass it on to their caller.
 
         Yields:
             The node's responses.
@@ -137,7 +144,13 @@ class Forwarder:
                 stream = requests.attempt() if requests is not None else None
                 received = False
                 try:
-                    async for response in open_call(node.pool.channel(), stream, remaining):
+                    call, responses = open_call(node.pool.channel(), stream, remaining)
+                    if on_accepted is not None:
+                        await call.initial_metadata()
+                        if not call.done():
+                            await on_accepted()
+                            on_accepted = None
+                    async for response in responses:
                         if not received:
                             received = True
                             if requests is not None:

@@ -100,3 +100,30 @@ class ReplayBuffer[M: Message]:
                 if self._kept_bytes > self._limit:
                     self.commit()
             yield message
+
+    async def drain(self, limit_seconds: float) -> bool:
+        """Reads and discards the rest of the caller's stream (see mesh_common.streams).
+
+        Args:
+            limit_seconds: Longest time to keep reading.
+
+        Returns:
+            True when the caller ended its stream within the limit.
+        """
+        self._attempts += 1  # an attempt still reading stops taking messages
+        self.commit()
+
+        async def rest() -> None:
+            if self._fetch is not None:
+                fetch, self._fetch = self._fetch, None
+                if isinstance(await fetch, _End):
+                    return
+            async for _ in self._source:
+                pass
+
+        try:
+            async with asyncio.timeout(limit_seconds):
+                await rest()
+        except TimeoutError:
+            return False
+        return True

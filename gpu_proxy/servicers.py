@@ -1,7 +1,10 @@
 """gRPC transport of the proxy: the three `gpu.v1` services, each call handed to the forwarder.
 
 Nothing here reads the messages: the proxy forwards audio and text it does not need to
-understand.
+understand. A streaming call is accepted towards the caller (initial metadata sent) only
+once a node has accepted it, so a caller using `mesh_common.streams.start_gated` writes
+nothing into a call the proxy refuses; a call that fails after that point has the rest of
+its request stream drained before the status goes back (see `mesh_common.streams`).
 """
 
 from __future__ import annotations
@@ -16,13 +19,29 @@ from gen.gpu.v1 import gpu_pb2, gpu_pb2_grpc
 from gpu_proxy.forwarder import Forwarder, NodeStatusError
 from gpu_proxy.replay import ReplayBuffer
 from mesh_common.errors import MeshError, abort
+from mesh_common.streams import start_gated
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+DRAIN_SECONDS = 10.0
 
 
 async def _once(call: Any) -> AsyncIterator[Any]:
     # Unary-response calls seen as a stream of one, so one loop forwards every shape.
     yield await call
+
+
+class _Acceptance:
+    """Sends the caller our initial metadata once, when a node accepted the call."""
+
+    def __init__(self, context: Context) -> None:
+        self._context = context
+        self.sent = False
+
+    async def __call__(self) -> None:
+        if not self.sent:
+            self.sent = True
+            await self._context.send_initial_metadata(())
 
 
 class ProxyServicers(
@@ -46,26 +65,24 @@ class ProxyServicers(
     ) -> AsyncIterator[gpu_pb2.RecognizeResponse]:
         """Forwards a recognition stream; segments come back as the node sends them."""
         requests = ReplayBuffer(request_iterator, self._replay_bytes)
+        accepted = _Acceptance(context)
 
         def open_call(
             channel: grpc.aio.Channel, stream: AsyncIterator[Any] | None, timeout: float | None
-        ) -> AsyncIterator[gpu_pb2.RecognizeResponse]:
-            call = gpu_pb2_grpc.SpeechRecognitionServiceStub(channel).Recognize(
-                stream, timeout=timeout
-            )
-            return aiter(call)
+        ) -> tuple[grpc.aio.Call, AsyncIterator[Any]]:
+            stub = gpu_pb2_grpc.SpeechRecognitionServiceStub(channel)
+            call = start_gated(stub.Recognize, cast(AsyncIterator[Any], stream), timeout=timeout)
+            return call, aiter(call)
 
         try:
             forwarded = self._forwarder.forward(
-                open_call, requests, context.time_remaining(), "Recognize"
+                open_call, requests, context.time_remaining(), "Recognize", accepted
             )
             async with aclosing(forwarded):
                 async for response in forwarded:
                     yield response
-        except MeshError as error:
-            await abort(context, error)
-        except NodeStatusError as error:
-            await error.abort(context)
+        except (MeshError, NodeStatusError) as error:
+            await _fail(context, error, requests if accepted.sent else None)
         finally:
             requests.close()
 
@@ -74,15 +91,28 @@ class ProxyServicers(
     ) -> gpu_pb2.DiarizeResponse:
         """Forwards a diarization stream; the single response comes at its end."""
         requests = ReplayBuffer(request_iterator, self._replay_bytes)
+        accepted = _Acceptance(context)
 
         def open_call(
             channel: grpc.aio.Channel, stream: AsyncIterator[Any] | None, timeout: float | None
-        ) -> AsyncIterator[gpu_pb2.DiarizeResponse]:
+        ) -> tuple[grpc.aio.Call, AsyncIterator[Any]]:
             stub = gpu_pb2_grpc.SpeakerDiarizationServiceStub(channel)
-            return _once(stub.Diarize(stream, timeout=timeout))
+            call = start_gated(stub.Diarize, cast(AsyncIterator[Any], stream), timeout=timeout)
+            return call, _once(call)
 
-        response = await self._unary_response(open_call, requests, context, "Diarize")
-        return cast(gpu_pb2.DiarizeResponse, response)
+        try:
+            forwarded = self._forwarder.forward(
+                open_call, requests, context.time_remaining(), "Diarize", accepted
+            )
+            async with aclosing(forwarded):
+                async for response in forwarded:
+                    return cast(gpu_pb2.DiarizeResponse, response)
+            raise AssertionError("a unary call ended without a response")  # pragma: no cover
+        except (MeshError, NodeStatusError) as error:
+            await _fail(context, error, requests if accepted.sent else None)
+            raise  # pragma: no cover - _fail always raises
+        finally:
+            requests.close()
 
     async def Summarize(
         self, request: gpu_pb2.SummarizeRequest, context: Context
@@ -91,32 +121,30 @@ class ProxyServicers(
 
         def open_call(
             channel: grpc.aio.Channel, _: AsyncIterator[Any] | None, timeout: float | None
-        ) -> AsyncIterator[gpu_pb2.SummarizeResponse]:
-            stub = gpu_pb2_grpc.SummarizationServiceStub(channel)
-            return _once(stub.Summarize(request, timeout=timeout))
+        ) -> tuple[grpc.aio.Call, AsyncIterator[Any]]:
+            call = gpu_pb2_grpc.SummarizationServiceStub(channel).Summarize(
+                request, timeout=timeout
+            )
+            return call, _once(call)
 
-        response = await self._unary_response(open_call, None, context, "Summarize")
-        return cast(gpu_pb2.SummarizeResponse, response)
-
-    async def _unary_response(
-        self,
-        open_call: Any,
-        requests: ReplayBuffer[Any] | None,
-        context: Context,
-        method: str,
-    ) -> Any:
         try:
             forwarded = self._forwarder.forward(
-                open_call, requests, context.time_remaining(), method
+                open_call, None, context.time_remaining(), "Summarize"
             )
             async with aclosing(forwarded):
                 async for response in forwarded:
-                    return response
+                    return cast(gpu_pb2.SummarizeResponse, response)
             raise AssertionError("a unary call ended without a response")  # pragma: no cover
-        except MeshError as error:
-            await abort(context, error)
-        except NodeStatusError as error:
-            await error.abort(context)
-        finally:
-            if requests is not None:
-                requests.close()
+        except (MeshError, NodeStatusError) as error:
+            await _fail(context, error, None)
+            raise  # pragma: no cover - _fail always raises
+
+
+async def _fail(
+    context: Context, error: MeshError | NodeStatusError, rest: ReplayBuffer[Any] | None
+) -> None:
+    if rest is not None:
+        await rest.drain(DRAIN_SECONDS)
+    if isinstance(error, MeshError):
+        await abort(context, error)
+    await error.abort(context)
