@@ -8,8 +8,11 @@ import io
 import uuid
 import wave
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
 
+import grpc
 import numpy as np
+from grpc_health.v1 import health_pb2_grpc
 
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
 from tests.support.meeting import auth
@@ -44,7 +47,8 @@ async def create(stub: Stub, owner: str, title: str = "meeting") -> meeting_pb2.
         meeting_service_pb2.CreateMeetingRequest(meeting=meeting_pb2.Meeting(title=title)),
         metadata=auth(owner),
     )
-    return response.meeting
+    meeting: meeting_pb2.Meeting = response.meeting
+    return meeting
 
 
 def chunks_of(data: bytes, size: int = CHUNK) -> list[bytes]:
@@ -73,10 +77,29 @@ async def requests(
 async def upload(
     stub: Stub, owner: str, meeting_id: str, data: bytes, **options: object
 ) -> meeting_service_pb2.UploadAudioResponse:
-    return await stub.UploadAudio(
+    response: meeting_service_pb2.UploadAudioResponse = await stub.UploadAudio(
         requests(meeting_id, chunks_of(data), **options),  # type: ignore[arg-type]
         metadata=auth(owner),
     )
+    return response
+
+
+StreamCall = grpc.aio.UnaryStreamCall[
+    meeting_service_pb2.StreamTranscriptRequest, meeting_service_pb2.StreamTranscriptResponse
+]
+
+
+async def next_event(call: StreamCall) -> meeting_pb2.TranscriptEvent:
+    """Reads the next event of a stream (failing on its end)."""
+    response = await call.read()
+    assert isinstance(response, meeting_service_pb2.StreamTranscriptResponse)
+    event: meeting_pb2.TranscriptEvent = response.event
+    return event
+
+
+def health_stub(channel: grpc.aio.Channel) -> Any:
+    """A health stub (its type stubs declare no methods, hence Any)."""
+    return health_pb2_grpc.HealthStub(channel)
 
 
 async def wait_for[T](

@@ -19,10 +19,10 @@ import grpc
 import psutil
 import pytest
 import pytest_asyncio
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
-from tests.meeting_service.helpers import create, user
+from tests.meeting_service.helpers import create, health_stub, next_event, user
 from tests.support.meeting import TEST_JWT_SECRET, auth
 from tests.support.postgres import create_database, drop_database
 
@@ -97,7 +97,7 @@ async def _discard(stream: asyncio.StreamReader) -> None:
 
 
 async def _serving(channel: grpc.aio.Channel) -> None:
-    watch = health_pb2_grpc.HealthStub(channel).Watch(
+    watch = health_stub(channel).Watch(
         health_pb2.HealthCheckRequest(service="meeting.v1.MeetingService")
     )
     async with asyncio.timeout(60):
@@ -173,7 +173,7 @@ async def test_sigterm_stops_gracefully(service_process: ServiceProcess) -> None
             meeting_service_pb2.StreamTranscriptRequest(meeting_id=meeting.id),
             metadata=auth(owner),
         )
-        assert (await stream.read()).event.sequence == 1
+        assert (await next_event(stream)).sequence == 1
         service_process.process.send_signal(signal.SIGTERM)
         # A follower is told to resume elsewhere rather than cut off silently.
         with pytest.raises(grpc.aio.AioRpcError) as caught:

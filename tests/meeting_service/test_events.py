@@ -13,7 +13,7 @@ import pytest_asyncio
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
 from meeting_service.db.database import Database
 from meeting_service.server import RunningMeetingService, run_meeting_service
-from tests.meeting_service.helpers import Stub, create, user, wait_for
+from tests.meeting_service.helpers import StreamCall, Stub, create, user, wait_for
 from tests.support.meeting import auth, error_reason, meeting_settings
 
 
@@ -24,16 +24,14 @@ def _segment(index: int, text: str, speaker: str = "") -> meeting_pb2.Segment:
     return segment
 
 
-def _stream(stub: Stub, owner: str, meeting_id: str, after: int = 0) -> grpc.aio.UnaryStreamCall:  # type: ignore[type-arg]
+def _stream(stub: Stub, owner: str, meeting_id: str, after: int = 0) -> StreamCall:
     return stub.StreamTranscript(
         meeting_service_pb2.StreamTranscriptRequest(meeting_id=meeting_id, after_sequence=after),
         metadata=auth(owner),
     )
 
 
-async def _read_until(
-    call: grpc.aio.UnaryStreamCall, last: int
-) -> list[meeting_pb2.TranscriptEvent]:  # type: ignore[type-arg]
+async def _read_until(call: StreamCall, last: int) -> list[meeting_pb2.TranscriptEvent]:
     events = []
     async with asyncio.timeout(60):
         async for response in call:

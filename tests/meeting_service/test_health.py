@@ -11,13 +11,13 @@ from pathlib import Path
 import grpc
 import pytest
 import pytest_asyncio
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
 from meeting_service.db.database import Database
 from meeting_service.db.embedded import EmbeddedPostgres, free_port
 from meeting_service.server import run_meeting_service
-from tests.meeting_service.helpers import create, user
+from tests.meeting_service.helpers import create, health_stub, next_event, user
 from tests.support.meeting import auth, error_reason, meeting_settings
 from tests.support.postgres import start_throwaway_server
 
@@ -41,7 +41,7 @@ class HealthWatch:
     """Follows `Health.Watch` for the meeting service; waits for a given status."""
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
-        self._call = health_pb2_grpc.HealthStub(channel).Watch(
+        self._call = health_stub(channel).Watch(
             health_pb2.HealthCheckRequest(service="meeting.v1.MeetingService")
         )
 
@@ -72,38 +72,39 @@ async def test_health_follows_the_database_and_streams_survive_an_outage(
     # Start with the database down: the server answers, but is not serving.
     await own_postgres.stop()
     settings = meeting_settings(dsn, tmp_path)
-    async with run_meeting_service(settings, database=Database(dsn), wait_ready=False) as running:
-        async with grpc.aio.insecure_channel(running.address) as channel:
-            stub = meeting_service_pb2_grpc.MeetingServiceStub(channel)
-            watch = HealthWatch(channel)
-            await watch.until(NOT_SERVING)
-            await _unavailable(stub, owner)
+    async with (
+        run_meeting_service(settings, database=Database(dsn), wait_ready=False) as running,
+        grpc.aio.insecure_channel(running.address) as channel,
+    ):
+        stub = meeting_service_pb2_grpc.MeetingServiceStub(channel)
+        watch = HealthWatch(channel)
+        await watch.until(NOT_SERVING)
+        await _unavailable(stub, owner)
 
-            await own_postgres.start()
-            await watch.until(SERVING)
-            meeting = await create(stub, owner)
-            stream = stub.StreamTranscript(
-                meeting_service_pb2.StreamTranscriptRequest(meeting_id=meeting.id),
-                metadata=auth(owner),
-            )
-            first = await stream.read()
-            assert first.event.sequence == 1
+        await own_postgres.start()
+        await watch.until(SERVING)
+        meeting = await create(stub, owner)
+        stream = stub.StreamTranscript(
+            meeting_service_pb2.StreamTranscriptRequest(meeting_id=meeting.id),
+            metadata=auth(owner),
+        )
+        assert (await next_event(stream)).sequence == 1
 
-            await own_postgres.stop()
-            await watch.until(NOT_SERVING)
-            await _unavailable(stub, owner)
+        await own_postgres.stop()
+        await watch.until(NOT_SERVING)
+        await _unavailable(stub, owner)
 
-            await own_postgres.start()
-            await watch.until(SERVING)
-            # The stream opened before the outage carries on: the LISTEN connection came
-            # back and caught up.
-            await running.services.writer.change_status(
-                uuid.UUID(meeting.id), meeting_pb2.MEETING_STATUS_TRANSCRIBING
-            )
-            nxt = await stream.read()
-            assert (nxt.event.sequence, nxt.event.status_change.status) == (
-                2,
-                meeting_pb2.MEETING_STATUS_TRANSCRIBING,
-            )
-            stream.cancel()
-            watch.cancel()
+        await own_postgres.start()
+        await watch.until(SERVING)
+        # The stream opened before the outage carries on: the LISTEN connection came
+        # back and caught up.
+        await running.services.writer.change_status(
+            uuid.UUID(meeting.id), meeting_pb2.MEETING_STATUS_TRANSCRIBING
+        )
+        nxt = await next_event(stream)
+        assert (nxt.sequence, nxt.status_change.status) == (
+            2,
+            meeting_pb2.MEETING_STATUS_TRANSCRIBING,
+        )
+        stream.cancel()
+        watch.cancel()

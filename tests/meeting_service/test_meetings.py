@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
@@ -30,7 +32,8 @@ async def _create(
         ),
         metadata=auth(user),
     )
-    return response.meeting
+    meeting: meeting_pb2.Meeting = response.meeting
+    return meeting
 
 
 async def _fails(call: object) -> tuple[grpc.StatusCode, str, dict[str, str]]:
@@ -146,7 +149,7 @@ async def test_page_token_of_another_user_is_rejected(meeting_stub: Stub) -> Non
         meeting_service_pb2.ListMeetingsRequest(page_size=1), metadata=auth(alice)
     )
     assert page.next_page_token
-    code, reason, _ = await _fails(
+    _code, reason, _ = await _fails(
         meeting_stub.ListMeetings(
             meeting_service_pb2.ListMeetingsRequest(page_token=page.next_page_token),
             metadata=auth(_user()),
@@ -156,7 +159,7 @@ async def test_page_token_of_another_user_is_rejected(meeting_stub: Stub) -> Non
 
 
 async def test_list_rejects_oversized_pages(meeting_stub: Stub) -> None:
-    code, reason, metadata = await _fails(
+    _code, reason, metadata = await _fails(
         meeting_stub.ListMeetings(
             meeting_service_pb2.ListMeetingsRequest(page_size=101), metadata=auth(_user())
         )
@@ -223,7 +226,7 @@ async def test_delete_removes_the_meeting(meeting_stub: Stub) -> None:
 
 async def test_malformed_and_missing_ids_are_invalid(meeting_stub: Stub) -> None:
     for meeting_id in ("", "not-a-uuid"):
-        code, reason, metadata = await _fails(
+        code, _reason, metadata = await _fails(
             meeting_stub.GetMeeting(
                 meeting_service_pb2.GetMeetingRequest(meeting_id=meeting_id), metadata=auth(_user())
             )
@@ -248,7 +251,7 @@ async def test_transcript_and_summary_are_not_ready_before_processing(meeting_st
 
 
 async def test_live_transcribe_is_unimplemented_with_a_clear_message(meeting_stub: Stub) -> None:
-    async def requests():  # type: ignore[no-untyped-def]
+    async def requests() -> AsyncIterator[meeting_service_pb2.LiveTranscribeRequest]:
         yield meeting_service_pb2.LiveTranscribeRequest(
             config=meeting_service_pb2.LiveAudioConfig(meeting_id=str(uuid.uuid4()))
         )
@@ -267,7 +270,7 @@ async def test_live_transcribe_is_unimplemented_with_a_clear_message(meeting_stu
 def _every_call(
     stub: Stub, meeting_id: str, metadata: tuple[tuple[str, str], ...]
 ) -> dict[str, object]:
-    async def one_upload():  # type: ignore[no-untyped-def]
+    async def one_upload() -> AsyncIterator[meeting_service_pb2.UploadAudioRequest]:
         yield meeting_service_pb2.UploadAudioRequest(
             metadata=meeting_service_pb2.UploadMetadata(
                 meeting_id=meeting_id, content_type="audio/wav"
@@ -379,13 +382,14 @@ async def test_health_and_reflection_need_no_token(meeting_service: RunningMeeti
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
     async with grpc.aio.insecure_channel(meeting_service.address) as channel:
-        health = await health_pb2_grpc.HealthStub(channel).Check(
+        health_stub: Any = health_pb2_grpc.HealthStub(channel)
+        health = await health_stub.Check(
             health_pb2.HealthCheckRequest(service="meeting.v1.MeetingService")
         )
         assert health.status == health_pb2.HealthCheckResponse.SERVING
-        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        reflection: Any = reflection_pb2_grpc.ServerReflectionStub(channel)  # type: ignore[arg-type]
 
-        async def ask():  # type: ignore[no-untyped-def]
+        async def ask() -> AsyncIterator[reflection_pb2.ServerReflectionRequest]:
             yield reflection_pb2.ServerReflectionRequest(list_services="")
 
         async for answer in reflection.ServerReflectionInfo(ask()):

@@ -57,16 +57,18 @@ async def _stored(running: RunningMeetingService, meeting_id: str) -> bytes:
 async def _status(
     stub: Stub, owner: str, meeting_id: str
 ) -> meeting_service_pb2.GetUploadStatusResponse:
-    return await stub.GetUploadStatus(
+    response: meeting_service_pb2.GetUploadStatusResponse = await stub.GetUploadStatus(
         meeting_service_pb2.GetUploadStatusRequest(meeting_id=meeting_id), metadata=auth(owner)
     )
+    return response
 
 
 async def _get(stub: Stub, owner: str, meeting_id: str) -> meeting_pb2.Meeting:
     response = await stub.GetMeeting(
         meeting_service_pb2.GetMeetingRequest(meeting_id=meeting_id), metadata=auth(owner)
     )
-    return response.meeting
+    meeting: meeting_pb2.Meeting = response.meeting
+    return meeting
 
 
 async def _fails(call: object) -> tuple[grpc.StatusCode, str, dict[str, str]]:
@@ -309,7 +311,7 @@ async def test_bad_upload_requests_are_invalid(meeting_stub: Stub) -> None:
 async def test_bytes_beyond_the_declared_total_are_refused(meeting_stub: Stub) -> None:
     owner = user()
     meeting = await create(meeting_stub, owner)
-    code, reason, metadata = await _fails(
+    code, _reason, metadata = await _fails(
         meeting_stub.UploadAudio(
             requests(meeting.id, [b"x" * 100], total_size=10), metadata=auth(owner)
         )
