@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -31,6 +32,7 @@ from mesh_common.errors import ErrorView
 
 APPLICATION_CLOSE_BASE = 4000
 _MAX_REASON_BYTES = 123  # RFC 6455: the close reason fits a 125-byte control frame
+_QUEUED_FRAMES = 32  # audio frames waiting for gRPC flow control before the socket is paused
 _LiveCall = grpc.aio.StreamStreamCall[
     meeting_service_pb2.LiveTranscribeRequest, meeting_service_pb2.LiveTranscribeResponse
 ]
@@ -101,18 +103,22 @@ async def live(request: web.Request) -> web.StreamResponse:
 
     ws = web.WebSocketResponse(heartbeat=30.0)
     await ws.prepare(request)
-    call: _LiveCall = stub.LiveTranscribe(metadata=metadata)
-    uplink = asyncio.ensure_future(_uplink(ws, call, config))
+    # Only the uplink task reads the socket; the gRPC request stream reads this queue, so
+    # a call that ends early never leaves a second reader on the socket.
+    audio: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=_QUEUED_FRAMES)
+    call: _LiveCall = stub.LiveTranscribe(_requests(config, audio), metadata=metadata)
+    uplink = asyncio.ensure_future(_uplink(ws, audio))
     downlink = asyncio.ensure_future(_downlink(ws, call))
     stopping = asyncio.ensure_future(request.app[state.STOPPING].wait())
     try:
         done, _ = await asyncio.wait(
             {downlink, stopping, uplink}, return_when=asyncio.FIRST_COMPLETED
         )
-        if uplink in done and uplink.exception() is None and not stopping.done():
+        if uplink in done and uplink.exception() is None:
             # The client ended the audio; the service still sends its last events.
-            done, _ = await asyncio.wait({downlink, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        await _close(ws, call, uplink, downlink, stopping)
+            await asyncio.wait({downlink, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        call.cancel()
+        await _close(ws, uplink, downlink, stopping)
     finally:
         for task in (uplink, downlink, stopping):
             task.cancel()
@@ -122,7 +128,6 @@ async def live(request: web.Request) -> web.StreamResponse:
 
 async def _close(
     ws: web.WebSocketResponse,
-    call: _LiveCall,
     uplink: asyncio.Future[None],
     downlink: asyncio.Future[None],
     stopping: asyncio.Future[Any],
@@ -130,7 +135,9 @@ async def _close(
     if uplink.done() and not uplink.cancelled():
         error = uplink.exception()
         if isinstance(error, _ClientProtocolError):
-            await ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=str(error).encode()[:123])
+            await ws.close(
+                code=WSCloseCode.UNSUPPORTED_DATA, message=str(error).encode()[:_MAX_REASON_BYTES]
+            )
             return
     if downlink.done() and not downlink.cancelled():
         failure = downlink.exception()
@@ -149,25 +156,30 @@ async def _close(
     await ws.close(code=WSCloseCode.OK, message=b"client left")
 
 
-async def _uplink(
-    ws: web.WebSocketResponse, call: _LiveCall, config: meeting_service_pb2.LiveAudioConfig
-) -> None:
-    """Sends the config, then every binary frame as audio, until the client ends."""
-    try:
-        await call.write(meeting_service_pb2.LiveTranscribeRequest(config=config))
-        async for message in ws:
-            if message.type == WSMsgType.BINARY:
-                await call.write(meeting_service_pb2.LiveTranscribeRequest(audio=message.data))
-            elif message.type == WSMsgType.TEXT:
-                if _is_end(message.data):
-                    break
-                raise _ClientProtocolError(
-                    'text frames must be {"type": "end"}; audio goes in binary frames'
-                )
-        await call.done_writing()
-    except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
-        # The call already ended; the downlink reports how.
-        await asyncio.Event().wait()
+async def _requests(
+    config: meeting_service_pb2.LiveAudioConfig, audio: asyncio.Queue[bytes | None]
+) -> AsyncIterator[meeting_service_pb2.LiveTranscribeRequest]:
+    yield meeting_service_pb2.LiveTranscribeRequest(config=config)
+    while (frame := await audio.get()) is not None:
+        yield meeting_service_pb2.LiveTranscribeRequest(audio=frame)
+
+
+async def _uplink(ws: web.WebSocketResponse, audio: asyncio.Queue[bytes | None]) -> None:
+    """Queues every binary frame as audio until the client ends or closes.
+
+    Raises:
+        _ClientProtocolError: The client sent a text frame other than the end marker.
+    """
+    async for message in ws:
+        if message.type == WSMsgType.BINARY:
+            await audio.put(message.data)
+        elif message.type == WSMsgType.TEXT:
+            if _is_end(message.data):
+                break
+            raise _ClientProtocolError(
+                'text frames must be {"type": "end"}; audio goes in binary frames'
+            )
+    await audio.put(None)
 
 
 def _is_end(text: str) -> bool:

@@ -9,7 +9,6 @@ filling the gateway's memory.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -109,41 +108,32 @@ async def _stream_upload(
 ) -> web.Response:
     settings = state.settings(request)
     budget = settings.max_upload_bytes - upload.offset
-    call = state.stub(request).UploadAudio(metadata=grpc_metadata(request))
+    body_failure: list[Exception] = []
+
+    async def messages() -> AsyncIterator[meeting_service_pb2.UploadAudioRequest]:
+        yield meeting_service_pb2.UploadAudioRequest(metadata=upload)
+        try:
+            async for chunk in _body_chunks(request, settings.upload_chunk_bytes, budget):
+                yield meeting_service_pb2.UploadAudioRequest(chunk=chunk)
+        except (_BodyTooLarge, _BodyBroken) as error:
+            # Raising here makes grpc cancel the call rather than end the stream: an ended
+            # stream would complete a truncated recording.
+            body_failure.append(error)
+            raise
+
     try:
-        await call.write(meeting_service_pb2.UploadAudioRequest(metadata=upload))
-        async for chunk in _body_chunks(request, settings.upload_chunk_bytes, budget):
-            await call.write(meeting_service_pb2.UploadAudioRequest(chunk=chunk))
-        await call.done_writing()
-        response: meeting_service_pb2.UploadAudioResponse = await call
+        response: meeting_service_pb2.UploadAudioResponse = await state.stub(request).UploadAudio(
+            messages(), metadata=grpc_metadata(request)
+        )
     except grpc.aio.AioRpcError as error:
+        if body_failure and isinstance(body_failure[0], _BodyTooLarge):
+            raise _too_large(settings.max_upload_bytes) from None
+        if body_failure:
+            raise invalid_field(
+                f"the request body ended early: {body_failure[0]}", "body"
+            ) from None
         raise HttpError(rpc_error_view(error)) from None
-    except asyncio.InvalidStateError:
-        # The service ended the call (e.g. not audio) while the body was still arriving.
-        raise HttpError(rpc_error_view(await _call_error(call))) from None
-    except _BodyTooLarge:
-        # Cancelling, not ending, the stream: an ended stream would complete a truncated file.
-        call.cancel()
-        raise _too_large(settings.max_upload_bytes) from None
-    except _BodyBroken as error:
-        call.cancel()
-        raise invalid_field(f"the request body ended early: {error}", "body") from None
-    except BaseException:
-        call.cancel()
-        raise
     return web.json_response(to_json(response), headers={UPLOAD_OFFSET: str(response.stored_size)})
-
-
-async def _call_error(
-    call: grpc.aio.StreamUnaryCall[
-        meeting_service_pb2.UploadAudioRequest, meeting_service_pb2.UploadAudioResponse
-    ],
-) -> grpc.aio.AioRpcError:
-    try:
-        await call
-    except grpc.aio.AioRpcError as error:
-        return error
-    raise AssertionError("a call that refused a write did not fail")  # pragma: no cover
 
 
 async def put_audio(request: web.Request) -> web.StreamResponse:
