@@ -14,6 +14,7 @@ background thread in batches, so a slow or dead collector never delays a request
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,7 +25,10 @@ from typing import Any
 import grpc
 from aiohttp import web
 from opentelemetry import trace
-from opentelemetry.instrumentation.aiohttp_server import create_aiohttp_middleware
+from opentelemetry.instrumentation.aiohttp_server import (
+    AioHttpServerInstrumentor,
+    create_aiohttp_middleware,
+)
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -122,6 +126,7 @@ class Telemetry:
 
     def aiohttp_middlewares(self) -> list[Any]:
         """Middlewares for an aiohttp app: tracing, then access log and metrics."""
+        _prepare_aiohttp_instrumentation()
         return [create_aiohttp_middleware(tracer_provider=self.tracer_provider), self._http_access]
 
     @web.middleware
@@ -183,6 +188,20 @@ class Telemetry:
     def shutdown(self) -> None:
         """Flushes and stops span export (bounded by the exporter's own timeout)."""
         self.tracer_provider.shutdown()
+
+
+@functools.cache
+def _prepare_aiohttp_instrumentation() -> None:
+    """Sets up the module state that `create_aiohttp_middleware` reads.
+
+    That middleware reads globals (excluded URLs, its metric instruments) which only
+    `AioHttpServerInstrumentor.instrument()` sets; without them every request fails with
+    AttributeError. Instrumenting and at once uninstrumenting sets them and leaves
+    `web.Application` unpatched.
+    """
+    instrumentor = AioHttpServerInstrumentor()
+    instrumentor.instrument()
+    instrumentor.uninstrument()
 
 
 def create_telemetry(service: str, exporter: SpanExporter | None = None) -> Telemetry:
