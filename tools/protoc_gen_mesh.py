@@ -26,18 +26,19 @@ _PACKAGE = "gen"
 
 def _rewrite_imports(name: str, text: str, own_packages: set[str]) -> str:
     for package in sorted(own_packages):
+        # Import lines, in modules and stubs alike.
+        text = re.sub(
+            rf"^(from|import) {re.escape(package)}(\.| )",
+            rf"\1 {_PACKAGE}.{package}\2",
+            text,
+            flags=re.MULTILINE,
+        )
         if name.endswith(".pyi"):
-            # Stubs name types by their full module path (`meeting.v1.meeting_pb2.Meeting`).
+            # Stubs also name types by their full module path
+            # (`meeting.v1.meeting_pb2.Meeting`); modules embed serialized descriptors whose
+            # strings must stay as they are.
             text = re.sub(
                 rf"(?<![\w.]){re.escape(package)}\.(?=[\w.]*_pb2\b)", f"{_PACKAGE}.{package}.", text
-            )
-        else:
-            # Modules embed serialized descriptors, so only their import lines change.
-            text = re.sub(
-                rf"^(from|import) {re.escape(package)}(\.| )",
-                rf"\1 {_PACKAGE}.{package}\2",
-                text,
-                flags=re.MULTILINE,
             )
     return text
 

@@ -67,7 +67,7 @@ class TranscriptService:
             )
         response = meeting_service_pb2.GetTranscriptResponse(
             last_sequence=row.last_sequence,
-            status=row.status,
+            status=meeting_pb2.MeetingStatus.ValueType(row.status),
         )
         speakers: dict[str, None] = {}
         for stored in segments:

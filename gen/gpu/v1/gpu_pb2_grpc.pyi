@@ -4,7 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
-from gpu.v1 import gpu_pb2 as _gpu_pb2
+from gen.gpu.v1 import gpu_pb2 as _gpu_pb2
 from grpc import aio as _aio
 import abc as _abc_1
 

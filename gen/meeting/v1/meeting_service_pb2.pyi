@@ -9,7 +9,7 @@ from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
-from meeting.v1 import meeting_pb2 as _meeting_pb2
+from gen.meeting.v1 import meeting_pb2 as _meeting_pb2
 import builtins as _builtins
 import sys
 import typing as _typing

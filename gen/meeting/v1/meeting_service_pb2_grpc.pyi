@@ -5,7 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from grpc import aio as _aio
-from meeting.v1 import meeting_service_pb2 as _meeting_service_pb2
+from gen.meeting.v1 import meeting_service_pb2 as _meeting_service_pb2
 import abc as _abc_1
 
 
