@@ -100,8 +100,7 @@ async def test_diarization_labels_voices_by_pitch_in_order_of_appearance() -> No
     segments = await run(audio)
     config = gpu_pb2.DiarizationConfig(
         spans=[
-            gpu_pb2.TimeSpan(start_offset=s.start_offset, end_offset=s.end_offset)
-            for s in segments
+            gpu_pb2.TimeSpan(start_offset=s.start_offset, end_offset=s.end_offset) for s in segments
         ]
     )
     result = await MockDiarizationEngine().diarize(config, audio)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
 
 from gen.gpu.v1 import gpu_pb2, gpu_pb2_grpc
 from gpu_node.server import RunningNode, run_gpu_node
@@ -66,9 +66,13 @@ async def test_clients_without_a_trusted_certificate_are_refused(
 async def test_reflection_lists_the_gpu_services(pki: Pki, node: RunningNode) -> None:
     channel, _ = stubs(pki, node.address)
     async with channel:
-        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        info = channel.stream_stream(
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
         request = reflection_pb2.ServerReflectionRequest(list_services="")
-        async for response in stub.ServerReflectionInfo(iter([request]), timeout=WAIT):
+        async for response in info(iter([request]), timeout=WAIT):
             names = {s.name for s in response.list_services_response.service}
             break
     assert {
@@ -114,9 +118,10 @@ async def test_only_16khz_is_accepted(pki: Pki, node: RunningNode, rate: int) ->
         view = view_rpc_error(bad.value)
         assert view.details[0]["reason"] == "UNSUPPORTED_AUDIO"
         assert view.details[0]["metadata"] == {"field": "config.sample_rate_hertz"}
-        assert [s.segment_index for s in finals(await recognize(gpu, conversation(), **{
-            "sample_rate_hertz": 16000
-        }))] == [0, 1, 2]
+        assert [
+            s.segment_index
+            for s in finals(await recognize(gpu, conversation(), **{"sample_rate_hertz": 16000}))
+        ] == [0, 1, 2]
 
 
 async def test_odd_sized_chunks_carry_their_last_byte(pki: Pki, node: RunningNode) -> None:
@@ -132,7 +137,10 @@ async def test_diarize_and_summarize(pki: Pki, node: RunningNode) -> None:
     async with channel:
         segments = finals(await recognize(gpu, conversation()))
         config = gpu_pb2.DiarizationConfig(
-            spans=[gpu_pb2.TimeSpan(start_offset=s.start_offset, end_offset=s.end_offset) for s in segments]
+            spans=[
+                gpu_pb2.TimeSpan(start_offset=s.start_offset, end_offset=s.end_offset)
+                for s in segments
+            ]
         )
         audio = pcm16(conversation())
         requests = [gpu_pb2.DiarizeRequest(config=config)] + [
@@ -153,7 +161,7 @@ async def test_beyond_its_call_limit_a_node_fails_fast_with_a_retry_hint(
     pki: Pki, node: RunningNode
 ) -> None:
     channel, gpu = stubs(pki, node.address)
-    gates = [Gate(), Gate()]
+    gates = [Gate[gpu_pb2.RecognizeRequest](), Gate[gpu_pb2.RecognizeRequest]()]
     async with channel:
         calls = [gpu.recognition.Recognize(aiter(gate), timeout=WAIT) for gate in gates]
         for gate in gates:

@@ -14,7 +14,7 @@ from gpu_node.server import run_gpu_node
 from gpu_proxy.server import run_gpu_proxy
 from mesh_common.errors import view_rpc_error
 from mesh_common.grpc_server import check_health
-from tests.gpu.conftest import WAIT, Gate, eventually, finals, recognize, stubs
+from tests.gpu.conftest import WAIT, Gate, eventually, recognize, stubs
 from tests.support.gpu import Pki, conversation, node_settings, pcm16, proxy_settings, silence
 
 SUMMARY_REQUEST = gpu_pb2.SummarizeRequest(
@@ -35,8 +35,9 @@ async def test_forwards_the_three_services_unchanged(pki: Pki) -> None:
             assert via_proxy == await recognize(direct, audio, interim_results=True)
             assert any(not r.segment.is_final for r in via_proxy)
 
-            requests = [gpu_pb2.DiarizeRequest(config=gpu_pb2.DiarizationConfig())] + [
-                gpu_pb2.DiarizeRequest(audio=pcm16(audio))
+            requests = [
+                gpu_pb2.DiarizeRequest(config=gpu_pb2.DiarizationConfig()),
+                gpu_pb2.DiarizeRequest(audio=pcm16(audio)),
             ]
             diarized = await gpu.diarization.Diarize(iter(requests), timeout=WAIT)
             assert diarized.speaker_count == 2
@@ -101,7 +102,7 @@ async def test_load_balancing_prefers_the_idle_node(pki: Pki) -> None:
     ):
         channel, gpu = stubs(pki, proxy.address)
         async with channel:
-            gate = Gate()
+            gate = Gate[gpu_pb2.RecognizeRequest]()
             stream = gpu.recognition.Recognize(aiter(gate), timeout=WAIT)
             gate.push(gpu_pb2.RecognizeRequest(config=gpu_pb2.RecognitionConfig()))
             nodes = (first, second)
@@ -129,7 +130,7 @@ async def test_beyond_the_cap_and_the_queue_calls_fail_fast_with_a_retry_hint(pk
         async with run_gpu_proxy(settings) as proxy:
             channel, gpu = stubs(pki, proxy.address)
             async with channel:
-                gate = Gate()
+                gate = Gate[gpu_pb2.RecognizeRequest]()
                 holding = gpu.recognition.Recognize(aiter(gate), timeout=WAIT)
                 gate.push(gpu_pb2.RecognizeRequest(config=gpu_pb2.RecognitionConfig()))
                 await eventually(lambda: node.admission.active["Recognize"] == 1, "cap reached")
