@@ -26,7 +26,7 @@ class Node:
 
     Args:
         pool: Channels to the node.
-        breaker: Its circuit breaker (this object reacts to its transitions).
+        breaker_failures: Consecutive failures that open its breaker.
         probe_interval: First wait between probes of an open node, in seconds.
         probe_interval_max: Largest wait between probes.
         probe_timeout: Deadline of one probe or health check.
@@ -35,8 +35,8 @@ class Node:
             updates the proxy's health).
 
     Attributes:
+        breaker: The node's circuit breaker; this object reacts to its transitions.
         outstanding: Calls in flight on this node.
-        probes: Probes sent since start (each one a new connection).
     """
 
     def __init__(
@@ -52,7 +52,6 @@ class Node:
         self.pool = pool
         self.breaker = CircuitBreaker(breaker_failures, self._on_breaker_change)
         self.outstanding = 0
-        self.probes = 0
         self._probe_interval = probe_interval
         self._probe_interval_max = probe_interval_max
         self._probe_timeout = probe_timeout
@@ -97,7 +96,6 @@ class Node:
         interval = self._probe_interval
         while self.breaker.state is BreakerState.OPEN:
             await asyncio.sleep(interval)
-            self.probes += 1
             channel = self.pool.new_channel()
             try:
                 healthy = await self._healthy(channel)

@@ -150,3 +150,23 @@ async def test_beyond_the_cap_and_the_queue_calls_fail_fast_with_a_retry_hint(pk
                 assert [r async for r in holding] == []
                 assert [a.owner for a in (await queued).action_items] == ["Carol"]
                 assert node.admission.started["Summarize"] == 1
+
+
+async def test_a_call_that_waits_too_long_in_the_queue_is_refused(pki: Pki) -> None:
+    async with run_gpu_node(node_settings(pki)) as node:
+        settings = proxy_settings(
+            pki, [node.address], gpu_proxy_max_streams_per_node=1, gpu_proxy_queue_timeout_s=0.2
+        )
+        async with run_gpu_proxy(settings) as proxy:
+            channel, gpu = stubs(pki, proxy.address)
+            async with channel:
+                gate = Gate[gpu_pb2.RecognizeRequest]()
+                holding = gpu.recognition.Recognize(aiter(gate), timeout=WAIT)
+                gate.push(gpu_pb2.RecognizeRequest(config=gpu_pb2.RecognitionConfig()))
+                await eventually(lambda: node.admission.active["Recognize"] == 1, "cap reached")
+                with pytest.raises(grpc.aio.AioRpcError) as waited:
+                    await gpu.summarization.Summarize(SUMMARY_REQUEST, timeout=WAIT)
+                assert waited.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert "within 0.2 s" in (waited.value.details() or "")
+                gate.end()
+                assert [r async for r in holding] == []
