@@ -1,0 +1,69 @@
+"""The reference for `gateway_vs_fastapi`: GET a meeting as FastAPI + uvicorn would do it.
+
+What the component description originally named: a FastAPI route that checks the bearer
+token, calls MeetingService.GetMeeting over one grpc.aio channel, and answers the same
+JSON (protobuf JSON mapping, same field rules) with the same error table. Only the route
+the benchmark drives exists; it shares our token verifier and error table so both sides do
+the same work per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import grpc
+from fastapi import FastAPI, Header
+from fastapi.responses import JSONResponse
+from google.protobuf import json_format
+
+from gen.meeting.v1 import meeting_service_pb2, meeting_service_pb2_grpc
+from mesh_common.auth import METADATA_KEY, TokenVerifier
+from mesh_common.errors import MeshError, view_rpc_error
+
+
+def create_fastapi_app(meeting_target: str, jwt_secret: str) -> FastAPI:
+    """Builds the reference app.
+
+    Args:
+        meeting_target: meeting_service's "host:port".
+        jwt_secret: The HS256 secret tokens are signed with.
+
+    Returns:
+        The FastAPI application (its channel opens on startup).
+    """
+    verifier = TokenVerifier(jwt_secret)
+    stubs: dict[str, meeting_service_pb2_grpc.MeetingServiceStub] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with grpc.aio.insecure_channel(meeting_target) as channel:
+            stubs["meeting"] = meeting_service_pb2_grpc.MeetingServiceStub(channel)
+            yield
+
+    app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+
+    @app.get("/v1/meetings/{meeting_id}")
+    async def get_meeting(
+        meeting_id: str, authorization: Annotated[str | None, Header()] = None
+    ) -> Any:
+        try:
+            verifier.verify(authorization)
+        except MeshError as error:
+            return JSONResponse({"error": {"code": 401, "message": error.message}}, 401)
+        assert authorization is not None
+        try:
+            response = await stubs["meeting"].GetMeeting(
+                meeting_service_pb2.GetMeetingRequest(meeting_id=meeting_id),
+                metadata=((METADATA_KEY, authorization),),
+                timeout=10.0,
+            )
+        except grpc.aio.AioRpcError as error:
+            view = view_rpc_error(error)
+            return JSONResponse(view.body(), view.http_status)
+        return JSONResponse(
+            json_format.MessageToDict(response, always_print_fields_with_no_presence=True)
+        )
+
+    return app

@@ -1,0 +1,1 @@
+"""The scenarios, one module per path measured; `SCENARIOS` lists them in run order."""

@@ -1,0 +1,190 @@
+"""One benchmarked service in a process of its own: `python -m bench.serve ROLE CONFIG`.
+
+The benchmark drives load from its own process, so every service under test runs here,
+started through the same in-process runner the tests and the dev mesh use, with
+production defaults except where CONFIG says otherwise. CONFIG is a JSON object; its
+`ready_file` names where the role writes `{"address": ..., "pid": ...}` once it serves.
+The process then serves until SIGTERM or SIGINT.
+
+Roles: `meeting` (meeting_service), `gateway` (our aiohttp gateway), `fastapi` (the FastAPI
+reference in `bench/fastapi_app.py`), `discard` (a PUT handler that drops the body),
+`gpu_node` (mock engine), `gpu_proxy`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from pydantic import SecretStr
+
+from mesh_common.grpc_server import wait_for_shutdown_signal
+from mesh_common.logging import configure_logging
+from mesh_common.tls import KeyPair
+
+Config = dict[str, Any]
+
+
+def _announce(config: Config, address: str) -> None:
+    ready = Path(config["ready_file"])
+    partial = ready.with_suffix(".partial")
+    partial.write_text(json.dumps({"address": address, "pid": os.getpid()}))
+    partial.rename(ready)  # atomic: the parent never reads half a file
+
+
+async def _meeting(config: Config) -> None:
+    from meeting_service.server import run_meeting_service
+    from meeting_service.settings import MeetingServiceSettings
+
+    settings = MeetingServiceSettings(
+        database_url=SecretStr(config["database_url"]),
+        jwt_secret=SecretStr(config["jwt_secret"]),
+        meeting_port=0,
+        data_dir=Path(config["data_dir"]),
+        gpu_proxy_target=config.get("gpu_proxy_target", "127.0.0.1:50052"),
+    )
+    async with run_meeting_service(settings) as running:
+        _announce(config, running.address)
+        await wait_for_shutdown_signal()
+
+
+async def _serve_aiohttp(config: Config, app: web.Application) -> None:
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    _announce(config, f"127.0.0.1:{runner.addresses[0][1]}")
+    try:
+        await wait_for_shutdown_signal()
+    finally:
+        await runner.cleanup()
+
+
+async def _gateway(config: Config) -> None:
+    from gateway.app import create_app
+    from gateway.settings import GatewaySettings
+
+    settings = GatewaySettings(
+        gateway_host="127.0.0.1",
+        gateway_port=0,
+        meeting_service_target=config["meeting_target"],
+        jwt_secret=SecretStr(config["jwt_secret"]),
+        data_dir=Path(config["data_dir"]),
+        shutdown_grace_seconds=1.0,
+    )
+    await _serve_aiohttp(config, create_app(settings))
+
+
+async def _discard(config: Config) -> None:
+    async def discard(request: web.Request) -> web.Response:
+        received = 0
+        while chunk := await request.content.readany():
+            received += len(chunk)
+        return web.json_response({"received": received})
+
+    app = web.Application()
+    app.router.add_put("/discard", discard)
+    await _serve_aiohttp(config, app)
+
+
+async def _fastapi(config: Config) -> None:
+    import uvicorn
+
+    from bench.fastapi_app import create_fastapi_app
+
+    app = create_fastapi_app(config["meeting_target"], config["jwt_secret"])
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    # The same event loop as our gateway (plain asyncio); httptools parses HTTP in C as
+    # aiohttp's parser does. No access log, as our gateway runs with access_log=None.
+    server = uvicorn.Server(
+        uvicorn.Config(app, loop="asyncio", http="httptools", access_log=False, log_level="warning")
+    )
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if serving.done():
+            serving.result()
+        await asyncio.sleep(0.02)
+    _announce(config, f"127.0.0.1:{sock.getsockname()[1]}")
+    await wait_for_shutdown_signal()
+    server.should_exit = True
+    await serving
+
+
+def _pair(config: Config, name: str) -> KeyPair:
+    directory = Path(config["pki_dir"])
+    return KeyPair(cert=directory / f"{name}.pem", key=directory / f"{name}.key")
+
+
+async def _gpu_node(config: Config) -> None:
+    from gpu_node.server import run_gpu_node
+    from gpu_node.settings import GpuNodeSettings
+
+    identity = _pair(config, "gpu-node")
+    settings = GpuNodeSettings(
+        data_dir=Path(config["data_dir"]),
+        gpu_node_port=0,
+        gpu_node_cert=identity.cert,
+        gpu_node_key=identity.key,
+        gpu_node_ca=Path(config["pki_dir"]) / "ca.pem",
+        gpu_node_engine="mock",
+    )
+    async with run_gpu_node(settings) as node:
+        _announce(config, node.address)
+        await wait_for_shutdown_signal()
+
+
+async def _gpu_proxy(config: Config) -> None:
+    from gpu_proxy.server import run_gpu_proxy
+    from gpu_proxy.settings import GpuProxySettings
+
+    identity = _pair(config, "gpu-proxy")
+    settings = GpuProxySettings(
+        data_dir=Path(config["data_dir"]),
+        gpu_proxy_port=0,
+        gpu_nodes=",".join(config["nodes"]),
+        gpu_proxy_cert=identity.cert,
+        gpu_proxy_key=identity.key,
+        gpu_proxy_ca=Path(config["pki_dir"]) / "ca.pem",
+    )
+    async with run_gpu_proxy(settings) as proxy:
+        _announce(config, proxy.address)
+        await wait_for_shutdown_signal()
+
+
+ROLES: dict[str, Callable[[Config], Awaitable[None]]] = {
+    "meeting": _meeting,
+    "gateway": _gateway,
+    "fastapi": _fastapi,
+    "discard": _discard,
+    "gpu_node": _gpu_node,
+    "gpu_proxy": _gpu_proxy,
+}
+
+
+def main(argv: list[str]) -> int:
+    """Runs one role until SIGTERM.
+
+    Args:
+        argv: [ROLE, CONFIG_JSON].
+
+    Returns:
+        The exit status.
+    """
+    role, raw = argv
+    config: Config = json.loads(raw)
+    configure_logging(role, config.get("log_level", "INFO"), "json")
+    asyncio.run(ROLES[role](config))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
