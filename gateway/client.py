@@ -187,7 +187,7 @@ class GatewayClient:
             The UploadAudioResponse JSON of the final request.
 
         Raises:
-            GatewayError: The gateway refused (not retried: the answer would not change).
+            GatewayError: The gateway refused (only a 409 offset mismatch is retried).
             aiohttp.ClientError: The connection failed `attempts` times.
         """
         size = (await asyncio.to_thread(path.stat)).st_size
@@ -201,6 +201,7 @@ class GatewayClient:
             }
             if offset:
                 headers["Upload-Offset"] = str(offset)
+                headers["Upload-Length"] = str(size)
             try:
                 async with self._session.request(
                     "PATCH" if offset else "PUT",
@@ -211,14 +212,19 @@ class GatewayClient:
                     await _raise_for_error(response)
                     body: dict[str, Any] = await response.json()
                     return body
+            except GatewayError as error:
+                # 409: the stored size moved (e.g. a cancelled stream's last chunk landed
+                # after our HEAD); ask again. Any other refusal would not change.
+                if error.status != 409 or attempt == attempts - 1:
+                    raise
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError):
                 if attempt == attempts - 1:
                     raise
                 await asyncio.sleep(min(8.0, 0.5 * 2**attempt))
-                offset, complete = await self.stored_offset(meeting_id)
-                on_progress(offset)
-                if complete:
-                    return {"storedSize": str(offset), "complete": True}
+            offset, complete = await self.stored_offset(meeting_id)
+            on_progress(offset)
+            if complete:
+                return {"storedSize": str(offset), "complete": True}
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def events(

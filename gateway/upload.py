@@ -9,6 +9,7 @@ filling the gateway's memory.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -126,14 +127,25 @@ async def _stream_upload(
             messages(), metadata=grpc_metadata(request)
         )
     except grpc.aio.AioRpcError as error:
-        if body_failure and isinstance(body_failure[0], _BodyTooLarge):
-            raise _too_large(settings.max_upload_bytes) from None
-        if body_failure:
-            raise invalid_field(
-                f"the request body ended early: {body_failure[0]}", "body"
-            ) from None
-        raise HttpError(rpc_error_view(error)) from None
+        failure = _body_error(body_failure, settings.max_upload_bytes)
+        raise failure or HttpError(rpc_error_view(error)) from None
+    except asyncio.CancelledError:
+        # grpc reports a call it cancelled itself (our body failed) as CancelledError;
+        # a cancellation of this task, rather than of the call, goes on up.
+        current = asyncio.current_task()
+        failure = _body_error(body_failure, settings.max_upload_bytes)
+        if failure is None or (current is not None and current.cancelling()):
+            raise
+        raise failure from None
     return web.json_response(to_json(response), headers={UPLOAD_OFFSET: str(response.stored_size)})
+
+
+def _body_error(failures: list[Exception], limit: int) -> HttpError | None:
+    if not failures:
+        return None
+    if isinstance(failures[0], _BodyTooLarge):
+        return _too_large(limit)
+    return invalid_field(f"the request body ended early: {failures[0]}", "body")
 
 
 async def put_audio(request: web.Request) -> web.StreamResponse:

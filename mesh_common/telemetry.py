@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import os
 import time
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -200,7 +201,10 @@ def _prepare_aiohttp_instrumentation() -> None:
     `web.Application` unpatched.
     """
     instrumentor = AioHttpServerInstrumentor()
-    instrumentor.instrument()
+    with warnings.catch_warnings():
+        # It subclasses web.Application to patch it, which aiohttp warns about.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        instrumentor.instrument()
     instrumentor.uninstrument()
 
 

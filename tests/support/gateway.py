@@ -74,3 +74,53 @@ async def run_gateway(settings: GatewaySettings) -> AsyncIterator[RunningGateway
         yield RunningGateway(app, port, f"http://{settings.gateway_host}:{port}")
     finally:
         await runner.cleanup()
+
+
+def wav_bytes(seconds: float = 1.0, sample_rate: int = 16_000) -> bytes:
+    """A small valid WAV: a 440 Hz tone, 16-bit mono.
+
+    Args:
+        seconds: Length of the recording.
+        sample_rate: Samples per second.
+
+    Returns:
+        The file's bytes.
+    """
+    import io
+    import wave
+
+    import numpy as np
+
+    samples = np.arange(int(seconds * sample_rate), dtype=np.float32) / sample_rate
+    tone = (np.sin(2 * np.pi * 440.0 * samples) * 8000).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(sample_rate)
+        out.writeframes(tone.tobytes())
+    return buffer.getvalue()
+
+
+def wav_header(data_bytes: int, sample_rate: int = 16_000) -> bytes:
+    """The 44-byte header of a 16-bit mono WAV whose samples are `data_bytes` long.
+
+    Lets a test stream a large recording (header, then generated samples) without holding it.
+
+    Args:
+        data_bytes: Size of the sample data that follows.
+        sample_rate: Samples per second.
+
+    Returns:
+        The header.
+    """
+    import struct
+
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + data_bytes)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, sample_rate, sample_rate * 2, 2, 16)
+        + b"data"
+        + struct.pack("<I", data_bytes)
+    )

@@ -1,0 +1,124 @@
+"""Fixtures of the gateway suite: the real app on port 0 in front of a real meeting_service.
+
+Every test module gets its own database, meeting_service and gateway (module scope); an HTTP
+session per test. Tests mark the routes they exercise with `@route(METHOD, PATH, outcome)`
+so that `test_route_table.py` can prove every route has a success and a failure test.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from google.protobuf import duration_pb2
+
+from gen.meeting.v1 import meeting_pb2
+from meeting_service.server import RunningMeetingService
+from tests.support.gateway import RunningGateway, gateway_settings, run_gateway
+from tests.support.meeting import TEST_JWT_SECRET, make_token
+
+HEARTBEAT_SECONDS = 0.2
+
+
+def route(method: str, path: str, outcome: str) -> pytest.MarkDecorator:
+    """Marks a test as exercising a route; outcome is "success" or "failure"."""
+    assert outcome in ("success", "failure")
+    return pytest.mark.route(method, path, outcome)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "route(method, path, outcome): the route a test covers")
+
+
+@pytest_asyncio.fixture(scope="module")
+async def gateway(meeting_service: RunningMeetingService) -> AsyncIterator[RunningGateway]:
+    """The gateway in front of the module's meeting_service."""
+    settings = gateway_settings(
+        meeting_service.address,
+        TEST_JWT_SECRET,
+        sse_heartbeat_seconds=HEARTBEAT_SECONDS,
+        sse_retry_ms=500,
+        upload_chunk_bytes=64 * 1024,
+        max_upload_bytes=1024**3,
+        shutdown_grace_seconds=2.0,
+    )
+    async with run_gateway(settings) as running:
+        yield running
+
+
+@pytest_asyncio.fixture
+async def http(gateway: RunningGateway) -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTP session with the gateway's URL as base."""
+    async with aiohttp.ClientSession(gateway.url) as session:
+        yield session
+
+
+def bearer(user: str, **token_args: Any) -> dict[str, str]:
+    """The Authorization header of `user`."""
+    return {"Authorization": f"Bearer {make_token(user, **token_args)}"}
+
+
+@pytest.fixture
+def user() -> str:
+    """A user of its own for each test, so tests never see each other's meetings."""
+    return f"user-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def as_user(user: str) -> dict[str, str]:
+    """The test user's Authorization header."""
+    return bearer(user)
+
+
+@pytest_asyncio.fixture
+async def meeting_id(http: aiohttp.ClientSession, as_user: dict[str, str]) -> str:
+    """A meeting of the test user, awaiting audio."""
+    async with http.post("/v1/meetings", json={"title": "standup"}, headers=as_user) as r:
+        assert r.status == 201, await r.text()
+        meeting_id: str = (await r.json())["meeting"]["id"]
+        return meeting_id
+
+
+async def error_of(response: aiohttp.ClientResponse) -> dict[str, Any]:
+    """The `error` object of an error response, checked for the shape of DESIGN.md."""
+    body = await response.json()
+    error: dict[str, Any] = body["error"]
+    assert error["code"] == response.status
+    assert set(error) == {"code", "status", "message", "details"}
+    return error
+
+
+def reason_of(error: dict[str, Any]) -> str:
+    """The ErrorInfo reason of an error object ("" when none)."""
+    return next((d.get("reason", "") for d in error["details"]), "")
+
+
+async def play_pipeline(
+    meeting_service: RunningMeetingService, meeting_id: str, texts: list[str]
+) -> None:
+    """Stores what the processing pipeline would: statuses, segments, a summary, COMPLETED.
+
+    The writes go through meeting_service's own TranscriptWriter, the one the pipeline
+    uses, so the gateway sees exactly the events a processed meeting produces.
+    """
+    writer = meeting_service.services.writer
+    mid = uuid.UUID(meeting_id)
+    await writer.change_status(mid, meeting_pb2.MEETING_STATUS_TRANSCRIBING)
+    for index, text in enumerate(texts):
+        await writer.append_segment(
+            mid,
+            meeting_pb2.Segment(
+                index=index,
+                text=text,
+                speaker=f"SPEAKER_{index % 2 + 1}",
+                final=True,
+                start_offset=duration_pb2.Duration(seconds=index * 2),
+                end_offset=duration_pb2.Duration(seconds=index * 2 + 2),
+            ),
+        )
+    await writer.store_summary(mid, meeting_pb2.Summary(text=" ".join(texts), backend="test"))
+    await writer.change_status(mid, meeting_pb2.MEETING_STATUS_COMPLETED)
