@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import aiohttp
 
@@ -49,7 +50,7 @@ async def test_create_accepts_proto_field_names_and_request_id_is_idempotent(
 async def test_create_rejects_unknown_fields_wrong_types_and_bad_json_naming_the_field(
     http: aiohttp.ClientSession, as_user: dict[str, str]
 ) -> None:
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"json": {"titel": "typo"}}, "titel"),
         ({"json": {"title": 5}}, "title"),
         ({"json": {"expectedSpeakers": "two"}}, "expectedSpeakers"),
@@ -57,7 +58,7 @@ async def test_create_rejects_unknown_fields_wrong_types_and_bad_json_naming_the
         ({"data": b"{not json", "headers": {"Content-Type": "application/json"}}, "body"),
     ]
     for kwargs, field in cases:
-        headers = {**as_user, **kwargs.pop("headers", {})}  # type: ignore[dict-item]
+        headers = {**as_user, **kwargs.pop("headers", {})}
         async with http.post("/v1/meetings", headers=headers, **kwargs) as r:
             assert r.status == 400, (kwargs, await r.text())
             error = await error_of(r)

@@ -10,7 +10,13 @@ import aiohttp
 
 from meeting_service.server import RunningMeetingService
 from tests.gateway.conftest import error_of, reason_of, route
-from tests.support.gateway import RunningGateway, gateway_settings, run_gateway, wav_bytes
+from tests.support.gateway import (
+    RunningGateway,
+    gateway_settings,
+    run_gateway,
+    wait_until,
+    wav_bytes,
+)
 from tests.support.meeting import TEST_JWT_SECRET
 
 
@@ -122,7 +128,7 @@ async def test_an_upload_cut_off_midway_resumes_with_head_and_patch(
     audio = wav_bytes(seconds=30.0)  # 960 KB, 15 chunks of 64 KiB at the gateway
     cut = len(audio) // 2
     # A client whose connection drops after half the body: raw socket, then close.
-    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    _, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
     head = (
         f"PUT /v1/meetings/{meeting_id}/audio HTTP/1.1\r\nHost: test\r\n"
         f"Authorization: {as_user['Authorization']}\r\nContent-Type: audio/wav\r\n"
@@ -132,9 +138,10 @@ async def test_an_upload_cut_off_midway_resumes_with_head_and_patch(
     await writer.drain()
     async with aiohttp.ClientSession(gateway.url) as http:
         # The connection drops once part of the recording is stored (polled, bounded).
-        async with asyncio.timeout(30):
-            while await _head(http, meeting_id, as_user) == 0:
-                await asyncio.sleep(0.05)
+        async def some_stored() -> bool:
+            return await _head(http, meeting_id, as_user) > 0
+
+        await wait_until(some_stored)
         writer.close()
         await writer.wait_closed()
         # The gateway cancels the stream; the service keeps what it stored. What is stored

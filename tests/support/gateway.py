@@ -6,8 +6,9 @@ async with run_gateway(gateway_settings(meeting.address, secret)) as gateway:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,3 +125,16 @@ def wav_header(data_bytes: int, sample_rate: int = 16_000) -> bytes:
         + b"data"
         + struct.pack("<I", data_bytes)
     )
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], within: float = 30.0) -> None:
+    """Asks `check` until it says yes, for state that can only be observed by asking.
+
+    Args:
+        check: The question.
+        within: Seconds before giving up (TimeoutError); generous, it is a bound, not a
+            timing.
+    """
+    async with asyncio.timeout(within):
+        while not await check():
+            await asyncio.sleep(0.05)  # noqa: ASYNC110 - nothing to wait on but the answer
