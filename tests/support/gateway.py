@@ -136,5 +136,5 @@ async def wait_until(check: Callable[[], Awaitable[bool]], within: float = 30.0)
             timing.
     """
     async with asyncio.timeout(within):
-        while not await check():
-            await asyncio.sleep(0.05)  # noqa: ASYNC110 - nothing to wait on but the answer
+        while not await check():  # noqa: ASYNC110 - nothing to wait on but the answer
+            await asyncio.sleep(0.05)
