@@ -21,7 +21,7 @@ import grpc
 from gpu_proxy.balancer import Balancer
 from gpu_proxy.node import Node
 from gpu_proxy.replay import ReplayBuffer
-from gpu_proxy.retry import NODE_FAILURES, RETRYABLE, backoff_delay
+from gpu_proxy.retry import NODE_FAILURES, RETRYABLE, backoff_delay, effective_code
 from mesh_common.errors import MeshError, Reason
 from mesh_common.logging import logger
 
@@ -158,7 +158,7 @@ class Forwarder:
                             node.breaker.record_success()
                         yield response
                 except grpc.aio.AioRpcError as error:
-                    code = error.code()
+                    code = effective_code(error)
                     self._report(node, code)
                     retry = (
                         not received
@@ -205,7 +205,7 @@ def _failure(
     received: bool,
     requests: ReplayBuffer[Any] | None,
 ) -> Exception:
-    code = error.code()
+    code = effective_code(error)
     if code not in NODE_FAILURES:
         return NodeStatusError.from_rpc_error(error)
     if received:

@@ -21,6 +21,27 @@ RETRYABLE = frozenset(
 NODE_FAILURES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 
 
+# What a grpc.aio client reports when the server ended a call while it was writing
+# (grpc/grpc#36066): the real status is lost. Our nodes drain a stream before failing it,
+# so for them this means the call ended abruptly (node killed, connection reset).
+_LOST_STATUS_DETAILS = "Internal error from Core"
+
+
+def effective_code(error: grpc.aio.AioRpcError) -> grpc.StatusCode:
+    """Returns the status code a node's failed call stands for.
+
+    Args:
+        error: The failed call to the node.
+
+    Returns:
+        UNAVAILABLE for a status lost to the grpc.aio write race; the code otherwise.
+    """
+    code: grpc.StatusCode = error.code()
+    if code is grpc.StatusCode.INTERNAL and error.details() == _LOST_STATUS_DETAILS:
+        return grpc.StatusCode.UNAVAILABLE
+    return code
+
+
 def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Random) -> float:
     """Exponential backoff with full jitter: uniform in [0, min(max, initial * 2^attempt)].
 

@@ -26,33 +26,30 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [*COMMAND, *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+async def start(args: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *COMMAND, *args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
 
 
-def stop(process: subprocess.Popen[str]) -> tuple[int, str]:
+async def stop(process: asyncio.subprocess.Process) -> tuple[int | None, str]:
     process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=WAIT)
-    return process.returncode, output
+    output, _ = await asyncio.wait_for(process.communicate(), WAIT)
+    return process.returncode, output.decode()
 
 
 async def test_node_and_proxy_from_the_command_line(tmp_path: Path) -> None:
     env = {**os.environ, "MESH_DATA_DIR": str(tmp_path), "MESH_LOG_FORMAT": "json"}
-    subprocess.run([*COMMAND, "certs"], env=env, check=True, capture_output=True, timeout=WAIT)
+    certs_cli = await start(["certs"], env)
+    assert await asyncio.wait_for(certs_cli.wait(), WAIT) == 0
     node_port, proxy_port = free_port(), free_port()
     env |= {
         "MESH_GPU_NODE_PORT": str(node_port),
         "MESH_GPU_PROXY_PORT": str(proxy_port),
         "MESH_GPU_NODES": f"127.0.0.1:{node_port}",
     }
-    node = start(["gpu-node", "--engine", "mock"], env)
-    proxy = start(["gpu-proxy"], env)
+    node = await start(["gpu-node", "--engine", "mock"], env)
+    proxy = await start(["gpu-proxy"], env)
     try:
         certs = tmp_path / "certs"
         client = KeyPair(certs / "meeting-service.pem", certs / "meeting-service.key")
@@ -67,8 +64,8 @@ async def test_node_and_proxy_from_the_command_line(tmp_path: Path) -> None:
             )
             assert [a.owner for a in summary.action_items] == ["Erin"]
     finally:
-        proxy_status, proxy_log = stop(proxy)
-        node_status, node_log = stop(node)
+        proxy_status, proxy_log = await stop(proxy)
+        node_status, node_log = await stop(node)
     assert (proxy_status, node_status) == (0, 0), proxy_log + node_log
     assert '"service": "gpu-proxy"' in proxy_log
     assert '"service": "gpu-node"' in node_log
