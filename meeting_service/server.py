@@ -21,6 +21,7 @@ from grpc_health.v1 import health
 
 from gen.meeting.v1 import meeting_service_pb2_grpc
 from meeting_service.db.database import CONNECTION_ERRORS, Database
+from meeting_service.pipeline.worker import PipelineWorkers
 from meeting_service.servicer import SERVICE_NAME, MeetingServicer, NotReady
 from meeting_service.services import Services, build_services
 from meeting_service.settings import MeetingServiceSettings
@@ -41,6 +42,8 @@ class RunningMeetingService:
         health: The health servicer (tests read and watch it).
         database: The database handle (DSN, pool, embedded server).
         ready: Set once the database is reachable and migrated.
+        pipeline: The job workers, once started (None while the database is not ready,
+            with `pipeline_workers` 0, or without a client certificate for gpu_proxy).
     """
 
     port: int
@@ -48,6 +51,7 @@ class RunningMeetingService:
     health: health.aio.HealthServicer
     database: Database
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    pipeline: PipelineWorkers | None = None
     _services: Services | None = None
 
     @property
@@ -128,7 +132,10 @@ async def run_meeting_service(
         yield running
     finally:
         await set_serving(health_servicer, [SERVICE_NAME], False)
+        if running.pipeline is not None:
+            await running.pipeline.stop()
         if running._services is not None:
+            await running._services.live.close()
             # Streams would otherwise hold the grace period open; they end with
             # UNAVAILABLE and their clients resume elsewhere by sequence.
             await running._services.hub.close()
@@ -136,8 +143,24 @@ async def run_meeting_service(
         supervisor.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await supervisor
+        if running._services is not None:
+            await running._services.gpu.close()
         await db.close()
         logger.info("meeting service stopped")
+
+
+def _start_pipeline(services: Services, settings: MeetingServiceSettings) -> PipelineWorkers | None:
+    """Starts the job workers, unless none are wanted or gpu_proxy cannot be reached."""
+    if settings.pipeline_workers == 0:
+        return None
+    problem = services.gpu.problem()
+    if problem is not None:
+        # Jobs stay queued for a replica that can reach the GPU service.
+        logger.bind(problem=problem).warning("processing jobs is off on this replica")
+        return None
+    workers = PipelineWorkers(services, services.gpu, settings)
+    workers.start()
+    return workers
 
 
 async def _supervise(running: RunningMeetingService, settings: MeetingServiceSettings) -> None:
@@ -156,6 +179,7 @@ async def _supervise(running: RunningMeetingService, settings: MeetingServiceSet
     with contextlib.suppress(TimeoutError):
         await services.hub.wait_listening(within=5.0)
     running._services = services
+    running.pipeline = _start_pipeline(services, settings)
     running.ready.set()
     serving: bool | None = None
     while True:

@@ -151,12 +151,13 @@ class MeetingServicer(meeting_service_pb2_grpc.MeetingServiceServicer):
         request_iterator: AsyncIterator[meeting_service_pb2.LiveTranscribeRequest],
         context: Ctx,
     ) -> AsyncIterator[meeting_service_pb2.LiveTranscribeResponse]:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED,
-            "LiveTranscribe is not available yet on this server; upload the recording with "
-            "UploadAudio instead",
-        )
-        yield meeting_service_pb2.LiveTranscribeResponse()  # pragma: no cover
+        async with _errors(context):
+            events = self._services().live.transcribe(
+                _owner(), request_iterator, trace_context=_metadata(context, _TRACEPARENT)
+            )
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    yield meeting_service_pb2.LiveTranscribeResponse(event=event)
 
 
 def _owner() -> str:

@@ -11,6 +11,8 @@ from meeting_service.domain.event_log import EventLog
 from meeting_service.domain.meetings import MeetingsService
 from meeting_service.domain.transcript import TranscriptService, TranscriptWriter
 from meeting_service.domain.uploads import UploadsService
+from meeting_service.live import LiveDependencies, LiveTranscriber
+from meeting_service.pipeline.gpu import GpuConnection
 from meeting_service.repositories.events import EventsRepository
 from meeting_service.repositories.jobs import JobsRepository
 from meeting_service.repositories.meetings import MeetingsRepository
@@ -33,6 +35,8 @@ class Services:
         meetings_repo: SQL for meetings (internal reads, e.g. language of a job's meeting).
         uploads_repo: SQL for recordings (`iter_chunks` reads one back).
         jobs_repo: SQL for processing jobs.
+        gpu: The channel to gpu_proxy (opened on first use; closed by the server).
+        live: LiveTranscribe sessions.
     """
 
     pool: asyncpg.Pool
@@ -45,6 +49,8 @@ class Services:
     meetings_repo: MeetingsRepository
     uploads_repo: UploadsRepository
     jobs_repo: JobsRepository
+    gpu: GpuConnection
+    live: LiveTranscriber
 
 
 def build_services(pool: asyncpg.Pool, dsn: str, settings: MeetingServiceSettings) -> Services:
@@ -70,6 +76,23 @@ def build_services(pool: asyncpg.Pool, dsn: str, settings: MeetingServiceSetting
         queue_size=settings.stream_queue_size,
         check_interval=settings.health_interval_seconds,
     )
+    transcripts = TranscriptService(pool, meetings_repo, events_repo, hub)
+    writer = TranscriptWriter(pool, log)
+    gpu = GpuConnection.from_settings(settings)
+    live = LiveTranscriber(
+        LiveDependencies(
+            pool=pool,
+            meetings=meetings_repo,
+            uploads=uploads_repo,
+            jobs=jobs_repo,
+            log=log,
+            writer=writer,
+            transcripts=transcripts,
+            gpu=gpu,
+            max_seconds=settings.pipeline_live_max_s,
+            follow_seconds=settings.pipeline_live_follow_s,
+        )
+    )
     return Services(
         pool=pool,
         hub=hub,
@@ -82,10 +105,12 @@ def build_services(pool: asyncpg.Pool, dsn: str, settings: MeetingServiceSetting
             log,
             limit_bytes=settings.upload_limit_bytes,
         ),
-        transcripts=TranscriptService(pool, meetings_repo, events_repo, hub),
-        writer=TranscriptWriter(pool, log),
+        transcripts=transcripts,
+        writer=writer,
         event_log=log,
         meetings_repo=meetings_repo,
         uploads_repo=uploads_repo,
         jobs_repo=jobs_repo,
+        gpu=gpu,
+        live=live,
     )

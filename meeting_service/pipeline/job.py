@@ -1,0 +1,291 @@
+"""One processing job: recognition, diarization and summary of a stored recording.
+
+A job resumes where the meeting's status history says it stopped: each stage is entered
+(and announced) only once the previous stage's results are all stored, so
+
+- the last stage entered was TRANSCRIBING or LIVE (or none): recognize the recording
+  (again); a redone segment replaces the stored one with the same index;
+- DIARIZING: every final segment is stored; label speakers;
+- SUMMARIZING: speakers are stored; write the summary.
+
+A live session that ended cleanly enters DIARIZING itself, so its job does not recognize
+the audio a second time. Every write happens in a transaction that also checks the job's
+lease (`PipelineStore.check_lease`), so a worker that lost its job cannot write after
+another took it over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeAlias, TypeVar
+
+import asyncpg
+
+from gen.gpu.v1 import gpu_pb2
+from gen.meeting.v1 import meeting_pb2
+from meeting_service.pipeline import segments as convert
+from meeting_service.pipeline.decode import decode_pcm
+from meeting_service.pipeline.gpu import Deadlines, GpuConnection, Metadata, diarize, recognize
+from meeting_service.pipeline.store import PipelineStore
+from meeting_service.repositories.jobs import Job, JobLost
+from meeting_service.services import Services
+from mesh_common.errors import MeshError
+from mesh_common.logging import logger
+
+Status: TypeAlias = meeting_pb2.MeetingStatus.ValueType  # noqa: UP040
+T = TypeVar("T")
+
+TRANSCRIBING = meeting_pb2.MEETING_STATUS_TRANSCRIBING
+DIARIZING = meeting_pb2.MEETING_STATUS_DIARIZING
+SUMMARIZING = meeting_pb2.MEETING_STATUS_SUMMARIZING
+COMPLETED = meeting_pb2.MEETING_STATUS_COMPLETED
+
+# What a status in the history means for where a job resumes.
+_RESUME_AT: dict[int, Status] = {
+    meeting_pb2.MEETING_STATUS_LIVE: TRANSCRIBING,
+    TRANSCRIBING: TRANSCRIBING,
+    DIARIZING: DIARIZING,
+    SUMMARIZING: SUMMARIZING,
+    # A completed meeting processed again (not done today) would start over.
+    COMPLETED: TRANSCRIBING,
+}
+
+STEP_NAMES: dict[int, str] = {
+    TRANSCRIBING: "speech recognition",
+    DIARIZING: "speaker identification",
+    SUMMARIZING: "summarization",
+}
+
+
+def resume_stage(history: Sequence[int]) -> Status:
+    """Returns the stage a job starts at, from the statuses the meeting entered.
+
+    Args:
+        history: Every status the meeting entered, oldest first.
+
+    Returns:
+        TRANSCRIBING, DIARIZING or SUMMARIZING.
+    """
+    stage: Status = TRANSCRIBING
+    for status in history:
+        stage = _RESUME_AT.get(status, stage)
+    return stage
+
+
+class StageFailed(Exception):
+    """An attempt failed in a stage; `error` is why.
+
+    Attributes:
+        stage: The stage (TRANSCRIBING, DIARIZING or SUMMARIZING).
+        error: What was raised.
+    """
+
+    def __init__(self, stage: Status, error: Exception) -> None:
+        super().__init__(f"{STEP_NAMES[stage]}: {error!r}")
+        self.stage = stage
+        self.error = error
+
+    @property
+    def step(self) -> str:
+        """The stage in words ("speech recognition")."""
+        return STEP_NAMES[self.stage]
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A worker's hold on a job, checked inside every write of the job."""
+
+    job_id: uuid.UUID
+    worker: str
+
+
+class JobRunner:
+    """Runs claimed jobs against the database and gpu_proxy.
+
+    Args:
+        services: The wired services (pool, event log, repositories).
+        gpu: The connection to gpu_proxy.
+        deadlines: Deadlines of the GPU calls.
+    """
+
+    def __init__(self, services: Services, gpu: GpuConnection, deadlines: Deadlines) -> None:
+        self._services = services
+        self._pool: asyncpg.Pool = services.pool
+        self._store = PipelineStore()
+        self._gpu = gpu
+        self._deadlines = deadlines
+
+    async def run(self, job: Job, lease: Lease) -> None:
+        """Runs a job to COMPLETED (and the job to SUCCEEDED).
+
+        Args:
+            job: The claimed job.
+            lease: This worker's lease on it.
+
+        Raises:
+            JobLost: The meeting was deleted or another worker holds the job.
+            StageFailed: The attempt failed (the caller classifies it and retries or fails).
+        """
+        mid = job.meeting_id
+        row = await self._services.meetings_repo.get(self._pool, mid)
+        if row is None:
+            raise JobLost(f"meeting {mid} was deleted")
+        run = _Run(self, job, lease, row.status, row.language, row.expected_speakers)
+        size = await self._store.recording_size(self._pool, mid)
+        audio_s = row.duration_us / 1e6 if row.duration_us else size / (2 * 16_000)
+        run.deadline = self._deadlines.for_audio(audio_s)
+        run.size = size
+        stage = resume_stage(await self._store.status_history(self._pool, mid))
+        log = logger.bind(meeting_id=str(mid), job_id=str(job.id), attempt=job.attempts)
+        log.bind(stage=meeting_pb2.MeetingStatus.Name(stage)).info("job started")
+        steps: list[tuple[Status, Callable[[], Awaitable[None]]]] = [
+            (TRANSCRIBING, run.transcribe),
+            (DIARIZING, run.diarize),
+            (SUMMARIZING, run.summarize),
+        ]
+        for step_stage, step in steps:
+            if step_stage < stage:  # the stages' enum values are in pipeline order
+                continue
+            try:
+                await step()
+            except (JobLost, StageFailed):
+                raise
+            except Exception as error:
+                raise StageFailed(step_stage, error) from error
+        try:
+            await run.complete()
+        except (JobLost, StageFailed):
+            raise
+        except Exception as error:
+            raise StageFailed(SUMMARIZING, error) from error
+        log.info("job completed")
+
+
+class _Run:
+    """The state of one attempt."""
+
+    def __init__(
+        self,
+        runner: JobRunner,
+        job: Job,
+        lease: Lease,
+        status: int,
+        language: str,
+        expected_speakers: int,
+    ) -> None:
+        self._services = runner._services
+        self._pool = runner._pool
+        self._store = runner._store
+        self._gpu = runner._gpu
+        self._job = job
+        self._lease = lease
+        self._status = status
+        self._language = language
+        self._expected_speakers = expected_speakers
+        self._metadata: Metadata = (
+            (("traceparent", job.trace_context),) if job.trace_context else ()
+        )
+        self.deadline = 0.0
+        self.size = 0
+
+    @property
+    def _mid(self) -> uuid.UUID:
+        return self._job.meeting_id
+
+    def _pcm(self) -> AsyncGenerator[bytes]:
+        async def read_at(offset: int) -> tuple[int, bytes] | None:
+            return await self._store.chunk_at(self._pool, self._mid, offset)
+
+        return decode_pcm(read_at, self.size)
+
+    async def transcribe(self) -> None:
+        await self._enter(TRANSCRIBING)
+        config = gpu_pb2.RecognitionConfig(
+            encoding=gpu_pb2.AUDIO_ENCODING_LINEAR16,
+            sample_rate_hertz=16_000,
+            language=self._language,
+            mode=gpu_pb2.RECOGNITION_MODE_BATCH,
+        )
+        async with contextlib.aclosing(self._pcm()) as pcm:
+            segments = recognize(
+                self._gpu.stubs(), config, pcm, deadline=self.deadline, metadata=self._metadata
+            )
+            async with contextlib.aclosing(segments):
+                async for recognized in segments:
+                    if recognized.is_final:
+                        await self._store_segments([convert.from_recognized(recognized)])
+
+    async def diarize(self) -> None:
+        await self._enter(DIARIZING)
+        stored = await self._store.final_segments(self._pool, self._mid)
+        if not stored:
+            return
+        config = gpu_pb2.DiarizationConfig(
+            encoding=gpu_pb2.AUDIO_ENCODING_LINEAR16,
+            sample_rate_hertz=16_000,
+            num_speakers=self._expected_speakers,
+            spans=[convert.span(s) for s in stored],
+        )
+        async with contextlib.aclosing(self._pcm()) as pcm:
+            diarized = await diarize(
+                self._gpu.stubs(), config, pcm, deadline=self.deadline, metadata=self._metadata
+            )
+        await self._store_segments(convert.with_speakers(stored, diarized))
+
+    async def summarize(self) -> None:
+        await self._enter(SUMMARIZING)
+        stored = await self._store.final_segments(self._pool, self._mid)
+        language = self._language or next((s.language for s in stored if s.language), "")
+        request = gpu_pb2.SummarizeRequest(
+            lines=convert.transcript_lines(stored), language=language
+        )
+        response = await self._gpu.stubs().summarization.Summarize(
+            request, timeout=self.deadline, metadata=tuple(self._metadata)
+        )
+        summary = convert.summary(response)
+        await self._write(
+            lambda conn: self._services.event_log.put_summary(conn, self._mid, summary)
+        )
+
+    async def complete(self) -> None:
+        async def finish(conn: asyncpg.Connection) -> None:
+            await self._services.event_log.change_status(conn, self._mid, COMPLETED)
+            await self._services.jobs_repo.complete(conn, self._job.id, self._lease.worker)
+
+        await self._write(finish, fenced=False)  # `complete` checks the lease itself
+
+    async def _enter(self, stage: Status) -> None:
+        if self._status == stage:
+            return  # resumed after a worker died in this stage: nothing new to announce
+        await self._write(
+            lambda conn: self._services.event_log.change_status(conn, self._mid, stage)
+        )
+        self._status = stage
+
+    async def _store_segments(self, segments: Sequence[meeting_pb2.Segment]) -> None:
+        if not segments:
+            return
+
+        async def put(conn: asyncpg.Connection) -> None:
+            for segment in segments:
+                await self._services.event_log.put_segment(conn, self._mid, segment)
+
+        await self._write(put)
+
+    async def _write(
+        self, write: Callable[[asyncpg.Connection], Awaitable[T]], *, fenced: bool = True
+    ) -> T:
+        """Runs `write` and the lease check in one transaction."""
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                result = await write(conn)
+                if fenced:
+                    await self._store.check_lease(conn, self._job.id, self._lease.worker)
+                return result
+        except MeshError as error:
+            if error.reason == meeting_pb2.ERROR_REASON_MEETING_NOT_FOUND:
+                raise JobLost(f"meeting {self._mid} was deleted") from None
+            raise

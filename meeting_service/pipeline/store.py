@@ -1,0 +1,104 @@
+"""SQL the pipeline needs beyond the shared repositories.
+
+Random access to a stored recording (PyAV seeks in some containers), the meeting's status
+history (where a job resumes), the latest segments, the lease check that fences a job's
+writes, and rewriting the header of a live recording once its length is known.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+from gen.meeting.v1 import meeting_pb2
+from meeting_service.repositories.jobs import JobLost
+
+
+class PipelineStore:
+    """Reads and writes for jobs and live sessions (stateless; pass a connection or pool)."""
+
+    async def chunk_at(
+        self, conn: asyncpg.Connection | asyncpg.Pool, meeting_id: uuid.UUID, offset: int
+    ) -> tuple[int, bytes] | None:
+        """Reads the stored chunk that holds byte `offset` of a recording.
+
+        Returns:
+            (the chunk's first byte offset, its bytes), or None past the end.
+        """
+        record = await conn.fetchrow(
+            "SELECT byte_offset, data FROM audio_chunks"
+            " WHERE meeting_id = $1 AND byte_offset <= $2"
+            " ORDER BY byte_offset DESC LIMIT 1",
+            meeting_id,
+            offset,
+        )
+        if record is None:
+            return None
+        start: int = record["byte_offset"]
+        data: bytes = record["data"]
+        if offset >= start + len(data):
+            return None
+        return start, data
+
+    async def recording_size(
+        self, conn: asyncpg.Connection | asyncpg.Pool, meeting_id: uuid.UUID
+    ) -> int:
+        """Returns the stored size of a meeting's recording (0 when there is none)."""
+        size: int | None = await conn.fetchval(
+            "SELECT stored_size FROM uploads WHERE meeting_id = $1", meeting_id
+        )
+        return size or 0
+
+    async def status_history(
+        self, conn: asyncpg.Connection | asyncpg.Pool, meeting_id: uuid.UUID
+    ) -> list[meeting_pb2.MeetingStatus.ValueType]:
+        """Returns every status the meeting entered, oldest first."""
+        records = await conn.fetch(
+            "SELECT payload FROM events WHERE meeting_id = $1 AND kind = 'status_change'"
+            " ORDER BY sequence",
+            meeting_id,
+        )
+        return [meeting_pb2.StatusChange.FromString(r["payload"]).status for r in records]
+
+    async def final_segments(
+        self, conn: asyncpg.Connection | asyncpg.Pool, meeting_id: uuid.UUID
+    ) -> list[meeting_pb2.Segment]:
+        """Returns the latest version of every final segment, by index."""
+        records = await conn.fetch(
+            "SELECT payload FROM segments WHERE meeting_id = $1 ORDER BY segment_index",
+            meeting_id,
+        )
+        segments = [meeting_pb2.Segment.FromString(r["payload"]) for r in records]
+        return [s for s in segments if s.final]
+
+    async def check_lease(self, conn: asyncpg.Connection, job_id: uuid.UUID, worker: str) -> None:
+        """Fences a job's writes: passes only while `worker` holds the job.
+
+        Call it inside the writing transaction, after the meeting row is locked (every
+        event write locks it first), so the lock order matches a meeting's deletion. The
+        share lock makes a takeover wait until this transaction ends.
+
+        Raises:
+            JobLost: The job was taken over or deleted.
+        """
+        held = await conn.fetchval(
+            "SELECT true FROM jobs WHERE id = $1 AND status = 'RUNNING' AND lease_owner = $2"
+            " FOR SHARE",
+            job_id,
+            worker,
+        )
+        if not held:
+            raise JobLost(f"job {job_id} is no longer leased to {worker}")
+
+    async def rewrite_chunk(
+        self, conn: asyncpg.Connection, meeting_id: uuid.UUID, offset: int, data: bytes
+    ) -> None:
+        """Replaces the bytes of a stored chunk with as many new ones (a file header)."""
+        await conn.execute(
+            "UPDATE audio_chunks SET data = $3 WHERE meeting_id = $1 AND byte_offset = $2"
+            " AND length(data) = length($3)",
+            meeting_id,
+            offset,
+            data,
+        )
