@@ -43,12 +43,24 @@ async def _meeting(config: Config) -> None:
     from meeting_service.server import run_meeting_service
     from meeting_service.settings import MeetingServiceSettings
 
+    gpu: dict[str, Any] = {}
+    if "pki_dir" in config:
+        identity = _pair(config, "meeting-service")
+        gpu = {
+            "gpu_proxy_cert": identity.cert,
+            "gpu_proxy_key": identity.key,
+            "gpu_proxy_ca": Path(config["pki_dir"]) / "ca.pem",
+        }
     settings = MeetingServiceSettings(
         database_url=SecretStr(config["database_url"]),
         jwt_secret=SecretStr(config["jwt_secret"]),
         meeting_port=0,
         data_dir=Path(config["data_dir"]),
         gpu_proxy_target=config.get("gpu_proxy_target", "127.0.0.1:50052"),
+        # No job workers unless asked: a worker would start transcribing an uploaded
+        # recording in the middle of the next measurement.
+        pipeline_workers=config.get("pipeline_workers", 0),
+        **gpu,
     )
     async with run_meeting_service(settings) as running:
         _announce(config, running.address)

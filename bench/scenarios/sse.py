@@ -1,0 +1,150 @@
+"""`sse_fanout`: many SSE subscribers on one meeting through the gateway.
+
+Every subscriber is a bare HTTP/1.1 connection in the bench process. Segments are committed
+with meeting_service's `TranscriptWriter` at a steady rate; each event's delivery latency is
+its arrival at a subscriber minus the moment its commit returned. A first, untimed event
+proves every stream is live end to end before anything is timed or measured. Memory per
+subscriber is the gateway's RSS growth from before the first connection to all of them open,
+over their number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+
+from bench.context import BenchContext
+from bench.httpclient import sse_subscribe
+from bench.loadgen import percentile
+from bench.model import Check, Result
+from bench.transcript_writer import meeting_uuid, segment, transcript_writer
+from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
+
+P99_LIMIT_MS = 250.0
+PER_SUBSCRIBER_LIMIT_KIB = 64.0
+
+
+async def sse_fanout(context: BenchContext) -> Result:
+    """1,000 subscribers (quick: 200), 200 events (quick: 40) at 10 per second."""
+    subscribers, events, rate = (200, 40, 10.0) if context.quick else (1000, 200, 10.0)
+    authorization = context.authorization()
+    async with (
+        context.meeting_and_gateway() as (meeting, gateway, dsn),
+        grpc.aio.insecure_channel(meeting.address) as channel,
+        transcript_writer(dsn) as (writer, pool),
+    ):
+        stub = meeting_service_pb2_grpc.MeetingServiceStub(channel)
+        created = await stub.CreateMeeting(
+            meeting_service_pb2.CreateMeetingRequest(meeting=meeting_pb2.Meeting(title="fanout")),
+            metadata=(("authorization", authorization),),
+            timeout=10,
+        )
+        mid = meeting_uuid(created.meeting.id)
+        base = int(await pool.fetchval("SELECT last_sequence FROM meetings WHERE id = $1", mid))
+        warm_sequence = base + 1
+        url = f"{gateway.url}/v1/meetings/{created.meeting.id}/events?after={base}"
+        gateway_before = gateway.rss()
+        meeting_before = meeting.rss()
+
+        arrivals: dict[int, list[float]] = {}
+        warm: set[int] = set()
+        all_warm = asyncio.Event()
+        last_sequence = warm_sequence + events
+
+        def on_event(subscriber: int) -> object:
+            def record(sequence: int, when: float) -> None:
+                if sequence <= base:
+                    return  # stored before the benchmark (the meeting's creation)
+                if sequence == warm_sequence:
+                    warm.add(subscriber)
+                    if len(warm) == subscribers:
+                        all_warm.set()
+                    return
+                arrivals.setdefault(sequence, []).append(when)
+
+            return record
+
+        opened = 0
+
+        def connected() -> None:
+            nonlocal opened
+            opened += 1
+
+        tasks = [
+            asyncio.create_task(
+                sse_subscribe(url, authorization, on_event(n), connected, last_sequence)  # type: ignore[arg-type]
+            )
+            for n in range(subscribers)
+        ]
+        try:
+            warmup = await writer.append_segment(mid, segment(0))
+            if warmup.sequence != warm_sequence:
+                raise RuntimeError(f"warm-up event got sequence {warmup.sequence}")
+            await asyncio.wait_for(all_warm.wait(), 120)
+            gateway_open = gateway.rss()
+            meeting_open = meeting.rss()
+            committed: dict[int, float] = {}
+            interval = 1.0 / rate
+            next_at = time.monotonic()
+            for index in range(1, events + 1):
+                event = await writer.append_segment(mid, segment(index))
+                committed[event.sequence] = time.time()
+                next_at += interval
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            await asyncio.wait_for(asyncio.gather(*tasks), 120)
+        finally:
+            for task in tasks:
+                task.cancel()
+    latencies = [
+        max(0.0, (arrived - committed[sequence]) * 1000)
+        for sequence, times in arrivals.items()
+        for arrived in times
+    ]
+    delivered = len(latencies)
+    p50, p99 = round(percentile(latencies, 50), 1), round(percentile(latencies, 99), 1)
+    per_subscriber_kib = round((gateway_open - gateway_before) / subscribers / 1024, 1)
+    meeting_kib = round((meeting_open - meeting_before) / subscribers / 1024, 1)
+    checks = [
+        Check("p99 delivery latency", f"{p99} ms", f"< {P99_LIMIT_MS:g} ms", p99 < P99_LIMIT_MS),
+        Check(
+            "gateway memory per subscriber",
+            f"{per_subscriber_kib} KiB",
+            f"< {PER_SUBSCRIBER_LIMIT_KIB:g} KiB",
+            per_subscriber_kib < PER_SUBSCRIBER_LIMIT_KIB,
+        ),
+        Check(
+            "every event reached every subscriber",
+            f"{delivered}/{subscribers * events}",
+            "all",
+            delivered == subscribers * events,
+        ),
+    ]
+    return Result(
+        name="sse_fanout",
+        value=p99,
+        unit="ms (p99)",
+        reference=0.0,
+        ratio=None,
+        goal="p99 < 250 ms after commit, < 64 KiB per subscriber",
+        met=all(c.met for c in checks),
+        checks=checks,
+        details={
+            "subscribers": subscribers,
+            "events": events,
+            "events_per_s": rate,
+            "p50_ms": p50,
+            "p99_ms": p99,
+            "max_ms": round(max(latencies, default=0.0), 1),
+            "gateway_kib_per_subscriber": per_subscriber_kib,
+            "meeting_service_kib_per_subscriber": meeting_kib,
+            "messages_delivered": delivered,
+        },
+        limits=(
+            "CPU: each event is one SSE write per subscriber in the gateway and one gRPC "
+            "stream message per subscriber in meeting_service (every SSE connection is its "
+            "own StreamTranscript call), plus the subscribers' reads in the bench process, "
+            "all on 2 cores."
+        ),
+    )

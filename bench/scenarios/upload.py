@@ -1,0 +1,145 @@
+"""`upload`: a large recording streamed through the gateway into PostgreSQL.
+
+The same bytes (a WAV header, then a tone) are PUT through the gateway, which streams them
+into UploadAudio, and to an aiohttp handler that discards them: the reference for what one
+HTTP connection on this machine carries. The gateway's and meeting_service's peak RSS are
+read from the kernel (VmHWM, reset before each upload) at a small and a large size: a
+streaming path holds the same memory at both.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import aiohttp
+import numpy as np
+
+from bench.context import BenchContext
+from bench.httpclient import PutResult, put_stream
+from bench.model import Check, Result, ratio
+from bench.processes import ServiceProcess
+
+MIB = 1024 * 1024
+SAMPLE_RATE = 16_000
+RSS_LIMIT_MIB = 200
+# "The same" peak at both sizes: within this fraction of the small upload's peak.
+RSS_GROWTH_TOLERANCE = 0.10
+
+
+def wav_header(total_bytes: int) -> bytes:
+    """A 44-byte header of a 16 kHz mono 16-bit WAV file of `total_bytes` in all."""
+    data = total_bytes - 44
+    return (
+        b"RIFF"
+        + struct.pack("<I", total_bytes - 8)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, SAMPLE_RATE, SAMPLE_RATE * 2, 2, 16)
+        + b"data"
+        + struct.pack("<I", data)
+    )
+
+
+def tone_block(size: int = MIB) -> bytes:
+    """`size` bytes of a 220 Hz tone as 16-bit PCM (a whole number of periods)."""
+    t = np.arange(size // 2) / SAMPLE_RATE
+    return (0.3 * 32767 * np.sin(2 * np.pi * 220.0 * t)).astype("<i2").tobytes()
+
+
+async def _new_meeting(gateway: ServiceProcess, authorization: str) -> str:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{gateway.url}/v1/meetings",
+            json={"title": "upload benchmark"},
+            headers={"Authorization": authorization},
+        ) as response,
+    ):
+        response.raise_for_status()
+        return str((await response.json())["meeting"]["id"])
+
+
+async def _upload(
+    gateway: ServiceProcess, meeting: ServiceProcess, authorization: str, size: int
+) -> tuple[PutResult, int, int]:
+    meeting_id = await _new_meeting(gateway, authorization)
+    for process in (gateway, meeting):
+        process.reset_peak_rss()
+    result = await put_stream(
+        f"{gateway.url}/v1/meetings/{meeting_id}/audio",
+        wav_header(size),
+        tone_block(),
+        size,
+        {"Authorization": authorization, "Content-Type": "audio/wav"},
+    )
+    if result.status != 200 or not result.body.get("complete"):
+        raise RuntimeError(f"upload of {size} bytes failed: {result.status} {result.body}")
+    return result, gateway.peak_rss(), meeting.peak_rss()
+
+
+def _mib(value: float) -> float:
+    return round(value / MIB, 1)
+
+
+async def upload(context: BenchContext) -> Result:
+    """1 GiB (quick: 256 MiB) through the gateway into PostgreSQL vs. a discarding handler."""
+    small, large = (32 * MIB, 256 * MIB) if context.quick else (100 * MIB, 1024 * MIB)
+    authorization = context.authorization()
+    async with context.service("discard") as discard:
+        reference = await put_stream(
+            f"{discard.url}/discard", wav_header(large), tone_block(), large, {}
+        )
+        if reference.status != 200 or reference.body.get("received") != large:
+            raise RuntimeError(f"the discard handler answered {reference}")
+    async with context.meeting_and_gateway() as (meeting, gateway, _):
+        first, gateway_small, meeting_small = await _upload(gateway, meeting, authorization, small)
+        second, gateway_large, meeting_large = await _upload(
+            gateway, meeting, authorization, large
+        )
+    rate = round(large / MIB / second.seconds, 1)
+    reference_rate = round(large / MIB / reference.seconds, 1)
+    share = ratio(rate, reference_rate)
+
+    def flat(at_small: int, at_large: int) -> bool:
+        return at_large <= at_small * (1 + RSS_GROWTH_TOLERANCE)
+
+    checks = [
+        Check("rate vs discard", f"{share}", ">= 0.3", (share or 0) >= 0.3),
+        Check(
+            "gateway peak RSS small/large",
+            f"{_mib(gateway_small)}/{_mib(gateway_large)} MiB",
+            f"same (within {RSS_GROWTH_TOLERANCE:.0%}) and < {RSS_LIMIT_MIB} MiB",
+            flat(gateway_small, gateway_large) and gateway_large < RSS_LIMIT_MIB * MIB,
+        ),
+        Check(
+            "meeting_service peak RSS small/large",
+            f"{_mib(meeting_small)}/{_mib(meeting_large)} MiB",
+            f"same (within {RSS_GROWTH_TOLERANCE:.0%}) and < {RSS_LIMIT_MIB} MiB",
+            flat(meeting_small, meeting_large) and meeting_large < RSS_LIMIT_MIB * MIB,
+        ),
+    ]
+    return Result(
+        name="upload",
+        value=rate,
+        unit="MiB/s",
+        reference=reference_rate,
+        ratio=share,
+        goal="rate >= 0.3x discard; peak RSS flat across sizes and < 200 MiB",
+        met=all(c.met for c in checks),
+        checks=checks,
+        details={
+            "small_mib": _mib(small),
+            "large_mib": _mib(large),
+            "small_rate_mib_s": round(small / MIB / first.seconds, 1),
+            "large_seconds": round(second.seconds, 1),
+            "gateway_peak_rss_small_mib": _mib(gateway_small),
+            "gateway_peak_rss_large_mib": _mib(gateway_large),
+            "meeting_peak_rss_small_mib": _mib(meeting_small),
+            "meeting_peak_rss_large_mib": _mib(meeting_large),
+            "postgres": "embedded, durable (fsync on), as `meeting-mesh dev` runs it",
+        },
+        limits=(
+            "meeting_service commits each 512 KiB chunk in its own transaction and, at the "
+            "end, reads the whole recording back to hash and probe it; PostgreSQL writes "
+            "every byte twice (WAL and TOAST) on this VM's shared disk."
+        ),
+    )
