@@ -32,6 +32,7 @@ from mesh_common.errors import ErrorView
 
 APPLICATION_CLOSE_BASE = 4000
 _MAX_REASON_BYTES = 123  # RFC 6455: the close reason fits a 125-byte control frame
+LIVE_ACCEPT_WAIT_SECONDS = 1.0
 _QUEUED_FRAMES = 32  # audio frames waiting for gRPC flow control before the socket is paused
 _LiveCall = grpc.aio.StreamStreamCall[
     meeting_service_pb2.LiveTranscribeRequest, meeting_service_pb2.LiveTranscribeResponse
@@ -106,7 +107,9 @@ async def live(request: web.Request) -> web.StreamResponse:
     # Only the uplink task reads the socket; the gRPC request stream reads this queue, so
     # a call that ends early never leaves a second reader on the socket.
     audio: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=_QUEUED_FRAMES)
-    call: _LiveCall = stub.LiveTranscribe(_requests(config, audio), metadata=metadata)
+    accepted = asyncio.Event()
+    call: _LiveCall = stub.LiveTranscribe(_requests(config, audio, accepted), metadata=metadata)
+    acceptance = asyncio.ensure_future(_await_acceptance(call, accepted))
     uplink = asyncio.ensure_future(_uplink(ws, audio))
     downlink = asyncio.ensure_future(_downlink(ws, call))
     stopping = asyncio.ensure_future(request.app[state.STOPPING].wait())
@@ -120,7 +123,7 @@ async def live(request: web.Request) -> web.StreamResponse:
         call.cancel()
         await _close(ws, uplink, downlink, stopping)
     finally:
-        for task in (uplink, downlink, stopping):
+        for task in (uplink, downlink, stopping, acceptance):
             task.cancel()
         call.cancel()
     return ws
@@ -156,10 +159,31 @@ async def _close(
     await ws.close(code=WSCloseCode.OK, message=b"client left")
 
 
+async def _await_acceptance(call: _LiveCall, accepted: asyncio.Event) -> None:
+    """Sets `accepted` once the service has answered the config, or after a bound.
+
+    Audio written while the service is rejecting the call races with its status: grpc then
+    reports "Internal error from Core" instead of the service's reason (see
+    `mesh_common.streams`). The config must go first, since the service cannot accept the
+    call before reading it, so `start_gated` does not fit; instead the audio waits
+    until the service sends its initial metadata (or ends the call), at most
+    `LIVE_ACCEPT_WAIT_SECONDS`, since a service that sends nothing before its first event
+    would otherwise never get the audio that produces it.
+    """
+    with contextlib.suppress(TimeoutError, grpc.aio.AioRpcError):
+        async with asyncio.timeout(LIVE_ACCEPT_WAIT_SECONDS):
+            await call.initial_metadata()
+    if not call.done():
+        accepted.set()
+
+
 async def _requests(
-    config: meeting_service_pb2.LiveAudioConfig, audio: asyncio.Queue[bytes | None]
+    config: meeting_service_pb2.LiveAudioConfig,
+    audio: asyncio.Queue[bytes | None],
+    accepted: asyncio.Event,
 ) -> AsyncIterator[meeting_service_pb2.LiveTranscribeRequest]:
     yield meeting_service_pb2.LiveTranscribeRequest(config=config)
+    await accepted.wait()
     while (frame := await audio.get()) is not None:
         yield meeting_service_pb2.LiveTranscribeRequest(audio=frame)
 
