@@ -69,9 +69,9 @@ class BenchContext:
             self._pki = directory
         return self._pki
 
-    def service(self, role: str, **config: object) -> contextlib.AbstractAsyncContextManager[
-        ServiceProcess
-    ]:
+    def service(
+        self, role: str, **config: object
+    ) -> contextlib.AbstractAsyncContextManager[ServiceProcess]:
         """Runs a `bench.serve` role with this run's secret and scratch directory."""
         data_dir = self.workdir / "data" / role
         data_dir.mkdir(parents=True, exist_ok=True)

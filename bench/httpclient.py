@@ -110,8 +110,9 @@ async def sse_subscribe(
     parts = urlsplit(url)
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port, limit=1 << 20)
     try:
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
         request = (
-            f"GET {parts.path}{'?' + parts.query if parts.query else ''} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
             f"Authorization: {authorization}\r\nAccept: text/event-stream\r\n\r\n"
         )
         writer.write(request.encode())

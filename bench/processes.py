@@ -52,7 +52,7 @@ class ServiceProcess:
 
     @property
     def url(self) -> str:
-        """"http://host:port" (for the HTTP roles)."""
+        """ "http://host:port" (for the HTTP roles)."""
         return f"http://{self.address}"
 
     def rss(self) -> int:
@@ -85,22 +85,30 @@ class ServiceProcess:
 
     def log_tail(self, lines: int = 30) -> str:
         """The end of the service's log, for error messages."""
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return _tail(self.log, lines)
+
+
+def _ready_info(ready: Path) -> Any | None:
+    return json.loads(ready.read_text()) if ready.exists() else None
+
+
+def _tail(log: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
 
 
 async def _wait_ready(process: asyncio.subprocess.Process, ready: Path, log: Path) -> Any:
     deadline = time.monotonic() + _START_TIMEOUT_S
-    while not ready.exists():
+    while (info := await asyncio.to_thread(_ready_info, ready)) is None:
         if process.returncode is not None or time.monotonic() > deadline:
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+            tail = await asyncio.to_thread(_tail, log)
             why = "exited" if process.returncode is not None else "did not become ready"
             raise ServiceFailed(f"{log.stem} {why}; its log ends:\n{tail}")
         # The child writes the file once it serves; a short poll costs nothing measurable.
         await asyncio.sleep(0.05)
-    return json.loads(ready.read_text())
+    return info
 
 
 async def start_service(role: str, config: dict[str, Any], workdir: Path) -> ServiceProcess:
@@ -117,7 +125,7 @@ async def start_service(role: str, config: dict[str, Any], workdir: Path) -> Ser
     Raises:
         ServiceFailed: It exited or was not ready within a minute.
     """
-    workdir.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
     stamp = f"{role}-{time.monotonic_ns()}"
     ready = workdir / f"{stamp}.ready"
     log = workdir / f"{stamp}.log"
@@ -156,7 +164,9 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
 
 
 @contextlib.asynccontextmanager
-async def service(role: str, config: dict[str, Any], workdir: Path) -> AsyncIterator[ServiceProcess]:
+async def service(
+    role: str, config: dict[str, Any], workdir: Path
+) -> AsyncIterator[ServiceProcess]:
     """Runs a role for the duration of the block (SIGTERM after, SIGKILL if it lingers).
 
     Args:

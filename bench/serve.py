@@ -18,7 +18,7 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +172,7 @@ async def _gpu_proxy(config: Config) -> None:
         await wait_for_shutdown_signal()
 
 
-ROLES: dict[str, Callable[[Config], Awaitable[None]]] = {
+ROLES: dict[str, Callable[[Config], Coroutine[Any, Any, None]]] = {
     "meeting": _meeting,
     "gateway": _gateway,
     "fastapi": _fastapi,

@@ -42,7 +42,8 @@ def _duration(seconds: float) -> duration_pb2.Duration:
 def segment(index: int) -> meeting_pb2.Segment:
     """A realistic final segment: a dozen words with timings, about 3 s long."""
     start = index * 3.0
-    words = "so the quarterly numbers look better than we planned for this time".split()
+    words = ["so", "the", "quarterly", "numbers", "look", "better"]
+    words += ["than", "we", "planned", "for", "this", "time"]
     result = meeting_pb2.Segment(
         index=index,
         text=" ".join(words),

@@ -62,7 +62,15 @@ async def asr(context: BenchContext) -> Result:
     headline = float(str(figures["tiny.en"]["rtf"]))
     details: dict[str, object] = {"published_reference": PUBLISHED, "cores": os.cpu_count()}
     for model, data in figures.items():
-        for key in ("rtf", "cold_rtf", "first_segment_s", "peak_rss_mb", "wer", "load_s", "audio_s"):
+        for key in (
+            "rtf",
+            "cold_rtf",
+            "first_segment_s",
+            "peak_rss_mb",
+            "wer",
+            "load_s",
+            "audio_s",
+        ):
             details[f"{model}_{key}"] = data.get(key)
     return Result(
         name="asr",

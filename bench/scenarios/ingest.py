@@ -20,7 +20,9 @@ from bench.transcript_writer import meeting_uuid, segment, transcript_writer
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
 
 
-async def _create(stub: meeting_service_pb2_grpc.MeetingServiceStub, metadata: tuple) -> str:
+async def _create(
+    stub: meeting_service_pb2_grpc.MeetingServiceStub, metadata: tuple[tuple[str, str], ...]
+) -> str:
     response = await stub.CreateMeeting(
         meeting_service_pb2.CreateMeetingRequest(meeting=meeting_pb2.Meeting(title="ingest")),
         metadata=metadata,
@@ -51,13 +53,16 @@ async def ingest(context: BenchContext) -> Result:
         # The subscription is live once the first event (written before timing) arrives.
         await writer.append_segment(mid, segments[0])
         first = await asyncio.wait_for(call.read(), 30)
+        assert isinstance(first, meeting_service_pb2.StreamTranscriptResponse)
         if not first.event.HasField("segment") or first.event.segment.index != 0:
             raise RuntimeError(f"unexpected first event: {first}")
         started = time.perf_counter()
 
         async def announced() -> int:
             received = 0
-            while (response := await call.read()) is not grpc.aio.EOF:
+            while isinstance(
+                response := await call.read(), meeting_service_pb2.StreamTranscriptResponse
+            ):
                 received += 1
                 if response.event.segment.index == count - 1:
                     break

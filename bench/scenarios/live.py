@@ -85,7 +85,11 @@ async def live_latency(context: BenchContext) -> Result:
     async with (
         context.service("gpu_node", pki_dir=str(pki)) as node,
         context.service("gpu_proxy", pki_dir=str(pki), nodes=[node.address]) as proxy,
-        context.meeting_and_gateway(gpu_proxy_target=proxy.address, pki_dir=str(pki)) as (_, gateway, _),
+        context.meeting_and_gateway(gpu_proxy_target=proxy.address, pki_dir=str(pki)) as (
+            _,
+            gateway,
+            _,
+        ),
         aiohttp.ClientSession() as http,
     ):
         async with http.post(

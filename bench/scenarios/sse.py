@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import grpc
 
@@ -53,7 +54,7 @@ async def sse_fanout(context: BenchContext) -> Result:
         all_warm = asyncio.Event()
         last_sequence = warm_sequence + events
 
-        def on_event(subscriber: int) -> object:
+        def on_event(subscriber: int) -> Callable[[int, float], None]:
             def record(sequence: int, when: float) -> None:
                 if sequence <= base:
                     return  # stored before the benchmark (the meeting's creation)
@@ -74,7 +75,7 @@ async def sse_fanout(context: BenchContext) -> Result:
 
         tasks = [
             asyncio.create_task(
-                sse_subscribe(url, authorization, on_event(n), connected, last_sequence)  # type: ignore[arg-type]
+                sse_subscribe(url, authorization, on_event(n), connected, last_sequence)
             )
             for n in range(subscribers)
         ]

@@ -92,9 +92,7 @@ async def upload(context: BenchContext) -> Result:
             raise RuntimeError(f"the discard handler answered {reference}")
     async with context.meeting_and_gateway() as (meeting, gateway, _):
         first, gateway_small, meeting_small = await _upload(gateway, meeting, authorization, small)
-        second, gateway_large, meeting_large = await _upload(
-            gateway, meeting, authorization, large
-        )
+        second, gateway_large, meeting_large = await _upload(gateway, meeting, authorization, large)
     rate = round(large / MIB / second.seconds, 1)
     reference_rate = round(large / MIB / reference.seconds, 1)
     share = ratio(rate, reference_rate)

@@ -1,0 +1,74 @@
+"""The benchmark harness itself: `python -m bench --quick --only gateway_overhead` runs end
+to end (services in their own processes, h2load, results written), so it cannot rot.
+
+The figures are not asserted (speed belongs in bench/, not in a test); what is asserted is
+what a user of the harness relies on: the table, and a results file with every field.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("h2load") is None, reason="h2load missing: apt-get install -y nghttp2-client"
+)
+
+
+def test_quick_gateway_overhead_writes_results(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--only",
+            "gateway_overhead",
+            "--results-dir",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "gateway_overhead" in done.stdout
+
+    document = json.loads((tmp_path / "results" / "latest.json").read_text())
+    (result,) = document["scenarios"]
+    assert result["name"] == "gateway_overhead"
+    assert result["unit"] == "req/s"
+    assert result["value"] > 0
+    assert result["reference"] > 0
+    assert result["ratio"] == pytest.approx(result["value"] / result["reference"], rel=0.01)
+    assert isinstance(result["met"], bool)
+    assert result["goal"]
+    assert result["details"]["gateway_failed"] == 0
+    assert result["details"]["direct_failed"] == 0
+    assert document["machine"]["cores"] >= 1
+
+    markdown = (tmp_path / "RESULTS.md").read_text()
+    assert "| `gateway_overhead` |" in markdown
+    assert "--only gateway_overhead" in markdown
+
+
+def test_unknown_scenario_is_refused_with_the_list() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--only", "no_such_scenario"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "gateway_overhead" in done.stderr
