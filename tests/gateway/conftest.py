@@ -17,9 +17,10 @@ import pytest_asyncio
 from google.protobuf import duration_pb2
 
 from gen.meeting.v1 import meeting_pb2
-from meeting_service.server import RunningMeetingService
+from meeting_service.db.database import Database
+from meeting_service.server import RunningMeetingService, run_meeting_service
 from tests.support.gateway import RunningGateway, gateway_settings, run_gateway
-from tests.support.meeting import TEST_JWT_SECRET, make_token
+from tests.support.meeting import TEST_JWT_SECRET, make_token, meeting_settings
 
 HEARTBEAT_SECONDS = 0.2
 
@@ -32,6 +33,19 @@ def route(method: str, path: str, outcome: str) -> pytest.MarkDecorator:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "route(method, path, outcome): the route a test covers")
+
+
+@pytest_asyncio.fixture(scope="module")
+async def meeting_service(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[RunningMeetingService]:
+    """The module's meeting_service, with no pipeline workers: the tests play the pipeline
+    themselves (`play_pipeline`), so no worker adds events they do not expect."""
+    settings = meeting_settings(
+        database_url, tmp_path_factory.mktemp("meeting-service"), pipeline_workers=0
+    )
+    async with run_meeting_service(settings, database=Database(database_url)) as running:
+        yield running
 
 
 @pytest_asyncio.fixture(scope="module")

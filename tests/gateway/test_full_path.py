@@ -1,0 +1,207 @@
+"""The whole path through the gateway: gpu_node (mock engine), gpu_proxy, meeting_service
+with its pipeline, and the gateway; uploads become transcripts, live audio becomes events,
+and `meeting-mesh upload` prints the transcript as it arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import sys
+import wave
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import pytest
+import pytest_asyncio
+
+from gateway.client import GatewayClient, SseEvent
+from gpu_node.server import run_gpu_node
+from gpu_proxy.server import run_gpu_proxy
+from meeting_service.db.database import Database
+from meeting_service.server import RunningMeetingService, run_meeting_service
+from tests.gateway.conftest import route
+from tests.gateway.test_live import TIMEOUT, session_end
+from tests.support.gateway import RunningGateway
+from tests.support.gpu import make_pki, node_settings, pcm16, proxy_settings, silence, tone
+from tests.support.meeting import make_token, meeting_settings
+
+WITHIN = 60.0
+LIVE_WITHIN = 20.0  # 2 s of audio; the mock engine answers at once
+_FINAL = {"MEETING_STATUS_COMPLETED", "MEETING_STATUS_FAILED"}
+
+
+def dialogue(turns: int) -> np.ndarray:
+    """Utterances alternating a low and a high voice (the mock engine hears each as one)."""
+    parts = [silence(0.4)]
+    for turn in range(turns):
+        parts += [tone(1.0, 180.0 if turn % 2 == 0 else 420.0), silence(0.6)]
+    return np.concatenate(parts)
+
+
+def as_wav(audio: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(16_000)
+        wav.writeframes(pcm16(audio))
+    return out.getvalue()
+
+
+@pytest_asyncio.fixture(scope="module")
+async def meeting_service(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[RunningMeetingService]:
+    """meeting_service with its pipeline, in front of gpu_proxy and a mock-engine gpu_node."""
+    pki = make_pki(tmp_path_factory.mktemp("pki"))
+    async with AsyncExitStack() as stack:
+        node = await stack.enter_async_context(run_gpu_node(node_settings(pki)))
+        proxy = await stack.enter_async_context(run_gpu_proxy(proxy_settings(pki, [node.address])))
+        settings = meeting_settings(
+            database_url,
+            tmp_path_factory.mktemp("meeting-service"),
+            gpu_proxy_target=proxy.address,
+            gpu_proxy_cert=pki.client.cert,
+            gpu_proxy_key=pki.client.key,
+            gpu_proxy_ca=pki.ca.cert,
+            pipeline_workers=1,
+            pipeline_poll_interval_s=0.05,
+            pipeline_live_follow_s=WITHIN,
+        )
+        yield await stack.enter_async_context(
+            run_meeting_service(settings, database=Database(database_url))
+        )
+
+
+async def _follow(client: GatewayClient, meeting_id: str) -> list[SseEvent]:
+    events = []
+    async with asyncio.timeout(WITHIN):
+        async for event in client.events(meeting_id):
+            events.append(event)
+            status = event.data.get("statusChange", {}).get("status")
+            if status in _FINAL:
+                break
+    return events
+
+
+@route("GET", "/v1/meetings/{meeting_id}/events", "success")
+async def test_an_upload_becomes_a_transcript_that_streams_live_over_sse(
+    gateway: RunningGateway, user: str, tmp_path: Path
+) -> None:
+    recording = tmp_path / "meeting.wav"
+    recording.write_bytes(as_wav(dialogue(4)))
+    async with aiohttp.ClientSession() as session:
+        client = GatewayClient(session, gateway.url, make_token(user))
+        meeting = await client.create_meeting("full path")
+        stored = await client.upload(meeting["id"], recording, "audio/wav")
+        assert stored["complete"] is True
+        events = await _follow(client, meeting["id"])
+        transcript = await client.transcript(meeting["id"])
+    assert events[-1].data["statusChange"]["status"] == "MEETING_STATUS_COMPLETED"
+    sequences = [int(e.id) for e in events]
+    assert sequences == list(range(1, len(events) + 1))
+    assert any(e.event == "segment" for e in events)
+    assert any(e.event == "summary" for e in events)
+    assert len(transcript["segments"]) == 4
+    assert set(transcript["speakers"]) == {"SPEAKER_1", "SPEAKER_2"}
+
+
+@route("GET", "/v1/meetings/{meeting_id}/live", "success")
+@pytest.mark.xfail(
+    reason="meeting_service's live session fails storing its audio (asyncpg "
+    "DatatypeMismatchError: bytea column given text, meeting_service/live.py) and then "
+    "never ends the call; passes once that is fixed",
+    raises=TimeoutError,
+    strict=False,
+)
+async def test_a_live_session_streams_pcm_in_and_events_out(
+    http: aiohttp.ClientSession, as_user: dict[str, str], meeting_id: str
+) -> None:
+    audio = pcm16(dialogue(2))
+    async with http.ws_connect(
+        f"/v1/meetings/{meeting_id}/live", headers=as_user, timeout=TIMEOUT
+    ) as ws:
+        for start in range(0, len(audio), 3200):
+            await ws.send_bytes(audio[start : start + 3200])
+        await ws.send_str(json.dumps({"type": "end"}))
+        async with asyncio.timeout(LIVE_WITHIN):
+            texts, code, reason = await session_end(ws)
+    assert code == 1000, (texts[-1:], reason)
+    assert texts[0]["event"] == "status"
+    assert texts[0]["statusChange"]["status"] == "MEETING_STATUS_LIVE"
+    finals = [t for t in texts if t["event"] == "segment" and t["segment"]["final"]]
+    assert len(finals) >= 2
+    sequences = [int(t["sequence"]) for t in texts]
+    assert sequences == sorted(set(sequences))
+
+
+async def test_a_meeting_that_has_its_audio_refuses_a_live_session_with_4400(
+    http: aiohttp.ClientSession, as_user: dict[str, str], meeting_id: str
+) -> None:
+    async with http.put(
+        f"/v1/meetings/{meeting_id}/audio",
+        data=as_wav(dialogue(1)),
+        headers={**as_user, "Content-Type": "audio/wav"},
+    ) as r:
+        assert r.status == 200
+    async with http.ws_connect(
+        f"/v1/meetings/{meeting_id}/live", headers=as_user, timeout=TIMEOUT
+    ) as ws:
+        await ws.send_str(json.dumps({"type": "end"}))
+        texts, code, reason = await session_end(ws)
+    assert code == 4400, texts
+    assert texts[-1]["error"]["details"][0]["reason"] == "WRONG_STATE"
+    assert reason.startswith("FAILED_PRECONDITION: ")
+
+
+async def _run_upload_cli(
+    gateway: RunningGateway, user: str, recording: Path, *extra: str
+) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "mesh_common.cli",
+        "upload",
+        str(recording),
+        "--url",
+        gateway.url,
+        "--token",
+        make_token(user),
+        *extra,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "120", "NO_COLOR": "1"},
+    )
+    async with asyncio.timeout(WITHIN):
+        out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_the_upload_command_prints_the_transcript_with_speakers_until_completed(
+    gateway: RunningGateway, user: str, tmp_path: Path
+) -> None:
+    recording = tmp_path / "standup.wav"
+    recording.write_bytes(as_wav(dialogue(3)))
+    code, out, err = await _run_upload_cli(gateway, user, recording, "--title", "Standup")
+    assert code == 0, (out, err)
+    assert "SPEAKER_1" in out and "SPEAKER_2" in out
+    assert "completed" in out
+    assert "Summary" in out
+
+
+async def test_the_upload_command_exits_1_with_the_servers_message_on_bad_audio(
+    gateway: RunningGateway, user: str, tmp_path: Path
+) -> None:
+    recording = tmp_path / "noise.wav"
+    recording.write_bytes(os.urandom(100_000))
+    code, out, err = await _run_upload_cli(gateway, user, recording)
+    assert code == 1, (out, err)
+    assert "400" in err
+    assert "audio" in err.lower()
