@@ -22,12 +22,14 @@ class Admission:
         limit: Most calls at once.
         active: Calls in flight per method name.
         started: Calls admitted since start, per method name.
+        audio_bytes: Audio bytes received since start, per method name.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.active: Counter[str] = Counter()
         self.started: Counter[str] = Counter()
+        self.audio_bytes: Counter[str] = Counter()
 
     @contextmanager
     def admit(self, method: str) -> Iterator[None]:

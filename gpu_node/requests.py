@@ -7,7 +7,7 @@ chunk belongs to the next one.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from gen.gpu.v1 import gpu_pb2
 from gpu_node.engines.base import SAMPLE_RATE, Audio, pcm16_to_float
@@ -53,11 +53,13 @@ def check_format(encoding: int, sample_rate_hertz: int) -> None:
 
 async def decode_audio(
     requests: AsyncIterator[gpu_pb2.RecognizeRequest],
+    on_bytes: Callable[[int], None] = lambda _: None,
 ) -> AsyncIterator[Audio]:
     """Decodes the audio messages that follow the config.
 
     Args:
         requests: The request stream, its config already read.
+        on_bytes: Told the size of each audio message as it arrives.
 
     Yields:
         float32 chunks; empty messages yield nothing.
@@ -69,6 +71,7 @@ async def decode_audio(
     async for request in requests:
         if request.WhichOneof("part") != "audio":
             raise invalid("config", "only the first message may carry config")
+        on_bytes(len(request.audio))
         data = carry + request.audio
         cut = len(data) - len(data) % 2
         carry = data[cut:]

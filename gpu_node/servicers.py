@@ -41,6 +41,9 @@ class RecognitionServicer(gpu_pb2_grpc.SpeechRecognitionServiceServicer):
         self._engine = engines.recognition
         self._admission = admission
 
+    def _count_audio(self, size: int) -> None:
+        self._admission.audio_bytes["Recognize"] += size
+
     async def Recognize(
         self, request_iterator: AsyncIterator[gpu_pb2.RecognizeRequest], context: Context
     ) -> AsyncIterator[gpu_pb2.RecognizeResponse]:
@@ -54,7 +57,7 @@ class RecognitionServicer(gpu_pb2_grpc.SpeechRecognitionServiceServicer):
                 if first is None or first.WhichOneof("part") != "config":
                     raise invalid("config", "the first message must carry config")
                 check_format(first.config.encoding, first.config.sample_rate_hertz)
-                audio = decode_audio(request_iterator)
+                audio = decode_audio(request_iterator, self._count_audio)
                 async for segment in self._engine.recognize(first.config, audio):
                     yield gpu_pb2.RecognizeResponse(segment=segment, engine=self._engine.name)
         except MeshError as error:
@@ -90,6 +93,7 @@ class DiarizationServicer(gpu_pb2_grpc.SpeakerDiarizationServiceServicer):
                     if request.WhichOneof("part") != "audio":
                         raise invalid("config", "only the first message may carry config")
                     pcm += request.audio
+                    self._admission.audio_bytes["Diarize"] += len(request.audio)
                     if len(pcm) > self._max_bytes:
                         raise invalid(
                             "audio",

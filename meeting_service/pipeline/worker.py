@@ -95,21 +95,23 @@ class PipelineWorkers:
 
     async def _loop(self, worker: str) -> None:
         while True:
+            job: Job | None = None
             try:
                 job = await self._services.jobs_repo.claim(
                     self._pool, worker, self._settings.pipeline_lease_s
                 )
+                if job is not None:
+                    await self._process(job, worker)
+                    continue
             except CONNECTION_ERRORS as error:
-                logger.bind(error=repr(error)).warning("cannot claim jobs: database unavailable")
-                job = None
-            if job is None:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._wake.wait(), self._settings.pipeline_poll_interval_s
-                    )
-                continue
-            await self._process(job, worker)
+                logger.bind(error=repr(error)).warning("pipeline worker: database unavailable")
+            except Exception:
+                # A bug must not silently end the loop: log it, and the lease lets the job
+                # be taken over.
+                logger.bind(worker=worker).exception("pipeline worker: unexpected error")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._settings.pipeline_poll_interval_s)
 
     async def _process(self, job: Job, worker: str) -> None:
         log = logger.bind(job_id=str(job.id), meeting_id=str(job.meeting_id), worker=worker)

@@ -137,7 +137,8 @@ async def test_a_diarization_is_replayed_only_while_its_buffer_holds_it(
             half = len(audio) // 2
             gate.push(gpu_pb2.DiarizeRequest(audio=audio[:half]))
             await eventually(
-                lambda: any(n.admission.active["Diarize"] for n in (first, second)), "placed"
+                lambda: any(n.admission.audio_bytes["Diarize"] == half for n in (first, second)),
+                "the first half reached a node",
             )
             victim = serving_node((first, second), "Diarize")
             await victim.stop(grace=None)
@@ -149,7 +150,7 @@ async def test_a_diarization_is_replayed_only_while_its_buffer_holds_it(
             else:
                 with pytest.raises(grpc.aio.AioRpcError) as failed:
                     await call
-                assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+                assert failed.value.code() == grpc.StatusCode.UNAVAILABLE, failed.value
                 assert "replay" in (failed.value.details() or "")
 
 

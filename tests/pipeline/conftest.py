@@ -1,0 +1,343 @@
+"""The pipeline's test bench: a real mesh on loopback (PostgreSQL, meeting_service,
+gpu_proxy, gpu_node with the mock engine), per-run certificates, and helpers to upload,
+follow and check transcripts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import uuid
+import wave
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import av
+import grpc
+import numpy as np
+import pytest
+import pytest_asyncio
+
+from gen.gpu.v1 import gpu_pb2
+from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
+from gpu_node.engines.base import Audio
+from gpu_node.engines.factory import Engines, create_engines
+from gpu_node.engines.mock import MockRecognitionEngine
+from gpu_node.server import RunningNode, run_gpu_node
+from gpu_proxy.server import RunningProxy, run_gpu_proxy
+from meeting_service.db.database import Database
+from meeting_service.pipeline.worker import PipelineWorkers
+from meeting_service.server import RunningMeetingService, run_meeting_service
+from meeting_service.settings import MeetingServiceSettings
+from tests.support.gpu import Pki, make_pki, node_settings, pcm16, proxy_settings
+from tests.support.meeting import auth, meeting_settings
+from tests.support.postgres import create_database, drop_database
+
+WAIT = 30.0  # generous bound for conditions that normally hold within a second
+USER = "pipeline-user"
+SAMPLE_RATE = 16_000
+S = meeting_pb2.MeetingStatus
+
+# Short leases, polls and backoffs so failure paths finish in a test's time.
+PIPELINE_TEST_SETTINGS: dict[str, Any] = {
+    "pipeline_workers": 1,
+    "pipeline_poll_interval_s": 0.05,
+    "pipeline_lease_s": 2.0,
+    "pipeline_backoff_initial_s": 0.1,
+    "pipeline_backoff_max_s": 0.4,
+    "pipeline_max_attempts": 5,
+    "pipeline_gpu_deadline_base_s": 20.0,
+    "pipeline_live_follow_s": WAIT,
+}
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pipeline-pki"))
+
+
+@pytest_asyncio.fixture
+async def db_url(postgres_admin_dsn: str) -> AsyncIterator[str]:
+    """A fresh database per test: no job of one test is ever claimed in another."""
+    dsn = await create_database(postgres_admin_dsn, "pipeline")
+    try:
+        yield dsn
+    finally:
+        await drop_database(postgres_admin_dsn, dsn)
+
+
+@dataclass
+class Mesh:
+    """A running mesh and what tests reach into."""
+
+    service: RunningMeetingService
+    stub: meeting_service_pb2_grpc.MeetingServiceStub
+    proxy: RunningProxy
+    nodes: list[RunningNode]
+    settings: MeetingServiceSettings
+    stack: AsyncExitStack
+    pki: Pki
+    extra_workers: list[PipelineWorkers] = field(default_factory=list)
+
+    async def start_node(self, engines: Engines | None = None, port: int = 0) -> RunningNode:
+        node = await self.stack.enter_async_context(
+            run_gpu_node(node_settings(self.pki, gpu_node_port=port), engines)
+        )
+        self.nodes.append(node)
+        return node
+
+    def workers(self, count: int = 1, **overrides: Any) -> PipelineWorkers:
+        """Starts another set of workers in this process (over the same services)."""
+        settings = self.settings.model_copy(update={"pipeline_workers": count, **overrides})
+        services = self.service.services
+        workers = PipelineWorkers(services, services.gpu, settings)
+        workers.start()
+        self.extra_workers.append(workers)
+        return workers
+
+
+@asynccontextmanager
+async def run_mesh(
+    db_url: str,
+    pki: Pki,
+    data_dir: Path,
+    *,
+    engines: Sequence[Engines | None] = (None,),
+    **overrides: Any,
+) -> AsyncIterator[Mesh]:
+    """Runs gpu_node(s), gpu_proxy and meeting_service (with its workers) on loopback.
+
+    Args:
+        db_url: The database.
+        pki: The run's certificates.
+        data_dir: Scratch directory.
+        engines: One entry per node: its engines, or None for the mock engine.
+        **overrides: meeting_service settings.
+    """
+    async with AsyncExitStack() as stack:
+        nodes = [
+            await stack.enter_async_context(run_gpu_node(node_settings(pki), e)) for e in engines
+        ]
+        proxy = await stack.enter_async_context(
+            run_gpu_proxy(proxy_settings(pki, [n.address for n in nodes]))
+        )
+        settings = meeting_settings(
+            db_url,
+            data_dir,
+            gpu_proxy_target=proxy.address,
+            gpu_proxy_cert=pki.client.cert,
+            gpu_proxy_key=pki.client.key,
+            gpu_proxy_ca=pki.ca.cert,
+            **{**PIPELINE_TEST_SETTINGS, **overrides},
+        )
+        service = await stack.enter_async_context(
+            run_meeting_service(settings, database=Database(db_url))
+        )
+        channel = await stack.enter_async_context(grpc.aio.insecure_channel(service.address))
+        mesh = Mesh(
+            service,
+            meeting_service_pb2_grpc.MeetingServiceStub(channel),
+            proxy,
+            nodes,
+            settings,
+            stack,
+            pki,
+        )
+        try:
+            yield mesh
+        finally:
+            for workers in mesh.extra_workers:
+                await workers.stop()
+
+
+# --- audio ---------------------------------------------------------------------------
+
+
+def wav_bytes(audio: np.ndarray) -> bytes:
+    """A 16 kHz mono 16-bit WAV file of the samples."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(SAMPLE_RATE)
+        wav.writeframes(pcm16(audio))
+    return out.getvalue()
+
+
+def m4a_bytes(audio: np.ndarray) -> bytes:
+    """An AAC-in-MP4 file of the samples, 44.1 kHz stereo (so decoding must resample and
+    downmix), with its index at the end (so the reader must seek)."""
+    out = io.BytesIO()
+    with av.open(out, mode="w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=44_100, layout="stereo")
+        resampler = av.AudioResampler(format="fltp", layout="stereo", rate=44_100)
+        frame = av.AudioFrame.from_ndarray(
+            audio.reshape(1, -1).astype(np.float32), format="flt", layout="mono"
+        )
+        frame.sample_rate = SAMPLE_RATE
+        for resampled in [*resampler.resample(frame), *resampler.resample(None)]:
+            for packet in stream.encode(resampled):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return out.getvalue()
+
+
+def tone(seconds: float, frequency: float) -> np.ndarray:
+    t = np.arange(round(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return (0.3 * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(round(seconds * SAMPLE_RATE), dtype=np.float32)
+
+
+def dialogue(turns: int) -> np.ndarray:
+    """`turns` utterances alternating a low and a high voice: that many segments, 2 speakers."""
+    parts = [silence(0.4)]
+    for turn in range(turns):
+        parts += [tone(1.0 + 0.1 * (turn % 3), 180.0 if turn % 2 == 0 else 420.0), silence(0.6)]
+    return np.concatenate(parts)
+
+
+# --- calls ---------------------------------------------------------------------------
+
+
+async def create_meeting(mesh: Mesh, **fields: Any) -> meeting_pb2.Meeting:
+    response = await mesh.stub.CreateMeeting(
+        meeting_service_pb2.CreateMeetingRequest(meeting=meeting_pb2.Meeting(**fields)),
+        metadata=auth(USER),
+        timeout=WAIT,
+    )
+    return response.meeting
+
+
+async def upload(
+    mesh: Mesh, meeting_id: str, data: bytes, content_type: str = "audio/wav"
+) -> meeting_service_pb2.UploadAudioResponse:
+    """Uploads a recording in small chunks, so it is stored as many rows."""
+
+    async def requests() -> AsyncIterator[meeting_service_pb2.UploadAudioRequest]:
+        yield meeting_service_pb2.UploadAudioRequest(
+            metadata=meeting_service_pb2.UploadMetadata(
+                meeting_id=meeting_id, content_type=content_type, total_size=len(data)
+            )
+        )
+        for start in range(0, len(data), 16 * 1024):
+            yield meeting_service_pb2.UploadAudioRequest(chunk=data[start : start + 16 * 1024])
+
+    response: meeting_service_pb2.UploadAudioResponse = await mesh.stub.UploadAudio(
+        requests(), metadata=auth(USER), timeout=WAIT
+    )
+    assert response.complete
+    return response
+
+
+def ended(event: meeting_pb2.TranscriptEvent) -> bool:
+    return event.HasField("deleted") or (
+        event.HasField("status_change")
+        and event.status_change.status in (S.MEETING_STATUS_COMPLETED, S.MEETING_STATUS_FAILED)
+    )
+
+
+async def follow(
+    mesh: Mesh,
+    meeting_id: str,
+    until: Callable[[meeting_pb2.TranscriptEvent], bool] = ended,
+    *,
+    after: int = 0,
+    within: float = WAIT,
+) -> list[meeting_pb2.TranscriptEvent]:
+    """Streams a meeting's events from `after` until `until(event)` holds."""
+    events: list[meeting_pb2.TranscriptEvent] = []
+    call = mesh.stub.StreamTranscript(
+        meeting_service_pb2.StreamTranscriptRequest(meeting_id=meeting_id, after_sequence=after),
+        metadata=auth(USER),
+        timeout=within,
+    )
+    try:
+        async for response in call:
+            events.append(response.event)
+            if until(response.event):
+                return events
+    finally:
+        call.cancel()
+    raise AssertionError(f"the stream ended before the condition held: {events[-3:]}")
+
+
+async def transcript(mesh: Mesh, meeting_id: str) -> meeting_service_pb2.GetTranscriptResponse:
+    response: meeting_service_pb2.GetTranscriptResponse = await mesh.stub.GetTranscript(
+        meeting_service_pb2.GetTranscriptRequest(meeting_id=meeting_id),
+        metadata=auth(USER),
+        timeout=WAIT,
+    )
+    return response
+
+
+async def eventually(condition: Callable[[], bool], what: str, within: float = WAIT) -> None:
+    """Waits for a condition another task makes true (polling, bounded)."""
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 - the state has no event to wait on
+            await asyncio.sleep(0.01)
+    assert condition(), what
+
+
+def statuses(events: Sequence[meeting_pb2.TranscriptEvent]) -> list[str]:
+    return [
+        S.Name(e.status_change.status).removeprefix("MEETING_STATUS_")
+        for e in events
+        if e.HasField("status_change")
+    ]
+
+
+def assert_gapless(events: Sequence[meeting_pb2.TranscriptEvent], first: int = 1) -> None:
+    """Sequences go up by exactly one: nothing skipped, nothing repeated."""
+    assert [e.sequence for e in events] == list(range(first, first + len(events)))
+
+
+def final_segment_events(
+    events: Sequence[meeting_pb2.TranscriptEvent],
+) -> list[meeting_pb2.Segment]:
+    return [e.segment for e in events if e.HasField("segment") and e.segment.final]
+
+
+# --- a recognizer that pauses, so a test can break things mid-job ---------------------
+
+
+class PausingRecognizer:
+    """The mock recognizer, except that its first call stops after its first final segment
+    until `release` is set (a call that is never released looks like a stuck GPU).
+
+    Shared by several nodes, it pauses only the first call any of them serves.
+    """
+
+    name = "mock"
+
+    def __init__(self) -> None:
+        self.paused = asyncio.Event()
+        self.release = asyncio.Event()
+        self._calls = 0
+        self._inner = MockRecognitionEngine()
+
+    async def recognize(
+        self, config: gpu_pb2.RecognitionConfig, audio: AsyncIterator[Audio]
+    ) -> AsyncIterator[gpu_pb2.RecognizedSegment]:
+        self._calls += 1
+        first_call = self._calls == 1
+        async for segment in self._inner.recognize(config, audio):
+            yield segment
+            if first_call and segment.is_final and not self.release.is_set():
+                self.paused.set()
+                await self.release.wait()
+
+
+def pausing_engines(recognizer: PausingRecognizer) -> Engines:
+    mock = create_engines("mock")
+    return Engines(recognizer, mock.diarization, mock.summarization)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
