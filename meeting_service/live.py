@@ -339,7 +339,10 @@ class _Session:
                 self.events.put_nowait(await self._finish(failure))
             except _SEAL_ERRORS as error:
                 self._log.bind(error=repr(error)).warning("could not seal the live recording")
-            self.events.put_nowait(None)
+            finally:
+                # Whatever happened, the call must end: the caller waits for this marker,
+                # then gets the session's error from the task.
+                self.events.put_nowait(None)
         if failure is not None:
             raise failure
 

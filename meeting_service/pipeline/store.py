@@ -96,8 +96,9 @@ class PipelineStore:
     ) -> None:
         """Replaces the bytes of a stored chunk with as many new ones (a file header)."""
         await conn.execute(
-            "UPDATE audio_chunks SET data = $3 WHERE meeting_id = $1 AND byte_offset = $2"
-            " AND length(data) = length($3)",
+            # Typed, or PostgreSQL reads `length($3)` as length(text) and refuses the bytes.
+            "UPDATE audio_chunks SET data = $3::bytea WHERE meeting_id = $1 AND byte_offset = $2"
+            " AND length(data) = length($3::bytea)",
             meeting_id,
             offset,
             data,

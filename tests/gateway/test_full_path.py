@@ -113,13 +113,6 @@ async def test_an_upload_becomes_a_transcript_that_streams_live_over_sse(
 
 
 @route("GET", "/v1/meetings/{meeting_id}/live", "success")
-@pytest.mark.xfail(
-    reason="meeting_service's live session fails storing its audio (asyncpg "
-    "DatatypeMismatchError: bytea column given text, meeting_service/live.py) and then "
-    "never ends the call; passes once that is fixed",
-    raises=TimeoutError,
-    strict=False,
-)
 async def test_a_live_session_streams_pcm_in_and_events_out(
     http: aiohttp.ClientSession, as_user: dict[str, str], meeting_id: str
 ) -> None:

@@ -250,18 +250,29 @@ async def test_transcript_and_summary_are_not_ready_before_processing(meeting_st
         assert metadata["status"] == "MEETING_STATUS_AWAITING_AUDIO"
 
 
-async def test_live_transcribe_is_unimplemented_with_a_clear_message(meeting_stub: Stub) -> None:
+async def test_live_transcribe_without_a_gpu_service_says_so_and_keeps_the_meeting(
+    meeting_stub: Stub,
+) -> None:
+    user = _user()
+    created = await _create(meeting_stub, user, "live")
+
     async def requests() -> AsyncIterator[meeting_service_pb2.LiveTranscribeRequest]:
         yield meeting_service_pb2.LiveTranscribeRequest(
-            config=meeting_service_pb2.LiveAudioConfig(meeting_id=str(uuid.uuid4()))
+            config=meeting_service_pb2.LiveAudioConfig(meeting_id=created.id)
         )
 
-    call = meeting_stub.LiveTranscribe(requests(), metadata=auth(_user()))
+    call = meeting_stub.LiveTranscribe(requests(), metadata=auth(user))
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         async for _ in call:
             pass
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "UploadAudio" in (caught.value.details() or "")
+    code, reason, _ = error_reason(caught.value)
+    assert (code, reason) == (grpc.StatusCode.UNAVAILABLE, "BACKEND_UNAVAILABLE")
+    assert "live transcription is unavailable" in (caught.value.details() or "")
+    # Nothing was started: the meeting still waits for its audio.
+    again = await meeting_stub.GetMeeting(
+        meeting_service_pb2.GetMeetingRequest(meeting_id=created.id), metadata=auth(user)
+    )
+    assert again.meeting.status == meeting_pb2.MEETING_STATUS_AWAITING_AUDIO
 
 
 # --- the auth matrix: every RPC, every way to be refused ----------------------------------
