@@ -55,6 +55,7 @@ async def _meeting(config: Config) -> None:
         database_url=SecretStr(config["database_url"]),
         jwt_secret=SecretStr(config["jwt_secret"]),
         meeting_port=0,
+        meeting_metrics_port=0,
         data_dir=Path(config["data_dir"]),
         gpu_proxy_target=config.get("gpu_proxy_target", "127.0.0.1:50052"),
         # No job workers unless asked: a worker would start transcribing an uploaded
@@ -144,6 +145,7 @@ async def _gpu_node(config: Config) -> None:
     settings = GpuNodeSettings(
         data_dir=Path(config["data_dir"]),
         gpu_node_port=0,
+        gpu_node_metrics_port=0,
         gpu_node_cert=identity.cert,
         gpu_node_key=identity.key,
         gpu_node_ca=Path(config["pki_dir"]) / "ca.pem",
@@ -162,6 +164,7 @@ async def _gpu_proxy(config: Config) -> None:
     settings = GpuProxySettings(
         data_dir=Path(config["data_dir"]),
         gpu_proxy_port=0,
+        gpu_proxy_metrics_port=0,
         gpu_nodes=",".join(config["nodes"]),
         gpu_proxy_cert=identity.cert,
         gpu_proxy_key=identity.key,

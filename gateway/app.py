@@ -12,11 +12,12 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from gateway import state
-from gateway.auth import auth_middleware
+from gateway.auth import auth_middleware, query_token_middleware
 from gateway.channel import open_channel
 from gateway.events import stream_events
 from gateway.health import healthz, readyz
 from gateway.live import live
+from gateway.metrics import GatewayMetrics
 from gateway.middleware import error_middleware
 from gateway.openapi import build_openapi
 from gateway.rest import add_rest_routes
@@ -64,6 +65,7 @@ def create_app(settings: GatewaySettings, telemetry: Telemetry | None = None) ->
     telemetry = telemetry or create_telemetry("gateway")
     app = web.Application(
         middlewares=[
+            query_token_middleware,
             *telemetry.aiohttp_middlewares(),
             error_middleware,
             auth_middleware(settings.token_verifier()),
@@ -72,6 +74,7 @@ def create_app(settings: GatewaySettings, telemetry: Telemetry | None = None) ->
     )
     app[state.SETTINGS] = settings
     app[state.TELEMETRY] = telemetry
+    app[state.METRICS] = GatewayMetrics(telemetry.registry)
     app[state.STOPPING] = asyncio.Event()
     app.cleanup_ctx.append(_channel_context)
     app.on_shutdown.append(_begin_stopping)

@@ -22,6 +22,7 @@ PUBLIC_ROUTES = frozenset({"healthz", "readyz", "openapi", "metrics"})
 QUERY_TOKEN_ROUTES = frozenset({"events", "live"})
 QUERY_TOKEN_PARAM = "access_token"  # noqa: S105 - a parameter name, not a secret
 
+_QUERY_TOKEN_KEY = web.RequestKey("query_access_token", str)
 PRINCIPAL_KEY = web.RequestKey("principal", Principal)
 GRPC_METADATA_KEY = web.RequestKey("grpc_metadata", tuple)
 
@@ -33,10 +34,26 @@ def _authorization(request: web.Request, route_name: str | None) -> str | None:
     if header:
         return header
     if route_name in QUERY_TOKEN_ROUTES:
-        token = request.query.get(QUERY_TOKEN_PARAM)
+        token = request.get(_QUERY_TOKEN_KEY)
         if token:
             return f"Bearer {token}"
     return None
+
+
+@web.middleware
+async def query_token_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Takes `?access_token=` out of the URL before anything can record it.
+
+    Must come first: the tracing middleware puts the URL on its span and the access log
+    names the request, so the handlers, the spans and the logs all see the URL without
+    the token; `auth_middleware` finds it in the request's storage.
+    """
+    if QUERY_TOKEN_PARAM not in request.rel_url.query:
+        return await handler(request)
+    token = request.rel_url.query.get(QUERY_TOKEN_PARAM, "")
+    stripped = request.clone(rel_url=request.rel_url.without_query_params(QUERY_TOKEN_PARAM))
+    stripped[_QUERY_TOKEN_KEY] = token
+    return await handler(stripped)
 
 
 def auth_middleware(verifier: TokenVerifier) -> Middleware:

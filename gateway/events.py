@@ -119,7 +119,8 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     )
     stopping = asyncio.ensure_future(request.app[state.STOPPING].wait())
     try:
-        await _pump(call, response, settings.sse_heartbeat_seconds, stopping)
+        with state.metrics(request).sse_open.track_inprogress():
+            await _pump(call, response, settings.sse_heartbeat_seconds, stopping)
     except ConnectionError:
         pass  # the client left; nothing to tell it
     finally:

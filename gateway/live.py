@@ -113,6 +113,8 @@ async def live(request: web.Request) -> web.StreamResponse:
     uplink = asyncio.ensure_future(_uplink(ws, audio))
     downlink = asyncio.ensure_future(_downlink(ws, call))
     stopping = asyncio.ensure_future(request.app[state.STOPPING].wait())
+    open_sockets = state.metrics(request).websockets_open
+    open_sockets.inc()
     try:
         done, _ = await asyncio.wait(
             {downlink, stopping, uplink}, return_when=asyncio.FIRST_COMPLETED
@@ -126,6 +128,7 @@ async def live(request: web.Request) -> web.StreamResponse:
         for task in (uplink, downlink, stopping, acceptance):
             task.cancel()
         call.cancel()
+        open_sockets.dec()
     return ws
 
 

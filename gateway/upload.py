@@ -110,11 +110,13 @@ async def _stream_upload(
     settings = state.settings(request)
     budget = settings.max_upload_bytes - upload.offset
     body_failure: list[Exception] = []
+    received = state.metrics(request).upload_bytes
 
     async def messages() -> AsyncIterator[meeting_service_pb2.UploadAudioRequest]:
         yield meeting_service_pb2.UploadAudioRequest(metadata=upload)
         try:
             async for chunk in _body_chunks(request, settings.upload_chunk_bytes, budget):
+                received.inc(len(chunk))
                 yield meeting_service_pb2.UploadAudioRequest(chunk=chunk)
         except (_BodyTooLarge, _BodyBroken) as error:
             # Raising here makes grpc cancel the call rather than end the stream: an ended

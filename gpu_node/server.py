@@ -15,10 +15,12 @@ from grpc_health.v1 import health
 
 from gpu_node.admission import Admission
 from gpu_node.engines.factory import Engines, create_engines
+from gpu_node.metrics import AdmissionCollector
 from gpu_node.servicers import SERVICE_NAMES, add_servicers
 from gpu_node.settings import GpuNodeSettings
 from mesh_common.grpc_server import add_health_and_reflection, set_serving
 from mesh_common.logging import logger
+from mesh_common.telemetry import MetricsEndpoint, Telemetry, create_telemetry
 from mesh_common.tls import server_credentials
 
 # The contract allows 1 MiB of audio per message; leave room for the envelope.
@@ -34,12 +36,16 @@ class RunningNode:
         port: The bound port (the real one when the settings asked for 0).
         admission: Calls in flight and started, per method: what the node is doing.
         engines: The engines it serves with.
+        telemetry: Its tracer provider and metrics registry.
+        metrics: Its `/metrics` endpoint.
     """
 
     server: grpc.aio.Server
     port: int
     admission: Admission
     engines: Engines
+    telemetry: Telemetry
+    metrics: MetricsEndpoint
     _health: health.aio.HealthServicer
 
     @property
@@ -57,17 +63,23 @@ class RunningNode:
         if grace is not None:
             await set_serving(self._health, SERVICE_NAMES, False)
         await self.server.stop(grace)
+        await self.metrics.close()
 
 
 @asynccontextmanager
 async def run_gpu_node(
-    settings: GpuNodeSettings, engines: Engines | None = None
+    settings: GpuNodeSettings,
+    engines: Engines | None = None,
+    *,
+    telemetry: Telemetry | None = None,
 ) -> AsyncIterator[RunningNode]:
     """Runs a node for the duration of the block.
 
     Args:
         settings: Where to listen, which certificates, which engine, limits.
         engines: Engines to use instead of creating those named in the settings.
+        telemetry: Tracing and metrics; one for "gpu-node" from the `OTEL_*` environment
+            when None.
 
     Yields:
         The running node.
@@ -77,11 +89,15 @@ async def run_gpu_node(
     """
     engines = engines or create_engines(settings.gpu_node_engine)
     admission = Admission(settings.gpu_node_max_concurrent_calls)
+    owns_telemetry = telemetry is None
+    telemetry = telemetry or create_telemetry("gpu-node")
+    telemetry.registry.register(AdmissionCollector(admission))
     server = grpc.aio.server(
+        interceptors=telemetry.grpc_server_interceptors(),
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
-        ]
+        ],
     )
     add_servicers(server, engines, admission, settings.gpu_node_max_diarize_seconds)
     health_servicer = add_health_and_reflection(server, SERVICE_NAMES)
@@ -90,11 +106,16 @@ async def run_gpu_node(
     port = server.add_secure_port(address, credentials)
     if port == 0:
         raise RuntimeError(f"cannot listen on {address}")
+    metrics = await telemetry.serve_metrics(settings.gpu_node_host, settings.gpu_node_metrics_port)
     await server.start()
     await set_serving(health_servicer, SERVICE_NAMES, True)
-    node = RunningNode(server, port, admission, engines, health_servicer)
-    logger.bind(port=port, engine=engines.recognition.name).info("gpu node serving (mTLS)")
+    node = RunningNode(server, port, admission, engines, telemetry, metrics, health_servicer)
+    logger.bind(port=port, metrics_port=metrics.port, engine=engines.recognition.name).info(
+        "gpu node serving (mTLS)"
+    )
     try:
         yield node
     finally:
         await node.stop(grace=1.0)
+        if owns_telemetry:
+            telemetry.shutdown()

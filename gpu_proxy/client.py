@@ -16,6 +16,7 @@ retries the job. A RESOURCE_EXHAUSTED answer carries a `RetryInfo` delay, read w
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +46,12 @@ SERVICE_CONFIG = json.dumps(
 
 
 def connect(
-    target: str, identity: KeyPair, ca: Path, *, tls_name: str | None = None
+    target: str,
+    identity: KeyPair,
+    ca: Path,
+    *,
+    tls_name: str | None = None,
+    interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
 ) -> grpc.aio.Channel:
     """Opens an mTLS channel to the GPU proxy.
 
@@ -56,6 +62,8 @@ def connect(
         ca: The CA the proxy's certificate must chain to.
         tls_name: The name to check in the proxy's certificate when `target` is an address
             the certificate does not name.
+        interceptors: Client interceptors (the caller's tracing: `traceparent` on every
+            call).
 
     Returns:
         The channel; close it when done.
@@ -68,7 +76,9 @@ def connect(
     ]
     if tls_name:
         options.append(("grpc.ssl_target_name_override", tls_name))
-    return grpc.aio.secure_channel(target, channel_credentials(identity, ca), options=options)
+    return grpc.aio.secure_channel(
+        target, channel_credentials(identity, ca), options=options, interceptors=interceptors
+    )
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ class ChannelPool:
             (re)made.
         tls_name: The name to check in the node's certificate, when not the host's.
         max_message_bytes: Largest message sent or received.
+        interceptors: Client interceptors of every channel (tracing).
     """
 
     def __init__(
@@ -36,8 +37,10 @@ class ChannelPool:
         credentials: Callable[[], grpc.ChannelCredentials],
         tls_name: str | None,
         max_message_bytes: int,
+        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
     ) -> None:
         self.target = target
+        self._interceptors = interceptors
         self.size = size
         self._credentials = credentials
         self._options: list[tuple[str, int | str]] = [
@@ -93,4 +96,6 @@ class ChannelPool:
         await asyncio.gather(*(c.close(None) for c in channels), return_exceptions=True)
 
     def _make(self) -> grpc.aio.Channel:
-        return grpc.aio.secure_channel(self.target, self._credentials(), options=self._options)
+        return grpc.aio.secure_channel(
+            self.target, self._credentials(), options=self._options, interceptors=self._interceptors
+        )

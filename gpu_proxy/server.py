@@ -17,12 +17,14 @@ from gen.gpu.v1 import gpu_pb2, gpu_pb2_grpc
 from gpu_proxy.balancer import Balancer
 from gpu_proxy.credentials import CredentialError, CredentialFiles
 from gpu_proxy.forwarder import Forwarder, RetryPolicy
+from gpu_proxy.metrics import ProxyCollector
 from gpu_proxy.node import Node
 from gpu_proxy.pool import ChannelPool
 from gpu_proxy.servicers import ProxyServicers
 from gpu_proxy.settings import GpuProxySettings
 from mesh_common.grpc_server import add_health_and_reflection, set_serving
 from mesh_common.logging import logger
+from mesh_common.telemetry import MetricsEndpoint, Telemetry, create_telemetry
 from mesh_common.tls import server_credentials
 
 # The contract allows 1 MiB of audio per message; leave room for the envelope.
@@ -44,6 +46,8 @@ class RunningProxy:
         nodes: The nodes, in the configured order (breaker state, load, probes).
         balancer: Queue and caps.
         credentials: The client certificate files in use (`generation` counts reloads).
+        telemetry: Its tracer provider and metrics registry.
+        metrics: Its `/metrics` endpoint.
     """
 
     server: grpc.aio.Server
@@ -51,6 +55,8 @@ class RunningProxy:
     nodes: Sequence[Node]
     balancer: Balancer
     credentials: CredentialFiles
+    telemetry: Telemetry
+    metrics: MetricsEndpoint
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -73,14 +79,19 @@ class RunningProxy:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.server.stop(grace)
         await asyncio.gather(*(node.close() for node in self.nodes))
+        await self.metrics.close()
 
 
 @asynccontextmanager
-async def run_gpu_proxy(settings: GpuProxySettings) -> AsyncIterator[RunningProxy]:
+async def run_gpu_proxy(
+    settings: GpuProxySettings, *, telemetry: Telemetry | None = None
+) -> AsyncIterator[RunningProxy]:
     """Runs the proxy for the duration of the block.
 
     Args:
         settings: Nodes, certificates, caps, timeouts and breaker thresholds.
+        telemetry: Tracing and metrics; one for "gpu-proxy" from the `OTEL_*` environment
+            when None.
 
     Yields:
         The running proxy.
@@ -89,6 +100,8 @@ async def run_gpu_proxy(settings: GpuProxySettings) -> AsyncIterator[RunningProx
         CredentialError: The certificate files are missing or invalid.
         RuntimeError: The port could not be bound.
     """
+    owns_telemetry = telemetry is None
+    telemetry = telemetry or create_telemetry("gpu-proxy")
     credentials = CredentialFiles(settings.identity(), settings.ca())
     balancer = Balancer(
         max_streams=settings.gpu_proxy_max_streams_per_node,
@@ -111,6 +124,7 @@ async def run_gpu_proxy(settings: GpuProxySettings) -> AsyncIterator[RunningProx
                 lambda: credentials.credentials,
                 settings.tls_name_for(target),
                 MAX_MESSAGE_BYTES,
+                telemetry.grpc_client_interceptors(),
             ),
             breaker_failures=settings.gpu_proxy_breaker_failures,
             probe_interval=settings.gpu_proxy_probe_interval_s,
@@ -122,6 +136,7 @@ async def run_gpu_proxy(settings: GpuProxySettings) -> AsyncIterator[RunningProx
         for target in settings.node_targets()
     ]
     balancer.nodes = nodes
+    telemetry.registry.register(ProxyCollector(nodes, balancer))
     forwarder = Forwarder(
         balancer,
         RetryPolicy(
@@ -131,11 +146,12 @@ async def run_gpu_proxy(settings: GpuProxySettings) -> AsyncIterator[RunningProx
         ),
     )
     server = grpc.aio.server(
+        interceptors=telemetry.grpc_server_interceptors(),
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
-        ]
+        ],
     )
     servicers = ProxyServicers(forwarder, settings.gpu_proxy_replay_buffer_bytes)
     gpu_pb2_grpc.add_SpeechRecognitionServiceServicer_to_server(servicers, server)
@@ -146,10 +162,13 @@ async def run_gpu_proxy(settings: GpuProxySettings) -> AsyncIterator[RunningProx
     port = server.add_secure_port(address, server_credentials(settings.identity(), settings.ca()))
     if port == 0:
         raise RuntimeError(f"cannot listen on {address}")
+    metrics = await telemetry.serve_metrics(
+        settings.gpu_proxy_host, settings.gpu_proxy_metrics_port
+    )
 
     await asyncio.gather(*(node.start() for node in nodes))
     await server.start()
-    proxy = RunningProxy(server, port, nodes, balancer, credentials)
+    proxy = RunningProxy(server, port, nodes, balancer, credentials, telemetry, metrics)
     proxy._tasks.append(
         asyncio.create_task(_follow_health(health_servicer, balancer, health_changed))
     )
@@ -158,11 +177,15 @@ async def run_gpu_proxy(settings: GpuProxySettings) -> AsyncIterator[RunningProx
             _watch_certificates(credentials, nodes, settings.gpu_proxy_cert_check_interval_s)
         )
     )
-    logger.bind(port=port, nodes=settings.gpu_nodes).info("gpu proxy serving (mTLS)")
+    logger.bind(port=port, metrics_port=metrics.port, nodes=settings.gpu_nodes).info(
+        "gpu proxy serving (mTLS)"
+    )
     try:
         yield proxy
     finally:
         await proxy.stop(grace=1.0)
+        if owns_telemetry:
+            telemetry.shutdown()
 
 
 async def _follow_health(

@@ -17,6 +17,8 @@ class GpuProxySettings(CommonSettings):
     Attributes:
         gpu_proxy_host: Interface to listen on.
         gpu_proxy_port: Port to listen on; 0 picks a free one (tests).
+        gpu_proxy_metrics_port: Port of the Prometheus `/metrics` endpoint (HTTP, on
+            `gpu_proxy_host`); 0 picks a free one.
         gpu_nodes: The GPU nodes, "host:port,host:port" (`MESH_GPU_NODES`).
         gpu_node_tls_name: The name checked in the certificate of a node addressed by IP
             (the certificates of `meeting-mesh certs` carry "gpu-node"); nodes addressed by
@@ -52,6 +54,7 @@ class GpuProxySettings(CommonSettings):
 
     gpu_proxy_host: str = "127.0.0.1"
     gpu_proxy_port: int = Field(default=50052, ge=0, le=65535)
+    gpu_proxy_metrics_port: int = Field(default=9152, ge=0, le=65535)
     gpu_nodes: str = "127.0.0.1:50061"
     gpu_node_tls_name: str = "gpu-node"
     gpu_proxy_cert: Path | None = None

@@ -271,7 +271,6 @@ class _Session:
         self._mid = mid
         self._config = config
         self._trace_context = trace_context
-        self._metadata = (("traceparent", trace_context),) if trace_context else ()
         self.events: asyncio.Queue[meeting_pb2.TranscriptEvent | None] = asyncio.Queue()
         self._audio: asyncio.Queue[bytes | None] = asyncio.Queue(AUDIO_QUEUE_MESSAGES)
         self._reader: asyncio.Task[None] | None = None
@@ -304,7 +303,6 @@ class _Session:
                 self._config,
                 self._audio_blocks(),
                 deadline=self._deps.max_seconds,
-                metadata=self._metadata,
             )
             async with contextlib.aclosing(segments):
                 async for recognized in segments:

@@ -7,6 +7,9 @@ database (or the LISTEN connection) is lost and back when it returns. Leaving th
 stops gracefully: live streams end with UNAVAILABLE (clients resume by sequence), the
 server stops accepting and lets in-flight calls finish within the grace period, then the
 pool closes and an embedded PostgreSQL stops.
+
+Telemetry: every call is traced (a span per RPC and per SQL statement, `traceparent` on
+to gpu_proxy) and logged, and Prometheus metrics are served on `meeting_metrics_port`.
 """
 
 from __future__ import annotations
@@ -21,12 +24,15 @@ from grpc_health.v1 import health
 
 from gen.meeting.v1 import meeting_service_pb2_grpc
 from meeting_service.db.database import CONNECTION_ERRORS, Database
+from meeting_service.db.tracing import traced_connection_class
+from meeting_service.metrics import MeetingMetrics
 from meeting_service.pipeline.worker import PipelineWorkers
 from meeting_service.servicer import SERVICE_NAME, MeetingServicer, NotReady
 from meeting_service.services import Services, build_services
 from meeting_service.settings import MeetingServiceSettings
 from mesh_common.grpc_server import AuthInterceptor, add_health_and_reflection, set_serving
 from mesh_common.logging import logger
+from mesh_common.telemetry import Telemetry, create_telemetry
 
 # Chunks are at most 4 MiB (the contract); leave room for the message framing.
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024 + 64 * 1024
@@ -44,12 +50,18 @@ class RunningMeetingService:
         ready: Set once the database is reachable and migrated.
         pipeline: The job workers, once started (None while the database is not ready,
             with `pipeline_workers` 0, or without a client certificate for gpu_proxy).
+        telemetry: Its tracer provider and metrics registry.
+        metrics: Its own series (jobs, uploads, streams).
+        metrics_port: The bound port of `/metrics`.
     """
 
     port: int
     address: str
     health: health.aio.HealthServicer
     database: Database
+    telemetry: Telemetry
+    metrics: MeetingMetrics
+    metrics_port: int
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     pipeline: PipelineWorkers | None = None
     _services: Services | None = None
@@ -80,6 +92,7 @@ async def run_meeting_service(
     *,
     database: Database | None = None,
     wait_ready: bool = True,
+    telemetry: Telemetry | None = None,
 ) -> AsyncIterator[RunningMeetingService]:
     """Runs the meeting service for the duration of the block.
 
@@ -89,6 +102,8 @@ async def run_meeting_service(
             embedded PostgreSQL is then started here). Either way it is closed on exit.
         wait_ready: Wait (up to `ready_timeout_seconds`) until the database is ready
             before entering the block.
+        telemetry: Tracing and metrics; one for "meeting-service" from the `OTEL_*`
+            environment when None.
 
     Yields:
         The running service.
@@ -96,9 +111,16 @@ async def run_meeting_service(
     Raises:
         TimeoutError: `wait_ready` and the database did not come up in time.
     """
+    owns_telemetry = telemetry is None
+    telemetry = telemetry or create_telemetry("meeting-service")
+    metrics = MeetingMetrics(telemetry.registry)
     db = database or await Database.from_settings(settings)
+    db.connection_class = traced_connection_class(telemetry.tracer("asyncpg"))
     server = grpc.aio.server(
-        interceptors=[AuthInterceptor(settings.token_verifier())],
+        interceptors=[
+            *telemetry.grpc_server_interceptors(),
+            AuthInterceptor(settings.token_verifier()),
+        ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -111,11 +133,20 @@ async def run_meeting_service(
             raise NotReady
         return running.services
 
-    meeting_service_pb2_grpc.add_MeetingServiceServicer_to_server(MeetingServicer(services), server)
+    meeting_service_pb2_grpc.add_MeetingServiceServicer_to_server(
+        MeetingServicer(services, metrics), server
+    )
     health_servicer = add_health_and_reflection(server, [SERVICE_NAME])
     port = server.add_insecure_port(settings.meeting_address)
-    if port == 0:
-        raise OSError(f"could not bind {settings.meeting_address}")
+    try:
+        if port == 0:
+            raise OSError(f"could not bind {settings.meeting_address}")
+        metrics_endpoint = await telemetry.serve_metrics(
+            settings.meeting_host, settings.meeting_metrics_port
+        )
+    except OSError:
+        await db.close()  # an embedded PostgreSQL started for us must not outlive us
+        raise
     await set_serving(health_servicer, [SERVICE_NAME], False)
     await server.start()
     running = RunningMeetingService(
@@ -123,8 +154,13 @@ async def run_meeting_service(
         address=f"{settings.meeting_host}:{port}",
         health=health_servicer,
         database=db,
+        telemetry=telemetry,
+        metrics=metrics,
+        metrics_port=metrics_endpoint.port,
     )
-    logger.bind(address=running.address).info("meeting service listening")
+    logger.bind(address=running.address, metrics_port=running.metrics_port).info(
+        "meeting service listening"
+    )
     supervisor = asyncio.create_task(_supervise(running, settings), name="meeting-db-supervisor")
     try:
         if wait_ready:
@@ -146,6 +182,9 @@ async def run_meeting_service(
         if running._services is not None:
             await running._services.gpu.close()
         await db.close()
+        await metrics_endpoint.close()
+        if owns_telemetry:
+            telemetry.shutdown()
         logger.info("meeting service stopped")
 
 
@@ -163,6 +202,16 @@ def _start_pipeline(services: Services, settings: MeetingServiceSettings) -> Pip
     return workers
 
 
+async def _count_jobs(running: RunningMeetingService, services: Services) -> None:
+    """Refreshes the job gauges; a failure costs one refresh, never the supervisor."""
+    try:
+        running.metrics.observe_jobs(await services.jobs_repo.stats(services.pool))
+    except CONNECTION_ERRORS:
+        pass  # health reports the outage
+    except Exception:
+        logger.exception("cannot count jobs for the metrics")
+
+
 async def _supervise(running: RunningMeetingService, settings: MeetingServiceSettings) -> None:
     """Connects and migrates (with backoff), then keeps health in step with the database."""
     delay = 0.2
@@ -174,7 +223,7 @@ async def _supervise(running: RunningMeetingService, settings: MeetingServiceSet
             logger.bind(error=repr(error), retry_in=delay).warning("database not reachable yet")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
-    services = build_services(pool, running.database.dsn, settings)
+    services = build_services(pool, running.database.dsn, settings, running.telemetry)
     await services.hub.start()
     with contextlib.suppress(TimeoutError):
         await services.hub.wait_listening(within=5.0)
@@ -190,4 +239,6 @@ async def _supervise(running: RunningMeetingService, settings: MeetingServiceSet
             serving = healthy
             await set_serving(running.health, [SERVICE_NAME], healthy)
             logger.bind(serving=healthy).info("meeting service health changed")
+        if healthy:
+            await _count_jobs(running, services)
         await asyncio.sleep(settings.health_interval_seconds)

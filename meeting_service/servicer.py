@@ -16,10 +16,12 @@ import grpc
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
 from meeting_service.db.database import CONNECTION_ERRORS
 from meeting_service.domain import convert
+from meeting_service.metrics import MeetingMetrics
 from meeting_service.services import Services
 from mesh_common.errors import MeshError, abort
 from mesh_common.grpc_server import current_principal
 from mesh_common.logging import logger
+from mesh_common.telemetry import current_traceparent
 
 SERVICE_NAME = meeting_service_pb2.DESCRIPTOR.services_by_name["MeetingService"].full_name
 _TRACEPARENT = "traceparent"
@@ -54,10 +56,12 @@ class MeetingServicer(meeting_service_pb2_grpc.MeetingServiceServicer):
     Args:
         services: Returns the wired services, or raises `NotReady` before the database is
             up (the server starts answering health checks before that).
+        metrics: The service's metrics (upload bytes, open streams).
     """
 
-    def __init__(self, services: Callable[[], Services]) -> None:
+    def __init__(self, services: Callable[[], Services], metrics: MeetingMetrics) -> None:
         self._services = services
+        self._metrics = metrics
 
     async def CreateMeeting(  # noqa: D102
         self, request: meeting_service_pb2.CreateMeetingRequest, context: Ctx
@@ -107,7 +111,9 @@ class MeetingServicer(meeting_service_pb2_grpc.MeetingServiceServicer):
     ) -> meeting_service_pb2.UploadAudioResponse:
         async with _errors(context):
             result = await self._services().uploads.upload(
-                _owner(), request_iterator, trace_context=_metadata(context, _TRACEPARENT)
+                _owner(),
+                self._metrics.count_upload(request_iterator),
+                trace_context=_trace_context(context),
             )
             response = meeting_service_pb2.UploadAudioResponse(
                 meeting=result.meeting, stored_size=result.stored_size, complete=result.complete
@@ -129,9 +135,10 @@ class MeetingServicer(meeting_service_pb2_grpc.MeetingServiceServicer):
             events = self._services().transcripts.stream(
                 _owner(), request.meeting_id, request.after_sequence
             )
-            async with contextlib.aclosing(events):
-                async for event in events:
-                    yield meeting_service_pb2.StreamTranscriptResponse(event=event)
+            with self._metrics.streams_open.track_inprogress():
+                async with contextlib.aclosing(events):
+                    async for event in events:
+                        yield meeting_service_pb2.StreamTranscriptResponse(event=event)
 
     async def GetTranscript(  # noqa: D102
         self, request: meeting_service_pb2.GetTranscriptRequest, context: Ctx
@@ -153,15 +160,25 @@ class MeetingServicer(meeting_service_pb2_grpc.MeetingServiceServicer):
     ) -> AsyncIterator[meeting_service_pb2.LiveTranscribeResponse]:
         async with _errors(context):
             events = self._services().live.transcribe(
-                _owner(), request_iterator, trace_context=_metadata(context, _TRACEPARENT)
+                _owner(), request_iterator, trace_context=_trace_context(context)
             )
-            async with contextlib.aclosing(events):
-                async for event in events:
-                    yield meeting_service_pb2.LiveTranscribeResponse(event=event)
+            with self._metrics.streams_open.track_inprogress():
+                async with contextlib.aclosing(events):
+                    async for event in events:
+                        yield meeting_service_pb2.LiveTranscribeResponse(event=event)
 
 
 def _owner() -> str:
     return current_principal().user
+
+
+def _trace_context(context: Ctx) -> str:
+    """Returns the trace a job queued by this call continues.
+
+    That is this call's span, or else the caller's `traceparent` (on a server run
+    without the tracing interceptors).
+    """
+    return current_traceparent() or _metadata(context, _TRACEPARENT)
 
 
 def _metadata(context: Ctx, key: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import asyncpg
+from opentelemetry import trace
 
 from meeting_service.domain.event_hub import EventHub
 from meeting_service.domain.event_log import EventLog
@@ -18,6 +19,7 @@ from meeting_service.repositories.jobs import JobsRepository
 from meeting_service.repositories.meetings import MeetingsRepository
 from meeting_service.repositories.uploads import UploadsRepository
 from meeting_service.settings import MeetingServiceSettings
+from mesh_common.telemetry import Telemetry
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class Services:
         jobs_repo: SQL for processing jobs.
         gpu: The channel to gpu_proxy (opened on first use; closed by the server).
         live: LiveTranscribe sessions.
+        tracer: The service's tracer (the pipeline's spans).
     """
 
     pool: asyncpg.Pool
@@ -51,15 +54,19 @@ class Services:
     jobs_repo: JobsRepository
     gpu: GpuConnection
     live: LiveTranscriber
+    tracer: trace.Tracer
 
 
-def build_services(pool: asyncpg.Pool, dsn: str, settings: MeetingServiceSettings) -> Services:
+def build_services(
+    pool: asyncpg.Pool, dsn: str, settings: MeetingServiceSettings, telemetry: Telemetry
+) -> Services:
     """Wires repositories and domain services over a pool.
 
     Args:
         pool: The pool.
         dsn: The database DSN (the event hub opens its own LISTEN connection).
         settings: The settings.
+        telemetry: The service's telemetry (tracing of GPU calls and jobs).
 
     Returns:
         The services; the hub is not started yet.
@@ -78,7 +85,7 @@ def build_services(pool: asyncpg.Pool, dsn: str, settings: MeetingServiceSetting
     )
     transcripts = TranscriptService(pool, meetings_repo, events_repo, hub)
     writer = TranscriptWriter(pool, log)
-    gpu = GpuConnection.from_settings(settings)
+    gpu = GpuConnection.from_settings(settings, telemetry.grpc_client_interceptors())
     live = LiveTranscriber(
         LiveDependencies(
             pool=pool,
@@ -113,4 +120,5 @@ def build_services(pool: asyncpg.Pool, dsn: str, settings: MeetingServiceSetting
         jobs_repo=jobs_repo,
         gpu=gpu,
         live=live,
+        tracer=telemetry.tracer(),
     )

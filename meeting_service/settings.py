@@ -23,6 +23,8 @@ class MeetingServiceSettings(CommonSettings):
         db_pool_max: Most connections the pool opens.
         meeting_host: Interface the gRPC server binds.
         meeting_port: Port of the gRPC server; 0 picks a free one (tests).
+        meeting_metrics_port: Port of the Prometheus `/metrics` endpoint (HTTP, on
+            `meeting_host`); 0 picks a free one.
         upload_limit_bytes: Largest recording accepted.
         gpu_proxy_target: Where the processing pipeline reaches gpu_proxy.
         grace_seconds: How long in-flight calls may run on after a stop is asked for.
@@ -59,6 +61,7 @@ class MeetingServiceSettings(CommonSettings):
     db_pool_max: int = Field(default=10, ge=1, le=500)
     meeting_host: str = "127.0.0.1"
     meeting_port: int = Field(default=50051, ge=0, le=65535)
+    meeting_metrics_port: int = Field(default=9151, ge=0, le=65535)
     upload_limit_bytes: int = Field(default=2 * GIB, ge=1)
     gpu_proxy_target: str = "127.0.0.1:50052"
     grace_seconds: float = Field(default=10.0, ge=0)

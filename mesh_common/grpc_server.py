@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -157,13 +158,21 @@ def wrap_rpc_handler(
             response_serializer=h.response_serializer,
         )
     inner_stream = h.unary_stream or h.stream_stream
+    streaming: Callable[..., Any]
+    if inspect.isasyncgenfunction(inner_stream):
 
-    async def streaming(
-        request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[Any]:
-        async with around(context):
-            async for item in inner_stream(request, context):
-                yield item
+        async def streaming(
+            request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            async with around(context):
+                async for item in inner_stream(request, context):
+                    yield item
+
+    else:  # a coroutine that sends with `context.write()` (health's Watch)
+
+        async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            async with around(context):
+                return await inner_stream(request, context)
 
     factory = (
         grpc.unary_stream_rpc_method_handler

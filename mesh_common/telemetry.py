@@ -25,12 +25,13 @@ from typing import Any
 
 import grpc
 from aiohttp import web
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.instrumentation.aiohttp_server import (
     AioHttpServerInstrumentor,
     create_aiohttp_middleware,
 )
-from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -39,13 +40,54 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from mesh_common.grpc_server import current_principal, wrap_rpc_handler
+from mesh_common.grpc_tracing import TracingClientInterceptor
 from mesh_common.logging import logger
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_TRACE_CONTEXT = TraceContextTextMapPropagator()
+# Health and reflection calls are not traced: probes every few seconds would bury the
+# traces of real work, and health's Watch is a coroutine-style stream that OpenTelemetry's
+# server interceptor cannot wrap.
+_TRACED_SERVICES = filters.negate(
+    filters.any_of(
+        filters.service_prefix("grpc.health."),
+        filters.service_prefix("grpc.reflection."),
+    )
+)
+
+
+def current_traceparent() -> str:
+    """Returns the W3C `traceparent` of the current span, "" outside any span.
+
+    What a background job stores to continue, later and elsewhere, the trace of the
+    request that queued it.
+    """
+    carrier: dict[str, str] = {}
+    _TRACE_CONTEXT.inject(carrier)
+    return carrier.get("traceparent", "")
+
+
+def context_from_traceparent(traceparent: str) -> otel_context.Context | None:
+    """Returns a context whose parent is the span a `traceparent` names.
+
+    Args:
+        traceparent: A W3C `traceparent` value, or "".
+
+    Returns:
+        The context to start child spans in; None when the value is empty or malformed
+        (the caller then starts a new trace).
+    """
+    if not traceparent:
+        return None
+    extracted = _TRACE_CONTEXT.extract({"traceparent": traceparent})
+    if not trace.get_current_span(extracted).get_span_context().is_valid:
+        return None
+    return extracted
 
 
 def _exporter_from_env() -> SpanExporter | None:
@@ -114,16 +156,15 @@ class Telemetry:
         Put them before any auth interceptor so rejected calls are traced and logged too.
         """
         return [
-            aio_server_interceptor(tracer_provider=self.tracer_provider),  # type: ignore[no-untyped-call]
+            aio_server_interceptor(  # type: ignore[no-untyped-call]
+                tracer_provider=self.tracer_provider, filter_=_TRACED_SERVICES
+            ),
             _AccessInterceptor(self),
         ]
 
     def grpc_client_interceptors(self) -> list[grpc.aio.ClientInterceptor]:
         """Interceptors for `grpc.aio` channels: a client span and `traceparent` per call."""
-        interceptors: list[grpc.aio.ClientInterceptor] = aio_client_interceptors(  # type: ignore[no-untyped-call]
-            tracer_provider=self.tracer_provider
-        )
-        return interceptors
+        return [TracingClientInterceptor(self.tracer("grpc-client"))]
 
     def aiohttp_middlewares(self) -> list[Any]:
         """Middlewares for an aiohttp app: tracing, then access log and metrics."""
@@ -169,7 +210,7 @@ class Telemetry:
 
         return handle
 
-    async def serve_metrics(self, host: str, port: int) -> web.AppRunner:
+    async def serve_metrics(self, host: str, port: int) -> MetricsEndpoint:
         """Serves `/metrics` on a small HTTP port of its own (for the gRPC services).
 
         Args:
@@ -177,18 +218,43 @@ class Telemetry:
             port: Port to bind; 0 picks a free one.
 
         Returns:
-            The running runner; call `cleanup()` to stop it.
+            The running endpoint; `close()` stops it.
+
+        Raises:
+            OSError: The port cannot be bound.
         """
         app = web.Application()
         app.router.add_get("/metrics", self.metrics_handler())
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, host, port).start()
-        return runner
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        return MetricsEndpoint(runner, int(runner.addresses[0][1]))
 
     def shutdown(self) -> None:
         """Flushes and stops span export (bounded by the exporter's own timeout)."""
         self.tracer_provider.shutdown()
+
+
+@dataclass
+class MetricsEndpoint:
+    """A running `/metrics` server.
+
+    Attributes:
+        port: The bound port.
+    """
+
+    _runner: web.AppRunner | None
+    port: int
+
+    async def close(self) -> None:
+        """Stops serving (again is a no-op)."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
 
 
 @functools.cache

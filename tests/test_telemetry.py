@@ -1,4 +1,8 @@
-"""One trace across a gRPC hop, trace ids in log lines, access logs and metrics that move."""
+"""One trace across a gRPC hop, trace ids in log lines, access logs and metrics that move.
+
+The whole mesh (gateway to gpu_node) is covered by `tests/test_observability.py`; this is
+the shared module on its own, over a real grpc.aio server with one echo method.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,19 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from mesh_common.grpc_server import add_health_and_reflection, check_health, set_serving
 from mesh_common.logging import logger
-from mesh_common.telemetry import Telemetry, create_telemetry
+from mesh_common.telemetry import (
+    Telemetry,
+    context_from_traceparent,
+    create_telemetry,
+    current_traceparent,
+)
+
+ECHO = "/test.Echo/Say"
+
+
+async def _say(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+    logger.info("echoing {} bytes", len(request))
+    return request
 
 
 @pytest.fixture
@@ -20,6 +36,13 @@ async def traced_server() -> AsyncIterator[tuple[str, Telemetry, InMemorySpanExp
     exporter = InMemorySpanExporter()
     telemetry = create_telemetry("server-svc", exporter)
     server = grpc.aio.server(interceptors=telemetry.grpc_server_interceptors())
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(
+                "test.Echo", {"Say": grpc.unary_unary_rpc_method_handler(_say)}
+            )
+        ]
+    )
     health = add_health_and_reflection(server, [])
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
@@ -43,28 +66,49 @@ async def test_a_call_is_one_trace_with_logs_and_metrics(
         async with grpc.aio.insecure_channel(
             target, interceptors=client.grpc_client_interceptors()
         ) as channel:
+            say = channel.unary_unary(ECHO)
             with client.tracer().start_as_current_span("caller") as caller:
-                status = await check_health(channel)
+                assert await say(b"hello", timeout=5) == b"hello"
                 trace_id = format(caller.get_span_context().trace_id, "032x")
+            # Health probes are answered and logged, but not traced (they would bury the
+            # traces of real work).
+            assert await check_health(channel) == health_pb2.HealthCheckResponse.SERVING
     finally:
         logger.remove(sink)
 
-    assert status == health_pb2.HealthCheckResponse.SERVING
-    server_side = server_spans.get_finished_spans()
-    assert server_side, "the server recorded no span"
-    assert {format(s.context.trace_id, "032x") for s in server_side} == {trace_id}
-    assert server_side[0].resource.attributes["service.name"] == "server-svc"
-    assert client_spans.get_finished_spans()[0].resource.attributes["service.name"] == (
-        "client-svc"
-    )
+    (server_span,) = server_spans.get_finished_spans()
+    assert server_span.name == "/test.Echo/Say"
+    assert format(server_span.context.trace_id, "032x") == trace_id
+    assert server_span.resource.attributes["service.name"] == "server-svc"
+    client_side = {s.name: s for s in client_spans.get_finished_spans()}
+    assert client_side["test.Echo/Say"].resource.attributes["service.name"] == "client-svc"
+    assert server_span.parent is not None
+    assert server_span.parent.span_id == client_side["test.Echo/Say"].context.span_id
 
-    access = [line for line in lines if line.get("kind") == "access"]
-    assert access and access[0]["method"] == "/grpc.health.v1.Health/Check"
-    assert access[0]["code"] == "OK"
-    assert access[0]["trace_id"] == trace_id
+    (echoed,) = [line for line in lines if line["message"] == "echoing 5 bytes"]
+    assert echoed["trace_id"] == trace_id
+    access = {line["method"]: line for line in lines if line.get("kind") == "access"}
+    assert access[ECHO]["code"] == "OK"
+    assert access[ECHO]["trace_id"] == trace_id
+    assert access["/grpc.health.v1.Health/Check"]["code"] == "OK"
 
-    count = server_telemetry.registry.get_sample_value(
-        "mesh_grpc_server_requests_total",
-        {"method": "/grpc.health.v1.Health/Check", "code": "OK"},
-    )
-    assert count == 1.0
+    def served(method: str) -> float | None:
+        return server_telemetry.registry.get_sample_value(
+            "mesh_grpc_server_requests_total", {"method": method, "code": "OK"}
+        )
+
+    assert served(ECHO) == 1.0
+    assert served("/grpc.health.v1.Health/Check") == 1.0
+
+
+def test_a_traceparent_round_trips_and_garbage_starts_a_new_trace() -> None:
+    telemetry = create_telemetry("svc", InMemorySpanExporter())
+    assert current_traceparent() == ""
+    with telemetry.tracer().start_as_current_span("upload") as span:
+        stored = current_traceparent()
+    parent = context_from_traceparent(stored)
+    assert parent is not None
+    with telemetry.tracer().start_as_current_span("job", parent) as job:
+        assert job.get_span_context().trace_id == span.get_span_context().trace_id
+    assert context_from_traceparent("") is None
+    assert context_from_traceparent("not-a-traceparent") is None

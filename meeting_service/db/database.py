@@ -31,6 +31,7 @@ class Database:
         dsn: Where to connect.
         embedded: The embedded server this process started, if any.
         pool: The pool, once `open()` succeeded.
+        connection_class: The class of the pool's connections (the service's tracing one).
     """
 
     dsn: str
@@ -38,6 +39,7 @@ class Database:
     pool_min: int = 2
     pool_max: int = 10
     pool: asyncpg.Pool | None = field(default=None, init=False)
+    connection_class: type[asyncpg.Connection] = field(default=asyncpg.Connection, init=False)
 
     @classmethod
     async def from_settings(cls, settings: MeetingServiceSettings) -> Database:
@@ -76,7 +78,11 @@ class Database:
         """
         if self.pool is None:
             pool = await asyncpg.create_pool(
-                self.dsn, min_size=self.pool_min, max_size=self.pool_max, timeout=10
+                self.dsn,
+                min_size=self.pool_min,
+                max_size=self.pool_max,
+                timeout=10,
+                connection_class=self.connection_class,
             )
             try:
                 async with pool.acquire() as connection:

@@ -1,8 +1,9 @@
 """The pipeline's side of gpu_proxy: one mTLS channel, opened on first use, and the calls.
 
-Every call gets a deadline from `Deadlines` (proportional to the audio's length) and the
-job's `traceparent` as metadata. Streams wait for the proxy to accept them before sending
-audio (`mesh_common.streams.start_gated`), so a refusal is seen as the proxy sent it.
+Every call gets a deadline from `Deadlines` (proportional to the audio's length); the
+channel's tracing interceptor carries the current span (the job's stage) as `traceparent`.
+Streams wait for the proxy to accept them before sending audio
+(`mesh_common.streams.start_gated`), so a refusal is seen as the proxy sent it.
 """
 
 from __future__ import annotations
@@ -38,26 +39,38 @@ class GpuConnection:
         identity: This service's client certificate and key.
         ca: The CA gpu_proxy's certificate must chain to.
         tls_name: Name to check in gpu_proxy's certificate; None checks the target's host.
+        interceptors: Client interceptors of the channel (tracing).
     """
 
     def __init__(
-        self, target: str, identity: KeyPair, ca: Path, tls_name: str | None = None
+        self,
+        target: str,
+        identity: KeyPair,
+        ca: Path,
+        tls_name: str | None = None,
+        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
     ) -> None:
         self.target = target
         self._identity = identity
         self._ca = ca
         self._tls_name = tls_name
+        self._interceptors = interceptors
         self._channel: grpc.aio.Channel | None = None
         self._stubs: GpuStubs | None = None
 
     @classmethod
-    def from_settings(cls, settings: MeetingServiceSettings) -> GpuConnection:
+    def from_settings(
+        cls,
+        settings: MeetingServiceSettings,
+        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+    ) -> GpuConnection:
         """Builds the connection the settings describe (nothing is opened yet)."""
         return cls(
             settings.gpu_proxy_target,
             settings.gpu_identity(),
             settings.gpu_ca(),
             settings.gpu_proxy_tls_name or None,
+            interceptors,
         )
 
     def problem(self) -> str | None:
@@ -81,7 +94,13 @@ class GpuConnection:
             problem = self.problem()
             if problem is not None:
                 raise GpuNotConfigured(problem)
-            self._channel = connect(self.target, self._identity, self._ca, tls_name=self._tls_name)
+            self._channel = connect(
+                self.target,
+                self._identity,
+                self._ca,
+                tls_name=self._tls_name,
+                interceptors=self._interceptors,
+            )
             self._stubs = GpuStubs.of(self._channel)
         return self._stubs
 
@@ -159,7 +178,7 @@ async def recognize(
         config: The recognition config (sent first).
         pcm: LINEAR16 blocks of any size (split to the contract's 1 MiB here).
         deadline: Deadline of the call, in seconds from now.
-        metadata: Call metadata (the trace context).
+        metadata: Extra call metadata.
 
     Yields:
         Segment versions, partial and final, in the order the node sent them.

@@ -12,28 +12,36 @@ A live session that ended cleanly enters DIARIZING itself, so its job does not r
 the audio a second time. Every write happens in a transaction that also checks the job's
 lease (`PipelineStore.check_lease`), so a worker that lost its job cannot write after
 another took it over.
+
+Each attempt is a span ("process meeting") in the trace of the upload that queued the job
+(its `traceparent` is stored with the job), after a "queue wait" span from when the job was
+due to when it was claimed; each stage is a child span, and the GPU calls inside it carry
+it on to gpu_proxy and the node.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias, TypeVar
 
 import asyncpg
+from opentelemetry import trace
 
 from gen.gpu.v1 import gpu_pb2
 from gen.meeting.v1 import meeting_pb2
 from meeting_service.pipeline import segments as convert
 from meeting_service.pipeline.decode import decode_pcm
-from meeting_service.pipeline.gpu import Deadlines, GpuConnection, Metadata, diarize, recognize
+from meeting_service.pipeline.gpu import Deadlines, GpuConnection, diarize, recognize
 from meeting_service.pipeline.store import PipelineStore
 from meeting_service.repositories.jobs import Job, JobLost
 from meeting_service.services import Services
 from mesh_common.errors import MeshError
 from mesh_common.logging import logger
+from mesh_common.telemetry import context_from_traceparent
 
 Status: TypeAlias = meeting_pb2.MeetingStatus.ValueType  # noqa: UP040
 T = TypeVar("T")
@@ -117,6 +125,7 @@ class JobRunner:
         self._store = PipelineStore()
         self._gpu = gpu
         self._deadlines = deadlines
+        self._tracer: trace.Tracer = services.tracer
 
     async def run(self, job: Job, lease: Lease) -> None:
         """Runs a job to COMPLETED (and the job to SUCCEEDED).
@@ -129,6 +138,19 @@ class JobRunner:
             JobLost: The meeting was deleted or another worker holds the job.
             StageFailed: The attempt failed (the caller classifies it and retries or fails).
         """
+        parent = context_from_traceparent(job.trace_context)
+        claimed_ns = time.time_ns()
+        due_ns = min(int(job.next_attempt_at.timestamp() * 1e9), claimed_ns)
+        self._tracer.start_span("queue wait", parent, start_time=due_ns).end(claimed_ns)
+        attributes: dict[str, str | int] = {
+            "meeting.id": str(job.meeting_id),
+            "job.id": str(job.id),
+            "job.attempt": job.attempts,
+        }
+        with self._tracer.start_as_current_span("process meeting", parent, attributes=attributes):
+            await self._run(job, lease)
+
+    async def _run(self, job: Job, lease: Lease) -> None:
         mid = job.meeting_id
         row = await self._services.meetings_repo.get(self._pool, mid)
         if row is None:
@@ -150,7 +172,8 @@ class JobRunner:
             if step_stage < stage:  # the stages' enum values are in pipeline order
                 continue
             try:
-                await step()
+                with self._tracer.start_as_current_span(STEP_NAMES[step_stage]):
+                    await step()
             except (JobLost, StageFailed):
                 raise
             except Exception as error:
@@ -185,9 +208,6 @@ class _Run:
         self._status = status
         self._language = language
         self._expected_speakers = expected_speakers
-        self._metadata: Metadata = (
-            (("traceparent", job.trace_context),) if job.trace_context else ()
-        )
         self.deadline = 0.0
         self.size = 0
 
@@ -210,9 +230,7 @@ class _Run:
             mode=gpu_pb2.RECOGNITION_MODE_BATCH,
         )
         async with contextlib.aclosing(self._pcm()) as pcm:
-            segments = recognize(
-                self._gpu.stubs(), config, pcm, deadline=self.deadline, metadata=self._metadata
-            )
+            segments = recognize(self._gpu.stubs(), config, pcm, deadline=self.deadline)
             async with contextlib.aclosing(segments):
                 async for recognized in segments:
                     if recognized.is_final:
@@ -230,9 +248,7 @@ class _Run:
             spans=[convert.span(s) for s in stored],
         )
         async with contextlib.aclosing(self._pcm()) as pcm:
-            diarized = await diarize(
-                self._gpu.stubs(), config, pcm, deadline=self.deadline, metadata=self._metadata
-            )
+            diarized = await diarize(self._gpu.stubs(), config, pcm, deadline=self.deadline)
         await self._store_segments(convert.with_speakers(stored, diarized))
 
     async def summarize(self) -> None:
@@ -242,9 +258,7 @@ class _Run:
         request = gpu_pb2.SummarizeRequest(
             lines=convert.transcript_lines(stored), language=language
         )
-        response = await self._gpu.stubs().summarization.Summarize(
-            request, timeout=self.deadline, metadata=tuple(self._metadata)
-        )
+        response = await self._gpu.stubs().summarization.Summarize(request, timeout=self.deadline)
         summary = convert.summary(response)
         await self._write(
             lambda conn: self._services.event_log.put_summary(conn, self._mid, summary)

@@ -92,8 +92,45 @@ def backoff_delay(attempts: int, *, base: float = 5.0, cap: float = 300.0) -> fl
     return random.uniform(min(base / 2, ceiling), ceiling)
 
 
+@dataclass(frozen=True)
+class JobStats:
+    """How many jobs are where, for the metrics.
+
+    Attributes:
+        counts: Jobs per status but SUCCEEDED (which only grows, and is not counted so
+            the query stays cheap); 0 when none.
+        oldest_queued_age_s: Seconds the longest-waiting due QUEUED job has been due; 0
+            when none waits.
+    """
+
+    counts: dict[JobStatus, int]
+    oldest_queued_age_s: float
+
+
 class JobsRepository:
     """Reads and writes `jobs`."""
+
+    async def stats(self, conn: asyncpg.Connection | asyncpg.Pool) -> JobStats:
+        """Counts jobs per status and measures the wait of the oldest due one."""
+        rows = await conn.fetch(
+            """
+            SELECT status, count(*) AS jobs,
+                   coalesce(extract(epoch FROM clock_timestamp() - min(next_attempt_at)
+                                    FILTER (WHERE next_attempt_at <= clock_timestamp())),
+                            0)::float8 AS oldest_due_s
+            FROM jobs WHERE status <> 'SUCCEEDED' GROUP BY status
+            """
+        )
+        counts: dict[JobStatus, int] = {
+            status: 0 for status in JobStatus if status is not JobStatus.SUCCEEDED
+        }
+        oldest = 0.0
+        for row in rows:
+            status = JobStatus(row["status"])
+            counts[status] = row["jobs"]
+            if status is JobStatus.QUEUED:
+                oldest = row["oldest_due_s"]
+        return JobStats(counts, oldest)
 
     async def create(
         self, conn: asyncpg.Connection, meeting_id: uuid.UUID, *, trace_context: str = ""

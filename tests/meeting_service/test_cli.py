@@ -38,6 +38,7 @@ def _env(database_url: str, data_dir: Path) -> dict[str, str]:
         MESH_LOG_FORMAT="json",
         MESH_GRACE_SECONDS="5",
         MESH_HEALTH_INTERVAL_SECONDS="0.5",
+        MESH_MEETING_METRICS_PORT="0",
     )
     return env
 

@@ -98,7 +98,8 @@ async def test_deleting_the_meeting_cancels_its_running_job(
     meeting_id = await _queued_meeting(meeting_stub, owner)
     job = await jobs.claim(pool, "w", 30)
     assert job is not None and str(job.meeting_id) == meeting_id
-    assert job.trace_context == ""
+    # A call without a trace starts one, and the job continues it.
+    assert len(job.trace_context.split("-")) == 4
     await meeting_stub.DeleteMeeting(
         meeting_service_pb2.DeleteMeetingRequest(meeting_id=meeting_id), metadata=auth(owner)
     )
@@ -123,10 +124,33 @@ async def test_upload_hands_its_traceparent_to_the_job(
     (job,) = await meeting_service.services.jobs_repo.for_meeting(
         meeting_service.services.pool, uuid.UUID(meeting.id)
     )
-    assert job.trace_context == traceparent
+    # The job continues the caller's trace, as a descendant of the upload's own span.
+    version, trace_id, span_id, _ = job.trace_context.split("-")
+    assert (version, trace_id) == ("00", "4bf92f3577b34da6a3ce929d0e0e4736")
+    assert span_id != "00f067aa0ba902b7"
 
 
 def test_backoff_grows_exponentially_within_its_cap() -> None:
     for attempts in range(1, 12):
         delay = backoff_delay(attempts, base=2.0, cap=60.0)
         assert 1.0 <= delay <= min(60.0, 2.0 * 2 ** (attempts - 1))
+
+
+async def test_stats_count_jobs_by_status_and_age_the_oldest_queued(
+    meeting_stub: Stub, meeting_service: RunningMeetingService
+) -> None:
+    await _drain(meeting_service)
+    jobs, pool = meeting_service.services.jobs_repo, meeting_service.services.pool
+    before = await jobs.stats(pool)
+    assert before.counts[JobStatus.QUEUED] == 0 and before.oldest_queued_age_s == 0
+    owner = user()
+    for _ in range(2):
+        await _queued_meeting(meeting_stub, owner)
+    claimed = await jobs.claim(pool, "worker", 30)
+    assert claimed is not None
+    stats = await jobs.stats(pool)
+    assert stats.counts[JobStatus.QUEUED] == 1
+    assert stats.counts[JobStatus.RUNNING] == before.counts[JobStatus.RUNNING] + 1
+    assert JobStatus.SUCCEEDED not in stats.counts
+    assert stats.oldest_queued_age_s > 0
+    await jobs.complete(pool, claimed.id, "worker")

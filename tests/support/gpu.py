@@ -87,6 +87,7 @@ def node_settings(pki: Pki, *, identity: KeyPair | None = None, **values: Any) -
     fields: dict[str, Any] = {
         "data_dir": pki.directory,
         "gpu_node_port": 0,
+        "gpu_node_metrics_port": 0,
         "gpu_node_cert": identity.cert,
         "gpu_node_key": identity.key,
         "gpu_node_ca": pki.ca.cert,
@@ -112,6 +113,7 @@ def proxy_settings(pki: Pki, nodes: Sequence[str], **values: Any) -> GpuProxySet
     fields: dict[str, Any] = {
         "data_dir": pki.directory,
         "gpu_proxy_port": 0,
+        "gpu_proxy_metrics_port": 0,
         "gpu_nodes": ",".join(nodes),
         "gpu_proxy_cert": pki.proxy.cert,
         "gpu_proxy_key": pki.proxy.key,

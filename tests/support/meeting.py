@@ -52,6 +52,7 @@ def meeting_settings(database_url: str, data_dir: Path, **overrides: Any) -> Mee
         "database_url": SecretStr(database_url),
         "jwt_secret": SecretStr(TEST_JWT_SECRET),
         "meeting_port": 0,
+        "meeting_metrics_port": 0,
         "data_dir": data_dir,
         "grace_seconds": 2.0,
         "health_interval_seconds": 0.5,

@@ -1,0 +1,64 @@
+"""The meeting service's own Prometheus series, beside the per-RPC ones of `Telemetry`.
+
+Served on `meeting_metrics_port` at `/metrics`:
+
+- `mesh_upload_bytes_total`: recording bytes received by UploadAudio;
+- `mesh_jobs{status}`: processing jobs QUEUED, RUNNING and FAILED, and
+  `mesh_oldest_queued_job_age_seconds`: how long the longest-waiting due job has waited;
+  both read from the database every health interval, so they hold for the whole
+  deployment, not only this replica;
+- `mesh_transcript_streams_open`: StreamTranscript and LiveTranscribe calls being served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from gen.meeting.v1 import meeting_service_pb2
+from meeting_service.repositories.jobs import JobStats
+
+
+class MeetingMetrics:
+    """The series above, registered in one service's registry.
+
+    Args:
+        registry: The service's registry (`Telemetry.registry`).
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.upload_bytes = Counter(
+            "mesh_upload_bytes", "Recording bytes received by UploadAudio.", registry=registry
+        )
+        self.jobs = Gauge(
+            "mesh_jobs",
+            "Processing jobs by status (whole deployment).",
+            ["status"],
+            registry=registry,
+        )
+        self.oldest_queued_age = Gauge(
+            "mesh_oldest_queued_job_age_seconds",
+            "Seconds the longest-waiting due job has been queued (0 when none waits).",
+            registry=registry,
+        )
+        self.streams_open = Gauge(
+            "mesh_transcript_streams_open",
+            "StreamTranscript and LiveTranscribe calls being served.",
+            registry=registry,
+        )
+
+    def observe_jobs(self, stats: JobStats) -> None:
+        """Sets the job gauges from a fresh count."""
+        for status, count in stats.counts.items():
+            self.jobs.labels(status.value).set(count)
+        self.oldest_queued_age.set(stats.oldest_queued_age_s)
+
+    async def count_upload(
+        self, requests: AsyncIterator[meeting_service_pb2.UploadAudioRequest]
+    ) -> AsyncIterator[meeting_service_pb2.UploadAudioRequest]:
+        """Passes an upload's messages on, counting the audio bytes as they arrive."""
+        async for request in requests:
+            if request.chunk:
+                self.upload_bytes.inc(len(request.chunk))
+            yield request
