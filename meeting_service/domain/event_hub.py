@@ -3,10 +3,13 @@
 Writers NOTIFY `{"m": meeting, "s": sequence}` on commit. For each meeting with
 subscribers the hub keeps a cursor (the newest sequence it has read) and, on a
 notification, reads the events after it once and offers them to every subscriber of that
-meeting. Each subscriber has a bounded buffer: one that falls behind by more than that is
-cut off (`SubscriberTooSlow`) and resumes by sequence, so it never slows the others nor
-grows memory. After the LISTEN connection is lost and regained, every cursor is caught up
-from the table, so notifications missed in between lose nothing.
+meeting. Each subscriber has a bounded buffer: when it is full, the subscriber stops being
+fed live events and is told (`SubscriberLagged`, once its buffer is drained) to read what
+it missed from the table, by sequence, before it takes live events again. So a subscriber
+that reads slowly never slows the others nor grows memory, and a burst of events larger
+than the buffer (one group commit of many segments) loses nothing. After the LISTEN
+connection is lost and regained, every cursor is caught up from the table, so
+notifications missed in between lose nothing.
 """
 
 from __future__ import annotations
@@ -30,8 +33,12 @@ from mesh_common.logging import logger
 _FETCH_BATCH = 500
 
 
-class SubscriberTooSlow(Exception):
-    """The subscriber fell too far behind and was cut off; it should resume by sequence."""
+class SubscriberLagged(Exception):
+    """The subscriber missed live events (its buffer was full): read them from the table.
+
+    Every event it missed was committed before this was raised, and every event committed
+    later reaches its buffer again (until it is full again).
+    """
 
 
 class HubClosed(Exception):
@@ -46,25 +53,32 @@ class Subscription:
         self._limit = limit
         self._items: deque[meeting_pb2.TranscriptEvent] = deque()
         self._wake = asyncio.Event()
-        self._too_slow = False
+        self._lagging = False
         self._closed = False
+        self.lags = 0  # how many times it fell behind (for tests and metrics)
 
-    def offer(self, event: meeting_pb2.TranscriptEvent, *, force: bool = False) -> bool:
-        """Buffers an event; returns False (and cuts the subscriber off) when full.
+    @property
+    def lagging(self) -> bool:
+        """Whether live events are being dropped until the subscriber catches up."""
+        return self._lagging
+
+    def offer(self, event: meeting_pb2.TranscriptEvent, *, force: bool = False) -> None:
+        """Buffers an event, or drops it when the buffer is full (see `SubscriberLagged`).
 
         Args:
-            event: The event.
+            event: The event (shared by every subscriber: never changed).
             force: Buffer even when full (the final `deleted` event).
         """
-        if self._too_slow:
-            return False
-        if len(self._items) >= self._limit and not force:
-            self._too_slow = True
-            self._wake.set()
-            return False
+        if not force:
+            if self._lagging:
+                return
+            if len(self._items) >= self._limit:
+                self._lagging = True
+                self.lags += 1
+                self._wake.set()
+                return
         self._items.append(event)
         self._wake.set()
-        return True
 
     def close(self) -> None:
         """Ends the subscription once its buffered events are taken."""
@@ -75,14 +89,16 @@ class Subscription:
         """Waits for the next event.
 
         Raises:
-            SubscriberTooSlow: After the buffered events, when the subscriber was cut off.
+            SubscriberLagged: After the buffered events, when live events were dropped;
+                from then on new events are buffered again.
             HubClosed: After the buffered events, when the hub shut down.
         """
         while True:
             if self._items:
                 return self._items.popleft()
-            if self._too_slow:
-                raise SubscriberTooSlow
+            if self._lagging:
+                self._lagging = False
+                raise SubscriberLagged
             if self._closed:
                 raise HubClosed
             self._wake.clear()
@@ -129,9 +145,14 @@ class EventHub:
         return self._listening.is_set()
 
     def subscriber_count(self, meeting_id: uuid.UUID) -> int:
-        """How many live subscribers a meeting has (cut-off ones no longer count)."""
+        """How many subscribers a meeting has."""
         channel = self._channels.get(meeting_id)
         return 0 if channel is None else len(channel.subscribers)
+
+    def lag_count(self, meeting_id: uuid.UUID) -> int:
+        """How many times a meeting's current subscribers fell behind their buffer."""
+        channel = self._channels.get(meeting_id)
+        return 0 if channel is None else sum(s.lags for s in channel.subscribers)
 
     async def start(self) -> None:
         """Starts listening (reconnecting by itself when the connection is lost)."""
@@ -242,11 +263,11 @@ class EventHub:
             rows = await self._events.list_after(
                 self._pool, meeting_id, channel.cursor, _FETCH_BATCH
             )
+            subscribers = list(channel.subscribers)
             for row in rows:
                 event = convert.event(row)
-                for subscription in list(channel.subscribers):
-                    if not subscription.offer(event):
-                        channel.subscribers.discard(subscription)
+                for subscription in subscribers:
+                    subscription.offer(event)
                 channel.cursor = row.sequence
             if len(rows) < _FETCH_BATCH:
                 return

@@ -2,17 +2,42 @@
 
 Random access to a stored recording (PyAV seeks in some containers), the meeting's status
 history (where a job resumes), the latest segments, the lease check that fences a job's
-writes, and rewriting the header of a live recording once its length is known.
+writes (also as a `TranscriptWriter` fence, `LeaseFence`), and rewriting the header of a
+live recording once its length is known.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 import asyncpg
 
 from gen.meeting.v1 import meeting_pb2
 from meeting_service.repositories.jobs import JobLost
+
+
+@dataclass(frozen=True)
+class LeaseFence:
+    """`PipelineStore.check_lease` as a `TranscriptWriter` fence: writes only while leased.
+
+    Frozen, so a group commit holding several segments of one job checks its lease once.
+
+    Attributes:
+        job_id: The job.
+        worker: The worker that must hold it.
+    """
+
+    job_id: uuid.UUID
+    worker: str
+
+    async def __call__(self, conn: asyncpg.Connection) -> None:
+        """Checks the lease inside the writing transaction.
+
+        Raises:
+            JobLost: The job was taken over or deleted.
+        """
+        await PipelineStore().check_lease(conn, self.job_id, self.worker)
 
 
 class PipelineStore:
@@ -90,6 +115,18 @@ class PipelineStore:
         )
         if not held:
             raise JobLost(f"job {job_id} is no longer leased to {worker}")
+
+    def lease_fence(self, job_id: uuid.UUID, worker: str) -> LeaseFence:
+        """The lease check as a fence for `TranscriptWriter` (segments of a job).
+
+        Args:
+            job_id: The job.
+            worker: The worker that must hold it.
+
+        Returns:
+            The fence; equal fences are checked once per group commit.
+        """
+        return LeaseFence(job_id, worker)
 
     async def rewrite_chunk(
         self, conn: asyncpg.Connection, meeting_id: uuid.UUID, offset: int, data: bytes

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -103,6 +104,88 @@ class EventsRepository:
             sequence,
             payload,
         )
+
+    async def lock_meetings(
+        self, conn: asyncpg.Connection, meeting_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, int]:
+        """Locks meetings' rows in id order and reads their last sequence.
+
+        The lock is the one `UPDATE meetings` takes (FOR NO KEY UPDATE), so it orders
+        event writers exactly as `MeetingsRepository.next_sequence` does, without blocking
+        inserts that only reference the meeting; taking the rows in id order means two
+        writers of overlapping sets of meetings cannot deadlock.
+
+        Args:
+            conn: The connection, inside the writing transaction.
+            meeting_ids: The meetings.
+
+        Returns:
+            Each existing meeting's `last_sequence`; deleted meetings are absent.
+        """
+        records = await conn.fetch(
+            "SELECT id, last_sequence FROM meetings WHERE id = ANY($1::uuid[])"
+            " ORDER BY id FOR NO KEY UPDATE",
+            list(meeting_ids),
+        )
+        return {r["id"]: r["last_sequence"] for r in records}
+
+    async def append_segments(
+        self,
+        conn: asyncpg.Connection,
+        meeting_id: uuid.UUID,
+        after: int,
+        indexes: Sequence[int],
+        payloads: Sequence[bytes],
+    ) -> dt.datetime:
+        """Stores a meeting's segment events `after + 1`, `after + 2`, ... in one statement.
+
+        Run it inside the transaction that locked the meeting (`lock_meetings`) and read
+        `after` as its last sequence. One statement stores the events, stores the newest
+        version of each index in `segments` (a later one in the list replaces an earlier
+        one, as two calls would), moves the meeting's `last_sequence`, and queues one
+        NOTIFY of the newest sequence (listeners read every event after their cursor).
+
+        Args:
+            conn: The connection, in the transaction.
+            meeting_id: The meeting.
+            after: Its last sequence before these events.
+            indexes: Each segment's index, in sequence order.
+            payloads: Each serialized `Segment` (with its `segment_id` and `sequence`).
+
+        Returns:
+            The events' create time (one clock reading for the whole statement).
+        """
+        last = after + len(payloads)
+        created: dt.datetime = await conn.fetchval(
+            """
+            WITH input AS (
+                SELECT t.p, t.i, $2::bigint + t.o AS s
+                FROM unnest($3::bytea[], $4::integer[]) WITH ORDINALITY AS t(p, i, o)
+            ),
+            clock AS (SELECT clock_timestamp() AS t),
+            stored_events AS (
+                INSERT INTO events (meeting_id, sequence, kind, payload, create_time)
+                SELECT $1, input.s, 'segment', input.p, clock.t FROM input, clock
+            ),
+            stored_segments AS (
+                INSERT INTO segments (meeting_id, segment_index, sequence, payload)
+                SELECT DISTINCT ON (input.i) $1, input.i, input.s, input.p
+                FROM input ORDER BY input.i, input.s DESC
+                ON CONFLICT (meeting_id, segment_index)
+                DO UPDATE SET sequence = EXCLUDED.sequence, payload = EXCLUDED.payload
+            ),
+            moved AS (UPDATE meetings SET last_sequence = $5 WHERE id = $1)
+            SELECT clock.t FROM clock, pg_notify($6, $7)
+            """,
+            meeting_id,
+            after,
+            payloads,
+            indexes,
+            last,
+            CHANNEL,
+            json.dumps({"m": str(meeting_id), "s": last}),
+        )
+        return created
 
     async def list_after(
         self,
