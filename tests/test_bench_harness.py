@@ -18,7 +18,6 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
-
 @pytest.fixture(autouse=True)
 def _h2load() -> None:
     # A prerequisite like espeak-ng and sox (README; .ci/run installs it): a missing tool
