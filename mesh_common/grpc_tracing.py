@@ -19,13 +19,15 @@ from opentelemetry.propagate import inject
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 
-class TracingClientInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
+# Probes of health (every few seconds, per node) would bury the traces of real work.
+_UNTRACED_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
+
+
+class _Tracing:
     """Starts a CLIENT span per call, child of the current span, and sends its context.
+
+    grpc.aio files each interceptor under one method shape only (the first it is an
+    instance of), so each shape has its own small subclass below.
 
     Args:
         tracer: The calling service's tracer.
@@ -35,36 +37,12 @@ class TracingClientInterceptor(
         self._tracer = tracer
         self._ending: set[asyncio.Task[None]] = set()
 
-    async def intercept_unary_unary(  # noqa: D102
-        self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails, request: Any
-    ) -> Any:
-        return await self._traced(continuation, client_call_details, request)
-
-    async def intercept_unary_stream(  # noqa: D102
-        self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails, request: Any
-    ) -> Any:
-        return await self._traced(continuation, client_call_details, request)
-
-    async def intercept_stream_unary(  # noqa: D102
-        self,
-        continuation: Any,
-        client_call_details: grpc.aio.ClientCallDetails,
-        request_iterator: Any,
-    ) -> Any:
-        return await self._traced(continuation, client_call_details, request_iterator)
-
-    async def intercept_stream_stream(  # noqa: D102
-        self,
-        continuation: Any,
-        client_call_details: grpc.aio.ClientCallDetails,
-        request_iterator: Any,
-    ) -> Any:
-        return await self._traced(continuation, client_call_details, request_iterator)
-
     async def _traced(
         self, continuation: Any, details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
         method = _text(details.method)
+        if method.startswith(_UNTRACED_PREFIXES):
+            return await continuation(details, request)
         service, _, name = method.lstrip("/").partition("/")
         span = self._tracer.start_span(
             method.lstrip("/"),
@@ -91,6 +69,46 @@ class TracingClientInterceptor(
         task = asyncio.ensure_future(_end(span, call))
         self._ending.add(task)
         task.add_done_callback(self._ending.discard)
+
+
+class _UnaryUnary(_Tracing, grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(  # noqa: D102
+        self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        return await self._traced(continuation, client_call_details, request)
+
+
+class _UnaryStream(_Tracing, grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(  # noqa: D102
+        self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        return await self._traced(continuation, client_call_details, request)
+
+
+class _StreamUnary(_Tracing, grpc.aio.StreamUnaryClientInterceptor):
+    async def intercept_stream_unary(  # noqa: D102
+        self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails, requests: Any
+    ) -> Any:
+        return await self._traced(continuation, client_call_details, requests)
+
+
+class _StreamStream(_Tracing, grpc.aio.StreamStreamClientInterceptor):
+    async def intercept_stream_stream(  # noqa: D102
+        self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails, requests: Any
+    ) -> Any:
+        return await self._traced(continuation, client_call_details, requests)
+
+
+def tracing_client_interceptors(tracer: trace.Tracer) -> list[grpc.aio.ClientInterceptor]:
+    """Returns the interceptors that trace every call of a channel, one per method shape.
+
+    Args:
+        tracer: The calling service's tracer.
+
+    Returns:
+        Interceptors for `grpc.aio.*_channel(interceptors=...)`.
+    """
+    return [_UnaryUnary(tracer), _UnaryStream(tracer), _StreamUnary(tracer), _StreamStream(tracer)]
 
 
 async def _end(span: trace.Span, call: Any) -> None:

@@ -45,7 +45,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from mesh_common.grpc_server import current_principal, wrap_rpc_handler
-from mesh_common.grpc_tracing import TracingClientInterceptor
+from mesh_common.grpc_tracing import tracing_client_interceptors
 from mesh_common.logging import logger
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -164,7 +164,7 @@ class Telemetry:
 
     def grpc_client_interceptors(self) -> list[grpc.aio.ClientInterceptor]:
         """Interceptors for `grpc.aio` channels: a client span and `traceparent` per call."""
-        return [TracingClientInterceptor(self.tracer("grpc-client"))]
+        return tracing_client_interceptors(self.tracer("grpc-client"))
 
     def aiohttp_middlewares(self) -> list[Any]:
         """Middlewares for an aiohttp app: tracing, then access log and metrics."""
@@ -319,15 +319,18 @@ class _AccessInterceptor(grpc.aio.ServerInterceptor):
         @asynccontextmanager
         async def measured(context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[None]:
             started = time.perf_counter()
+            # Read now: asking a call that was cancelled under us for its peer crashes
+            # grpcio (a segfault in 1.85), and streams end that way when clients leave.
+            peer = context.peer()
             try:
                 yield
             finally:
-                self._record(method, context, time.perf_counter() - started)
+                self._record(method, context, peer, time.perf_counter() - started)
 
         return wrap_rpc_handler(handler, measured)
 
     def _record(
-        self, method: str, context: grpc.aio.ServicerContext[Any, Any], elapsed: float
+        self, method: str, context: grpc.aio.ServicerContext[Any, Any], peer: str, elapsed: float
     ) -> None:
         code = context.code()
         code_name = code.name if isinstance(code, grpc.StatusCode) else "OK"
@@ -345,5 +348,5 @@ class _AccessInterceptor(grpc.aio.ServerInterceptor):
             code=code_name,
             duration_ms=round(elapsed * 1000, 2),
             user=user,
-            peer=context.peer(),
+            peer=peer,
         ).info("{} {}", method, code_name)

@@ -66,7 +66,7 @@ async def test_a_call_is_one_trace_with_logs_and_metrics(
         async with grpc.aio.insecure_channel(
             target, interceptors=client.grpc_client_interceptors()
         ) as channel:
-            say = channel.unary_unary(ECHO)
+            say: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(ECHO)
             with client.tracer().start_as_current_span("caller") as caller:
                 assert await say(b"hello", timeout=5) == b"hello"
                 trace_id = format(caller.get_span_context().trace_id, "032x")

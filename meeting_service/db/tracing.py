@@ -6,6 +6,7 @@ service's own tracer, so several services in one process (the test suite, the be
 each see their own statements, and nothing is patched globally.
 
 A span carries the statement text, never its parameters: those hold user data and audio.
+Only statements inside a span (a call, a job) are traced.
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ def traced_connection_class(tracer: trace.Tracer) -> type[asyncpg.Connection]:
 
     def traced(name: str) -> Any:
         async def method(self: asyncpg.Connection, query: str, *args: Any, **kwargs: Any) -> Any:
-            operation = query.split(None, 1)[0].upper() if query.strip() else "SQL"
+            if not trace.get_current_span().get_span_context().is_valid:
+                # Statements outside any request or job (health pings, idle polls for
+                # jobs) would each be a trace of its own: noise, not answers.
+                return await getattr(super(cls, self), name)(query, *args, **kwargs)
+            operation = query.split(None, 1)[0].rstrip(";").upper() if query.strip() else "SQL"
             database = getattr(getattr(self, "_params", None), "database", "") or "postgresql"
             with tracer.start_as_current_span(
                 f"{operation} {database}",

@@ -6,17 +6,14 @@ and `meeting-mesh upload` prints the transcript as it arrives.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
 import sys
-import wave
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 import aiohttp
-import numpy as np
 import pytest
 import pytest_asyncio
 
@@ -28,30 +25,12 @@ from meeting_service.server import RunningMeetingService, run_meeting_service
 from tests.gateway.conftest import route
 from tests.gateway.test_live import TIMEOUT, session_end
 from tests.support.gateway import RunningGateway
-from tests.support.gpu import make_pki, node_settings, pcm16, proxy_settings, silence, tone
+from tests.support.gpu import as_wav, dialogue, make_pki, node_settings, pcm16, proxy_settings
 from tests.support.meeting import make_token, meeting_settings
 
 WITHIN = 60.0
 LIVE_WITHIN = 20.0  # 2 s of audio; the mock engine answers at once
 _FINAL = {"MEETING_STATUS_COMPLETED", "MEETING_STATUS_FAILED"}
-
-
-def dialogue(turns: int) -> np.ndarray:
-    """Utterances alternating a low and a high voice (the mock engine hears each as one)."""
-    parts = [silence(0.4)]
-    for turn in range(turns):
-        parts += [tone(1.0, 180.0 if turn % 2 == 0 else 420.0), silence(0.6)]
-    return np.concatenate(parts)
-
-
-def as_wav(audio: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(16_000)
-        wav.writeframes(pcm16(audio))
-    return out.getvalue()
 
 
 @pytest_asyncio.fixture(scope="module")

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
+from mesh_common.telemetry import Telemetry
 
 
 @dataclass(frozen=True)
@@ -55,17 +56,21 @@ def gateway_settings(meeting_target: str, secret: str, **values: Any) -> Gateway
 
 
 @contextlib.asynccontextmanager
-async def run_gateway(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
+async def run_gateway(
+    settings: GatewaySettings, telemetry: Telemetry | None = None
+) -> AsyncIterator[RunningGateway]:
     """Runs the gateway for the duration of the block, then stops it as `meeting-mesh
     gateway` does (streams are told to end, then the server closes).
 
     Args:
         settings: The settings (`gateway_port` 0 binds a free port).
+        telemetry: The gateway's telemetry (tests of tracing pass one with an in-memory
+            exporter).
 
     Yields:
         The running gateway.
     """
-    app = create_app(settings)
+    app = create_app(settings, telemetry)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.shutdown_grace_seconds)
     await runner.setup()
     site = web.TCPSite(runner, settings.gateway_host, settings.gateway_port)

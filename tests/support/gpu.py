@@ -10,6 +10,8 @@ Used by tests/gpu and by any suite that needs a gpu_node and gpu_proxy (the pipe
 
 from __future__ import annotations
 
+import io
+import wave
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,3 +173,22 @@ def conversation() -> np.ndarray:
 def chunks(data: bytes, size: int) -> list[bytes]:
     """Splits bytes into pieces of `size` (the last may be shorter)."""
     return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def dialogue(turns: int) -> np.ndarray:
+    """Utterances alternating a low and a high voice (the mock engine hears each as one)."""
+    parts = [silence(0.4)]
+    for turn in range(turns):
+        parts += [tone(1.0, 180.0 if turn % 2 == 0 else 420.0), silence(0.6)]
+    return np.concatenate(parts)
+
+
+def as_wav(audio: np.ndarray) -> bytes:
+    """The samples as a 16 kHz 16-bit mono WAV file."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(16_000)
+        wav.writeframes(pcm16(audio))
+    return out.getvalue()
