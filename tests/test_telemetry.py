@@ -6,6 +6,7 @@ the shared module on its own, over a real grpc.aio server with one echo method.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -112,3 +113,38 @@ def test_a_traceparent_round_trips_and_garbage_starts_a_new_trace() -> None:
         assert job.get_span_context().trace_id == span.get_span_context().trace_id
     assert context_from_traceparent("") is None
     assert context_from_traceparent("not-a-traceparent") is None
+
+
+async def test_a_dead_collector_costs_spans_not_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{dead}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "10")
+    telemetry = create_telemetry("server-svc")
+    server = grpc.aio.server(interceptors=telemetry.grpc_server_interceptors())
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(
+                "test.Echo", {"Say": grpc.unary_unary_rpc_method_handler(_say)}
+            )
+        ]
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(
+            f"127.0.0.1:{port}", interceptors=telemetry.grpc_client_interceptors()
+        ) as channel:
+            say: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(ECHO)
+            for _ in range(50):  # enough batches for the exporter to fail on
+                assert await say(b"x", timeout=5) == b"x"
+    finally:
+        await server.stop(None)
+        await asyncio.to_thread(telemetry.shutdown)
