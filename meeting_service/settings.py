@@ -40,7 +40,7 @@ class MeetingServiceSettings(CommonSettings):
         gpu_proxy_tls_name: Name to check in gpu_proxy's certificate when the target is an
             address the certificate does not name ("" checks the target's host).
         pipeline_workers: Jobs one process runs at once; 0 runs none (LiveTranscribe still
-            works). See docs/pipeline.md for the other `pipeline_*` settings.
+            works). See docs/pipeline.md for how the pipeline behaves.
         pipeline_poll_interval_s: How often an idle worker looks for a queued job.
         pipeline_lease_s: How long a claimed job stays this worker's without a heartbeat;
             after that another worker takes it over.
