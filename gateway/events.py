@@ -9,17 +9,20 @@ middle of the stream is sent as an `error` event (no `id:`, so the resume point 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
+import weakref
+from collections import OrderedDict
 from typing import Any
 
 import grpc
 from aiohttp import web
 
 from gateway import state
-from gateway.auth import grpc_metadata
+from gateway.auth import PRINCIPAL_KEY, grpc_metadata
 from gateway.http_errors import HttpError, rpc_error_view
 from gateway.jsonpb import invalid_field, to_json_text
-from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
+from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
 from mesh_common.logging import logger
 
 # TranscriptEvent's `kind` oneof -> SSE event name.
@@ -57,15 +60,68 @@ def _check_query(request: web.Request) -> None:
 def format_event(event: meeting_pb2.TranscriptEvent) -> bytes:
     """Renders a transcript event as one SSE message.
 
+    Every subscriber of a meeting receives the same events, and JSON encoding is by far
+    the gateway's largest cost per event, so renderings are kept in `RENDERED`, keyed
+    by the event's serialized bytes: one encoding per event, whatever the subscribers.
+
     Args:
         event: The event.
 
     Returns:
         The bytes to write, ending with the blank line that dispatches it.
     """
+    return RENDERED.render(event)
+
+
+def _render(event: meeting_pb2.TranscriptEvent) -> bytes:
     kind = event.WhichOneof("kind")
     name = EVENT_NAMES.get(kind or "", "message")
     return f"id: {event.sequence}\nevent: {name}\ndata: {to_json_text(event)}\n\n".encode()
+
+
+class RenderCache:
+    """The latest events' SSE renderings, keyed by each event's serialized bytes.
+
+    The key is the whole event, so a hit is the rendering of an identical message: it
+    cannot serve one meeting's (or one version's) event for another. Bounded in entries
+    and in bytes; an event too large to be worth keeping is rendered every time.
+
+    Args:
+        max_entries: Most renderings kept (the oldest go first).
+        max_bytes: Most bytes kept, keys and renderings together.
+        max_event_bytes: Events larger than this (serialized) are not kept.
+    """
+
+    def __init__(
+        self, max_entries: int = 512, max_bytes: int = 4 << 20, max_event_bytes: int = 64 << 10
+    ) -> None:
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._max_event_bytes = max_event_bytes
+        self._entries: OrderedDict[bytes, bytes] = OrderedDict()
+        self._bytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    def render(self, event: meeting_pb2.TranscriptEvent) -> bytes:
+        """Returns the SSE message of an event, rendering it only when not kept."""
+        key = event.SerializeToString(deterministic=True)
+        rendered = self._entries.get(key)
+        if rendered is not None:
+            self.hits += 1
+            return rendered
+        self.misses += 1
+        rendered = _render(event)
+        if len(key) <= self._max_event_bytes:
+            self._entries[key] = rendered
+            self._bytes += len(key) + len(rendered)
+            while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
+                old_key, old = self._entries.popitem(last=False)
+                self._bytes -= len(old_key) + len(old)
+        return rendered
+
+
+RENDERED = RenderCache()
 
 
 def _format_error(body: dict[str, Any]) -> bytes:
@@ -113,26 +169,258 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     await response.write(f"retry: {settings.sse_retry_ms}\n\n".encode())
-    call = stub.StreamTranscript(
-        meeting_service_pb2.StreamTranscriptRequest(meeting_id=meeting_id, after_sequence=after),
-        metadata=metadata,
-    )
+    heartbeat = settings.sse_heartbeat_seconds
     stopping = asyncio.ensure_future(request.app[state.STOPPING].wait())
+    shared: SharedStream | None = None
+    call: StreamCall | None = None
     try:
         with state.metrics(request).sse_open.track_inprogress():
-            await _pump(call, response, settings.sse_heartbeat_seconds, stopping)
+            principal = request.get(PRINCIPAL_KEY)
+            if principal is not None:
+                key = (meeting_id, principal.user)
+                shared = _shared_streams(request.app).join(key, after, stub, metadata)
+            if shared is not None:
+                behind = await shared.follow(after, response, heartbeat, stopping)
+                if behind is None:
+                    return response
+                after = behind  # it fell behind what the shared stream keeps
+                shared.leave()
+                shared = None
+            call = _open(stub, meeting_id, after, metadata)
+            await _pump(call, response, heartbeat, stopping)
     except ConnectionError:
         pass  # the client left; nothing to tell it
     finally:
         stopping.cancel()
-        call.cancel()
+        if shared is not None:
+            shared.leave()
+        if call is not None:
+            call.cancel()
     return response
 
 
+StreamCall = grpc.aio.UnaryStreamCall[
+    meeting_service_pb2.StreamTranscriptRequest, meeting_service_pb2.StreamTranscriptResponse
+]
+StreamKey = tuple[str, str]
+
+# What a shared stream keeps for its followers: those a little behind, and those that join
+# with a resume point it still holds. A follower further behind gets a call of its own.
+SHARED_EVENTS = 1024
+SHARED_BYTES = 4 << 20
+
+
+def _open(
+    stub: meeting_service_pb2_grpc.MeetingServiceStub,
+    meeting_id: str,
+    after: int,
+    metadata: tuple[tuple[str, str], ...],
+) -> StreamCall:
+    return stub.StreamTranscript(
+        meeting_service_pb2.StreamTranscriptRequest(meeting_id=meeting_id, after_sequence=after),
+        metadata=metadata,
+    )
+
+
+class SharedStreams:
+    """The app's shared StreamTranscript calls, one per (meeting, user) being followed.
+
+    Every SSE connection of a user on a meeting (only its owner may follow it) reads
+    the same events, so one call to meeting_service serves them all: one gRPC message
+    and one JSON encoding per event in the gateway, not one per connection.
+    """
+
+    def __init__(self) -> None:
+        self._streams: dict[StreamKey, SharedStream] = {}
+
+    def join(
+        self,
+        key: StreamKey,
+        after: int,
+        stub: meeting_service_pb2_grpc.MeetingServiceStub,
+        metadata: tuple[tuple[str, str], ...],
+    ) -> SharedStream | None:
+        """Joins (or starts) the shared stream of `key` for a follower resuming at `after`.
+
+        Returns:
+            The stream, or None when the shared one no longer holds every event after
+            `after` (the caller opens a call of its own).
+        """
+        stream = self._streams.get(key)
+        if stream is None or stream.ended:
+            stream = SharedStream(self, key, after, _open(stub, key[0], after, metadata))
+            self._streams[key] = stream
+        elif not stream.holds_after(after):
+            return None
+        stream.followers += 1
+        return stream
+
+    def _forget(self, stream: SharedStream) -> None:
+        if self._streams.get(stream.key) is stream:
+            del self._streams[stream.key]
+
+
+_REGISTRIES: weakref.WeakKeyDictionary[web.Application, SharedStreams] = weakref.WeakKeyDictionary()
+
+
+def _shared_streams(app: web.Application) -> SharedStreams:
+    registry = _REGISTRIES.get(app)
+    if registry is None:
+        registry = _REGISTRIES[app] = SharedStreams()
+    return registry
+
+
+class SharedStream:
+    """One StreamTranscript call, its events rendered once, read by many SSE connections.
+
+    The rendered events are kept in order (the last `SHARED_EVENTS`, at most
+    `SHARED_BYTES`); each follower writes those after its own position, so a follower
+    that reads slowly only holds up itself, and one that falls behind what is kept is
+    told so and continues on a call of its own from where it was.
+
+    Args:
+        registry: Where the stream is registered (it leaves when it ends).
+        key: (meeting id, user).
+        after: The call's resume point.
+        call: The call.
+    """
+
+    def __init__(
+        self, registry: SharedStreams, key: StreamKey, after: int, call: StreamCall
+    ) -> None:
+        self.key = key
+        self.followers = 0
+        self._registry = registry
+        self._call = call
+        self._sequences: list[int] = []
+        self._rendered: list[bytes] = []
+        self._offset = 0  # the stream position of _rendered[0]
+        self._bytes = 0
+        self._dropped = after  # events up to this sequence are not (or no longer) kept
+        self._end: bytes | None = None  # once ended: b"" (clean) or an error event
+        self._changed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._read(), name=f"sse-shared-{key[0]}")
+
+    @property
+    def ended(self) -> bool:
+        """Whether the call is over (its last events may still be being written)."""
+        return self._end is not None
+
+    def holds_after(self, sequence: int) -> bool:
+        """Whether a follower at `sequence` would get every later event from this stream."""
+        return sequence >= self._dropped
+
+    def leave(self) -> None:
+        """A follower is done; the last one to leave ends the call."""
+        self.followers -= 1
+        if self.followers <= 0:
+            self._registry._forget(self)
+            self._task.cancel()
+            self._call.cancel()
+
+    async def follow(
+        self,
+        after: int,
+        response: web.StreamResponse,
+        heartbeat_seconds: float,
+        stopping: asyncio.Future[Any],
+    ) -> int | None:
+        """Writes the events after `after` to one SSE response until the stream ends.
+
+        Args:
+            after: The follower's resume point.
+            response: Its response.
+            heartbeat_seconds: Idle time before a heartbeat comment.
+            stopping: Done when the gateway stops.
+
+        Returns:
+            None when the stream ended (or the gateway stops); the last sequence written
+            when the follower fell behind what is kept.
+        """
+        position = after
+        index = self._first_after(position)
+        while True:
+            if index < self._offset:
+                return position  # what it still needs was dropped: it is too slow
+            start = index - self._offset
+            if start < len(self._rendered):
+                pending = self._rendered[start:]
+                newest = self._sequences[-1]
+                index += len(pending)
+                if position >= self._sequences[start]:
+                    # Joined ahead of what the call had reached: skip what it already has.
+                    keep = [
+                        r
+                        for q, r in zip(self._sequences[start:], pending, strict=True)
+                        if q > position
+                    ]
+                    pending = keep
+                position = max(position, newest)
+                if pending:
+                    await response.write(b"".join(pending))
+                continue
+            if self._end is not None:
+                if self._end:
+                    await response.write(self._end)
+                return None
+            done, _ = await asyncio.wait(
+                {self._changed, stopping},
+                timeout=heartbeat_seconds,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if stopping in done:
+                return None
+            if not done:
+                await response.write(HEARTBEAT)
+
+    def _first_after(self, sequence: int) -> int:
+        # The stream position of the first kept event after `sequence`.
+        return self._offset + bisect.bisect_right(self._sequences, sequence)
+
+    def _wake(self) -> None:
+        changed, self._changed = self._changed, asyncio.get_running_loop().create_future()
+        changed.set_result(None)
+
+    def _keep(self, sequence: int, rendered: bytes) -> None:
+        self._sequences.append(sequence)
+        self._rendered.append(rendered)
+        self._bytes += len(rendered)
+        kept = len(self._rendered)
+        if kept <= 2 * SHARED_EVENTS and self._bytes <= SHARED_BYTES:
+            return
+        # Trim in one go, down to half the limits, so trimming is rare (amortised O(1)).
+        drop = 0
+        while drop < kept - 1 and (kept - drop > SHARED_EVENTS or self._bytes > SHARED_BYTES // 2):
+            self._bytes -= len(self._rendered[drop])
+            drop += 1
+        if drop:
+            self._dropped = self._sequences[drop - 1]
+            del self._sequences[:drop]
+            del self._rendered[:drop]
+            self._offset += drop
+
+    async def _read(self) -> None:
+        end = b""
+        try:
+            while True:
+                item = await self._call.read()
+                if not isinstance(item, meeting_service_pb2.StreamTranscriptResponse):
+                    break  # EOF: the service ended the stream (after `deleted`)
+                event = item.event
+                self._keep(event.sequence, format_event(event))
+                self._wake()
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.CANCELLED:
+                logger.bind(code=error.code().name).info("event stream failed")
+                end = _format_error(rpc_error_view(error).body())
+        finally:
+            self._end = end
+            self._registry._forget(self)
+            self._wake()
+
+
 async def _pump(
-    call: grpc.aio.UnaryStreamCall[
-        meeting_service_pb2.StreamTranscriptRequest, meeting_service_pb2.StreamTranscriptResponse
-    ],
+    call: StreamCall,
     response: web.StreamResponse,
     heartbeat_seconds: float,
     stopping: asyncio.Future[Any],

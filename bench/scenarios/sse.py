@@ -143,9 +143,10 @@ async def sse_fanout(context: BenchContext) -> Result:
             "messages_delivered": delivered,
         },
         limits=(
-            "CPU: each event is one SSE write per subscriber in the gateway and one gRPC "
-            "stream message per subscriber in meeting_service (every SSE connection is its "
-            "own StreamTranscript call), plus the subscribers' reads in the bench process, "
-            "all on 2 cores."
+            "CPU on 2 cores: the gateway shares one StreamTranscript call per (meeting, "
+            "user) among its SSE connections and renders each event once, so the per-event "
+            "cost left is one SSE write (and a wake-up) per subscriber in the gateway; the "
+            "subscribers' own reads, in the bench process, take as much again. p50 is the "
+            "first subscribers served, p99 the last of each burst."
         ),
     )
