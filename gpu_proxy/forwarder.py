@@ -2,7 +2,8 @@
 
 One loop serves every call shape (unary, client streaming, bidirectional): lease a node
 from the balancer, open the call on one of its channels with what is left of the caller's
-deadline, relay responses. A failure before the first response is retried on another node
+deadline, relay responses (reading each next one while the previous one goes to the
+caller). A failure before the first response is retried on another node
 (the request stream replayed from `ReplayBuffer`) after a jittered backoff; a failure after
 it goes back to the caller, who resumes at a higher level (the pipeline retries the job).
 Every outcome is reported to the node's circuit breaker.
@@ -150,7 +151,7 @@ class Forwarder:
                         if not call.done():
                             await on_accepted()
                             on_accepted = None
-                    async for response in responses:
+                    async for response in _read_ahead(responses):
                         if not received:
                             received = True
                             if requests is not None:
@@ -197,6 +198,30 @@ class Forwarder:
             node.breaker.record_call_abandoned()  # the caller's deadline, not the node's fault
         else:
             node.breaker.record_success()  # it answered; the answer is the caller's business
+
+
+class _Done:
+    pass
+
+
+_DONE = _Done()
+
+
+async def _read_ahead(responses: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """The node's responses, each next one read while the caller is sent the previous one.
+
+    One read ahead at most, so flow control still reaches the node.
+    """
+    pending: asyncio.Future[Any] = asyncio.ensure_future(anext(responses, _DONE))
+    try:
+        while True:
+            response = await pending
+            if response is _DONE:
+                return
+            pending = asyncio.ensure_future(anext(responses, _DONE))
+            yield response
+    finally:
+        pending.cancel()
 
 
 def _failure(

@@ -1,0 +1,57 @@
+"""The forwarder reads a node's next response while the caller is sent the previous one."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from gpu_proxy.forwarder import _read_ahead
+
+
+class _Responses:
+    def __init__(self, count: int, fail_at: int | None = None) -> None:
+        self.count = count
+        self.fail_at = fail_at
+        self.pulled = 0
+
+    def __aiter__(self) -> AsyncIterator[int]:
+        return self
+
+    async def __anext__(self) -> int:
+        await asyncio.sleep(0)
+        if self.pulled == self.fail_at:
+            raise RuntimeError("node failed")
+        if self.pulled == self.count:
+            raise StopAsyncIteration
+        self.pulled += 1
+        return self.pulled
+
+
+async def test_one_response_is_read_ahead_and_no_more() -> None:
+    responses = _Responses(5)
+    relayed = _read_ahead(responses)
+    assert await anext(relayed) == 1
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert responses.pulled == 2  # the next one, read while the first is being sent
+    assert [r async for r in relayed] == [2, 3, 4, 5]
+
+
+async def test_a_failure_reading_ahead_reaches_the_relay_in_order() -> None:
+    responses = _Responses(5, fail_at=2)
+    relayed = _read_ahead(responses)
+    assert [await anext(relayed), await anext(relayed)] == [1, 2]
+    with pytest.raises(RuntimeError):
+        await anext(relayed)
+
+
+async def test_closing_the_relay_stops_reading() -> None:
+    responses = _Responses(100)
+    relayed = _read_ahead(responses)
+    assert await anext(relayed) == 1
+    await relayed.aclose()  # type: ignore[attr-defined]
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert responses.pulled <= 2
