@@ -21,7 +21,7 @@ from aiohttp import web
 from gateway import state
 from gateway.auth import PRINCIPAL_KEY, grpc_metadata
 from gateway.http_errors import HttpError, rpc_error_view
-from gateway.jsonpb import invalid_field, to_json_text
+from gateway.jsonpb import invalid_field, non_negative_int, to_json_text
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
 from mesh_common.logging import logger
 
@@ -43,9 +43,7 @@ def _after_sequence(request: web.Request) -> int:
     ):
         if value is None or value == "":
             continue
-        if not value.isdigit():
-            raise invalid_field(f"{source} must be a non-negative integer sequence", source)
-        return int(value)
+        return non_negative_int(value, source)
     return 0
 
 

@@ -60,6 +60,32 @@ def invalid_field(message: str, field: str) -> HttpError:
     )
 
 
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+
+
+def non_negative_int(value: str, field: str, maximum: int = INT64_MAX) -> int:
+    """Parses a header or query parameter that holds a non-negative decimal integer.
+
+    Only ASCII digits count ("²" is a digit to `str.isdigit` but no number), and the value
+    must fit the protobuf field it goes to.
+
+    Args:
+        value: The text as sent.
+        field: The parameter's name, for the error.
+        maximum: The largest value the field holds.
+
+    Returns:
+        The number.
+
+    Raises:
+        HttpError: 400 naming the parameter.
+    """
+    if not (value.isascii() and value.isdigit()) or int(value) > maximum:
+        raise invalid_field(f"{field} must be an integer from 0 to {maximum}", field)
+    return int(value)
+
+
 def merge_json(value: Any, message: Message, where: str) -> None:
     """Merges a decoded JSON value into a message, rejecting unknown fields and bad types.
 
@@ -73,6 +99,10 @@ def merge_json(value: Any, message: Message, where: str) -> None:
     """
     if not isinstance(value, dict):
         raise invalid_field(f"{where} must be a JSON object", where)
+    nul = _path_to_nul(value)
+    if nul is not None:
+        # Valid JSON and a valid protobuf string, but no text PostgreSQL can store.
+        raise invalid_field(f"invalid {where}: {nul} contains a NUL character", nul)
     try:
         json_format.ParseDict(value, message)
     except json_format.ParseError as error:
@@ -82,6 +112,26 @@ def merge_json(value: Any, message: Message, where: str) -> None:
         raise invalid_field(f"invalid {where}: {text}", field) from None
     except (ValueError, TypeError, OverflowError) as error:
         raise invalid_field(f"invalid {where}: {error}", where) from None
+
+
+def _path_to_nul(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first string (or key) holding U+0000 in a JSON value."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return here
+            found = _path_to_nul(item, here)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for item in value:
+            found = _path_to_nul(item, path)
+            if found is not None:
+                return found
+    return None
 
 
 def decode_json(raw: bytes) -> Any:

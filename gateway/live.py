@@ -26,7 +26,7 @@ from gateway import state
 from gateway.auth import grpc_metadata
 from gateway.events import EVENT_NAMES
 from gateway.http_errors import HttpError, rpc_error_view
-from gateway.jsonpb import invalid_field, to_json
+from gateway.jsonpb import INT32_MAX, invalid_field, non_negative_int, to_json
 from gen.meeting.v1 import meeting_service_pb2
 from mesh_common.errors import ErrorView
 
@@ -64,9 +64,7 @@ def _config(request: web.Request) -> meeting_service_pb2.LiveAudioConfig:
     config = meeting_service_pb2.LiveAudioConfig(meeting_id=request.match_info["meeting_id"])
     for key, value in request.query.items():
         if key == "sample_rate":
-            if not value.isdigit():
-                raise invalid_field("sample_rate must be a positive integer", key)
-            config.sample_rate_hertz = int(value)
+            config.sample_rate_hertz = non_negative_int(value, key, INT32_MAX)
         elif key == "language":
             config.language = value
         elif key != "access_token":

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from google.api import field_behavior_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from gateway.jsonpb import INT32_MAX, INT64_MAX
 from gateway.rest import RestRoute, rest_routes
 from gen.meeting.v1 import meeting_service_pb2
 
@@ -42,6 +44,30 @@ _INT32_TYPES = {
     FieldDescriptor.TYPE_FIXED32,
     FieldDescriptor.TYPE_SFIXED32,
 }
+_MASKABLE = "(title|language|expectedSpeakers|expected_speakers)"
+# What meeting_service accepts in request fields beyond their types (its validation, which
+# the contract's field comments describe), so that a client generated from this document,
+# or a fuzzer, knows which values are valid before the service says 400.
+_FIELD_CONSTRAINTS: dict[str, dict[str, Any]] = {
+    "meeting.v1.Meeting.title": {"maxLength": 200},
+    "meeting.v1.Meeting.language": {
+        "pattern": r"^([A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*)?$",
+        "description": 'A BCP-47 code ("en", "pt-BR"); empty means "detect it".',
+    },
+    "meeting.v1.Meeting.expected_speakers": {"minimum": 0, "maximum": 100},
+    "meeting.v1.ListMeetingsRequest.page_size": {"minimum": 0, "maximum": 100},
+    "meeting.v1.CreateMeetingRequest.request_id": {"maxLength": 64},
+    "meeting.v1.UpdateMeetingRequest.update_mask": {
+        "pattern": f"^({_MASKABLE}(,{_MASKABLE})*)?$",
+        "description": "Fields to change (comma-separated): title, language, "
+        "expectedSpeakers. Empty: the fields present in the body.",
+    },
+}
+# Text is stored in PostgreSQL, which holds no NUL character; the gateway refuses them.
+_TEXT_SCHEMA = {"type": "string", "pattern": "^[^\\u0000]*$"}
+# Every path variable of the API is a meeting id, which is a UUID.
+_MEETING_ID_SCHEMA = {"type": "string", "format": "uuid"}
+_SEQUENCE_SCHEMA = {"type": "integer", "minimum": 0, "maximum": INT64_MAX}
 _ERROR_STATUSES: dict[str, str] = {
     "400": "Invalid request: a field, parameter or body is malformed (details name it), "
     "or the meeting is in the wrong state.",
@@ -78,7 +104,12 @@ class _Schemas:
     def field(self, field: FieldDescriptor) -> dict[str, Any]:
         schema = self._single(field)
         if field.is_repeated:
-            return {"type": "array", "items": schema}
+            schema = {"type": "array", "items": schema}
+        schema.update(_FIELD_CONSTRAINTS.get(field.full_name, {}))
+        behaviors = field.GetOptions().Extensions[field_behavior_pb2.field_behavior]
+        if field_behavior_pb2.OUTPUT_ONLY in behaviors:
+            # Set by the server; ignored when a client sends it.
+            schema["readOnly"] = True
         return schema
 
     def _single(self, field: FieldDescriptor) -> dict[str, Any]:
@@ -96,7 +127,7 @@ class _Schemas:
             return {"type": "boolean"}
         if field.type == FieldDescriptor.TYPE_BYTES:
             return {"type": "string", "contentEncoding": "base64"}
-        return {"type": "string"}
+        return dict(_TEXT_SCHEMA)
 
 
 def _error_schema() -> dict[str, Any]:
@@ -143,7 +174,7 @@ _ID_PARAMETER = {
     "name": "meeting_id",
     "in": "path",
     "required": True,
-    "schema": {"type": "string"},
+    "schema": _MEETING_ID_SCHEMA,
     "description": "Id of the meeting.",
 }
 _COMMON_ERRORS = ("400", "401", "404", "429", "503", "504")
@@ -151,7 +182,7 @@ _COMMON_ERRORS = ("400", "401", "404", "429", "503", "504")
 
 def _rest_operation(route: RestRoute, schemas: _Schemas) -> dict[str, Any]:
     parameters: list[dict[str, Any]] = [
-        {"name": var, "in": "path", "required": True, "schema": {"type": "string"}}
+        {"name": var, "in": "path", "required": True, "schema": dict(_MEETING_ID_SCHEMA)}
         for var in route.variables
     ]
     for field in route.query_fields():
@@ -169,9 +200,16 @@ def _rest_operation(route: RestRoute, schemas: _Schemas) -> dict[str, Any]:
             else route.method.input_type.fields_by_name[route.body].message_type
         )
         assert body_type is not None
+        body_schema = schemas.ref(body_type)
+        required = False
+        if "update_mask" in route.method.input_type.fields_by_name:
+            # Without a mask, the body's fields are the ones to change: an empty body with
+            # no mask changes nothing and is refused.
+            body_schema["minProperties"] = 1
+            required = True
         operation["requestBody"] = {
-            "required": False,
-            "content": {"application/json": {"schema": schemas.ref(body_type)}},
+            "required": required,
+            "content": {"application/json": {"schema": body_schema}},
         }
     success = str(route.success_status)
     if success == "204":
@@ -187,7 +225,8 @@ def _rest_operation(route: RestRoute, schemas: _Schemas) -> dict[str, Any]:
 
 
 def _audio_operations(schemas: _Schemas) -> dict[str, Any]:
-    offset_header = {"Upload-Offset": {"schema": {"type": "integer", "minimum": 0}}}
+    offset_schema = {"type": "integer", "minimum": 0, "maximum": INT64_MAX}
+    offset_header = {"Upload-Offset": {"schema": offset_schema}}
     binary = {"schema": {"type": "string", "format": "binary"}}
     upload_ok = {
         "description": "Stored; the response tells how much and whether it is complete.",
@@ -232,7 +271,7 @@ def _audio_operations(schemas: _Schemas) -> dict[str, Any]:
                     "name": "Upload-Offset",
                     "in": "header",
                     "required": True,
-                    "schema": {"type": "integer", "minimum": 0},
+                    "schema": offset_schema,
                 },
             ],
             "requestBody": {
@@ -254,12 +293,8 @@ def _events_operation() -> dict[str, Any]:
             "security": [{"bearer": []}, {"accessToken": []}],
             "parameters": [
                 _ID_PARAMETER,
-                {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-                {
-                    "name": "Last-Event-ID",
-                    "in": "header",
-                    "schema": {"type": "integer", "minimum": 0},
-                },
+                {"name": "after", "in": "query", "schema": _SEQUENCE_SCHEMA},
+                {"name": "Last-Event-ID", "in": "header", "schema": _SEQUENCE_SCHEMA},
             ],
             "responses": {
                 "200": {
@@ -281,7 +316,11 @@ def _live_operation() -> dict[str, Any]:
             "security": [{"bearer": []}, {"accessToken": []}],
             "parameters": [
                 _ID_PARAMETER,
-                {"name": "sample_rate", "in": "query", "schema": {"type": "integer"}},
+                {
+                    "name": "sample_rate",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 0, "maximum": INT32_MAX},
+                },
                 {"name": "language", "in": "query", "schema": {"type": "string"}},
             ],
             "responses": {
@@ -353,7 +392,9 @@ def build_openapi(server_url: str | None = None) -> dict[str, Any]:
             "version": "1.0.0",
             "description": "REST, SSE and WebSocket over meeting.v1.MeetingService. JSON uses "
             "the protobuf JSON mapping with lowerCamelCase names (snake_case accepted on "
-            "input); unknown fields are rejected with 400.",
+            "input); unknown fields are rejected with 400. As in that mapping, input may "
+            "also carry null for a field's default and numbers for 64-bit integers; "
+            "read-only fields sent in a request are ignored.",
         },
         "paths": paths,
         "components": {

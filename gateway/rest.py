@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 from aiohttp import web
-from google.api import annotations_pb2
+from google.api import annotations_pb2, field_behavior_pb2
 from google.protobuf import field_mask_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
@@ -178,16 +178,25 @@ async def build_request(route: RestRoute, request: web.Request) -> Message:
     return message
 
 
+def _output_only(field: FieldDescriptor) -> bool:
+    behaviors = field.GetOptions().Extensions[field_behavior_pb2.field_behavior]
+    return field_behavior_pb2.OUTPUT_ONLY in behaviors
+
+
 def _default_update_mask(message: Message, body_keys: list[str], route: RestRoute) -> None:
-    # With no update_mask, the fields present in the body are the ones to change (AIP-134).
+    # With no update_mask, the fields present in the body are the ones to change (AIP-134);
+    # an empty one (`?updateMask=`) names no field, so it means the same.
     if "update_mask" not in message.DESCRIPTOR.fields_by_name or not route.body:
         return
-    if message.HasField("update_mask"):
+    if message.update_mask.paths:  # type: ignore[attr-defined]
         return
-    body_type = message.DESCRIPTOR.fields_by_name[route.body].message_type
+    body_type = route.method.input_type.fields_by_name[route.body].message_type
     assert body_type is not None
-    by_json = {f.json_name: f.name for f in body_type.fields}
-    by_json.update({f.name: f.name for f in body_type.fields})
+    # Output-only fields are the server's: a client that sends back what it read (owner,
+    # status...) changes only what it may change (AIP-203).
+    writable = [f for f in body_type.fields if not _output_only(f)]
+    by_json = {f.json_name: f.name for f in writable}
+    by_json.update({f.name: f.name for f in writable})
     bound = {path.split(".", 1)[1] for path in route.variables.values() if "." in path}
     paths = [by_json[k] for k in body_keys if k in by_json and by_json[k] not in bound]
     message.update_mask.paths.extend(paths)  # type: ignore[attr-defined]

@@ -18,7 +18,7 @@ from aiohttp import web
 from gateway import state
 from gateway.auth import grpc_metadata
 from gateway.http_errors import HttpError, gateway_error_view, rpc_error_view
-from gateway.jsonpb import invalid_field, to_json
+from gateway.jsonpb import invalid_field, non_negative_int, to_json
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
 
 UPLOAD_OFFSET = "Upload-Offset"
@@ -57,9 +57,7 @@ def _non_negative_header(request: web.Request, name: str) -> int | None:
     raw = request.headers.get(name)
     if raw is None:
         return None
-    if not raw.isdigit():
-        raise invalid_field(f"{name} must be a non-negative integer", name)
-    return int(raw)
+    return non_negative_int(raw, name)
 
 
 def _too_large(limit: int) -> HttpError:
@@ -171,6 +169,16 @@ async def put_audio(request: web.Request) -> web.StreamResponse:
         total = _non_negative_header(request, UPLOAD_LENGTH)
     if total is not None and total > limit:
         raise _too_large(limit)
+    # Asked first, so that a meeting the caller cannot upload to is refused before the
+    # stream starts: a refusal that races the body's first chunk reaches the client as
+    # "Internal error from Core" instead of its status (see `mesh_common.streams`).
+    status = await _upload_status(request)
+    if status.stored_size and not status.complete:
+        raise _offset_mismatch(
+            f"{status.stored_size} bytes of the recording are stored: resume with PATCH "
+            f"and {UPLOAD_OFFSET}: {status.stored_size}",
+            status,
+        )
     upload = meeting_service_pb2.UploadMetadata(
         meeting_id=request.match_info["meeting_id"],
         content_type=content_type,
@@ -201,6 +209,20 @@ def _status_headers(status: meeting_service_pb2.GetUploadStatusResponse) -> dict
     if status.HasField("total_size"):
         headers[UPLOAD_LENGTH] = str(status.total_size)
     return headers
+
+
+def _offset_mismatch(
+    message: str, status: meeting_service_pb2.GetUploadStatusResponse
+) -> HttpError:
+    return HttpError(
+        gateway_error_view(
+            409,
+            message,
+            meeting_pb2.ERROR_REASON_UPLOAD_OFFSET_MISMATCH,
+            {"stored_size": str(status.stored_size)},
+        ),
+        _status_headers(status),
+    )
 
 
 async def head_audio(request: web.Request) -> web.StreamResponse:
@@ -240,14 +262,8 @@ async def patch_audio(request: web.Request) -> web.StreamResponse:
         raise _too_large(limit)
     status = await _upload_status(request)
     if offset != status.stored_size:
-        raise HttpError(
-            gateway_error_view(
-                409,
-                f"{UPLOAD_OFFSET} is {offset} but {status.stored_size} bytes are stored",
-                meeting_pb2.ERROR_REASON_UPLOAD_OFFSET_MISMATCH,
-                {"stored_size": str(status.stored_size)},
-            ),
-            _status_headers(status),
+        raise _offset_mismatch(
+            f"{UPLOAD_OFFSET} is {offset} but {status.stored_size} bytes are stored", status
         )
     upload = meeting_service_pb2.UploadMetadata(
         meeting_id=request.match_info["meeting_id"],

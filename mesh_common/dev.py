@@ -5,7 +5,10 @@ Starts gpu_node, gpu_proxy, meeting_service and the gateway as child processes (
 before is healthy. They share one data directory, which holds the embedded PostgreSQL, the
 dev certificates and the dev signing secret (created on first run, reused after). Ctrl-C or
 SIGTERM stops them all: SIGTERM to each child's process group, SIGKILL after a grace period.
-If a child dies, the others are stopped and the command exits non-zero naming it.
+If a child dies, the others are stopped and the command exits non-zero naming it. The embedded
+PostgreSQL is meeting-service's to stop, but pg_ctl runs it in a session of its own, out of
+reach of the group signal: if meeting-service died (or was killed) without stopping it, the
+dev command stops it, so nothing is left running either way.
 
 No service is imported here: the children are separate processes that find each other
 through the environment, as they would in a deployment.
@@ -18,6 +21,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -253,6 +257,73 @@ async def stop_all(children: list[Child], grace: float) -> None:
         await child.process.wait()
 
 
+def _command_line(pid: int) -> str:
+    """The command line of a process ("" when there is no such process)."""
+    if Path("/proc/self").exists():
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return ""
+        return raw.replace(b"\0", b" ").decode(errors="replace")
+    # No /proc (macOS): ps tells instead.
+    listed = subprocess.run(  # noqa: S603 - a fixed command and a number
+        ["ps", "-o", "command=", "-p", str(pid)],  # noqa: S607 - ps from PATH, like any tool
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return listed.stdout
+
+
+def leftover_postgres(data_dir: Path) -> int | None:
+    """Returns the pid of a PostgreSQL server still running on the dev data directory.
+
+    Args:
+        data_dir: The absolute data directory (the server's files are in `postgres/`).
+
+    Returns:
+        The postmaster's pid, or None when no server runs there.
+    """
+    pgdata = data_dir / "postgres"
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return None
+    # The file outlives a killed server and its pid may have been reused since: only a
+    # postgres serving this very directory counts.
+    command = _command_line(pid)
+    if "postgres" not in command or f"-D {pgdata}" not in command:
+        return None
+    return pid
+
+
+async def stop_leftover_postgres(data_dir: Path, grace: float) -> None:
+    """Stops the embedded PostgreSQL if meeting-service left it running.
+
+    Fast shutdown (SIGINT) first, SIGKILL after `grace` seconds; its backends follow the
+    postmaster out.
+
+    Args:
+        data_dir: The absolute data directory.
+        grace: Seconds the server gets to shut down.
+    """
+    pid = leftover_postgres(data_dir)
+    if pid is None:
+        return
+    print("meeting-mesh dev: stopping the PostgreSQL that meeting-service left", file=sys.stderr)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGINT)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    # Not a child of this process, so there is no exit to wait for: ask until it is gone
+    # (an exited process has no command line, even while it waits to be reaped).
+    while leftover_postgres(data_dir) == pid and loop.time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(_PROBE_INTERVAL_SECONDS)
+    if leftover_postgres(data_dir) == pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def _banner(args: argparse.Namespace, data_dir: Path) -> str:
     url = f"http://{args.host}:{args.gateway_port}"
     env = "" if data_dir == (Path.cwd() / ".mesh") else f"MESH_DATA_DIR={data_dir} "
@@ -293,6 +364,9 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> int:
         stopping.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(stop_all(children, args.grace))
+        if not os.environ.get("DATABASE_URL"):
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(stop_leftover_postgres(data_dir, args.grace))
     if stop.is_set():
         print("meeting-mesh dev: stopped", file=sys.stderr)
         return 0
