@@ -18,7 +18,6 @@ from opentelemetry import trace
 from opentelemetry.propagate import inject
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-
 # Probes of health (every few seconds, per node) would bury the traces of real work.
 _UNTRACED_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 
@@ -72,28 +71,28 @@ class _Tracing:
 
 
 class _UnaryUnary(_Tracing, grpc.aio.UnaryUnaryClientInterceptor):
-    async def intercept_unary_unary(  # noqa: D102
+    async def intercept_unary_unary(
         self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
         return await self._traced(continuation, client_call_details, request)
 
 
 class _UnaryStream(_Tracing, grpc.aio.UnaryStreamClientInterceptor):
-    async def intercept_unary_stream(  # noqa: D102
+    async def intercept_unary_stream(
         self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
         return await self._traced(continuation, client_call_details, request)
 
 
 class _StreamUnary(_Tracing, grpc.aio.StreamUnaryClientInterceptor):
-    async def intercept_stream_unary(  # noqa: D102
+    async def intercept_stream_unary(
         self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails, requests: Any
     ) -> Any:
         return await self._traced(continuation, client_call_details, requests)
 
 
 class _StreamStream(_Tracing, grpc.aio.StreamStreamClientInterceptor):
-    async def intercept_stream_stream(  # noqa: D102
+    async def intercept_stream_stream(
         self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails, requests: Any
     ) -> Any:
         return await self._traced(continuation, client_call_details, requests)
