@@ -46,16 +46,13 @@ from meeting_service.repositories.meetings import MeetingsRepository
 from meeting_service.repositories.uploads import UploadsRepository
 from mesh_common.errors import MeshError
 from mesh_common.logging import logger
-from mesh_common.streams import drain
+from mesh_common.streams import DRAIN_SECONDS, drain
 
 SAMPLE_RATE = 16_000
 CONTENT_TYPE = "audio/wav"
 WAV_HEADER_BYTES = 44
 RECORDING_CHUNK_BYTES = 64 * 1024  # 2 s of audio per stored chunk
 AUDIO_QUEUE_MESSAGES = 64
-# A refused call drains the client's stream this long so its status reaches the client
-# intact (see mesh_common.streams); a live client that never half-closes waits this long.
-DRAIN_SECONDS = 2.0
 _SEAL_ERRORS: tuple[type[BaseException], ...] = (MeshError, *CONNECTION_ERRORS)
 _ENDED = frozenset({meeting_pb2.MEETING_STATUS_COMPLETED, meeting_pb2.MEETING_STATUS_FAILED})
 

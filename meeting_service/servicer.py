@@ -48,6 +48,19 @@ async def _errors(context: Ctx) -> AsyncIterator[None]:
     except CONNECTION_ERRORS as error:
         logger.bind(error=repr(error)).warning("database unavailable during a call")
         await abort(context, _unavailable("the database is unavailable; retry shortly"))
+    except grpc.aio.AbortError:
+        raise  # the call already ended with its status
+    except Exception:
+        # A bug: the details go to the log, never to the caller (grpc's own answer would
+        # name the exception and its message).
+        logger.exception("unexpected error serving a call")
+        await abort(
+            context,
+            MeshError(
+                meeting_pb2.ERROR_REASON_INTERNAL,
+                "the meeting service failed on this call; the error was logged",
+            ),
+        )
 
 
 class MeetingServicer(meeting_service_pb2_grpc.MeetingServiceServicer):

@@ -59,6 +59,7 @@ REASON_CODE: Mapping[int, grpc.StatusCode] = {
     Reason.ERROR_REASON_BACKEND_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     Reason.ERROR_REASON_OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Reason.ERROR_REASON_UNSUPPORTED_AUDIO: grpc.StatusCode.INVALID_ARGUMENT,
+    Reason.ERROR_REASON_INTERNAL: grpc.StatusCode.INTERNAL,
 }
 
 # Codes whose HTTP answer carries Retry-After.

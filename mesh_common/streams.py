@@ -19,6 +19,11 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
+# How long a server that refuses a client-streaming call keeps reading the client's
+# stream so its status reaches the client intact; a client that never half-closes (a
+# live session) makes the refusal wait this long.
+DRAIN_SECONDS = 2.0
+
 
 class _StartedCall(Protocol):
     async def initial_metadata(self) -> Any: ...

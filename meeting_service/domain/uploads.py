@@ -34,6 +34,7 @@ from meeting_service.repositories.meetings import MeetingRow, MeetingsRepository
 from meeting_service.repositories.uploads import UploadRow, UploadsRepository
 from mesh_common.errors import MeshError
 from mesh_common.logging import logger
+from mesh_common.streams import DRAIN_SECONDS, drain
 
 CONTENT_TYPE_MAX_CHARS = 255
 _UPLOADABLE = frozenset(
@@ -121,6 +122,20 @@ class UploadsService:
             MeshError: INVALID_FIELD, MEETING_NOT_FOUND, WRONG_STATE,
                 UPLOAD_OFFSET_MISMATCH, UPLOAD_TOO_LARGE, UPLOAD_CHECKSUM_MISMATCH, NOT_AUDIO.
         """
+        try:
+            return await self._upload(owner, requests, trace_context)
+        except MeshError:
+            # Read on (bounded) before refusing: a status sent while the client is still
+            # writing reaches it as INTERNAL instead (mesh_common.streams).
+            await drain(requests, DRAIN_SECONDS)
+            raise
+
+    async def _upload(
+        self,
+        owner: str,
+        requests: AsyncIterator[meeting_service_pb2.UploadAudioRequest],
+        trace_context: str,
+    ) -> UploadResult:
         first = await anext(requests, None)
         if first is None or not first.HasField("metadata"):
             raise validation.invalid("metadata", "the first message must carry the metadata")
@@ -169,7 +184,8 @@ class UploadsService:
     async def _begin(
         self, owner: str, mid: uuid.UUID, metadata: meeting_service_pb2.UploadMetadata
     ) -> UploadRow:
-        content_type = metadata.content_type.strip()
+        content_type = validation.plain_text(metadata.content_type.strip(), "metadata.content_type")
+        validation.request_id(metadata.request_id)
         if not content_type:
             raise validation.invalid("metadata.content_type", "content_type is required")
         if len(content_type) > CONTENT_TYPE_MAX_CHARS:

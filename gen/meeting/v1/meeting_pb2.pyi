@@ -113,6 +113,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """Too much work is queued; retry after the delay in `RetryInfo`."""
     ERROR_REASON_UNSUPPORTED_AUDIO: _ErrorReason.ValueType  # 14
     """The audio format of a live stream is not supported."""
+    ERROR_REASON_INTERNAL: _ErrorReason.ValueType  # 15
+    """A fault of the server itself (a bug); it is logged there, the message says no more."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Reasons carried in `google.rpc.ErrorInfo.reason` (without the
@@ -154,6 +156,8 @@ ERROR_REASON_OVERLOADED: ErrorReason.ValueType  # 13
 """Too much work is queued; retry after the delay in `RetryInfo`."""
 ERROR_REASON_UNSUPPORTED_AUDIO: ErrorReason.ValueType  # 14
 """The audio format of a live stream is not supported."""
+ERROR_REASON_INTERNAL: ErrorReason.ValueType  # 15
+"""A fault of the server itself (a bug); it is logged there, the message says no more."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 @_typing.final
