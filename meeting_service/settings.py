@@ -30,7 +30,7 @@ class MeetingServiceSettings(CommonSettings):
         grace_seconds: How long in-flight calls may run on after a stop is asked for.
         health_interval_seconds: How often the database is checked for health.
         stream_queue_size: Events buffered per StreamTranscript subscriber; a subscriber
-            that falls further behind is cut off and resumes by sequence.
+            that falls further behind catches up from the table.
         ready_timeout_seconds: How long `run_meeting_service` waits for the database.
         gpu_proxy_cert: The client certificate presented to gpu_proxy; default
             `<data_dir>/certs/meeting-service.pem`.

@@ -324,8 +324,22 @@ async def stop_leftover_postgres(data_dir: Path, grace: float) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def _metrics_url(host: str, variable: str, default: int) -> str:
+    """Where a gRPC service serves `/metrics` (its children read the same variable)."""
+    port = os.environ.get(variable, str(default))
+    return f"http://{host}:{port}/metrics" if port != "0" else f"a free port ({variable}=0)"
+
+
 def _banner(args: argparse.Namespace, data_dir: Path) -> str:
     url = f"http://{args.host}:{args.gateway_port}"
+    metrics = ", ".join(
+        _metrics_url(args.host, variable, default)
+        for variable, default in (
+            ("MESH_MEETING_METRICS_PORT", 9151),
+            ("MESH_GPU_PROXY_METRICS_PORT", 9152),
+            ("MESH_GPU_NODE_METRICS_PORT", 9161),
+        )
+    )
     env = "" if data_dir == (Path.cwd() / ".mesh") else f"MESH_DATA_DIR={data_dir} "
     return f"""
 meeting-mesh dev is ready (data in {data_dir})
@@ -333,6 +347,7 @@ meeting-mesh dev is ready (data in {data_dir})
   meeting_service  {args.host}:{args.meeting_port}  (gRPC, reflection: grpcurl -plaintext)
   gpu_proxy        {args.host}:{args.gpu_proxy_port}  (gRPC, mTLS)
   gpu_node         {args.host}:{args.gpu_node_port}  (gRPC, mTLS, engine {args.engine})
+  metrics          {url}/metrics, {metrics}
 Get a token:   TOKEN=$({env}uv run meeting-mesh token --user dev)
 Try it:        {env}uv run meeting-mesh upload some.wav --url {url}
                curl -N -H "Authorization: Bearer $TOKEN" {url}/v1/meetings/<id>/events

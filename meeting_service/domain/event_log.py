@@ -1,4 +1,7 @@
-"""Writing events: the one place that allocates sequences and keeps derived state in step.
+"""Writing events one at a time inside a caller's transaction, keeping derived state in step.
+
+Sequences are allocated here and in the batch path of `EventsRepository` (the group commit
+of `TranscriptWriter`), both with the same `UPDATE meetings SET last_sequence` row lock.
 
 Every method runs on a connection inside the caller's transaction: the sequence comes from
 `UPDATE meetings ... RETURNING`, so the meeting row stays locked until commit, writers of
