@@ -7,7 +7,12 @@ Audio is always passed as decoded numpy samples (file input through PyAV is neve
 
 Batch mode transcribes the audio in windows of at most `asr_batch_window_s`, cut at the
 quietest moment near each window's end, so a long upload neither waits for its last byte
-nor holds more than one window in memory. Live mode cuts the stream into utterances by
+nor holds more than one window in memory. A batch segment never spans a pause of
+`asr_live_silence_s` or more (the pause that ends a live utterance): Whisper sometimes
+joins two sentences across such a pause into one segment (whether it does varies between
+processes with CTranslate2's numerics), and when two people spoke them, the one speaker
+label a segment gets is wrong for half of it; such segments are split at the pause, by
+their word timings. Live mode cuts the stream into utterances by
 energy (`whisper_utterances`): each utterance becomes one segment, sent final as soon as
 `asr_live_silence_s` of silence ends it, preceded (with `interim_results`) by greedy partial
 hypotheses every `asr_live_partial_interval_s` of new audio.
@@ -16,9 +21,12 @@ hypotheses every `asr_live_partial_interval_s` of new audio.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import dataclasses
+import itertools
 import math
 import threading
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +35,11 @@ from google.protobuf import duration_pb2
 
 from gen.gpu.v1 import gpu_pb2
 from gpu_node.engines.base import SAMPLE_RATE, Audio
-from gpu_node.engines.whisper_utterances import UtteranceSegmenter, quietest_cut
+from gpu_node.engines.whisper_utterances import (
+    UtteranceSegmenter,
+    find_utterances,
+    quietest_cut,
+)
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -86,6 +98,56 @@ def _confidence(segments: Iterable[Any]) -> float:
     if not segments:
         return 0.0
     return float(np.clip(math.exp(np.mean([s.avg_logprob for s in segments])), 0.0, 1.0))
+
+
+def pause_points(audio: Audio, silence_s: float) -> list[float]:
+    """Finds the pauses in speech that are at least `silence_s` long.
+
+    Args:
+        audio: 16 kHz mono samples.
+        silence_s: Shortest pause that counts.
+
+    Returns:
+        The middle of each such pause, in seconds from the start of `audio`, in order.
+    """
+    longest = len(audio) / SAMPLE_RATE + 1.0  # never cut speech for its length here
+    utterances = find_utterances(audio, silence_s=silence_s, max_utterance_s=longest)
+    return [
+        (before.end + after.start) / 2 / SAMPLE_RATE
+        for before, after in itertools.pairwise(utterances)
+    ]
+
+
+def split_at_pauses(segment: Any, pauses: Sequence[float]) -> list[Any]:
+    """Splits a faster-whisper segment wherever its words straddle a pause.
+
+    Args:
+        segment: A `faster_whisper.transcribe.Segment` with word timings (one without
+            words is returned as it is).
+        pauses: Pause midpoints from `pause_points`, in the segment's time base, sorted.
+
+    Returns:
+        The segment, or one segment per stretch of words between pauses, each with its
+        own words, text, start and end.
+    """
+    words = list(segment.words or [])
+    groups: list[list[Any]] = []
+    for _, group in itertools.groupby(
+        words, key=lambda word: bisect.bisect_left(pauses, (word.start + word.end) / 2)
+    ):
+        groups.append(list(group))
+    if len(groups) < 2:
+        return [segment]
+    return [
+        dataclasses.replace(
+            segment,
+            start=group[0].start,
+            end=group[-1].end,
+            text="".join(word.word for word in group),
+            words=group,
+        )
+        for group in groups
+    ]
 
 
 def build_segment(
@@ -189,9 +251,13 @@ class WhisperRecognitionEngine:
         async def decode(piece: Audio) -> AsyncIterator[gpu_pb2.RecognizedSegment]:
             nonlocal index
             offset = base + done_samples / SAMPLE_RATE
+            pauses = await asyncio.to_thread(pause_points, piece, self._live.silence_s)
             async for item in self._decode(piece, language, final=True):
-                yield build_segment(index, [item], offset, is_final=True)
-                index += 1
+                for part in split_at_pauses(item.segment, pauses):
+                    yield build_segment(
+                        index, [_Decoded(part, item.language)], offset, is_final=True
+                    )
+                    index += 1
 
         async for chunk in audio:
             pending.append(chunk)

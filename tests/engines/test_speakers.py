@@ -129,3 +129,26 @@ async def test_one_voice_is_estimated_as_one_speaker(
     result = await engines[1].diarize(gpu_pb2.DiarizationConfig(spans=spans), meeting.audio)
     assert result.speaker_count == 1
     assert {turn.speaker for turn in result.turns} == {"SPEAKER_1"}
+
+
+@pytest.mark.parametrize("num_speakers", [2, 0], ids=["known", "estimated"])
+async def test_labels_do_not_hinge_on_where_span_edges_fall(
+    engines: Engines, meeting: Recording, num_speakers: int
+) -> None:
+    # Live utterances start ~0.2 s before the speech and batch segments end a little early
+    # or late: the same voices must get the same labels whatever the edges (average
+    # linkage alone put every line of a live session under one speaker).
+    for lead in (0.1, 0.2, 0.3):
+        for tail in (-0.1, 0.1):
+            spans = [
+                gpu_pb2.TimeSpan(
+                    start_offset=duration(line.start_s - lead),
+                    end_offset=duration(line.end_s + tail),
+                )
+                for line in meeting.lines
+            ]
+            config = gpu_pb2.DiarizationConfig(num_speakers=num_speakers, spans=spans)
+            result = await engines[1].diarize(config, meeting.audio)
+            pairs = [(t.speaker, meeting.lines[t.span_index].speaker) for t in result.turns]
+            assert result.speaker_count == 2, (lead, tail, pairs)
+            assert_consistent(pairs)

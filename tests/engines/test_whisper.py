@@ -137,3 +137,41 @@ async def test_multilingual_base_is_joined_once_and_detects_the_language(
     segments = [s async for s in engine.recognize(config, chunked(clip(meeting, 3, 3)))]
     assert segments and all(s.language == "en" for s in segments)
     assert word_error_rate(meeting.lines[3].text, " ".join(s.text for s in segments)) < 0.15
+
+
+async def test_a_segment_is_split_where_the_speech_pauses(
+    model_cache: Path, meeting: Recording, engines: Engines
+) -> None:
+    from gpu_node.engines.whisper import LiveOptions, pause_points, split_at_pauses
+    from gpu_node.engines.whisper_models import choose_placement, load_model
+
+    lines = meeting.lines[3:7]  # Maria, Alex, Maria, Alex, 0.8 s apart
+    audio = clip(meeting, 3, 6)
+    offset_s = lines[0].start_s - 0.3
+    # Without timestamps Whisper gives one segment for the window: the join that batch
+    # decoding sometimes makes across a change of speaker, here on purpose.
+    model = load_model(resolve_model("tiny.en", model_cache), choose_placement("cpu", "auto", 0, 0))
+    decoded, _ = model.transcribe(
+        audio, language="en", without_timestamps=True, word_timestamps=True, beam_size=5
+    )
+    merged = next(iter(decoded))
+    assert word_error_rate(" ".join(line.text for line in lines), merged.text) < 0.15
+
+    parts = split_at_pauses(merged, pause_points(audio, LiveOptions().silence_s))
+    assert len(parts) == len(lines), [part.text for part in parts]
+    for part, line in zip(parts, lines, strict=True):
+        assert word_error_rate(line.text, part.text) < 0.15, (line.text, part.text)
+        assert line.start_s - 0.5 <= offset_s + part.start < offset_s + part.end <= line.end_s + 0.5
+        assert [word.word for word in part.words] and part.text == "".join(
+            word.word for word in part.words
+        )
+
+    # The engine's batch segments each stay within one line, however Whisper joined them.
+    config = gpu_pb2.RecognitionConfig(mode=gpu_pb2.RECOGNITION_MODE_BATCH)
+    for segment in await recognize(engines, config, audio):
+        start, end = (
+            offset_s + seconds(segment.start_offset),
+            offset_s + seconds(segment.end_offset),
+        )
+        inside = [line for line in lines if line.start_s - 0.5 <= start and end <= line.end_s + 0.5]
+        assert inside, (start, end, segment.text)
