@@ -28,7 +28,7 @@ from mesh_common.logging import logger
 from mesh_common.telemetry import create_telemetry
 from tests.support.gateway import RunningGateway, gateway_settings, run_gateway, wait_until
 from tests.support.gpu import as_wav, dialogue, make_pki, node_settings, proxy_settings
-from tests.support.meeting import TEST_JWT_SECRET, make_token, meeting_settings
+from tests.support.meeting import TEST_JWT_SECRET, make_token, pipeline_settings
 
 WITHIN = 60.0
 SERVICES = {"gateway", "meeting-service", "gpu-proxy", "gpu-node"}
@@ -67,15 +67,11 @@ async def mesh(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> A
                     telemetry=create_telemetry("gpu-proxy", spans),
                 )
             )
-            settings = meeting_settings(
+            settings = pipeline_settings(
                 database_url,
                 tmp_path_factory.mktemp("meeting-service"),
-                gpu_proxy_target=proxy.address,
-                gpu_proxy_cert=pki.client.cert,
-                gpu_proxy_key=pki.client.key,
-                gpu_proxy_ca=pki.ca.cert,
-                pipeline_workers=1,
-                pipeline_poll_interval_s=0.05,
+                pki,
+                proxy.address,
                 health_interval_seconds=0.2,
             )
             meeting = await stack.enter_async_context(

@@ -33,7 +33,7 @@ from tests.engines import ENGINES
 from tests.engines.conftest import Engines
 from tests.support.gateway import RunningGateway, gateway_settings, run_gateway
 from tests.support.gpu import make_pki, node_settings, pcm16, proxy_settings
-from tests.support.meeting import TEST_JWT_SECRET, make_token, meeting_settings
+from tests.support.meeting import TEST_JWT_SECRET, make_token, pipeline_settings
 from tests.support.speech import SAMPLE_RATE, Recording, normalise_words, word_error_rate
 
 pytestmark = ENGINES
@@ -68,15 +68,11 @@ async def mesh(
             run_gpu_node(node_settings(pki, gpu_node_engine="whisper"), NodeEngines(*engines))
         )
         proxy = await stack.enter_async_context(run_gpu_proxy(proxy_settings(pki, [node.address])))
-        service_settings = meeting_settings(
+        service_settings = pipeline_settings(
             database_url,
             tmp_path_factory.mktemp("meeting-service"),
-            gpu_proxy_target=proxy.address,
-            gpu_proxy_cert=pki.client.cert,
-            gpu_proxy_key=pki.client.key,
-            gpu_proxy_ca=pki.ca.cert,
-            pipeline_workers=1,
-            pipeline_poll_interval_s=0.05,
+            pki,
+            proxy.address,
             pipeline_live_follow_s=WITHIN_S,
         )
         service = await stack.enter_async_context(

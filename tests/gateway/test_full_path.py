@@ -26,7 +26,7 @@ from tests.gateway.conftest import route
 from tests.gateway.test_live import TIMEOUT, session_end
 from tests.support.gateway import RunningGateway
 from tests.support.gpu import as_wav, dialogue, make_pki, node_settings, pcm16, proxy_settings
-from tests.support.meeting import make_token, meeting_settings
+from tests.support.meeting import make_token, pipeline_settings
 
 WITHIN = 60.0
 LIVE_WITHIN = 20.0  # 2 s of audio; the mock engine answers at once
@@ -42,15 +42,11 @@ async def meeting_service(
     async with AsyncExitStack() as stack:
         node = await stack.enter_async_context(run_gpu_node(node_settings(pki)))
         proxy = await stack.enter_async_context(run_gpu_proxy(proxy_settings(pki, [node.address])))
-        settings = meeting_settings(
+        settings = pipeline_settings(
             database_url,
             tmp_path_factory.mktemp("meeting-service"),
-            gpu_proxy_target=proxy.address,
-            gpu_proxy_cert=pki.client.cert,
-            gpu_proxy_key=pki.client.key,
-            gpu_proxy_ca=pki.ca.cert,
-            pipeline_workers=1,
-            pipeline_poll_interval_s=0.05,
+            pki,
+            proxy.address,
             pipeline_live_follow_s=WITHIN,
         )
         yield await stack.enter_async_context(

@@ -62,6 +62,9 @@ async def test_create_then_get_returns_the_stored_meeting(meeting_stub: Stub) ->
         ({"title": "x" * 201}, "title"),
         ({"language": "not a language"}, "language"),
         ({"expected_speakers": -1}, "expected_speakers"),
+        # Text PostgreSQL cannot store, and a code with a trailing newline.
+        ({"title": "stand\x00up"}, "title"),
+        ({"language": "en\n"}, "language"),
     ],
 )
 async def test_create_rejects_bad_fields(
@@ -407,26 +410,3 @@ async def test_health_and_reflection_need_no_token(meeting_service: RunningMeeti
             names = {s.name for s in answer.list_services_response.service}
             break
     assert {"meeting.v1.MeetingService", "grpc.health.v1.Health"} <= names
-
-
-@pytest.mark.parametrize(
-    ("fields", "field"),
-    [
-        ({"title": "stand\x00up"}, "title"),
-        ({"language": "en\n"}, "language"),
-    ],
-)
-async def test_text_postgresql_cannot_store_is_refused_by_name(
-    meeting_stub: Stub, fields: dict[str, str], field: str
-) -> None:
-    code, reason, metadata = await _fails(
-        meeting_stub.CreateMeeting(
-            meeting_service_pb2.CreateMeetingRequest(meeting=meeting_pb2.Meeting(**fields)),  # type: ignore[arg-type]
-            metadata=auth(_user()),
-        )
-    )
-    assert (code, reason, metadata["field"]) == (
-        grpc.StatusCode.INVALID_ARGUMENT,
-        "INVALID_FIELD",
-        field,
-    )

@@ -33,7 +33,7 @@ from meeting_service.pipeline.worker import PipelineWorkers
 from meeting_service.server import RunningMeetingService, run_meeting_service
 from meeting_service.settings import MeetingServiceSettings
 from tests.support.gpu import Pki, make_pki, node_settings, pcm16, proxy_settings
-from tests.support.meeting import auth, meeting_settings
+from tests.support.meeting import auth, pipeline_settings
 from tests.support.postgres import create_database, drop_database
 
 WAIT = 30.0  # generous bound for conditions that normally hold within a second
@@ -43,8 +43,6 @@ S = meeting_pb2.MeetingStatus
 
 # Short leases, polls and backoffs so failure paths finish in a test's time.
 PIPELINE_TEST_SETTINGS: dict[str, Any] = {
-    "pipeline_workers": 1,
-    "pipeline_poll_interval_s": 0.05,
     "pipeline_lease_s": 2.0,
     "pipeline_backoff_initial_s": 0.1,
     "pipeline_backoff_max_s": 0.4,
@@ -124,14 +122,8 @@ async def run_mesh(
         proxy = await stack.enter_async_context(
             run_gpu_proxy(proxy_settings(pki, [n.address for n in nodes]))
         )
-        settings = meeting_settings(
-            db_url,
-            data_dir,
-            gpu_proxy_target=proxy.address,
-            gpu_proxy_cert=pki.client.cert,
-            gpu_proxy_key=pki.client.key,
-            gpu_proxy_ca=pki.ca.cert,
-            **{**PIPELINE_TEST_SETTINGS, **overrides},
+        settings = pipeline_settings(
+            db_url, data_dir, pki, proxy.address, **{**PIPELINE_TEST_SETTINGS, **overrides}
         )
         service = await stack.enter_async_context(
             run_meeting_service(settings, database=Database(db_url))

@@ -7,7 +7,7 @@ Fixtures (exposed by `tests/conftest.py`):
 - `meeting_stub`: a `MeetingServiceStub` on a channel to it.
 
 Helpers: `make_token(user)`, `auth(user)` (call metadata), `TEST_JWT_SECRET`,
-`meeting_settings(...)`.
+`meeting_settings(...)`, `pipeline_settings(...)` (with a gpu_proxy to call).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from meeting_service.db.database import Database
 from meeting_service.server import RunningMeetingService, run_meeting_service
 from meeting_service.settings import MeetingServiceSettings
 from mesh_common.auth import issue_token
+from tests.support.gpu import Pki
 
 TEST_JWT_SECRET = "test-secret-not-for-production-0123456789abcdef"
 
@@ -61,6 +62,31 @@ def meeting_settings(database_url: str, data_dir: Path, **overrides: Any) -> Mee
     }
     values.update(overrides)
     return MeetingServiceSettings(**values)
+
+
+def pipeline_settings(
+    database_url: str, data_dir: Path, pki: Pki, proxy_target: str, **overrides: Any
+) -> MeetingServiceSettings:
+    """Settings for a meeting_service whose pipeline calls the gpu_proxy at `proxy_target`.
+
+    One worker that looks for jobs every 50 ms, with the run's client certificate.
+
+    Args:
+        database_url: The database.
+        data_dir: A scratch directory.
+        pki: The run's certificates.
+        proxy_target: gpu_proxy's "host:port".
+        **overrides: Any other settings field.
+    """
+    values: dict[str, Any] = {
+        "gpu_proxy_target": proxy_target,
+        "gpu_proxy_cert": pki.client.cert,
+        "gpu_proxy_key": pki.client.key,
+        "gpu_proxy_ca": pki.ca.cert,
+        "pipeline_workers": 1,
+        "pipeline_poll_interval_s": 0.05,
+    }
+    return meeting_settings(database_url, data_dir, **{**values, **overrides})
 
 
 def grpc_target(running: RunningMeetingService) -> str:
