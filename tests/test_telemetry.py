@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
@@ -32,10 +33,9 @@ async def _say(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> b
     return request
 
 
-@pytest.fixture
-async def traced_server() -> AsyncIterator[tuple[str, Telemetry, InMemorySpanExporter]]:
-    exporter = InMemorySpanExporter()
-    telemetry = create_telemetry("server-svc", exporter)
+@asynccontextmanager
+async def echo_server(telemetry: Telemetry) -> AsyncIterator[str]:
+    """A grpc.aio server with `test.Echo/Say` and health, traced by `telemetry`."""
     server = grpc.aio.server(interceptors=telemetry.grpc_server_interceptors())
     server.add_generic_rpc_handlers(
         [
@@ -48,8 +48,18 @@ async def traced_server() -> AsyncIterator[tuple[str, Telemetry, InMemorySpanExp
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     await set_serving(health, [], True)
-    yield f"127.0.0.1:{port}", telemetry, exporter
-    await server.stop(None)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await server.stop(None)
+
+
+@pytest.fixture
+async def traced_server() -> AsyncIterator[tuple[str, Telemetry, InMemorySpanExporter]]:
+    exporter = InMemorySpanExporter()
+    telemetry = create_telemetry("server-svc", exporter)
+    async with echo_server(telemetry) as target:
+        yield target, telemetry, exporter
 
 
 async def test_a_call_is_one_trace_with_logs_and_metrics(
@@ -128,23 +138,15 @@ async def test_a_dead_collector_costs_spans_not_requests(
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "10")
     telemetry = create_telemetry("server-svc")
-    server = grpc.aio.server(interceptors=telemetry.grpc_server_interceptors())
-    server.add_generic_rpc_handlers(
-        [
-            grpc.method_handlers_generic_handler(
-                "test.Echo", {"Say": grpc.unary_unary_rpc_method_handler(_say)}
-            )
-        ]
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
     try:
-        async with grpc.aio.insecure_channel(
-            f"127.0.0.1:{port}", interceptors=telemetry.grpc_client_interceptors()
-        ) as channel:
+        async with (
+            echo_server(telemetry) as target,
+            grpc.aio.insecure_channel(
+                target, interceptors=telemetry.grpc_client_interceptors()
+            ) as channel,
+        ):
             say: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(ECHO)
             for _ in range(50):  # enough batches for the exporter to fail on
                 assert await say(b"x", timeout=5) == b"x"
     finally:
-        await server.stop(None)
         await asyncio.to_thread(telemetry.shutdown)
