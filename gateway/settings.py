@@ -30,7 +30,7 @@ class GatewaySettings(CommonSettings):
     gateway_port: int = Field(default=8080, ge=0, le=65535)
     meeting_service_target: str = "127.0.0.1:50051"
     max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)
-    upload_chunk_bytes: int = Field(default=512 * 1024, ge=1024, le=4 * 1024 * 1024)
+    upload_chunk_bytes: int = Field(default=1024 * 1024, ge=1024, le=4 * 1024 * 1024)
     unary_timeout_seconds: float = Field(default=10.0, gt=0)
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0, le=15.0)
     sse_retry_ms: int = Field(default=3000, ge=0)

@@ -59,6 +59,7 @@ class MeetingMetrics:
     ) -> AsyncIterator[meeting_service_pb2.UploadAudioRequest]:
         """Passes an upload's messages on, counting the audio bytes as they arrive."""
         async for request in requests:
-            if request.chunk:
-                self.upload_bytes.inc(len(request.chunk))
+            # Read once: each read of a bytes field copies it (upb).
+            if chunk := request.chunk:
+                self.upload_bytes.inc(len(chunk))
             yield request

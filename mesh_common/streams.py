@@ -16,8 +16,8 @@ UNAVAILABLE (grpc/grpc#36066; fix proposed in grpc/grpc#43486). Two habits avoid
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from typing import Any, Protocol
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Any, Protocol, cast
 
 # How long a server that refuses a client-streaming call keeps reading the client's
 # stream so its status reaches the client intact; a client that never half-closes (a
@@ -69,6 +69,29 @@ async def gated_requests[T](
         return
     async for request in requests:
         yield request
+
+
+async def read_ahead[T](items: AsyncIterator[T]) -> AsyncGenerator[T]:
+    """Yields the items of a stream while the next one is already being read.
+
+    A consumer that awaits other I/O for each item (a database write) then overlaps it
+    with receiving the next. Close it (`contextlib.aclosing`) when done: that stops the
+    read in flight. Until then, reading on (`drain`) loses nothing.
+
+    Args:
+        items: The stream.
+
+    Yields:
+        Its items, in order.
+    """
+    end = object()
+    pending: asyncio.Future[T | object] = asyncio.ensure_future(anext(items, end))
+    try:
+        while (item := await pending) is not end:
+            pending = asyncio.ensure_future(anext(items, end))
+            yield cast(T, item)
+    finally:
+        pending.cancel()
 
 
 def start_gated[C: _StartedCall](

@@ -1,15 +1,20 @@
-"""Probing a stored recording with PyAV (in a thread): is it audio, how long is it."""
+"""Probing a stored recording with PyAV (in a thread): is it audio, how long is it.
+
+It reads the recording where it is stored (`RecordingFile`): most containers state their
+length in a header, so a probe reads a few spans, not the whole recording.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 
 import av
 
 from gen.meeting.v1 import meeting_pb2
+from meeting_service.domain.recording_file import ReadAt, RecordingFile
 from mesh_common.errors import MeshError
 
 
@@ -26,11 +31,12 @@ class AudioInfo:
     codec: str
 
 
-async def probe_audio(path: Path) -> AudioInfo:
+async def probe_audio(read_at: ReadAt, size: int) -> AudioInfo:
     """Opens a recording, decodes its first audio frame and measures its length.
 
     Args:
-        path: The recording on local disk.
+        read_at: Reads a span of the stored recording (`UploadsRepository.read_at`).
+        size: The recording's size in bytes.
 
     Returns:
         What was found.
@@ -38,18 +44,19 @@ async def probe_audio(path: Path) -> AudioInfo:
     Raises:
         MeshError: NOT_AUDIO with the reason, when it is not decodable audio.
     """
-    return await asyncio.to_thread(_probe, path)
+    loop = asyncio.get_running_loop()
+    return await asyncio.to_thread(_probe, lambda: RecordingFile(read_at, size, loop), size)
 
 
 def _not_audio(why: str) -> MeshError:
     return MeshError(meeting_pb2.ERROR_REASON_NOT_AUDIO, f"the recording is not audio: {why}")
 
 
-def _probe(path: Path) -> AudioInfo:
-    if path.stat().st_size == 0:
+def _probe(open_file: Callable[[], RecordingFile], size: int) -> AudioInfo:
+    if size == 0:
         raise _not_audio("it is empty")
     try:
-        with av.open(str(path), mode="r") as container:
+        with av.open(open_file(), mode="r") as container:
             if not container.streams.audio:
                 raise _not_audio("it has no audio stream")
             stream = container.streams.audio[0]
@@ -62,7 +69,7 @@ def _probe(path: Path) -> AudioInfo:
             elif stream.duration is not None and stream.time_base is not None:
                 duration_us = int(stream.duration * stream.time_base * 1_000_000)
             else:
-                duration_us = _measure_by_packets(path)
+                duration_us = _measure_by_packets(open_file())
             return AudioInfo(duration_us=duration_us, codec=stream.codec_context.name)
     except MeshError:
         raise
@@ -70,10 +77,10 @@ def _probe(path: Path) -> AudioInfo:
         raise _not_audio(_describe(error)) from None
 
 
-def _measure_by_packets(path: Path) -> int:
+def _measure_by_packets(file: RecordingFile) -> int:
     # Headerless streams (raw ADTS, some MP3s) state no length; sum the packets instead.
     total = Fraction(0)
-    with av.open(str(path), mode="r") as container:
+    with av.open(file, mode="r") as container:
         stream = container.streams.audio[0]
         for packet in container.demux(stream):
             if packet.duration is not None and packet.time_base is not None:
@@ -83,5 +90,5 @@ def _measure_by_packets(path: Path) -> int:
 
 def _describe(error: Exception) -> str:
     text = str(error).strip() or type(error).__name__
-    # FFmpeg messages end with the file name; the caller never saw our scratch path.
+    # FFmpeg messages may end with a file name; the caller never saw ours.
     return text.split(": '")[0][:200]

@@ -3,13 +3,20 @@
 The rules:
 - A stream starts at the stored size (0 for a new upload); any other offset is
   FAILED_PRECONDITION and changes nothing.
-- Each chunk is committed as it arrives, so a dropped stream keeps what it sent.
+- Each chunk is committed as it arrives, so a dropped stream keeps what it sent. Those
+  commits do not wait for the disk (`synchronous_commit` off): nobody has been told about
+  a chunk yet, and PostgreSQL's log is ordered, so a crash can only lose the newest chunks
+  together with the stored size that counted them, and a client resumes from the size it
+  is then told. Whatever answers the client (the completion, the end of a partial
+  stream, a rejection) is a durable commit, which makes every chunk before it durable.
 - The recording is complete when `total_size` bytes are stored, or, without a
-  `total_size`, when the client ends the stream. It is then read back once (never whole in
-  memory) to check the SHA-256 and probe it; a rejected recording (too large, wrong
-  checksum, not audio) is discarded and the meeting awaits audio again, with the reason in
-  `failure_reason`. Good audio gets its duration, the status QUEUED and a job, all in one
-  transaction.
+  `total_size`, when the client ends the stream. It is then checked against its SHA-256
+  (hashed while the chunks were stored by a stream that started at offset 0; read back
+  from the database, a span at a time, for a resumed upload) and probed where it lies in
+  the database (`probe_audio` reads a few spans of most formats). A rejected recording
+  (too large, wrong checksum, not audio) is discarded and the meeting awaits audio again,
+  with the reason in `failure_reason`. Good audio gets its duration, the status QUEUED and
+  a job, all in one transaction.
 """
 
 from __future__ import annotations
@@ -17,11 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import asyncpg
 
@@ -29,12 +34,13 @@ from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
 from meeting_service.domain import convert, validation
 from meeting_service.domain.event_log import EventLog
 from meeting_service.domain.probe import AudioInfo, probe_audio
+from meeting_service.domain.recording_file import ReadAt
 from meeting_service.repositories.jobs import JobsRepository
 from meeting_service.repositories.meetings import MeetingRow, MeetingsRepository
 from meeting_service.repositories.uploads import UploadRow, UploadsRepository
 from mesh_common.errors import MeshError
 from mesh_common.logging import logger
-from mesh_common.streams import DRAIN_SECONDS, drain
+from mesh_common.streams import DRAIN_SECONDS, drain, read_ahead
 
 CONTENT_TYPE_MAX_CHARS = 255
 _UPLOADABLE = frozenset(
@@ -71,7 +77,6 @@ class UploadsService:
         log: EventLog,
         *,
         limit_bytes: int,
-        scratch_dir: Path | None = None,
     ) -> None:
         self._pool = pool
         self._meetings = meetings
@@ -79,7 +84,6 @@ class UploadsService:
         self._jobs = jobs
         self._log = log
         self._limit = limit_bytes
-        self._scratch_dir = scratch_dir
 
     async def status(
         self, owner: str, meeting_id: str
@@ -122,13 +126,15 @@ class UploadsService:
             MeshError: INVALID_FIELD, MEETING_NOT_FOUND, WRONG_STATE,
                 UPLOAD_OFFSET_MISMATCH, UPLOAD_TOO_LARGE, UPLOAD_CHECKSUM_MISMATCH, NOT_AUDIO.
         """
-        try:
-            return await self._upload(owner, requests, trace_context)
-        except MeshError:
-            # Read on (bounded) before refusing: a status sent while the client is still
-            # writing reaches it as INTERNAL instead (mesh_common.streams).
-            await drain(requests, DRAIN_SECONDS)
-            raise
+        # The next chunk arrives while this one is committed.
+        async with contextlib.aclosing(read_ahead(requests)) as ahead:
+            try:
+                return await self._upload(owner, ahead, trace_context)
+            except MeshError:
+                # Read on (bounded) before refusing: a status sent while the client is
+                # still writing reaches it as INTERNAL instead (mesh_common.streams).
+                await drain(ahead, DRAIN_SECONDS)
+                raise
 
     async def _upload(
         self,
@@ -146,40 +152,60 @@ class UploadsService:
         stored = upload.stored_size
         total = upload.total_size
         log.bind(offset=stored, total_size=total).info("upload stream started")
+        # Hashing the bytes as they pass costs less than reading them back at the end, but
+        # only a stream that carries the whole recording can.
+        digest = hashlib.sha256() if stored == 0 else None
         if total is None or stored < total:
-            async for request in requests:
-                if request.HasField("metadata"):
-                    raise validation.invalid("metadata", "metadata is only allowed first")
-                chunk = request.chunk
-                if not chunk:
-                    continue
-                if stored + len(chunk) > self._limit:
-                    await self._reject(
-                        mid,
-                        MeshError(
-                            meeting_pb2.ERROR_REASON_UPLOAD_TOO_LARGE,
-                            f"the recording is larger than the limit of {self._limit} bytes",
-                            {"limit_bytes": str(self._limit)},
-                        ),
-                    )
-                if total is not None and stored + len(chunk) > total:
-                    await self._reject(
-                        mid,
-                        validation.invalid(
-                            "chunk", f"more bytes were sent than total_size ({total})"
-                        ),
-                    )
-                stored = await self._append(mid, stored, chunk)
-                if total is not None and stored == total:
-                    break
+            stored = await self._receive(mid, requests, stored, total, digest)
         if total is not None and stored < total:
+            await self._end_partial(mid)
             log.bind(stored_size=stored).info("upload stream ended before the recording did")
             row = await self._owned(self._pool, owner, mid)
             return UploadResult(convert.meeting(row), stored, False, None)
-        info = await self._complete(mid, trace_context)
+        info = await self._complete(mid, stored, trace_context, digest)
         log.bind(stored_size=stored, duration_us=info.duration_us).info("upload complete")
         row = await self._owned(self._pool, owner, mid)
         return UploadResult(convert.meeting(row), stored, True, info.duration_us)
+
+    async def _receive(
+        self,
+        mid: uuid.UUID,
+        requests: AsyncIterator[meeting_service_pb2.UploadAudioRequest],
+        stored: int,
+        total: int | None,
+        digest: hashlib._Hash | None,
+    ) -> int:
+        """Stores the stream's chunks from `stored` on; returns the new stored size."""
+        async for request in requests:
+            if request.HasField("metadata"):
+                raise validation.invalid("metadata", "metadata is only allowed first")
+            chunk = request.chunk
+            if not chunk:
+                continue
+            if stored + len(chunk) > self._limit:
+                await self._reject(
+                    mid,
+                    MeshError(
+                        meeting_pb2.ERROR_REASON_UPLOAD_TOO_LARGE,
+                        f"the recording is larger than the limit of {self._limit} bytes",
+                        {"limit_bytes": str(self._limit)},
+                    ),
+                )
+            if total is not None and stored + len(chunk) > total:
+                await self._reject(
+                    mid,
+                    validation.invalid("chunk", f"more bytes were sent than total_size ({total})"),
+                )
+            if digest is None:
+                stored = await self._append(mid, stored, chunk)
+            else:
+                # hashlib lets go of the GIL: the hash runs beside the chunk's commit.
+                stored, _ = await asyncio.gather(
+                    self._append(mid, stored, chunk), asyncio.to_thread(digest.update, chunk)
+                )
+            if total is not None and stored == total:
+                break
+        return stored
 
     async def _begin(
         self, owner: str, mid: uuid.UUID, metadata: meeting_service_pb2.UploadMetadata
@@ -244,6 +270,8 @@ class UploadsService:
 
     async def _append(self, mid: uuid.UUID, offset: int, chunk: bytes) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
+            # Not yet told to anyone: made durable by the next commit that is (module doc).
+            await conn.execute("SET LOCAL synchronous_commit TO OFF")
             size = await self._uploads.append_chunk(conn, mid, offset, chunk)
             if size is None:
                 # Another stream moved the upload on (or the meeting was deleted).
@@ -258,7 +286,18 @@ class UploadsService:
                 )
             return size
 
-    async def _complete(self, mid: uuid.UUID, trace_context: str) -> AudioInfo:
+    async def _end_partial(self, mid: uuid.UUID) -> None:
+        """Records where a stream that did not complete the recording ended.
+
+        Its commit is durable, and with it every chunk before it: the stored size the
+        client is about to be told survives a crash.
+        """
+        async with self._pool.acquire() as conn:
+            await self._uploads.touch(conn, mid)
+
+    async def _complete(
+        self, mid: uuid.UUID, size: int, trace_context: str, digest: hashlib._Hash | None
+    ) -> AudioInfo:
         async with self._pool.acquire() as conn, conn.transaction():
             upload = await self._uploads.get(conn, mid, for_update=True)
             if upload is None:
@@ -266,24 +305,22 @@ class UploadsService:
             await self._uploads.seal(conn, mid)
         sealed = True
         try:
-            with tempfile.TemporaryDirectory(dir=self._scratch_dir) as scratch:
-                path = Path(scratch) / "recording"
-                digest = await self._export(mid, path)
-                if upload.sha256 and digest != upload.sha256:
-                    sealed = False
-                    await self._reject(
-                        mid,
-                        MeshError(
-                            meeting_pb2.ERROR_REASON_UPLOAD_CHECKSUM_MISMATCH,
-                            "the recording's SHA-256 does not match the one declared",
-                            {"expected": upload.sha256, "actual": digest},
-                        ),
-                    )
-                try:
-                    info = await probe_audio(path)
-                except MeshError as error:
-                    sealed = False
-                    await self._reject(mid, error)
+            actual = digest.hexdigest() if digest is not None else await self._hash(mid)
+            if upload.sha256 and actual != upload.sha256:
+                sealed = False
+                await self._reject(
+                    mid,
+                    MeshError(
+                        meeting_pb2.ERROR_REASON_UPLOAD_CHECKSUM_MISMATCH,
+                        "the recording's SHA-256 does not match the one declared",
+                        {"expected": upload.sha256, "actual": actual},
+                    ),
+                )
+            try:
+                info = await probe_audio(self._read_at(mid), size)
+            except MeshError as error:
+                sealed = False
+                await self._reject(mid, error)
             async with self._pool.acquire() as conn, conn.transaction():
                 await self._owned(conn, None, mid, for_update=True)
                 await self._uploads.mark_complete(conn, mid)
@@ -302,13 +339,17 @@ class UploadsService:
                     async with self._pool.acquire() as conn:
                         await self._uploads.unseal(conn, mid)
 
-    async def _export(self, mid: uuid.UUID, path: Path) -> str:
+    async def _hash(self, mid: uuid.UUID) -> str:
         digest = hashlib.sha256()
-        with path.open("wb") as out:
-            async for chunk in self._uploads.iter_chunks(self._pool, mid):
-                digest.update(chunk)
-                await asyncio.to_thread(out.write, chunk)
+        async for span in self._uploads.iter_chunks(self._pool, mid):
+            await asyncio.to_thread(digest.update, span)
         return digest.hexdigest()
+
+    def _read_at(self, mid: uuid.UUID) -> ReadAt:
+        async def read_at(offset: int) -> tuple[int, bytes] | None:
+            return await self._uploads.read_at(self._pool, mid, offset)
+
+        return read_at
 
     async def _reject(self, mid: uuid.UUID, error: MeshError) -> None:
         """Discards the recording, returns the meeting to AWAITING_AUDIO, raises `error`."""

@@ -1,7 +1,7 @@
 """Decoding a stored recording to 16 kHz mono LINEAR16, as a stream.
 
 PyAV reads the recording through `RecordingFile`, a file object whose reads fetch one
-stored chunk at a time from PostgreSQL (so no recording is ever whole in memory, and
+stored span at a time from PostgreSQL (so no recording is ever whole in memory, and
 containers that seek, like MP4, still work). Decoding blocks, so it runs in a thread; the
 PCM it produces crosses back to the event loop through a bounded queue, which holds the
 decoder back when the consumer (a GPU stream) is slower.
@@ -12,83 +12,21 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import io
-import os
 import threading
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import av
+
+from meeting_service.domain.recording_file import ReadAt, RecordingFile
 
 SAMPLE_RATE = 16_000
 BLOCK_BYTES = 64 * 1024  # 2 s of PCM per block handed to the loop
 QUEUE_BLOCKS = 8
-# A database read that takes longer than this is treated as a lost database.
-READ_TIMEOUT_S = 60.0
-
-ReadAt = Callable[[int], Awaitable[tuple[int, bytes] | None]]
 
 
 class UndecodableRecording(Exception):
     """The recording cannot be decoded; the message says why in words a user can read."""
-
-
-class RecordingFile(io.RawIOBase):
-    """A read-only, seekable file over a stored recording, for use in a worker thread.
-
-    Each read that leaves the cached chunk asks the event loop for the chunk holding the
-    position and waits for it.
-
-    Args:
-        read_at: Coroutine function returning (start, bytes) of the chunk holding an
-            offset, or None past the end.
-        size: The recording's size in bytes.
-        loop: The event loop that runs `read_at`.
-    """
-
-    def __init__(self, read_at: ReadAt, size: int, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__()
-        self._read_at = read_at
-        self._size = size
-        self._loop = loop
-        self._pos = 0
-        self._chunk_start = 0
-        self._chunk = b""
-
-    def readable(self) -> bool:  # noqa: D102
-        return True
-
-    def seekable(self) -> bool:  # noqa: D102
-        return True
-
-    def tell(self) -> int:  # noqa: D102
-        return self._pos
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:  # noqa: D102
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._size}.get(whence)
-        if base is None:
-            raise ValueError(f"unsupported whence {whence}")
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def read(self, size: int = -1) -> bytes:  # noqa: D102
-        if self._pos >= self._size:
-            return b""
-        if not self._chunk_start <= self._pos < self._chunk_start + len(self._chunk):
-            coroutine: Coroutine[Any, Any, tuple[int, bytes] | None] = self._fetch(self._pos)
-            found = asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(READ_TIMEOUT_S)
-            if found is None:
-                return b""
-            self._chunk_start, self._chunk = found
-        start = self._pos - self._chunk_start
-        end = len(self._chunk) if size < 0 else min(len(self._chunk), start + size)
-        data = self._chunk[start:end]
-        self._pos += len(data)
-        return data
-
-    async def _fetch(self, offset: int) -> tuple[int, bytes] | None:
-        return await self._read_at(offset)
 
 
 @dataclass(frozen=True)

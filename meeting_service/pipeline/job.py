@@ -217,7 +217,7 @@ class _Run:
 
     def _pcm(self) -> AsyncGenerator[bytes]:
         async def read_at(offset: int) -> tuple[int, bytes] | None:
-            return await self._store.chunk_at(self._pool, self._mid, offset)
+            return await self._services.uploads_repo.read_at(self._pool, self._mid, offset)
 
         return decode_pcm(read_at, self.size)
 

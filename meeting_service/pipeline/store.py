@@ -1,9 +1,9 @@
 """SQL the pipeline needs beyond the shared repositories.
 
-Random access to a stored recording (PyAV seeks in some containers), the meeting's status
-history (where a job resumes), the latest segments, the lease check that fences a job's
-writes (also as a `TranscriptWriter` fence, `LeaseFence`), and rewriting the header of a
-live recording once its length is known.
+The stored recording's size, the meeting's status history (where a job resumes), the
+latest segments, the lease check that fences a job's writes (also as a `TranscriptWriter`
+fence, `LeaseFence`), and rewriting the header of a live recording once its length is
+known.
 """
 
 from __future__ import annotations
@@ -42,29 +42,6 @@ class LeaseFence:
 
 class PipelineStore:
     """Reads and writes for jobs and live sessions (stateless; pass a connection or pool)."""
-
-    async def chunk_at(
-        self, conn: asyncpg.Connection | asyncpg.Pool, meeting_id: uuid.UUID, offset: int
-    ) -> tuple[int, bytes] | None:
-        """Reads the stored chunk that holds byte `offset` of a recording.
-
-        Returns:
-            (the chunk's first byte offset, its bytes), or None past the end.
-        """
-        record = await conn.fetchrow(
-            "SELECT byte_offset, data FROM audio_chunks"
-            " WHERE meeting_id = $1 AND byte_offset <= $2"
-            " ORDER BY byte_offset DESC LIMIT 1",
-            meeting_id,
-            offset,
-        )
-        if record is None:
-            return None
-        start: int = record["byte_offset"]
-        data: bytes = record["data"]
-        if offset >= start + len(data):
-            return None
-        return start, data
 
     async def recording_size(
         self, conn: asyncpg.Connection | asyncpg.Pool, meeting_id: uuid.UUID

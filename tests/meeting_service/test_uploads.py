@@ -13,7 +13,9 @@ import pytest_asyncio
 
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
 from meeting_service.db.database import Database
+from meeting_service.domain.probe import probe_audio
 from meeting_service.repositories.jobs import JobStatus
+from meeting_service.repositories.uploads import ROW_BYTES
 from meeting_service.server import RunningMeetingService, run_meeting_service
 from tests.meeting_service.helpers import (
     CHUNK,
@@ -318,3 +320,57 @@ async def test_bytes_beyond_the_declared_total_are_refused(meeting_stub: Stub) -
     )
     assert (code, metadata["field"]) == (grpc.StatusCode.INVALID_ARGUMENT, "chunk")
     assert (await _status(meeting_stub, owner, meeting.id)).stored_size == 0
+
+
+def _assert_span_reads(audio: bytes, span: tuple[int, bytes] | None, offset: int) -> None:
+    assert span is not None
+    start, data = span
+    assert start <= offset < start + len(data)
+    assert data == audio[start : start + len(data)]
+
+
+async def test_recording_is_stored_in_page_sized_rows_that_read_back_at_any_offset(
+    meeting_stub: Stub, meeting_service: RunningMeetingService
+) -> None:
+    owner = user()
+    meeting = await create(meeting_stub, owner)
+    audio = make_wav(20.0)  # ~640 KB in 64 KiB chunks
+    await upload(meeting_stub, owner, meeting.id, audio, sha=sha256(audio))
+    mid = uuid.UUID(meeting.id)
+    pool = meeting_service.services.pool
+    longest = await pool.fetchval(
+        "SELECT max(length(data)) FROM audio_chunks WHERE meeting_id = $1", mid
+    )
+    assert longest <= ROW_BYTES  # inline rows, no TOAST
+    repo = meeting_service.services.uploads_repo
+    for offset in (0, 1, ROW_BYTES - 1, ROW_BYTES, 300_001, len(audio) - 1):
+        _assert_span_reads(audio, await repo.read_at(pool, mid, offset), offset)
+    assert await repo.read_at(pool, mid, len(audio)) is None
+    assert await _stored(meeting_service, meeting.id) == audio
+
+
+async def test_a_recording_stored_before_page_sized_rows_still_reads_and_probes(
+    meeting_stub: Stub, meeting_service: RunningMeetingService
+) -> None:
+    """Rows written before migration 0002: one TOASTed row per received chunk."""
+    owner = user()
+    meeting = await create(meeting_stub, owner)
+    mid = uuid.UUID(meeting.id)
+    audio = make_wav(30.0)  # ~960 KB
+    old_rows = [(mid, start, audio[start : start + 400_000]) for start in (0, 400_000, 800_000)]
+    pool = meeting_service.services.pool
+    async with pool.acquire() as conn, conn.transaction():
+        # The old layout needs the old storage; both ALTERs commit together.
+        await conn.execute("ALTER TABLE audio_chunks ALTER COLUMN data SET STORAGE EXTERNAL")
+        await conn.executemany("INSERT INTO audio_chunks VALUES ($1, $2, $3)", old_rows)
+        await conn.execute("ALTER TABLE audio_chunks ALTER COLUMN data SET STORAGE PLAIN")
+    repo = meeting_service.services.uploads_repo
+    for offset in (0, 399_999, 400_000, 900_000):
+        _assert_span_reads(audio, await repo.read_at(pool, mid, offset), offset)
+    assert await _stored(meeting_service, meeting.id) == audio
+
+    async def read_at(offset: int) -> tuple[int, bytes] | None:
+        return await repo.read_at(pool, mid, offset)
+
+    info = await probe_audio(read_at, len(audio))
+    assert (info.duration_us, info.codec) == (30_000_000, "pcm_s16le")
