@@ -36,6 +36,11 @@ from mesh_common.telemetry import Telemetry, create_telemetry
 
 # Chunks are at most 4 MiB (the contract); leave room for the message framing.
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024 + 64 * 1024
+# What a client may send on one stream before meeting_service reads it: a fixed window,
+# not grpc's BDP-probed one, which grows with the rate and held tens of MiB of an upload
+# that PostgreSQL had not yet taken (the `upload` benchmark's peak RSS). One gateway
+# chunk in flight keeps a fast upload's pipeline full.
+UPLOAD_WINDOW_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -124,6 +129,8 @@ async def run_meeting_service(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.http2.bdp_probe", 0),
+            ("grpc.http2.lookahead_bytes", UPLOAD_WINDOW_BYTES),
         ],
     )
     running: RunningMeetingService | None = None

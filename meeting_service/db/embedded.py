@@ -114,6 +114,9 @@ class EmbeddedPostgres:
         # No Unix socket: a long data path can exceed the socket path limit, and TCP on
         # loopback keeps the DSN the same shape as an external server's.
         options = f"-h {self.host} -p {port} -k ''"
+        # Uploads write recordings of up to 2 GiB at full speed: room in the log for a
+        # whole one, so no checkpoint is forced in the middle of it, and WAL buffers to match.
+        options += " -c max_wal_size=4GB -c wal_buffers=16MB"
         if not self.durable:
             options += " -c fsync=off -c full_page_writes=off -c synchronous_commit=off"
         await self._run(
