@@ -10,6 +10,12 @@ Configuration is the standard `OTEL_*` environment: `OTEL_TRACES_EXPORTER=none|c
 (none by default), `OTEL_EXPORTER_OTLP_ENDPOINT` and friends for a collector,
 `OTEL_TRACES_SAMPLER`/`OTEL_TRACES_SAMPLER_ARG` for sampling. Spans are exported from a
 background thread in batches, so a slow or dead collector never delays a request.
+
+A service with no exporter and no sampler configured starts no sampled traces
+(`parentbased_always_off`): recording spans that go nowhere cost the gateway about a fifth
+of its CPU per request (`uv run python -m bench --only gateway_overhead`). Its spans still
+carry trace ids, so log lines keep their `trace_id` and the next hop its `traceparent`, and
+a trace sampled upstream is still followed.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -287,13 +294,15 @@ def create_telemetry(service: str, exporter: SpanExporter | None = None) -> Tele
         The telemetry.
     """
     resource = Resource.create().merge(Resource({SERVICE_NAME: service}))
-    provider = TracerProvider(resource=resource)
+    configured = _exporter_from_env() if exporter is None else None
+    sampler = None  # the SDK's: OTEL_TRACES_SAMPLER, else parentbased_always_on
+    if exporter is None and configured is None and not os.environ.get("OTEL_TRACES_SAMPLER"):
+        sampler = ParentBased(ALWAYS_OFF)  # nothing would receive the spans (module doc)
+    provider = TracerProvider(resource=resource, sampler=sampler)
     if exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
-    else:
-        configured = _exporter_from_env()
-        if configured is not None:
-            provider.add_span_processor(BatchSpanProcessor(configured))
+    elif configured is not None:
+        provider.add_span_processor(BatchSpanProcessor(configured))
     return Telemetry(service, provider)
 
 

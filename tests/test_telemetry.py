@@ -150,3 +150,46 @@ async def test_a_dead_collector_costs_spans_not_requests(
                 assert await say(b"x", timeout=5) == b"x"
     finally:
         await asyncio.to_thread(telemetry.shutdown)
+
+
+async def test_with_no_exporter_nothing_is_recorded_but_trace_ids_still_travel(
+    monkeypatch: pytest.MonkeyPatch,
+    traced_server: tuple[str, Telemetry, InMemorySpanExporter],
+) -> None:
+    """The default (no exporter, no sampler): no span is recorded for nothing to receive."""
+    monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
+    monkeypatch.delenv("OTEL_TRACES_SAMPLER", raising=False)
+    target, _server, server_spans = traced_server
+    client = create_telemetry("client-svc")
+    lines: list[dict[str, Any]] = []
+    sink = logger.add(lambda m: lines.append(dict(m.record["extra"])), level="INFO")
+    try:
+        async with grpc.aio.insecure_channel(
+            target, interceptors=client.grpc_client_interceptors()
+        ) as channel:
+            say: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(ECHO)
+            with client.tracer().start_as_current_span("caller") as caller:
+                assert not caller.is_recording()
+                assert await say(b"hello", timeout=5) == b"hello"
+                trace_id = format(caller.get_span_context().trace_id, "032x")
+    finally:
+        logger.remove(sink)
+    # The server honours the caller's decision: an unsampled trace records nothing there...
+    assert server_spans.get_finished_spans() == ()
+    # ...yet its log lines still carry the caller's trace id.
+    access = [line for line in lines if line.get("kind") == "access"]
+    assert [line["trace_id"] for line in access] == [trace_id]
+
+    # A trace sampled upstream is still followed (its next hop may export it).
+    sampled = context_from_traceparent(f"00-{'ab' * 16}-{'cd' * 8}-01")
+    with client.tracer().start_as_current_span("hop", sampled) as hop:
+        assert hop.is_recording()
+
+
+def test_a_configured_sampler_wins_over_the_no_exporter_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
+    with create_telemetry("svc").tracer().start_as_current_span("root") as span:
+        assert span.is_recording()

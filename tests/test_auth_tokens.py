@@ -1,0 +1,39 @@
+"""TokenVerifier remembers tokens it verified, and never past what a fresh check allows."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from mesh_common.auth import TokenVerifier, issue_token
+from mesh_common.errors import MeshError
+
+SECRET = "test-secret-not-for-production-0123456789abcdef"
+
+
+def _refusal(verifier: TokenVerifier, authorization: str) -> str:
+    with pytest.raises(MeshError) as caught:
+        verifier.verify(authorization)
+    return caught.value.message
+
+
+def test_a_remembered_token_is_refused_once_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    verifier = TokenVerifier(SECRET)
+    token = issue_token("alice", SECRET, ttl_seconds=60)
+    assert verifier.verify(f"Bearer {token}").user == "alice"
+    assert verifier.verify(f"Bearer {token}").user == "alice"  # remembered
+    later = time.time() + 60 + 31  # past expiry and the 30 s leeway
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert _refusal(verifier, f"Bearer {token}") == "token expired"
+
+
+def test_a_changed_token_is_checked_in_full_after_the_original_verified() -> None:
+    verifier = TokenVerifier(SECRET)
+    token = issue_token("alice", SECRET)
+    verifier.verify(f"Bearer {token}")
+    head, payload, signature = token.split(".")
+    forged = f"{head}.{payload}.{signature[:-2]}{'AA' if signature[-2:] != 'AA' else 'BB'}"
+    assert _refusal(verifier, f"Bearer {forged}") == "invalid token"
+    other = TokenVerifier("another-secret-that-is-long-enough-for-hs256-0000")
+    assert _refusal(other, f"Bearer {token}") == "invalid token"  # memory is per verifier
