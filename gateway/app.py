@@ -35,9 +35,8 @@ async def _openapi(request: web.Request) -> web.StreamResponse:
 
 
 async def _channel_context(app: web.Application) -> AsyncIterator[None]:
-    channel = open_channel(
-        app[state.SETTINGS].meeting_service_target,
-        app[state.TELEMETRY].grpc_client_interceptors(),
+    channel = app[state.TELEMETRY].trace_channel(
+        open_channel(app[state.SETTINGS].meeting_service_target)
     )
     app[state.CHANNEL] = channel
     app[state.STUB] = meeting_service_pb2_grpc.MeetingServiceStub(channel)

@@ -9,7 +9,6 @@ SSE client resumes by sequence and the upload client by offset.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 
 import grpc
 
@@ -65,18 +64,13 @@ CHANNEL_OPTIONS: list[tuple[str, str | int]] = [
 ]
 
 
-def open_channel(
-    target: str, interceptors: Sequence[grpc.aio.ClientInterceptor] = ()
-) -> grpc.aio.Channel:
+def open_channel(target: str) -> grpc.aio.Channel:
     """Opens the channel to meeting_service (connects lazily, reconnects by itself).
 
     Args:
         target: "host:port" of meeting_service.
-        interceptors: Client interceptors (tracing).
 
     Returns:
         The channel; close it with `await channel.close()`.
     """
-    return grpc.aio.insecure_channel(
-        target, options=CHANNEL_OPTIONS, interceptors=list(interceptors)
-    )
+    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)

@@ -16,7 +16,6 @@ retries the job. A RESOURCE_EXHAUSTED answer carries a `RetryInfo` delay, read w
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +50,6 @@ def connect(
     ca: Path,
     *,
     tls_name: str | None = None,
-    interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
 ) -> grpc.aio.Channel:
     """Opens an mTLS channel to the GPU proxy.
 
@@ -62,8 +60,6 @@ def connect(
         ca: The CA the proxy's certificate must chain to.
         tls_name: The name to check in the proxy's certificate when `target` is an address
             the certificate does not name.
-        interceptors: Client interceptors (the caller's tracing: `traceparent` on every
-            call).
 
     Returns:
         The channel; close it when done.
@@ -76,9 +72,7 @@ def connect(
     ]
     if tls_name:
         options.append(("grpc.ssl_target_name_override", tls_name))
-    return grpc.aio.secure_channel(
-        target, channel_credentials(identity, ca), options=options, interceptors=interceptors
-    )
+    return grpc.aio.secure_channel(target, channel_credentials(identity, ca), options=options)
 
 
 @dataclass(frozen=True)

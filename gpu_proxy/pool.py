@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 
 import grpc
 
+from mesh_common.grpc_tracing import ChannelWrapper, untraced
+
 # Old channels get this long to finish their calls after a certificate reload.
 RETIRE_GRACE_SECONDS = 600.0
 
@@ -27,7 +29,7 @@ class ChannelPool:
             (re)made.
         tls_name: The name to check in the node's certificate, when not the host's.
         max_message_bytes: Largest message sent or received.
-        interceptors: Client interceptors of every channel (tracing).
+        trace_channel: Wraps every channel in the service's tracing.
     """
 
     def __init__(
@@ -37,10 +39,10 @@ class ChannelPool:
         credentials: Callable[[], grpc.ChannelCredentials],
         tls_name: str | None,
         max_message_bytes: int,
-        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+        trace_channel: ChannelWrapper = untraced,
     ) -> None:
         self.target = target
-        self._interceptors = interceptors
+        self._trace_channel = trace_channel
         self.size = size
         self._credentials = credentials
         self._options: list[tuple[str, int | str]] = [
@@ -96,6 +98,6 @@ class ChannelPool:
         await asyncio.gather(*(c.close(None) for c in channels), return_exceptions=True)
 
     def _make(self) -> grpc.aio.Channel:
-        return grpc.aio.secure_channel(
-            self.target, self._credentials(), options=self._options, interceptors=self._interceptors
+        return self._trace_channel(
+            grpc.aio.secure_channel(self.target, self._credentials(), options=self._options)
         )

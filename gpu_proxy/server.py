@@ -124,7 +124,7 @@ async def run_gpu_proxy(
                 lambda: credentials.credentials,
                 settings.tls_name_for(target),
                 MAX_MESSAGE_BYTES,
-                telemetry.grpc_client_interceptors(),
+                telemetry.trace_channel,
             ),
             breaker_failures=settings.gpu_proxy_breaker_failures,
             probe_interval=settings.gpu_proxy_probe_interval_s,

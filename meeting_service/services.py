@@ -85,7 +85,7 @@ def build_services(
     )
     transcripts = TranscriptService(pool, meetings_repo, events_repo, hub)
     writer = TranscriptWriter(pool, log)
-    gpu = GpuConnection.from_settings(settings, telemetry.grpc_client_interceptors())
+    gpu = GpuConnection.from_settings(settings, telemetry.trace_channel)
     live = LiveTranscriber(
         LiveDependencies(
             pool=pool,

@@ -74,9 +74,7 @@ async def test_a_call_is_one_trace_with_logs_and_metrics(
         level="INFO",
     )
     try:
-        async with grpc.aio.insecure_channel(
-            target, interceptors=client.grpc_client_interceptors()
-        ) as channel:
+        async with client.trace_channel(grpc.aio.insecure_channel(target)) as channel:
             say: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(ECHO)
             with client.tracer().start_as_current_span("caller") as caller:
                 assert await say(b"hello", timeout=5) == b"hello"
@@ -141,9 +139,7 @@ async def test_a_dead_collector_costs_spans_not_requests(
     try:
         async with (
             echo_server(telemetry) as target,
-            grpc.aio.insecure_channel(
-                target, interceptors=telemetry.grpc_client_interceptors()
-            ) as channel,
+            telemetry.trace_channel(grpc.aio.insecure_channel(target)) as channel,
         ):
             say: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(ECHO)
             for _ in range(50):  # enough batches for the exporter to fail on
@@ -164,9 +160,7 @@ async def test_with_no_exporter_nothing_is_recorded_but_trace_ids_still_travel(
     lines: list[dict[str, Any]] = []
     sink = logger.add(lambda m: lines.append(dict(m.record["extra"])), level="INFO")
     try:
-        async with grpc.aio.insecure_channel(
-            target, interceptors=client.grpc_client_interceptors()
-        ) as channel:
+        async with client.trace_channel(grpc.aio.insecure_channel(target)) as channel:
             say: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(ECHO)
             with client.tracer().start_as_current_span("caller") as caller:
                 assert not caller.is_recording()

@@ -18,6 +18,7 @@ import grpc
 from gen.gpu.v1 import gpu_pb2
 from gpu_proxy.client import GpuStubs, connect
 from meeting_service.settings import MeetingServiceSettings
+from mesh_common.grpc_tracing import ChannelWrapper, untraced
 from mesh_common.streams import start_gated
 from mesh_common.tls import KeyPair
 
@@ -39,7 +40,7 @@ class GpuConnection:
         identity: This service's client certificate and key.
         ca: The CA gpu_proxy's certificate must chain to.
         tls_name: Name to check in gpu_proxy's certificate; None checks the target's host.
-        interceptors: Client interceptors of the channel (tracing).
+        trace_channel: Wraps the channel in the service's tracing.
     """
 
     def __init__(
@@ -48,13 +49,13 @@ class GpuConnection:
         identity: KeyPair,
         ca: Path,
         tls_name: str | None = None,
-        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+        trace_channel: ChannelWrapper = untraced,
     ) -> None:
         self.target = target
         self._identity = identity
         self._ca = ca
         self._tls_name = tls_name
-        self._interceptors = interceptors
+        self._trace_channel = trace_channel
         self._channel: grpc.aio.Channel | None = None
         self._stubs: GpuStubs | None = None
 
@@ -62,7 +63,7 @@ class GpuConnection:
     def from_settings(
         cls,
         settings: MeetingServiceSettings,
-        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+        trace_channel: ChannelWrapper = untraced,
     ) -> GpuConnection:
         """Builds the connection the settings describe (nothing is opened yet)."""
         return cls(
@@ -70,7 +71,7 @@ class GpuConnection:
             settings.gpu_identity(),
             settings.gpu_ca(),
             settings.gpu_proxy_tls_name or None,
-            interceptors,
+            trace_channel,
         )
 
     def problem(self) -> str | None:
@@ -94,12 +95,8 @@ class GpuConnection:
             problem = self.problem()
             if problem is not None:
                 raise GpuNotConfigured(problem)
-            self._channel = connect(
-                self.target,
-                self._identity,
-                self._ca,
-                tls_name=self._tls_name,
-                interceptors=self._interceptors,
+            self._channel = self._trace_channel(
+                connect(self.target, self._identity, self._ca, tls_name=self._tls_name)
             )
             self._stubs = GpuStubs.of(self._channel)
         return self._stubs
