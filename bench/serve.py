@@ -113,7 +113,9 @@ async def _fastapi(config: Config) -> None:
     from bench.fastapi_app import create_fastapi_app
 
     app = create_fastapi_app(config["meeting_target"], config["jwt_secret"])
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP named, or asyncio does not turn Nagle off on the accepted connections
+    # (it checks sock.proto) and every response waits ~40 ms for the client's delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     # The same event loop as our gateway (plain asyncio); httptools parses HTTP in C as
