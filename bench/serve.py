@@ -110,16 +110,16 @@ async def _discard(config: Config) -> None:
 async def _fastapi(config: Config) -> None:
     import uvicorn
 
-    from bench.fastapi_app import create_fastapi_app
+    from bench.fastapi_app import access_logged, create_fastapi_app
 
-    app = create_fastapi_app(config["meeting_target"], config["jwt_secret"])
+    app = access_logged(create_fastapi_app(config["meeting_target"], config["jwt_secret"]))
     # IPPROTO_TCP named, or asyncio does not turn Nagle off on the accepted connections
     # (it checks sock.proto) and every response waits ~40 ms for the client's delayed ACK.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     # The same event loop as our gateway (plain asyncio); httptools parses HTTP in C as
-    # aiohttp's parser does. No access log, as our gateway runs with access_log=None.
+    # aiohttp's parser does. uvicorn's own access log is off: the app writes the gateway's.
     server = uvicorn.Server(
         uvicorn.Config(app, loop="asyncio", http="httptools", access_log=False, log_level="warning")
     )

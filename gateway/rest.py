@@ -8,6 +8,7 @@ fields. Only the streaming routes (upload, events, live) are written by hand.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -67,6 +68,13 @@ class RestRoute:
             return []
         return [f for f in self.method.input_type.fields if f.name not in taken]
 
+    @functools.cached_property
+    def query_parameters(self) -> dict[str, FieldDescriptor]:
+        """The query fields by the names a client may use: JSON name or proto name."""
+        fields = {f.json_name: f for f in self.query_fields()}
+        fields.update({f.name: f for f in self.query_fields()})
+        return fields
+
 
 def rest_routes() -> list[RestRoute]:
     """Reads the HTTP routes from the contract.
@@ -123,8 +131,7 @@ def _normalise_mask(value: str) -> str:
 
 
 def _query_json(route: RestRoute, request: web.Request) -> dict[str, Any]:
-    fields = {f.json_name: f for f in route.query_fields()}
-    fields.update({f.name: f for f in route.query_fields()})
+    fields = route.query_parameters
     values: dict[str, Any] = {}
     for key in request.query:
         field = fields.get(key)
@@ -171,7 +178,8 @@ async def build_request(route: RestRoute, request: web.Request) -> Message:
         else:
             merge_json(value, getattr(message, route.body), "body")
             body_keys = list(value)
-    merge_json(_query_json(route, request), message, "query")
+    if request.query:
+        merge_json(_query_json(route, request), message, "query")
     for variable, path in route.variables.items():
         _set_path_field(message, path, request.match_info[variable])
     _default_update_mask(message, body_keys, route)

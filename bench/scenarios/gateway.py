@@ -166,7 +166,9 @@ async def gateway_vs_fastapi(context: BenchContext) -> Result:
         details={
             "concurrency": CONCURRENCY,
             "rounds": rounds,
-            "fastapi_stack": "FastAPI + uvicorn (asyncio loop, httptools parser, no access log)",
+            "fastapi_stack": (
+                "FastAPI + uvicorn (asyncio loop, httptools parser, the gateway's access line)"
+            ),
             **_figures("gateway", subject),
             **_figures("fastapi", reference),
         },
