@@ -25,6 +25,7 @@ from gpu_proxy.replay import ReplayBuffer
 from gpu_proxy.retry import NODE_FAILURES, RETRYABLE, backoff_delay, effective_code
 from mesh_common.errors import MeshError, Reason
 from mesh_common.logging import logger
+from mesh_common.streams import read_ahead
 
 # Opens a call on a channel: (channel, requests of this attempt or None, timeout) -> the
 # call, and its responses as a stream.
@@ -151,7 +152,9 @@ class Forwarder:
                         if not call.done():
                             await on_accepted()
                             on_accepted = None
-                    async for response in _read_ahead(responses):
+                    # The next response is read while the caller is sent this one; one
+                    # ahead at most, so flow control still reaches the node.
+                    async for response in read_ahead(responses):
                         if not received:
                             received = True
                             if requests is not None:
@@ -198,30 +201,6 @@ class Forwarder:
             node.breaker.record_call_abandoned()  # the caller's deadline, not the node's fault
         else:
             node.breaker.record_success()  # it answered; the answer is the caller's business
-
-
-class _Done:
-    pass
-
-
-_DONE = _Done()
-
-
-async def _read_ahead(responses: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    """The node's responses, each next one read while the caller is sent the previous one.
-
-    One read ahead at most, so flow control still reaches the node.
-    """
-    pending: asyncio.Future[Any] = asyncio.ensure_future(anext(responses, _DONE))
-    try:
-        while True:
-            response = await pending
-            if response is _DONE:
-                return
-            pending = asyncio.ensure_future(anext(responses, _DONE))
-            yield response
-    finally:
-        pending.cancel()
 
 
 def _failure(

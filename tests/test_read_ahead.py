@@ -1,4 +1,8 @@
-"""The forwarder reads a node's next response while the caller is sent the previous one."""
+"""`read_ahead`: the next item is read while the previous one is handled, and no further.
+
+gpu_proxy reads a node's next response while the caller is sent the previous one;
+meeting_service receives an upload's next chunk while the previous one is committed.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gpu_proxy.forwarder import _read_ahead
+from mesh_common.streams import drain, read_ahead
 
 
 class _Responses:
@@ -31,7 +35,7 @@ class _Responses:
 
 async def test_one_response_is_read_ahead_and_no_more() -> None:
     responses = _Responses(5)
-    relayed = _read_ahead(responses)
+    relayed = read_ahead(responses)
     assert await anext(relayed) == 1
     for _ in range(10):
         await asyncio.sleep(0)
@@ -41,7 +45,7 @@ async def test_one_response_is_read_ahead_and_no_more() -> None:
 
 async def test_a_failure_reading_ahead_reaches_the_relay_in_order() -> None:
     responses = _Responses(5, fail_at=2)
-    relayed = _read_ahead(responses)
+    relayed = read_ahead(responses)
     assert [await anext(relayed), await anext(relayed)] == [1, 2]
     with pytest.raises(RuntimeError):
         await anext(relayed)
@@ -49,9 +53,20 @@ async def test_a_failure_reading_ahead_reaches_the_relay_in_order() -> None:
 
 async def test_closing_the_relay_stops_reading() -> None:
     responses = _Responses(100)
-    relayed = _read_ahead(responses)
+    relayed = read_ahead(responses)
     assert await anext(relayed) == 1
-    await relayed.aclose()  # type: ignore[attr-defined]
+    await relayed.aclose()
     for _ in range(10):
         await asyncio.sleep(0)
     assert responses.pulled <= 2
+
+
+async def test_reading_on_after_a_consumer_stopped_loses_nothing() -> None:
+    """What an upload refused half-way does: drain what is left, the read ahead included."""
+    responses = _Responses(5)
+    relayed = read_ahead(responses)
+    async for item in relayed:
+        if item == 2:
+            break  # the consumer gave up with item 3 already read ahead
+    assert await drain(relayed, 5.0)
+    assert responses.pulled == 5
