@@ -17,7 +17,7 @@ import asyncpg
 
 from gen.meeting.v1 import meeting_pb2
 from meeting_service.domain import convert
-from meeting_service.domain.validation import invalid, not_found
+from meeting_service.domain.validation import not_found
 from meeting_service.repositories.events import EventsRepository
 from meeting_service.repositories.meetings import MeetingsRepository
 
@@ -54,28 +54,6 @@ class EventLog:
         await self._meetings.set_status(conn, meeting_id, status, reason)
         change = meeting_pb2.StatusChange(status=status, reason=reason)
         return await self._append(conn, meeting_id, sequence, convert.STATUS_CHANGE, change)
-
-    async def put_segment(
-        self, conn: asyncpg.Connection, meeting_id: uuid.UUID, segment: meeting_pb2.Segment
-    ) -> meeting_pb2.TranscriptEvent:
-        """Stores a segment version (replacing any earlier one with its index) as an event.
-
-        `segment_id` and `sequence` are filled in here; the caller's message is not changed.
-
-        Raises:
-            MeshError: MEETING_NOT_FOUND when the meeting is gone; INVALID_FIELD for a
-                negative index.
-        """
-        if segment.index < 0:
-            raise invalid("segment.index", "segment index must be 0 or more")
-        sequence = await self._allocate(conn, meeting_id)
-        stored = meeting_pb2.Segment()
-        stored.CopyFrom(segment)
-        stored.segment_id = f"{meeting_id}:{segment.index}"
-        stored.sequence = sequence
-        payload = stored.SerializeToString()
-        await self._events.upsert_segment(conn, meeting_id, segment.index, sequence, payload)
-        return await self._append(conn, meeting_id, sequence, convert.SEGMENT, stored)
 
     async def put_summary(
         self, conn: asyncpg.Connection, meeting_id: uuid.UUID, summary: meeting_pb2.Summary

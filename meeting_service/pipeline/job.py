@@ -21,9 +21,11 @@ it on to gpu_proxy and the node.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias, TypeVar
@@ -45,6 +47,10 @@ from mesh_common.telemetry import context_from_traceparent
 
 Status: TypeAlias = meeting_pb2.MeetingStatus.ValueType  # noqa: UP040
 T = TypeVar("T")
+type Stored = asyncio.Future[list[meeting_pb2.TranscriptEvent]]
+# Final segments handed to the writer and not yet known to be durable; past this many,
+# recognition waits for the oldest (bounds memory when the database is slower).
+MAX_UNSTORED = 1000
 
 TRANSCRIBING = meeting_pb2.MEETING_STATUS_TRANSCRIBING
 DIARIZING = meeting_pb2.MEETING_STATUS_DIARIZING
@@ -229,12 +235,22 @@ class _Run:
             language=self._language,
             mode=gpu_pb2.RECOGNITION_MODE_BATCH,
         )
-        async with contextlib.aclosing(self._pcm()) as pcm:
-            segments = recognize(self._gpu.stubs(), config, pcm, deadline=self.deadline)
-            async with contextlib.aclosing(segments):
-                async for recognized in segments:
-                    if recognized.is_final:
-                        await self._store_segments([convert.from_recognized(recognized)])
+        # Each final segment is handed to the writer as it arrives and awaited later, so
+        # the segments of a fast stream share group commits instead of paying one durable
+        # commit each; what was recognized before a failure is still stored.
+        unstored: deque[Stored] = deque()
+        try:
+            async with contextlib.aclosing(self._pcm()) as pcm:
+                segments = recognize(self._gpu.stubs(), config, pcm, deadline=self.deadline)
+                async with contextlib.aclosing(segments):
+                    async for recognized in segments:
+                        if not recognized.is_final:
+                            continue
+                        unstored.append(self._submit([convert.from_recognized(recognized)]))
+                        while unstored and (unstored[0].done() or len(unstored) > MAX_UNSTORED):
+                            await self._stored(unstored.popleft())
+        finally:
+            await self._stored(*unstored)
 
     async def diarize(self) -> None:
         await self._enter(DIARIZING)
@@ -280,14 +296,26 @@ class _Run:
         self._status = stage
 
     async def _store_segments(self, segments: Sequence[meeting_pb2.Segment]) -> None:
-        if not segments:
-            return
+        if segments:
+            await self._stored(self._submit(segments))
 
-        async def put(conn: asyncpg.Connection) -> None:
-            for segment in segments:
-                await self._services.event_log.put_segment(conn, self._mid, segment)
+    def _submit(self, segments: Sequence[meeting_pb2.Segment]) -> Stored:
+        """Queues segments for the writer's next group commit, fenced by the lease."""
+        fence = self._store.lease_fence(self._job.id, self._lease.worker)
+        return self._services.writer.submit(self._mid, segments, fence=fence)
 
-        await self._write(put)
+    async def _stored(self, *unstored: Stored) -> None:
+        """Waits until submitted segments are durable.
+
+        Raises:
+            JobLost: The meeting was deleted or another worker holds the job.
+        """
+        try:
+            await asyncio.gather(*unstored)
+        except MeshError as error:
+            if error.reason == meeting_pb2.ERROR_REASON_MEETING_NOT_FOUND:
+                raise JobLost(f"meeting {self._mid} was deleted") from None
+            raise
 
     async def _write(
         self, write: Callable[[asyncpg.Connection], Awaitable[T]], *, fenced: bool = True

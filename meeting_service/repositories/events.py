@@ -83,28 +83,6 @@ class EventsRepository:
             message["d"] = 1
         await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, json.dumps(message))
 
-    async def upsert_segment(
-        self,
-        conn: asyncpg.Connection,
-        meeting_id: uuid.UUID,
-        index: int,
-        sequence: int,
-        payload: bytes,
-    ) -> None:
-        """Stores a segment version, replacing any earlier version with the same index."""
-        await conn.execute(
-            """
-            INSERT INTO segments (meeting_id, segment_index, sequence, payload)
-            VALUES ($1, $2, $3, $4)
-            ON CONFLICT (meeting_id, segment_index)
-            DO UPDATE SET sequence = EXCLUDED.sequence, payload = EXCLUDED.payload
-            """,
-            meeting_id,
-            index,
-            sequence,
-            payload,
-        )
-
     async def lock_meetings(
         self, conn: asyncpg.Connection, meeting_ids: Sequence[uuid.UUID]
     ) -> dict[uuid.UUID, int]:
