@@ -22,7 +22,7 @@ from opentelemetry.propagate import inject
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 # Probes of health (every few seconds, per node) would bury the traces of real work.
-_UNTRACED_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
+UNTRACED_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 
 Metadata = grpc.aio.Metadata | Sequence[tuple[str, str | bytes]] | None
 ChannelWrapper = Callable[[grpc.aio.Channel], grpc.aio.Channel]
@@ -42,7 +42,7 @@ class _Tracing:
 
     def start(self, method: str, metadata: Metadata) -> tuple[trace.Span | None, Metadata]:
         """Starts a call's span; returns it (None when untraced) and the call's metadata."""
-        if method.startswith(_UNTRACED_PREFIXES):
+        if method.startswith(UNTRACED_PREFIXES):
             return None, metadata
         service, _, name = method.lstrip("/").partition("/")
         span = self._tracer.start_span(

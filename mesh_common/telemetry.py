@@ -20,6 +20,7 @@ a trace sampled upstream is still followed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -31,7 +32,6 @@ import grpc
 from aiohttp import web
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -46,20 +46,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from mesh_common.grpc_server import current_principal, wrap_rpc_handler
-from mesh_common.grpc_tracing import TracedChannel
+from mesh_common.grpc_tracing import UNTRACED_PREFIXES, TracedChannel
 from mesh_common.logging import logger
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _TRACE_CONTEXT = TraceContextTextMapPropagator()
-# Health and reflection calls are not traced: probes every few seconds would bury the
-# traces of real work, and health's Watch is a coroutine-style stream that OpenTelemetry's
-# server interceptor cannot wrap.
-_TRACED_SERVICES = filters.negate(
-    filters.any_of(
-        filters.service_prefix("grpc.health."),
-        filters.service_prefix("grpc.reflection."),
-    )
-)
 
 
 def current_traceparent() -> str:
@@ -153,16 +144,11 @@ class Telemetry:
         return self.tracer_provider.get_tracer(name or self.service)
 
     def grpc_server_interceptors(self) -> list[grpc.aio.ServerInterceptor]:
-        """Interceptors for `grpc.aio.server`: tracing first, then access log and metrics.
+        """Interceptors for `grpc.aio.server`: a SERVER span, access log and metrics.
 
         Put them before any auth interceptor so rejected calls are traced and logged too.
         """
-        return [
-            aio_server_interceptor(  # type: ignore[no-untyped-call]
-                tracer_provider=self.tracer_provider, filter_=_TRACED_SERVICES
-            ),
-            _AccessInterceptor(self),
-        ]
+        return [_ServerTelemetry(self)]
 
     def trace_channel(self, channel: grpc.aio.Channel) -> grpc.aio.Channel:
         """Wraps a `grpc.aio` channel: a client span and `traceparent` per call."""
@@ -310,11 +296,21 @@ def create_telemetry(service: str, exporter: SpanExporter | None = None) -> Tele
     return Telemetry(service, provider)
 
 
-class _AccessInterceptor(grpc.aio.ServerInterceptor):
-    """One access log line and the request metrics per gRPC call."""
+class _ServerTelemetry(grpc.aio.ServerInterceptor):
+    """A SERVER span, one access log line and the request metrics per gRPC call.
+
+    Our own rather than OpenTelemetry's aio server interceptor, which wraps every call in
+    a layer of its own and collects its attributes even for a span nobody records: the
+    span here continues the caller's `traceparent`, covers the whole call (streams until
+    their last message), is the current span of the handler (its SQL spans and log lines
+    hang beneath it), and gets its attributes only when recorded. Health and reflection
+    calls are logged and counted but not traced: probes every few seconds would bury the
+    traces of real work.
+    """
 
     def __init__(self, telemetry: Telemetry) -> None:
         self._telemetry = telemetry
+        self._tracer = telemetry.tracer("grpc-server")
 
     async def intercept_service(
         self,
@@ -323,11 +319,13 @@ class _AccessInterceptor(grpc.aio.ServerInterceptor):
         ],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        """Wraps the handler so its outcome is measured and logged."""
+        """Wraps the handler so its outcome is traced, measured and logged."""
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
         method: str = handler_call_details.method
+        traced = not method.startswith(UNTRACED_PREFIXES)
+        metadata = handler_call_details.invocation_metadata or ()
 
         @asynccontextmanager
         async def measured(context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[None]:
@@ -335,20 +333,49 @@ class _AccessInterceptor(grpc.aio.ServerInterceptor):
             # Read now: asking a call that was cancelled under us for its peer crashes
             # grpcio (a segfault in 1.85), and streams end that way when clients leave.
             peer = context.peer()
-            try:
-                yield
-            finally:
-                self._record(method, context, peer, time.perf_counter() - started)
+            with contextlib.ExitStack() as scope:
+                span = None
+                if traced:
+                    carrier = {k: v for k, v in metadata if isinstance(v, str)}
+                    span = scope.enter_context(
+                        self._tracer.start_as_current_span(
+                            method,
+                            context=_TRACE_CONTEXT.extract(carrier),
+                            kind=trace.SpanKind.SERVER,
+                            record_exception=False,
+                            set_status_on_exception=False,
+                        )
+                    )
+                try:
+                    yield
+                finally:
+                    code = self._record(method, context, peer, time.perf_counter() - started)
+                    if span is not None and span.is_recording():
+                        service, _, name = method.lstrip("/").partition("/")
+                        span.set_attributes(
+                            {
+                                "rpc.system": "grpc",
+                                "rpc.service": service,
+                                "rpc.method": name,
+                                "rpc.grpc.status_code": code.value[0],
+                            }
+                        )
+                        if code is not grpc.StatusCode.OK:
+                            span.set_status(trace.Status(trace.StatusCode.ERROR, code.name))
 
         return wrap_rpc_handler(handler, measured)
 
     def _record(
         self, method: str, context: grpc.aio.ServicerContext[Any, Any], peer: str, elapsed: float
-    ) -> None:
-        code = context.code()
-        code_name = code.name if isinstance(code, grpc.StatusCode) else "OK"
-        if isinstance(code, int):  # grpc.aio reports a raw integer for some aborts
-            code_name = next((c.name for c in grpc.StatusCode if c.value[0] == code), "UNKNOWN")
+    ) -> grpc.StatusCode:
+        """Counts and logs a finished call; returns its status code."""
+        raw = context.code()
+        code = grpc.StatusCode.OK
+        if isinstance(raw, grpc.StatusCode):
+            code = raw
+        elif isinstance(raw, int):  # grpc.aio reports a raw integer for some aborts
+            code = next((c for c in grpc.StatusCode if c.value[0] == raw), grpc.StatusCode.UNKNOWN)
+        code_name = code.name
         try:
             user = current_principal().user
         except LookupError:
@@ -363,3 +390,4 @@ class _AccessInterceptor(grpc.aio.ServerInterceptor):
             user=user,
             peer=peer,
         ).info("{} {}", method, code_name)
+        return code

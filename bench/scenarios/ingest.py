@@ -292,15 +292,18 @@ async def ingest(context: BenchContext) -> Result:
             "postgres": "embedded, durable (fsync on)",
         },
         limits=(
-            "CPU on 2 cores shared by the writer (serializing each segment and building its "
-            "event in Python, one event-loop turn per segment arriving), PostgreSQL "
-            "(the same index and foreign-key work per row as COPY, plus the upsert) and a "
-            "durable commit per batch; COPY writes pre-serialized rows in one commit with "
-            "no sequence allocation, upsert or NOTIFY. With a subscriber following, "
-            "meeting_service sends one gRPC message per event (grpc.aio streams about 11k "
-            "small messages/s per process here) on the same cores, so the writer gets "
-            "less CPU (with_subscriber_rate). A caller that awaits each segment before "
-            "handing over the next pays one durable commit per segment "
+            "PostgreSQL's work per row: each segment is a row of `events` and an upsert "
+            "into `segments`, each with its index entries and a foreign-key check on the "
+            "meeting (EXPLAIN ANALYZE of one 417-segment group commit here: 11.7 ms, of "
+            "which 5.7 ms the two foreign-key triggers and 3.6 ms the upsert), then a "
+            "durable commit per batch; COPY writes the same rows through the bulk-insert "
+            "path in one commit, with no sequence allocation, upsert or NOTIFY, and its "
+            "rate grows with the row count while ours does not. The writer's Python "
+            "(serializing each segment, building the event it returns) shares the 2 cores. "
+            "With a subscriber following, meeting_service sends one gRPC message per event "
+            "(grpc.aio streams about 11k small messages/s per process here) on the same "
+            "cores (with_subscriber_rate). A caller that awaits each segment before handing "
+            "over the next pays one durable commit per segment "
             "(one_caller_awaiting_each_rate)."
         ),
     )
