@@ -26,9 +26,9 @@ READ_AHEAD = 2
 
 
 class Message(Protocol):
-    """A protobuf message (what is needed of it here)."""
+    """A request message as the proxy relays it: its serialized bytes (what is needed)."""
 
-    def ByteSize(self) -> int:
+    def __len__(self) -> int:
         """Returns the serialized size."""
         ...
 
@@ -108,7 +108,7 @@ class ReplayBuffer[M: Message]:
                 return
             if self._keeping:
                 self._kept.append(message)
-                self._kept_bytes += message.ByteSize()
+                self._kept_bytes += len(message)
                 if self._kept_bytes > self._limit:
                     self.commit()
             yield message

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 import grpc
 from grpc_health.v1 import health
 
-from gen.gpu.v1 import gpu_pb2, gpu_pb2_grpc
+from gen.gpu.v1 import gpu_pb2
 from gpu_proxy.balancer import Balancer
 from gpu_proxy.credentials import CredentialError, CredentialFiles
 from gpu_proxy.forwarder import Forwarder, RetryPolicy
 from gpu_proxy.metrics import ProxyCollector
 from gpu_proxy.node import Node
 from gpu_proxy.pool import ChannelPool
-from gpu_proxy.servicers import ProxyServicers
+from gpu_proxy.servicers import ProxyServicers, generic_handlers
 from gpu_proxy.settings import GpuProxySettings
 from mesh_common.grpc_server import add_health_and_reflection, set_serving
 from mesh_common.logging import logger
@@ -154,9 +154,7 @@ async def run_gpu_proxy(
         ],
     )
     servicers = ProxyServicers(forwarder, settings.gpu_proxy_replay_buffer_bytes)
-    gpu_pb2_grpc.add_SpeechRecognitionServiceServicer_to_server(servicers, server)
-    gpu_pb2_grpc.add_SpeakerDiarizationServiceServicer_to_server(servicers, server)
-    gpu_pb2_grpc.add_SummarizationServiceServicer_to_server(servicers, server)
+    server.add_generic_rpc_handlers(generic_handlers(servicers))
     health_servicer = add_health_and_reflection(server, SERVICE_NAMES)
     address = f"{settings.gpu_proxy_host}:{settings.gpu_proxy_port}"
     port = server.add_secure_port(address, server_credentials(settings.identity(), settings.ca()))

@@ -1,10 +1,13 @@
 """gRPC transport of the proxy: the three `gpu.v1` services, each call handed to the forwarder.
 
 Nothing here reads the messages: the proxy forwards audio and text it does not need to
-understand. A streaming call is accepted towards the caller (initial metadata sent) only
-once a node has accepted it, so a caller using `mesh_common.streams.start_gated` writes
-nothing into a call the proxy refuses; a call that fails after that point has the rest of
-its request stream drained before the status goes back (see `mesh_common.streams`).
+understand, as the bytes they arrived in (`generic_handlers` registers the methods with no
+deserializer, and the calls to the nodes have no serializer), so no message is parsed and
+serialized again on its way through. A streaming call is accepted towards the caller
+(initial metadata sent) only once a node has accepted it, so a caller using
+`mesh_common.streams.start_gated` writes nothing into a call the proxy refuses; a call that
+fails after that point has the rest of its request stream drained before the status goes
+back (see `mesh_common.streams`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any, cast
 
 import grpc
 
-from gen.gpu.v1 import gpu_pb2, gpu_pb2_grpc
+from gen.gpu.v1 import gpu_pb2
 from gpu_proxy.forwarder import Forwarder, NodeStatusError
 from gpu_proxy.replay import ReplayBuffer
 from mesh_common.errors import MeshError, abort
@@ -24,6 +27,14 @@ from mesh_common.streams import start_gated
 Context = grpc.aio.ServicerContext[Any, Any]
 
 DRAIN_SECONDS = 10.0
+
+_SERVICES = gpu_pb2.DESCRIPTOR.services_by_name
+RECOGNITION = _SERVICES["SpeechRecognitionService"].full_name
+DIARIZATION = _SERVICES["SpeakerDiarizationService"].full_name
+SUMMARIZATION = _SERVICES["SummarizationService"].full_name
+RECOGNIZE = f"/{RECOGNITION}/Recognize"
+DIARIZE = f"/{DIARIZATION}/Diarize"
+SUMMARIZE = f"/{SUMMARIZATION}/Summarize"
 
 
 async def _once(call: Any) -> AsyncIterator[Any]:
@@ -44,12 +55,8 @@ class _Acceptance:
             await self._context.send_initial_metadata(())
 
 
-class ProxyServicers(
-    gpu_pb2_grpc.SpeechRecognitionServiceServicer,
-    gpu_pb2_grpc.SpeakerDiarizationServiceServicer,
-    gpu_pb2_grpc.SummarizationServiceServicer,
-):
-    """All three services, forwarded.
+class ProxyServicers:
+    """All three services, forwarded as bytes (register them with `generic_handlers`).
 
     Args:
         forwarder: Runs calls against the nodes.
@@ -61,8 +68,8 @@ class ProxyServicers(
         self._replay_bytes = replay_buffer_bytes
 
     async def Recognize(
-        self, request_iterator: AsyncIterator[gpu_pb2.RecognizeRequest], context: Context
-    ) -> AsyncIterator[gpu_pb2.RecognizeResponse]:
+        self, request_iterator: AsyncIterator[bytes], context: Context
+    ) -> AsyncIterator[bytes]:
         """Forwards a recognition stream; segments come back as the node sends them."""
         requests = ReplayBuffer(request_iterator, self._replay_bytes)
         accepted = _Acceptance(context)
@@ -70,8 +77,9 @@ class ProxyServicers(
         def open_call(
             channel: grpc.aio.Channel, stream: AsyncIterator[Any] | None, timeout: float | None
         ) -> tuple[grpc.aio.Call, AsyncIterator[Any]]:
-            stub = gpu_pb2_grpc.SpeechRecognitionServiceStub(channel)
-            call = start_gated(stub.Recognize, cast(AsyncIterator[Any], stream), timeout=timeout)
+            method: grpc.aio.StreamStreamMultiCallable[bytes, bytes]
+            method = channel.stream_stream(RECOGNIZE)
+            call = start_gated(method, cast(AsyncIterator[Any], stream), timeout=timeout)
             return call, aiter(call)
 
         try:
@@ -86,9 +94,7 @@ class ProxyServicers(
         finally:
             requests.close()
 
-    async def Diarize(
-        self, request_iterator: AsyncIterator[gpu_pb2.DiarizeRequest], context: Context
-    ) -> gpu_pb2.DiarizeResponse:
+    async def Diarize(self, request_iterator: AsyncIterator[bytes], context: Context) -> bytes:
         """Forwards a diarization stream; the single response comes at its end."""
         requests = ReplayBuffer(request_iterator, self._replay_bytes)
         accepted = _Acceptance(context)
@@ -96,8 +102,9 @@ class ProxyServicers(
         def open_call(
             channel: grpc.aio.Channel, stream: AsyncIterator[Any] | None, timeout: float | None
         ) -> tuple[grpc.aio.Call, AsyncIterator[Any]]:
-            stub = gpu_pb2_grpc.SpeakerDiarizationServiceStub(channel)
-            call = start_gated(stub.Diarize, cast(AsyncIterator[Any], stream), timeout=timeout)
+            method: grpc.aio.StreamUnaryMultiCallable[bytes, bytes]
+            method = channel.stream_unary(DIARIZE)
+            call = start_gated(method, cast(AsyncIterator[Any], stream), timeout=timeout)
             return call, _once(call)
 
         try:
@@ -106,7 +113,7 @@ class ProxyServicers(
             )
             async with aclosing(forwarded):
                 async for response in forwarded:
-                    return cast(gpu_pb2.DiarizeResponse, response)
+                    return cast(bytes, response)
             raise AssertionError("a unary call ended without a response")  # pragma: no cover
         except (MeshError, NodeStatusError) as error:
             await _fail(context, error, requests if accepted.sent else None)
@@ -114,17 +121,15 @@ class ProxyServicers(
         finally:
             requests.close()
 
-    async def Summarize(
-        self, request: gpu_pb2.SummarizeRequest, context: Context
-    ) -> gpu_pb2.SummarizeResponse:
+    async def Summarize(self, request: bytes, context: Context) -> bytes:
         """Forwards a summarization request."""
 
         def open_call(
             channel: grpc.aio.Channel, _: AsyncIterator[Any] | None, timeout: float | None
         ) -> tuple[grpc.aio.Call, AsyncIterator[Any]]:
-            call = gpu_pb2_grpc.SummarizationServiceStub(channel).Summarize(
-                request, timeout=timeout
-            )
+            method: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]
+            method = channel.unary_unary(SUMMARIZE)
+            call = method(request, timeout=timeout)
             return call, _once(call)
 
         try:
@@ -133,11 +138,26 @@ class ProxyServicers(
             )
             async with aclosing(forwarded):
                 async for response in forwarded:
-                    return cast(gpu_pb2.SummarizeResponse, response)
+                    return cast(bytes, response)
             raise AssertionError("a unary call ended without a response")  # pragma: no cover
         except (MeshError, NodeStatusError) as error:
             await _fail(context, error, None)
             raise  # pragma: no cover - _fail always raises
+
+
+def generic_handlers(servicers: ProxyServicers) -> list[grpc.GenericRpcHandler]:
+    """The three services' methods, taking and returning the messages' bytes as they are."""
+    return [
+        grpc.method_handlers_generic_handler(
+            RECOGNITION, {"Recognize": grpc.stream_stream_rpc_method_handler(servicers.Recognize)}
+        ),
+        grpc.method_handlers_generic_handler(
+            DIARIZATION, {"Diarize": grpc.stream_unary_rpc_method_handler(servicers.Diarize)}
+        ),
+        grpc.method_handlers_generic_handler(
+            SUMMARIZATION, {"Summarize": grpc.unary_unary_rpc_method_handler(servicers.Summarize)}
+        ),
+    ]
 
 
 async def _fail(

@@ -17,7 +17,7 @@ class _Msg:
     n: int
     size: int = 10
 
-    def ByteSize(self) -> int:
+    def __len__(self) -> int:
         return self.size
 
 
