@@ -45,6 +45,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from mesh_common.auth import REQUEST_PRINCIPAL
 from mesh_common.grpc_server import current_principal, wrap_rpc_handler
 from mesh_common.grpc_tracing import UNTRACED_PREFIXES, TracedChannel
 from mesh_common.logging import logger
@@ -173,45 +174,51 @@ class Telemetry:
         route = request.match_info.route.resource
         template = route.canonical if route is not None else "<unmatched>"
         status = 500
-        with self._http_tracer.start_as_current_span(
+        span = self._http_tracer.start_span(
             f"{request.method} {template}",
             context=_TRACE_CONTEXT.extract(request.headers),
             kind=trace.SpanKind.SERVER,
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            try:
-                response = await handler(request)
-                status = response.status
-                return response
-            except web.HTTPException as exc:
-                status = exc.status
-                raise
-            finally:
-                elapsed = time.perf_counter() - started
-                if span.is_recording():
-                    span.set_attributes(
-                        {
-                            "http.request.method": request.method,
-                            "http.route": template,
-                            "url.path": request.path,
-                            "http.response.status_code": status,
-                            "network.protocol.version": f"{request.version.major}."
-                            f"{request.version.minor}",
-                        }
-                    )
-                    if status >= 500:
-                        span.set_status(trace.Status(trace.StatusCode.ERROR))
-                self.http_requests.labels(template, request.method, str(status)).inc()
-                self.http_latency.labels(template, request.method).observe(elapsed)
-                logger.bind(
-                    kind="access",
-                    method=request.method,
-                    route=template,
-                    status=status,
-                    duration_ms=round(elapsed * 1000, 2),
-                    user=request.get("user", ""),
-                ).info("{} {} {}", request.method, template, status)
+        )
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            if span.is_recording():
+                span.set_attributes(
+                    {
+                        "http.request.method": request.method,
+                        "http.route": template,
+                        "url.path": request.path,
+                        "http.response.status_code": status,
+                        "network.protocol.version": f"{request.version.major}."
+                        f"{request.version.minor}",
+                    }
+                )
+                if status >= 500:
+                    span.set_status(trace.Status(trace.StatusCode.ERROR))
+            self.http_requests.labels(template, request.method, str(status)).inc()
+            self.http_latency.labels(template, request.method).observe(elapsed)
+            principal = request.get(REQUEST_PRINCIPAL)
+            logger.info(
+                "{} {} {}",
+                request.method,
+                template,
+                status,
+                kind="access",
+                method=request.method,
+                route=template,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+                user=principal.user if principal is not None else "",
+            )
+            otel_context.detach(token)
+            span.end()
 
     def metrics_handler(self) -> Callable[[web.Request], Awaitable[web.Response]]:
         """Returns an aiohttp handler serving this registry in Prometheus text format."""

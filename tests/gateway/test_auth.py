@@ -142,3 +142,21 @@ async def test_meetings_are_scoped_to_the_tokens_subject(
     assert meeting_id not in ids
     async with http.get("/v1/meetings", headers=as_user) as r:
         assert [m["id"] for m in (await r.json())["meetings"]] == [meeting_id]
+
+
+async def test_the_access_line_names_the_verified_caller(
+    http: aiohttp.ClientSession, user: str
+) -> None:
+    lines: list[dict[str, object]] = []
+    sink = logger.add(lambda m: lines.append(dict(m.record["extra"])), level="INFO")
+    try:
+        async with http.get("/v1/meetings", headers=bearer(user)) as ok:
+            assert ok.status == 200
+        async with http.get("/v1/meetings", headers=bearer(user, ttl_seconds=-3600)) as refused:
+            assert refused.status == 401
+    finally:
+        logger.remove(sink)
+    access = [
+        (line["status"], line["user"]) for line in lines if line.get("route") == "/v1/meetings"
+    ]
+    assert access == [(200, user), (401, "")]
