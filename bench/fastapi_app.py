@@ -24,7 +24,7 @@ from google.protobuf import json_format
 from gen.meeting.v1 import meeting_service_pb2, meeting_service_pb2_grpc
 from mesh_common.auth import METADATA_KEY, TokenVerifier
 from mesh_common.errors import MeshError, view_rpc_error
-from mesh_common.logging import logger
+from mesh_common.telemetry import log_http_access
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -51,17 +51,13 @@ def access_logged(app: Asgi) -> Asgi:
         try:
             await app(scope, receive, sending)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", "<unmatched>")
-            method = scope["method"]
-            logger.bind(
-                kind="access",
-                method=method,
-                route=template,
-                status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                user=scope.get("state", {}).get("user", ""),
-            ).info("{} {} {}", method, template, status)
+            log_http_access(
+                scope["method"],
+                getattr(scope.get("route"), "path", "<unmatched>"),
+                status,
+                time.perf_counter() - started,
+                scope.get("state", {}).get("user", ""),
+            )
 
     return logged
 

@@ -13,14 +13,19 @@ from dataclasses import dataclass, field
 import grpc
 from grpc_health.v1 import health
 
-from gen.gpu.v1 import gpu_pb2
 from gpu_proxy.balancer import Balancer
 from gpu_proxy.credentials import CredentialError, CredentialFiles
 from gpu_proxy.forwarder import Forwarder, RetryPolicy
 from gpu_proxy.metrics import ProxyCollector
 from gpu_proxy.node import Node
 from gpu_proxy.pool import ChannelPool
-from gpu_proxy.servicers import ProxyServicers, generic_handlers
+from gpu_proxy.servicers import (
+    DIARIZATION,
+    RECOGNITION,
+    SUMMARIZATION,
+    ProxyServicers,
+    generic_handlers,
+)
 from gpu_proxy.settings import GpuProxySettings
 from mesh_common.grpc_server import add_health_and_reflection, set_serving
 from mesh_common.logging import logger
@@ -30,10 +35,7 @@ from mesh_common.tls import server_credentials
 # The contract allows 1 MiB of audio per message; leave room for the envelope.
 MAX_MESSAGE_BYTES = (1 << 20) + 4096
 
-SERVICE_NAMES: tuple[str, ...] = tuple(
-    gpu_pb2.DESCRIPTOR.services_by_name[name].full_name
-    for name in ("SpeechRecognitionService", "SpeakerDiarizationService", "SummarizationService")
-)
+SERVICE_NAMES: tuple[str, ...] = (RECOGNITION, DIARIZATION, SUMMARIZATION)
 
 
 @dataclass

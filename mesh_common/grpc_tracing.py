@@ -71,42 +71,38 @@ class _Tracing:
         task.add_done_callback(self._ending.discard)
 
 
-class _UnaryUnary(grpc.aio.UnaryUnaryMultiCallable[Any, Any]):
+class _Traced:
+    """What the four traced multicallables share: the wrapped one, the tracing, the method."""
+
     def __init__(self, inner: Any, tracing: _Tracing, method: str) -> None:
         self._inner, self._tracing, self._method = inner, tracing, method
 
+    def _call(self, request: Any, metadata: Metadata, **kwargs: Any) -> Any:
+        span, metadata = self._tracing.start(self._method, metadata)
+        try:
+            call = self._inner(request, metadata=metadata, **kwargs)
+        except BaseException:
+            _fail(span)
+            raise
+        return self._tracing.watch(span, call)
+
+
+class _UnaryUnary(_Traced, grpc.aio.UnaryUnaryMultiCallable[Any, Any]):
     def __call__(
         self, request: Any, *, metadata: Metadata = None, **kwargs: Any
     ) -> grpc.aio.UnaryUnaryCall[Any, Any]:
-        span, metadata = self._tracing.start(self._method, metadata)
-        try:
-            call = self._inner(request, metadata=metadata, **kwargs)
-        except BaseException:
-            _fail(span)
-            raise
-        return self._tracing.watch(span, call)  # type: ignore[no-any-return]
+        return self._call(request, metadata, **kwargs)  # type: ignore[no-any-return]
 
 
-class _UnaryStream(grpc.aio.UnaryStreamMultiCallable[Any, Any]):
-    def __init__(self, inner: Any, tracing: _Tracing, method: str) -> None:
-        self._inner, self._tracing, self._method = inner, tracing, method
-
+class _UnaryStream(_Traced, grpc.aio.UnaryStreamMultiCallable[Any, Any]):
     def __call__(
         self, request: Any, *, metadata: Metadata = None, **kwargs: Any
     ) -> grpc.aio.UnaryStreamCall[Any, Any]:
-        span, metadata = self._tracing.start(self._method, metadata)
-        try:
-            call = self._inner(request, metadata=metadata, **kwargs)
-        except BaseException:
-            _fail(span)
-            raise
-        return self._tracing.watch(span, call)  # type: ignore[no-any-return]
+        return self._call(request, metadata, **kwargs)  # type: ignore[no-any-return]
 
 
-class _StreamUnary(grpc.aio.StreamUnaryMultiCallable[Any, Any]):
-    def __init__(self, inner: Any, tracing: _Tracing, method: str) -> None:
-        self._inner, self._tracing, self._method = inner, tracing, method
-
+# The streaming shapes spell their parameters out: their base classes take them by position.
+class _StreamUnary(_Traced, grpc.aio.StreamUnaryMultiCallable[Any, Any]):
     def __call__(
         self,
         request_iterator: AsyncIterator[Any] | Iterator[Any] | None = None,
@@ -116,26 +112,17 @@ class _StreamUnary(grpc.aio.StreamUnaryMultiCallable[Any, Any]):
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> grpc.aio.StreamUnaryCall[Any, Any]:
-        span, metadata = self._tracing.start(self._method, metadata)
-        try:
-            call = self._inner(
-                request_iterator,
-                timeout=timeout,
-                metadata=metadata,
-                credentials=credentials,
-                wait_for_ready=wait_for_ready,
-                compression=compression,
-            )
-        except BaseException:
-            _fail(span)
-            raise
-        return self._tracing.watch(span, call)  # type: ignore[no-any-return]
+        return self._call(  # type: ignore[no-any-return]
+            request_iterator,
+            metadata,
+            timeout=timeout,
+            credentials=credentials,
+            wait_for_ready=wait_for_ready,
+            compression=compression,
+        )
 
 
-class _StreamStream(grpc.aio.StreamStreamMultiCallable[Any, Any]):
-    def __init__(self, inner: Any, tracing: _Tracing, method: str) -> None:
-        self._inner, self._tracing, self._method = inner, tracing, method
-
+class _StreamStream(_Traced, grpc.aio.StreamStreamMultiCallable[Any, Any]):
     def __call__(
         self,
         request_iterator: AsyncIterator[Any] | Iterator[Any] | None = None,
@@ -145,20 +132,14 @@ class _StreamStream(grpc.aio.StreamStreamMultiCallable[Any, Any]):
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> grpc.aio.StreamStreamCall[Any, Any]:
-        span, metadata = self._tracing.start(self._method, metadata)
-        try:
-            call = self._inner(
-                request_iterator,
-                timeout=timeout,
-                metadata=metadata,
-                credentials=credentials,
-                wait_for_ready=wait_for_ready,
-                compression=compression,
-            )
-        except BaseException:
-            _fail(span)
-            raise
-        return self._tracing.watch(span, call)  # type: ignore[no-any-return]
+        return self._call(  # type: ignore[no-any-return]
+            request_iterator,
+            metadata,
+            timeout=timeout,
+            credentials=credentials,
+            wait_for_ready=wait_for_ready,
+            compression=compression,
+        )
 
 
 class TracedChannel(grpc.aio.Channel):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +41,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
+from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -81,6 +82,36 @@ def context_from_traceparent(traceparent: str) -> otel_context.Context | None:
     if not trace.get_current_span(extracted).get_span_context().is_valid:
         return None
     return extracted
+
+
+@contextlib.contextmanager
+def _server_span(
+    tracer: trace.Tracer, name: str, carrier: Mapping[str, str]
+) -> Iterator[trace.Span]:
+    """A SERVER span continuing the caller's `traceparent`, current while the call runs."""
+    span = tracer.start_span(name, context=_TRACE_CONTEXT.extract(carrier), kind=SpanKind.SERVER)
+    token = otel_context.attach(trace.set_span_in_context(span))
+    try:
+        yield span
+    finally:
+        otel_context.detach(token)
+        span.end()
+
+
+def log_http_access(method: str, route: str, status: int, seconds: float, user: str) -> None:
+    """Writes the access line of one HTTP request (the gateway's; the bench's FastAPI too)."""
+    logger.info(
+        "{} {} {}",
+        method,
+        route,
+        status,
+        kind="access",
+        method=method,
+        route=route,
+        status=status,
+        duration_ms=round(seconds * 1000, 2),
+        user=user,
+    )
 
 
 def _exporter_from_env() -> SpanExporter | None:
@@ -174,51 +205,35 @@ class Telemetry:
         route = request.match_info.route.resource
         template = route.canonical if route is not None else "<unmatched>"
         status = 500
-        span = self._http_tracer.start_span(
-            f"{request.method} {template}",
-            context=_TRACE_CONTEXT.extract(request.headers),
-            kind=trace.SpanKind.SERVER,
-        )
-        token = otel_context.attach(trace.set_span_in_context(span))
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        finally:
-            elapsed = time.perf_counter() - started
-            if span.is_recording():
-                span.set_attributes(
-                    {
-                        "http.request.method": request.method,
-                        "http.route": template,
-                        "url.path": request.path,
-                        "http.response.status_code": status,
-                        "network.protocol.version": f"{request.version.major}."
-                        f"{request.version.minor}",
-                    }
-                )
-                if status >= 500:
-                    span.set_status(trace.Status(trace.StatusCode.ERROR))
-            self.http_requests.labels(template, request.method, str(status)).inc()
-            self.http_latency.labels(template, request.method).observe(elapsed)
-            principal = request.get(REQUEST_PRINCIPAL)
-            logger.info(
-                "{} {} {}",
-                request.method,
-                template,
-                status,
-                kind="access",
-                method=request.method,
-                route=template,
-                status=status,
-                duration_ms=round(elapsed * 1000, 2),
-                user=principal.user if principal is not None else "",
-            )
-            otel_context.detach(token)
-            span.end()
+        name = f"{request.method} {template}"
+        with _server_span(self._http_tracer, name, request.headers) as span:
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            finally:
+                elapsed = time.perf_counter() - started
+                if span.is_recording():
+                    span.set_attributes(
+                        {
+                            "http.request.method": request.method,
+                            "http.route": template,
+                            "url.path": request.path,
+                            "http.response.status_code": status,
+                            "network.protocol.version": f"{request.version.major}."
+                            f"{request.version.minor}",
+                        }
+                    )
+                    if status >= 500:
+                        span.set_status(trace.Status(trace.StatusCode.ERROR))
+                self.http_requests.labels(template, request.method, str(status)).inc()
+                self.http_latency.labels(template, request.method).observe(elapsed)
+                principal = request.get(REQUEST_PRINCIPAL)
+                user = principal.user if principal is not None else ""
+                log_http_access(request.method, template, status, elapsed, user)
 
     def metrics_handler(self) -> Callable[[web.Request], Awaitable[web.Response]]:
         """Returns an aiohttp handler serving this registry in Prometheus text format."""
@@ -333,6 +348,7 @@ class _ServerTelemetry(grpc.aio.ServerInterceptor):
         method: str = handler_call_details.method
         traced = not method.startswith(UNTRACED_PREFIXES)
         metadata = handler_call_details.invocation_metadata or ()
+        carrier = {k: v for k, v in metadata if isinstance(v, str)}
 
         @asynccontextmanager
         async def measured(context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[None]:
@@ -340,24 +356,17 @@ class _ServerTelemetry(grpc.aio.ServerInterceptor):
             # Read now: asking a call that was cancelled under us for its peer crashes
             # grpcio (a segfault in 1.85), and streams end that way when clients leave.
             peer = context.peer()
-            with contextlib.ExitStack() as scope:
-                span = None
-                if traced:
-                    carrier = {k: v for k, v in metadata if isinstance(v, str)}
-                    span = scope.enter_context(
-                        self._tracer.start_as_current_span(
-                            method,
-                            context=_TRACE_CONTEXT.extract(carrier),
-                            kind=trace.SpanKind.SERVER,
-                            record_exception=False,
-                            set_status_on_exception=False,
-                        )
-                    )
+            spanned = (
+                _server_span(self._tracer, method, carrier)
+                if traced
+                else contextlib.nullcontext(trace.INVALID_SPAN)
+            )
+            with spanned as span:
                 try:
                     yield
                 finally:
                     code = self._record(method, context, peer, time.perf_counter() - started)
-                    if span is not None and span.is_recording():
+                    if span.is_recording():
                         service, _, name = method.lstrip("/").partition("/")
                         span.set_attributes(
                             {

@@ -25,7 +25,7 @@ from bench.httpclient import PutResult, put_stream
 from bench.model import Check, Result, ratio
 from bench.processes import ServiceProcess
 from gateway.settings import GatewaySettings
-from meeting_service.repositories.uploads import ROW_BYTES
+from meeting_service.repositories.uploads import audio_rows
 
 MIB = 1024 * 1024
 SAMPLE_RATE = 16_000
@@ -90,7 +90,7 @@ async def _upload(
 async def _postgres_only(dsn: str, size: int, chunk: int) -> float:
     """Seconds PostgreSQL alone takes to store `size` bytes as meeting_service does.
 
-    Rows of `ROW_BYTES` in a copy of `audio_chunks`' layout, one transaction per `chunk`
+    The same rows (`audio_rows`) in a copy of `audio_chunks`' layout, one transaction per `chunk`
     (commits not waiting for the disk), then one durable commit.
     """
     block = tone_block(chunk)
@@ -100,15 +100,11 @@ async def _postgres_only(dsn: str, size: int, chunk: int) -> float:
         key = uuid.uuid4()
         started = time.perf_counter()
         for offset in range(0, size, chunk):
-            view = memoryview(block)[: min(chunk, size - offset)]
+            data = memoryview(block)[: min(chunk, size - offset)]
             async with conn.transaction():
                 await conn.execute("SET LOCAL synchronous_commit TO OFF")
                 await conn.copy_records_to_table(
-                    "bench_audio",
-                    records=[
-                        (key, offset + start, view[start : start + ROW_BYTES])
-                        for start in range(0, len(view), ROW_BYTES)
-                    ],
+                    "bench_audio", records=audio_rows(key, offset, data)
                 )
         await conn.execute("CREATE TABLE bench_audio_done ()")  # a durable commit
         seconds = time.perf_counter() - started

@@ -34,7 +34,6 @@ from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
 from meeting_service.domain import convert, validation
 from meeting_service.domain.event_log import EventLog
 from meeting_service.domain.probe import AudioInfo, probe_audio
-from meeting_service.domain.recording_file import ReadAt
 from meeting_service.repositories.jobs import JobsRepository
 from meeting_service.repositories.meetings import MeetingRow, MeetingsRepository
 from meeting_service.repositories.uploads import UploadRow, UploadsRepository
@@ -317,7 +316,7 @@ class UploadsService:
                     ),
                 )
             try:
-                info = await probe_audio(self._read_at(mid), size)
+                info = await probe_audio(self._uploads.reader(self._pool, mid), size)
             except MeshError as error:
                 sealed = False
                 await self._reject(mid, error)
@@ -344,12 +343,6 @@ class UploadsService:
         async for span in self._uploads.iter_chunks(self._pool, mid):
             await asyncio.to_thread(digest.update, span)
         return digest.hexdigest()
-
-    def _read_at(self, mid: uuid.UUID) -> ReadAt:
-        async def read_at(offset: int) -> tuple[int, bytes] | None:
-            return await self._uploads.read_at(self._pool, mid, offset)
-
-        return read_at
 
     async def _reject(self, mid: uuid.UUID, error: MeshError) -> None:
         """Discards the recording, returns the meeting to AWAITING_AUDIO, raises `error`."""

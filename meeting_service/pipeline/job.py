@@ -26,7 +26,7 @@ import contextlib
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias, TypeVar
 
@@ -222,10 +222,7 @@ class _Run:
         return self._job.meeting_id
 
     def _pcm(self) -> AsyncGenerator[bytes]:
-        async def read_at(offset: int) -> tuple[int, bytes] | None:
-            return await self._services.uploads_repo.read_at(self._pool, self._mid, offset)
-
-        return decode_pcm(read_at, self.size)
+        return decode_pcm(self._services.uploads_repo.reader(self._pool, self._mid), self.size)
 
     async def transcribe(self) -> None:
         await self._enter(TRANSCRIBING)
@@ -310,23 +307,25 @@ class _Run:
         Raises:
             JobLost: The meeting was deleted or another worker holds the job.
         """
-        try:
+        with self._deletion_is_job_lost():
             await asyncio.gather(*unstored)
-        except MeshError as error:
-            if error.reason == meeting_pb2.ERROR_REASON_MEETING_NOT_FOUND:
-                raise JobLost(f"meeting {self._mid} was deleted") from None
-            raise
 
     async def _write(
         self, write: Callable[[asyncpg.Connection], Awaitable[T]], *, fenced: bool = True
     ) -> T:
         """Runs `write` and the lease check in one transaction."""
-        try:
+        with self._deletion_is_job_lost():
             async with self._pool.acquire() as conn, conn.transaction():
                 result = await write(conn)
                 if fenced:
                     await self._store.check_lease(conn, self._job.id, self._lease.worker)
                 return result
+
+    @contextlib.contextmanager
+    def _deletion_is_job_lost(self) -> Iterator[None]:
+        """Turns a write's MEETING_NOT_FOUND into JobLost: the job's cancellation signal."""
+        try:
+            yield
         except MeshError as error:
             if error.reason == meeting_pb2.ERROR_REASON_MEETING_NOT_FOUND:
                 raise JobLost(f"meeting {self._mid} was deleted") from None

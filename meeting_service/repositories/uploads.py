@@ -10,8 +10,9 @@ Rows written before that change (one per received chunk, TOASTed) read the same.
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -39,6 +40,17 @@ class UploadRow:
 
 
 _COLUMNS = "meeting_id, content_type, total_size, stored_size, sha256, sealed, complete"
+
+
+def audio_rows(
+    meeting_id: uuid.UUID, offset: int, data: bytes | memoryview
+) -> list[tuple[uuid.UUID, int, memoryview]]:
+    """`data`, stored from `offset`, as `audio_chunks` rows of at most `ROW_BYTES` (no copy)."""
+    view = memoryview(data)
+    return [
+        (meeting_id, offset + start, view[start : start + ROW_BYTES])
+        for start in range(0, len(view), ROW_BYTES)
+    ]
 
 
 class UploadsRepository:
@@ -119,14 +131,10 @@ class UploadsRepository:
         )
         if size is None:
             return None
-        view = memoryview(data)
         await conn.copy_records_to_table(
             "audio_chunks",
             columns=("meeting_id", "byte_offset", "data"),
-            records=[
-                (meeting_id, offset + start, view[start : start + ROW_BYTES])
-                for start in range(0, len(data), ROW_BYTES)
-            ],
+            records=audio_rows(meeting_id, offset, data),
         )
         return size
 
@@ -198,6 +206,12 @@ class UploadsRepository:
         if offset >= start + len(data):
             return None
         return start, data
+
+    def reader(
+        self, pool: asyncpg.Pool, meeting_id: uuid.UUID
+    ) -> Callable[[int], Awaitable[tuple[int, bytes] | None]]:
+        """`read_at` bound to one recording: the `ReadAt` that `RecordingFile` takes."""
+        return functools.partial(self.read_at, pool, meeting_id)
 
     async def iter_chunks(self, pool: asyncpg.Pool, meeting_id: uuid.UUID) -> AsyncIterator[bytes]:
         """Reads the stored recording back in order, one span in memory at a time.
