@@ -16,10 +16,8 @@ import asyncpg
 from google.protobuf import duration_pb2
 
 from gen.meeting.v1 import meeting_pb2
-from meeting_service.domain.event_log import EventLog
-from meeting_service.domain.transcript import TranscriptWriter
-from meeting_service.repositories.events import EventsRepository
-from meeting_service.repositories.meetings import MeetingsRepository
+from meeting_service.transcripts.repository import EventsRepository
+from meeting_service.transcripts.writer import TranscriptWriter
 
 
 @asynccontextmanager
@@ -30,7 +28,7 @@ async def transcript_writer(dsn: str) -> AsyncIterator[tuple[TranscriptWriter, a
         (writer, pool).
     """
     async with asyncpg.create_pool(dsn, min_size=1, max_size=4) as pool:
-        yield TranscriptWriter(pool, EventLog(MeetingsRepository(), EventsRepository())), pool
+        yield TranscriptWriter(pool, EventsRepository()), pool
 
 
 def _duration(seconds: float) -> duration_pb2.Duration:

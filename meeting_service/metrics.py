@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from gen.meeting.v1 import meeting_service_pb2
-from meeting_service.repositories.jobs import JobStats
+from meeting_service.jobs.repository import JobStats
 
 
 class MeetingMetrics:

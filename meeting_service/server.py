@@ -26,10 +26,10 @@ from gen.meeting.v1 import meeting_service_pb2_grpc
 from meeting_service.db.database import CONNECTION_ERRORS, Database
 from meeting_service.db.tracing import traced_connection_class
 from meeting_service.metrics import MeetingMetrics
-from meeting_service.pipeline.worker import PipelineWorkers
+from meeting_service.processing.worker import PipelineWorkers
 from meeting_service.servicer import SERVICE_NAME, MeetingServicer, NotReady
-from meeting_service.services import Services, build_services
 from meeting_service.settings import MeetingServiceSettings
+from meeting_service.wiring import Services, build_services
 from mesh_common.grpc_server import AuthInterceptor, add_health_and_reflection, set_serving
 from mesh_common.logging import logger
 from mesh_common.telemetry import Telemetry, create_telemetry
@@ -204,7 +204,7 @@ def _start_pipeline(services: Services, settings: MeetingServiceSettings) -> Pip
         # Jobs stay queued for a replica that can reach the GPU service.
         logger.bind(problem=problem).warning("processing jobs is off on this replica")
         return None
-    workers = PipelineWorkers(services, services.gpu, settings)
+    workers = PipelineWorkers(services.processing, settings)
     workers.start()
     return workers
 
@@ -212,7 +212,7 @@ def _start_pipeline(services: Services, settings: MeetingServiceSettings) -> Pip
 async def _count_jobs(running: RunningMeetingService, services: Services) -> None:
     """Refreshes the job gauges; a failure costs one refresh, never the supervisor."""
     try:
-        running.metrics.observe_jobs(await services.jobs_repo.stats(services.pool))
+        running.metrics.observe_jobs(await services.jobs.stats(services.pool))
     except CONNECTION_ERRORS:
         pass  # health reports the outage
     except Exception:

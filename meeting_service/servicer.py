@@ -1,8 +1,9 @@
-"""`meeting.v1.MeetingService` over grpc.aio: a thin layer over the domain services.
+"""`meeting.v1.MeetingService` over grpc.aio: a thin layer over the aggregates.
 
-Each method takes the caller from the auth interceptor, calls one domain method and wraps
-the result; domain errors become rich statuses in one place (`_errors`), and a lost
-database becomes UNAVAILABLE rather than UNKNOWN.
+Each method takes the caller from the auth interceptor, calls one domain method and builds
+the response message (this module is the only place that builds them); domain errors
+become rich statuses in one place (`_errors`), and a lost database becomes UNAVAILABLE
+rather than UNKNOWN.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import grpc
 
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
 from meeting_service.db.database import CONNECTION_ERRORS
-from meeting_service.domain import convert
+from meeting_service.errors import unavailable
+from meeting_service.meetings.messages import duration_from_us
 from meeting_service.metrics import MeetingMetrics
-from meeting_service.services import Services
+from meeting_service.wiring import Services
 from mesh_common.errors import MeshError, abort
 from mesh_common.grpc_server import current_principal
 from mesh_common.logging import logger
@@ -33,10 +35,6 @@ class NotReady(Exception):
     """The service has no database yet (still starting, or its database never came up)."""
 
 
-def _unavailable(message: str) -> MeshError:
-    return MeshError(meeting_pb2.ERROR_REASON_BACKEND_UNAVAILABLE, message, retry_after=1.0)
-
-
 @contextlib.asynccontextmanager
 async def _errors(context: Ctx) -> AsyncIterator[None]:
     try:
@@ -44,10 +42,10 @@ async def _errors(context: Ctx) -> AsyncIterator[None]:
     except MeshError as error:
         await abort(context, error)
     except NotReady:
-        await abort(context, _unavailable("the meeting service is starting; retry shortly"))
+        await abort(context, unavailable("the meeting service is starting; retry shortly"))
     except CONNECTION_ERRORS as error:
         logger.bind(error=repr(error)).warning("database unavailable during a call")
-        await abort(context, _unavailable("the database is unavailable; retry shortly"))
+        await abort(context, unavailable("the database is unavailable; retry shortly"))
     except grpc.aio.AbortError:
         raise  # the call already ended with its status
     except Exception:
@@ -132,14 +130,22 @@ class MeetingServicer(meeting_service_pb2_grpc.MeetingServiceServicer):
                 meeting=result.meeting, stored_size=result.stored_size, complete=result.complete
             )
             if result.duration_us is not None:
-                response.duration.CopyFrom(convert.duration_from_us(result.duration_us))
+                response.duration.CopyFrom(duration_from_us(result.duration_us))
             return response
 
     async def GetUploadStatus(  # noqa: D102
         self, request: meeting_service_pb2.GetUploadStatusRequest, context: Ctx
     ) -> meeting_service_pb2.GetUploadStatusResponse:
         async with _errors(context):
-            return await self._services().uploads.status(_owner(), request.meeting_id)
+            upload = await self._services().uploads.status(_owner(), request.meeting_id)
+            response = meeting_service_pb2.GetUploadStatusResponse()
+            if upload is not None:
+                response.stored_size = upload.stored_size
+                response.complete = upload.complete
+                response.content_type = upload.content_type
+                if upload.total_size is not None:
+                    response.total_size = upload.total_size
+            return response
 
     async def StreamTranscript(  # noqa: D102
         self, request: meeting_service_pb2.StreamTranscriptRequest, context: Ctx
@@ -157,7 +163,15 @@ class MeetingServicer(meeting_service_pb2_grpc.MeetingServiceServicer):
         self, request: meeting_service_pb2.GetTranscriptRequest, context: Ctx
     ) -> meeting_service_pb2.GetTranscriptResponse:
         async with _errors(context):
-            return await self._services().transcripts.get_transcript(_owner(), request.meeting_id)
+            transcript = await self._services().transcripts.get_transcript(
+                _owner(), request.meeting_id
+            )
+            return meeting_service_pb2.GetTranscriptResponse(
+                segments=transcript.segments,
+                speakers=transcript.speakers,
+                last_sequence=transcript.last_sequence,
+                status=transcript.status,
+            )
 
     async def GetSummary(  # noqa: D102
         self, request: meeting_service_pb2.GetSummaryRequest, context: Ctx

@@ -37,8 +37,8 @@ from bench.context import BenchContext
 from bench.model import Check, Result, ratio
 from bench.transcript_writer import meeting_uuid, segment, transcript_writer
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
-from meeting_service.domain.transcript import TranscriptWriter
-from meeting_service.repositories.events import CHANNEL
+from meeting_service.transcripts.notifications import CHANNEL
+from meeting_service.transcripts.writer import TranscriptWriter
 
 # Segments a producer may have handed over and not yet seen durable.
 WINDOW = 1000

@@ -25,7 +25,7 @@ from bench.httpclient import PutResult, put_stream
 from bench.model import Check, Result, ratio
 from bench.processes import ServiceProcess
 from gateway.settings import GatewaySettings
-from meeting_service.repositories.uploads import audio_rows
+from meeting_service.recordings.repository import audio_rows
 
 MIB = 1024 * 1024
 SAMPLE_RATE = 16_000

@@ -21,6 +21,7 @@ from meeting_service.db.database import Database
 from meeting_service.server import RunningMeetingService, run_meeting_service
 from tests.support.gateway import RunningGateway, gateway_settings, run_gateway
 from tests.support.meeting import TEST_JWT_SECRET, make_token, meeting_settings
+from tests.support.transcripts import change_status, store_summary
 
 HEARTBEAT_SECONDS = 0.2
 
@@ -119,9 +120,9 @@ async def play_pipeline(
     The writes go through meeting_service's own TranscriptWriter, the one the pipeline
     uses, so the gateway sees exactly the events a processed meeting produces.
     """
-    writer = meeting_service.services.writer
+    writer = meeting_service.services.processing.writer
     mid = uuid.UUID(meeting_id)
-    await writer.change_status(mid, meeting_pb2.MEETING_STATUS_TRANSCRIBING)
+    await change_status(meeting_service.services, mid, meeting_pb2.MEETING_STATUS_TRANSCRIBING)
     for index, text in enumerate(texts):
         await writer.append_segment(
             mid,
@@ -134,5 +135,7 @@ async def play_pipeline(
                 end_offset=duration_pb2.Duration(seconds=index * 2 + 2),
             ),
         )
-    await writer.store_summary(mid, meeting_pb2.Summary(text=" ".join(texts), backend="test"))
-    await writer.change_status(mid, meeting_pb2.MEETING_STATUS_COMPLETED)
+    await store_summary(
+        meeting_service.services, mid, meeting_pb2.Summary(text=" ".join(texts), backend="test")
+    )
+    await change_status(meeting_service.services, mid, meeting_pb2.MEETING_STATUS_COMPLETED)

@@ -10,7 +10,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from gen.gpu.v1 import gpu_pb2
-from gpu_proxy.client import GpuStubs, connect
+from gpu_client.channel import GpuStubs, connect
 from mesh_common.tls import channel_credentials
 from tests.support.gpu import Pki, chunks, make_pki, pcm16
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from grpc_health.v1 import health_pb2
 
 from gen.gpu.v1 import gpu_pb2
-from gpu_proxy.client import GpuStubs, connect
+from gpu_client.channel import GpuStubs, connect
 from mesh_common.tls import KeyPair
 from tests.gpu.conftest import WAIT, wait_health
 

@@ -15,6 +15,7 @@ from meeting_service.db.database import Database
 from meeting_service.server import RunningMeetingService, run_meeting_service
 from tests.meeting_service.helpers import StreamCall, Stub, create, user, wait_for
 from tests.support.meeting import auth, error_reason, meeting_settings
+from tests.support.transcripts import change_status, store_summary
 
 
 def _segment(index: int, text: str, speaker: str = "") -> meeting_pb2.Segment:
@@ -47,7 +48,7 @@ async def test_replay_then_tail_has_no_gap_and_no_duplicate(
     owner = user()
     meeting = await create(meeting_stub, owner)
     mid = uuid.UUID(meeting.id)
-    writer = meeting_service.services.writer
+    writer = meeting_service.services.processing.writer
     total_segments = 300
     written = asyncio.Event()
     progress: list[int] = []
@@ -85,9 +86,9 @@ async def test_segment_redo_replaces_the_segment_and_is_a_new_event(
     owner = user()
     meeting = await create(meeting_stub, owner)
     mid = uuid.UUID(meeting.id)
-    writer = meeting_service.services.writer
-    await writer.change_status(mid, meeting_pb2.MEETING_STATUS_TRANSCRIBING)
-    events = await writer.append_segments(
+    writer = meeting_service.services.processing.writer
+    await change_status(meeting_service.services, mid, meeting_pb2.MEETING_STATUS_TRANSCRIBING)
+    events = await writer.submit(
         mid, [_segment(0, "helo", "SPEAKER_2"), _segment(1, "world", "SPEAKER_1")]
     )
     redo = await writer.append_segment(mid, _segment(0, "hello", "SPEAKER_2"))
@@ -120,7 +121,6 @@ async def test_summary_and_failure_are_events_and_readable(
     owner = user()
     meeting = await create(meeting_stub, owner)
     mid = uuid.UUID(meeting.id)
-    writer = meeting_service.services.writer
     call = _stream(meeting_stub, owner, meeting.id)
     summary = meeting_pb2.Summary(
         text="We agreed to ship.",
@@ -128,8 +128,13 @@ async def test_summary_and_failure_are_events_and_readable(
         keywords=["ship"],
         backend="mock",
     )
-    await writer.store_summary(mid, summary)
-    await writer.mark_failed(mid, "the GPU fleet is unreachable")
+    await store_summary(meeting_service.services, mid, summary)
+    await change_status(
+        meeting_service.services,
+        mid,
+        meeting_pb2.MEETING_STATUS_FAILED,
+        "the GPU fleet is unreachable",
+    )
     events = await _read_until(call, 3)
     call.cancel()
     assert events[1].summary == summary
@@ -157,12 +162,20 @@ async def test_delete_ends_the_stream_and_later_reads_are_not_found(
     call = _stream(meeting_stub, owner, meeting.id)
     first = await _read_until(call, 1)
     assert [e.sequence for e in first] == [1]
-    await meeting_service.services.writer.append_segment(uuid.UUID(meeting.id), _segment(0, "bye"))
+    await meeting_service.services.processing.writer.append_segment(
+        uuid.UUID(meeting.id), _segment(0, "bye")
+    )
+    # Read before deleting: the deletion removes the log, and a follower that has not
+    # read an event yet when it goes sees the gap before `deleted` instead.
+    second = await _read_until(call, 2)
     await meeting_stub.DeleteMeeting(
         meeting_service_pb2.DeleteMeetingRequest(meeting_id=meeting.id), metadata=auth(owner)
     )
     rest = [r.event async for r in call]  # the stream ends by itself
-    assert [(e.sequence, e.WhichOneof("kind")) for e in rest] == [(2, "segment"), (3, "deleted")]
+    assert [(e.sequence, e.WhichOneof("kind")) for e in second + rest] == [
+        (2, "segment"),
+        (3, "deleted"),
+    ]
     assert await call.code() == grpc.StatusCode.OK
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await _read_until(_stream(meeting_stub, owner, meeting.id), 1)
@@ -179,11 +192,11 @@ async def test_writer_refuses_deleted_meetings(
     await meeting_stub.DeleteMeeting(
         meeting_service_pb2.DeleteMeetingRequest(meeting_id=meeting.id), metadata=auth(owner)
     )
-    writer = meeting_service.services.writer
+    services = meeting_service.services
     for write in (
-        writer.append_segment(uuid.UUID(meeting.id), _segment(0, "x")),
-        writer.change_status(uuid.UUID(meeting.id), meeting_pb2.MEETING_STATUS_TRANSCRIBING),
-        writer.store_summary(uuid.UUID(meeting.id), meeting_pb2.Summary(text="x")),
+        services.processing.writer.append_segment(uuid.UUID(meeting.id), _segment(0, "x")),
+        change_status(services, uuid.UUID(meeting.id), meeting_pb2.MEETING_STATUS_TRANSCRIBING),
+        store_summary(services, uuid.UUID(meeting.id), meeting_pb2.Summary(text="x")),
     ):
         with pytest.raises(MeshError) as caught:
             await write
@@ -239,7 +252,7 @@ async def test_slow_subscriber_catches_up_from_the_table_while_others_keep_up(
         hub = tight_service.services.hub
         mid = uuid.UUID(meeting.id)
         assert hub.subscriber_count(mid) == 2
-        writer = tight_service.services.writer
+        writer = tight_service.services.processing.writer
 
         async def write_until_one_falls_behind() -> None:
             # However much the transport buffers, the slow subscriber falls behind
@@ -285,7 +298,7 @@ async def test_a_burst_larger_than_the_buffer_reaches_a_reading_subscriber(
         call = _stream(stub, owner, meeting.id)
         assert [e.sequence for e in await _read_until(call, 1)] == [1]
         mid = uuid.UUID(meeting.id)
-        writer = tight_service.services.writer
+        writer = tight_service.services.processing.writer
         burst = 12 * QUEUE
         # Handed over at once: one group commit, announced at once, read by the hub in
         # one go; far more than the subscriber's buffer of QUEUE events.

@@ -20,6 +20,7 @@ from meeting_service.server import run_meeting_service
 from tests.meeting_service.helpers import create, health_stub, next_event, user
 from tests.support.meeting import auth, error_reason, meeting_settings
 from tests.support.postgres import start_throwaway_server
+from tests.support.transcripts import change_status
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -98,8 +99,8 @@ async def test_health_follows_the_database_and_streams_survive_an_outage(
         await watch.until(SERVING)
         # The stream opened before the outage carries on: the LISTEN connection came
         # back and caught up.
-        await running.services.writer.change_status(
-            uuid.UUID(meeting.id), meeting_pb2.MEETING_STATUS_TRANSCRIBING
+        await change_status(
+            running.services, uuid.UUID(meeting.id), meeting_pb2.MEETING_STATUS_TRANSCRIBING
         )
         nxt = await next_event(stream)
         assert (nxt.sequence, nxt.status_change.status) == (

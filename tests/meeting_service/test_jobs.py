@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from gen.meeting.v1 import meeting_service_pb2
-from meeting_service.repositories.jobs import JobLost, JobStatus, backoff_delay
+from meeting_service.jobs.repository import JobLost, JobStatus, backoff_delay
 from meeting_service.server import RunningMeetingService
 from tests.meeting_service.helpers import Stub, create, make_wav, upload, user
 from tests.support.meeting import auth
@@ -23,7 +23,7 @@ async def _queued_meeting(stub: Stub, owner: str) -> str:
 
 async def _drain(service: RunningMeetingService) -> None:
     """Claims and completes whatever earlier tests left queued in this module's database."""
-    jobs = service.services.jobs_repo
+    jobs = service.services.jobs
     while (job := await jobs.claim(service.services.pool, "janitor", 30)) is not None:
         await jobs.complete(service.services.pool, job.id, "janitor")
 
@@ -34,7 +34,7 @@ async def test_concurrent_workers_never_claim_the_same_job(
     await _drain(meeting_service)
     owner = user()
     meeting_ids = {await _queued_meeting(meeting_stub, owner) for _ in range(4)}
-    jobs, pool = meeting_service.services.jobs_repo, meeting_service.services.pool
+    jobs, pool = meeting_service.services.jobs, meeting_service.services.pool
     claims = await asyncio.gather(*(jobs.claim(pool, f"worker-{i}", 30) for i in range(6)))
     claimed = [c for c in claims if c is not None]
     assert sorted(str(c.meeting_id) for c in claimed) == sorted(meeting_ids)
@@ -49,7 +49,7 @@ async def test_an_expired_lease_passes_the_job_to_another_worker(
     meeting_stub: Stub, meeting_service: RunningMeetingService
 ) -> None:
     await _drain(meeting_service)
-    jobs, pool = meeting_service.services.jobs_repo, meeting_service.services.pool
+    jobs, pool = meeting_service.services.jobs, meeting_service.services.pool
     await _queued_meeting(meeting_stub, user())
     first = await jobs.claim(pool, "crashed", 0.0)  # a lease that lapses at once
     assert first is not None
@@ -69,7 +69,7 @@ async def test_failure_retries_after_the_delay_or_gives_up(
     meeting_stub: Stub, meeting_service: RunningMeetingService
 ) -> None:
     await _drain(meeting_service)
-    jobs, pool = meeting_service.services.jobs_repo, meeting_service.services.pool
+    jobs, pool = meeting_service.services.jobs, meeting_service.services.pool
     await _queued_meeting(meeting_stub, user())
     job = await jobs.claim(pool, "w", 30)
     assert job is not None
@@ -93,7 +93,7 @@ async def test_deleting_the_meeting_cancels_its_running_job(
     meeting_stub: Stub, meeting_service: RunningMeetingService
 ) -> None:
     await _drain(meeting_service)
-    jobs, pool = meeting_service.services.jobs_repo, meeting_service.services.pool
+    jobs, pool = meeting_service.services.jobs, meeting_service.services.pool
     owner = user()
     meeting_id = await _queued_meeting(meeting_stub, owner)
     job = await jobs.claim(pool, "w", 30)
@@ -121,7 +121,7 @@ async def test_upload_hands_its_traceparent_to_the_job(
         requests(meeting.id, chunks_of(make_wav(0.5))),
         metadata=(*auth(owner), ("traceparent", traceparent)),
     )
-    (job,) = await meeting_service.services.jobs_repo.for_meeting(
+    (job,) = await meeting_service.services.jobs.for_meeting(
         meeting_service.services.pool, uuid.UUID(meeting.id)
     )
     # The job continues the caller's trace, as a descendant of the upload's own span.
@@ -140,7 +140,7 @@ async def test_stats_count_jobs_by_status_and_age_the_oldest_queued(
     meeting_stub: Stub, meeting_service: RunningMeetingService
 ) -> None:
     await _drain(meeting_service)
-    jobs, pool = meeting_service.services.jobs_repo, meeting_service.services.pool
+    jobs, pool = meeting_service.services.jobs, meeting_service.services.pool
     before = await jobs.stats(pool)
     assert before.counts[JobStatus.QUEUED] == 0 and before.oldest_queued_age_s == 0
     owner = user()

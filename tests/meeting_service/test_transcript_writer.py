@@ -16,10 +16,11 @@ import asyncpg
 import pytest
 
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
-from meeting_service.domain.transcript import TranscriptWriter
-from meeting_service.pipeline.store import LeaseFence
-from meeting_service.repositories.jobs import JobLost
+from meeting_service.jobs.lease import Lease
+from meeting_service.jobs.repository import JobLost
 from meeting_service.server import RunningMeetingService
+from meeting_service.transcripts.repository import EventsRepository
+from meeting_service.transcripts.writer import TranscriptWriter
 from mesh_common.errors import MeshError
 from tests.meeting_service.helpers import StreamCall, Stub, create, user
 from tests.support.meeting import auth
@@ -32,9 +33,15 @@ def _segment(index: int, text: str = "", final: bool = True) -> meeting_pb2.Segm
     return segment
 
 
+async def _submit(
+    writer: TranscriptWriter, mid: uuid.UUID, indexes: list[int]
+) -> list[meeting_pb2.TranscriptEvent]:
+    return await writer.submit(mid, [_segment(i) for i in indexes])
+
+
 def _writer(service: RunningMeetingService) -> TranscriptWriter:
     # A writer of the test's own, so its commit counter counts only the test's commits.
-    return TranscriptWriter(service.services.pool, service.services.event_log)
+    return TranscriptWriter(service.services.pool, EventsRepository())
 
 
 async def _meeting(stub: Stub) -> tuple[str, uuid.UUID]:
@@ -101,9 +108,7 @@ async def test_concurrent_appends_are_stored_once_in_order_in_one_commit(
     calls = [(mid, i) for i in range(per_meeting) for mid in meetings]
     tasks = [asyncio.create_task(append(mid, i)) for mid, i in calls]
     # Created last, so queued after every single-segment call; stored in one transaction.
-    together = asyncio.create_task(
-        writer.append_segments(meetings[0], [_segment(1000), _segment(1001)])
-    )
+    together = asyncio.create_task(_submit(writer, meetings[0], [1000, 1001]))
     events = await asyncio.gather(*tasks)
     pair = await together
 
@@ -211,7 +216,7 @@ async def test_a_refused_fence_rolls_back_only_its_calls(
     _, mid = await _meeting(meeting_stub)
     _, other = await _meeting(meeting_stub)
     # No such job: the lease check refuses, as it does for a job another worker took.
-    stale = LeaseFence(uuid.uuid4(), "worker-that-lost-it")
+    stale = Lease(uuid.uuid4(), "worker-that-lost-it")
     before = writer.submit(mid, [_segment(0)])
     refused = [writer.submit(mid, [_segment(i)], fence=stale) for i in (1, 2)]
     after = writer.submit(mid, [_segment(3)])
@@ -266,7 +271,7 @@ async def test_invalid_index_is_refused_before_queueing(
     with pytest.raises(MeshError) as caught:
         writer.submit(mid, [_segment(0), meeting_pb2.Segment(index=-1)])
     assert caught.value.reason == meeting_pb2.ERROR_REASON_INVALID_FIELD
-    assert await writer.append_segments(mid, []) == []
+    assert await writer.submit(mid, []) == []
     assert writer.commits == 0
 
 

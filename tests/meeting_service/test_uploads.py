@@ -13,9 +13,9 @@ import pytest_asyncio
 
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
 from meeting_service.db.database import Database
-from meeting_service.domain.probe import probe_audio
-from meeting_service.repositories.jobs import JobStatus
-from meeting_service.repositories.uploads import ROW_BYTES
+from meeting_service.jobs.repository import JobStatus
+from meeting_service.recordings.probe import probe_audio
+from meeting_service.recordings.repository import ROW_BYTES
 from meeting_service.server import RunningMeetingService, run_meeting_service
 from tests.meeting_service.helpers import (
     CHUNK,
@@ -49,7 +49,7 @@ async def small_limit_service(
 async def _stored(running: RunningMeetingService, meeting_id: str) -> bytes:
     parts = [
         chunk
-        async for chunk in running.services.uploads_repo.iter_chunks(
+        async for chunk in running.services.processing.uploads.iter_chunks(
             running.services.pool, uuid.UUID(meeting_id)
         )
     ]
@@ -103,7 +103,7 @@ async def test_good_audio_gets_its_duration_and_a_queued_job(
         len(audio),
         True,
     )
-    jobs = await meeting_service.services.jobs_repo.for_meeting(
+    jobs = await meeting_service.services.jobs.for_meeting(
         meeting_service.services.pool, uuid.UUID(meeting.id)
     )
     assert [j.status for j in jobs] == [JobStatus.QUEUED]
@@ -257,7 +257,7 @@ async def test_checksum_mismatch_discards_the_recording(
     assert after.status == meeting_pb2.MEETING_STATUS_AWAITING_AUDIO
     assert "SHA-256" in after.failure_reason
     assert await _stored(meeting_service, meeting.id) == b""
-    assert not await meeting_service.services.jobs_repo.for_meeting(
+    assert not await meeting_service.services.jobs.for_meeting(
         meeting_service.services.pool, uuid.UUID(meeting.id)
     )
 
@@ -275,7 +275,7 @@ async def test_non_audio_is_invalid_and_the_meeting_stays_ready(
     after = await _get(meeting_stub, owner, meeting.id)
     assert after.status == meeting_pb2.MEETING_STATUS_AWAITING_AUDIO
     assert after.failure_reason.startswith("the recording is not audio")
-    assert not await meeting_service.services.jobs_repo.for_meeting(
+    assert not await meeting_service.services.jobs.for_meeting(
         meeting_service.services.pool, uuid.UUID(meeting.id)
     )
     assert (await upload(meeting_stub, owner, meeting.id, make_wav(0.5))).complete
@@ -342,7 +342,7 @@ async def test_recording_is_stored_in_page_sized_rows_that_read_back_at_any_offs
         "SELECT max(length(data)) FROM audio_chunks WHERE meeting_id = $1", mid
     )
     assert longest <= ROW_BYTES  # inline rows, no TOAST
-    repo = meeting_service.services.uploads_repo
+    repo = meeting_service.services.processing.uploads
     for offset in (0, 1, ROW_BYTES - 1, ROW_BYTES, 300_001, len(audio) - 1):
         _assert_span_reads(audio, await repo.read_at(pool, mid, offset), offset)
     assert await repo.read_at(pool, mid, len(audio)) is None
@@ -364,7 +364,7 @@ async def test_a_recording_stored_before_page_sized_rows_still_reads_and_probes(
         await conn.execute("ALTER TABLE audio_chunks ALTER COLUMN data SET STORAGE EXTERNAL")
         await conn.executemany("INSERT INTO audio_chunks VALUES ($1, $2, $3)", old_rows)
         await conn.execute("ALTER TABLE audio_chunks ALTER COLUMN data SET STORAGE PLAIN")
-    repo = meeting_service.services.uploads_repo
+    repo = meeting_service.services.processing.uploads
     for offset in (0, 399_999, 400_000, 900_000):
         _assert_span_reads(audio, await repo.read_at(pool, mid, offset), offset)
     assert await _stored(meeting_service, meeting.id) == audio

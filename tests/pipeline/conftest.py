@@ -29,7 +29,7 @@ from gpu_node.engines.mock import MockRecognitionEngine
 from gpu_node.server import RunningNode, run_gpu_node
 from gpu_proxy.server import RunningProxy, run_gpu_proxy
 from meeting_service.db.database import Database
-from meeting_service.pipeline.worker import PipelineWorkers
+from meeting_service.processing.worker import PipelineWorkers
 from meeting_service.server import RunningMeetingService, run_meeting_service
 from meeting_service.settings import MeetingServiceSettings
 from tests.support.gpu import Pki, make_pki, node_settings, pcm16, proxy_settings
@@ -91,7 +91,7 @@ class Mesh:
         """Starts another set of workers in this process (over the same services)."""
         settings = self.settings.model_copy(update={"pipeline_workers": count, **overrides})
         services = self.service.services
-        workers = PipelineWorkers(services, services.gpu, settings)
+        workers = PipelineWorkers(services.processing, settings)
         workers.start()
         self.extra_workers.append(workers)
         return workers

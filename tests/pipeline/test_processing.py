@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
-from meeting_service.pipeline.job import resume_stage
+from meeting_service.processing.job import resume_stage
 from tests.pipeline.conftest import (
     USER,
     WAIT,
@@ -117,7 +117,7 @@ async def test_a_recording_that_breaks_after_upload_fails_with_a_readable_reason
             timeout=WAIT,
         )
         assert failed.meeting.failure_reason.startswith("the recording could not be decoded")
-        jobs = await mesh.service.services.jobs_repo.for_meeting(
+        jobs = await mesh.service.services.jobs.for_meeting(
             mesh.service.services.pool, __import__("uuid").UUID(meeting.id)
         )
         assert [(j.status.value, j.attempts) for j in jobs] == [("FAILED", 1)]

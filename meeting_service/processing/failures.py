@@ -1,0 +1,70 @@
+"""Why a job attempt failed, in words a user can read, and whether trying again can help."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+
+from gpu_client import GpuNotConfigured
+from meeting_service.db.database import CONNECTION_ERRORS
+from meeting_service.recordings.decode import UndecodableRecording
+from mesh_common.errors import view_rpc_error
+
+# What a GPU answer means for the job: a busy, unreachable or slow fleet passes; a refusal
+# of the request itself (bad audio, unknown method) would only repeat.
+_TRANSIENT_CODES: dict[grpc.StatusCode, str] = {
+    grpc.StatusCode.UNAVAILABLE: "the GPU service is unavailable",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "the GPU service is overloaded",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "the GPU service took too long",
+    grpc.StatusCode.ABORTED: "the GPU service aborted the work",
+    grpc.StatusCode.INTERNAL: "the GPU service failed",
+    grpc.StatusCode.UNKNOWN: "the GPU service failed",
+    grpc.StatusCode.CANCELLED: "the GPU service cancelled the work",
+}
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A failed attempt.
+
+    Attributes:
+        reason: What happened, for `failure_reason` and the status event.
+        retryable: Whether another attempt may succeed.
+        retry_after: The least delay before it, when the service said so.
+    """
+
+    reason: str
+    retryable: bool
+    retry_after: float | None = None
+
+
+def classify(error: BaseException, step: str) -> Failure:
+    """Explains an attempt's error.
+
+    Args:
+        error: What the attempt raised.
+        step: What it was doing, e.g. "speech recognition".
+
+    Returns:
+        The failure.
+    """
+    if isinstance(error, grpc.aio.AioRpcError):
+        code = error.code()
+        view = view_rpc_error(error)
+        detail = (error.details() or code.name).strip()
+        if code in _TRANSIENT_CODES:
+            return Failure(
+                f"{step} failed: {_TRANSIENT_CODES[code]} ({detail})",
+                True,
+                view.retry_after if code == grpc.StatusCode.RESOURCE_EXHAUSTED else None,
+            )
+        return Failure(f"{step} failed: the GPU service refused the work ({detail})", False)
+    if isinstance(error, UndecodableRecording):
+        # The same bytes decode the same way every time: retrying cannot help.
+        return Failure(str(error), False)
+    if isinstance(error, GpuNotConfigured):
+        return Failure(f"{step} failed: this server cannot reach the GPU service ({error})", True)
+    if isinstance(error, CONNECTION_ERRORS):
+        return Failure(f"{step} failed: the database was unreachable", True)
+    return Failure(f"{step} failed: an internal error occurred ({type(error).__name__})", True)

@@ -1,0 +1,365 @@
+"""One processing job: recognition, diarization and summary of a stored recording.
+
+A job resumes where the meeting's status history says it stopped: each stage is entered
+(and announced) only once the previous stage's results are all stored, so
+
+- the last stage entered was TRANSCRIBING or LIVE (or none): recognize the recording
+  (again); a redone segment replaces the stored one with the same index;
+- DIARIZING: every final segment is stored; label speakers;
+- SUMMARIZING: speakers are stored; write the summary.
+
+A live session that ended cleanly enters DIARIZING itself, so its job does not recognize
+the audio a second time. Every write happens in a transaction that also checks the job's
+lease (`jobs.Lease`), so a worker that lost its job cannot write after
+another took it over.
+
+Each attempt is a span ("process meeting") in the trace of the upload that queued the job
+(its `traceparent` is stored with the job), after a "queue wait" span from when the job was
+due to when it was claimed; each stage is a child span, and the GPU calls inside it carry
+it on to gpu_proxy and the node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TypeAlias, TypeVar
+
+import asyncpg
+from opentelemetry import trace
+
+from gen.gpu.v1 import gpu_pb2
+from gen.meeting.v1 import meeting_pb2
+from gpu_client import GpuConnection, diarize, recognize
+from meeting_service.jobs.lease import Lease
+from meeting_service.jobs.repository import Job, JobLost, JobsRepository
+from meeting_service.meetings.repository import MeetingsRepository
+from meeting_service.recordings.decode import decode_pcm
+from meeting_service.recordings.pcm import BYTES_PER_SECOND, SAMPLE_RATE_HZ
+from meeting_service.recordings.repository import UploadsRepository
+from meeting_service.transcripts import gpu_results
+from meeting_service.transcripts.event_log import EventLog
+from meeting_service.transcripts.reader import TranscriptReader
+from meeting_service.transcripts.writer import TranscriptWriter
+from mesh_common.errors import MeshError
+from mesh_common.logging import logger
+from mesh_common.telemetry import context_from_traceparent
+
+Status: TypeAlias = meeting_pb2.MeetingStatus.ValueType  # noqa: UP040
+T = TypeVar("T")
+type Stored = asyncio.Future[list[meeting_pb2.TranscriptEvent]]
+# Final segments handed to the writer and not yet known to be durable; past this many,
+# recognition waits for the oldest (bounds memory when the database is slower).
+MAX_UNSTORED = 1000
+
+TRANSCRIBING = meeting_pb2.MEETING_STATUS_TRANSCRIBING
+DIARIZING = meeting_pb2.MEETING_STATUS_DIARIZING
+SUMMARIZING = meeting_pb2.MEETING_STATUS_SUMMARIZING
+COMPLETED = meeting_pb2.MEETING_STATUS_COMPLETED
+
+# What a status in the history means for where a job resumes.
+_RESUME_AT: dict[int, Status] = {
+    meeting_pb2.MEETING_STATUS_LIVE: TRANSCRIBING,
+    TRANSCRIBING: TRANSCRIBING,
+    DIARIZING: DIARIZING,
+    SUMMARIZING: SUMMARIZING,
+    # A completed meeting processed again (not done today) would start over.
+    COMPLETED: TRANSCRIBING,
+}
+
+STEP_NAMES: dict[int, str] = {
+    TRANSCRIBING: "speech recognition",
+    DIARIZING: "speaker identification",
+    SUMMARIZING: "summarization",
+}
+
+
+def resume_stage(history: Sequence[int]) -> Status:
+    """Returns the stage a job starts at, from the statuses the meeting entered.
+
+    Args:
+        history: Every status the meeting entered, oldest first.
+
+    Returns:
+        TRANSCRIBING, DIARIZING or SUMMARIZING.
+    """
+    stage: Status = TRANSCRIBING
+    for status in history:
+        stage = _RESUME_AT.get(status, stage)
+    return stage
+
+
+class StageFailed(Exception):
+    """An attempt failed in a stage; `error` is why.
+
+    Attributes:
+        stage: The stage (TRANSCRIBING, DIARIZING or SUMMARIZING).
+        error: What was raised.
+    """
+
+    def __init__(self, stage: Status, error: Exception) -> None:
+        super().__init__(f"{STEP_NAMES[stage]}: {error!r}")
+        self.stage = stage
+        self.error = error
+
+    @property
+    def step(self) -> str:
+        """The stage in words ("speech recognition")."""
+        return STEP_NAMES[self.stage]
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """Deadlines of GPU calls: a fixed part plus a part per second of audio.
+
+    Attributes:
+        base_s: Seconds every call gets.
+        per_audio_s: Seconds added per second of audio.
+    """
+
+    base_s: float
+    per_audio_s: float
+
+    def for_audio(self, audio_seconds: float) -> float:
+        """Returns the deadline, in seconds from now, of a call over that much audio."""
+        return self.base_s + self.per_audio_s * max(0.0, audio_seconds)
+
+
+@dataclass(frozen=True)
+class JobParts:
+    """What running jobs uses (wired once by `meeting_service.wiring`).
+
+    Attributes:
+        pool: The pool.
+        meetings: SQL for meetings (a job's meeting).
+        uploads: SQL for recordings (the audio to decode).
+        jobs: SQL for jobs.
+        log: Status changes and the summary, inside the job's transactions.
+        transcripts: The stored segments and status history.
+        writer: Segments, by group commit.
+        gpu: The connection to gpu_proxy.
+        deadlines: Deadlines of the GPU calls.
+        tracer: The spans of jobs and their stages.
+    """
+
+    pool: asyncpg.Pool
+    meetings: MeetingsRepository
+    uploads: UploadsRepository
+    jobs: JobsRepository
+    log: EventLog
+    transcripts: TranscriptReader
+    writer: TranscriptWriter
+    gpu: GpuConnection
+    deadlines: Deadlines
+    tracer: trace.Tracer
+
+
+class JobRunner:
+    """Runs claimed jobs against the database and gpu_proxy.
+
+    Args:
+        parts: What it uses.
+    """
+
+    def __init__(self, parts: JobParts) -> None:
+        self._parts = parts
+        self._tracer = parts.tracer
+
+    async def run(self, job: Job, lease: Lease) -> None:
+        """Runs a job to COMPLETED (and the job to SUCCEEDED).
+
+        Args:
+            job: The claimed job.
+            lease: This worker's lease on it.
+
+        Raises:
+            JobLost: The meeting was deleted or another worker holds the job.
+            StageFailed: The attempt failed (the caller classifies it and retries or fails).
+        """
+        parent = context_from_traceparent(job.trace_context)
+        claimed_ns = time.time_ns()
+        due_ns = min(int(job.next_attempt_at.timestamp() * 1e9), claimed_ns)
+        self._tracer.start_span("queue wait", parent, start_time=due_ns).end(claimed_ns)
+        attributes: dict[str, str | int] = {
+            "meeting.id": str(job.meeting_id),
+            "job.id": str(job.id),
+            "job.attempt": job.attempts,
+        }
+        with self._tracer.start_as_current_span("process meeting", parent, attributes=attributes):
+            await self._run(job, lease)
+
+    async def _run(self, job: Job, lease: Lease) -> None:
+        parts = self._parts
+        mid = job.meeting_id
+        row = await parts.meetings.get(parts.pool, mid)
+        if row is None:
+            raise JobLost(f"meeting {mid} was deleted")
+        run = _Run(parts, job, lease, row.status, row.language, row.expected_speakers)
+        upload = await parts.uploads.get(parts.pool, mid)
+        size = upload.stored_size if upload is not None else 0
+        audio_s = row.duration_us / 1e6 if row.duration_us else size / BYTES_PER_SECOND
+        run.deadline = parts.deadlines.for_audio(audio_s)
+        run.size = size
+        stage = resume_stage(await parts.transcripts.status_history(mid))
+        log = logger.bind(meeting_id=str(mid), job_id=str(job.id), attempt=job.attempts)
+        log.bind(stage=meeting_pb2.MeetingStatus.Name(stage)).info("job started")
+        steps: list[tuple[Status, Callable[[], Awaitable[None]]]] = [
+            (TRANSCRIBING, run.transcribe),
+            (DIARIZING, run.diarize),
+            (SUMMARIZING, run.summarize),
+        ]
+        for step_stage, step in steps:
+            if step_stage < stage:  # the stages' enum values are in pipeline order
+                continue
+            try:
+                with self._tracer.start_as_current_span(STEP_NAMES[step_stage]):
+                    await step()
+            except (JobLost, StageFailed):
+                raise
+            except Exception as error:
+                raise StageFailed(step_stage, error) from error
+        try:
+            await run.complete()
+        except (JobLost, StageFailed):
+            raise
+        except Exception as error:
+            raise StageFailed(SUMMARIZING, error) from error
+        log.info("job completed")
+
+
+class _Run:
+    """The state of one attempt."""
+
+    def __init__(
+        self,
+        parts: JobParts,
+        job: Job,
+        lease: Lease,
+        status: int,
+        language: str,
+        expected_speakers: int,
+    ) -> None:
+        self._parts = parts
+        self._pool = parts.pool
+        self._gpu = parts.gpu
+        self._job = job
+        self._lease = lease
+        self._status = status
+        self._language = language
+        self._expected_speakers = expected_speakers
+        self.deadline = 0.0
+        self.size = 0
+
+    @property
+    def _mid(self) -> uuid.UUID:
+        return self._job.meeting_id
+
+    def _pcm(self) -> AsyncGenerator[bytes]:
+        return decode_pcm(self._parts.uploads.reader(self._pool, self._mid), self.size)
+
+    async def transcribe(self) -> None:
+        await self._enter(TRANSCRIBING)
+        config = gpu_pb2.RecognitionConfig(
+            encoding=gpu_pb2.AUDIO_ENCODING_LINEAR16,
+            sample_rate_hertz=SAMPLE_RATE_HZ,
+            language=self._language,
+            mode=gpu_pb2.RECOGNITION_MODE_BATCH,
+        )
+        # Each final segment is handed to the writer as it arrives and awaited later, so
+        # the segments of a fast stream share group commits instead of paying one durable
+        # commit each; what was recognized before a failure is still stored.
+        unstored: deque[Stored] = deque()
+        try:
+            async with contextlib.aclosing(self._pcm()) as pcm:
+                segments = recognize(self._gpu.stubs(), config, pcm, deadline=self.deadline)
+                async with contextlib.aclosing(segments):
+                    async for recognized in segments:
+                        if not recognized.is_final:
+                            continue
+                        unstored.append(self._submit([gpu_results.from_recognized(recognized)]))
+                        while unstored and (unstored[0].done() or len(unstored) > MAX_UNSTORED):
+                            await self._stored(unstored.popleft())
+        finally:
+            await self._stored(*unstored)
+
+    async def diarize(self) -> None:
+        await self._enter(DIARIZING)
+        stored = await self._parts.transcripts.final_segments(self._mid)
+        if not stored:
+            return
+        config = gpu_pb2.DiarizationConfig(
+            encoding=gpu_pb2.AUDIO_ENCODING_LINEAR16,
+            sample_rate_hertz=SAMPLE_RATE_HZ,
+            num_speakers=self._expected_speakers,
+            spans=[gpu_results.span(s) for s in stored],
+        )
+        async with contextlib.aclosing(self._pcm()) as pcm:
+            diarized = await diarize(self._gpu.stubs(), config, pcm, deadline=self.deadline)
+        await self._store_segments(gpu_results.with_speakers(stored, diarized))
+
+    async def summarize(self) -> None:
+        await self._enter(SUMMARIZING)
+        stored = await self._parts.transcripts.final_segments(self._mid)
+        language = self._language or next((s.language for s in stored if s.language), "")
+        request = gpu_pb2.SummarizeRequest(
+            lines=gpu_results.transcript_lines(stored), language=language
+        )
+        response = await self._gpu.stubs().summarization.Summarize(request, timeout=self.deadline)
+        summary = gpu_results.summary(response)
+        await self._write(lambda conn: self._parts.log.put_summary(conn, self._mid, summary))
+
+    async def complete(self) -> None:
+        async def finish(conn: asyncpg.Connection) -> None:
+            await self._parts.log.change_status(conn, self._mid, COMPLETED)
+            await self._parts.jobs.complete(conn, self._job.id, self._lease.worker)
+
+        await self._write(finish, fenced=False)  # `complete` checks the lease itself
+
+    async def _enter(self, stage: Status) -> None:
+        if self._status == stage:
+            return  # resumed after a worker died in this stage: nothing new to announce
+        await self._write(lambda conn: self._parts.log.change_status(conn, self._mid, stage))
+        self._status = stage
+
+    async def _store_segments(self, segments: Sequence[meeting_pb2.Segment]) -> None:
+        if segments:
+            await self._stored(self._submit(segments))
+
+    def _submit(self, segments: Sequence[meeting_pb2.Segment]) -> Stored:
+        """Queues segments for the writer's next group commit, fenced by the lease."""
+        return self._parts.writer.submit(self._mid, segments, fence=self._lease)
+
+    async def _stored(self, *unstored: Stored) -> None:
+        """Waits until submitted segments are durable.
+
+        Raises:
+            JobLost: The meeting was deleted or another worker holds the job.
+        """
+        with self._deletion_is_job_lost():
+            await asyncio.gather(*unstored)
+
+    async def _write(
+        self, write: Callable[[asyncpg.Connection], Awaitable[T]], *, fenced: bool = True
+    ) -> T:
+        """Runs `write` and the lease check in one transaction."""
+        with self._deletion_is_job_lost():
+            async with self._pool.acquire() as conn, conn.transaction():
+                result = await write(conn)
+                if fenced:
+                    await self._lease(conn)
+                return result
+
+    @contextlib.contextmanager
+    def _deletion_is_job_lost(self) -> Iterator[None]:
+        """Turns a write's MEETING_NOT_FOUND into JobLost: the job's cancellation signal."""
+        try:
+            yield
+        except MeshError as error:
+            if error.reason == meeting_pb2.ERROR_REASON_MEETING_NOT_FOUND:
+                raise JobLost(f"meeting {self._mid} was deleted") from None
+            raise

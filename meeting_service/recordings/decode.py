@@ -1,0 +1,137 @@
+"""Decoding a stored recording to 16 kHz mono LINEAR16, as a stream.
+
+PyAV reads the recording through `RecordingFile`, a file object whose reads fetch one
+stored span at a time from PostgreSQL (so no recording is ever whole in memory, and
+containers that seek, like MP4, still work). Decoding blocks, so it runs in a thread; the
+PCM it produces crosses back to the event loop through a bounded queue, which holds the
+decoder back when the consumer (a GPU stream) is slower.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import threading
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+
+import av
+
+from meeting_service.recordings.pcm import SAMPLE_RATE_HZ
+from meeting_service.recordings.recording_file import ReadAt, RecordingFile
+
+BLOCK_BYTES = 64 * 1024  # 2 s of PCM per block handed to the loop
+QUEUE_BLOCKS = 8
+
+
+class UndecodableRecording(Exception):
+    """The recording cannot be decoded; the message says why in words a user can read."""
+
+
+@dataclass(frozen=True)
+class _End:
+    error: BaseException | None = None
+
+
+class _Stopped(Exception):
+    """The consumer went away; the decode thread stops."""
+
+
+async def decode_pcm(
+    read_at: ReadAt, size: int, *, block_bytes: int = BLOCK_BYTES
+) -> AsyncGenerator[bytes]:
+    """Decodes a stored recording to 16 kHz mono s16le PCM, block by block.
+
+    Close the iterator (`contextlib.aclosing`) when stopping early: that stops the thread.
+
+    Args:
+        read_at: Reads the chunk holding an offset (see `RecordingFile`).
+        size: The recording's size in bytes.
+        block_bytes: Size of the blocks yielded (the last may be shorter).
+
+    Yields:
+        PCM blocks, in order.
+
+    Raises:
+        UndecodableRecording: The bytes are not decodable audio.
+        Exception: Whatever `read_at` raised (a lost database), unchanged.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes | _End] = asyncio.Queue(QUEUE_BLOCKS)
+    stop = threading.Event()
+
+    def put(item: bytes | _End) -> None:
+        future = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
+        while True:
+            try:
+                future.result(0.5)
+                return
+            except concurrent.futures.TimeoutError:
+                if stop.is_set():
+                    future.cancel()
+                    raise _Stopped from None
+
+    def work() -> None:
+        try:
+            _decode(RecordingFile(read_at, size, loop), block_bytes, put, stop)
+            put(_End())
+        except _Stopped:
+            pass
+        except Exception as error:  # handed to the consumer, which raises it
+            with contextlib.suppress(_Stopped):
+                put(_End(error))
+
+    thread = asyncio.ensure_future(asyncio.to_thread(work))
+    try:
+        while True:
+            item = await queue.get()
+            if isinstance(item, _End):
+                if item.error is not None:
+                    raise _translate(item.error)
+                return
+            yield item
+    finally:
+        stop.set()
+        while not queue.empty():
+            queue.get_nowait()
+        # The thread sees `stop` within half a second (or at its next database read).
+        await asyncio.shield(thread)
+
+
+def _decode(
+    source: RecordingFile,
+    block_bytes: int,
+    put: Callable[[bytes], None],
+    stop: threading.Event,
+) -> None:
+    with av.open(source, mode="r") as container:
+        if not container.streams.audio:
+            raise UndecodableRecording("the recording has no audio stream")
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE_HZ)
+        pending = bytearray()
+
+        def take(frames: list[av.AudioFrame]) -> None:
+            for frame in frames:
+                # Planes may be padded past the last sample; s16 mono is 2 bytes a sample.
+                pending.extend(bytes(frame.planes[0])[: frame.samples * 2])
+            while len(pending) >= block_bytes:
+                put(bytes(pending[:block_bytes]))
+                del pending[:block_bytes]
+
+        for frame in container.decode(stream):
+            if stop.is_set():
+                raise _Stopped
+            take(resampler.resample(frame))
+        take(resampler.resample(None))
+        if pending:
+            put(bytes(pending))
+
+
+def _translate(error: BaseException) -> BaseException:
+    if isinstance(error, av.error.FFmpegError):
+        text = str(error).strip() or type(error).__name__
+        # FFmpeg messages may end with a file name; ours means nothing to a user.
+        return UndecodableRecording(f"the recording could not be decoded: {text.split(': ')[0]}")
+    return error

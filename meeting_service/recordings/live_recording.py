@@ -1,0 +1,125 @@
+"""A live session's recording: PCM stored as a WAV file while it arrives.
+
+The header is written first with a length of 0 and rewritten once the length is known,
+so the recording can be processed again like any upload. Audio is stored in chunks of
+`CHUNK_BYTES` as it passes.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+from gen.meeting.v1 import meeting_pb2
+from meeting_service.errors import not_found, wrong_state
+from meeting_service.recordings import pcm
+from meeting_service.recordings.completion import RecordingCompletion
+from meeting_service.recordings.repository import UploadsRepository
+
+CONTENT_TYPE = "audio/wav"
+CHUNK_BYTES = 64 * 1024  # 2 s of audio per stored chunk
+
+
+class LiveRecording:
+    """One live session's recording.
+
+    Args:
+        pool: The pool.
+        uploads: SQL for recordings.
+        completion: Completes the recording and queues its job.
+        meeting_id: The meeting.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        uploads: UploadsRepository,
+        completion: RecordingCompletion,
+        meeting_id: uuid.UUID,
+    ) -> None:
+        self._pool = pool
+        self._uploads = uploads
+        self._completion = completion
+        self._mid = meeting_id
+        self._pending = bytearray()
+        self._stored = pcm.WAV_HEADER_BYTES
+
+    async def start(self, conn: asyncpg.Connection, status: str) -> None:
+        """Starts the recording inside the caller's transaction (the meeting is locked).
+
+        Args:
+            conn: The connection, in the transaction that makes the meeting LIVE.
+            status: The meeting's status name, for the error.
+
+        Raises:
+            MeshError: WRONG_STATE when part of an uploaded recording is already stored.
+        """
+        await self._uploads.begin(
+            conn, self._mid, content_type=CONTENT_TYPE, total_size=None, sha256=""
+        )
+        if await self._uploads.append_chunk(conn, self._mid, 0, pcm.wav_header(0)) is None:
+            raise wrong_state(status, "the meeting already holds part of an uploaded recording")
+
+    async def write(self, audio: bytes) -> None:
+        """Adds audio; a full chunk is stored at once.
+
+        Raises:
+            MeshError: MEETING_NOT_FOUND when the meeting was deleted.
+        """
+        self._pending += audio
+        if len(self._pending) >= CHUNK_BYTES:
+            await self._flush()
+
+    async def finish(
+        self,
+        status: meeting_pb2.MeetingStatus.ValueType,
+        reason: str = "",
+        trace_context: str = "",
+    ) -> meeting_pb2.TranscriptEvent:
+        """Stores the rest, writes the real header, completes the recording, queues its job.
+
+        Args:
+            status: DIARIZING after a clean end (recognition is done), QUEUED after a
+                failed one (the job transcribes the recording from the start).
+            reason: Why, for a failed end.
+            trace_context: W3C traceparent the job's spans continue.
+
+        Returns:
+            The status event.
+
+        Raises:
+            MeshError: MEETING_NOT_FOUND when the meeting was deleted.
+        """
+        if (self._stored + len(self._pending) - pcm.WAV_HEADER_BYTES) % 2:
+            self._pending += b"\0"  # whole samples only
+        await self._flush()
+        data_bytes = self._stored - pcm.WAV_HEADER_BYTES
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self._completion.lock(conn, self._mid)
+            await self._uploads.rewrite_chunk(conn, self._mid, 0, pcm.wav_header(data_bytes))
+            return await self._completion.complete(
+                conn,
+                self._mid,
+                duration_us=pcm.duration_us(data_bytes),
+                content_type=CONTENT_TYPE,
+                status=status,
+                reason=reason,
+                trace_context=trace_context,
+            )
+
+    @property
+    def audio_bytes(self) -> int:
+        """Bytes of audio stored or waiting to be."""
+        return self._stored - pcm.WAV_HEADER_BYTES + len(self._pending)
+
+    async def _flush(self) -> None:
+        if not self._pending:
+            return
+        data = bytes(self._pending)
+        async with self._pool.acquire() as conn, conn.transaction():
+            size = await self._uploads.append_chunk(conn, self._mid, self._stored, data)
+        if size is None:
+            raise not_found(self._mid)
+        self._stored = size
+        self._pending.clear()

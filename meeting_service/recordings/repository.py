@@ -1,0 +1,254 @@
+"""SQL for recordings: the upload's progress and its bytes, stored in rows of a page.
+
+The bytes live in `audio_chunks`, rows keyed by their byte offset, so an upload of any size
+is written and read back a span at a time and never held whole. A received chunk is stored
+as rows of at most `ROW_BYTES`, each filling one 8 KiB heap page, inline and uncompressed
+(`STORAGE PLAIN`): PostgreSQL writes those with about a third of the CPU it spends on one
+large value cut into 2 KB TOAST tuples, each with its own index entry and log record.
+Rows written before that change (one per received chunk, TOASTed) read the same.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import asyncpg
+
+# The most bytes of audio in one row: with its header and key, one row fits an 8 KiB page
+# (PostgreSQL's MaxHeapTupleSize is 8160 bytes on the default block size).
+ROW_BYTES = 8000
+# How much one read of a span returns at most (plus one older, larger row).
+SPAN_BYTES = 512 * 1024
+# A span is read from at most this many rows (SPAN_BYTES of ROW_BYTES rows, rounded up).
+_SPAN_ROWS = -(-SPAN_BYTES // ROW_BYTES)
+
+
+@dataclass(frozen=True)
+class UploadRow:
+    """The progress of a meeting's recording."""
+
+    meeting_id: uuid.UUID
+    content_type: str
+    total_size: int | None
+    stored_size: int
+    sha256: str
+    sealed: bool
+    complete: bool
+
+
+_COLUMNS = "meeting_id, content_type, total_size, stored_size, sha256, sealed, complete"
+
+
+def audio_rows(
+    meeting_id: uuid.UUID, offset: int, data: bytes | memoryview
+) -> list[tuple[uuid.UUID, int, memoryview]]:
+    """`data`, stored from `offset`, as `audio_chunks` rows of at most `ROW_BYTES` (no copy)."""
+    view = memoryview(data)
+    return [
+        (meeting_id, offset + start, view[start : start + ROW_BYTES])
+        for start in range(0, len(view), ROW_BYTES)
+    ]
+
+
+class UploadsRepository:
+    """Reads and writes `uploads` and `audio_chunks`."""
+
+    async def get(
+        self,
+        conn: asyncpg.Connection | asyncpg.Pool,
+        meeting_id: uuid.UUID,
+        *,
+        for_update: bool = False,
+    ) -> UploadRow | None:
+        """Reads the upload of a meeting (None before the first upload started)."""
+        lock = " FOR UPDATE" if for_update else ""
+        record = await conn.fetchrow(
+            f"SELECT {_COLUMNS} FROM uploads WHERE meeting_id = $1{lock}",  # noqa: S608
+            meeting_id,
+        )
+        return None if record is None else UploadRow(**dict(record.items()))
+
+    async def begin(
+        self,
+        conn: asyncpg.Connection,
+        meeting_id: uuid.UUID,
+        *,
+        content_type: str,
+        total_size: int | None,
+        sha256: str,
+    ) -> UploadRow:
+        """Starts an upload, or updates the declared facts of one being resumed.
+
+        A resumed stream keeps the earlier declarations it does not repeat.
+        """
+        record = await conn.fetchrow(
+            f"""
+            INSERT INTO uploads (meeting_id, content_type, total_size, sha256)
+            VALUES ($1, $2, $3, $4)
+            ON CONFLICT (meeting_id) DO UPDATE SET
+                content_type = EXCLUDED.content_type,
+                total_size = COALESCE(EXCLUDED.total_size, uploads.total_size),
+                sha256 = CASE WHEN EXCLUDED.sha256 = '' THEN uploads.sha256
+                              ELSE EXCLUDED.sha256 END,
+                update_time = clock_timestamp()
+            RETURNING {_COLUMNS}
+            """,  # noqa: S608
+            meeting_id,
+            content_type,
+            total_size,
+            sha256,
+        )
+        assert record is not None
+        return UploadRow(**dict(record.items()))
+
+    async def append_chunk(
+        self,
+        conn: asyncpg.Connection,
+        meeting_id: uuid.UUID,
+        offset: int,
+        data: bytes,
+        *,
+        wait_for_disk: bool = True,
+    ) -> int | None:
+        """Stores a chunk at `offset` if `offset` is still the stored size.
+
+        Args:
+            conn: The connection (inside a transaction).
+            meeting_id: The meeting.
+            offset: Where the chunk starts.
+            data: The bytes.
+            wait_for_disk: False lets the transaction commit without waiting for the disk
+                (`synchronous_commit` off): only for bytes nobody has been told about yet,
+                which the next durable commit makes durable (PostgreSQL's log is ordered).
+
+        Returns:
+            The new stored size, or None when another writer moved the size (nothing
+            was stored).
+        """
+        if not wait_for_disk:
+            await conn.execute("SET LOCAL synchronous_commit TO OFF")
+        size: int | None = await conn.fetchval(
+            """
+            UPDATE uploads SET stored_size = stored_size + $3, update_time = clock_timestamp()
+            WHERE meeting_id = $1 AND stored_size = $2 AND NOT sealed
+            RETURNING stored_size
+            """,
+            meeting_id,
+            offset,
+            len(data),
+        )
+        if size is None:
+            return None
+        await conn.copy_records_to_table(
+            "audio_chunks",
+            columns=("meeting_id", "byte_offset", "data"),
+            records=audio_rows(meeting_id, offset, data),
+        )
+        return size
+
+    async def rewrite_chunk(
+        self, conn: asyncpg.Connection, meeting_id: uuid.UUID, offset: int, data: bytes
+    ) -> None:
+        """Replaces the bytes of a stored row with as many new ones (a file header)."""
+        await conn.execute(
+            # Typed, or PostgreSQL reads `length($3)` as length(text) and refuses the bytes.
+            "UPDATE audio_chunks SET data = $3::bytea WHERE meeting_id = $1 AND byte_offset = $2"
+            " AND length(data) = length($3::bytea)",
+            meeting_id,
+            offset,
+            data,
+        )
+
+    async def touch(self, conn: asyncpg.Connection, meeting_id: uuid.UUID) -> None:
+        """Records that a stream ended (`update_time`), in a commit of its own."""
+        await conn.execute(
+            "UPDATE uploads SET update_time = clock_timestamp() WHERE meeting_id = $1", meeting_id
+        )
+
+    async def seal(self, conn: asyncpg.Connection, meeting_id: uuid.UUID) -> None:
+        """Stops accepting chunks: the recording is being verified."""
+        await conn.execute("UPDATE uploads SET sealed = true WHERE meeting_id = $1", meeting_id)
+
+    async def unseal(self, conn: asyncpg.Connection, meeting_id: uuid.UUID) -> None:
+        """Accepts chunks again (verification could not finish)."""
+        await conn.execute("UPDATE uploads SET sealed = false WHERE meeting_id = $1", meeting_id)
+
+    async def mark_complete(self, conn: asyncpg.Connection, meeting_id: uuid.UUID) -> None:
+        """Marks the recording complete (sealed for good)."""
+        await conn.execute(
+            "UPDATE uploads SET sealed = true, complete = true, update_time = clock_timestamp()"
+            " WHERE meeting_id = $1",
+            meeting_id,
+        )
+
+    async def discard(self, conn: asyncpg.Connection, meeting_id: uuid.UUID) -> None:
+        """Deletes the recording and its progress, as if no upload had started."""
+        await conn.execute("DELETE FROM audio_chunks WHERE meeting_id = $1", meeting_id)
+        await conn.execute("DELETE FROM uploads WHERE meeting_id = $1", meeting_id)
+
+    async def read_at(
+        self, conn: asyncpg.Connection | asyncpg.Pool, meeting_id: uuid.UUID, offset: int
+    ) -> tuple[int, bytes] | None:
+        """Reads a span of the stored recording: the row holding `offset` and those after it.
+
+        Args:
+            conn: A connection or the pool (one query).
+            meeting_id: The meeting.
+            offset: A byte of the recording.
+
+        Returns:
+            (the span's first byte offset, its bytes: about `SPAN_BYTES`, less at the end),
+            or None when `offset` is past the stored bytes.
+        """
+        records = await conn.fetch(
+            """
+            SELECT byte_offset, data FROM (
+                SELECT byte_offset, data,
+                       sum(length(data)) OVER (ORDER BY byte_offset) - length(data) AS before
+                FROM audio_chunks
+                WHERE meeting_id = $1 AND byte_offset >= (
+                    SELECT byte_offset FROM audio_chunks
+                    WHERE meeting_id = $1 AND byte_offset <= $2
+                    ORDER BY byte_offset DESC LIMIT 1)
+                ORDER BY byte_offset LIMIT $4
+            ) AS span
+            WHERE before < $3
+            ORDER BY byte_offset
+            """,
+            meeting_id,
+            offset,
+            SPAN_BYTES,
+            _SPAN_ROWS,
+        )
+        if not records:
+            return None
+        start: int = records[0]["byte_offset"]
+        data = b"".join(r["data"] for r in records)
+        if offset >= start + len(data):
+            return None
+        return start, data
+
+    def reader(
+        self, pool: asyncpg.Pool, meeting_id: uuid.UUID
+    ) -> Callable[[int], Awaitable[tuple[int, bytes] | None]]:
+        """`read_at` bound to one recording: the `ReadAt` that `RecordingFile` takes."""
+        return functools.partial(self.read_at, pool, meeting_id)
+
+    async def iter_chunks(self, pool: asyncpg.Pool, meeting_id: uuid.UUID) -> AsyncIterator[bytes]:
+        """Reads the stored recording back in order, one span in memory at a time.
+
+        Args:
+            pool: The pool (one short query per span, so no connection is held between).
+            meeting_id: The meeting.
+
+        Yields:
+            Spans of the recording, in byte order.
+        """
+        offset = 0
+        while (span := await self.read_at(pool, meeting_id, offset)) is not None:
+            start, data = span
+            offset = start + len(data)
+            yield data

@@ -1,0 +1,348 @@
+"""Uploads: a recording streamed into PostgreSQL chunk by chunk, resumable, then probed.
+
+The rules:
+- A stream starts at the stored size (0 for a new upload); any other offset is
+  FAILED_PRECONDITION and changes nothing.
+- Each chunk is committed as it arrives, so a dropped stream keeps what it sent. Those
+  commits do not wait for the disk (`synchronous_commit` off): nobody has been told about
+  a chunk yet, and PostgreSQL's log is ordered, so a crash can only lose the newest chunks
+  together with the stored size that counted them, and a client resumes from the size it
+  is then told. Whatever answers the client (the completion, the end of a partial
+  stream, a rejection) is a durable commit, which makes every chunk before it durable.
+- The recording is complete when `total_size` bytes are stored, or, without a
+  `total_size`, when the client ends the stream. It is then checked against its SHA-256
+  (hashed while the chunks were stored by a stream that started at offset 0; read back
+  from the database, a span at a time, for a resumed upload) and probed where it lies in
+  the database (`probe_audio` reads a few spans of most formats). A rejected recording
+  (too large, wrong checksum, not audio) is discarded and the meeting awaits audio again,
+  with the reason in `failure_reason`. Good audio gets its duration, the status QUEUED and
+  a job, all in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+
+from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
+from meeting_service import validation
+from meeting_service.errors import (
+    invalid,
+    not_found,
+    offset_mismatch,
+    status_name,
+    upload_too_large,
+    wrong_state,
+)
+from meeting_service.meetings.messages import meeting_message
+from meeting_service.meetings.repository import MeetingRow, MeetingsRepository
+from meeting_service.recordings.completion import RecordingCompletion
+from meeting_service.recordings.probe import AudioInfo, probe_audio
+from meeting_service.recordings.repository import UploadRow, UploadsRepository
+from meeting_service.transcripts.event_log import EventLog
+from mesh_common.errors import MeshError
+from mesh_common.logging import logger
+from mesh_common.streams import DRAIN_SECONDS, drain, read_ahead
+
+CONTENT_TYPE_MAX_CHARS = 255
+_UPLOADABLE = frozenset(
+    {meeting_pb2.MEETING_STATUS_AWAITING_AUDIO, meeting_pb2.MEETING_STATUS_UPLOADING}
+)
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """How an upload stream ended.
+
+    Attributes:
+        meeting: The meeting afterwards.
+        stored_size: Bytes stored.
+        complete: Whether the recording is complete and a job queued.
+        duration_us: The recording's length when complete.
+    """
+
+    meeting: meeting_pb2.Meeting
+    stored_size: int
+    complete: bool
+    duration_us: int | None
+
+
+class UploadsService:
+    """Stores recordings and queues their processing."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        meetings: MeetingsRepository,
+        uploads: UploadsRepository,
+        log: EventLog,
+        completion: RecordingCompletion,
+        *,
+        limit_bytes: int,
+    ) -> None:
+        self._pool = pool
+        self._meetings = meetings
+        self._uploads = uploads
+        self._log = log
+        self._completion = completion
+        self._limit = limit_bytes
+
+    async def status(self, owner: str, meeting_id: str) -> UploadRow | None:
+        """Tells how much of a caller's meeting's recording is stored (None: no upload yet).
+
+        Raises:
+            MeshError: MEETING_NOT_FOUND.
+        """
+        mid = validation.meeting_id(meeting_id)
+        await self._owned(self._pool, owner, mid)
+        return await self._uploads.get(self._pool, mid)
+
+    async def upload(
+        self,
+        owner: str,
+        requests: AsyncIterator[meeting_service_pb2.UploadAudioRequest],
+        *,
+        trace_context: str = "",
+    ) -> UploadResult:
+        """Stores one upload stream.
+
+        Args:
+            owner: The caller.
+            requests: The stream: metadata first, then chunks.
+            trace_context: W3C traceparent to hand to the processing job.
+
+        Returns:
+            How it ended.
+
+        Raises:
+            MeshError: INVALID_FIELD, MEETING_NOT_FOUND, WRONG_STATE,
+                UPLOAD_OFFSET_MISMATCH, UPLOAD_TOO_LARGE, UPLOAD_CHECKSUM_MISMATCH, NOT_AUDIO.
+        """
+        # The next chunk arrives while this one is committed.
+        async with contextlib.aclosing(read_ahead(requests)) as ahead:
+            try:
+                return await self._upload(owner, ahead, trace_context)
+            except MeshError:
+                # Read on (bounded) before refusing: a status sent while the client is
+                # still writing reaches it as INTERNAL instead (mesh_common.streams).
+                await drain(ahead, DRAIN_SECONDS)
+                raise
+
+    async def _upload(
+        self,
+        owner: str,
+        requests: AsyncIterator[meeting_service_pb2.UploadAudioRequest],
+        trace_context: str,
+    ) -> UploadResult:
+        first = await anext(requests, None)
+        if first is None or not first.HasField("metadata"):
+            raise invalid("metadata", "the first message must carry the metadata")
+        metadata = first.metadata
+        mid = validation.meeting_id(metadata.meeting_id, "metadata.meeting_id")
+        upload = await self._begin(owner, mid, metadata)
+        log = logger.bind(meeting_id=str(mid), request_id=metadata.request_id)
+        stored = upload.stored_size
+        total = upload.total_size
+        log.bind(offset=stored, total_size=total).info("upload stream started")
+        # Hashing the bytes as they pass costs less than reading them back at the end, but
+        # only a stream that carries the whole recording can.
+        digest = hashlib.sha256() if stored == 0 else None
+        if total is None or stored < total:
+            stored = await self._receive(mid, requests, stored, total, digest)
+        if total is not None and stored < total:
+            await self._end_partial(mid)
+            log.bind(stored_size=stored).info("upload stream ended before the recording did")
+            row = await self._owned(self._pool, owner, mid)
+            return UploadResult(meeting_message(row), stored, False, None)
+        info = await self._complete(mid, stored, trace_context, digest)
+        log.bind(stored_size=stored, duration_us=info.duration_us).info("upload complete")
+        row = await self._owned(self._pool, owner, mid)
+        return UploadResult(meeting_message(row), stored, True, info.duration_us)
+
+    async def _receive(
+        self,
+        mid: uuid.UUID,
+        requests: AsyncIterator[meeting_service_pb2.UploadAudioRequest],
+        stored: int,
+        total: int | None,
+        digest: hashlib._Hash | None,
+    ) -> int:
+        """Stores the stream's chunks from `stored` on; returns the new stored size."""
+        async for request in requests:
+            if request.HasField("metadata"):
+                raise invalid("metadata", "metadata is only allowed first")
+            chunk = request.chunk
+            if not chunk:
+                continue
+            if stored + len(chunk) > self._limit:
+                await self._reject(mid, upload_too_large(self._limit))
+            if total is not None and stored + len(chunk) > total:
+                await self._reject(
+                    mid,
+                    invalid("chunk", f"more bytes were sent than total_size ({total})"),
+                )
+            if digest is None:
+                stored = await self._append(mid, stored, chunk)
+            else:
+                # hashlib lets go of the GIL: the hash runs beside the chunk's commit.
+                stored, _ = await asyncio.gather(
+                    self._append(mid, stored, chunk), asyncio.to_thread(digest.update, chunk)
+                )
+            if total is not None and stored == total:
+                break
+        return stored
+
+    async def _begin(
+        self, owner: str, mid: uuid.UUID, metadata: meeting_service_pb2.UploadMetadata
+    ) -> UploadRow:
+        content_type = validation.plain_text(metadata.content_type.strip(), "metadata.content_type")
+        validation.request_id(metadata.request_id)
+        if not content_type:
+            raise invalid("metadata.content_type", "content_type is required")
+        if len(content_type) > CONTENT_TYPE_MAX_CHARS:
+            raise invalid("metadata.content_type", "content_type is too long")
+        total = metadata.total_size if metadata.HasField("total_size") else None
+        if total is not None and total < 0:
+            raise invalid("metadata.total_size", "total_size must be 0 or more")
+        if total is not None and total > self._limit:
+            raise upload_too_large(self._limit)
+        if metadata.offset < 0:
+            raise invalid("metadata.offset", "offset must be 0 or more")
+        sha256 = validation.sha256(metadata.sha256)
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await self._owned(conn, owner, mid, for_update=True)
+            if row.status not in _UPLOADABLE:
+                status = status_name(row.status)
+                raise wrong_state(status, f"the meeting does not accept audio in status {status}")
+            existing = await self._uploads.get(conn, mid, for_update=True)
+            stored = existing.stored_size if existing else 0
+            if existing is not None and existing.sealed:
+                raise wrong_state(
+                    status_name(row.status), "the recording is complete and being checked"
+                )
+            if metadata.offset != stored:
+                raise offset_mismatch(
+                    stored, f"the upload must continue at offset {stored}, not {metadata.offset}"
+                )
+            declared = existing.total_size if existing else None
+            if total is not None and declared is not None and total != declared:
+                raise invalid(
+                    "metadata.total_size",
+                    f"total_size {total} differs from the {declared} declared earlier",
+                )
+            if total is not None and total < stored:
+                raise invalid(
+                    "metadata.total_size", f"total_size is below the {stored} bytes stored"
+                )
+            upload = await self._uploads.begin(
+                conn, mid, content_type=content_type, total_size=total, sha256=sha256
+            )
+            if row.status == meeting_pb2.MEETING_STATUS_AWAITING_AUDIO:
+                await self._log.change_status(conn, mid, meeting_pb2.MEETING_STATUS_UPLOADING)
+            return upload
+
+    async def _append(self, mid: uuid.UUID, offset: int, chunk: bytes) -> int:
+        async with self._pool.acquire() as conn, conn.transaction():
+            # Not yet told to anyone: made durable by the next commit that is (module doc).
+            size = await self._uploads.append_chunk(conn, mid, offset, chunk, wait_for_disk=False)
+            if size is None:
+                # Another stream moved the upload on (or the meeting was deleted).
+                current = await self._uploads.get(conn, mid)
+                if current is None:
+                    raise not_found(mid)
+                raise offset_mismatch(
+                    current.stored_size,
+                    f"another upload stream wrote to this meeting; continue at offset "
+                    f"{current.stored_size}",
+                )
+            return size
+
+    async def _end_partial(self, mid: uuid.UUID) -> None:
+        """Records where a stream that did not complete the recording ended.
+
+        Its commit is durable, and with it every chunk before it: the stored size the
+        client is about to be told survives a crash.
+        """
+        async with self._pool.acquire() as conn:
+            await self._uploads.touch(conn, mid)
+
+    async def _complete(
+        self, mid: uuid.UUID, size: int, trace_context: str, digest: hashlib._Hash | None
+    ) -> AudioInfo:
+        async with self._pool.acquire() as conn, conn.transaction():
+            upload = await self._uploads.get(conn, mid, for_update=True)
+            if upload is None:
+                raise not_found(mid)
+            await self._uploads.seal(conn, mid)
+        sealed = True
+        try:
+            actual = digest.hexdigest() if digest is not None else await self._hash(mid)
+            if upload.sha256 and actual != upload.sha256:
+                sealed = False
+                await self._reject(
+                    mid,
+                    MeshError(
+                        meeting_pb2.ERROR_REASON_UPLOAD_CHECKSUM_MISMATCH,
+                        "the recording's SHA-256 does not match the one declared",
+                        {"expected": upload.sha256, "actual": actual},
+                    ),
+                )
+            try:
+                info = await probe_audio(self._uploads.reader(self._pool, mid), size)
+            except MeshError as error:
+                sealed = False
+                await self._reject(mid, error)
+            async with self._pool.acquire() as conn, conn.transaction():
+                await self._completion.complete(
+                    conn,
+                    mid,
+                    duration_us=info.duration_us,
+                    content_type=upload.content_type,
+                    status=meeting_pb2.MEETING_STATUS_QUEUED,
+                    trace_context=trace_context,
+                )
+            sealed = False
+            return info
+        finally:
+            if sealed:
+                # Completion was interrupted (the database went away, the call was
+                # cancelled): let a resumed stream with no more bytes finish it.
+                with contextlib.suppress(Exception):
+                    async with self._pool.acquire() as conn:
+                        await self._uploads.unseal(conn, mid)
+
+    async def _hash(self, mid: uuid.UUID) -> str:
+        digest = hashlib.sha256()
+        async for span in self._uploads.iter_chunks(self._pool, mid):
+            await asyncio.to_thread(digest.update, span)
+        return digest.hexdigest()
+
+    async def _reject(self, mid: uuid.UUID, error: MeshError) -> None:
+        """Discards the recording, returns the meeting to AWAITING_AUDIO, raises `error`."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self._uploads.discard(conn, mid)
+            await self._meetings.set_recording(conn, mid, duration_us=None, content_type="")
+            await self._log.change_status(
+                conn, mid, meeting_pb2.MEETING_STATUS_AWAITING_AUDIO, error.message
+            )
+        logger.bind(meeting_id=str(mid), reason=error.message).info("recording rejected")
+        raise error
+
+    async def _owned(
+        self,
+        conn: asyncpg.Connection | asyncpg.Pool,
+        owner: str | None,
+        mid: uuid.UUID,
+        *,
+        for_update: bool = False,
+    ) -> MeetingRow:
+        row = await self._meetings.get(conn, mid, owner=owner, for_update=for_update)
+        if row is None:
+            raise not_found(mid)
+        return row

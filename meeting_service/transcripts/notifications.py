@@ -1,0 +1,45 @@
+"""The NOTIFY that announces new events: its channel and its payload, both ways.
+
+Writers queue one on commit (`EventsRepository`); each process's `EventHub` listens and
+reads the events itself, so the payload only says which meeting and how far its log now
+goes: `{"m": meeting id, "s": newest sequence}`, plus `"d": 1` when the meeting was
+deleted (that sequence is the stream's last). No payload nears NOTIFY's 8000-byte limit.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+
+CHANNEL = "meeting_events"
+
+
+@dataclass(frozen=True)
+class Notification:
+    """A meeting's log moved on to `sequence` (or the meeting was deleted at it)."""
+
+    meeting_id: uuid.UUID
+    sequence: int
+    deleted: bool = False
+
+
+def encode(meeting_id: uuid.UUID, sequence: int, *, deleted: bool = False) -> str:
+    """Returns the payload announcing a meeting's newest sequence."""
+    message: dict[str, object] = {"m": str(meeting_id), "s": sequence}
+    if deleted:
+        message["d"] = 1
+    return json.dumps(message)
+
+
+def decode(payload: str) -> Notification:
+    """Reads a payload made by `encode`.
+
+    Raises:
+        ValueError: The payload is not one.
+    """
+    try:
+        message = json.loads(payload)
+        return Notification(uuid.UUID(message["m"]), int(message["s"]), bool(message.get("d")))
+    except (KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"not an event notification: {payload[:200]!r}") from error

@@ -1,0 +1,199 @@
+"""Reading transcripts: the transcript, the summary, the live stream, and the pipeline's reads."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+
+from gen.meeting.v1 import meeting_pb2
+from meeting_service.errors import invalid, not_found, not_ready, unavailable
+from meeting_service.meetings.repository import MeetingsRepository
+from meeting_service.transcripts import messages
+from meeting_service.transcripts.hub import EventHub, HubClosed, SubscriberLagged
+from meeting_service.transcripts.repository import EventsRepository
+from meeting_service.validation import meeting_id as parse_id
+from mesh_common.errors import MeshError
+
+_REPLAY_BATCH = 500
+# Before any recording is processed there is no transcript to show.
+_NOT_STARTED = frozenset(
+    {
+        meeting_pb2.MEETING_STATUS_AWAITING_AUDIO,
+        meeting_pb2.MEETING_STATUS_UPLOADING,
+        meeting_pb2.MEETING_STATUS_QUEUED,
+    }
+)
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """The latest version of every segment, read in one snapshot.
+
+    Attributes:
+        segments: By index.
+        speakers: The distinct speaker labels, in order of first appearance.
+        last_sequence: The meeting's newest event when it was read.
+        status: The meeting's status then.
+    """
+
+    segments: list[meeting_pb2.Segment]
+    speakers: list[str]
+    last_sequence: int
+    status: meeting_pb2.MeetingStatus.ValueType
+
+
+class TranscriptReader:
+    """What callers read (owner-scoped), and what the pipeline reads (internal)."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        meetings: MeetingsRepository,
+        events: EventsRepository,
+        hub: EventHub,
+    ) -> None:
+        self._pool = pool
+        self._meetings = meetings
+        self._events = events
+        self._hub = hub
+
+    async def get_transcript(self, owner: str, meeting_id: str) -> Transcript:
+        """Returns the latest version of every segment of a caller's meeting.
+
+        Raises:
+            MeshError: MEETING_NOT_FOUND; NOT_READY while no recording has been processed.
+        """
+        mid = parse_id(meeting_id)
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            # One snapshot, so `last_sequence` matches the segments exactly.
+            row = await self._meetings.get(conn, mid, owner=owner)
+            if row is None:
+                raise not_found(mid)
+            segments = await self._events.segments(conn, mid)
+        if not segments and row.status in _NOT_STARTED:
+            raise not_ready(
+                row.status, "the transcript is not ready: the recording has not been processed yet"
+            )
+        parsed = [meeting_pb2.Segment.FromString(stored.payload) for stored in segments]
+        speakers = dict.fromkeys(s.speaker for s in parsed if s.speaker)
+        return Transcript(
+            segments=parsed,
+            speakers=list(speakers),
+            last_sequence=row.last_sequence,
+            status=meeting_pb2.MeetingStatus.ValueType(row.status),
+        )
+
+    async def get_summary(self, owner: str, meeting_id: str) -> meeting_pb2.Summary:
+        """Returns the summary of a caller's meeting.
+
+        Raises:
+            MeshError: MEETING_NOT_FOUND; NOT_READY before the summary is written.
+        """
+        mid = parse_id(meeting_id)
+        row = await self._meetings.get(self._pool, mid, owner=owner)
+        if row is None:
+            raise not_found(mid)
+        if row.summary is None:
+            raise not_ready(row.status, "the summary is not written yet")
+        return meeting_pb2.Summary.FromString(row.summary)
+
+    async def stream(
+        self, owner: str, meeting_id: str, after_sequence: int
+    ) -> AsyncGenerator[meeting_pb2.TranscriptEvent]:
+        """Yields a caller's meeting's events after `after_sequence`, then new ones forever.
+
+        Subscribes first and reads the stored log second, then skips live events it has
+        already yielded: nothing committed in between is missed or repeated. Ends after
+        the `deleted` event.
+
+        Args:
+            owner: The caller.
+            meeting_id: The meeting.
+            after_sequence: The last sequence the caller has (0 for all).
+
+        Yields:
+            The events, in sequence order.
+
+        Raises:
+            MeshError: MEETING_NOT_FOUND; INVALID_FIELD for a negative sequence;
+                BACKEND_UNAVAILABLE when the server shuts down. A caller that reads
+                slowly is not cut off: once its buffer of live events is full, it reads
+                what it missed from the table, so it never holds up other subscribers.
+        """
+        mid = parse_id(meeting_id)
+        if after_sequence < 0:
+            raise invalid("after_sequence", "after_sequence must be 0 or more")
+        try:
+            subscribing = self._hub.subscribe(mid)
+            subscription = await subscribing.__aenter__()
+        except HubClosed:
+            raise _shutting_down(after_sequence) from None
+        try:
+            if await self._meetings.get(self._pool, mid, owner=owner) is None:
+                raise not_found(mid)
+            last = after_sequence
+            async for event in self._read_stored(mid, last, None):
+                yield event
+                last = event.sequence
+            while True:
+                try:
+                    event = await subscription.next()
+                except SubscriberLagged:
+                    # Its buffer filled (it reads slowly, or a burst outgrew it): what it
+                    # missed is in the table; live events are buffered again from now.
+                    async for missed in self._read_stored(mid, last, None):
+                        yield missed
+                        last = missed.sequence
+                    continue
+                except HubClosed:
+                    raise _shutting_down(last) from None
+                if event.sequence <= last:
+                    continue
+                if event.sequence > last + 1 and not event.HasField("deleted"):
+                    # Defensive: fill any hole from the table rather than skip events.
+                    async for missed in self._read_stored(mid, last, event.sequence - 1):
+                        yield missed
+                        last = missed.sequence
+                yield event
+                last = event.sequence
+                if event.HasField("deleted"):
+                    return
+        finally:
+            with contextlib.suppress(Exception):
+                await subscribing.__aexit__(None, None, None)
+
+    async def final_segments(self, meeting_id: uuid.UUID) -> list[meeting_pb2.Segment]:
+        """Returns the latest version of every final segment, by index (internal)."""
+        rows = await self._events.segments(self._pool, meeting_id)
+        segments = [meeting_pb2.Segment.FromString(row.payload) for row in rows]
+        return [s for s in segments if s.final]
+
+    async def status_history(
+        self, meeting_id: uuid.UUID
+    ) -> list[meeting_pb2.MeetingStatus.ValueType]:
+        """Returns every status the meeting entered, oldest first (internal)."""
+        return await self._events.status_history(self._pool, meeting_id)
+
+    async def _read_stored(
+        self, mid: uuid.UUID, after: int, up_to: int | None
+    ) -> AsyncIterator[meeting_pb2.TranscriptEvent]:
+        while True:
+            rows = await self._events.list_after(self._pool, mid, after, _REPLAY_BATCH)
+            for row in rows:
+                if up_to is not None and row.sequence > up_to:
+                    return
+                yield messages.event(row)
+                after = row.sequence
+            if len(rows) < _REPLAY_BATCH:
+                return
+
+
+def _shutting_down(last: int) -> MeshError:
+    return unavailable(
+        f"the server is shutting down; resume with after_sequence={last}",
+        {"after_sequence": str(last)},
+    )
