@@ -47,7 +47,7 @@ async def _cli(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "mesh_common.cli",
+        "meeting_mesh.cli",
         *args,
         env=env,
         stdout=asyncio.subprocess.PIPE,

@@ -72,7 +72,7 @@ class Child:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "mesh_common.cli",
+            "meeting_mesh.cli",
             self.subcommand,
             env={**os.environ, **self.env},
             start_new_session=True,
