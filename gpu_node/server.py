@@ -20,7 +20,8 @@ from gpu_node.servicers import SERVICE_NAMES, add_servicers
 from gpu_node.settings import GpuNodeSettings
 from mesh_common.grpc_server import add_health_and_reflection, set_serving
 from mesh_common.logging import logger
-from mesh_common.telemetry import MetricsEndpoint, Telemetry, create_telemetry
+from mesh_common.metrics_endpoint import MetricsEndpoint
+from mesh_common.telemetry import Telemetry, create_telemetry
 from mesh_common.tls import server_credentials
 
 # The contract allows 1 MiB of audio per message; leave room for the envelope.

@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass, field
 
 import jwt
-from aiohttp import web
 
 from gen.meeting.v1 import meeting_pb2
 from mesh_common.errors import MeshError
@@ -33,11 +32,6 @@ class Principal:
     """
 
     user: str
-
-
-# Where an aiohttp request keeps its verified caller: the gateway's auth sets it, the
-# access log reads it.
-REQUEST_PRINCIPAL = web.RequestKey("principal", Principal)
 
 
 @dataclass(frozen=True)
