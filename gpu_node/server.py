@@ -100,7 +100,7 @@ async def run_gpu_node(
             ("grpc.so_reuseport", 0),
         ],
     )
-    add_servicers(server, engines, admission, settings.gpu_node_max_diarize_seconds)
+    add_servicers(server, engines, admission, settings.gpu_node_max_diarize_s)
     health_servicer = add_health_and_reflection(server, SERVICE_NAMES)
     address = f"{settings.gpu_node_host}:{settings.gpu_node_port}"
     credentials = server_credentials(settings.identity(), settings.client_ca())

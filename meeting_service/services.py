@@ -81,7 +81,7 @@ def build_services(
         pool,
         events_repo,
         queue_size=settings.stream_queue_size,
-        check_interval=settings.health_interval_seconds,
+        check_interval=settings.health_interval_s,
     )
     transcripts = TranscriptService(pool, meetings_repo, events_repo, hub)
     writer = TranscriptWriter(pool, log)

@@ -36,8 +36,8 @@ def _env(database_url: str, data_dir: Path) -> dict[str, str]:
         MESH_JWT_SECRET=TEST_JWT_SECRET,
         MESH_DATA_DIR=str(data_dir),
         MESH_LOG_FORMAT="json",
-        MESH_GRACE_SECONDS="5",
-        MESH_HEALTH_INTERVAL_SECONDS="0.5",
+        MESH_GRACE_S="5",
+        MESH_HEALTH_INTERVAL_S="0.5",
         MESH_MEETING_METRICS_PORT="0",
     )
     return env
