@@ -8,17 +8,14 @@ conventions and are set only on a recorded span; the URL is the path without its
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from opentelemetry import trace
 
-from gateway.auth import PRINCIPAL_KEY
+from gateway.auth import PRINCIPAL_KEY, Handler
 from gateway.metrics import GatewayMetrics
 from mesh_common.telemetry import Telemetry, log_http_access, server_span
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def telemetry_middleware(telemetry: Telemetry, metrics: GatewayMetrics) -> Middleware:
