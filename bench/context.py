@@ -40,7 +40,7 @@ class BenchContext:
 
     def token(self, user: str = "bench") -> str:
         """A bearer token for `user`, valid for the run."""
-        return issue_token(user, self.jwt_secret, ttl_seconds=3 * 3600)
+        return issue_token(user, self.jwt_secret, ttl_s=3 * 3600)
 
     def authorization(self, user: str = "bench") -> str:
         """The `Authorization` header value for `user`."""

@@ -90,7 +90,7 @@ async def _gateway(config: Config) -> None:
         meeting_service_target=config["meeting_target"],
         jwt_secret=SecretStr(config["jwt_secret"]),
         data_dir=Path(config["data_dir"]),
-        shutdown_grace_seconds=1.0,
+        shutdown_grace_s=1.0,
     )
     await _serve_aiohttp(config, create_app(settings))
 

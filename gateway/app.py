@@ -17,11 +17,12 @@ from gateway.channel import open_channel
 from gateway.events import stream_events
 from gateway.health import healthz, readyz
 from gateway.live import live
-from gateway.metrics import GatewayMetrics
+from gateway.metrics import GatewayMetrics, metrics_handler
 from gateway.middleware import error_middleware
 from gateway.openapi import build_openapi
 from gateway.rest import add_rest_routes
 from gateway.settings import GatewaySettings
+from gateway.telemetry import telemetry_middleware
 from gateway.upload import head_audio, patch_audio, put_audio
 from gen.meeting.v1 import meeting_service_pb2_grpc
 from mesh_common.telemetry import Telemetry, create_telemetry
@@ -62,10 +63,11 @@ def create_app(settings: GatewaySettings, telemetry: Telemetry | None = None) ->
         The application; the channel opens when it starts and closes when it stops.
     """
     telemetry = telemetry or create_telemetry("gateway")
+    metrics = GatewayMetrics(telemetry.registry)
     app = web.Application(
         middlewares=[
             query_token_middleware,
-            *telemetry.aiohttp_middlewares(),
+            telemetry_middleware(telemetry, metrics),
             error_middleware,
             auth_middleware(settings.token_verifier()),
         ],
@@ -73,7 +75,7 @@ def create_app(settings: GatewaySettings, telemetry: Telemetry | None = None) ->
     )
     app[state.SETTINGS] = settings
     app[state.TELEMETRY] = telemetry
-    app[state.METRICS] = GatewayMetrics(telemetry.registry)
+    app[state.METRICS] = metrics
     app[state.STOPPING] = asyncio.Event()
     app.cleanup_ctx.append(_channel_context)
     app.on_shutdown.append(_begin_stopping)
@@ -88,5 +90,5 @@ def create_app(settings: GatewaySettings, telemetry: Telemetry | None = None) ->
     app.router.add_route("GET", "/healthz", healthz, name="healthz")
     app.router.add_route("GET", "/readyz", readyz, name="readyz")
     app.router.add_route("GET", "/openapi.json", _openapi, name="openapi")
-    app.router.add_route("GET", "/metrics", telemetry.metrics_handler(), name="metrics")
+    app.router.add_route("GET", "/metrics", metrics_handler(telemetry.registry), name="metrics")
     return app

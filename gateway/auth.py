@@ -13,7 +13,7 @@ from aiohttp.typedefs import Middleware
 
 from gateway.http_errors import HttpError, gateway_error_view
 from gen.meeting.v1 import meeting_pb2
-from mesh_common.auth import METADATA_KEY, REQUEST_PRINCIPAL, TokenVerifier
+from mesh_common.auth import METADATA_KEY, Principal, TokenVerifier
 from mesh_common.errors import MeshError
 
 # Routes anyone may call: liveness, readiness, the API description and the metrics.
@@ -23,7 +23,8 @@ QUERY_TOKEN_ROUTES = frozenset({"events", "live"})
 QUERY_TOKEN_PARAM = "access_token"  # noqa: S105 - a parameter name, not a secret
 
 _QUERY_TOKEN_KEY = web.RequestKey("query_access_token", str)
-PRINCIPAL_KEY = REQUEST_PRINCIPAL
+# Where a request keeps its verified caller: auth_middleware sets it, the access line reads it.
+PRINCIPAL_KEY = web.RequestKey("principal", Principal)
 GRPC_METADATA_KEY = web.RequestKey("grpc_metadata", tuple)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -39,7 +39,7 @@ async def serve(settings: GatewaySettings) -> None:
     runner = web.AppRunner(
         create_app(settings),
         access_log=None,  # the telemetry middleware logs requests, without query strings
-        shutdown_timeout=settings.shutdown_grace_seconds,
+        shutdown_timeout=settings.shutdown_grace_s,
     )
     await runner.setup()
     site = web.TCPSite(runner, settings.gateway_host, settings.gateway_port)

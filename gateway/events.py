@@ -152,7 +152,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         await stub.GetMeeting(
             meeting_service_pb2.GetMeetingRequest(meeting_id=meeting_id),
             metadata=metadata,
-            timeout=settings.unary_timeout_seconds,
+            timeout=settings.unary_timeout_s,
         )
     except grpc.aio.AioRpcError as error:
         raise HttpError(rpc_error_view(error)) from None
@@ -167,7 +167,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     await response.write(f"retry: {settings.sse_retry_ms}\n\n".encode())
-    heartbeat = settings.sse_heartbeat_seconds
+    heartbeat = settings.sse_heartbeat_s
     stopping = asyncio.ensure_future(request.app[state.STOPPING].wait())
     shared: SharedStream | None = None
     call: StreamCall | None = None
@@ -320,7 +320,7 @@ class SharedStream:
         self,
         after: int,
         response: web.StreamResponse,
-        heartbeat_seconds: float,
+        heartbeat_s: float,
         stopping: asyncio.Future[Any],
     ) -> int | None:
         """Writes the events after `after` to one SSE response until the stream ends.
@@ -328,7 +328,7 @@ class SharedStream:
         Args:
             after: The follower's resume point.
             response: Its response.
-            heartbeat_seconds: Idle time before a heartbeat comment.
+            heartbeat_s: Idle time before a heartbeat comment.
             stopping: Done when the gateway stops.
 
         Returns:
@@ -363,7 +363,7 @@ class SharedStream:
                 return None
             done, _ = await asyncio.wait(
                 {self._changed, stopping},
-                timeout=heartbeat_seconds,
+                timeout=heartbeat_s,
                 return_when=asyncio.FIRST_COMPLETED,
             )
             if stopping in done:
@@ -420,7 +420,7 @@ class SharedStream:
 async def _pump(
     call: StreamCall,
     response: web.StreamResponse,
-    heartbeat_seconds: float,
+    heartbeat_s: float,
     stopping: asyncio.Future[Any],
 ) -> None:
     read: asyncio.Future[Any] | None = None
@@ -429,7 +429,7 @@ async def _pump(
             if read is None:
                 read = asyncio.ensure_future(call.read())
             done, _ = await asyncio.wait(
-                {read, stopping}, timeout=heartbeat_seconds, return_when=asyncio.FIRST_COMPLETED
+                {read, stopping}, timeout=heartbeat_s, return_when=asyncio.FIRST_COMPLETED
             )
             if stopping in done:
                 return

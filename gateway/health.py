@@ -14,7 +14,7 @@ from gateway import state
 from gateway.rest import SERVICE
 from mesh_common.grpc_server import check_health
 
-READINESS_TIMEOUT_SECONDS = 2.0
+READINESS_TIMEOUT_S = 2.0
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
@@ -42,7 +42,7 @@ async def readyz(request: web.Request) -> web.StreamResponse:
         status = await check_health(
             request.app[state.CHANNEL],
             SERVICE.full_name,
-            min(READINESS_TIMEOUT_SECONDS, state.settings(request).unary_timeout_seconds),
+            min(READINESS_TIMEOUT_S, state.settings(request).unary_timeout_s),
         )
         serving = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
     except grpc.aio.AioRpcError as error:

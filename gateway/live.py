@@ -32,7 +32,7 @@ from mesh_common.errors import ErrorView
 
 APPLICATION_CLOSE_BASE = 4000
 _MAX_REASON_BYTES = 123  # RFC 6455: the close reason fits a 125-byte control frame
-LIVE_ACCEPT_WAIT_SECONDS = 1.0
+LIVE_ACCEPT_WAIT_S = 1.0
 _QUEUED_FRAMES = 32  # audio frames waiting for gRPC flow control before the socket is paused
 _LiveCall = grpc.aio.StreamStreamCall[
     meeting_service_pb2.LiveTranscribeRequest, meeting_service_pb2.LiveTranscribeResponse
@@ -95,7 +95,7 @@ async def live(request: web.Request) -> web.StreamResponse:
         await stub.GetMeeting(
             meeting_service_pb2.GetMeetingRequest(meeting_id=config.meeting_id),
             metadata=metadata,
-            timeout=state.settings(request).unary_timeout_seconds,
+            timeout=state.settings(request).unary_timeout_s,
         )
     except grpc.aio.AioRpcError as error:
         raise HttpError(rpc_error_view(error)) from None
@@ -168,11 +168,11 @@ async def _await_acceptance(call: _LiveCall, accepted: asyncio.Event) -> None:
     `mesh_common.streams`). The config must go first, since the service cannot accept the
     call before reading it, so `start_gated` does not fit; instead the audio waits
     until the service sends its initial metadata (or ends the call), at most
-    `LIVE_ACCEPT_WAIT_SECONDS`, since a service that sends nothing before its first event
+    `LIVE_ACCEPT_WAIT_S`, since a service that sends nothing before its first event
     would otherwise never get the audio that produces it.
     """
     with contextlib.suppress(TimeoutError, grpc.aio.AioRpcError):
-        async with asyncio.timeout(LIVE_ACCEPT_WAIT_SECONDS):
+        async with asyncio.timeout(LIVE_ACCEPT_WAIT_S):
             await call.initial_metadata()
     if not call.done():
         accepted.set()

@@ -1,5 +1,8 @@
-"""The gateway's own Prometheus series, beside the per-route ones of `Telemetry`.
+"""The gateway's Prometheus series, and the `/metrics` route that serves its registry.
 
+- `mesh_http_requests_total{route,method,status}`: requests served, by route template;
+- `mesh_http_request_duration_seconds{route,method}`: time to serve one (streams: until
+  the stream ends);
 - `mesh_sse_streams_open`: event streams (`/events`) being served;
 - `mesh_websockets_open`: live sessions (`/live`) being served;
 - `mesh_gateway_upload_bytes_total`: recording bytes read from upload bodies.
@@ -7,7 +10,13 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from mesh_common.telemetry import LATENCY_BUCKETS
 
 
 class GatewayMetrics:
@@ -18,6 +27,19 @@ class GatewayMetrics:
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.http_requests = Counter(
+            "mesh_http_requests",
+            "HTTP requests served, by route template, method and status.",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.http_latency = Histogram(
+            "mesh_http_request_duration_seconds",
+            "Time to serve an HTTP request (streams: until the stream ends).",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.sse_open = Gauge(
             "mesh_sse_streams_open", "Event streams being served.", registry=registry
         )
@@ -29,3 +51,23 @@ class GatewayMetrics:
             "Recording bytes read from upload bodies.",
             registry=registry,
         )
+
+
+def metrics_handler(
+    registry: CollectorRegistry,
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Returns the handler of `/metrics`: the registry in Prometheus text format.
+
+    Args:
+        registry: The gateway's registry.
+
+    Returns:
+        The aiohttp handler.
+    """
+
+    async def handle(_: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    return handle

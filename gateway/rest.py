@@ -227,7 +227,7 @@ def make_handler(route: RestRoute) -> Callable[[web.Request], Awaitable[web.Stre
             response: Message = await rpc(
                 message,
                 metadata=grpc_metadata(request),
-                timeout=state.settings(request).unary_timeout_seconds,
+                timeout=state.settings(request).unary_timeout_s,
             )
         except grpc.aio.AioRpcError as error:
             raise HttpError(rpc_error_view(error)) from None

@@ -19,11 +19,11 @@ class GatewaySettings(CommonSettings):
             crosses the limit.
         upload_chunk_bytes: Size of the chunks the body is cut into for UploadAudio; this
             bounds what one upload holds in memory.
-        unary_timeout_seconds: Deadline of every unary gRPC call (streams have none).
-        sse_heartbeat_seconds: Longest silence on an event stream before a heartbeat
+        unary_timeout_s: Deadline of every unary gRPC call (streams have none).
+        sse_heartbeat_s: Longest silence on an event stream before a heartbeat
             comment is sent, so proxies do not cut idle streams.
         sse_retry_ms: The `retry:` hint sent to EventSource clients.
-        shutdown_grace_seconds: How long open streams get to end when the gateway stops.
+        shutdown_grace_s: How long open streams get to end when the gateway stops.
     """
 
     gateway_host: str = "127.0.0.1"
@@ -31,7 +31,7 @@ class GatewaySettings(CommonSettings):
     meeting_service_target: str = "127.0.0.1:50051"
     max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)
     upload_chunk_bytes: int = Field(default=1024 * 1024, ge=1024, le=4 * 1024 * 1024)
-    unary_timeout_seconds: float = Field(default=10.0, gt=0)
-    sse_heartbeat_seconds: float = Field(default=15.0, gt=0, le=15.0)
+    unary_timeout_s: float = Field(default=10.0, gt=0)
+    sse_heartbeat_s: float = Field(default=15.0, gt=0, le=15.0)
     sse_retry_ms: int = Field(default=3000, ge=0)
-    shutdown_grace_seconds: float = Field(default=5.0, ge=0)
+    shutdown_grace_s: float = Field(default=5.0, ge=0)

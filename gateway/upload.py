@@ -197,7 +197,7 @@ async def _upload_status(request: web.Request) -> meeting_service_pb2.GetUploadS
         ).GetUploadStatus(
             meeting_service_pb2.GetUploadStatusRequest(meeting_id=request.match_info["meeting_id"]),
             metadata=grpc_metadata(request),
-            timeout=state.settings(request).unary_timeout_seconds,
+            timeout=state.settings(request).unary_timeout_s,
         )
     except grpc.aio.AioRpcError as error:
         raise HttpError(rpc_error_view(error)) from None

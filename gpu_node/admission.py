@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 from mesh_common.errors import MeshError, Reason
 
-RETRY_AFTER_SECONDS = 1.0
+RETRY_AFTER_S = 1.0
 
 
 class Admission:
@@ -49,7 +49,7 @@ class Admission:
                 Reason.ERROR_REASON_OVERLOADED,
                 f"this GPU node is serving its limit of {self.limit} calls",
                 {"limit": str(self.limit)},
-                retry_after=RETRY_AFTER_SECONDS,
+                retry_after=RETRY_AFTER_S,
             )
         self.active[method] += 1
         self.started[method] += 1

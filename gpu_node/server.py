@@ -20,7 +20,8 @@ from gpu_node.servicers import SERVICE_NAMES, add_servicers
 from gpu_node.settings import GpuNodeSettings
 from mesh_common.grpc_server import add_health_and_reflection, set_serving
 from mesh_common.logging import logger
-from mesh_common.telemetry import MetricsEndpoint, Telemetry, create_telemetry
+from mesh_common.metrics_endpoint import MetricsEndpoint
+from mesh_common.telemetry import Telemetry, create_telemetry
 from mesh_common.tls import server_credentials
 
 # The contract allows 1 MiB of audio per message; leave room for the envelope.
@@ -99,7 +100,7 @@ async def run_gpu_node(
             ("grpc.so_reuseport", 0),
         ],
     )
-    add_servicers(server, engines, admission, settings.gpu_node_max_diarize_seconds)
+    add_servicers(server, engines, admission, settings.gpu_node_max_diarize_s)
     health_servicer = add_health_and_reflection(server, SERVICE_NAMES)
     address = f"{settings.gpu_node_host}:{settings.gpu_node_port}"
     credentials = server_credentials(settings.identity(), settings.client_ca())

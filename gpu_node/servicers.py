@@ -69,10 +69,10 @@ class RecognitionServicer(gpu_pb2_grpc.SpeechRecognitionServiceServicer):
 class DiarizationServicer(gpu_pb2_grpc.SpeakerDiarizationServiceServicer):
     """`gpu.v1.SpeakerDiarizationService` over a diarization engine."""
 
-    def __init__(self, engines: Engines, admission: Admission, max_seconds: float) -> None:
+    def __init__(self, engines: Engines, admission: Admission, max_s: float) -> None:
         self._engine = engines.diarization
         self._admission = admission
-        self._max_bytes = int(max_seconds * SAMPLE_RATE) * 2
+        self._max_bytes = int(max_s * SAMPLE_RATE) * 2
 
     async def Diarize(
         self, request_iterator: AsyncIterator[gpu_pb2.DiarizeRequest], context: Context
@@ -131,7 +131,7 @@ class SummarizationServicer(gpu_pb2_grpc.SummarizationServiceServicer):
 
 
 def add_servicers(
-    server: grpc.aio.Server, engines: Engines, admission: Admission, max_diarize_seconds: float
+    server: grpc.aio.Server, engines: Engines, admission: Admission, max_diarize_s: float
 ) -> None:
     """Registers the three services on a server.
 
@@ -139,13 +139,13 @@ def add_servicers(
         server: The server, not yet started.
         engines: The engines to serve with.
         admission: The shared bound on calls in flight.
-        max_diarize_seconds: Longest recording one Diarize call may send.
+        max_diarize_s: Longest recording one Diarize call may send.
     """
     gpu_pb2_grpc.add_SpeechRecognitionServiceServicer_to_server(
         RecognitionServicer(engines, admission), server
     )
     gpu_pb2_grpc.add_SpeakerDiarizationServiceServicer_to_server(
-        DiarizationServicer(engines, admission, max_diarize_seconds), server
+        DiarizationServicer(engines, admission, max_diarize_s), server
     )
     gpu_pb2_grpc.add_SummarizationServiceServicer_to_server(
         SummarizationServicer(engines, admission), server

@@ -28,7 +28,7 @@ class GpuNodeSettings(CommonSettings):
         gpu_node_engine: "mock", "whisper", or "auto" (whisper when installed, else mock).
         gpu_node_max_concurrent_calls: Calls served at once; more fail fast with
             RESOURCE_EXHAUSTED (the proxy keeps its own, lower, cap per node).
-        gpu_node_max_diarize_seconds: Longest recording one Diarize call may send; the whole
+        gpu_node_max_diarize_s: Longest recording one Diarize call may send; the whole
             recording is held in memory (about 6 bytes per sample).
     """
 
@@ -40,7 +40,7 @@ class GpuNodeSettings(CommonSettings):
     gpu_node_ca: Path | None = None
     gpu_node_engine: EngineName = "auto"
     gpu_node_max_concurrent_calls: int = Field(default=16, ge=1)
-    gpu_node_max_diarize_seconds: float = Field(default=4 * 3600.0, gt=0)
+    gpu_node_max_diarize_s: float = Field(default=4 * 3600.0, gt=0)
 
     def identity(self) -> KeyPair:
         """Returns the node's certificate and key files."""

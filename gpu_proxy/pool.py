@@ -16,7 +16,7 @@ import grpc
 from mesh_common.grpc_tracing import ChannelWrapper, untraced
 
 # Old channels get this long to finish their calls after a certificate reload.
-RETIRE_GRACE_SECONDS = 600.0
+RETIRE_GRACE_S = 600.0
 
 
 class ChannelPool:
@@ -74,7 +74,7 @@ class ChannelPool:
         """The channels made so far."""
         return tuple(self._channels)
 
-    def retire(self, grace: float | None = RETIRE_GRACE_SECONDS) -> None:
+    def retire(self, grace: float | None = RETIRE_GRACE_S) -> None:
         """Drops the current channels; new calls get new ones.
 
         Calls in flight on the old channels may finish within `grace` seconds.

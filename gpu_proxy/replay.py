@@ -113,11 +113,11 @@ class ReplayBuffer[M: Message]:
                     self.commit()
             yield message
 
-    async def drain(self, limit_seconds: float) -> bool:
+    async def drain(self, limit_s: float) -> bool:
         """Reads and discards the rest of the caller's stream (see mesh_common.streams).
 
         Args:
-            limit_seconds: Longest time to keep reading.
+            limit_s: Longest time to keep reading.
 
         Returns:
             True when the caller ended its stream within the limit.
@@ -126,7 +126,7 @@ class ReplayBuffer[M: Message]:
         me = self._attempts
         self.commit()
         try:
-            async with asyncio.timeout(limit_seconds):
+            async with asyncio.timeout(limit_s):
                 with contextlib.suppress(Exception):
                     while (item := await self._next(me)) is not None:
                         if isinstance(item, _End):

@@ -29,7 +29,8 @@ from gpu_proxy.servicers import (
 from gpu_proxy.settings import GpuProxySettings
 from mesh_common.grpc_server import add_health_and_reflection, set_serving
 from mesh_common.logging import logger
-from mesh_common.telemetry import MetricsEndpoint, Telemetry, create_telemetry
+from mesh_common.metrics_endpoint import MetricsEndpoint
+from mesh_common.telemetry import Telemetry, create_telemetry
 from mesh_common.tls import server_credentials
 
 # The contract allows 1 MiB of audio per message; leave room for the envelope.

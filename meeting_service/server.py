@@ -105,7 +105,7 @@ async def run_meeting_service(
         settings: The settings (`meeting_port` 0 binds a free port).
         database: The database to use; by default resolved from the settings (an
             embedded PostgreSQL is then started here). Either way it is closed on exit.
-        wait_ready: Wait (up to `ready_timeout_seconds`) until the database is ready
+        wait_ready: Wait (up to `ready_timeout_s`) until the database is ready
             before entering the block.
         telemetry: Tracing and metrics; one for "meeting-service" from the `OTEL_*`
             environment when None.
@@ -171,7 +171,7 @@ async def run_meeting_service(
     supervisor = asyncio.create_task(_supervise(running, settings), name="meeting-db-supervisor")
     try:
         if wait_ready:
-            await running.wait_ready(settings.ready_timeout_seconds)
+            await running.wait_ready(settings.ready_timeout_s)
         yield running
     finally:
         await set_serving(health_servicer, [SERVICE_NAME], False)
@@ -182,7 +182,7 @@ async def run_meeting_service(
             # Streams would otherwise hold the grace period open; they end with
             # UNAVAILABLE and their clients resume elsewhere by sequence.
             await running._services.hub.close()
-        await server.stop(settings.grace_seconds)
+        await server.stop(settings.grace_s)
         supervisor.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await supervisor
@@ -240,7 +240,7 @@ async def _supervise(running: RunningMeetingService, settings: MeetingServiceSet
     serving: bool | None = None
     while True:
         healthy = services.hub.listening and await running.database.ping(
-            within=settings.health_interval_seconds
+            within=settings.health_interval_s
         )
         if healthy != serving:
             serving = healthy
@@ -248,4 +248,4 @@ async def _supervise(running: RunningMeetingService, settings: MeetingServiceSet
             logger.bind(serving=healthy).info("meeting service health changed")
         if healthy:
             await _count_jobs(running, services)
-        await asyncio.sleep(settings.health_interval_seconds)
+        await asyncio.sleep(settings.health_interval_s)

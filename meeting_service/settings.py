@@ -27,11 +27,11 @@ class MeetingServiceSettings(CommonSettings):
             `meeting_host`); 0 picks a free one.
         upload_limit_bytes: Largest recording accepted.
         gpu_proxy_target: Where the processing pipeline reaches gpu_proxy.
-        grace_seconds: How long in-flight calls may run on after a stop is asked for.
-        health_interval_seconds: How often the database is checked for health.
+        grace_s: How long in-flight calls may run on after a stop is asked for.
+        health_interval_s: How often the database is checked for health.
         stream_queue_size: Events buffered per StreamTranscript subscriber; a subscriber
             that falls further behind catches up from the table.
-        ready_timeout_seconds: How long `run_meeting_service` waits for the database.
+        ready_timeout_s: How long `run_meeting_service` waits for the database.
         gpu_proxy_cert: The client certificate presented to gpu_proxy; default
             `<data_dir>/certs/meeting-service.pem`.
         gpu_proxy_key: Its key; default `<data_dir>/certs/meeting-service.key`.
@@ -64,10 +64,10 @@ class MeetingServiceSettings(CommonSettings):
     meeting_metrics_port: int = Field(default=9151, ge=0, le=65535)
     upload_limit_bytes: int = Field(default=2 * GIB, ge=1)
     gpu_proxy_target: str = "127.0.0.1:50052"
-    grace_seconds: float = Field(default=10.0, ge=0)
-    health_interval_seconds: float = Field(default=2.0, gt=0)
+    grace_s: float = Field(default=10.0, ge=0)
+    health_interval_s: float = Field(default=2.0, gt=0)
     stream_queue_size: int = Field(default=256, ge=1)
-    ready_timeout_seconds: float = Field(default=60.0, gt=0)
+    ready_timeout_s: float = Field(default=60.0, gt=0)
     gpu_proxy_cert: Path | None = None
     gpu_proxy_key: Path | None = None
     gpu_proxy_ca: Path | None = None

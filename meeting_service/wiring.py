@@ -75,7 +75,7 @@ def build_services(
         pool,
         events,
         queue_size=settings.stream_queue_size,
-        check_interval=settings.health_interval_seconds,
+        check_interval=settings.health_interval_s,
     )
     transcripts = TranscriptReader(pool, meetings, events, hub)
     writer = TranscriptWriter(pool, events)

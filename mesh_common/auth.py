@@ -11,14 +11,13 @@ import time
 from dataclasses import dataclass, field
 
 import jwt
-from aiohttp import web
 
 from gen.meeting.v1 import meeting_pb2
 from mesh_common.errors import MeshError
 
 AUDIENCE = "meeting-mesh"
 METADATA_KEY = "authorization"
-_LEEWAY_SECONDS = 30
+_LEEWAY_S = 30
 # Tokens remembered as verified; past this many the memory starts over (a burst of
 # distinct tokens costs one signature check each, as without it).
 _VERIFIED_ENTRIES = 4096
@@ -33,11 +32,6 @@ class Principal:
     """
 
     user: str
-
-
-# Where an aiohttp request keeps its verified caller: the gateway's auth sets it, the
-# access log reads it.
-REQUEST_PRINCIPAL = web.RequestKey("principal", Principal)
 
 
 @dataclass(frozen=True)
@@ -84,7 +78,7 @@ class TokenVerifier:
         known = self._verified.get(token)
         if known is not None:
             principal, expires = known
-            if time.time() > expires + _LEEWAY_SECONDS:
+            if time.time() > expires + _LEEWAY_S:
                 raise _unauthenticated("token expired")
             return principal
         try:
@@ -93,7 +87,7 @@ class TokenVerifier:
                 self.key,
                 algorithms=[self.algorithm],
                 audience=self.audience,
-                leeway=_LEEWAY_SECONDS,
+                leeway=_LEEWAY_S,
                 options={"require": ["sub", "exp", "aud"]},
             )
         except jwt.ExpiredSignatureError:
@@ -117,7 +111,7 @@ def issue_token(
     key: str,
     *,
     algorithm: str = "HS256",
-    ttl_seconds: int = 24 * 3600,
+    ttl_s: int = 24 * 3600,
     audience: str = AUDIENCE,
 ) -> str:
     """Signs a token for a user.
@@ -126,14 +120,14 @@ def issue_token(
         user: The subject.
         key: The HS256 secret or the RS256 private key in PEM.
         algorithm: "HS256" or "RS256".
-        ttl_seconds: Lifetime; negative values make already-expired tokens (for tests).
+        ttl_s: Lifetime; negative values make already-expired tokens (for tests).
         audience: The `aud` claim.
 
     Returns:
         The compact JWT.
     """
     now = int(time.time())
-    claims = {"sub": user, "aud": audience, "iat": now, "exp": now + ttl_seconds}
+    claims = {"sub": user, "aud": audience, "iat": now, "exp": now + ttl_s}
     return jwt.encode(claims, key, algorithm=algorithm)
 
 

@@ -31,18 +31,18 @@ class _StartedCall(Protocol):
     def done(self) -> bool: ...
 
 
-async def drain(requests: AsyncIterator[Any], limit_seconds: float) -> bool:
+async def drain(requests: AsyncIterator[Any], limit_s: float) -> bool:
     """Reads and discards what is left of a request stream.
 
     Args:
         requests: The rest of the stream.
-        limit_seconds: Longest time to keep reading.
+        limit_s: Longest time to keep reading.
 
     Returns:
         True when the client ended its stream within the limit.
     """
     try:
-        async with asyncio.timeout(limit_seconds):
+        async with asyncio.timeout(limit_s):
             async for _ in requests:
                 pass
     except TimeoutError:

@@ -1,8 +1,9 @@
 """Traces, metrics and access logs, the same way in every service.
 
 Each service builds one `Telemetry` at start (`create_telemetry("gateway")`) and hands its
-pieces to the servers and channels it creates: gRPC server and client interceptors, the
-aiohttp middleware, a Prometheus registry. Nothing is patched globally, so several services
+pieces to the servers and channels it creates: gRPC server and client interceptors, a
+Prometheus registry (served by `serve_metrics`), and `server_span` for an HTTP middleware
+(the gateway's is in gateway/telemetry.py). Nothing is patched globally, so several services
 can run in one process (the test suite does) and still report under their own
 `service.name`.
 
@@ -29,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from aiohttp import web
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -43,15 +43,15 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from mesh_common.auth import REQUEST_PRINCIPAL
 from mesh_common.grpc_server import current_principal, wrap_rpc_handler
 from mesh_common.grpc_tracing import UNTRACED_PREFIXES, TracedChannel
 from mesh_common.logging import logger
+from mesh_common.metrics_endpoint import MetricsEndpoint, serve_metrics
 
-_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+# Request-duration histogram buckets, in seconds, of every service's gRPC and HTTP series.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _TRACE_CONTEXT = TraceContextTextMapPropagator()
 
 
@@ -85,10 +85,19 @@ def context_from_traceparent(traceparent: str) -> otel_context.Context | None:
 
 
 @contextlib.contextmanager
-def _server_span(
+def server_span(
     tracer: trace.Tracer, name: str, carrier: Mapping[str, str]
 ) -> Iterator[trace.Span]:
-    """A SERVER span continuing the caller's `traceparent`, current while the call runs."""
+    """A SERVER span continuing the caller's `traceparent`, current while the call runs.
+
+    Args:
+        tracer: The tracer of the serving side.
+        name: The span name (the gRPC method, or HTTP method and route template).
+        carrier: The request's headers or metadata, read for `traceparent`.
+
+    Yields:
+        The span; it ends when the block does.
+    """
     span = tracer.start_span(name, context=_TRACE_CONTEXT.extract(carrier), kind=SpanKind.SERVER)
     token = otel_context.attach(trace.set_span_in_context(span))
     try:
@@ -143,7 +152,6 @@ class Telemetry:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
-        self._http_tracer = self.tracer("aiohttp")
         self.grpc_requests = Counter(
             "mesh_grpc_server_requests",
             "gRPC calls served, by method and status code.",
@@ -154,20 +162,7 @@ class Telemetry:
             "mesh_grpc_server_request_duration_seconds",
             "Time to serve a gRPC call (streams: until the stream ends).",
             ["method"],
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.http_requests = Counter(
-            "mesh_http_requests",
-            "HTTP requests served, by route template, method and status.",
-            ["route", "method", "status"],
-            registry=self.registry,
-        )
-        self.http_latency = Histogram(
-            "mesh_http_request_duration_seconds",
-            "Time to serve an HTTP request (streams: until the stream ends).",
-            ["route", "method"],
-            buckets=_LATENCY_BUCKETS,
+            buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
 
@@ -186,66 +181,6 @@ class Telemetry:
         """Wraps a `grpc.aio` channel: a client span and `traceparent` per call."""
         return TracedChannel(channel, self.tracer("grpc-client"))
 
-    def aiohttp_middlewares(self) -> list[Any]:
-        """Middlewares for an aiohttp app: a SERVER span, the access log and metrics."""
-        return [self._http_server]
-
-    @web.middleware
-    async def _http_server(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        """One SERVER span (continuing the caller's `traceparent`), access line, metrics.
-
-        Our own rather than OpenTelemetry's aiohttp middleware, which collects its request
-        attributes and metrics even for a span nobody records: a sixth of the gateway's
-        CPU per request. Attributes follow the HTTP semantic conventions and are set only
-        on a recorded span; the URL is the path without its query.
-        """
-        started = time.perf_counter()
-        route = request.match_info.route.resource
-        template = route.canonical if route is not None else "<unmatched>"
-        status = 500
-        name = f"{request.method} {template}"
-        with _server_span(self._http_tracer, name, request.headers) as span:
-            try:
-                response = await handler(request)
-                status = response.status
-                return response
-            except web.HTTPException as exc:
-                status = exc.status
-                raise
-            finally:
-                elapsed = time.perf_counter() - started
-                if span.is_recording():
-                    span.set_attributes(
-                        {
-                            "http.request.method": request.method,
-                            "http.route": template,
-                            "url.path": request.path,
-                            "http.response.status_code": status,
-                            "network.protocol.version": f"{request.version.major}."
-                            f"{request.version.minor}",
-                        }
-                    )
-                    if status >= 500:
-                        span.set_status(trace.Status(trace.StatusCode.ERROR))
-                self.http_requests.labels(template, request.method, str(status)).inc()
-                self.http_latency.labels(template, request.method).observe(elapsed)
-                principal = request.get(REQUEST_PRINCIPAL)
-                user = principal.user if principal is not None else ""
-                log_http_access(request.method, template, status, elapsed, user)
-
-    def metrics_handler(self) -> Callable[[web.Request], Awaitable[web.Response]]:
-        """Returns an aiohttp handler serving this registry in Prometheus text format."""
-
-        async def handle(_: web.Request) -> web.Response:
-            return web.Response(
-                body=generate_latest(self.registry),
-                headers={"Content-Type": CONTENT_TYPE_LATEST},
-            )
-
-        return handle
-
     async def serve_metrics(self, host: str, port: int) -> MetricsEndpoint:
         """Serves `/metrics` on a small HTTP port of its own (for the gRPC services).
 
@@ -259,38 +194,11 @@ class Telemetry:
         Raises:
             OSError: The port cannot be bound.
         """
-        app = web.Application()
-        app.router.add_get("/metrics", self.metrics_handler())
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, host, port).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        return MetricsEndpoint(runner, int(runner.addresses[0][1]))
+        return await serve_metrics(self.registry, host, port)
 
     def shutdown(self) -> None:
         """Flushes and stops span export (bounded by the exporter's own timeout)."""
         self.tracer_provider.shutdown()
-
-
-@dataclass
-class MetricsEndpoint:
-    """A running `/metrics` server.
-
-    Attributes:
-        port: The bound port.
-    """
-
-    _runner: web.AppRunner | None
-    port: int
-
-    async def close(self) -> None:
-        """Stops serving (again is a no-op)."""
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
 
 
 def create_telemetry(service: str, exporter: SpanExporter | None = None) -> Telemetry:
@@ -357,7 +265,7 @@ class _ServerTelemetry(grpc.aio.ServerInterceptor):
             # grpcio (a segfault in 1.85), and streams end that way when clients leave.
             peer = context.peer()
             spanned = (
-                _server_span(self._tracer, method, carrier)
+                server_span(self._tracer, method, carrier)
                 if traced
                 else contextlib.nullcontext(trace.INVALID_SPAN)
             )

@@ -20,7 +20,7 @@ def _refusal(verifier: TokenVerifier, authorization: str) -> str:
 
 def test_a_remembered_token_is_refused_once_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
     verifier = TokenVerifier(SECRET)
-    token = issue_token("alice", SECRET, ttl_seconds=60)
+    token = issue_token("alice", SECRET, ttl_s=60)
     assert verifier.verify(f"Bearer {token}").user == "alice"
     assert verifier.verify(f"Bearer {token}").user == "alice"  # remembered
     later = time.time() + 60 + 31  # past expiry and the 30 s leeway

@@ -192,7 +192,7 @@ def test_generated_modules_import(module: str) -> None:
 
 def test_cli_help_lists_every_subcommand_of_the_design() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "mesh_common.cli", "--help"],
+        [sys.executable, "-m", "meeting_mesh.cli", "--help"],
         capture_output=True,
         text=True,
         check=True,

@@ -48,7 +48,7 @@ def _command() -> list[str]:
     script = Path(sys.executable).with_name("meeting-mesh")
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-m", "mesh_common.cli"]
+    return [sys.executable, "-m", "meeting_mesh.cli"]
 
 
 def _free_ports(count: int) -> list[int]:

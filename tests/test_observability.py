@@ -72,7 +72,7 @@ async def mesh(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> A
                 tmp_path_factory.mktemp("meeting-service"),
                 pki,
                 proxy.address,
-                health_interval_seconds=0.2,
+                health_interval_s=0.2,
             )
             meeting = await stack.enter_async_context(
                 run_meeting_service(
@@ -84,7 +84,7 @@ async def mesh(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> A
             gateway = await stack.enter_async_context(
                 run_gateway(
                     # Frequent heartbeats: a client that left is noticed at the next one.
-                    gateway_settings(meeting.address, TEST_JWT_SECRET, sse_heartbeat_seconds=0.2),
+                    gateway_settings(meeting.address, TEST_JWT_SECRET, sse_heartbeat_s=0.2),
                     create_telemetry("gateway", spans),
                 )
             )

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2
@@ -187,3 +188,28 @@ def test_a_configured_sampler_wins_over_the_no_exporter_default(
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
     with create_telemetry("svc").tracer().start_as_current_span("root") as span:
         assert span.is_recording()
+
+
+async def test_the_metrics_port_serves_the_registry_and_nothing_else() -> None:
+    telemetry = create_telemetry("metrics-svc")
+    telemetry.grpc_requests.labels("/test.Echo/Say", "OK").inc()
+    endpoint = await telemetry.serve_metrics("127.0.0.1", 0)
+    base = f"http://127.0.0.1:{endpoint.port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base}/metrics") as response:
+                assert response.status == 200
+                assert response.content_type == "text/plain"
+                body = await response.text()
+            assert 'mesh_grpc_server_requests_total{code="OK",method="/test.Echo/Say"} 1.0' in body
+            async with session.head(f"{base}/metrics") as response:
+                assert response.status == 200
+            async with session.get(f"{base}/") as response:
+                assert response.status == 404
+            async with session.post(f"{base}/metrics") as response:
+                assert response.status == 405
+    finally:
+        await endpoint.close()
+    with pytest.raises(aiohttp.ClientConnectionError):
+        async with aiohttp.ClientSession() as session, session.get(f"{base}/metrics"):
+            pass

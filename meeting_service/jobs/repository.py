@@ -148,14 +148,14 @@ class JobsRepository:
         return Job.from_record(record)
 
     async def claim(
-        self, conn: asyncpg.Connection | asyncpg.Pool, worker: str, lease_seconds: float
+        self, conn: asyncpg.Connection | asyncpg.Pool, worker: str, lease_s: float
     ) -> Job | None:
         """Takes the oldest due job: a QUEUED one, or a RUNNING one whose lease expired.
 
         Args:
             conn: The connection or pool.
             worker: A name for this worker (unique per process and task).
-            lease_seconds: How long the claim holds without a heartbeat.
+            lease_s: How long the claim holds without a heartbeat.
 
         Returns:
             The claimed job (RUNNING, attempts incremented), or None when none is due.
@@ -177,7 +177,7 @@ class JobsRepository:
             RETURNING {", ".join("jobs." + c.strip() for c in _COLUMNS.split(","))}
             """,  # noqa: S608
             worker,
-            lease_seconds,
+            lease_s,
         )
         return None if record is None else Job.from_record(record)
 
@@ -186,7 +186,7 @@ class JobsRepository:
         conn: asyncpg.Connection | asyncpg.Pool,
         job_id: uuid.UUID,
         worker: str,
-        lease_seconds: float,
+        lease_s: float,
     ) -> dt.datetime:
         """Extends this worker's lease.
 
@@ -205,7 +205,7 @@ class JobsRepository:
             """,
             job_id,
             worker,
-            lease_seconds,
+            lease_s,
         )
         if expires is None:
             raise JobLost(f"job {job_id} is no longer leased to {worker}")

@@ -125,9 +125,9 @@ class Deadlines:
     base_s: float
     per_audio_s: float
 
-    def for_audio(self, audio_seconds: float) -> float:
+    def for_audio(self, audio_s: float) -> float:
         """Returns the deadline, in seconds from now, of a call over that much audio."""
-        return self.base_s + self.per_audio_s * max(0.0, audio_seconds)
+        return self.base_s + self.per_audio_s * max(0.0, audio_s)
 
 
 @dataclass(frozen=True)

@@ -83,8 +83,8 @@ async def mesh(
                 gateway_settings(
                     service.address,
                     TEST_JWT_SECRET,
-                    sse_heartbeat_seconds=1.0,
-                    shutdown_grace_seconds=2.0,
+                    sse_heartbeat_s=1.0,
+                    shutdown_grace_s=2.0,
                 )
             )
         )

@@ -23,7 +23,7 @@ from tests.support.gateway import RunningGateway, gateway_settings, run_gateway
 from tests.support.meeting import TEST_JWT_SECRET, make_token, meeting_settings
 from tests.support.transcripts import change_status, store_summary
 
-HEARTBEAT_SECONDS = 0.2
+HEARTBEAT_S = 0.2
 
 
 def route(method: str, path: str, outcome: str) -> pytest.MarkDecorator:
@@ -55,11 +55,11 @@ async def gateway(meeting_service: RunningMeetingService) -> AsyncIterator[Runni
     settings = gateway_settings(
         meeting_service.address,
         TEST_JWT_SECRET,
-        sse_heartbeat_seconds=HEARTBEAT_SECONDS,
+        sse_heartbeat_s=HEARTBEAT_S,
         sse_retry_ms=500,
         upload_chunk_bytes=64 * 1024,
         max_upload_bytes=1024**3,
-        shutdown_grace_seconds=2.0,
+        shutdown_grace_s=2.0,
     )
     async with run_gateway(settings) as running:
         yield running

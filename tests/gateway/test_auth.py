@@ -37,7 +37,7 @@ BAD_CREDENTIALS = {
     "empty bearer": {"Authorization": "Bearer "},
     "garbage": {"Authorization": "Bearer not.a.jwt"},
     "wrong secret": {"Authorization": f"Bearer {make_token('alice', secret='x' * 48)}"},
-    "expired": {"Authorization": f"Bearer {make_token('alice', ttl_seconds=-3600)}"},
+    "expired": {"Authorization": f"Bearer {make_token('alice', ttl_s=-3600)}"},
 }
 
 
@@ -152,7 +152,7 @@ async def test_the_access_line_names_the_verified_caller(
     try:
         async with http.get("/v1/meetings", headers=bearer(user)) as ok:
             assert ok.status == 200
-        async with http.get("/v1/meetings", headers=bearer(user, ttl_seconds=-3600)) as refused:
+        async with http.get("/v1/meetings", headers=bearer(user, ttl_s=-3600)) as refused:
             assert refused.status == 401
     finally:
         logger.remove(sink)

@@ -134,7 +134,7 @@ async def _run_upload_cli(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "mesh_common.cli",
+        "meeting_mesh.cli",
         "upload",
         str(recording),
         "--url",

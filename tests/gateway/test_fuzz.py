@@ -88,7 +88,7 @@ class _ThreadedMesh:
                 TEST_JWT_SECRET,
                 upload_chunk_bytes=64 * 1024,
                 max_upload_bytes=16 * 1024 * 1024,
-                shutdown_grace_seconds=1.0,
+                shutdown_grace_s=1.0,
             )
             async with run_gateway(settings) as gateway:
                 self.url = gateway.url

@@ -90,7 +90,7 @@ async def test_readyz_is_503_with_a_reason_while_meeting_service_is_unreachable(
         probe.bind(("127.0.0.1", 0))
         dead = f"127.0.0.1:{probe.getsockname()[1]}"
     async with (
-        run_gateway(gateway_settings(dead, "s" * 32, unary_timeout_seconds=1.0)) as gateway,
+        run_gateway(gateway_settings(dead, "s" * 32, unary_timeout_s=1.0)) as gateway,
         aiohttp.ClientSession(gateway.url) as http,
     ):
         async with http.get("/readyz") as r:

@@ -17,7 +17,7 @@ from gpu_client.channel import GpuStubs, connect
 from mesh_common.tls import KeyPair
 from tests.gpu.conftest import WAIT, wait_health
 
-COMMAND = [sys.executable, "-m", "mesh_common.cli"]
+COMMAND = [sys.executable, "-m", "meeting_mesh.cli"]
 
 
 def free_port() -> int:

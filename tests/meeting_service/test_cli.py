@@ -36,8 +36,8 @@ def _env(database_url: str, data_dir: Path) -> dict[str, str]:
         MESH_JWT_SECRET=TEST_JWT_SECRET,
         MESH_DATA_DIR=str(data_dir),
         MESH_LOG_FORMAT="json",
-        MESH_GRACE_SECONDS="5",
-        MESH_HEALTH_INTERVAL_SECONDS="0.5",
+        MESH_GRACE_S="5",
+        MESH_HEALTH_INTERVAL_S="0.5",
         MESH_MEETING_METRICS_PORT="0",
     )
     return env
@@ -47,7 +47,7 @@ async def _cli(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "mesh_common.cli",
+        "meeting_mesh.cli",
         *args,
         env=env,
         stdout=asyncio.subprocess.PIPE,

@@ -349,7 +349,7 @@ def _bad_tokens() -> dict[str, tuple[tuple[str, str], ...]]:
                 + issue_token("mallory", "some-other-secret-that-is-long-enough-for-hs256"),
             ),
         ),
-        "expired": auth("alice", ttl_seconds=-3600),
+        "expired": auth("alice", ttl_s=-3600),
         "wrong audience": (
             (
                 "authorization",

@@ -31,9 +31,9 @@ from tests.support.gpu import Pki
 TEST_JWT_SECRET = "test-secret-not-for-production-0123456789abcdef"
 
 
-def make_token(user: str, *, ttl_seconds: int = 3600, secret: str = TEST_JWT_SECRET) -> str:
+def make_token(user: str, *, ttl_s: int = 3600, secret: str = TEST_JWT_SECRET) -> str:
     """A bearer token for `user` that the test services accept (negative TTL: expired)."""
-    return issue_token(user, secret, ttl_seconds=ttl_seconds)
+    return issue_token(user, secret, ttl_s=ttl_s)
 
 
 def auth(user: str, **token_args: Any) -> tuple[tuple[str, str], ...]:
@@ -55,8 +55,8 @@ def meeting_settings(database_url: str, data_dir: Path, **overrides: Any) -> Mee
         "meeting_port": 0,
         "meeting_metrics_port": 0,
         "data_dir": data_dir,
-        "grace_seconds": 2.0,
-        "health_interval_seconds": 0.5,
+        "grace_s": 2.0,
+        "health_interval_s": 0.5,
         "db_pool_min": 1,
         "db_pool_max": 8,
     }

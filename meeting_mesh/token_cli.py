@@ -19,5 +19,5 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Prints a token signed with the configured (or dev) secret."""
     settings = load(CommonSettings)
-    print(issue_token(args.user, settings.signing_secret(), ttl_seconds=args.ttl))
+    print(issue_token(args.user, settings.signing_secret(), ttl_s=args.ttl))
     return 0

@@ -14,14 +14,14 @@ from collections.abc import Sequence
 
 # name -> (module, one-line help); the order is the order of `--help`.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "dev": ("mesh_common.dev", "run the whole mesh on this machine (embedded PostgreSQL)"),
+    "dev": ("meeting_mesh.dev", "run the whole mesh on this machine (embedded PostgreSQL)"),
     "gateway": ("gateway.cli", "run the HTTP gateway (REST, SSE, WebSocket)"),
     "meeting-service": ("meeting_service.cli", "run the meeting service (gRPC)"),
     "gpu-proxy": ("gpu_proxy.cli", "run the GPU proxy (gRPC, mTLS to GPU nodes)"),
     "gpu-node": ("gpu_node.cli", "run a GPU node (gRPC over mTLS)"),
     "migrate": ("meeting_service.migrate_cli", "apply database migrations and exit"),
-    "certs": ("mesh_common.certs_cli", "create a CA and service certificates for mTLS"),
-    "token": ("mesh_common.token_cli", "print a bearer token the dev mesh accepts"),
+    "certs": ("meeting_mesh.certs_cli", "create a CA and service certificates for mTLS"),
+    "token": ("meeting_mesh.token_cli", "print a bearer token the dev mesh accepts"),
     "upload": ("gateway.upload_cli", "upload a recording and follow its transcript live"),
 }
 

@@ -36,7 +36,7 @@ from mesh_common.settings import CommonSettings, SettingsError, load
 from mesh_common.tls import KeyPair, channel_credentials, ensure_certificates
 
 HealthProbe = Callable[[], Awaitable[bool]]
-_PROBE_INTERVAL_SECONDS = 0.25
+_PROBE_INTERVAL_S = 0.25
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
@@ -72,7 +72,7 @@ class Child:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "mesh_common.cli",
+            "meeting_mesh.cli",
             self.subcommand,
             env={**os.environ, **self.env},
             start_new_session=True,
@@ -219,7 +219,7 @@ async def _wait_healthy(child: Child, limit: float) -> None:
                 child.check_alive()
                 if await child.probe():
                     return
-                await asyncio.sleep(_PROBE_INTERVAL_SECONDS)
+                await asyncio.sleep(_PROBE_INTERVAL_S)
     except TimeoutError:
         child.check_alive()
         raise TimeoutError(f"{child.name} did not become healthy within {limit:.0f} s") from None
@@ -318,7 +318,7 @@ async def stop_leftover_postgres(data_dir: Path, grace: float) -> None:
     # Not a child of this process, so there is no exit to wait for: ask until it is gone
     # (an exited process has no command line, even while it waits to be reaped).
     while leftover_postgres(data_dir) == pid and loop.time() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(_PROBE_INTERVAL_SECONDS)
+        await asyncio.sleep(_PROBE_INTERVAL_S)
     if leftover_postgres(data_dir) == pid:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
