@@ -54,11 +54,7 @@ def test_mesh_common_imports_no_service_and_no_web_framework() -> None:
 def test_a_service_imports_no_other_service_and_not_the_command(service: str) -> None:
     imported = imported_packages(service)
     forbidden = {*SERVICES, "meeting_mesh"} - {service}
-    crossings = {
-        name: files
-        for name, files in imported.items()
-        if name in forbidden
-    }
+    crossings = {name: files for name, files in imported.items() if name in forbidden}
     assert crossings == {}
 
 
