@@ -14,7 +14,6 @@ from meeting_service.repositories.meetings import MUTABLE_FIELDS, MeetingRow, Me
 from mesh_common.errors import MeshError
 
 DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
 # Language and speaker count steer processing, so they freeze once it has started.
 _FROZEN_ONCE_PROCESSING = frozenset({"language", "expected_speakers"})
 _BEFORE_PROCESSING = frozenset(
@@ -87,7 +86,7 @@ class MeetingsService:
 
         Args:
             owner: The caller.
-            page_size: 1 to 100; 0 means 20.
+            page_size: Within the contract's rules; 0 means 20.
             page_token: The previous page's token, "" for the first page.
 
         Returns:
@@ -96,9 +95,7 @@ class MeetingsService:
         Raises:
             MeshError: INVALID_FIELD for a bad page size; INVALID_PAGE_TOKEN.
         """
-        if not 0 <= page_size <= MAX_PAGE_SIZE:
-            raise validation.invalid("page_size", f"page_size must be 0 to {MAX_PAGE_SIZE}")
-        size = page_size or DEFAULT_PAGE_SIZE
+        size = validation.page_size(page_size) or DEFAULT_PAGE_SIZE
         before = page_tokens.decode(owner, page_token) if page_token else None
         # One extra row tells whether another page exists without a second query.
         rows = await self._meetings.list_page(
