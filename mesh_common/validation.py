@@ -104,7 +104,7 @@ def check_message(message: Message, prefix: str = "") -> None:
         if rules == FieldRules():
             continue
         for item in value if field.is_repeated else [value]:
-            if isinstance(item, (str, int)) and not isinstance(item, bool):
+            if isinstance(item, (str, int)):
                 check_value(rules, item, path)
 
 
