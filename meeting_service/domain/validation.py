@@ -92,7 +92,7 @@ def page_size(value: int) -> int:
 
 
 def content_type(value: str) -> str:
-    """Checks an upload's media type, without surrounding blanks, and returns it so."""
+    """Drops the blanks around an upload's media type and checks what is left, which it returns."""
     return _check(_UPLOAD["content_type"], value.strip(), "metadata.content_type")
 
 

@@ -291,8 +291,8 @@ class UploadMetadata(_message.Message):
     meeting_id: _builtins.str
     """Id of the meeting the recording belongs to. Required."""
     content_type: _builtins.str
-    """Media type of the recording ("audio/wav", "audio/mpeg"...), without
-    surrounding blanks. Required.
+    """Media type of the recording ("audio/wav", "audio/mpeg"...); surrounding
+    blanks are dropped before the rules apply. Required.
     """
     total_size: _builtins.int
     """Size of the whole recording in bytes, when known. Optional: without it,
