@@ -264,6 +264,7 @@ def _rest_operation(route: RestRoute, schemas: _Schemas) -> dict[str, Any]:
 
 
 def _audio_operations(schemas: _Schemas) -> dict[str, Any]:
+    # Upload-Offset is the stream's UploadMetadata.offset.
     offset = _REQUESTS["UploadMetadata"].fields_by_name["offset"]
     offset_schema = {"type": "integer", "maximum": INT64_MAX, **_rules_schema(offset)}
     offset_header = {"Upload-Offset": {"schema": offset_schema}}
