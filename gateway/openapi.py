@@ -2,8 +2,10 @@
 
 Schemas come from the protobuf descriptors with the JSON mapping the gateway uses
 (lowerCamelCase names, enums by name, 64-bit integers as strings), so the document cannot
-drift from the messages; the route list comes from the same derivation the router uses, and
-a test compares the document's operations with the routes the app serves.
+drift from the messages; each field's limits come from its `(mesh.v1.rules)` options, the
+rules meeting_service checks (mesh_common.validation). The route list comes from the same
+derivation the router uses, and a test compares the document's operations with the routes
+the app serves.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from gateway.jsonpb import INT32_MAX, INT64_MAX
 from gateway.rest import RestRoute, rest_routes
-from gen.meeting.v1 import meeting_service_pb2
+from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
+from mesh_common.validation import rules_of
 
 _SCHEMA_REF = "#/components/schemas/"
 _WELL_KNOWN: dict[str, dict[str, Any]] = {
@@ -45,28 +48,14 @@ _INT32_TYPES = {
     FieldDescriptor.TYPE_SFIXED32,
 }
 _MASKABLE = "(title|language|expectedSpeakers|expected_speakers)"
-# What meeting_service accepts in request fields beyond their types (its validation, which
-# the contract's field comments describe), so that a client generated from this document,
-# or a fuzzer, knows which values are valid before the service says 400.
-_FIELD_CONSTRAINTS: dict[str, dict[str, Any]] = {
-    "meeting.v1.Meeting.title": {"maxLength": 200},
-    "meeting.v1.Meeting.language": {
-        "pattern": r"^([A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*)?$",
-        "description": 'A BCP-47 code ("en", "pt-BR"); empty means "detect it".',
-    },
-    "meeting.v1.Meeting.expected_speakers": {"minimum": 0, "maximum": 100},
-    "meeting.v1.ListMeetingsRequest.page_size": {"minimum": 0, "maximum": 100},
-    "meeting.v1.CreateMeetingRequest.request_id": {"maxLength": 64},
-    "meeting.v1.UpdateMeetingRequest.update_mask": {
-        "pattern": f"^({_MASKABLE}(,{_MASKABLE})*)?$",
-        "description": "Fields to change (comma-separated): title, language, "
-        "expectedSpeakers. Empty: the fields present in the body.",
-    },
+_UPDATE_MASK_SCHEMA = {
+    "pattern": f"^({_MASKABLE}(,{_MASKABLE})*)?$",
+    "description": "Fields to change (comma-separated): title, language, "
+    "expectedSpeakers. Empty: the fields present in the body.",
 }
 # Text is stored in PostgreSQL, which holds no NUL character; the gateway refuses them.
 _TEXT_SCHEMA = {"type": "string", "pattern": "^[^\\u0000]*$"}
-# Every path variable of the API is a meeting id, which is a UUID.
-_MEETING_ID_SCHEMA = {"type": "string", "format": "uuid"}
+_REQUESTS = meeting_service_pb2.DESCRIPTOR.message_types_by_name
 _SEQUENCE_SCHEMA = {"type": "integer", "minimum": 0, "maximum": INT64_MAX}
 _ERROR_STATUSES: dict[str, str] = {
     "400": "Invalid request: a field, parameter or body is malformed (details name it), "
@@ -105,7 +94,9 @@ class _Schemas:
         schema = self._single(field)
         if field.is_repeated:
             schema = {"type": "array", "items": schema}
-        schema.update(_FIELD_CONSTRAINTS.get(field.full_name, {}))
+        schema.update(_rules_schema(field))
+        if field.full_name == "meeting.v1.UpdateMeetingRequest.update_mask":
+            schema.update(_UPDATE_MASK_SCHEMA)
         behaviors = field.GetOptions().Extensions[field_behavior_pb2.field_behavior]
         if field_behavior_pb2.OUTPUT_ONLY in behaviors:
             # Set by the server; ignored when a client sends it.
@@ -128,6 +119,31 @@ class _Schemas:
         if field.type == FieldDescriptor.TYPE_BYTES:
             return {"type": "string", "contentEncoding": "base64"}
         return dict(_TEXT_SCHEMA)
+
+
+def _rules_schema(field: FieldDescriptor) -> dict[str, Any]:
+    """The JSON Schema keywords that state a field's `(mesh.v1.rules)`."""
+    rules = rules_of(field)
+    schema: dict[str, Any] = {}
+    if rules.required:
+        schema["minLength"] = 1
+    if rules.HasField("max_len"):
+        schema["maxLength"] = rules.max_len
+    if rules.uuid:
+        schema["format"] = "uuid"
+    if rules.pattern:
+        # The rules leave the empty string unchecked unless the field is required.
+        optional = "" if rules.required else "?"
+        schema["pattern"] = f"^(?:{rules.pattern}){optional}$"
+        if rules.pattern_description:
+            schema["description"] = f"Must be {rules.pattern_description}" + (
+                "." if rules.required else ", or empty."
+            )
+    if rules.HasField("min"):
+        schema["minimum"] = rules.min
+    if rules.HasField("max"):
+        schema["maximum"] = rules.max
+    return schema
 
 
 def _error_schema() -> dict[str, Any]:
@@ -170,20 +186,43 @@ def _errors(*statuses: str) -> dict[str, Any]:
     return answers
 
 
-_ID_PARAMETER = {
-    "name": "meeting_id",
-    "in": "path",
-    "required": True,
-    "schema": _MEETING_ID_SCHEMA,
-    "description": "Id of the meeting.",
-}
+def _id_parameter(request: str) -> dict[str, Any]:
+    """The `meeting_id` path parameter of a route that fills `request`'s meeting_id."""
+    return {
+        "name": "meeting_id",
+        "in": "path",
+        "required": True,
+        "schema": _string_schema(_REQUESTS[request].fields_by_name["meeting_id"]),
+        "description": "Id of the meeting.",
+    }
+
+
+def _string_schema(field: FieldDescriptor) -> dict[str, Any]:
+    return {"type": "string", **_rules_schema(field)}
+
+
+def _field_at(message: Descriptor, path: str) -> FieldDescriptor:
+    """The field a dotted request path ("meeting.id") names."""
+    *parents, leaf = path.split(".")
+    for part in parents:
+        inner = message.fields_by_name[part].message_type
+        assert inner is not None, path
+        message = inner
+    return message.fields_by_name[leaf]
+
+
 _COMMON_ERRORS = ("400", "401", "404", "429", "503", "504")
 
 
 def _rest_operation(route: RestRoute, schemas: _Schemas) -> dict[str, Any]:
     parameters: list[dict[str, Any]] = [
-        {"name": var, "in": "path", "required": True, "schema": dict(_MEETING_ID_SCHEMA)}
-        for var in route.variables
+        {
+            "name": var,
+            "in": "path",
+            "required": True,
+            "schema": _string_schema(_field_at(route.method.input_type, path)),
+        }
+        for var, path in route.variables.items()
     ]
     for field in route.query_fields():
         parameters.append({"name": field.json_name, "in": "query", "schema": schemas.field(field)})
@@ -225,7 +264,9 @@ def _rest_operation(route: RestRoute, schemas: _Schemas) -> dict[str, Any]:
 
 
 def _audio_operations(schemas: _Schemas) -> dict[str, Any]:
-    offset_schema = {"type": "integer", "minimum": 0, "maximum": INT64_MAX}
+    # Upload-Offset is the stream's UploadMetadata.offset.
+    offset = _REQUESTS["UploadMetadata"].fields_by_name["offset"]
+    offset_schema = {"type": "integer", "maximum": INT64_MAX, **_rules_schema(offset)}
     offset_header = {"Upload-Offset": {"schema": offset_schema}}
     binary = {"schema": {"type": "string", "format": "binary"}}
     upload_ok = {
@@ -238,18 +279,19 @@ def _audio_operations(schemas: _Schemas) -> dict[str, Any]:
         },
     }
     upload_errors = _errors(*_COMMON_ERRORS, "409", "413", "415")
+    upload_id = _id_parameter("UploadMetadata")
     return {
         "put": {
             "operationId": "UploadAudio",
             "summary": "Upload a whole recording (streamed to MeetingService.UploadAudio).",
-            "parameters": [_ID_PARAMETER],
+            "parameters": [upload_id],
             "requestBody": {"required": True, "content": {"audio/*": binary}},
             "responses": {"200": upload_ok, **upload_errors},
         },
         "head": {
             "operationId": "GetUploadStatus",
             "summary": "How many bytes are stored (tus-style Upload-Offset).",
-            "parameters": [_ID_PARAMETER],
+            "parameters": [_id_parameter("GetUploadStatusRequest")],
             "responses": {
                 "200": {
                     "description": "Upload-Offset is the offset to resume from.",
@@ -266,7 +308,7 @@ def _audio_operations(schemas: _Schemas) -> dict[str, Any]:
             "operationId": "ResumeUpload",
             "summary": "Continue an upload from Upload-Offset.",
             "parameters": [
-                _ID_PARAMETER,
+                upload_id,
                 {
                     "name": "Upload-Offset",
                     "in": "header",
@@ -292,7 +334,7 @@ def _events_operation() -> dict[str, Any]:
             "error, data: the TranscriptEvent JSON (an error event carries the error body).",
             "security": [{"bearer": []}, {"accessToken": []}],
             "parameters": [
-                _ID_PARAMETER,
+                _id_parameter("StreamTranscriptRequest"),
                 {"name": "after", "in": "query", "schema": _SEQUENCE_SCHEMA},
                 {"name": "Last-Event-ID", "in": "header", "schema": _SEQUENCE_SCHEMA},
             ],
@@ -315,13 +357,20 @@ def _live_operation() -> dict[str, Any]:
             "(MeetingService.LiveTranscribe). Failures close with 4000 + the HTTP status.",
             "security": [{"bearer": []}, {"accessToken": []}],
             "parameters": [
-                _ID_PARAMETER,
+                _id_parameter("LiveAudioConfig"),
                 {
                     "name": "sample_rate",
                     "in": "query",
                     "schema": {"type": "integer", "minimum": 0, "maximum": INT32_MAX},
                 },
-                {"name": "language", "in": "query", "schema": {"type": "string"}},
+                {
+                    "name": "language",
+                    "in": "query",
+                    # The service checks it by the rules of Meeting.language.
+                    "schema": _string_schema(
+                        meeting_pb2.Meeting.DESCRIPTOR.fields_by_name["language"]
+                    ),
+                },
             ],
             "responses": {
                 "101": {"description": "Switching to the WebSocket protocol."},

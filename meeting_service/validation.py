@@ -1,17 +1,28 @@
-"""Checks on request fields, each raising the domain error a caller can act on."""
+"""Checks on request fields, each raising the domain error a caller can act on.
+
+The limits are the contract's (`(mesh.v1.rules)` options in proto/meeting/v1/), read from
+the descriptors by mesh_common.validation.
+"""
 
 from __future__ import annotations
 
-import re
 import uuid
+from typing import cast
 
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+
+from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
 from meeting_service.errors import invalid
+from mesh_common import validation as rules
 
-TITLE_MAX_CHARS = 200
-REQUEST_ID_MAX_CHARS = 64
-MAX_EXPECTED_SPEAKERS = 100
-_LANGUAGE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
+_MEETING = meeting_pb2.Meeting.DESCRIPTOR.fields_by_name
+# Every request field that names a meeting carries these rules (tests/test_contracts.py).
+_MEETING_ID = meeting_service_pb2.GetMeetingRequest.DESCRIPTOR.fields_by_name["meeting_id"]
+_REQUEST_ID = meeting_service_pb2.CreateMeetingRequest.DESCRIPTOR.fields_by_name["request_id"]
+_PAGE_SIZE = meeting_service_pb2.ListMeetingsRequest.DESCRIPTOR.fields_by_name["page_size"]
+_UPLOAD = meeting_service_pb2.UploadMetadata.DESCRIPTOR.fields_by_name
+_PLAIN_TEXT = rules.FieldRules(plain_text=True)
 
 
 def meeting_id(value: str, field: str = "meeting_id") -> uuid.UUID:
@@ -27,53 +38,72 @@ def meeting_id(value: str, field: str = "meeting_id") -> uuid.UUID:
     Raises:
         MeshError: INVALID_FIELD when empty or not a UUID.
     """
-    if not value:
-        raise invalid(field, f"{field} is required")
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise invalid(field, f"{field} must be a UUID") from None
+    _check(_MEETING_ID, value, field)
+    return uuid.UUID(value)
 
 
 def title(value: str) -> str:
-    """Checks a title (at most 200 characters)."""
-    if len(value) > TITLE_MAX_CHARS:
-        raise invalid("title", f"title is longer than {TITLE_MAX_CHARS} characters")
-    return plain_text(value, "title")
+    """Checks a title against the rules of `Meeting.title`."""
+    return _check(_MEETING["title"], value)
 
 
 def plain_text(value: str, field: str) -> str:
     """Checks that a string holds no NUL character, which PostgreSQL text cannot store."""
-    if "\x00" in value:
-        raise invalid(field, f"{field} must not contain a NUL character")
-    return value
+    return _apply(_PLAIN_TEXT, value, field)
 
 
 def language(value: str) -> str:
-    """Checks a language code (BCP-47 shaped, or empty for "detect")."""
-    if value and not _LANGUAGE.fullmatch(value):
-        raise invalid("language", "language must be a BCP-47 code such as 'en' or 'pt-BR'")
-    return value
+    """Checks a language code against the rules of `Meeting.language` (empty: "detect")."""
+    return _check(_MEETING["language"], value)
 
 
 def expected_speakers(value: int) -> int:
-    """Checks a speaker count (0 for unknown)."""
-    if not 0 <= value <= MAX_EXPECTED_SPEAKERS:
-        raise invalid(
-            "expected_speakers", f"expected_speakers must be 0 to {MAX_EXPECTED_SPEAKERS}"
-        )
-    return value
+    """Checks a speaker count against the rules of `Meeting.expected_speakers`."""
+    return _check(_MEETING["expected_speakers"], value)
 
 
 def request_id(value: str) -> str | None:
     """Checks an idempotency key; empty means none."""
-    if len(value) > REQUEST_ID_MAX_CHARS:
-        raise invalid("request_id", f"request_id is longer than {REQUEST_ID_MAX_CHARS} characters")
-    return plain_text(value, "request_id") or None
+    return _check(_REQUEST_ID, value) or None
 
 
 def sha256(value: str) -> str:
     """Checks a declared SHA-256 (lowercase hex, or empty for none)."""
-    if value and not _SHA256.fullmatch(value):
-        raise invalid("sha256", "sha256 must be 64 lowercase hexadecimal characters")
+    return _check(_UPLOAD["sha256"], value)
+
+
+def page_size(value: int) -> int:
+    """Checks a page size against the rules of `ListMeetingsRequest.page_size`."""
+    return _check(_PAGE_SIZE, value)
+
+
+def content_type(value: str) -> str:
+    """Drops the blanks around an upload's media type and checks what is left, which it returns."""
+    return _check(_UPLOAD["content_type"], value.strip(), "metadata.content_type")
+
+
+def check(message: Message, name: str, path: str) -> None:
+    """Checks one field of a request message against its rules.
+
+    Args:
+        message: The request (or the part of it that holds the field).
+        name: The field's name in that message.
+        path: The field's path in the request, for the error.
+
+    Raises:
+        MeshError: INVALID_FIELD.
+    """
+    descriptor = cast(Descriptor, message.DESCRIPTOR)
+    _check(descriptor.fields_by_name[name], getattr(message, name), path)
+
+
+def _check[T: (str, int)](descriptor: FieldDescriptor, value: T, path: str = "") -> T:
+    return _apply(rules.rules_of(descriptor), value, path or descriptor.name)
+
+
+def _apply[T: (str, int)](field_rules: rules.FieldRules, value: T, path: str) -> T:
+    try:
+        rules.check_value(field_rules, value, path)
+    except rules.FieldViolation as violation:
+        raise invalid(violation.field, violation.message) from None
     return value

@@ -115,6 +115,24 @@ def test_meeting_lifecycle_and_segment_fields() -> None:
     assert {"meeting_id", "content_type", "total_size", "request_id", "offset"} <= upload
 
 
+def test_every_field_that_names_a_meeting_carries_the_same_rules() -> None:
+    # meeting_service checks every meeting id by the rules of GetMeetingRequest.meeting_id,
+    # and the OpenAPI document states each route's own: they must be the same.
+    from gen.meeting.v1 import meeting_service_pb2
+    from mesh_common.validation import rules_of
+
+    requests = meeting_service_pb2.DESCRIPTOR.message_types_by_name
+    expected = rules_of(requests["GetMeetingRequest"].fields_by_name["meeting_id"])
+    assert expected.required and expected.uuid
+    ids = {
+        name: rules_of(message.fields_by_name["meeting_id"])
+        for name, message in requests.items()
+        if "meeting_id" in message.fields_by_name
+    }
+    assert len(ids) >= 8
+    assert {name for name, rules in ids.items() if rules != expected} == set()
+
+
 def _comment_paths(file: descriptor_pb2.FileDescriptorProto) -> set[tuple[int, ...]]:
     return {
         tuple(loc.path)
@@ -184,6 +202,7 @@ def test_every_enum_starts_with_unspecified_zero(
         "gen.meeting.v1.meeting_service_pb2_grpc",
         "gen.gpu.v1.gpu_pb2",
         "gen.gpu.v1.gpu_pb2_grpc",
+        "gen.mesh.v1.validate_pb2",
     ],
 )
 def test_generated_modules_import(module: str) -> None:

@@ -9,7 +9,7 @@ import asyncpg
 
 from gen.meeting.v1 import meeting_pb2
 from meeting_service import validation
-from meeting_service.errors import invalid, not_found, status_name, wrong_state
+from meeting_service.errors import not_found, status_name, wrong_state
 from meeting_service.meetings import page_tokens
 from meeting_service.meetings.messages import meeting_message
 from meeting_service.meetings.repository import MUTABLE_FIELDS, MeetingRow, MeetingsRepository
@@ -17,7 +17,6 @@ from meeting_service.transcripts.event_log import EventLog
 from mesh_common.errors import MeshError
 
 DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
 # Language and speaker count steer processing, so they freeze once it has started.
 _FROZEN_ONCE_PROCESSING = frozenset({"language", "expected_speakers"})
 _BEFORE_PROCESSING = frozenset(
@@ -90,7 +89,7 @@ class MeetingsService:
 
         Args:
             owner: The caller.
-            page_size: 1 to 100; 0 means 20.
+            page_size: Within the contract's rules; 0 means 20.
             page_token: The previous page's token, "" for the first page.
 
         Returns:
@@ -99,9 +98,7 @@ class MeetingsService:
         Raises:
             MeshError: INVALID_FIELD for a bad page size; INVALID_PAGE_TOKEN.
         """
-        if not 0 <= page_size <= MAX_PAGE_SIZE:
-            raise invalid("page_size", f"page_size must be 0 to {MAX_PAGE_SIZE}")
-        size = page_size or DEFAULT_PAGE_SIZE
+        size = validation.page_size(page_size) or DEFAULT_PAGE_SIZE
         before = page_tokens.decode(owner, page_token) if page_token else None
         # One extra row tells whether another page exists without a second query.
         rows = await self._meetings.list_page(

@@ -50,7 +50,6 @@ from mesh_common.errors import MeshError
 from mesh_common.logging import logger
 from mesh_common.streams import DRAIN_SECONDS, drain, read_ahead
 
-CONTENT_TYPE_MAX_CHARS = 255
 _UPLOADABLE = frozenset(
     {meeting_pb2.MEETING_STATUS_AWAITING_AUDIO, meeting_pb2.MEETING_STATUS_UPLOADING}
 )
@@ -201,19 +200,13 @@ class UploadsService:
     async def _begin(
         self, owner: str, mid: uuid.UUID, metadata: meeting_service_pb2.UploadMetadata
     ) -> UploadRow:
-        content_type = validation.plain_text(metadata.content_type.strip(), "metadata.content_type")
+        content_type = validation.content_type(metadata.content_type)
         validation.request_id(metadata.request_id)
-        if not content_type:
-            raise invalid("metadata.content_type", "content_type is required")
-        if len(content_type) > CONTENT_TYPE_MAX_CHARS:
-            raise invalid("metadata.content_type", "content_type is too long")
+        validation.check(metadata, "total_size", "metadata.total_size")
         total = metadata.total_size if metadata.HasField("total_size") else None
-        if total is not None and total < 0:
-            raise invalid("metadata.total_size", "total_size must be 0 or more")
         if total is not None and total > self._limit:
             raise upload_too_large(self._limit)
-        if metadata.offset < 0:
-            raise invalid("metadata.offset", "offset must be 0 or more")
+        validation.check(metadata, "offset", "metadata.offset")
         sha256 = validation.sha256(metadata.sha256)
         async with self._pool.acquire() as conn, conn.transaction():
             row = await self._owned(conn, owner, mid, for_update=True)

@@ -189,7 +189,7 @@ class Meeting(_message.Message):
     owner: _builtins.str
     """Subject of the verified token that created the meeting. Output only."""
     title: _builtins.str
-    """Human-readable title, at most 200 characters. Optional; mutable."""
+    """Human-readable title, as long as its rules allow. Optional; mutable."""
     language: _builtins.str
     """Spoken language as a BCP-47 code ("en", "de"). Empty means "detect it".
     Optional; mutable until processing starts.

@@ -30,9 +30,8 @@ class CreateMeetingRequest(_message.Message):
     MEETING_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Client-chosen key (up to 64 characters) that makes retries safe: a second
-    create with the same key by the same caller returns the first meeting.
-    Optional.
+    """Client-chosen key that makes retries safe: a second create with the same
+    key by the same caller returns the first meeting. Optional.
     """
     @_builtins.property
     def meeting(self) -> _meeting_pb2.Meeting:
@@ -133,7 +132,7 @@ class ListMeetingsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
-    """Most meetings to return, 1 to 100; 0 means 20. Optional."""
+    """Most meetings to return, within the field's rules; 0 means 20. Optional."""
     page_token: _builtins.str
     """`next_page_token` of the previous page; empty for the first. Optional."""
     def __init__(
@@ -292,7 +291,9 @@ class UploadMetadata(_message.Message):
     meeting_id: _builtins.str
     """Id of the meeting the recording belongs to. Required."""
     content_type: _builtins.str
-    """Media type of the recording ("audio/wav", "audio/mpeg"...). Required."""
+    """Media type of the recording ("audio/wav", "audio/mpeg"...); surrounding
+    blanks are dropped before the rules apply. Required.
+    """
     total_size: _builtins.int
     """Size of the whole recording in bytes, when known. Optional: without it,
     the end of the stream ends the upload.
@@ -302,8 +303,8 @@ class UploadMetadata(_message.Message):
     to resume. Any other value is FAILED_PRECONDITION and changes nothing.
     """
     request_id: _builtins.str
-    """Client-chosen key identifying this upload attempt, for logs and retries.
-    Optional.
+    """Client-chosen key identifying this upload attempt, for logs and retries;
+    under the rules of `CreateMeetingRequest.request_id`. Optional.
     """
     sha256: _builtins.str
     """Lowercase hex SHA-256 of the whole recording; verified when the upload
@@ -627,7 +628,9 @@ class LiveAudioConfig(_message.Message):
     sample_rate_hertz: _builtins.int
     """Samples per second; only 16000 is accepted. 0 means 16000. Optional."""
     language: _builtins.str
-    """Spoken language (BCP-47); empty uses the meeting's. Optional."""
+    """Spoken language, under the rules of `Meeting.language`; empty uses the
+    meeting's. Optional.
+    """
     def __init__(
         self,
         *,
