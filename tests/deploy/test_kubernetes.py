@@ -45,9 +45,9 @@ SETTINGS: dict[str, tuple[type[BaseSettings], ...]] = {
     "migrate": (MeetingServiceSettings,),
 }
 # `meeting-mesh gpu-proxy` and `meeting-mesh gpu-node` stop with this grace (their cli.py).
-GPU_GRACE_SECONDS = 10.0
+GPU_GRACE_S = 10.0
 # Time after the grace period for the last cleanup (closing pools, flushing telemetry).
-STOP_MARGIN_SECONDS = 5.0
+STOP_MARGIN_S = 5.0
 MTLS_PROBE = "/etc/meeting-mesh/probes/mtls_health.py"
 INTERNAL_CALLER = {"meeting-mesh.io/internal-caller": "true"}
 
@@ -420,24 +420,24 @@ def test_termination_grace_covers_the_drain(rendered: Rendered) -> None:
     graces = {
         "gateway": float(
             rendered.config("gateway").get(
-                "MESH_SHUTDOWN_GRACE_SECONDS",
-                str(GatewaySettings.model_fields["shutdown_grace_seconds"].default),
+                "MESH_SHUTDOWN_GRACE_S",
+                str(GatewaySettings.model_fields["shutdown_grace_s"].default),
             )
         ),
         "meeting-service": float(
             rendered.config("meeting-service").get(
-                "MESH_GRACE_SECONDS",
-                str(MeetingServiceSettings.model_fields["grace_seconds"].default),
+                "MESH_GRACE_S",
+                str(MeetingServiceSettings.model_fields["grace_s"].default),
             )
         ),
-        "gpu-proxy": GPU_GRACE_SECONDS,
-        "gpu-node": GPU_GRACE_SECONDS,
+        "gpu-proxy": GPU_GRACE_S,
+        "gpu-node": GPU_GRACE_S,
     }
     for name, grace in graces.items():
         spec = dict(rendered.workloads())[name]
         pre_stop = _container(spec).get("lifecycle", {}).get("preStop", {})
         sleep = pre_stop.get("sleep", {}).get("seconds", 0)
-        needed = sleep + grace + STOP_MARGIN_SECONDS
+        needed = sleep + grace + STOP_MARGIN_S
         assert spec["terminationGracePeriodSeconds"] >= needed, name
 
 

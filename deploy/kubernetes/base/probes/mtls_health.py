@@ -16,7 +16,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2
 
-TIMEOUT_SECONDS = 2.0
+TIMEOUT_S = 2.0
 
 
 def serving(prefix: str) -> bool:
@@ -40,7 +40,7 @@ def serving(prefix: str) -> bool:
         )
         try:
             reply: health_pb2.HealthCheckResponse = check(
-                health_pb2.HealthCheckRequest(), timeout=TIMEOUT_SECONDS
+                health_pb2.HealthCheckRequest(), timeout=TIMEOUT_S
             )
         except grpc.RpcError as error:
             print(f"health check failed: {error}", file=sys.stderr)
