@@ -38,6 +38,7 @@ from meeting_service.db.database import CONNECTION_ERRORS
 from meeting_service.domain import validation
 from meeting_service.domain.event_log import EventLog
 from meeting_service.domain.transcript import TranscriptService, TranscriptWriter
+from meeting_service.errors import MeetingError, invalid_field, not_found, wrong_state
 from meeting_service.pipeline import segments as convert
 from meeting_service.pipeline.gpu import GpuConnection, GpuNotConfigured, recognize
 from meeting_service.pipeline.store import PipelineStore
@@ -145,7 +146,7 @@ class LiveTranscriber:
         except GpuNotConfigured as error:
             await drain(requests, DRAIN_SECONDS)
             logger.bind(error=str(error)).error("LiveTranscribe cannot reach the GPU service")
-            raise MeshError(
+            raise MeetingError(
                 meeting_pb2.ERROR_REASON_BACKEND_UNAVAILABLE,
                 "live transcription is unavailable on this server",
                 retry_after=30.0,
@@ -186,10 +187,10 @@ class LiveTranscriber:
     ) -> meeting_service_pb2.LiveAudioConfig:
         first = await anext(requests, None)
         if first is None or not first.HasField("config"):
-            raise validation.invalid("config", "the first message must carry the config")
+            raise invalid_field("config", "the first message must carry the config")
         config = first.config
         if config.sample_rate_hertz not in (0, SAMPLE_RATE):
-            raise MeshError(
+            raise MeetingError(
                 meeting_pb2.ERROR_REASON_UNSUPPORTED_AUDIO,
                 f"live audio must be 16-bit mono PCM at {SAMPLE_RATE} Hz, "
                 f"not {config.sample_rate_hertz} Hz",
@@ -207,23 +208,17 @@ class LiveTranscriber:
         async with deps.pool.acquire() as conn, conn.transaction():
             row = await deps.meetings.get(conn, mid, owner=owner, for_update=True)
             if row is None:
-                raise validation.not_found(mid)
+                raise not_found(mid)
             status = meeting_pb2.MeetingStatus.Name(row.status)  # type: ignore[arg-type]
             if row.status != meeting_pb2.MEETING_STATUS_AWAITING_AUDIO:
-                raise MeshError(
-                    meeting_pb2.ERROR_REASON_WRONG_STATE,
-                    f"live audio needs a meeting awaiting audio; this one is {status}",
-                    {"status": status},
+                raise wrong_state(
+                    status, f"live audio needs a meeting awaiting audio; this one is {status}"
                 )
             await deps.uploads.begin(
                 conn, mid, content_type=CONTENT_TYPE, total_size=None, sha256=""
             )
             if await deps.uploads.append_chunk(conn, mid, 0, wav_header(0)) is None:
-                raise MeshError(
-                    meeting_pb2.ERROR_REASON_WRONG_STATE,
-                    "the meeting already holds part of an uploaded recording",
-                    {"status": status},
-                )
+                raise wrong_state(status, "the meeting already holds part of an uploaded recording")
             event = await deps.log.change_status(conn, mid, meeting_pb2.MEETING_STATUS_LIVE)
         logger.bind(meeting_id=str(mid)).info("live session started")
         return row.language, event
@@ -312,7 +307,7 @@ class _Session:
             self._log.bind(code=error.code().name, details=error.details()).warning(
                 "live recognition failed"
             )
-            failure = MeshError(
+            failure = MeetingError(
                 meeting_pb2.ERROR_REASON_BACKEND_UNAVAILABLE,
                 "live recognition failed: the GPU service is unavailable; the audio received "
                 "so far is kept and will be transcribed",
@@ -321,7 +316,7 @@ class _Session:
         except MeshError as error:
             failure = error
         except asyncio.CancelledError:
-            failure = MeshError(
+            failure = MeetingError(
                 meeting_pb2.ERROR_REASON_BACKEND_UNAVAILABLE,
                 "the server stopped during the live session; the audio received so far is "
                 "kept and will be transcribed",
@@ -347,9 +342,7 @@ class _Session:
         try:
             async for request in requests:
                 if request.HasField("config"):
-                    raise validation.invalid(
-                        "config", "only the first message may carry the config"
-                    )
+                    raise invalid_field("config", "only the first message may carry the config")
                 if request.audio:
                     await self._audio.put(request.audio)
         except asyncio.CancelledError:
@@ -384,7 +377,7 @@ class _Session:
         async with self._deps.pool.acquire() as conn, conn.transaction():
             size = await self._deps.uploads.append_chunk(conn, self._mid, self._stored, data)
         if size is None:
-            raise validation.not_found(self._mid)
+            raise not_found(self._mid)
         self._stored = size
         self._pending.clear()
 
@@ -401,7 +394,7 @@ class _Session:
         deps = self._deps
         async with deps.pool.acquire() as conn, conn.transaction():
             if await deps.meetings.get(conn, self._mid, for_update=True) is None:
-                raise validation.not_found(self._mid)
+                raise not_found(self._mid)
             await self._store.rewrite_chunk(conn, self._mid, 0, wav_header(data_bytes))
             await deps.uploads.mark_complete(conn, self._mid)
             await deps.meetings.set_recording(

@@ -16,6 +16,7 @@ import grpc
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
 from meeting_service.db.database import CONNECTION_ERRORS
 from meeting_service.domain import convert
+from meeting_service.errors import MeetingError
 from meeting_service.metrics import MeetingMetrics
 from meeting_service.services import Services
 from mesh_common.errors import MeshError, abort
@@ -34,7 +35,7 @@ class NotReady(Exception):
 
 
 def _unavailable(message: str) -> MeshError:
-    return MeshError(meeting_pb2.ERROR_REASON_BACKEND_UNAVAILABLE, message, retry_after=1.0)
+    return MeetingError(meeting_pb2.ERROR_REASON_BACKEND_UNAVAILABLE, message, retry_after=1.0)
 
 
 @contextlib.asynccontextmanager
@@ -56,7 +57,7 @@ async def _errors(context: Ctx) -> AsyncIterator[None]:
         logger.exception("unexpected error serving a call")
         await abort(
             context,
-            MeshError(
+            MeetingError(
                 meeting_pb2.ERROR_REASON_INTERNAL,
                 "the meeting service failed on this call; the error was logged",
             ),

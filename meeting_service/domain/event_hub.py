@@ -29,6 +29,7 @@ from meeting_service.db.database import CONNECTION_ERRORS
 from meeting_service.domain import convert
 from meeting_service.repositories.events import CHANNEL, EventsRepository
 from mesh_common.logging import logger
+from mesh_common.retry import Backoff
 
 _FETCH_BATCH = 500
 
@@ -283,7 +284,7 @@ class EventHub:
         channel.subscribers.clear()
 
     async def _listen_forever(self) -> None:
-        delay = 0.1
+        backoff = Backoff(initial=0.1, maximum=2.0)
         while not self._closing:
             connection: asyncpg.Connection | None = None
             try:
@@ -293,7 +294,7 @@ class EventHub:
                 await connection.add_listener(CHANNEL, self._on_notification)
                 self._listening.set()
                 logger.info("listening for transcript events")
-                delay = 0.1
+                backoff.reset()
                 for meeting_id, channel in list(self._channels.items()):
                     self._kick(meeting_id, channel)
                 while not lost.is_set():
@@ -310,5 +311,4 @@ class EventHub:
                 if connection is not None:
                     connection.terminate()
             if not self._closing:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                await asyncio.sleep(backoff.next_delay())

@@ -17,7 +17,7 @@ import asyncpg
 
 from gen.meeting.v1 import meeting_pb2
 from meeting_service.domain import convert
-from meeting_service.domain.validation import not_found
+from meeting_service.errors import not_found
 from meeting_service.repositories.events import EventsRepository
 from meeting_service.repositories.meetings import MeetingsRepository
 

@@ -10,8 +10,8 @@ import asyncpg
 from gen.meeting.v1 import meeting_pb2
 from meeting_service.domain import convert, page_tokens, validation
 from meeting_service.domain.event_log import EventLog
+from meeting_service.errors import MeetingError, invalid_field, not_found, wrong_state
 from meeting_service.repositories.meetings import MUTABLE_FIELDS, MeetingRow, MeetingsRepository
-from mesh_common.errors import MeshError
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
@@ -97,7 +97,7 @@ class MeetingsService:
             MeshError: INVALID_FIELD for a bad page size; INVALID_PAGE_TOKEN.
         """
         if not 0 <= page_size <= MAX_PAGE_SIZE:
-            raise validation.invalid("page_size", f"page_size must be 0 to {MAX_PAGE_SIZE}")
+            raise invalid_field("page_size", f"page_size must be 0 to {MAX_PAGE_SIZE}")
         size = page_size or DEFAULT_PAGE_SIZE
         before = page_tokens.decode(owner, page_token) if page_token else None
         # One extra row tells whether another page exists without a second query.
@@ -127,14 +127,14 @@ class MeetingsService:
                 expected_speakers change after processing started.
         """
         if not paths:
-            raise MeshError(
+            raise MeetingError(
                 meeting_pb2.ERROR_REASON_INVALID_UPDATE_MASK,
                 f"update_mask is required; updatable fields: {', '.join(sorted(MUTABLE_FIELDS))}",
                 {"field": "update_mask"},
             )
         bad = sorted(set(paths) - MUTABLE_FIELDS)
         if bad:
-            raise MeshError(
+            raise MeetingError(
                 meeting_pb2.ERROR_REASON_INVALID_UPDATE_MASK,
                 f"cannot update {', '.join(bad)}; updatable fields: "
                 f"{', '.join(sorted(MUTABLE_FIELDS))}",
@@ -151,10 +151,9 @@ class MeetingsService:
             frozen = sorted(set(fields) & _FROZEN_ONCE_PROCESSING)
             if frozen and row.status not in _BEFORE_PROCESSING:
                 status = meeting_pb2.MeetingStatus.Name(row.status)  # type: ignore[arg-type]
-                raise MeshError(
-                    meeting_pb2.ERROR_REASON_WRONG_STATE,
+                raise wrong_state(
+                    status,
                     f"{', '.join(frozen)} cannot change once processing has started ({status})",
-                    {"status": status},
                 )
             await self._meetings.update_fields(conn, row.id, fields)
             row = await self._require(conn, owner, meeting.id)
@@ -186,5 +185,5 @@ class MeetingsService:
         mid = validation.meeting_id(meeting_id, field)
         row = await self._meetings.get(conn, mid, owner=owner, for_update=for_update)
         if row is None:
-            raise validation.not_found(mid)
+            raise not_found(mid)
         return row

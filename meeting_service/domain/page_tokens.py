@@ -15,7 +15,7 @@ import json
 import uuid
 
 from gen.meeting.v1 import meeting_pb2
-from mesh_common.errors import MeshError
+from meeting_service.errors import MeetingError
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -50,7 +50,7 @@ def decode(owner: str, token: str) -> tuple[dt.datetime, uuid.UUID]:
         when = _EPOCH + dt.timedelta(microseconds=int(body["t"]))
         return when, uuid.UUID(body["i"])
     except (ValueError, KeyError, TypeError, OverflowError):
-        raise MeshError(
+        raise MeetingError(
             meeting_pb2.ERROR_REASON_INVALID_PAGE_TOKEN,
             "page_token is not one this server issued for this query",
             {"field": "page_token"},

@@ -15,6 +15,7 @@ import av
 
 from gen.meeting.v1 import meeting_pb2
 from meeting_service.domain.recording_file import ReadAt, RecordingFile
+from meeting_service.errors import MeetingError
 from mesh_common.errors import MeshError
 
 
@@ -49,7 +50,7 @@ async def probe_audio(read_at: ReadAt, size: int) -> AudioInfo:
 
 
 def _not_audio(why: str) -> MeshError:
-    return MeshError(meeting_pb2.ERROR_REASON_NOT_AUDIO, f"the recording is not audio: {why}")
+    return MeetingError(meeting_pb2.ERROR_REASON_NOT_AUDIO, f"the recording is not audio: {why}")
 
 
 def _probe(open_file: Callable[[], RecordingFile], size: int) -> AudioInfo:

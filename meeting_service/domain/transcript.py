@@ -15,8 +15,8 @@ from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
 from meeting_service.domain import convert
 from meeting_service.domain.event_hub import EventHub, HubClosed, SubscriberLagged
 from meeting_service.domain.event_log import EventLog
-from meeting_service.domain.validation import invalid, not_found
 from meeting_service.domain.validation import meeting_id as parse_id
+from meeting_service.errors import MeetingError, invalid_field, not_found
 from meeting_service.repositories.events import EventsRepository
 from meeting_service.repositories.meetings import MeetingsRepository
 from mesh_common.errors import MeshError
@@ -72,7 +72,7 @@ class TranscriptService:
                 raise not_found(mid)
             segments = await self._events.segments(conn, mid)
         if not segments and row.status in _NOT_STARTED:
-            raise MeshError(
+            raise MeetingError(
                 meeting_pb2.ERROR_REASON_NOT_READY,
                 "the transcript is not ready: the recording has not been processed yet",
                 {"status": meeting_pb2.MeetingStatus.Name(row.status)},  # type: ignore[arg-type]
@@ -101,7 +101,7 @@ class TranscriptService:
         if row is None:
             raise not_found(mid)
         if row.summary is None:
-            raise MeshError(
+            raise MeetingError(
                 meeting_pb2.ERROR_REASON_NOT_READY,
                 "the summary is not written yet",
                 {"status": meeting_pb2.MeetingStatus.Name(row.status)},  # type: ignore[arg-type]
@@ -133,7 +133,7 @@ class TranscriptService:
         """
         mid = parse_id(meeting_id)
         if after_sequence < 0:
-            raise invalid("after_sequence", "after_sequence must be 0 or more")
+            raise invalid_field("after_sequence", "after_sequence must be 0 or more")
         try:
             subscribing = self._hub.subscribe(mid)
             subscription = await subscribing.__aenter__()
@@ -188,7 +188,7 @@ class TranscriptService:
 
 
 def _shutting_down(last: int) -> MeshError:
-    return MeshError(
+    return MeetingError(
         meeting_pb2.ERROR_REASON_BACKEND_UNAVAILABLE,
         f"the server is shutting down; resume with after_sequence={last}",
         {"after_sequence": str(last)},
@@ -303,7 +303,7 @@ class TranscriptWriter:
         """
         for segment in segments:
             if segment.index < 0:
-                raise invalid("segment.index", "segment index must be 0 or more")
+                raise invalid_field("segment.index", "segment index must be 0 or more")
         future: asyncio.Future[list[meeting_pb2.TranscriptEvent]]
         future = asyncio.get_running_loop().create_future()
         if not segments:

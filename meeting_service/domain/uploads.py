@@ -34,6 +34,14 @@ from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
 from meeting_service.domain import convert, validation
 from meeting_service.domain.event_log import EventLog
 from meeting_service.domain.probe import AudioInfo, probe_audio
+from meeting_service.errors import (
+    MeetingError,
+    invalid_field,
+    not_found,
+    offset_mismatch,
+    upload_too_large,
+    wrong_state,
+)
 from meeting_service.repositories.jobs import JobsRepository
 from meeting_service.repositories.meetings import MeetingRow, MeetingsRepository
 from meeting_service.repositories.uploads import UploadRow, UploadsRepository
@@ -143,7 +151,7 @@ class UploadsService:
     ) -> UploadResult:
         first = await anext(requests, None)
         if first is None or not first.HasField("metadata"):
-            raise validation.invalid("metadata", "the first message must carry the metadata")
+            raise invalid_field("metadata", "the first message must carry the metadata")
         metadata = first.metadata
         mid = validation.meeting_id(metadata.meeting_id, "metadata.meeting_id")
         upload = await self._begin(owner, mid, metadata)
@@ -177,23 +185,19 @@ class UploadsService:
         """Stores the stream's chunks from `stored` on; returns the new stored size."""
         async for request in requests:
             if request.HasField("metadata"):
-                raise validation.invalid("metadata", "metadata is only allowed first")
+                raise invalid_field("metadata", "metadata is only allowed first")
             chunk = request.chunk
             if not chunk:
                 continue
             if stored + len(chunk) > self._limit:
                 await self._reject(
                     mid,
-                    MeshError(
-                        meeting_pb2.ERROR_REASON_UPLOAD_TOO_LARGE,
-                        f"the recording is larger than the limit of {self._limit} bytes",
-                        {"limit_bytes": str(self._limit)},
-                    ),
+                    upload_too_large(self._limit),
                 )
             if total is not None and stored + len(chunk) > total:
                 await self._reject(
                     mid,
-                    validation.invalid("chunk", f"more bytes were sent than total_size ({total})"),
+                    invalid_field("chunk", f"more bytes were sent than total_size ({total})"),
                 )
             if digest is None:
                 stored = await self._append(mid, stored, chunk)
@@ -212,52 +216,41 @@ class UploadsService:
         content_type = validation.plain_text(metadata.content_type.strip(), "metadata.content_type")
         validation.request_id(metadata.request_id)
         if not content_type:
-            raise validation.invalid("metadata.content_type", "content_type is required")
+            raise invalid_field("metadata.content_type", "content_type is required")
         if len(content_type) > CONTENT_TYPE_MAX_CHARS:
-            raise validation.invalid("metadata.content_type", "content_type is too long")
+            raise invalid_field("metadata.content_type", "content_type is too long")
         total = metadata.total_size if metadata.HasField("total_size") else None
         if total is not None and total < 0:
-            raise validation.invalid("metadata.total_size", "total_size must be 0 or more")
+            raise invalid_field("metadata.total_size", "total_size must be 0 or more")
         if total is not None and total > self._limit:
-            raise MeshError(
-                meeting_pb2.ERROR_REASON_UPLOAD_TOO_LARGE,
-                f"the recording is larger than the limit of {self._limit} bytes",
-                {"limit_bytes": str(self._limit)},
-            )
+            raise upload_too_large(self._limit)
         if metadata.offset < 0:
-            raise validation.invalid("metadata.offset", "offset must be 0 or more")
+            raise invalid_field("metadata.offset", "offset must be 0 or more")
         sha256 = validation.sha256(metadata.sha256)
         async with self._pool.acquire() as conn, conn.transaction():
             row = await self._owned(conn, owner, mid, for_update=True)
             if row.status not in _UPLOADABLE:
                 status = meeting_pb2.MeetingStatus.Name(row.status)  # type: ignore[arg-type]
-                raise MeshError(
-                    meeting_pb2.ERROR_REASON_WRONG_STATE,
-                    f"the meeting does not accept audio in status {status}",
-                    {"status": status},
-                )
+                raise wrong_state(status, f"the meeting does not accept audio in status {status}")
             existing = await self._uploads.get(conn, mid, for_update=True)
             stored = existing.stored_size if existing else 0
             if existing is not None and existing.sealed:
-                raise MeshError(
-                    meeting_pb2.ERROR_REASON_WRONG_STATE,
+                raise wrong_state(
+                    meeting_pb2.MeetingStatus.Name(row.status),  # type: ignore[arg-type]
                     "the recording is complete and being checked",
-                    {"status": meeting_pb2.MeetingStatus.Name(row.status)},  # type: ignore[arg-type]
                 )
             if metadata.offset != stored:
-                raise MeshError(
-                    meeting_pb2.ERROR_REASON_UPLOAD_OFFSET_MISMATCH,
-                    f"the upload must continue at offset {stored}, not {metadata.offset}",
-                    {"stored_size": str(stored)},
+                raise offset_mismatch(
+                    stored, f"the upload must continue at offset {stored}, not {metadata.offset}"
                 )
             declared = existing.total_size if existing else None
             if total is not None and declared is not None and total != declared:
-                raise validation.invalid(
+                raise invalid_field(
                     "metadata.total_size",
                     f"total_size {total} differs from the {declared} declared earlier",
                 )
             if total is not None and total < stored:
-                raise validation.invalid(
+                raise invalid_field(
                     "metadata.total_size", f"total_size is below the {stored} bytes stored"
                 )
             upload = await self._uploads.begin(
@@ -276,12 +269,11 @@ class UploadsService:
                 # Another stream moved the upload on (or the meeting was deleted).
                 current = await self._uploads.get(conn, mid)
                 if current is None:
-                    raise validation.not_found(mid)
-                raise MeshError(
-                    meeting_pb2.ERROR_REASON_UPLOAD_OFFSET_MISMATCH,
+                    raise not_found(mid)
+                raise offset_mismatch(
+                    current.stored_size,
                     f"another upload stream wrote to this meeting; continue at offset "
                     f"{current.stored_size}",
-                    {"stored_size": str(current.stored_size)},
                 )
             return size
 
@@ -300,7 +292,7 @@ class UploadsService:
         async with self._pool.acquire() as conn, conn.transaction():
             upload = await self._uploads.get(conn, mid, for_update=True)
             if upload is None:
-                raise validation.not_found(mid)
+                raise not_found(mid)
             await self._uploads.seal(conn, mid)
         sealed = True
         try:
@@ -309,7 +301,7 @@ class UploadsService:
                 sealed = False
                 await self._reject(
                     mid,
-                    MeshError(
+                    MeetingError(
                         meeting_pb2.ERROR_REASON_UPLOAD_CHECKSUM_MISMATCH,
                         "the recording's SHA-256 does not match the one declared",
                         {"expected": upload.sha256, "actual": actual},
@@ -365,5 +357,5 @@ class UploadsService:
     ) -> MeetingRow:
         row = await self._meetings.get(conn, mid, owner=owner, for_update=for_update)
         if row is None:
-            raise validation.not_found(mid)
+            raise not_found(mid)
         return row

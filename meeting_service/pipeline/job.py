@@ -35,13 +35,13 @@ from opentelemetry import trace
 
 from gen.gpu.v1 import gpu_pb2
 from gen.meeting.v1 import meeting_pb2
+from meeting_service.errors import MeetingError
 from meeting_service.pipeline import segments as convert
 from meeting_service.pipeline.decode import decode_pcm
 from meeting_service.pipeline.gpu import Deadlines, GpuConnection, diarize, recognize
 from meeting_service.pipeline.store import PipelineStore
 from meeting_service.repositories.jobs import Job, JobLost
 from meeting_service.services import Services
-from mesh_common.errors import MeshError
 from mesh_common.logging import logger
 from mesh_common.telemetry import context_from_traceparent
 
@@ -326,7 +326,7 @@ class _Run:
         """Turns a write's MEETING_NOT_FOUND into JobLost: the job's cancellation signal."""
         try:
             yield
-        except MeshError as error:
+        except MeetingError as error:
             if error.reason == meeting_pb2.ERROR_REASON_MEETING_NOT_FOUND:
                 raise JobLost(f"meeting {self._mid} was deleted") from None
             raise

@@ -23,14 +23,15 @@ import asyncpg
 
 from gen.meeting.v1 import meeting_pb2
 from meeting_service.db.database import CONNECTION_ERRORS
+from meeting_service.errors import MeetingError
 from meeting_service.pipeline.failures import Failure, classify
 from meeting_service.pipeline.gpu import Deadlines, GpuConnection
 from meeting_service.pipeline.job import JobRunner, Lease, StageFailed
-from meeting_service.repositories.jobs import Job, JobLost, backoff_delay
+from meeting_service.repositories.jobs import Job, JobLost
 from meeting_service.services import Services
 from meeting_service.settings import MeetingServiceSettings
-from mesh_common.errors import MeshError
 from mesh_common.logging import logger
+from mesh_common.retry import backoff_delay
 
 _Write = Callable[[asyncpg.Connection], Awaitable[None]]
 _INTERRUPTED = "processing was interrupted because its server stopped; it will resume"
@@ -170,8 +171,8 @@ class PipelineWorkers:
         delay = max(
             backoff_delay(
                 job.attempts,
-                base=self._settings.pipeline_backoff_initial_s,
-                cap=self._settings.pipeline_backoff_max_s,
+                initial=self._settings.pipeline_backoff_initial_s,
+                maximum=self._settings.pipeline_backoff_max_s,
             ),
             failure.retry_after or 0.0,
         )
@@ -224,7 +225,7 @@ class PipelineWorkers:
                 await write(conn)
         except JobLost:
             pass
-        except MeshError as error:
+        except MeetingError as error:
             if error.reason != meeting_pb2.ERROR_REASON_MEETING_NOT_FOUND:
                 raise
         except CONNECTION_ERRORS as error:
