@@ -1,7 +1,7 @@
 """HTTP answers for failures: one rendering of the error table for every error.
 
 Every error body has the shape `{"error": {"code", "status", "message", "details"}}`
-(docs/gateway.md), whether meeting_service or the gateway itself refused the request:
+(docs/errors.md), whether meeting_service or the gateway itself refused the request:
 both raise errors of the meeting contract, and their reason's row in the table gives the
 HTTP status.
 """

@@ -1,4 +1,4 @@
-"""The gateway's error layer: every failure becomes the JSON error body (docs/gateway.md).
+"""The gateway's error layer: every failure becomes the JSON error body (docs/errors.md).
 
 Failures from handlers, from meeting_service and from aiohttp itself (404, 405, 413) all
 leave in the same shape, rendered by `gateway.http_errors.error_response`.

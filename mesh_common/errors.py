@@ -235,7 +235,7 @@ class ErrorView:
     retry_after: float | None
 
     def body(self) -> dict[str, Any]:
-        """Returns the JSON error body (docs/gateway.md, "Errors")."""
+        """Returns the JSON error body (docs/errors.md)."""
         return {
             "error": {
                 "code": self.http_status,
