@@ -15,8 +15,7 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from gateway.http_errors import HttpError, gateway_error_view
-from gen.meeting.v1 import meeting_pb2
+from contract_errors.meeting import invalid_field
 
 _FIELD_IN_MESSAGE = re.compile(r'no field named "([^"]+)"|parse (\w+) field|field "?([\w.]+)"?')
 
@@ -45,21 +44,6 @@ def to_json_text(message: Message) -> str:
     return json.dumps(to_json(message), separators=(",", ":"))
 
 
-def invalid_field(message: str, field: str) -> HttpError:
-    """Returns the 400 error for a request field that is missing or malformed.
-
-    Args:
-        message: What is wrong, for people.
-        field: The field's name, for programs (`details[0].metadata.field`).
-
-    Returns:
-        The error to raise.
-    """
-    return HttpError(
-        gateway_error_view(400, message, meeting_pb2.ERROR_REASON_INVALID_FIELD, {"field": field})
-    )
-
-
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 
@@ -82,7 +66,7 @@ def non_negative_int(value: str, field: str, maximum: int = INT64_MAX) -> int:
         HttpError: 400 naming the parameter.
     """
     if not (value.isascii() and value.isdigit()) or int(value) > maximum:
-        raise invalid_field(f"{field} must be an integer from 0 to {maximum}", field)
+        raise invalid_field(field, f"{field} must be an integer from 0 to {maximum}")
     return int(value)
 
 
@@ -98,20 +82,20 @@ def merge_json(value: Any, message: Message, where: str) -> None:
         HttpError: 400 naming the field that is unknown or has the wrong type.
     """
     if not isinstance(value, dict):
-        raise invalid_field(f"{where} must be a JSON object", where)
+        raise invalid_field(where, f"{where} must be a JSON object")
     nul = _path_to_nul(value)
     if nul is not None:
         # Valid JSON and a valid protobuf string, but no text PostgreSQL can store.
-        raise invalid_field(f"invalid {where}: {nul} contains a NUL character", nul)
+        raise invalid_field(nul, f"invalid {where}: {nul} contains a NUL character")
     try:
         json_format.ParseDict(value, message)
     except json_format.ParseError as error:
         text = str(error).split("\n", 1)[0]
         match = _FIELD_IN_MESSAGE.search(text)
         field = next((g for g in match.groups() if g), where) if match else where
-        raise invalid_field(f"invalid {where}: {text}", field) from None
+        raise invalid_field(field, f"invalid {where}: {text}") from None
     except (ValueError, TypeError, OverflowError) as error:
-        raise invalid_field(f"invalid {where}: {error}", where) from None
+        raise invalid_field(where, f"invalid {where}: {error}") from None
 
 
 def _path_to_nul(value: Any, path: str = "") -> str | None:
@@ -149,4 +133,4 @@ def decode_json(raw: bytes) -> Any:
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise invalid_field(f"body is not valid JSON: {error}", "body") from None
+        raise invalid_field("body", f"body is not valid JSON: {error}") from None
