@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
+from aiohttp import hdrs, web
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
@@ -19,6 +21,16 @@ from gateway.http_errors import HttpError, gateway_error_view
 from gen.meeting.v1 import meeting_pb2
 
 _FIELD_IN_MESSAGE = re.compile(r'no field named "([^"]+)"|parse (\w+) field|field "?([\w.]+)"?')
+
+# Deeper than any request message nests, and far shallower than the recursion limit of the
+# code that walks a decoded value (`_path_to_nul`, `json_format`).
+MAX_JSON_DEPTH = 32
+# Room for any int64 or double as JSON writes them; longer digit strings only cost time
+# (`int` is quadratic in the digits).
+MAX_JSON_NUMBER_CHARS = 64
+# The codings aiohttp's parser decodes (br and zstd only with their extras installed;
+# without them reading the body fails, and is refused like any undecodable body).
+_CONTENT_CODINGS = frozenset({"identity", "gzip", "deflate", "br", "zstd"})
 
 
 def to_json(message: Message) -> dict[str, Any]:
@@ -81,7 +93,8 @@ def non_negative_int(value: str, field: str, maximum: int = INT64_MAX) -> int:
     Raises:
         HttpError: 400 naming the parameter.
     """
-    if not (value.isascii() and value.isdigit()) or int(value) > maximum:
+    digits_ok = value.isascii() and value.isdigit() and len(value) <= len(str(maximum))
+    if not digits_ok or int(value) > maximum:
         raise invalid_field(f"{field} must be an integer from 0 to {maximum}", field)
     return int(value)
 
@@ -134,8 +147,40 @@ def _path_to_nul(value: Any, path: str = "") -> str | None:
     return None
 
 
+async def read_json_body(request: web.Request) -> Any:
+    """Reads and decodes a JSON request body.
+
+    A body whose declared length is over the application's `client_max_size` is refused
+    before any of it is read.
+
+    Args:
+        request: The HTTP request.
+
+    Returns:
+        The decoded value; an empty object for an empty body.
+
+    Raises:
+        HttpError: 400 when the body cannot be decoded (content coding or JSON).
+        web.HTTPRequestEntityTooLarge: The body is longer than the limit.
+    """
+    limit = request.client_max_size
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    coding = request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower()
+    if coding not in _CONTENT_CODINGS:
+        raise invalid_field(f"unsupported Content-Encoding {coding!r}", "body")
+    try:
+        raw = await request.read()
+    except web.RequestPayloadError:
+        raise invalid_field(f"body cannot be decoded as {coding}", "body") from None
+    return decode_json(raw) if raw.strip() else {}
+
+
 def decode_json(raw: bytes) -> Any:
-    """Decodes a JSON request body.
+    """Decodes a JSON document.
+
+    Numbers longer than `MAX_JSON_NUMBER_CHARS` and nesting deeper than `MAX_JSON_DEPTH` are
+    refused, so no document costs more than its length to decode and walk.
 
     Args:
         raw: The body bytes.
@@ -144,9 +189,47 @@ def decode_json(raw: bytes) -> Any:
         The decoded value.
 
     Raises:
-        HttpError: 400 when the body is not UTF-8 JSON.
+        HttpError: 400 when the body is not UTF-8 JSON within those limits.
     """
     try:
-        return json.loads(raw)
+        value = json.loads(raw, parse_int=_bounded_number(int), parse_float=_bounded_number(float))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise invalid_field(f"body is not valid JSON: {error}", "body") from None
+    except RecursionError:
+        raise _too_deep() from None
+    # A document with few brackets cannot nest deeply: most bodies skip the walk.
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _deeper_than(value, MAX_JSON_DEPTH):
+        raise _too_deep()
+    return value
+
+
+def _too_deep() -> HttpError:
+    return invalid_field(f"body nests deeper than {MAX_JSON_DEPTH} levels", "body")
+
+
+def _bounded_number[T](convert: Callable[[str], T]) -> Callable[[str], T]:
+    def parse(text: str) -> T:
+        if len(text) > MAX_JSON_NUMBER_CHARS:
+            raise invalid_field(
+                f"body holds a number longer than {MAX_JSON_NUMBER_CHARS} characters", "body"
+            )
+        return convert(text)
+
+    return parse
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether arrays and objects in a decoded value nest more than `limit` levels."""
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth >= limit:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
