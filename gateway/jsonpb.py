@@ -172,7 +172,12 @@ async def read_json_body(request: web.Request) -> Any:
     try:
         raw = await request.read()
     except web.RequestPayloadError:
-        raise invalid_field(f"body cannot be decoded as {coding}", "body") from None
+        # Nothing more of this body can be read: ending it keeps aiohttp from draining it
+        # after the answer (which fails again, and logs), and the connection is closed.
+        request.content.feed_eof()
+        error = invalid_field(f"body cannot be decoded as {coding}", "body")
+        error.headers[hdrs.CONNECTION] = "close"
+        raise error from None
     return decode_json(raw) if raw.strip() else {}
 
 
