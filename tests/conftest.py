@@ -8,6 +8,6 @@ suite minted (or anything shaped like a credential) reaches a log line.
 from tests.support.meeting import meeting_service, meeting_stub
 from tests.support.postgres import database_url, postgres_admin_dsn
 
-pytest_plugins = ["tests.support.leak_check"]
+pytest_plugins = ["pytester", "tests.support.leak_check"]
 
 __all__ = ["database_url", "meeting_service", "meeting_stub", "postgres_admin_dsn"]
