@@ -4,6 +4,9 @@ Field names go out in lowerCamelCase (the protobuf JSON mapping's default); both
 lowerCamelCase and the proto's snake_case names are accepted in. Fields with no presence are
 always written, so clients see `"title": ""` rather than a missing key. Enums are written by
 name, 64-bit integers as strings, timestamps as RFC 3339 and durations as "1.5s".
+
+Request bodies are read here too (`read_json_body`), within limits of size, content coding,
+nesting and number length that answer a hostile body with 400 or 413, never 500.
 """
 
 from __future__ import annotations
@@ -197,7 +200,7 @@ def decode_json(raw: bytes) -> Any:
         HttpError: 400 when the body is not UTF-8 JSON within those limits.
     """
     try:
-        value = json.loads(raw, parse_int=_bounded_number(int), parse_float=_bounded_number(float))
+        value = json.loads(raw, parse_int=_parse_int, parse_float=_parse_float)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise invalid_field(f"body is not valid JSON: {error}", "body") from None
     except RecursionError:
@@ -221,6 +224,10 @@ def _bounded_number[T](convert: Callable[[str], T]) -> Callable[[str], T]:
         return convert(text)
 
     return parse
+
+
+_parse_int = _bounded_number(int)
+_parse_float = _bounded_number(float)
 
 
 def _deeper_than(value: Any, limit: int) -> bool:
