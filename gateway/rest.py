@@ -23,7 +23,7 @@ from google.protobuf.message import Message
 from contract_errors.meeting import invalid_field
 from gateway import state
 from gateway.auth import grpc_metadata
-from gateway.jsonpb import decode_json, merge_json, to_json
+from gateway.jsonpb import merge_json, read_json_body, to_json
 from gen.meeting.v1 import meeting_service_pb2
 
 SERVICE = meeting_service_pb2.DESCRIPTOR.services_by_name["MeetingService"]
@@ -171,8 +171,7 @@ async def build_request(route: RestRoute, request: web.Request) -> Message:
     message = _message_class(route.method.input_type)()
     body_keys: list[str] = []
     if route.body:
-        raw = await request.read()
-        value = decode_json(raw) if raw.strip() else {}
+        value = await read_json_body(request)
         if route.body == "*":
             merge_json(value, message, "body")
         else:
