@@ -15,7 +15,8 @@ from typing import Any
 import grpc
 
 from contract_errors.meeting import MeetingError, unavailable
-from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
+from gen.meeting.v1 import api_keys_pb2, meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
+from meeting_service.api_keys.messages import api_key_message
 from meeting_service.db.database import CONNECTION_ERRORS
 from meeting_service.meetings.messages import duration_from_us
 from meeting_service.metrics import MeetingMetrics
@@ -25,7 +26,8 @@ from mesh_common.grpc_server import current_principal
 from mesh_common.logging import logger
 from mesh_common.telemetry import current_traceparent
 
-SERVICE_NAME = meeting_service_pb2.DESCRIPTOR.services_by_name["MeetingService"].full_name
+SERVICE_DESCRIPTOR = meeting_service_pb2.DESCRIPTOR.services_by_name["MeetingService"]
+SERVICE_NAME = SERVICE_DESCRIPTOR.full_name
 _TRACEPARENT = "traceparent"
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -193,6 +195,30 @@ class MeetingServicer(meeting_service_pb2_grpc.MeetingServiceServicer):
                 async with contextlib.aclosing(events):
                     async for event in events:
                         yield meeting_service_pb2.LiveTranscribeResponse(event=event)
+
+    # --- api keys ---
+    async def CreateApiKey(  # noqa: D102
+        self, request: api_keys_pb2.CreateApiKeyRequest, context: Ctx
+    ) -> api_keys_pb2.CreateApiKeyResponse:
+        async with _errors(context):
+            row, secret = await self._services().api_keys.create(
+                current_principal(), request.api_key.name, list(request.api_key.scopes)
+            )
+            return api_keys_pb2.CreateApiKeyResponse(api_key=api_key_message(row), secret=secret)
+
+    async def ListApiKeys(  # noqa: D102
+        self, request: api_keys_pb2.ListApiKeysRequest, context: Ctx
+    ) -> api_keys_pb2.ListApiKeysResponse:
+        async with _errors(context):
+            rows = await self._services().api_keys.list(_owner())
+            return api_keys_pb2.ListApiKeysResponse(api_keys=[api_key_message(r) for r in rows])
+
+    async def RevokeApiKey(  # noqa: D102
+        self, request: api_keys_pb2.RevokeApiKeyRequest, context: Ctx
+    ) -> api_keys_pb2.RevokeApiKeyResponse:
+        async with _errors(context):
+            await self._services().api_keys.revoke(_owner(), request.api_key_id)
+            return api_keys_pb2.RevokeApiKeyResponse()
 
 
 def _owner() -> str:

@@ -52,6 +52,12 @@ class MeetingServiceSettings(CommonSettings):
         pipeline_live_max_s: Longest live session (the deadline of its recognition stream).
         pipeline_live_follow_s: How long LiveTranscribe, after the audio ended, keeps
             returning the events of the diarization and summary job before it ends the call.
+        quota_concurrent_jobs: Jobs of one caller processed at once; more wait queued.
+            0: no limit. (Quotas: docs/security.md.)
+        quota_live_sessions: Live sessions of one caller at once; 0: no limit.
+        quota_uploads_per_minute: New uploads one caller may start per minute; 0: no
+            limit.
+        quota_stored_bytes: Bytes one caller's recordings may hold; 0: no limit.
     """
 
     database_url: SecretStr | None = Field(
@@ -82,6 +88,10 @@ class MeetingServiceSettings(CommonSettings):
     pipeline_gpu_deadline_per_audio_s: float = Field(default=1.0, ge=0)
     pipeline_live_max_s: float = Field(default=4 * 3600.0, gt=0)
     pipeline_live_follow_s: float = Field(default=300.0, ge=0)
+    quota_concurrent_jobs: int = Field(default=0, ge=0)
+    quota_live_sessions: int = Field(default=0, ge=0)
+    quota_uploads_per_minute: int = Field(default=0, ge=0)
+    quota_stored_bytes: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> MeetingServiceSettings:

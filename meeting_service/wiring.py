@@ -7,11 +7,15 @@ from dataclasses import dataclass
 import asyncpg
 
 from gpu_client import GpuConnection
+from meeting_service.api_keys.repository import ApiKeysRepository
+from meeting_service.api_keys.service import ApiKeysService
 from meeting_service.jobs.repository import JobsRepository
 from meeting_service.live.session import LiveParts, LiveTranscriber
 from meeting_service.meetings.repository import MeetingsRepository
 from meeting_service.meetings.service import MeetingsService
 from meeting_service.processing.job import Deadlines, JobParts
+from meeting_service.quotas.limits import Quotas
+from meeting_service.quotas.repository import QuotasRepository
 from meeting_service.recordings.completion import RecordingCompletion
 from meeting_service.recordings.repository import UploadsRepository
 from meeting_service.recordings.uploads import UploadsService
@@ -38,6 +42,7 @@ class Services:
         jobs: SQL for jobs (the server's job gauges).
         gpu: The channel to gpu_proxy (opened on first use; closed by the server).
         processing: What the job workers use.
+        api_keys: API keys (owner-scoped management, and the check of each call's key).
     """
 
     pool: asyncpg.Pool
@@ -49,6 +54,7 @@ class Services:
     jobs: JobsRepository
     gpu: GpuConnection
     processing: JobParts
+    api_keys: ApiKeysService
 
 
 def build_services(
@@ -80,6 +86,13 @@ def build_services(
     transcripts = TranscriptReader(pool, meetings, events, hub)
     writer = TranscriptWriter(pool, events)
     completion = RecordingCompletion(meetings, uploads, jobs, log)
+    quotas = Quotas(
+        QuotasRepository(),
+        concurrent_jobs=settings.quota_concurrent_jobs,
+        live_sessions=settings.quota_live_sessions,
+        uploads_per_minute=settings.quota_uploads_per_minute,
+        stored_bytes=settings.quota_stored_bytes,
+    )
     gpu = GpuConnection(
         settings.gpu_proxy_target,
         settings.gpu_identity(),
@@ -99,6 +112,7 @@ def build_services(
             gpu=gpu,
             max_s=settings.pipeline_live_max_s,
             follow_s=settings.pipeline_live_follow_s,
+            quotas=quotas,
         )
     )
     processing = JobParts(
@@ -120,11 +134,18 @@ def build_services(
         hub=hub,
         meetings=MeetingsService(pool, meetings, log),
         uploads=UploadsService(
-            pool, meetings, uploads, log, completion, limit_bytes=settings.upload_limit_bytes
+            pool,
+            meetings,
+            uploads,
+            log,
+            completion,
+            limit_bytes=settings.upload_limit_bytes,
+            quotas=quotas,
         ),
         transcripts=transcripts,
         live=live,
         jobs=jobs,
         gpu=gpu,
         processing=processing,
+        api_keys=ApiKeysService(pool, ApiKeysRepository()),
     )

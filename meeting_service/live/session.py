@@ -43,6 +43,7 @@ from gpu_client import GpuConnection, GpuNotConfigured, GpuStubs, recognize
 from meeting_service import validation
 from meeting_service.db.database import CONNECTION_ERRORS
 from meeting_service.meetings.repository import MeetingsRepository
+from meeting_service.quotas.limits import Quotas
 from meeting_service.recordings import pcm
 from meeting_service.recordings.completion import RecordingCompletion
 from meeting_service.recordings.live_recording import LiveRecording
@@ -74,6 +75,7 @@ class LiveParts:
         gpu: The connection to gpu_proxy.
         max_s: Longest session (the recognition stream's deadline).
         follow_s: How long the call returns the job's events after the audio.
+        quotas: The per-caller limits (live sessions, stored bytes).
     """
 
     pool: asyncpg.Pool
@@ -86,6 +88,7 @@ class LiveParts:
     gpu: GpuConnection
     max_s: float
     follow_s: float
+    quotas: Quotas
 
 
 class LiveTranscriber:
@@ -123,7 +126,8 @@ class LiveTranscriber:
             Every event the session and its job store, in sequence order.
 
         Raises:
-            MeetingError: INVALID_FIELD, UNSUPPORTED_AUDIO, MEETING_NOT_FOUND, WRONG_STATE;
+            MeetingError: INVALID_FIELD, UNSUPPORTED_AUDIO, MEETING_NOT_FOUND, WRONG_STATE,
+                QUOTA_EXCEEDED;
                 BACKEND_UNAVAILABLE when recognition fails.
         """
         try:
@@ -207,6 +211,7 @@ class LiveTranscriber:
                 raise wrong_state(
                     status, f"live audio needs a meeting awaiting audio; this one is {status}"
                 )
+            await parts.quotas.check_live_start(conn, owner, mid)
             await recording.start(conn, status)
             event = await parts.log.change_status(conn, mid, meeting_pb2.MEETING_STATUS_LIVE)
         logger.bind(meeting_id=str(mid)).info("live session started")

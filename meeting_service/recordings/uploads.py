@@ -43,6 +43,7 @@ from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
 from meeting_service import validation
 from meeting_service.meetings.messages import meeting_message
 from meeting_service.meetings.repository import MeetingRow, MeetingsRepository
+from meeting_service.quotas.limits import Quotas
 from meeting_service.recordings.completion import RecordingCompletion
 from meeting_service.recordings.probe import AudioInfo, probe_audio
 from meeting_service.recordings.repository import UploadRow, UploadsRepository
@@ -84,8 +85,10 @@ class UploadsService:
         completion: RecordingCompletion,
         *,
         limit_bytes: int,
+        quotas: Quotas,
     ) -> None:
         self._pool = pool
+        self._quotas = quotas
         self._meetings = meetings
         self._uploads = uploads
         self._log = log
@@ -121,7 +124,8 @@ class UploadsService:
 
         Raises:
             MeetingError: INVALID_FIELD, MEETING_NOT_FOUND, WRONG_STATE,
-                UPLOAD_OFFSET_MISMATCH, UPLOAD_TOO_LARGE, UPLOAD_CHECKSUM_MISMATCH, NOT_AUDIO.
+                UPLOAD_OFFSET_MISMATCH, UPLOAD_TOO_LARGE, UPLOAD_CHECKSUM_MISMATCH, NOT_AUDIO,
+                QUOTA_EXCEEDED (at the start, before any byte is stored).
         """
         # The next chunk arrives while this one is committed.
         async with contextlib.aclosing(read_ahead(requests)) as ahead:
@@ -233,6 +237,9 @@ class UploadsService:
                 raise invalid_field(
                     "metadata.total_size", f"total_size is below the {stored} bytes stored"
                 )
+            await self._quotas.check_upload_start(
+                conn, owner, mid, stored=stored, total=declared if total is None else total
+            )
             upload = await self._uploads.begin(
                 conn, mid, content_type=content_type, total_size=total, sha256=sha256
             )

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from gen.meeting.v1 import api_keys_pb2 as meeting_dot_v1_dot_api__keys__pb2
 from gen.meeting.v1 import meeting_service_pb2 as meeting_dot_v1_dot_meeting__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -28,8 +29,9 @@ if _version_not_supported:
 class MeetingServiceStub:
     """Meetings, their audio, and their transcripts.
 
-    Every call needs `authorization: Bearer <JWT>` metadata; every call is
-    scoped to the token's subject. Errors are `google.rpc.Status` with a
+    Every call needs `authorization: Bearer <JWT or API key>` metadata; every
+    call is scoped to the token's subject (a key's owner), and an API key must
+    hold the method's `(mesh.v1.scope)`. Errors are `google.rpc.Status` with a
     `google.rpc.ErrorInfo` whose reason is a `meeting.v1.ErrorReason`.
     """
 
@@ -94,13 +96,29 @@ class MeetingServiceStub:
                 request_serializer=meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeRequest.SerializeToString,
                 response_deserializer=meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeResponse.FromString,
                 _registered_method=True)
+        self.CreateApiKey = channel.unary_unary(
+                '/meeting.v1.MeetingService/CreateApiKey',
+                request_serializer=meeting_dot_v1_dot_api__keys__pb2.CreateApiKeyRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_api__keys__pb2.CreateApiKeyResponse.FromString,
+                _registered_method=True)
+        self.ListApiKeys = channel.unary_unary(
+                '/meeting.v1.MeetingService/ListApiKeys',
+                request_serializer=meeting_dot_v1_dot_api__keys__pb2.ListApiKeysRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_api__keys__pb2.ListApiKeysResponse.FromString,
+                _registered_method=True)
+        self.RevokeApiKey = channel.unary_unary(
+                '/meeting.v1.MeetingService/RevokeApiKey',
+                request_serializer=meeting_dot_v1_dot_api__keys__pb2.RevokeApiKeyRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_api__keys__pb2.RevokeApiKeyResponse.FromString,
+                _registered_method=True)
 
 
 class MeetingServiceServicer:
     """Meetings, their audio, and their transcripts.
 
-    Every call needs `authorization: Bearer <JWT>` metadata; every call is
-    scoped to the token's subject. Errors are `google.rpc.Status` with a
+    Every call needs `authorization: Bearer <JWT or API key>` metadata; every
+    call is scoped to the token's subject (a key's owner), and an API key must
+    hold the method's `(mesh.v1.scope)`. Errors are `google.rpc.Status` with a
     `google.rpc.ErrorInfo` whose reason is a `meeting.v1.ErrorReason`.
     """
 
@@ -193,6 +211,29 @@ class MeetingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateApiKey(self, request, context):
+        """--- api keys ---
+        Creates an API key for the caller; the response holds the key, shown
+        this once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListApiKeys(self, request, context):
+        """Lists the caller's API keys (never the keys themselves).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeApiKey(self, request, context):
+        """Revokes one of the caller's API keys: it is refused from the next call on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MeetingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -251,6 +292,21 @@ def add_MeetingServiceServicer_to_server(servicer, server):
                     request_deserializer=meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeRequest.FromString,
                     response_serializer=meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeResponse.SerializeToString,
             ),
+            'CreateApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateApiKey,
+                    request_deserializer=meeting_dot_v1_dot_api__keys__pb2.CreateApiKeyRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_api__keys__pb2.CreateApiKeyResponse.SerializeToString,
+            ),
+            'ListApiKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApiKeys,
+                    request_deserializer=meeting_dot_v1_dot_api__keys__pb2.ListApiKeysRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_api__keys__pb2.ListApiKeysResponse.SerializeToString,
+            ),
+            'RevokeApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeApiKey,
+                    request_deserializer=meeting_dot_v1_dot_api__keys__pb2.RevokeApiKeyRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_api__keys__pb2.RevokeApiKeyResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'meeting.v1.MeetingService', rpc_method_handlers)
@@ -262,8 +318,9 @@ def add_MeetingServiceServicer_to_server(servicer, server):
 class MeetingService:
     """Meetings, their audio, and their transcripts.
 
-    Every call needs `authorization: Bearer <JWT>` metadata; every call is
-    scoped to the token's subject. Errors are `google.rpc.Status` with a
+    Every call needs `authorization: Bearer <JWT or API key>` metadata; every
+    call is scoped to the token's subject (a key's owner), and an API key must
+    hold the method's `(mesh.v1.scope)`. Errors are `google.rpc.Status` with a
     `google.rpc.ErrorInfo` whose reason is a `meeting.v1.ErrorReason`.
     """
 
@@ -554,6 +611,87 @@ class MeetingService:
             '/meeting.v1.MeetingService/LiveTranscribe',
             meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeRequest.SerializeToString,
             meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/CreateApiKey',
+            meeting_dot_v1_dot_api__keys__pb2.CreateApiKeyRequest.SerializeToString,
+            meeting_dot_v1_dot_api__keys__pb2.CreateApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApiKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/ListApiKeys',
+            meeting_dot_v1_dot_api__keys__pb2.ListApiKeysRequest.SerializeToString,
+            meeting_dot_v1_dot_api__keys__pb2.ListApiKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/RevokeApiKey',
+            meeting_dot_v1_dot_api__keys__pb2.RevokeApiKeyRequest.SerializeToString,
+            meeting_dot_v1_dot_api__keys__pb2.RevokeApiKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

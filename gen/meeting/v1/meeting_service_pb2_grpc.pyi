@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from gen.meeting.v1 import api_keys_pb2 as _api_keys_pb2
 from gen.meeting.v1 import meeting_service_pb2 as _meeting_service_pb2
 import abc as _abc_1
 
@@ -15,8 +16,9 @@ GRPC_VERSION: str
 class MeetingServiceStub:
     """Meetings, their audio, and their transcripts.
 
-    Every call needs `authorization: Bearer <JWT>` metadata; every call is
-    scoped to the token's subject. Errors are `google.rpc.Status` with a
+    Every call needs `authorization: Bearer <JWT or API key>` metadata; every
+    call is scoped to the token's subject (a key's owner), and an API key must
+    hold the method's `(mesh.v1.scope)`. Errors are `google.rpc.Status` with a
     `google.rpc.ErrorInfo` whose reason is a `meeting.v1.ErrorReason`.
     """
 
@@ -59,12 +61,22 @@ class MeetingServiceStub:
     one raw audio; transcript events (partial and final segments, status
     changes) come back as they are produced and are stored like any others.
     """
+    CreateApiKey: _aio.UnaryUnaryMultiCallable[_api_keys_pb2.CreateApiKeyRequest, _api_keys_pb2.CreateApiKeyResponse]
+    """--- api keys ---
+    Creates an API key for the caller; the response holds the key, shown
+    this once.
+    """
+    ListApiKeys: _aio.UnaryUnaryMultiCallable[_api_keys_pb2.ListApiKeysRequest, _api_keys_pb2.ListApiKeysResponse]
+    """Lists the caller's API keys (never the keys themselves)."""
+    RevokeApiKey: _aio.UnaryUnaryMultiCallable[_api_keys_pb2.RevokeApiKeyRequest, _api_keys_pb2.RevokeApiKeyResponse]
+    """Revokes one of the caller's API keys: it is refused from the next call on."""
 
 class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Meetings, their audio, and their transcripts.
 
-    Every call needs `authorization: Bearer <JWT>` metadata; every call is
-    scoped to the token's subject. Errors are `google.rpc.Status` with a
+    Every call needs `authorization: Bearer <JWT or API key>` metadata; every
+    call is scoped to the token's subject (a key's owner), and an API key must
+    hold the method's `(mesh.v1.scope)`. Errors are `google.rpc.Status` with a
     `google.rpc.ErrorInfo` whose reason is a `meeting.v1.ErrorReason`.
     """
 
@@ -171,5 +183,32 @@ class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
         one raw audio; transcript events (partial and final segments, status
         changes) come back as they are produced and are stored like any others.
         """
+
+    @_abc_1.abstractmethod
+    def CreateApiKey(
+        self,
+        request: _api_keys_pb2.CreateApiKeyRequest,
+        context: _aio.ServicerContext[_api_keys_pb2.CreateApiKeyRequest, _abc.Awaitable[_api_keys_pb2.CreateApiKeyResponse]],
+    ) -> _abc.Awaitable[_api_keys_pb2.CreateApiKeyResponse]:
+        """--- api keys ---
+        Creates an API key for the caller; the response holds the key, shown
+        this once.
+        """
+
+    @_abc_1.abstractmethod
+    def ListApiKeys(
+        self,
+        request: _api_keys_pb2.ListApiKeysRequest,
+        context: _aio.ServicerContext[_api_keys_pb2.ListApiKeysRequest, _abc.Awaitable[_api_keys_pb2.ListApiKeysResponse]],
+    ) -> _abc.Awaitable[_api_keys_pb2.ListApiKeysResponse]:
+        """Lists the caller's API keys (never the keys themselves)."""
+
+    @_abc_1.abstractmethod
+    def RevokeApiKey(
+        self,
+        request: _api_keys_pb2.RevokeApiKeyRequest,
+        context: _aio.ServicerContext[_api_keys_pb2.RevokeApiKeyRequest, _abc.Awaitable[_api_keys_pb2.RevokeApiKeyResponse]],
+    ) -> _abc.Awaitable[_api_keys_pb2.RevokeApiKeyResponse]:
+        """Revokes one of the caller's API keys: it is refused from the next call on."""
 
 def add_MeetingServiceServicer_to_server(servicer: MeetingServiceServicer, server: _aio.Server) -> None: ...
