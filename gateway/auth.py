@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from gateway.http_errors import HttpError
+from gateway.http_errors import HttpError, bearer_challenge
 from mesh_common.auth import (
     METADATA_KEY,
     Principal,
@@ -87,20 +87,12 @@ def auth_middleware(verifier: TokenVerifier) -> Middleware:
             if not is_api_key(credential):
                 request[PRINCIPAL_KEY] = await verifier.verify(credential)
         except MeshError as error:
-            raise HttpError(
-                error, {"WWW-Authenticate": _challenge(authorization is not None, error.message)}
-            ) from None
+            challenge = bearer_challenge(error.message if authorization is not None else None)
+            raise HttpError(error, {"WWW-Authenticate": challenge}) from None
         request[GRPC_METADATA_KEY] = ((METADATA_KEY, f"Bearer {credential}"),)
         return await handler(request)
 
     return middleware
-
-
-def _challenge(had_token: bool, message: str) -> str:
-    if not had_token:
-        return 'Bearer realm="meeting-mesh"'
-    description = message.replace('"', "'")
-    return f'Bearer realm="meeting-mesh", error="invalid_token", error_description="{description}"'
 
 
 def grpc_metadata(request: web.Request) -> tuple[tuple[str, str], ...]:

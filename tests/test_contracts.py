@@ -13,6 +13,9 @@ import pytest
 from google.protobuf import descriptor_pb2
 from grpc_tools import protoc
 
+from gen.meeting.v1 import meeting_service_pb2
+from mesh_common.scopes import grantable_scopes, method_scope
+
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_FILES = sorted(str(p.relative_to(ROOT / "proto")) for p in (ROOT / "proto").rglob("*.proto"))
 
@@ -59,6 +62,21 @@ def test_meeting_service_has_every_rpc_with_its_streaming_shape(
         "GetTranscript": (False, False),
         "GetSummary": (False, False),
         "LiveTranscribe": (True, True),
+        "CreateApiKey": (False, False),
+        "ListApiKeys": (False, False),
+        "RevokeApiKey": (False, False),
+    }
+
+
+def test_every_meeting_service_rpc_declares_the_scope_it_needs() -> None:
+    service = meeting_service_pb2.DESCRIPTOR.services_by_name["MeetingService"]
+    undeclared = [m.name for m in service.methods if not method_scope(m)]
+    assert undeclared == []
+    assert grantable_scopes(service) == {
+        "meetings:read",
+        "meetings:write",
+        "audio:upload",
+        "keys:manage",
     }
 
 

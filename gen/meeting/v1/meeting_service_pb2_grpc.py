@@ -172,7 +172,8 @@ class MeetingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetUploadStatus(self, request, context):
-        """Tells how much of a meeting's recording is stored.
+        """Tells how much of a meeting's recording is stored. Part of uploading (it
+        tells where to resume), so it needs the upload's scope.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

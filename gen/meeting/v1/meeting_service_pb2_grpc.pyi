@@ -45,7 +45,9 @@ class MeetingServiceStub:
     it is audio, a processing job is queued.
     """
     GetUploadStatus: _aio.UnaryUnaryMultiCallable[_meeting_service_pb2.GetUploadStatusRequest, _meeting_service_pb2.GetUploadStatusResponse]
-    """Tells how much of a meeting's recording is stored."""
+    """Tells how much of a meeting's recording is stored. Part of uploading (it
+    tells where to resume), so it needs the upload's scope.
+    """
     StreamTranscript: _aio.UnaryStreamMultiCallable[_meeting_service_pb2.StreamTranscriptRequest, _meeting_service_pb2.StreamTranscriptResponse]
     """Streams the meeting's events after `after_sequence`: first the stored
     ones, then new ones as they happen, with no gap and no duplicate. The
@@ -143,7 +145,9 @@ class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _meeting_service_pb2.GetUploadStatusRequest,
         context: _aio.ServicerContext[_meeting_service_pb2.GetUploadStatusRequest, _abc.Awaitable[_meeting_service_pb2.GetUploadStatusResponse]],
     ) -> _abc.Awaitable[_meeting_service_pb2.GetUploadStatusResponse]:
-        """Tells how much of a meeting's recording is stored."""
+        """Tells how much of a meeting's recording is stored. Part of uploading (it
+        tells where to resume), so it needs the upload's scope.
+        """
 
     @_abc_1.abstractmethod
     def StreamTranscript(
