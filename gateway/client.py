@@ -1,4 +1,4 @@
-"""A small asynchronous client of the gateway's HTTP API (used by `meeting-mesh upload`).
+"""A small asynchronous client of the gateway's HTTP API (`meeting-mesh upload`, `keys`).
 
 It speaks only HTTP, like any other client: create a meeting, upload a recording with
 resume (HEAD for the stored offset, PATCH for the rest), and follow the event stream with
@@ -147,6 +147,50 @@ class GatewayClient:
             await _raise_for_error(response)
             body: dict[str, Any] = await response.json()
             return body
+
+    async def create_api_key(self, name: str, scopes: list[str]) -> dict[str, Any]:
+        """Creates an API key for this user.
+
+        Args:
+            name: The key's name.
+            scopes: What it may do.
+
+        Returns:
+            CreateApiKey's JSON: `apiKey` and `secret` (the key, shown this once).
+
+        Raises:
+            GatewayError: The gateway refused.
+        """
+        async with self._session.post(
+            f"{self._base}/v1/api-keys",
+            json={"name": name, "scopes": scopes},
+            headers=self._auth,
+        ) as response:
+            await _raise_for_error(response)
+            created: dict[str, Any] = await response.json()
+            return created
+
+    async def api_keys(self) -> list[dict[str, Any]]:
+        """Lists this user's API keys (never the keys themselves).
+
+        Raises:
+            GatewayError: The gateway refused.
+        """
+        async with self._session.get(f"{self._base}/v1/api-keys", headers=self._auth) as response:
+            await _raise_for_error(response)
+            keys: list[dict[str, Any]] = (await response.json()).get("apiKeys", [])
+            return keys
+
+    async def revoke_api_key(self, key_id: str) -> None:
+        """Revokes one of this user's API keys.
+
+        Raises:
+            GatewayError: The gateway refused (404 for a key that is not the user's).
+        """
+        async with self._session.delete(
+            f"{self._base}/v1/api-keys/{key_id}", headers=self._auth
+        ) as response:
+            await _raise_for_error(response)
 
     async def stored_offset(self, meeting_id: str) -> tuple[int, bool]:
         """Asks how much of the recording is stored.

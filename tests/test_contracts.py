@@ -245,5 +245,6 @@ def test_cli_help_lists_every_subcommand_of_the_design() -> None:
         "certs",
         "token",
         "upload",
+        "keys",
     ):
         assert f"    {command} " in result.stdout
