@@ -29,7 +29,8 @@ MAX_LINES = 2
 MAX_CUE_MS = 7000
 _SENTENCE_END = re.compile(r"[.!?…]['\")\]]*$")
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|])")
+# "_" is left alone: inside a word (SPEAKER_1) it never starts emphasis.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]<>#|])")
 _BLANKS = re.compile(r"\s+")
 
 
