@@ -62,7 +62,7 @@ async def test_subtitles_by_format_or_accept_parse_back(
         assert r.charset == "utf-8"
         assert r.headers["Content-Disposition"] == f'attachment; filename="standup.{extension}"'
         body = await r.text()
-    cues = (parse_srt if extension == "srt" else parse_vtt)(body)
+    cues = parse_srt(body, SPEAKERS) if extension == "srt" else parse_vtt(body)
     assert_well_timed(cues, within=6.0)
     assert [c.text for c in cues] == [
         "Hello all.",
@@ -182,7 +182,7 @@ async def test_the_cli_writes_the_export(
     common = ["--url", gateway.url, "--token", token]
     status = await asyncio.to_thread(export, processed, "--format", "srt", "-o", str(out), *common)
     assert status == 0
-    cues = parse_srt(out.read_text())
+    cues = parse_srt(out.read_text(), SPEAKERS)
     assert [c.speaker for c in cues] == SPEAKERS
     status = await asyncio.to_thread(
         export, processed, "--format", "json", "-o", str(tmp_path / "m.json"), *common

@@ -58,7 +58,11 @@ def text_of(fmt: int, **kwargs: bool) -> str:
 
 
 @pytest.mark.parametrize(
-    ("fmt", "parse"), [(F.EXPORT_FORMAT_SRT, parse_srt), (F.EXPORT_FORMAT_VTT, parse_vtt)]
+    ("fmt", "parse"),
+    [
+        (F.EXPORT_FORMAT_SRT, lambda data: parse_srt(data, {"Alice", "Bob"})),
+        (F.EXPORT_FORMAT_VTT, parse_vtt),
+    ],
 )
 def test_subtitles_parse_back_split_at_sentences_length_and_duration(fmt: int, parse) -> None:  # type: ignore[no-untyped-def]
     cues = parse(text_of(fmt))
@@ -87,7 +91,7 @@ def test_word_timings_time_the_cues_when_the_words_spell_the_text() -> None:
     timed = segment(0, 0, 10_000, "One two. Three four.", "A")
     for i, word in enumerate(["One", "two.", "Three", "four."]):
         timed.words.add(text=word, start_offset=at(1000 + i * 2000), end_offset=at(2000 + i * 2000))
-    cues = parse_srt(export(F.EXPORT_FORMAT_SRT, MEETING, [timed], None).data.decode())
+    cues = parse_srt(export(F.EXPORT_FORMAT_SRT, MEETING, [timed], None).data.decode(), {"A"})
     assert [(c.start, c.end, c.text) for c in cues] == [
         (1.0, 4.0, "One two."),
         (5.0, 8.0, "Three four."),
@@ -95,7 +99,7 @@ def test_word_timings_time_the_cues_when_the_words_spell_the_text() -> None:
 
 
 def test_speakers_can_be_left_out() -> None:
-    cues = parse_srt(text_of(F.EXPORT_FORMAT_SRT, with_speakers=False))
+    cues = parse_srt(text_of(F.EXPORT_FORMAT_SRT, with_speakers=False), {"Alice", "Bob"})
     assert {c.speaker for c in cues} == {""}
     assert text_of(F.EXPORT_FORMAT_TEXT, with_speakers=False) == (
         " ".join(s.text for s in SEGMENTS[:3]) + "\n"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import itertools
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import srt
@@ -21,12 +23,13 @@ class ParsedCue:
     text: str
 
 
-def parse_srt(data: str) -> list[ParsedCue]:
-    """Parses SRT with the `srt` package; the speaker is the "NAME: " prefix."""
+def parse_srt(data: str, speakers: Collection[str] = ()) -> list[ParsedCue]:
+    """Parses SRT with the `srt` package; a "NAME: " prefix naming one of `speakers` is the
+    cue's speaker."""
     cues = []
     for subtitle in srt.parse(data):
         speaker, _, rest = subtitle.content.partition(": ")
-        if not rest:
+        if speaker not in speakers:
             speaker, rest = "", subtitle.content
         cues.append(
             ParsedCue(subtitle.start.total_seconds(), subtitle.end.total_seconds(), speaker, rest)
@@ -50,7 +53,7 @@ def parse_vtt(data: str) -> list[ParsedCue]:
 def assert_well_timed(cues: list[ParsedCue], within: float) -> None:
     """Checks the subtitle rules: ordered, no overlap, within the recording, at most 7 s,
     at most two lines of 42 characters (a single longer word may stand alone)."""
-    for previous, cue in zip(cues, cues[1:], strict=False):
+    for previous, cue in itertools.pairwise(cues):
         assert previous.end <= cue.start, (previous, cue)
     for cue in cues:
         assert 0 <= cue.start < cue.end <= within, cue
