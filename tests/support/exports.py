@@ -7,7 +7,7 @@ import itertools
 from collections.abc import Collection
 from dataclasses import dataclass
 
-import srt
+import srt  # type: ignore[import-untyped]
 import webvtt
 
 from meeting_service.transcripts.exports import MAX_CUE_MS, MAX_LINE_CHARS, MAX_LINES
@@ -46,7 +46,7 @@ def parse_vtt(data: str) -> list[ParsedCue]:
             c.voice or "",
             c.text,
         )
-        for c in webvtt.from_buffer(io.StringIO(data))
+        for c in webvtt.from_buffer(io.StringIO(data)).captions
     ]
 
 
