@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-import grpc
 from aiohttp import web
 
+from contract_errors.meeting import invalid_field
 from gateway import state
 from gateway.auth import grpc_metadata
-from gateway.http_errors import HttpError, rpc_error_view
-from gateway.jsonpb import invalid_field
 from gen.meeting.v1 import exports_pb2
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -52,11 +50,11 @@ def format_of(name: str, param: str = FORMAT_PARAM) -> int:
         A `meeting.v1.ExportFormat` value.
 
     Raises:
-        HttpError: 400 INVALID_FIELD naming `param`.
+        MeetingError: INVALID_FIELD naming `param`.
     """
     found = FORMATS.get(name.strip().lower())
     if found is None:
-        raise invalid_field(f"unknown {param} {name!r}; one of {', '.join(sorted(FORMATS))}", param)
+        raise invalid_field(param, f"unknown {param} {name!r}; one of {', '.join(sorted(FORMATS))}")
     return found
 
 
@@ -87,16 +85,17 @@ def requested_format(request: web.Request) -> int | None:
     """The export format a transcript request asks for; None for the JSON answer.
 
     Raises:
-        HttpError: 400 for an unknown `format`, or another query parameter beside it.
+        MeetingError: INVALID_FIELD for an unknown `format`, or another query parameter
+            beside it.
     """
     if FORMAT_PARAM in request.query:
         values = request.query.getall(FORMAT_PARAM)
         if len(values) > 1:
-            raise invalid_field(f"query parameter {FORMAT_PARAM!r} given more than once", "format")
+            raise invalid_field("format", f"query parameter {FORMAT_PARAM!r} given more than once")
         for key in request.query:
             if key != FORMAT_PARAM:
                 raise invalid_field(
-                    f"unknown query parameter {key!r} (allowed: {FORMAT_PARAM})", key
+                    key, f"unknown query parameter {key!r} (allowed: {FORMAT_PARAM})"
                 )
         return format_of(values[0])
     return _accepted(request.headers.get("Accept", ""))
@@ -108,20 +107,17 @@ async def export_transcript(
     """Calls ExportTranscript for the caller of `request`.
 
     Raises:
-        HttpError: The service's error.
+        grpc.aio.AioRpcError: The service's error.
     """
-    try:
-        response: exports_pb2.ExportTranscriptResponse = await state.stub(request).ExportTranscript(
-            exports_pb2.ExportTranscriptRequest(
-                meeting_id=meeting_id,
-                format=exports_pb2.ExportFormat.ValueType(export_format),
-                omit_speakers=omit_speakers,
-            ),
-            metadata=grpc_metadata(request),
-            timeout=state.settings(request).unary_timeout_s,
-        )
-    except grpc.aio.AioRpcError as error:
-        raise HttpError(rpc_error_view(error)) from None
+    response: exports_pb2.ExportTranscriptResponse = await state.stub(request).ExportTranscript(
+        exports_pb2.ExportTranscriptRequest(
+            meeting_id=meeting_id,
+            format=exports_pb2.ExportFormat.ValueType(export_format),
+            omit_speakers=omit_speakers,
+        ),
+        metadata=grpc_metadata(request),
+        timeout=state.settings(request).unary_timeout_s,
+    )
     return response
 
 

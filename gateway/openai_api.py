@@ -25,10 +25,11 @@ from google.protobuf import duration_pb2, field_mask_pb2
 from gateway import state
 from gateway.auth import grpc_metadata
 from gateway.exports import export_transcript
-from gateway.http_errors import HttpError, gateway_error_view, rpc_error_view
+from gateway.http_errors import HttpError, error_view
 from gateway.upload import stream_upload
 from gen.meeting.v1 import exports_pb2, meeting_pb2, meeting_service_pb2
-from mesh_common.errors import ErrorView
+from gen.mesh.v1 import errors_pb2
+from mesh_common.errors import ErrorView, MeshError
 from mesh_common.logging import logger
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -68,25 +69,32 @@ def openai_error(view: ErrorView, param: str | None = None) -> dict[str, Any]:
     return {"error": {"message": view.message, "type": kind, "param": param, "code": code}}
 
 
-class OpenAIError(HttpError):
-    """An error answered in OpenAI's shape whatever the route (a failed transcription)."""
+class OpenAIError(Exception):
+    """An error the OpenAI routes answer themselves, in OpenAI's shape.
 
-    def __init__(
-        self, status: int, message: str, param: str | None, code: str, reason: int | None = None
-    ) -> None:
-        super().__init__(gateway_error_view(status, message, reason, {"field": param or ""}))
+    Args:
+        status: The HTTP status.
+        message: What a user can read.
+        param: The request parameter at fault, if one is.
+        code: OpenAI's `code` ("invalid_value", "transcription_failed"...).
+    """
+
+    def __init__(self, status: int, message: str, param: str | None, code: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
         self.param = param
         self.code = code
 
     def response(self) -> web.Response:
         """Returns the HTTP answer."""
-        body = openai_error(self.view, self.param)
-        body["error"]["code"] = self.code
-        return web.json_response(body, status=self.view.http_status, headers=self.headers)
+        kind = "server_error" if self.status >= 500 else "invalid_request_error"
+        body = {"message": self.message, "type": kind, "param": self.param, "code": self.code}
+        return web.json_response({"error": body}, status=self.status)
 
 
 def _invalid(message: str, param: str | None, code: str = "invalid_value") -> OpenAIError:
-    return OpenAIError(400, message, param, code, meeting_pb2.ERROR_REASON_INVALID_FIELD)
+    return OpenAIError(400, message, param, code)
 
 
 @web.middleware
@@ -102,16 +110,23 @@ async def openai_error_middleware(request: web.Request, handler: Handler) -> web
     except OpenAIError as error:
         return error.response()
     except HttpError as error:
-        return web.json_response(
-            openai_error(error.view), status=error.view.http_status, headers=error.headers
-        )
-    except grpc.aio.AioRpcError as error:
-        view = rpc_error_view(error)
-        return web.json_response(openai_error(view), status=view.http_status)
+        return _render(error_view(error.error), error.headers)
+    except (MeshError, grpc.aio.AioRpcError) as error:
+        return _render(error_view(error))
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        reason = errors_pb2.ERROR_REASON_BAD_REQUEST
+        if error.status >= 500:
+            reason = errors_pb2.ERROR_REASON_INTERNAL
+        return _render(error_view(MeshError(reason, error.reason)))
     except Exception:
         logger.opt(exception=True).error("unhandled error in {} {}", request.method, request.path)
-        view = gateway_error_view(500, "internal error")
-        return web.json_response(openai_error(view), status=500)
+        return _render(error_view(MeshError(errors_pb2.ERROR_REASON_INTERNAL, "internal error")))
+
+
+def _render(view: ErrorView, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(openai_error(view), status=view.http_status, headers=headers)
 
 
 @dataclass(frozen=True)
@@ -163,7 +178,10 @@ class _Options:
 
 
 async def _next_part(reader: MultipartReader) -> BodyPartReader | None:
-    part = await reader.next()
+    try:
+        part = await reader.next()
+    except ValueError as error:  # aiohttp's word for a malformed multipart body
+        raise _invalid(f"the multipart body cannot be read: {error}", None) from None
     if part is not None and not isinstance(part, BodyPartReader):
         raise _invalid("nested multipart bodies are not accepted", None)
     return part
@@ -236,10 +254,10 @@ async def _call(request: web.Request, method: str, message: Any, param: str | No
             timeout=state.settings(request).unary_timeout_s,
         )
     except grpc.aio.AioRpcError as error:
-        view = rpc_error_view(error)
+        view = error_view(error)
         if param is not None and view.http_status == 400:
             raise OpenAIError(400, view.message, param, "invalid_value") from None
-        raise HttpError(view) from None
+        raise
 
 
 async def _set_language(request: web.Request, meeting_id: str, language: str) -> None:
@@ -291,7 +309,7 @@ async def _follow(request: web.Request, meeting_id: str) -> meeting_pb2.MeetingS
                 None,
                 "timeout",
             ) from None
-        raise HttpError(rpc_error_view(error)) from None
+        raise
     finally:
         call.cancel()
     raise OpenAIError(503, "the event stream ended early; retry", None, "stream_ended")
@@ -307,11 +325,15 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
         The transcript in `response_format`.
 
     Raises:
-        HttpError: In OpenAI's error shape (the middleware renders it).
+        OpenAIError: A field, the file or the transcription failed (other errors are
+            rendered in OpenAI's shape by the middleware).
     """
     if request.content_type != "multipart/form-data":
         raise _invalid("the body must be multipart/form-data with the recording in `file`", "file")
-    reader = await request.multipart()
+    try:
+        reader = await request.multipart()
+    except ValueError as error:  # no boundary, or a malformed one
+        raise _invalid(f"the multipart body cannot be read: {error}", "file") from None
     fields: dict[str, list[str]] = {}
     part = await _next_part(reader)
     while part is not None and part.name != "file":
@@ -339,15 +361,16 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
     recording = _Recording(request, reader, part, fields, meeting_id)
     try:
         uploaded = await stream_upload(request, upload, recording.read)
-    except HttpError as error:
+    except (MeshError, grpc.aio.AioRpcError) as error:
         # Nothing was transcribed: leave no empty meeting behind.
         await _call(
             request,
             "DeleteMeeting",
             meeting_service_pb2.DeleteMeetingRequest(meeting_id=meeting_id),
         )
-        if error.view.http_status == 400:
-            raise OpenAIError(400, error.view.message, "file", "invalid_file") from None
+        view = error_view(error)
+        if view.http_status == 400:
+            raise OpenAIError(400, view.message, "file", "invalid_file") from None
         raise
     options = _Options.parse(fields)
     await _follow(request, meeting_id)

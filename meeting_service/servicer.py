@@ -14,9 +14,9 @@ from typing import Any
 
 import grpc
 
+from contract_errors.meeting import MeetingError, unavailable
 from gen.meeting.v1 import exports_pb2, meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
 from meeting_service.db.database import CONNECTION_ERRORS
-from meeting_service.errors import unavailable
 from meeting_service.meetings.messages import duration_from_us
 from meeting_service.metrics import MeetingMetrics
 from meeting_service.wiring import Services
@@ -54,7 +54,7 @@ async def _errors(context: Ctx) -> AsyncIterator[None]:
         logger.exception("unexpected error serving a call")
         await abort(
             context,
-            MeshError(
+            MeetingError(
                 meeting_pb2.ERROR_REASON_INTERNAL,
                 "the meeting service failed on this call; the error was logged",
             ),

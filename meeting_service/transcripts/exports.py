@@ -21,8 +21,8 @@ from typing import Any
 
 from google.protobuf import duration_pb2
 
+from contract_errors.meeting import invalid_field
 from gen.meeting.v1 import exports_pb2, meeting_pb2
-from meeting_service.errors import invalid
 
 MAX_LINE_CHARS = 42
 MAX_LINES = 2
@@ -132,7 +132,7 @@ def _renderer(export_format: int) -> tuple[Callable[[_Document], str], str, str]
     found = renderers.get(export_format)
     if found is None:
         names = ", ".join(exports_pb2.ExportFormat.Name(v) for v in renderers)  # type: ignore[arg-type]
-        raise invalid("format", f"unknown export format {export_format}; one of {names}")
+        raise invalid_field("format", f"unknown export format {export_format}; one of {names}")
     return found
 
 
