@@ -227,6 +227,7 @@ class _Recording:
         self._fields = fields
         self._meeting_id = meeting_id
         self._done = False
+        self.failure: Exception | None = None
 
     async def read(self, size: int) -> bytes:
         if self._done:
@@ -235,6 +236,15 @@ class _Recording:
         if data:
             return data
         self._done = True
+        try:
+            await self._read_the_rest()
+        except (OpenAIError, MeshError, grpc.aio.AioRpcError) as error:
+            # Raised inside the upload stream it would cancel the call, not answer it:
+            # the handler raises it once the stream is over.
+            self.failure = error
+        return b""
+
+    async def _read_the_rest(self) -> None:
         language = _Options.parse(self._fields).language
         while (part := await _next_part(self._reader)) is not None:
             if part.name == "file":
@@ -243,7 +253,6 @@ class _Recording:
         after = _Options.parse(self._fields)
         if after.language != language:
             await _set_language(self._request, self._meeting_id, after.language)
-        return b""
 
 
 async def _call(request: web.Request, method: str, message: Any, param: str | None = None) -> Any:
@@ -258,6 +267,12 @@ async def _call(request: web.Request, method: str, message: Any, param: str | No
         if param is not None and view.http_status == 400:
             raise OpenAIError(400, view.message, param, "invalid_value") from None
         raise
+
+
+async def _delete(request: web.Request, meeting_id: str) -> None:
+    await _call(
+        request, "DeleteMeeting", meeting_service_pb2.DeleteMeetingRequest(meeting_id=meeting_id)
+    )
 
 
 async def _set_language(request: web.Request, meeting_id: str, language: str) -> None:
@@ -363,15 +378,14 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
         uploaded = await stream_upload(request, upload, recording.read)
     except (MeshError, grpc.aio.AioRpcError) as error:
         # Nothing was transcribed: leave no empty meeting behind.
-        await _call(
-            request,
-            "DeleteMeeting",
-            meeting_service_pb2.DeleteMeetingRequest(meeting_id=meeting_id),
-        )
+        await _delete(request, meeting_id)
         view = error_view(error)
         if view.http_status == 400:
             raise OpenAIError(400, view.message, "file", "invalid_file") from None
         raise
+    if recording.failure is not None:
+        await _delete(request, meeting_id)
+        raise recording.failure
     options = _Options.parse(fields)
     await _follow(request, meeting_id)
     if options.response_format in _FILE_EXPORTS:

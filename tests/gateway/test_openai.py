@@ -216,3 +216,20 @@ async def test_a_transcription_exports_like_any_meeting(
             document = json.loads(await r.text())
     assert len(document["segments"]) == TURNS
     assert document["meeting"]["title"] == "later.wav"
+
+
+@route("POST", "/v1/audio/transcriptions", "failure")
+async def test_a_bad_field_after_the_file_is_400_and_leaves_no_meeting(
+    mesh: RunningGateway,
+) -> None:
+    user = "openai-late-field"
+    form = aiohttp.FormData()
+    form.add_field("file", io.BytesIO(WAV), filename="late.wav", content_type="audio/wav")
+    form.add_field("temperature", "2")
+    async with aiohttp.ClientSession(mesh.url) as http:
+        async with http.post("/v1/audio/transcriptions", data=form, headers=bearer(user)) as r:
+            assert r.status == 400
+            error = (await r.json())["error"]
+        async with http.get("/v1/meetings", headers=bearer(user)) as r:
+            assert (await r.json()).get("meetings", []) == []
+    assert error["param"] == "temperature"
