@@ -20,6 +20,7 @@ from typing import Any
 
 import grpc
 from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from google.protobuf import duration_pb2, field_mask_pb2
 
 from gateway import state
@@ -46,6 +47,8 @@ _FILE_EXPORTS = {
 _FIELD_LIMIT_BYTES = 64 * 1024
 _ERROR_TYPES = {401: "invalid_request_error", 429: "rate_limit_error"}
 _FINAL = (meeting_pb2.MEETING_STATUS_COMPLETED, meeting_pb2.MEETING_STATUS_FAILED)
+# What aiohttp raises for a multipart body it cannot parse (no boundary, bad part headers).
+_MALFORMED = (ValueError, HttpProcessingError)
 
 
 def openai_error(view: ErrorView, param: str | None = None) -> dict[str, Any]:
@@ -180,7 +183,7 @@ class _Options:
 async def _next_part(reader: MultipartReader) -> BodyPartReader | None:
     try:
         part = await reader.next()
-    except ValueError as error:  # aiohttp's word for a malformed multipart body
+    except _MALFORMED as error:
         raise _invalid(f"the multipart body cannot be read: {error}", None) from None
     if part is not None and not isinstance(part, BodyPartReader):
         raise _invalid("nested multipart bodies are not accepted", None)
@@ -189,13 +192,22 @@ async def _next_part(reader: MultipartReader) -> BodyPartReader | None:
 
 async def _field_text(part: BodyPartReader) -> str:
     data = bytearray()
-    while chunk := await part.read_chunk(8192):
+    while True:
+        try:
+            chunk = await part.read_chunk(8192)
+        except _MALFORMED as error:
+            raise _invalid(f"the multipart body cannot be read: {error}", part.name) from None
+        if not chunk:
+            break
         data += chunk
         if len(data) > _FIELD_LIMIT_BYTES:
             raise _invalid(
                 f"form field {part.name!r} is longer than {_FIELD_LIMIT_BYTES} bytes", part.name
             )
-    return bytes(data).decode(part.get_charset(default="utf-8"), errors="replace")
+    try:
+        return bytes(data).decode(part.get_charset(default="utf-8"), errors="replace")
+    except LookupError:  # a charset Python does not know
+        return bytes(data).decode("utf-8", errors="replace")
 
 
 def _file_type(part: BodyPartReader) -> str:
@@ -347,7 +359,7 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
         raise _invalid("the body must be multipart/form-data with the recording in `file`", "file")
     try:
         reader = await request.multipart()
-    except ValueError as error:  # no boundary, or a malformed one
+    except _MALFORMED as error:
         raise _invalid(f"the multipart body cannot be read: {error}", "file") from None
     fields: dict[str, list[str]] = {}
     part = await _next_part(reader)
