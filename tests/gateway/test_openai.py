@@ -18,9 +18,8 @@ from gpu_node.server import run_gpu_node
 from gpu_proxy.server import run_gpu_proxy
 from meeting_service.db.database import Database
 from meeting_service.server import run_meeting_service
-from tests.gateway.conftest import bearer, route
 from tests.support.exports import assert_well_timed, parse_srt, parse_vtt
-from tests.support.gateway import RunningGateway, gateway_settings, run_gateway
+from tests.support.gateway import RunningGateway, bearer, gateway_settings, route, run_gateway
 from tests.support.gpu import as_wav, dialogue, make_pki, node_settings, proxy_settings
 from tests.support.meeting import TEST_JWT_SECRET, make_token, pipeline_settings
 
