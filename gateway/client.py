@@ -1,4 +1,4 @@
-"""A small asynchronous client of the gateway's HTTP API (`meeting-mesh upload`, `keys`).
+"""A small asynchronous client of the gateway's HTTP API (used by `meeting-mesh upload`).
 
 It speaks only HTTP, like any other client: create a meeting, upload a recording with
 resume (HEAD for the stored offset, PATCH for the rest), and follow the event stream with
@@ -147,6 +147,29 @@ class GatewayClient:
             await _raise_for_error(response)
             body: dict[str, Any] = await response.json()
             return body
+
+    async def export(self, meeting_id: str, export_format: str) -> tuple[bytes, str]:
+        """Returns the meeting's transcript as a file (`?format=`).
+
+        Args:
+            meeting_id: The meeting.
+            export_format: "srt", "vtt", "text", "markdown" or "json".
+
+        Returns:
+            The file's bytes and the file name the gateway suggests.
+
+        Raises:
+            GatewayError: The gateway refused.
+        """
+        async with self._session.get(
+            f"{self._base}/v1/meetings/{meeting_id}/transcript",
+            params={"format": export_format},
+            headers=self._auth,
+        ) as response:
+            await _raise_for_error(response)
+            disposition = response.content_disposition
+            filename = disposition.filename if disposition and disposition.filename else ""
+            return await response.read(), filename
 
     async def create_api_key(self, name: str, scopes: list[str]) -> dict[str, Any]:
         """Creates an API key for this user.

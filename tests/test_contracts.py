@@ -62,6 +62,7 @@ def test_meeting_service_has_every_rpc_with_its_streaming_shape(
         "GetTranscript": (False, False),
         "GetSummary": (False, False),
         "LiveTranscribe": (True, True),
+        "ExportTranscript": (False, False),
         "CreateApiKey": (False, False),
         "ListApiKeys": (False, False),
         "RevokeApiKey": (False, False),
@@ -218,6 +219,7 @@ def test_every_enum_starts_with_unspecified_zero(
         "gen.meeting.v1.meeting_pb2",
         "gen.meeting.v1.meeting_service_pb2",
         "gen.meeting.v1.meeting_service_pb2_grpc",
+        "gen.meeting.v1.exports_pb2",
         "gen.gpu.v1.gpu_pb2",
         "gen.gpu.v1.gpu_pb2_grpc",
         "gen.mesh.v1.validate_pb2",
@@ -245,6 +247,7 @@ def test_cli_help_lists_every_subcommand_of_the_design() -> None:
         "certs",
         "token",
         "upload",
+        "export",
         "keys",
     ):
         assert f"    {command} " in result.stdout

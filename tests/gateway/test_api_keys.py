@@ -14,8 +14,7 @@ import pytest
 from gen.meeting.v1 import api_keys_pb2, meeting_service_pb2, meeting_service_pb2_grpc
 from meeting_mesh.cli import main
 from meeting_service.server import RunningMeetingService
-from tests.gateway.conftest import error_of, reason_of, route
-from tests.support.gateway import RunningGateway, wav_bytes
+from tests.support.gateway import RunningGateway, error_of, reason_of, route, wav_bytes
 from tests.support.meeting import make_token
 from tests.support.secrets import register_secret
 

@@ -15,8 +15,7 @@ import pytest_asyncio
 from gen.meeting.v1 import meeting_service_pb2, meeting_service_pb2_grpc
 from meeting_service.db.database import Database
 from meeting_service.server import RunningMeetingService, run_meeting_service
-from tests.gateway.conftest import error_of, reason_of
-from tests.support.gateway import wav_bytes
+from tests.support.gateway import error_of, reason_of, wav_bytes
 from tests.support.meeting import auth, meeting_settings
 
 UPLOADS_PER_MINUTE = 3

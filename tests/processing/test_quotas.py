@@ -14,18 +14,16 @@ import pytest
 
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
 from meeting_service.jobs.repository import JobStatus
-from tests.pipeline.conftest import (
+from tests.support.gpu import Pki, as_wav, pcm16, silence
+from tests.support.meeting import auth
+from tests.support.mesh import (
     WAIT,
     Mesh,
     PausingRecognizer,
     dialogue,
     pausing_engines,
     run_mesh,
-    silence,
-    wav_bytes,
 )
-from tests.support.gpu import Pki, pcm16
-from tests.support.meeting import auth
 
 S = meeting_pb2.MeetingStatus
 
@@ -86,7 +84,7 @@ async def test_a_job_over_the_concurrent_jobs_quota_waits_in_the_queue(
         quota_concurrent_jobs=1,
     ) as mesh:
         alice, bob = f"alice-{uuid.uuid4().hex[:6]}", f"bob-{uuid.uuid4().hex[:6]}"
-        audio = wav_bytes(dialogue(2))
+        audio = as_wav(dialogue(2))
         first = await create(mesh, alice)
         await upload(mesh, alice, first, audio)
         await asyncio.wait_for(recognizer.paused.wait(), WAIT)  # alice's one job runs
