@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
+import json
 from typing import Any
 
 import aiohttp
 import grpc
 import pytest
+from loguru import logger
 
 from gen.meeting.v1 import api_keys_pb2, meeting_service_pb2, meeting_service_pb2_grpc
 from meeting_mesh.cli import main
@@ -240,3 +243,24 @@ async def test_keys_are_managed_with_the_cli(
         assert code == 0, err
         async with http.get("/v1/meetings", headers=as_key(key)) as r:
             assert r.status == 401
+
+
+async def test_the_access_line_names_the_keys_id_and_owner_never_the_key(
+    http: aiohttp.ClientSession, as_user: dict[str, str], user: str
+) -> None:
+    key, created = await create_key(http, as_user, "meetings:read")
+    sink = io.StringIO()
+    handler = logger.add(sink, level="INFO", serialize=True)
+    try:
+        async with http.get("/v1/meetings", headers=as_key(key)) as r:
+            assert r.status == 200
+    finally:
+        logger.remove(handler)
+    records = [json.loads(line)["record"] for line in sink.getvalue().splitlines()]
+    (access,) = [
+        r["extra"]
+        for r in records
+        if r["extra"].get("method") == "/meeting.v1.MeetingService/ListMeetings"
+    ]
+    assert (access["user"], access["api_key_id"]) == (user, created["id"])
+    assert key[12:] not in sink.getvalue()
