@@ -24,6 +24,16 @@ def not_found(meeting_id: object) -> MeshError:
     )
 
 
+def webhook_not_found(webhook_id: object, delivery_id: object | None = None) -> MeshError:
+    """The webhook endpoint (or its delivery) is missing or not the caller's."""
+    metadata = {"webhook_id": str(webhook_id)}
+    what = f"webhook {webhook_id}"
+    if delivery_id is not None:
+        metadata["delivery_id"] = str(delivery_id)
+        what = f"delivery {delivery_id} of {what}"
+    return MeshError(meeting_pb2.ERROR_REASON_WEBHOOK_NOT_FOUND, f"{what} not found", metadata)
+
+
 def status_name(status: int) -> str:
     """The name of a `MeetingStatus` value, as errors and logs show it."""
     return meeting_pb2.MeetingStatus.Name(status)  # type: ignore[arg-type]

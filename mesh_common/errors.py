@@ -60,6 +60,7 @@ REASON_CODE: Mapping[int, grpc.StatusCode] = {
     Reason.ERROR_REASON_OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Reason.ERROR_REASON_UNSUPPORTED_AUDIO: grpc.StatusCode.INVALID_ARGUMENT,
     Reason.ERROR_REASON_INTERNAL: grpc.StatusCode.INTERNAL,
+    Reason.ERROR_REASON_WEBHOOK_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
 }
 
 # Codes whose HTTP answer carries Retry-After.

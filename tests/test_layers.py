@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("gateway", "meeting_service", "gpu_proxy", "gpu_node")
-AGGREGATES = ("meetings", "recordings", "transcripts", "jobs")
+AGGREGATES = ("meetings", "recordings", "transcripts", "jobs", "webhooks")
 ABOVE_AGGREGATES = ("processing", "live", "wiring", "servicer", "server")
 
 
