@@ -307,6 +307,12 @@ class WebhooksRepository:
             Whether this failure disabled the endpoint (its pending deliveries are then
             FAILED).
         """
+        # The endpoint's row first, as a redelivery takes it: a failure that disables the
+        # endpoint then writes the other deliveries of it, so every writer of an endpoint's
+        # deliveries must queue on its row before touching theirs.
+        await conn.execute(
+            "SELECT 1 FROM webhook_endpoints WHERE id = $1 FOR NO KEY UPDATE", claim.endpoint_id
+        )
         await conn.execute(
             """
             INSERT INTO webhook_attempts
