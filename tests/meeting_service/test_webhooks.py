@@ -11,7 +11,7 @@ import base64
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import grpc
 import pytest
 import pytest_asyncio
 import standardwebhooks
+from google.protobuf.message import Message
 
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc, webhooks_pb2
 from meeting_service.db.database import Database
@@ -366,7 +367,7 @@ async def test_endpoints_and_events_are_their_owners_alone(
     listed = await stub.ListWebhooks(webhooks_pb2.ListWebhooksRequest(), metadata=auth(other))
     assert list(listed.webhooks) == []
     webhook_id = created.webhook.id
-    calls = [
+    calls: list[Awaitable[Message]] = [
         stub.DeleteWebhook(
             webhooks_pb2.DeleteWebhookRequest(webhook_id=webhook_id), metadata=auth(other)
         ),
