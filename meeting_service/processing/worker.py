@@ -21,15 +21,16 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from contract_errors.meeting import MeetingError
 from gen.meeting.v1 import meeting_pb2
 from meeting_service.db.database import CONNECTION_ERRORS
 from meeting_service.jobs.lease import Lease
-from meeting_service.jobs.repository import Job, JobLost, backoff_delay
+from meeting_service.jobs.repository import Job, JobLost
 from meeting_service.processing.failures import Failure, classify
 from meeting_service.processing.job import JobParts, JobRunner, StageFailed
 from meeting_service.settings import MeetingServiceSettings
-from mesh_common.errors import MeshError
 from mesh_common.logging import logger
+from mesh_common.retry import backoff_delay
 
 _Write = Callable[[asyncpg.Connection], Awaitable[None]]
 _INTERRUPTED = "processing was interrupted because its server stopped; it will resume"
@@ -159,8 +160,8 @@ class PipelineWorkers:
         delay = max(
             backoff_delay(
                 job.attempts,
-                base=self._settings.pipeline_backoff_initial_s,
-                cap=self._settings.pipeline_backoff_max_s,
+                initial=self._settings.pipeline_backoff_initial_s,
+                maximum=self._settings.pipeline_backoff_max_s,
             ),
             failure.retry_after or 0.0,
         )
@@ -211,7 +212,7 @@ class PipelineWorkers:
                 await write(conn)
         except JobLost:
             pass
-        except MeshError as error:
+        except MeetingError as error:
             if error.reason != meeting_pb2.ERROR_REASON_MEETING_NOT_FOUND:
                 raise
         except CONNECTION_ERRORS as error:

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from contract_errors.meeting import invalid_field, webhook_not_found
 from gen.meeting.v1 import webhooks_pb2
 from meeting_service import validation
-from meeting_service.errors import invalid, webhook_not_found
 from meeting_service.meetings import page_tokens
 from meeting_service.webhooks.addresses import AddressRefused, parse_target, resolve_allowed
 from meeting_service.webhooks.events import EVENT_TYPES
@@ -78,7 +78,7 @@ class WebhooksService:
             target = parse_target(webhook.url)
             await resolve_allowed(target, allow_private=self._allow_private)
         except AddressRefused as error:
-            raise invalid("webhook.url", f"webhook.url is not deliverable: {error}") from None
+            raise invalid_field("webhook.url", f"webhook.url is not deliverable: {error}") from None
         endpoint_id = uuid.uuid4()
         key = new_secret()
         stored, sealed = self._box.seal(endpoint_id, key)
@@ -150,13 +150,13 @@ class WebhooksService:
 
 def _event_types(values: Sequence[str]) -> list[str]:
     if not values:
-        raise invalid(
+        raise invalid_field(
             "webhook.event_types",
             f"webhook.event_types needs at least one of {', '.join(EVENT_TYPES)}",
         )
     unknown = sorted(set(values) - set(EVENT_TYPES))
     if unknown:
-        raise invalid(
+        raise invalid_field(
             "webhook.event_types",
             f"unknown event type {', '.join(unknown)}; known: {', '.join(EVENT_TYPES)}",
         )

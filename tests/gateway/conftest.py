@@ -103,7 +103,7 @@ async def meeting_id(http: aiohttp.ClientSession, as_user: dict[str, str]) -> st
 
 
 async def error_of(response: aiohttp.ClientResponse) -> dict[str, Any]:
-    """The `error` object of an error response, checked for the shape of DESIGN.md."""
+    """The `error` object of an error response, checked for the shape of docs/errors.md."""
     body = await response.json()
     error: dict[str, Any] = body["error"]
     assert error["code"] == response.status

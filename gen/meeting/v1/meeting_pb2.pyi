@@ -115,7 +115,9 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """The audio format of a live stream is not supported."""
     ERROR_REASON_INTERNAL: _ErrorReason.ValueType  # 15
     """A fault of the server itself (a bug); it is logged there, the message says no more."""
-    ERROR_REASON_WEBHOOK_NOT_FOUND: _ErrorReason.ValueType  # 16
+    ERROR_REASON_UNSUPPORTED_CONTENT_TYPE: _ErrorReason.ValueType  # 16
+    """An upload's Content-Type is not an audio type; `metadata.content_type`."""
+    ERROR_REASON_WEBHOOK_NOT_FOUND: _ErrorReason.ValueType  # 17
     """The webhook endpoint or delivery does not exist or belongs to someone
     else; `metadata.webhook_id` (and `metadata.delivery_id`) name it.
     """
@@ -162,7 +164,9 @@ ERROR_REASON_UNSUPPORTED_AUDIO: ErrorReason.ValueType  # 14
 """The audio format of a live stream is not supported."""
 ERROR_REASON_INTERNAL: ErrorReason.ValueType  # 15
 """A fault of the server itself (a bug); it is logged there, the message says no more."""
-ERROR_REASON_WEBHOOK_NOT_FOUND: ErrorReason.ValueType  # 16
+ERROR_REASON_UNSUPPORTED_CONTENT_TYPE: ErrorReason.ValueType  # 16
+"""An upload's Content-Type is not an audio type; `metadata.content_type`."""
+ERROR_REASON_WEBHOOK_NOT_FOUND: ErrorReason.ValueType  # 17
 """The webhook endpoint or delivery does not exist or belongs to someone
 else; `metadata.webhook_id` (and `metadata.delivery_id`) name it.
 """
