@@ -197,8 +197,9 @@ async def test_a_replica_that_dies_mid_attempt_leaves_the_delivery_to_another(
     [waiting] = await deliveries(stub, owner, created.webhook.id)
     assert waiting.status == DELIVERY.WEBHOOK_DELIVERY_STATUS_PENDING
     assert list(waiting.attempts) == []
+    # The first deliverer's attempt hangs; its timeout leaves ample time to stop it first.
     receiver.plan("takeover", HANG)
-    async with replica(writer.database.dsn, data_dir / "first", webhook_timeout_s=2.0):
+    async with replica(writer.database.dsn, data_dir / "first", webhook_timeout_s=4.0):
         await receiver.wait_for("takeover", lambda r: len(r) == 1)
     # The first replica stopped in the middle of its attempt and recorded nothing; once
     # its claim lapses, the second makes the attempt again.
@@ -309,7 +310,8 @@ async def test_an_endpoint_failing_too_often_is_disabled_and_a_redelivery_enable
     receiver.plan("broken", *[500] * 3)
     for _ in range(2):
         await complete(writer, stub, owner)
-    async with replica(writer.database.dsn, data_dir, webhook_disable_after=3):
+    # One deliverer, so no attempt is in flight when the third failure disables the endpoint.
+    async with replica(writer.database.dsn, data_dir, webhook_disable_after=3, webhook_workers=1):
         listed = await eventually(
             lambda: deliveries(stub, owner, created.webhook.id),
             lambda ds: all(d.status == DELIVERY.WEBHOOK_DELIVERY_STATUS_FAILED for d in ds),
