@@ -14,8 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.gateway.conftest import bearer, error_of, reason_of, route
-from tests.support.gateway import RunningGateway
+from tests.support.gateway import RunningGateway, bearer, error_of, reason_of, route
 from tests.support.meeting import make_token
 
 PUBLIC_URL = "http://93.184.215.14/hooks"

@@ -27,7 +27,7 @@ from meeting_service.server import RunningMeetingService, run_meeting_service
 from tests.meeting_service.helpers import create, user
 from tests.support.meeting import auth, error_reason, meeting_settings
 from tests.support.transcripts import change_status
-from tests.support.webhooks import HANG, Received, Receiver, eventually, receiver
+from tests.support.webhooks import HANG, Received, Receiver, read_until, receiver
 
 __all__ = ["receiver"]
 
@@ -133,7 +133,7 @@ async def test_events_arrive_signed_once_each_with_the_meeting(
         await change_status(writer.services, mid, status)
     async with replica(writer.database.dsn, data_dir):
         got = await receiver.wait_for("signed", lambda r: len(r) >= 2)
-        await eventually(
+        await read_until(
             lambda: deliveries(stub, owner, created.webhook.id),
             lambda ds: all(d.status == DELIVERY.WEBHOOK_DELIVERY_STATUS_SUCCEEDED for d in ds),
         )
@@ -165,7 +165,7 @@ async def test_a_receiver_failing_at_first_gets_every_event_exactly_once_by_id(
     receiver.plan("flaky", 500, 500, 503, 500)
     meetings = {await complete(writer, stub, owner) for _ in range(3)}
     async with replica(writer.database.dsn, data_dir, webhook_workers=2):
-        listed = await eventually(
+        listed = await read_until(
             lambda: deliveries(stub, owner, created.webhook.id),
             lambda ds: (
                 len(ds) == 3
@@ -204,7 +204,7 @@ async def test_a_replica_that_dies_mid_attempt_leaves_the_delivery_to_another(
     # The first replica stopped in the middle of its attempt and recorded nothing; once
     # its claim lapses, the second makes the attempt again.
     async with replica(writer.database.dsn, data_dir / "second"):
-        listed = await eventually(
+        listed = await read_until(
             lambda: deliveries(stub, owner, created.webhook.id),
             lambda ds: ds[0].status == DELIVERY.WEBHOOK_DELIVERY_STATUS_SUCCEEDED,
         )
@@ -273,7 +273,7 @@ async def test_a_replica_that_allows_no_private_address_does_not_deliver_to_one(
     async with replica(
         writer.database.dsn, data_dir, webhook_allow_private=False, webhook_retry_for_s=0
     ):
-        [failed] = await eventually(
+        [failed] = await read_until(
             lambda: deliveries(stub, owner, created.webhook.id),
             lambda ds: ds[0].status == DELIVERY.WEBHOOK_DELIVERY_STATUS_FAILED,
         )
@@ -291,7 +291,7 @@ async def test_redirects_are_not_followed(
     receiver.plan("redirect", 307)
     await complete(writer, stub, owner)
     async with replica(writer.database.dsn, data_dir, webhook_retry_for_s=0):
-        [failed] = await eventually(
+        [failed] = await read_until(
             lambda: deliveries(stub, owner, created.webhook.id),
             lambda ds: ds[0].status == DELIVERY.WEBHOOK_DELIVERY_STATUS_FAILED,
         )
@@ -312,7 +312,7 @@ async def test_an_endpoint_failing_too_often_is_disabled_and_a_redelivery_enable
         await complete(writer, stub, owner)
     # One deliverer, so no attempt is in flight when the third failure disables the endpoint.
     async with replica(writer.database.dsn, data_dir, webhook_disable_after=3, webhook_workers=1):
-        listed = await eventually(
+        listed = await read_until(
             lambda: deliveries(stub, owner, created.webhook.id),
             lambda ds: all(d.status == DELIVERY.WEBHOOK_DELIVERY_STATUS_FAILED for d in ds),
         )

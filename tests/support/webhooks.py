@@ -101,7 +101,7 @@ async def receiver() -> AsyncIterator[Receiver]:
         yield running
 
 
-async def eventually[T](read: Callable[[], Awaitable[T]], done: Callable[[T], bool]) -> T:
+async def read_until[T](read: Callable[[], Awaitable[T]], done: Callable[[T], bool]) -> T:
     """Reads until `done` holds (every 50 ms, for at most 15 s) and returns the last read."""
     async with asyncio.timeout(15.0):
         while True:
