@@ -44,7 +44,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="append",
         required=True,
         help="a scope the key gets (repeat): meetings:read, meetings:write, audio:upload, "
-        "keys:manage",
+        "webhooks:manage, keys:manage",
     )
     create.add_argument("--name", default="", help="a name to tell the key by")
     actions.add_parser("list", help="list the keys that are not revoked")

@@ -108,7 +108,7 @@ def rest_routes() -> list[RestRoute]:
 
 
 def _message_class(descriptor: Descriptor) -> type[Message]:
-    # The request may be declared in any file the service imports (api_keys.proto...).
+    # Requests may be declared in any file the service's file imports.
     return message_factory.GetMessageClass(descriptor)
 
 

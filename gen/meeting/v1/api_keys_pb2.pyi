@@ -46,7 +46,7 @@ class ApiKey(_message.Message):
     def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """What the key may do: each a scope some method needs (`(mesh.v1.scope)`),
         such as "meetings:read", "meetings:write", "audio:upload",
-        "keys:manage". At least one. Required.
+        "webhooks:manage", "keys:manage". At least one. Required.
         """
 
     @_builtins.property
