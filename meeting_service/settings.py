@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 
@@ -52,6 +53,21 @@ class MeetingServiceSettings(CommonSettings):
         pipeline_live_max_s: Longest live session (the deadline of its recognition stream).
         pipeline_live_follow_s: How long LiveTranscribe, after the audio ended, keeps
             returning the events of the diarization and summary job before it ends the call.
+        storage: Where recordings' bytes are kept: "postgres" (rows of the database) or
+            "s3" (an S3-compatible object store; docs/storage.md).
+        s3_endpoint: The object store's URL; "" for AWS's endpoint of `s3_region`.
+        s3_bucket: The bucket holding the recordings (it must exist).
+        s3_region: The region requests are signed for.
+        s3_path_style: Address the bucket in the URL's path (most S3-compatible servers).
+        s3_prefix: Start of every recording's object key.
+        s3_part_bytes: Size of the parts a recording is uploaded in (the memory one upload
+            holds; S3 wants at least 5 MiB).
+        s3_access_key_id: Credentials; unset uses the standard AWS chain (`AWS_ACCESS_KEY_ID`
+            and `AWS_SECRET_ACCESS_KEY`, `AWS_SHARED_CREDENTIALS_FILE`, a pod or instance role).
+        s3_secret_access_key: Its secret.
+        s3_abandoned_after_s: Age after which an upload nobody writes to is aborted (its
+            recording then starts again from offset 0).
+        s3_sweep_interval_s: How often abandoned uploads are looked for.
     """
 
     database_url: SecretStr | None = Field(
@@ -82,6 +98,17 @@ class MeetingServiceSettings(CommonSettings):
     pipeline_gpu_deadline_per_audio_s: float = Field(default=1.0, ge=0)
     pipeline_live_max_s: float = Field(default=4 * 3600.0, gt=0)
     pipeline_live_follow_s: float = Field(default=300.0, ge=0)
+    storage: Literal["postgres", "s3"] = "postgres"
+    s3_endpoint: str = ""
+    s3_bucket: str = "meeting-mesh-recordings"
+    s3_region: str = "us-east-1"
+    s3_path_style: bool = False
+    s3_prefix: str = "recordings/"
+    s3_part_bytes: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024, le=5 * GIB)
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_abandoned_after_s: float = Field(default=24 * 3600.0, gt=0)
+    s3_sweep_interval_s: float = Field(default=3600.0, gt=0)
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> MeetingServiceSettings:

@@ -14,6 +14,8 @@ from meeting_service.meetings.service import MeetingsService
 from meeting_service.processing.job import Deadlines, JobParts
 from meeting_service.recordings.completion import RecordingCompletion
 from meeting_service.recordings.repository import UploadsRepository
+from meeting_service.recordings.s3_store import S3Options, S3Store
+from meeting_service.recordings.store import PostgresStore, RecordingStore
 from meeting_service.recordings.uploads import UploadsService
 from meeting_service.settings import MeetingServiceSettings
 from meeting_service.transcripts.event_log import EventLog
@@ -38,6 +40,8 @@ class Services:
         jobs: SQL for jobs (the server's job gauges).
         gpu: The channel to gpu_proxy (opened on first use; closed by the server).
         processing: What the job workers use.
+        recordings: Where recordings' bytes are kept (closed by the server, which also
+            runs its sweep).
     """
 
     pool: asyncpg.Pool
@@ -49,6 +53,31 @@ class Services:
     jobs: JobsRepository
     gpu: GpuConnection
     processing: JobParts
+    recordings: RecordingStore
+
+
+def recording_store(
+    pool: asyncpg.Pool, uploads: UploadsRepository, settings: MeetingServiceSettings
+) -> RecordingStore:
+    """The store `settings.storage` names."""
+    if settings.storage == "postgres":
+        return PostgresStore(pool, uploads)
+    secret = settings.s3_secret_access_key
+    return S3Store(
+        pool,
+        uploads,
+        S3Options(
+            bucket=settings.s3_bucket,
+            endpoint=settings.s3_endpoint,
+            region=settings.s3_region,
+            path_style=settings.s3_path_style,
+            prefix=settings.s3_prefix,
+            part_bytes=settings.s3_part_bytes,
+            abandoned_after_s=settings.s3_abandoned_after_s,
+            access_key_id=settings.s3_access_key_id,
+            secret_access_key=secret.get_secret_value() if secret is not None else None,
+        ),
+    )
 
 
 def build_services(
@@ -80,6 +109,7 @@ def build_services(
     transcripts = TranscriptReader(pool, meetings, events, hub)
     writer = TranscriptWriter(pool, events)
     completion = RecordingCompletion(meetings, uploads, jobs, log)
+    store = recording_store(pool, uploads, settings)
     gpu = GpuConnection(
         settings.gpu_proxy_target,
         settings.gpu_identity(),
@@ -92,6 +122,7 @@ def build_services(
             pool=pool,
             meetings=meetings,
             uploads=uploads,
+            store=store,
             completion=completion,
             log=log,
             writer=writer,
@@ -105,6 +136,7 @@ def build_services(
         pool=pool,
         meetings=meetings,
         uploads=uploads,
+        store=store,
         jobs=jobs,
         log=log,
         transcripts=transcripts,
@@ -118,13 +150,20 @@ def build_services(
     return Services(
         pool=pool,
         hub=hub,
-        meetings=MeetingsService(pool, meetings, log),
+        meetings=MeetingsService(pool, meetings, log, store),
         uploads=UploadsService(
-            pool, meetings, uploads, log, completion, limit_bytes=settings.upload_limit_bytes
+            pool,
+            meetings,
+            uploads,
+            log,
+            completion,
+            store,
+            limit_bytes=settings.upload_limit_bytes,
         ),
         transcripts=transcripts,
         live=live,
         jobs=jobs,
         gpu=gpu,
         processing=processing,
+        recordings=store,
     )

@@ -13,6 +13,7 @@ from meeting_service.errors import not_found, status_name, wrong_state
 from meeting_service.meetings import page_tokens
 from meeting_service.meetings.messages import meeting_message
 from meeting_service.meetings.repository import MUTABLE_FIELDS, MeetingRow, MeetingsRepository
+from meeting_service.recordings.store import RecordingStore
 from meeting_service.transcripts.event_log import EventLog
 from mesh_common.errors import MeshError
 
@@ -31,10 +32,17 @@ _BEFORE_PROCESSING = frozenset(
 class MeetingsService:
     """The meeting rules, every call scoped to its owner."""
 
-    def __init__(self, pool: asyncpg.Pool, meetings: MeetingsRepository, log: EventLog) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        meetings: MeetingsRepository,
+        log: EventLog,
+        recordings: RecordingStore,
+    ) -> None:
         self._pool = pool
         self._meetings = meetings
         self._log = log
+        self._recordings = recordings
 
     async def create(
         self, owner: str, meeting: meeting_pb2.Meeting, request_id: str
@@ -160,7 +168,7 @@ class MeetingsService:
         return meeting_message(row)
 
     async def delete(self, owner: str, meeting_id: str) -> None:
-        """Deletes a caller's meeting with its audio, transcript and jobs.
+        """Deletes a caller's meeting with its recording, transcript and jobs.
 
         Followers of its stream get a final `deleted` event; a worker processing it loses
         its job (`JobLost`) at its next heartbeat.
@@ -172,6 +180,8 @@ class MeetingsService:
             row = await self._require(conn, owner, meeting_id, for_update=True)
             await self._log.announce_deletion(conn, row.id)
             await self._meetings.delete(conn, row.id)
+        # After the commit: a recording still being received is refused from here on.
+        await self._recordings.delete(row.id)
 
     async def _require(
         self,

@@ -16,6 +16,7 @@ from meeting_service.db.database import Database
 from meeting_service.jobs.repository import JobStatus
 from meeting_service.recordings.probe import probe_audio
 from meeting_service.recordings.repository import ROW_BYTES
+from meeting_service.recordings.store import iter_spans, reader
 from meeting_service.server import RunningMeetingService, run_meeting_service
 from tests.meeting_service.helpers import (
     CHUNK,
@@ -47,13 +48,8 @@ async def small_limit_service(
 
 
 async def _stored(running: RunningMeetingService, meeting_id: str) -> bytes:
-    parts = [
-        chunk
-        async for chunk in running.services.processing.uploads.iter_chunks(
-            running.services.pool, uuid.UUID(meeting_id)
-        )
-    ]
-    return b"".join(parts)
+    spans = iter_spans(reader(running.services.recordings, uuid.UUID(meeting_id)))
+    return b"".join([span async for span in spans])
 
 
 async def _status(
