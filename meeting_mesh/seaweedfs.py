@@ -180,4 +180,3 @@ async def start(directory: Path, server: SeaweedFS, *, s3_port: int) -> asyncio.
         await process.wait()
         raise
     return process
-
