@@ -27,8 +27,13 @@ from typing import Any
 import aiohttp
 import psutil
 import pytest
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
 
 from gateway.client import SseEvent, parse_sse
+from meeting_mesh.dev import DEV_BUCKET
+from meeting_mesh.seaweedfs import SeaweedFS
+from tests.meeting_service.helpers import make_wav
 from tests.support.meeting import make_token
 from tests.support.speech import SAMPLE_RATE, VOICES, normalise_words, tools_missing
 
@@ -329,3 +334,34 @@ async def test_dev_mesh_stops_everything_when_a_service_dies(workdir: Path) -> N
         # meeting-service had no chance to stop its PostgreSQL; the dev command did.
         assert _left_running(mesh) == []
     assert "meeting-service exited" in mesh.output()
+
+
+async def test_dev_mesh_with_s3_storage_keeps_recordings_in_its_seaweedfs(workdir: Path) -> None:
+    (s3_port,) = _free_ports(1)
+    audio = make_wav(1.0)
+    async with dev_mesh(workdir, "--engine=mock", "--storage=s3", f"--s3-port={s3_port}") as mesh:
+        assert f"S3 http://127.0.0.1:{s3_port}" in "".join(mesh.stdout)
+        async with _session(mesh, mesh.token("s3-user")) as http:
+            async with http.post("/v1/meetings", json={"title": "in s3"}) as r:
+                meeting = (await _json(r, 201))["meeting"]
+            async with http.put(
+                f"/v1/meetings/{meeting['id']}/audio",
+                data=audio,
+                headers={"Content-Type": "audio/wav"},
+            ) as r:
+                assert (await _json(r, 200))["complete"] is True
+        secret = (mesh.data_dir / "seaweedfs" / "secret").read_text()
+        server = SeaweedFS(f"http://127.0.0.1:{s3_port}", "meeting-mesh-dev", secret)
+        async with get_session().create_client(
+            "s3",
+            endpoint_url=server.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=server.access_key_id,
+            aws_secret_access_key=server.secret_access_key,
+            config=AioConfig(s3={"addressing_style": "path"}),
+        ) as client:
+            response = await client.get_object(Bucket=DEV_BUCKET, Key=f"recordings/{meeting['id']}")
+            async with response["Body"] as body:
+                assert await body.read() == audio
+        assert await mesh.stop(signal.SIGTERM) == 0, mesh.output()
+        assert _left_running(mesh) == []
