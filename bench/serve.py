@@ -62,6 +62,8 @@ async def _meeting(config: Config) -> None:
         # recording in the middle of the next measurement.
         pipeline_workers=config.get("pipeline_workers", 0),
         **gpu,
+        # Any other setting, by field name (e.g. the S3 store's).
+        **config.get("settings", {}),
     )
     async with run_meeting_service(settings) as running:
         _announce(config, running.address)

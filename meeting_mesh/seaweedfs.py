@@ -160,6 +160,7 @@ async def start(directory: Path, server: SeaweedFS, *, s3_port: int) -> asyncio.
         TimeoutError: It did not answer in time (it is killed).
         RuntimeError: It exited.
     """
+    directory.mkdir(parents=True, exist_ok=True)
     log = (directory / "weed.log").open("ab")
     process = await asyncio.create_subprocess_exec(
         *command(directory, server, s3_port=s3_port),

@@ -69,9 +69,10 @@ async def _new_meeting(gateway: ServiceProcess, authorization: str) -> str:
         return str((await response.json())["meeting"]["id"])
 
 
-async def _upload(
+async def upload_through_gateway(
     gateway: ServiceProcess, meeting: ServiceProcess, authorization: str, size: int
 ) -> tuple[PutResult, int, int]:
+    """PUTs `size` bytes of WAV to a new meeting; returns the result and both peak RSS."""
     meeting_id = await _new_meeting(gateway, authorization)
     for process in (gateway, meeting):
         process.reset_peak_rss()
@@ -131,9 +132,13 @@ async def upload(context: BenchContext) -> Result:
     async with context.meeting_and_gateway() as (meeting, gateway, dsn):
         # Untimed: what the services set up once (pool connections, threads) is not
         # memory an upload's size decides.
-        await _upload(gateway, meeting, authorization, WARM_UP_BYTES)
-        first, gateway_small, meeting_small = await _upload(gateway, meeting, authorization, small)
-        second, gateway_large, meeting_large = await _upload(gateway, meeting, authorization, large)
+        await upload_through_gateway(gateway, meeting, authorization, WARM_UP_BYTES)
+        first, gateway_small, meeting_small = await upload_through_gateway(
+            gateway, meeting, authorization, small
+        )
+        second, gateway_large, meeting_large = await upload_through_gateway(
+            gateway, meeting, authorization, large
+        )
         postgres_seconds = await _postgres_only(dsn, large, GATEWAY_CHUNK_BYTES)
     postgres_rate = round(large / MIB / postgres_seconds, 1)
     rate = round(large / MIB / second.seconds, 1)
