@@ -7,8 +7,7 @@ production defaults except where CONFIG says otherwise. CONFIG is a JSON object;
 The process then serves until SIGTERM or SIGINT.
 
 Roles: `meeting` (meeting_service), `gateway` (our aiohttp gateway), `fastapi` (the FastAPI
-reference in `bench/fastapi_app.py`), `discard` (a PUT handler that drops the body),
-`gpu_node` (mock engine), `gpu_proxy`.
+reference in `bench/fastapi_app.py`), `gpu_node` (mock engine), `gpu_proxy`.
 """
 
 from __future__ import annotations
@@ -97,18 +96,6 @@ async def _gateway(config: Config) -> None:
     await _serve_aiohttp(config, create_app(settings))
 
 
-async def _discard(config: Config) -> None:
-    async def discard(request: web.Request) -> web.Response:
-        received = 0
-        while chunk := await request.content.readany():
-            received += len(chunk)
-        return web.json_response({"received": received})
-
-    app = web.Application()
-    app.router.add_put("/discard", discard)
-    await _serve_aiohttp(config, app)
-
-
 async def _fastapi(config: Config) -> None:
     import uvicorn
 
@@ -183,7 +170,6 @@ ROLES: dict[str, Callable[[Config], Coroutine[Any, Any, None]]] = {
     "meeting": _meeting,
     "gateway": _gateway,
     "fastapi": _fastapi,
-    "discard": _discard,
     "gpu_node": _gpu_node,
     "gpu_proxy": _gpu_proxy,
 }
