@@ -54,7 +54,7 @@ class MeetingServiceSettings(CommonSettings):
         pipeline_live_follow_s: How long LiveTranscribe, after the audio ended, keeps
             returning the events of the diarization and summary job before it ends the call.
         storage: Where recordings' bytes are kept: "postgres" (rows of the database) or
-            "s3" (an S3-compatible object store; docs/storage.md).
+            "s3" (an S3-compatible object store; docs/meeting_service.md).
         s3_endpoint: The object store's URL; "" for AWS's endpoint of `s3_region`.
         s3_bucket: The bucket holding the recordings (it must exist).
         s3_region: The region requests are signed for.
