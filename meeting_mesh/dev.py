@@ -64,6 +64,7 @@ class Child:
         env: Environment variables set for it (on top of this process's environment).
         probe: Returns True once the service is healthy.
         argv: The command line, for a child that is not a `meeting-mesh` subcommand.
+        log: Where its output goes (appended); None leaves it on this process's.
         process: The running process, once started.
     """
 
@@ -72,14 +73,24 @@ class Child:
     env: dict[str, str]
     probe: HealthProbe
     argv: list[str] | None = None
+    log: Path | None = None
     process: asyncio.subprocess.Process | None = field(default=None)
 
     async def start(self) -> None:
         """Starts the process in its own process group (so a stop reaches its children)."""
         argv = self.argv or [sys.executable, "-m", "meeting_mesh.cli", self.subcommand]
-        self.process = await asyncio.create_subprocess_exec(
-            *argv, env={**os.environ, **self.env}, start_new_session=True
-        )
+        output = None if self.log is None else self.log.open("ab")
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                *argv,
+                env={**os.environ, **self.env},
+                start_new_session=True,
+                stdout=output,
+                stderr=output,
+            )
+        finally:
+            if output is not None:
+                output.close()
 
     def check_alive(self) -> None:
         """Raises ChildDied when the process has exited."""
@@ -128,7 +139,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _grpc_probe(address: str, service: str, tls: tuple[KeyPair, Path] | None) -> HealthProbe:
+def grpc_probe(address: str, service: str, tls: tuple[KeyPair, Path] | None) -> HealthProbe:
+    """A probe: the gRPC health of `service` at `address` is SERVING (mTLS with `tls`)."""
     async def probe() -> bool:
         if tls is None:
             channel = grpc.aio.insecure_channel(address)
@@ -144,7 +156,8 @@ def _grpc_probe(address: str, service: str, tls: tuple[KeyPair, Path] | None) ->
     return probe
 
 
-def _http_probe(url: str) -> HealthProbe:
+def http_probe(url: str) -> HealthProbe:
+    """A probe: `url` answers 200."""
     async def probe() -> bool:
         try:
             async with (
@@ -215,7 +228,7 @@ def plan(args: argparse.Namespace, data_dir: Path) -> list[Child]:
                 "MESH_GPU_NODE_ENGINE": args.engine,
             },
             # Probed as gpu_proxy would call it: with the proxy's certificate.
-            _grpc_probe(node, "", (certs["gpu-proxy"], certs["ca"].cert)),
+            grpc_probe(node, "", (certs["gpu-proxy"], certs["ca"].cert)),
         ),
         Child(
             "gpu-proxy",
@@ -226,7 +239,7 @@ def plan(args: argparse.Namespace, data_dir: Path) -> list[Child]:
                 "MESH_GPU_PROXY_PORT": str(args.gpu_proxy_port),
                 "MESH_GPU_NODES": node,
             },
-            _grpc_probe(proxy, "", (certs["meeting-service"], certs["ca"].cert)),
+            grpc_probe(proxy, "", (certs["meeting-service"], certs["ca"].cert)),
         ),
         Child(
             "meeting-service",
@@ -238,7 +251,7 @@ def plan(args: argparse.Namespace, data_dir: Path) -> list[Child]:
                 "MESH_GPU_PROXY_TARGET": proxy,
                 **storage,
             },
-            _grpc_probe(meeting, "meeting.v1.MeetingService", None),
+            grpc_probe(meeting, "meeting.v1.MeetingService", None),
         ),
         Child(
             "gateway",
@@ -249,12 +262,18 @@ def plan(args: argparse.Namespace, data_dir: Path) -> list[Child]:
                 "MESH_GATEWAY_PORT": str(args.gateway_port),
                 "MESH_MEETING_SERVICE_TARGET": meeting,
             },
-            _http_probe(f"http://{host}:{args.gateway_port}/readyz"),
+            http_probe(f"http://{host}:{args.gateway_port}/readyz"),
         ),
     ]
 
 
-async def _wait_healthy(child: Child, limit: float) -> None:
+async def wait_healthy(child: Child, limit: float) -> None:
+    """Waits until the child's probe passes.
+
+    Raises:
+        ChildDied: It exited.
+        TimeoutError: Not within `limit` seconds.
+    """
     try:
         async with asyncio.timeout(limit):
             while True:
@@ -415,7 +434,7 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> int:
         for child in children:
             print(f"meeting-mesh dev: starting {child.name}", file=sys.stderr, flush=True)
             await child.start()
-            await _wait_healthy(child, args.start_timeout)
+            await wait_healthy(child, args.start_timeout)
         print(_banner(args, data_dir), flush=True)
         await _watch(children)
 

@@ -160,10 +160,10 @@ async def start(directory: Path, server: SeaweedFS, *, s3_port: int) -> asyncio.
         TimeoutError: It did not answer in time (it is killed).
         RuntimeError: It exited.
     """
-    directory.mkdir(parents=True, exist_ok=True)
+    argv = command(directory, server, s3_port=s3_port)
     log = (directory / "weed.log").open("ab")
     process = await asyncio.create_subprocess_exec(
-        *command(directory, server, s3_port=s3_port),
+        *argv,
         stdout=log,
         stderr=log,
         start_new_session=True,

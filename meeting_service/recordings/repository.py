@@ -269,6 +269,29 @@ class UploadsRepository:
         """Stops accepting chunks: the recording is being verified."""
         await conn.execute("UPDATE uploads SET sealed = true WHERE meeting_id = $1", meeting_id)
 
+    async def hold_seal(self, conn: asyncpg.Connection, meeting_id: uuid.UUID) -> None:
+        """Takes the session lock that says the recording's sealer is alive.
+
+        The lock is this connection's until `release_seal`, or until the connection ends
+        (its process died): then `seal_abandoned` says so.
+        """
+        await conn.execute("SELECT pg_advisory_lock(hashtextextended($1::uuid::text, 17))", meeting_id)
+
+    async def release_seal(self, conn: asyncpg.Connection, meeting_id: uuid.UUID) -> None:
+        """Gives back the lock `hold_seal` took."""
+        await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1::uuid::text, 17))", meeting_id)
+
+    async def seal_abandoned(self, conn: asyncpg.Connection, meeting_id: uuid.UUID) -> bool:
+        """Whether nobody holds the recording's seal lock.
+
+        Call it inside a transaction: the lock is then held until it ends, so no sealer
+        starts meanwhile.
+        """
+        free: bool = await conn.fetchval(
+            "SELECT pg_try_advisory_xact_lock(hashtextextended($1::uuid::text, 17))", meeting_id
+        )
+        return free
+
     async def unseal(self, conn: asyncpg.Connection, meeting_id: uuid.UUID) -> None:
         """Accepts chunks again (verification could not finish)."""
         await conn.execute("UPDATE uploads SET sealed = false WHERE meeting_id = $1", meeting_id)

@@ -19,6 +19,10 @@ The rules:
   (too large, wrong checksum, not audio) is discarded and the meeting awaits audio again,
   with the reason in `failure_reason`. Good audio gets its duration, the status QUEUED and
   a job, all in one transaction.
+- While a recording is verified it is sealed (no chunk is accepted), and the sealing
+  process holds a session lock in PostgreSQL. A process that dies while sealed loses the
+  lock with its connection; the next stream then takes the recording over and finishes
+  its completion, so a killed replica never leaves an upload stuck.
 """
 
 from __future__ import annotations
@@ -227,9 +231,12 @@ class UploadsService:
             existing = await self._uploads.get(conn, mid, for_update=True)
             stored = existing.stored_size if existing else 0
             if existing is not None and existing.sealed:
-                raise wrong_state(
-                    status_name(row.status), "the recording is complete and being checked"
-                )
+                if not await self._uploads.seal_abandoned(conn, mid):
+                    raise wrong_state(
+                        status_name(row.status), "the recording is complete and being checked"
+                    )
+                # Its sealer died before it finished: this stream takes over.
+                await self._uploads.unseal(conn, mid)
             if metadata.offset != stored:
                 raise offset_mismatch(
                     stored, f"the upload must continue at offset {stored}, not {metadata.offset}"
@@ -273,6 +280,18 @@ class UploadsService:
             await self._uploads.touch(conn, mid)
 
     async def _complete(
+        self, mid: uuid.UUID, size: int, trace_context: str, digest: hashlib._Hash | None
+    ) -> AudioInfo:
+        # Held while sealed: if this process dies before unsealing, the lock goes with its
+        # connection and a resumed stream may finish the completion (`_begin`).
+        async with self._pool.acquire() as holder:
+            await self._uploads.hold_seal(holder, mid)
+            try:
+                return await self._verify_and_queue(mid, size, trace_context, digest)
+            finally:
+                await self._uploads.release_seal(holder, mid)
+
+    async def _verify_and_queue(
         self, mid: uuid.UUID, size: int, trace_context: str, digest: hashlib._Hash | None
     ) -> AudioInfo:
         async with self._pool.acquire() as conn, conn.transaction():
