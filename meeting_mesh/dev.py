@@ -141,6 +141,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def grpc_probe(address: str, service: str, tls: tuple[KeyPair, Path] | None) -> HealthProbe:
     """A probe: the gRPC health of `service` at `address` is SERVING (mTLS with `tls`)."""
+
     async def probe() -> bool:
         if tls is None:
             channel = grpc.aio.insecure_channel(address)
@@ -158,6 +159,7 @@ def grpc_probe(address: str, service: str, tls: tuple[KeyPair, Path] | None) -> 
 
 def http_probe(url: str) -> HealthProbe:
     """A probe: `url` answers 200."""
+
     async def probe() -> bool:
         try:
             async with (

@@ -275,11 +275,15 @@ class UploadsRepository:
         The lock is this connection's until `release_seal`, or until the connection ends
         (its process died): then `seal_abandoned` says so.
         """
-        await conn.execute("SELECT pg_advisory_lock(hashtextextended($1::uuid::text, 17))", meeting_id)
+        await conn.execute(
+            "SELECT pg_advisory_lock(hashtextextended($1::uuid::text, 17))", meeting_id
+        )
 
     async def release_seal(self, conn: asyncpg.Connection, meeting_id: uuid.UUID) -> None:
         """Gives back the lock `hold_seal` took."""
-        await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1::uuid::text, 17))", meeting_id)
+        await conn.execute(
+            "SELECT pg_advisory_unlock(hashtextextended($1::uuid::text, 17))", meeting_id
+        )
 
     async def seal_abandoned(self, conn: asyncpg.Connection, meeting_id: uuid.UUID) -> bool:
         """Whether nobody holds the recording's seal lock.

@@ -31,7 +31,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
-from meeting_service.errors import not_found, offset_mismatch
+from contract_errors.meeting import not_found, offset_mismatch
 from meeting_service.recordings.repository import UploadRow, UploadsRepository
 from meeting_service.recordings.store import RecordingWriter
 from mesh_common.logging import logger

@@ -17,8 +17,18 @@ from gpu_node.server import RunningNode, run_gpu_node
 from gpu_proxy.server import RunningProxy, run_gpu_proxy
 from mesh_common.grpc_server import check_health
 from mesh_common.streams import start_gated
-from tests.gpu.conftest import WAIT, Gate, eventually, recognize, stubs
-from tests.support.gpu import Pki, node_settings, pcm16, proxy_settings, tone
+from tests.support.gpu import (
+    WAIT,
+    Gate,
+    Pki,
+    eventually,
+    node_settings,
+    pcm16,
+    proxy_settings,
+    recognize,
+    stubs,
+    tone,
+)
 
 NAME = "gpu-node.mesh.test"
 

@@ -15,7 +15,9 @@ from meeting_mesh.seaweedfs import SeaweedFS
 from meeting_service.recordings import pcm
 from meeting_service.recordings.probe import probe_audio
 from meeting_service.recordings.store import reader
-from tests.pipeline.conftest import (
+from tests.support.gpu import Pki
+from tests.support.meeting import auth
+from tests.support.mesh import (
     USER,
     create_meeting,
     dialogue,
@@ -25,8 +27,6 @@ from tests.pipeline.conftest import (
     statuses,
     upload,
 )
-from tests.support.gpu import Pki
-from tests.support.meeting import auth
 from tests.support.s3 import s3_settings
 
 LIVE_SECONDS = 180  # 5.5 MiB of PCM: more than one 5 MiB part
