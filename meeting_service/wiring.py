@@ -18,6 +18,8 @@ from meeting_service.quotas.limits import Quotas
 from meeting_service.quotas.repository import QuotasRepository
 from meeting_service.recordings.completion import RecordingCompletion
 from meeting_service.recordings.repository import UploadsRepository
+from meeting_service.recordings.s3_store import S3Options, S3Store
+from meeting_service.recordings.store import PostgresStore, RecordingStore
 from meeting_service.recordings.uploads import UploadsService
 from meeting_service.settings import MeetingServiceSettings
 from meeting_service.transcripts.event_log import EventLog
@@ -49,6 +51,8 @@ class Services:
         processing: What the job workers use.
         webhooks: Webhook endpoints and deliveries (owner-scoped).
         webhook_delivery: The delivery loops (started by the server).
+        recordings: Where recordings' bytes are kept (closed by the server, which also
+            runs its sweep).
         api_keys: API keys (owner-scoped management, and the check of each call's key).
     """
 
@@ -63,7 +67,32 @@ class Services:
     processing: JobParts
     webhooks: WebhooksService
     webhook_delivery: WebhookDispatcher
+    recordings: RecordingStore
     api_keys: ApiKeysService
+
+
+def recording_store(
+    pool: asyncpg.Pool, uploads: UploadsRepository, settings: MeetingServiceSettings
+) -> RecordingStore:
+    """The store `settings.storage` names."""
+    if settings.storage == "postgres":
+        return PostgresStore(pool, uploads)
+    secret = settings.s3_secret_access_key
+    return S3Store(
+        pool,
+        uploads,
+        S3Options(
+            bucket=settings.s3_bucket,
+            endpoint=settings.s3_endpoint,
+            region=settings.s3_region,
+            path_style=settings.s3_path_style,
+            prefix=settings.s3_prefix,
+            part_bytes=settings.s3_part_bytes,
+            abandoned_after_s=settings.s3_abandoned_after_s,
+            access_key_id=settings.s3_access_key_id,
+            secret_access_key=secret.get_secret_value() if secret is not None else None,
+        ),
+    )
 
 
 def build_services(
@@ -97,6 +126,7 @@ def build_services(
     transcripts = TranscriptReader(pool, meetings, events, hub)
     writer = TranscriptWriter(pool, events)
     completion = RecordingCompletion(meetings, uploads, jobs, log)
+    store = recording_store(pool, uploads, settings)
     quotas = Quotas(
         QuotasRepository(),
         concurrent_jobs=settings.quota_concurrent_jobs,
@@ -116,6 +146,7 @@ def build_services(
             pool=pool,
             meetings=meetings,
             uploads=uploads,
+            store=store,
             completion=completion,
             log=log,
             writer=writer,
@@ -130,6 +161,7 @@ def build_services(
         pool=pool,
         meetings=meetings,
         uploads=uploads,
+        store=store,
         jobs=jobs,
         log=log,
         transcripts=transcripts,
@@ -143,13 +175,14 @@ def build_services(
     return Services(
         pool=pool,
         hub=hub,
-        meetings=MeetingsService(pool, meetings, log),
+        meetings=MeetingsService(pool, meetings, log, store),
         uploads=UploadsService(
             pool,
             meetings,
             uploads,
             log,
             completion,
+            store,
             limit_bytes=settings.upload_limit_bytes,
             quotas=quotas,
         ),
@@ -160,6 +193,7 @@ def build_services(
         processing=processing,
         webhooks=WebhooksService(pool, webhooks, box, allow_private=settings.webhook_allow_private),
         webhook_delivery=WebhookDispatcher(pool, webhooks, box, _delivery_policy(settings)),
+        recordings=store,
         api_keys=ApiKeysService(pool, ApiKeysRepository()),
     )
 
