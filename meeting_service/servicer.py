@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 
-from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
+from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc, search_pb2
 from meeting_service.db.database import CONNECTION_ERRORS
 from meeting_service.errors import unavailable
 from meeting_service.meetings.messages import duration_from_us
@@ -193,6 +193,15 @@ class MeetingServicer(meeting_service_pb2_grpc.MeetingServiceServicer):
                 async with contextlib.aclosing(events):
                     async for event in events:
                         yield meeting_service_pb2.LiveTranscribeResponse(event=event)
+
+    # --- search ---
+
+    async def SearchTranscripts(  # noqa: D102
+        self, request: search_pb2.SearchTranscriptsRequest, context: Ctx
+    ) -> search_pb2.SearchTranscriptsResponse:
+        async with _errors(context):
+            hits, token = await self._services().search.search(_owner(), request)
+            return search_pb2.SearchTranscriptsResponse(hits=hits, next_page_token=token)
 
 
 def _owner() -> str:

@@ -20,6 +20,8 @@ from meeting_service.transcripts.event_log import EventLog
 from meeting_service.transcripts.hub import EventHub
 from meeting_service.transcripts.reader import TranscriptReader
 from meeting_service.transcripts.repository import EventsRepository
+from meeting_service.transcripts.search import TranscriptSearch
+from meeting_service.transcripts.search_repository import SearchRepository
 from meeting_service.transcripts.writer import TranscriptWriter
 from mesh_common.telemetry import Telemetry
 
@@ -38,6 +40,7 @@ class Services:
         jobs: SQL for jobs (the server's job gauges).
         gpu: The channel to gpu_proxy (opened on first use; closed by the server).
         processing: What the job workers use.
+        search: Full-text search across the caller's transcripts.
     """
 
     pool: asyncpg.Pool
@@ -49,6 +52,7 @@ class Services:
     jobs: JobsRepository
     gpu: GpuConnection
     processing: JobParts
+    search: TranscriptSearch
 
 
 def build_services(
@@ -127,4 +131,5 @@ def build_services(
         jobs=jobs,
         gpu=gpu,
         processing=processing,
+        search=TranscriptSearch(pool, SearchRepository()),
     )

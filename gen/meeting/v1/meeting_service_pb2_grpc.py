@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from gen.meeting.v1 import meeting_service_pb2 as meeting_dot_v1_dot_meeting__service__pb2
+from gen.meeting.v1 import search_pb2 as meeting_dot_v1_dot_search__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -93,6 +94,11 @@ class MeetingServiceStub:
                 '/meeting.v1.MeetingService/LiveTranscribe',
                 request_serializer=meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeRequest.SerializeToString,
                 response_deserializer=meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeResponse.FromString,
+                _registered_method=True)
+        self.SearchTranscripts = channel.unary_unary(
+                '/meeting.v1.MeetingService/SearchTranscripts',
+                request_serializer=meeting_dot_v1_dot_search__pb2.SearchTranscriptsRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_search__pb2.SearchTranscriptsResponse.FromString,
                 _registered_method=True)
 
 
@@ -193,6 +199,16 @@ class MeetingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SearchTranscripts(self, request, context):
+        """--- search ---
+        Finds final transcript segments of the caller's meetings that match a
+        query, best match first, with a highlighted snippet of each. Another
+        caller's meetings never appear.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MeetingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -250,6 +266,11 @@ def add_MeetingServiceServicer_to_server(servicer, server):
                     servicer.LiveTranscribe,
                     request_deserializer=meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeRequest.FromString,
                     response_serializer=meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeResponse.SerializeToString,
+            ),
+            'SearchTranscripts': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchTranscripts,
+                    request_deserializer=meeting_dot_v1_dot_search__pb2.SearchTranscriptsRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_search__pb2.SearchTranscriptsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -554,6 +575,33 @@ class MeetingService:
             '/meeting.v1.MeetingService/LiveTranscribe',
             meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeRequest.SerializeToString,
             meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchTranscripts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/SearchTranscripts',
+            meeting_dot_v1_dot_search__pb2.SearchTranscriptsRequest.SerializeToString,
+            meeting_dot_v1_dot_search__pb2.SearchTranscriptsResponse.FromString,
             options,
             channel_credentials,
             insecure,

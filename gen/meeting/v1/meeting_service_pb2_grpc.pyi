@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from grpc import aio as _aio
 from gen.meeting.v1 import meeting_service_pb2 as _meeting_service_pb2
+from gen.meeting.v1 import search_pb2 as _search_pb2
 import abc as _abc_1
 
 
@@ -58,6 +59,12 @@ class MeetingServiceStub:
     """Transcribes live audio: the first message carries `config`, every later
     one raw audio; transcript events (partial and final segments, status
     changes) come back as they are produced and are stored like any others.
+    """
+    SearchTranscripts: _aio.UnaryUnaryMultiCallable[_search_pb2.SearchTranscriptsRequest, _search_pb2.SearchTranscriptsResponse]
+    """--- search ---
+    Finds final transcript segments of the caller's meetings that match a
+    query, best match first, with a highlighted snippet of each. Another
+    caller's meetings never appear.
     """
 
 class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -170,6 +177,18 @@ class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
         """Transcribes live audio: the first message carries `config`, every later
         one raw audio; transcript events (partial and final segments, status
         changes) come back as they are produced and are stored like any others.
+        """
+
+    @_abc_1.abstractmethod
+    def SearchTranscripts(
+        self,
+        request: _search_pb2.SearchTranscriptsRequest,
+        context: _aio.ServicerContext[_search_pb2.SearchTranscriptsRequest, _abc.Awaitable[_search_pb2.SearchTranscriptsResponse]],
+    ) -> _abc.Awaitable[_search_pb2.SearchTranscriptsResponse]:
+        """--- search ---
+        Finds final transcript segments of the caller's meetings that match a
+        query, best match first, with a highlighted snippet of each. Another
+        caller's meetings never appear.
         """
 
 def add_MeetingServiceServicer_to_server(servicer: MeetingServiceServicer, server: _aio.Server) -> None: ...
