@@ -59,6 +59,7 @@ def test_meeting_service_has_every_rpc_with_its_streaming_shape(
         "GetTranscript": (False, False),
         "GetSummary": (False, False),
         "LiveTranscribe": (True, True),
+        "SearchTranscripts": (False, False),
     }
 
 
@@ -200,6 +201,7 @@ def test_every_enum_starts_with_unspecified_zero(
         "gen.meeting.v1.meeting_pb2",
         "gen.meeting.v1.meeting_service_pb2",
         "gen.meeting.v1.meeting_service_pb2_grpc",
+        "gen.meeting.v1.search_pb2",
         "gen.gpu.v1.gpu_pb2",
         "gen.gpu.v1.gpu_pb2_grpc",
         "gen.mesh.v1.validate_pb2",

@@ -38,7 +38,8 @@ class SearchTranscriptsRequest(_message.Message):
     """What to find, in web-search syntax: words (all must occur), "quoted
     phrases", `or` between alternatives, `-word` to exclude one. Words are
     matched by their stem in the meeting's language where the server has
-    rules for it ("meetings" finds "meeting" in English). Required.
+    rules for it ("meetings" finds "meeting" in English). Its JSON name, and
+    so its query parameter, is `q`. Required.
     """
     speaker: _builtins.str
     """Only segments of this speaker label ("SPEAKER_1"). Optional."""
