@@ -22,7 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "migrate": ("meeting_service.migrate_cli", "apply database migrations and exit"),
     "certs": ("meeting_mesh.certs_cli", "create a CA and service certificates for mTLS"),
     "token": ("meeting_mesh.token_cli", "print a bearer token the dev mesh accepts"),
-    "upload": ("gateway.upload_cli", "upload a recording and follow its transcript live"),
+    "upload": ("meeting_mesh.upload_cli", "upload a recording and follow its transcript live"),
+    "meetings": ("meeting_mesh.meetings_cli", "list, show or delete your meetings"),
+    "search": ("meeting_mesh.search_cli", "find words across your transcripts"),
+    "follow": ("meeting_mesh.follow_cli", "print a meeting's transcript, live until it is over"),
 }
 
 

@@ -28,7 +28,7 @@ import aiohttp
 import psutil
 import pytest
 
-from gateway.client import SseEvent, parse_sse
+from meeting_mesh.client import SseEvent, parse_sse
 from tests.support.meeting import make_token
 from tests.support.speech import SAMPLE_RATE, VOICES, normalise_words, tools_missing
 

@@ -23,7 +23,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from gateway.client import GatewayClient, SseEvent
+from meeting_mesh.client import GatewayClient, SseEvent
 from gpu_node.engines.factory import Engines as NodeEngines
 from gpu_node.server import run_gpu_node
 from gpu_proxy.server import run_gpu_proxy

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from gateway.client import GatewayClient, SseEvent
+from meeting_mesh.client import GatewayClient, SseEvent
 from gpu_node.server import run_gpu_node
 from gpu_proxy.server import run_gpu_proxy
 from meeting_service.db.database import Database
