@@ -18,8 +18,6 @@ from rich.console import Console
 from rich.markup import escape
 
 from meeting_mesh.client import GatewayClient, GatewayError
-from meeting_mesh.tokens import mint
-from mesh_common.settings import SettingsError
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -65,13 +63,13 @@ def run_client(args: argparse.Namespace, work: Callable[[GatewayClient], Awaitab
     err = Console(stderr=True)
 
     async def with_client() -> int:
-        token = args.token or mint(args.user, data_dir=args.data_dir)
+        token = args.token or _mint(args)
         async with aiohttp.ClientSession() as session:
             return await work(GatewayClient(session, args.url, token))
 
     try:
         return asyncio.run(with_client())
-    except (ValueError, SettingsError) as error:
+    except ValueError as error:
         err.print(f"[red]{escape(str(error))}[/red]")
         return LOCAL_ERROR
     except GatewayError as error:
@@ -82,3 +80,14 @@ def run_client(args: argparse.Namespace, work: Callable[[GatewayClient], Awaitab
         return FAILED
     except KeyboardInterrupt:
         return 130
+
+
+def _mint(args: argparse.Namespace) -> str:
+    # Imported here: settings and JWT signing cost a command with --token a second.
+    from meeting_mesh.tokens import mint
+    from mesh_common.settings import SettingsError
+
+    try:
+        return mint(args.user, data_dir=args.data_dir)
+    except SettingsError as error:
+        raise ValueError(str(error)) from None
