@@ -4,6 +4,11 @@ The vectors are the database's (migration 0003): each final segment's text under
 text search configuration of its language. A query is parsed once per configuration with
 `websearch_to_tsquery`, and each segment is matched against the query parsed in its own
 configuration, so English segments match by English stems and the rest by theirs.
+
+The parsed queries are read first and sent back as a constant: the planner then sees the
+words, estimates their frequency from the statistics and reads the GIN index for a rare
+word (a query parsed inside the statement is unknown at planning time, and PostgreSQL
+scanned every segment).
 """
 
 from __future__ import annotations
@@ -109,41 +114,56 @@ class SearchRepository:
         Returns:
             The hits, ordered by rank (highest first), then meeting id and segment index.
         """
+        # The query in every configuration a segment may have; a query of stop words
+        # only parses to nothing.
+        parses = await conn.fetch(
+            """
+            SELECT q.config, q.query::text AS query
+            FROM (
+                SELECT c.config, websearch_to_tsquery(c.config::regconfig, $1) AS query
+                FROM (SELECT config FROM search_configs UNION SELECT 'simple') AS c (config)
+            ) AS q
+            WHERE numnode(q.query) > 0
+            """,
+            query,
+        )
+        if not parses:
+            return []
         records = await conn.fetch(
             """
-            WITH queries AS (
-                SELECT c.config, websearch_to_tsquery(c.config::regconfig, $2) AS query
-                FROM (SELECT config FROM search_configs UNION SELECT 'simple') AS c (config)
-            ),
-            hits AS (
+            WITH hits AS (
                 SELECT s.meeting_id, s.segment_index, s.start_us, s.end_us, s.speaker,
                        s.text, q.config, q.query, m.title, m.create_time, m.status,
                        ts_rank_cd(s.search_vector, q.query) AS rank
-                FROM queries q
-                JOIN segments s ON s.search_config = q.config AND s.search_vector @@ q.query
+                FROM segments s
+                JOIN unnest($2::text[], $3::text[]::tsquery[]) AS q (config, query)
+                  ON q.config = s.search_config
                 JOIN meetings m ON m.id = s.meeting_id
-                WHERE m.owner = $1
-                  AND ($3::timestamptz IS NULL OR m.create_time >= $3)
-                  AND ($4::timestamptz IS NULL OR m.create_time < $4)
-                  AND (cardinality($5::smallint[]) = 0 OR m.status = ANY ($5))
-                  AND ($6 = '' OR s.speaker = $6)
+                WHERE s.search_vector @@ ANY ($13::text[]::tsquery[])
+                  AND s.search_vector @@ q.query
+                  AND m.owner = $1
+                  AND ($4::timestamptz IS NULL OR m.create_time >= $4)
+                  AND ($5::timestamptz IS NULL OR m.create_time < $5)
+                  AND (cardinality($6::smallint[]) = 0 OR m.status = ANY ($6))
+                  AND ($7 = '' OR s.speaker = $7)
             ),
             page AS (
                 SELECT * FROM hits
-                WHERE $7::real IS NULL
-                   OR hits.rank < $7
-                   OR (hits.rank = $7 AND (hits.meeting_id, hits.segment_index) > ($8, $9))
+                WHERE $8::real IS NULL
+                   OR hits.rank < $8
+                   OR (hits.rank = $8 AND (hits.meeting_id, hits.segment_index) > ($9, $10))
                 ORDER BY hits.rank DESC, hits.meeting_id, hits.segment_index
-                LIMIT $10
+                LIMIT $11
             )
             SELECT page.meeting_id, page.title, page.create_time, page.status,
                    page.segment_index, page.start_us, page.end_us, page.speaker, page.rank,
-                   ts_headline(page.config::regconfig, page.text, page.query, $11) AS snippet
+                   ts_headline(page.config::regconfig, page.text, page.query, $12) AS snippet
             FROM page
             ORDER BY page.rank DESC, page.meeting_id, page.segment_index
             """,
             owner,
-            query,
+            [p["config"] for p in parses],
+            [p["query"] for p in parses],
             filters.created_after,
             filters.created_before,
             list(filters.statuses),
@@ -153,5 +173,6 @@ class SearchRepository:
             after.segment_index if after else None,
             limit,
             _HEADLINE,
+            sorted({p["query"] for p in parses}),
         )
         return [SearchHitRow(**dict(r.items())) for r in records]
