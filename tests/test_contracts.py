@@ -229,5 +229,8 @@ def test_cli_help_lists_every_subcommand_of_the_design() -> None:
         "certs",
         "token",
         "upload",
+        "meetings",
+        "search",
+        "follow",
     ):
         assert f"    {command} " in result.stdout
