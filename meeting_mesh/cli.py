@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "meetings": ("meeting_mesh.meetings_cli", "list, show or delete your meetings"),
     "search": ("meeting_mesh.search_cli", "find words across your transcripts"),
     "follow": ("meeting_mesh.follow_cli", "print a meeting's transcript, live until it is over"),
+    "export": ("meeting_mesh.export_cli", "write a meeting's transcript as SRT, WebVTT, text, ..."),
 }
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import aiohttp
 
+from mesh_common.retry import backoff_delay
+
 READ_BLOCK_BYTES = 256 * 1024
 
 
@@ -209,6 +211,29 @@ class GatewayClient:
         summary: dict[str, Any] = (await self._get(f"/v1/meetings/{meeting_id}/summary"))["summary"]
         return summary
 
+    async def export(self, meeting_id: str, export_format: str) -> tuple[bytes, str]:
+        """Returns the meeting's transcript as a file (`?format=`).
+
+        Args:
+            meeting_id: The meeting.
+            export_format: "srt", "vtt", "text", "markdown" or "json".
+
+        Returns:
+            The file's bytes and the file name the gateway suggests.
+
+        Raises:
+            GatewayError: The gateway refused.
+        """
+        async with self._session.get(
+            f"{self._base}/v1/meetings/{meeting_id}/transcript",
+            params={"format": export_format},
+            headers=self._auth,
+        ) as response:
+            await _raise_for_error(response)
+            disposition = response.content_disposition
+            filename = disposition.filename if disposition and disposition.filename else ""
+            return await response.read(), filename
+
     async def stored_offset(self, meeting_id: str) -> tuple[int, bool]:
         """Asks how much of the recording is stored.
 
@@ -295,7 +320,7 @@ class GatewayClient:
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError):
                 if attempt == attempts - 1:
                     raise
-                await asyncio.sleep(min(8.0, 0.5 * 2**attempt))
+                await asyncio.sleep(backoff_delay(attempt + 1, initial=0.5, maximum=8.0))
             offset, complete = await self.stored_offset(meeting_id)
             on_progress(offset)
             if complete:
@@ -341,7 +366,7 @@ class GatewayClient:
                 failures += 1
                 if failures > reconnects:
                     raise
-                await asyncio.sleep(min(8.0, 0.5 * 2**failures))
+                await asyncio.sleep(backoff_delay(failures, initial=1.0, maximum=8.0))
 
 
 async def _file_blocks(

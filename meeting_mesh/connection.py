@@ -26,8 +26,13 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 OK, FAILED, LOCAL_ERROR = 0, 1, 2
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds the gateway, caller and output options."""
+def add_arguments(parser: argparse.ArgumentParser, *, output_json: bool = True) -> None:
+    """Adds the gateway and caller options, and `--json` unless the command prints a file.
+
+    Args:
+        parser: The subcommand's parser.
+        output_json: Whether the command can print JSON instead of a table.
+    """
     parser.add_argument(
         "--url",
         default=os.environ.get("MESH_GATEWAY_URL", DEFAULT_URL),
@@ -46,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("MESH_DATA_DIR"),
         help="the mesh's data directory, for a minted token (default: $MESH_DATA_DIR or .mesh)",
     )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    if output_json:
+        parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def run_client(args: argparse.Namespace, work: Callable[[GatewayClient], Awaitable[int]]) -> int:

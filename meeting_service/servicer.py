@@ -14,9 +14,15 @@ from typing import Any
 
 import grpc
 
-from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc, search_pb2
+from contract_errors.meeting import MeetingError, unavailable
+from gen.meeting.v1 import (
+    exports_pb2,
+    meeting_pb2,
+    meeting_service_pb2,
+    meeting_service_pb2_grpc,
+    search_pb2,
+)
 from meeting_service.db.database import CONNECTION_ERRORS
-from meeting_service.errors import unavailable
 from meeting_service.meetings.messages import duration_from_us
 from meeting_service.metrics import MeetingMetrics
 from meeting_service.wiring import Services
@@ -54,7 +60,7 @@ async def _errors(context: Ctx) -> AsyncIterator[None]:
         logger.exception("unexpected error serving a call")
         await abort(
             context,
-            MeshError(
+            MeetingError(
                 meeting_pb2.ERROR_REASON_INTERNAL,
                 "the meeting service failed on this call; the error was logged",
             ),
@@ -193,6 +199,20 @@ class MeetingServicer(meeting_service_pb2_grpc.MeetingServiceServicer):
                 async with contextlib.aclosing(events):
                     async for event in events:
                         yield meeting_service_pb2.LiveTranscribeResponse(event=event)
+
+    async def ExportTranscript(  # noqa: D102
+        self, request: exports_pb2.ExportTranscriptRequest, context: Ctx
+    ) -> exports_pb2.ExportTranscriptResponse:
+        async with _errors(context):
+            export = await self._services().transcripts.export(
+                _owner(),
+                request.meeting_id,
+                request.format,
+                with_speakers=not request.omit_speakers,
+            )
+            return exports_pb2.ExportTranscriptResponse(
+                content_type=export.content_type, data=export.data, filename=export.filename
+            )
 
     # --- search ---
 

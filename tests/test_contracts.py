@@ -1,4 +1,4 @@
-"""The contracts say what DESIGN.md and the issues promise, and every field is documented."""
+"""The contracts keep the promises of docs/architecture.md, and every field is documented."""
 
 from __future__ import annotations
 
@@ -59,6 +59,7 @@ def test_meeting_service_has_every_rpc_with_its_streaming_shape(
         "GetTranscript": (False, False),
         "GetSummary": (False, False),
         "LiveTranscribe": (True, True),
+        "ExportTranscript": (False, False),
         "SearchTranscripts": (False, False),
     }
 
@@ -201,6 +202,7 @@ def test_every_enum_starts_with_unspecified_zero(
         "gen.meeting.v1.meeting_pb2",
         "gen.meeting.v1.meeting_service_pb2",
         "gen.meeting.v1.meeting_service_pb2_grpc",
+        "gen.meeting.v1.exports_pb2",
         "gen.meeting.v1.search_pb2",
         "gen.gpu.v1.gpu_pb2",
         "gen.gpu.v1.gpu_pb2_grpc",
@@ -229,6 +231,7 @@ def test_cli_help_lists_every_subcommand_of_the_design() -> None:
         "certs",
         "token",
         "upload",
+        "export",
         "meetings",
         "search",
         "follow",

@@ -15,8 +15,8 @@ import json
 import uuid
 from typing import Any
 
+from contract_errors.meeting import MeetingError
 from gen.meeting.v1 import meeting_pb2
-from mesh_common.errors import MeshError
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -45,7 +45,7 @@ def unseal(owner: str, token: str, scope: str = "") -> dict[str, Any]:
         The position.
 
     Raises:
-        MeshError: INVALID_PAGE_TOKEN for anything else.
+        MeetingError: INVALID_PAGE_TOKEN for anything else.
     """
     try:
         padded = token + "=" * (-len(token) % 4)
@@ -60,9 +60,9 @@ def unseal(owner: str, token: str, scope: str = "") -> dict[str, Any]:
         raise invalid_token() from None
 
 
-def invalid_token() -> MeshError:
+def invalid_token() -> MeetingError:
     """The error for a page token that is not one this server issued for the query."""
-    return MeshError(
+    return MeetingError(
         meeting_pb2.ERROR_REASON_INVALID_PAGE_TOKEN,
         "page_token is not one this server issued for this query",
         {"field": "page_token"},
@@ -84,7 +84,7 @@ def decode(owner: str, token: str) -> tuple[dt.datetime, uuid.UUID]:
         The keyset position.
 
     Raises:
-        MeshError: INVALID_PAGE_TOKEN for anything else.
+        MeetingError: INVALID_PAGE_TOKEN for anything else.
     """
     position = unseal(owner, token)
     try:

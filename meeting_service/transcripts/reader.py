@@ -9,14 +9,14 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from contract_errors.meeting import MeetingError, invalid_field, not_found, not_ready, unavailable
 from gen.meeting.v1 import meeting_pb2
-from meeting_service.errors import invalid, not_found, not_ready, unavailable
+from meeting_service.meetings.messages import meeting_message
 from meeting_service.meetings.repository import MeetingsRepository
-from meeting_service.transcripts import messages
+from meeting_service.transcripts import exports, messages
 from meeting_service.transcripts.hub import EventHub, HubClosed, SubscriberLagged
 from meeting_service.transcripts.repository import EventsRepository
 from meeting_service.validation import meeting_id as parse_id
-from mesh_common.errors import MeshError
 
 _REPLAY_BATCH = 500
 # Before any recording is processed there is no transcript to show.
@@ -38,12 +38,16 @@ class Transcript:
         speakers: The distinct speaker labels, in order of first appearance.
         last_sequence: The meeting's newest event when it was read.
         status: The meeting's status then.
+        meeting: The meeting then.
+        summary: Its summary then, when written.
     """
 
     segments: list[meeting_pb2.Segment]
     speakers: list[str]
     last_sequence: int
     status: meeting_pb2.MeetingStatus.ValueType
+    meeting: meeting_pb2.Meeting
+    summary: meeting_pb2.Summary | None
 
 
 class TranscriptReader:
@@ -65,7 +69,7 @@ class TranscriptReader:
         """Returns the latest version of every segment of a caller's meeting.
 
         Raises:
-            MeshError: MEETING_NOT_FOUND; NOT_READY while no recording has been processed.
+            MeetingError: MEETING_NOT_FOUND; NOT_READY while no recording has been processed.
         """
         mid = parse_id(meeting_id)
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
@@ -85,13 +89,42 @@ class TranscriptReader:
             speakers=list(speakers),
             last_sequence=row.last_sequence,
             status=meeting_pb2.MeetingStatus.ValueType(row.status),
+            meeting=meeting_message(row),
+            summary=None if row.summary is None else meeting_pb2.Summary.FromString(row.summary),
+        )
+
+    async def export(
+        self, owner: str, meeting_id: str, export_format: int, *, with_speakers: bool
+    ) -> exports.Export:
+        """Returns a caller's meeting's current transcript as a file.
+
+        Args:
+            owner: The caller.
+            meeting_id: The meeting.
+            export_format: A `meeting.v1.ExportFormat` value.
+            with_speakers: Whether speaker labels appear.
+
+        Returns:
+            The file.
+
+        Raises:
+            MeshError: INVALID_FIELD for an unknown format; as `get_transcript` otherwise.
+        """
+        exports.check_format(export_format)
+        transcript = await self.get_transcript(owner, meeting_id)
+        return exports.export(
+            export_format,
+            transcript.meeting,
+            transcript.segments,
+            transcript.summary,
+            with_speakers=with_speakers,
         )
 
     async def get_summary(self, owner: str, meeting_id: str) -> meeting_pb2.Summary:
         """Returns the summary of a caller's meeting.
 
         Raises:
-            MeshError: MEETING_NOT_FOUND; NOT_READY before the summary is written.
+            MeetingError: MEETING_NOT_FOUND; NOT_READY before the summary is written.
         """
         mid = parse_id(meeting_id)
         row = await self._meetings.get(self._pool, mid, owner=owner)
@@ -119,14 +152,14 @@ class TranscriptReader:
             The events, in sequence order.
 
         Raises:
-            MeshError: MEETING_NOT_FOUND; INVALID_FIELD for a negative sequence;
+            MeetingError: MEETING_NOT_FOUND; INVALID_FIELD for a negative sequence;
                 BACKEND_UNAVAILABLE when the server shuts down. A caller that reads
                 slowly is not cut off: once its buffer of live events is full, it reads
                 what it missed from the table, so it never holds up other subscribers.
         """
         mid = parse_id(meeting_id)
         if after_sequence < 0:
-            raise invalid("after_sequence", "after_sequence must be 0 or more")
+            raise invalid_field("after_sequence", "after_sequence must be 0 or more")
         try:
             subscribing = self._hub.subscribe(mid)
             subscription = await subscribing.__aenter__()
@@ -192,7 +225,7 @@ class TranscriptReader:
                 return
 
 
-def _shutting_down(last: int) -> MeshError:
+def _shutting_down(last: int) -> MeetingError:
     return unavailable(
         f"the server is shutting down; resume with after_sequence={last}",
         {"after_sequence": str(last)},

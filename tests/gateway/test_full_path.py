@@ -15,9 +15,8 @@ import pytest_asyncio
 
 from meeting_mesh.client import GatewayClient, SseEvent
 from meeting_service.server import RunningMeetingService
-from tests.gateway.conftest import route
 from tests.gateway.test_live import TIMEOUT, session_end
-from tests.support.gateway import RunningGateway
+from tests.support.gateway import RunningGateway, route
 from tests.support.gpu import as_wav, dialogue, pcm16
 from tests.support.meeting import make_token
 from tests.support.pipeline import run_pipeline_service

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 
 from meeting_service.server import RunningMeetingService
-from tests.gateway.conftest import bearer, error_of, play_pipeline, reason_of, route
+from tests.support.gateway import bearer, error_of, play_pipeline, reason_of, route
 
 
 @route("GET", "/v1/search", "success")
