@@ -21,6 +21,7 @@ import pytest_asyncio
 from google.protobuf import duration_pb2
 
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
+from meeting_mesh.cli import main
 from meeting_mesh.client import GatewayClient
 from meeting_service.server import RunningMeetingService
 from tests.support.gateway import RunningGateway
@@ -341,17 +342,33 @@ async def test_search_finds_the_callers_words_as_json_and_as_a_table(
     assert "more: --page-token" in out
 
 
+def _token_command(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """`meeting-mesh token ...` through the command's entry point, in this process."""
+    code = main(["token", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def no_mesh_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commands must take the secret from their arguments, not from this machine."""
+    for name in list(os.environ):
+        if name.startswith("MESH_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.mark.usefixtures("no_mesh_environment")
 async def test_token_signs_with_the_data_directorys_secret(
-    gateway: RunningGateway, tmp_path: Path
+    gateway: RunningGateway, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data_dir = tmp_path / "mesh"
     data_dir.mkdir()
     (data_dir / "jwt-secret").write_text(TEST_JWT_SECRET)  # as the running mesh keeps it
     user = _user()
 
-    code, out, err = await _mesh("token", "--user", user, "--data-dir", str(data_dir))
+    code, out, err = _token_command(capsys, "--user", user, "--data-dir", str(data_dir))
     assert code == 0, err
-    code, out, err = await _mesh("meetings", "list", "--url", gateway.url, "--token", out.strip())
+    code, _, err = await _mesh("meetings", "list", "--url", gateway.url, "--token", out.strip())
     assert code == 0, err
     # Without --token, the client commands mint one the same way.
     listed = await _mesh(
@@ -361,6 +378,7 @@ async def test_token_signs_with_the_data_directorys_secret(
     assert json.loads(listed[1]) == {"meetings": [], "nextPageToken": ""}
 
 
+@pytest.mark.usefixtures("no_mesh_environment")
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -369,16 +387,23 @@ async def test_token_signs_with_the_data_directorys_secret(
         (("--user", "ann"), "no signing secret"),
     ],
 )
-async def test_token_refuses_an_empty_user_a_negative_ttl_and_a_missing_secret(
-    tmp_path: Path, args: tuple[str, ...], message: str
+def test_token_refuses_an_empty_user_a_negative_ttl_and_a_missing_secret(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: tuple[str, ...],
+    message: str,
 ) -> None:
+    monkeypatch.chdir(tmp_path)
     data_dir = tmp_path / "mesh"
     data_dir.mkdir()
     if message != "no signing secret":
         (data_dir / "jwt-secret").write_text("x" * 48)
-    code, out, err = await _mesh("token", *args, "--data-dir", str(data_dir), cwd=tmp_path)
+
+    code, out, err = _token_command(capsys, *args, "--data-dir", str(data_dir))
+
     assert (code, out) == (2, "")
     assert message in err
     # A token the mesh would reject is never made, nor a secret for one.
-    left = await asyncio.to_thread(lambda: sorted(p.name for p in tmp_path.rglob("*")))
+    left = sorted(p.name for p in tmp_path.rglob("*"))
     assert left == sorted(["mesh", *(["jwt-secret"] if message != "no signing secret" else [])])
