@@ -172,7 +172,8 @@ class EventsRepository:
             after: Its last sequence before these events.
             indexes: Each segment's index, in sequence order.
             payloads: Each serialized `Segment` (with its `segment_id` and `sequence`).
-            fields: Each segment's searchable fields, in the same order.
+            fields: Each segment's searchable fields, in the same order; a segment
+                without a language is stored with its meeting's.
 
         Returns:
             The events' create time (one clock reading for the whole statement).
@@ -198,7 +199,8 @@ class EventsRepository:
                                       speaker, start_us, end_us, final, language)
                 SELECT DISTINCT ON (input.i) $1, input.i, input.s, input.p, input.text,
                        input.speaker, input.start_us, input.end_us, input.final,
-                       input.language
+                       COALESCE(NULLIF(input.language, ''),
+                                (SELECT m.language FROM meetings m WHERE m.id = $1))
                 FROM input ORDER BY input.i, input.s DESC
                 ON CONFLICT (meeting_id, segment_index)
                 DO UPDATE SET sequence = EXCLUDED.sequence, payload = EXCLUDED.payload,
