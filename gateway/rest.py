@@ -108,7 +108,7 @@ def rest_routes() -> list[RestRoute]:
 
 
 def _message_class(descriptor: Descriptor) -> type[Message]:
-    # Request messages may live in any file the service's file imports.
+    # Requests may be declared in any file the service's file imports.
     return message_factory.GetMessageClass(descriptor)
 
 

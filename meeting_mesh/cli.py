@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("meeting_mesh.search_cli", "find words across your transcripts"),
     "follow": ("meeting_mesh.follow_cli", "print a meeting's transcript, live until it is over"),
     "export": ("meeting_mesh.export_cli", "write a meeting's transcript as SRT, WebVTT, text, ..."),
+    "webhooks": ("meeting_mesh.webhooks_cli", "add, list and remove webhooks; see deliveries"),
 }
 
 

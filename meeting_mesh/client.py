@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,13 +110,36 @@ class GatewayClient:
         self._base = base_url.rstrip("/")
         self._auth = {"Authorization": f"Bearer {token}"}
 
-    async def _get(self, path: str, params: Any = None) -> dict[str, Any]:
-        async with self._session.get(
-            f"{self._base}{path}", params=params, headers=self._auth
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+    ) -> dict[str, Any]:
+        """Calls a unary REST route.
+
+        Args:
+            method: "GET", "POST", "DELETE"...
+            path: The route's path ("/v1/webhooks").
+            body: The JSON body, if any.
+            params: Query parameters (pairs, for a repeated one).
+
+        Returns:
+            The JSON answer ({} for an empty one).
+
+        Raises:
+            GatewayError: The gateway refused.
+        """
+        async with self._session.request(
+            method, f"{self._base}{path}", json=body, params=params, headers=self._auth
         ) as response:
             await _raise_for_error(response)
-            body: dict[str, Any] = await response.json()
-            return body
+            if response.status == 204:
+                return {}
+            answer: dict[str, Any] = await response.json()
+            return answer
 
     async def create_meeting(
         self, title: str, *, language: str = "", expected_speakers: int = 0
@@ -139,12 +162,8 @@ class GatewayClient:
             body["language"] = language
         if expected_speakers:
             body["expectedSpeakers"] = expected_speakers
-        async with self._session.post(
-            f"{self._base}/v1/meetings", json=body, headers=self._auth
-        ) as response:
-            await _raise_for_error(response)
-            meeting: dict[str, Any] = (await response.json())["meeting"]
-            return meeting
+        meeting: dict[str, Any] = (await self.call("POST", "/v1/meetings", body=body))["meeting"]
+        return meeting
 
     async def meeting(self, meeting_id: str) -> dict[str, Any]:
         """Returns one meeting's JSON.
@@ -152,7 +171,7 @@ class GatewayClient:
         Raises:
             GatewayError: The gateway refused (404 for a meeting that is not the caller's).
         """
-        meeting: dict[str, Any] = (await self._get(f"/v1/meetings/{meeting_id}"))["meeting"]
+        meeting: dict[str, Any] = (await self.call("GET", f"/v1/meetings/{meeting_id}"))["meeting"]
         return meeting
 
     async def list_meetings(self, page_size: int = 0, page_token: str = "") -> dict[str, Any]:
@@ -164,7 +183,7 @@ class GatewayClient:
         params = {"pageSize": str(page_size)} if page_size else {}
         if page_token:
             params["pageToken"] = page_token
-        return await self._get("/v1/meetings", params)
+        return await self.call("GET", "/v1/meetings", params=params)
 
     async def delete_meeting(self, meeting_id: str) -> None:
         """Deletes a meeting with its audio and transcript.
@@ -172,10 +191,7 @@ class GatewayClient:
         Raises:
             GatewayError: The gateway refused.
         """
-        async with self._session.delete(
-            f"{self._base}/v1/meetings/{meeting_id}", headers=self._auth
-        ) as response:
-            await _raise_for_error(response)
+        await self.call("DELETE", f"/v1/meetings/{meeting_id}")
 
     async def search(self, params: list[tuple[str, str]]) -> dict[str, Any]:
         """Returns one page of a search across the caller's meetings (its JSON).
@@ -186,7 +202,7 @@ class GatewayClient:
         Raises:
             GatewayError: The gateway refused.
         """
-        return await self._get("/v1/search", params)
+        return await self.call("GET", "/v1/search", params=params)
 
     async def transcript(self, meeting_id: str) -> dict[str, Any]:
         """Returns the meeting's current transcript (GetTranscript's JSON).
@@ -200,7 +216,7 @@ class GatewayClient:
         Raises:
             GatewayError: The gateway refused.
         """
-        return await self._get(f"/v1/meetings/{meeting_id}/transcript")
+        return await self.call("GET", f"/v1/meetings/{meeting_id}/transcript")
 
     async def summary(self, meeting_id: str) -> dict[str, Any]:
         """Returns the meeting's summary JSON (a 400 NOT_READY before it is written).
@@ -208,7 +224,9 @@ class GatewayClient:
         Raises:
             GatewayError: The gateway refused.
         """
-        summary: dict[str, Any] = (await self._get(f"/v1/meetings/{meeting_id}/summary"))["summary"]
+        summary: dict[str, Any] = (await self.call("GET", f"/v1/meetings/{meeting_id}/summary"))[
+            "summary"
+        ]
         return summary
 
     async def export(self, meeting_id: str, export_format: str) -> tuple[bytes, str]:
