@@ -27,6 +27,7 @@ from bench.scenarios.gateway import gateway_overhead, gateway_vs_fastapi
 from bench.scenarios.ingest import ingest
 from bench.scenarios.live import live_latency
 from bench.scenarios.proxy import proxy_overhead
+from bench.scenarios.search import search
 from bench.scenarios.sse import sse_fanout
 from bench.scenarios.upload import upload
 from bench.scenarios.upload_s3 import upload_s3
@@ -43,6 +44,7 @@ SCENARIOS: dict[str, Scenario] = {
     "proxy_overhead": proxy_overhead,
     "live_latency": live_latency,
     "asr": asr,
+    "search": search,
 }
 
 BENCH_DIR = Path(__file__).resolve().parent

@@ -21,6 +21,7 @@ from gen.meeting.v1 import (
     meeting_pb2,
     meeting_service_pb2,
     meeting_service_pb2_grpc,
+    search_pb2,
     webhooks_pb2,
 )
 from meeting_service.api_keys.messages import api_key_message
@@ -291,6 +292,15 @@ class MeetingServicer(meeting_service_pb2_grpc.MeetingServiceServicer):
         async with _errors(context):
             await self._services().api_keys.revoke(_owner(), request.api_key_id)
             return api_keys_pb2.RevokeApiKeyResponse()
+
+    # --- search ---
+
+    async def SearchTranscripts(  # noqa: D102
+        self, request: search_pb2.SearchTranscriptsRequest, context: Ctx
+    ) -> search_pb2.SearchTranscriptsResponse:
+        async with _errors(context):
+            hits, token = await self._services().search.search(_owner(), request)
+            return search_pb2.SearchTranscriptsResponse(hits=hits, next_page_token=token)
 
 
 def _webhook(row: EndpointRow) -> webhooks_pb2.Webhook:

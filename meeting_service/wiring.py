@@ -26,6 +26,8 @@ from meeting_service.transcripts.event_log import EventLog
 from meeting_service.transcripts.hub import EventHub
 from meeting_service.transcripts.reader import TranscriptReader
 from meeting_service.transcripts.repository import EventsRepository
+from meeting_service.transcripts.search import TranscriptSearch
+from meeting_service.transcripts.search_repository import SearchRepository
 from meeting_service.transcripts.writer import TranscriptWriter
 from meeting_service.webhooks.delivery import DeliveryPolicy, WebhookDispatcher
 from meeting_service.webhooks.outbox import WebhookOutbox
@@ -54,6 +56,7 @@ class Services:
         recordings: Where recordings' bytes are kept (closed by the server, which also
             runs its sweep).
         api_keys: API keys (owner-scoped management, and the check of each call's key).
+        search: Full-text search across the caller's transcripts.
     """
 
     pool: asyncpg.Pool
@@ -69,6 +72,7 @@ class Services:
     webhook_delivery: WebhookDispatcher
     recordings: RecordingStore
     api_keys: ApiKeysService
+    search: TranscriptSearch
 
 
 def recording_store(
@@ -191,6 +195,7 @@ def build_services(
         jobs=jobs,
         gpu=gpu,
         processing=processing,
+        search=TranscriptSearch(pool, SearchRepository()),
         webhooks=WebhooksService(pool, webhooks, box, allow_private=settings.webhook_allow_private),
         webhook_delivery=WebhookDispatcher(pool, webhooks, box, _delivery_policy(settings)),
         recordings=store,

@@ -84,15 +84,30 @@ class CommonSettings(BaseSettings):
             jwks=jwks,
         )
 
-    def signing_secret(self) -> str:
+    def signing_secret(self, *, create: bool = True) -> str:
         """Returns the HS256 secret: the configured one, else the data directory's.
 
-        The dev secret is created once (random, 0600) and reused, so tokens printed by
-        `meeting-mesh token` keep working across restarts of the dev mesh.
+        The dev secret is created once (random, 0600) by the first service that needs it
+        and reused, so tokens printed by `meeting-mesh token` keep working across restarts
+        of the dev mesh.
+
+        Args:
+            create: Create the data directory's secret when there is none. A client
+                minting a token passes False: a secret made for it would be one the
+                running mesh does not know.
+
+        Raises:
+            SettingsError: Without `create`, there is no secret to read.
         """
         if self.jwt_secret is not None:
             return self.jwt_secret.get_secret_value()
         path = self.data_dir / "jwt-secret"
+        if not path.exists() and not create:
+            raise SettingsError(
+                f"no signing secret in {path}: start the mesh with this data directory "
+                "first (meeting-mesh dev --data-dir ...), or set MESH_JWT_SECRET to the "
+                "mesh's secret"
+            )
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
             path.touch(mode=0o600)

@@ -63,6 +63,7 @@ def test_meeting_service_has_every_rpc_with_its_streaming_shape(
         "GetSummary": (False, False),
         "LiveTranscribe": (True, True),
         "ExportTranscript": (False, False),
+        "SearchTranscripts": (False, False),
         "CreateWebhook": (False, False),
         "ListWebhooks": (False, False),
         "DeleteWebhook": (False, False),
@@ -226,6 +227,7 @@ def test_every_enum_starts_with_unspecified_zero(
         "gen.meeting.v1.meeting_service_pb2",
         "gen.meeting.v1.meeting_service_pb2_grpc",
         "gen.meeting.v1.exports_pb2",
+        "gen.meeting.v1.search_pb2",
         "gen.meeting.v1.webhooks_pb2",
         "gen.gpu.v1.gpu_pb2",
         "gen.gpu.v1.gpu_pb2_grpc",
@@ -256,5 +258,8 @@ def test_cli_help_lists_every_subcommand_of_the_design() -> None:
         "upload",
         "export",
         "keys",
+        "meetings",
+        "search",
+        "follow",
     ):
         assert f"    {command} " in result.stdout

@@ -30,7 +30,7 @@ import pytest
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
-from gateway.client import SseEvent, parse_sse
+from meeting_mesh.client import SseEvent, parse_sse
 from meeting_mesh.dev import DEV_BUCKET
 from tests.meeting_service.helpers import make_wav
 from tests.support.meeting import make_token

@@ -39,7 +39,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.client import parse_sse
+from meeting_mesh.client import parse_sse
 from meeting_mesh.seaweedfs import SeaweedFS
 from tests.meeting_service.helpers import make_wav
 from tests.support.meeting import make_token

@@ -6,6 +6,7 @@ import warnings
 from gen.meeting.v1 import api_keys_pb2 as meeting_dot_v1_dot_api__keys__pb2
 from gen.meeting.v1 import exports_pb2 as meeting_dot_v1_dot_exports__pb2
 from gen.meeting.v1 import meeting_service_pb2 as meeting_dot_v1_dot_meeting__service__pb2
+from gen.meeting.v1 import search_pb2 as meeting_dot_v1_dot_search__pb2
 from gen.meeting.v1 import webhooks_pb2 as meeting_dot_v1_dot_webhooks__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -142,6 +143,11 @@ class MeetingServiceStub:
                 '/meeting.v1.MeetingService/RevokeApiKey',
                 request_serializer=meeting_dot_v1_dot_api__keys__pb2.RevokeApiKeyRequest.SerializeToString,
                 response_deserializer=meeting_dot_v1_dot_api__keys__pb2.RevokeApiKeyResponse.FromString,
+                _registered_method=True)
+        self.SearchTranscripts = channel.unary_unary(
+                '/meeting.v1.MeetingService/SearchTranscripts',
+                request_serializer=meeting_dot_v1_dot_search__pb2.SearchTranscriptsRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_search__pb2.SearchTranscriptsResponse.FromString,
                 _registered_method=True)
 
 
@@ -316,6 +322,16 @@ class MeetingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SearchTranscripts(self, request, context):
+        """--- search ---
+        Finds final transcript segments of the caller's meetings that match a
+        query, best match first, with a highlighted snippet of each. Another
+        caller's meetings never appear.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MeetingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -418,6 +434,11 @@ def add_MeetingServiceServicer_to_server(servicer, server):
                     servicer.RevokeApiKey,
                     request_deserializer=meeting_dot_v1_dot_api__keys__pb2.RevokeApiKeyRequest.FromString,
                     response_serializer=meeting_dot_v1_dot_api__keys__pb2.RevokeApiKeyResponse.SerializeToString,
+            ),
+            'SearchTranscripts': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchTranscripts,
+                    request_deserializer=meeting_dot_v1_dot_search__pb2.SearchTranscriptsRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_search__pb2.SearchTranscriptsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -966,6 +987,33 @@ class MeetingService:
             '/meeting.v1.MeetingService/RevokeApiKey',
             meeting_dot_v1_dot_api__keys__pb2.RevokeApiKeyRequest.SerializeToString,
             meeting_dot_v1_dot_api__keys__pb2.RevokeApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchTranscripts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/SearchTranscripts',
+            meeting_dot_v1_dot_search__pb2.SearchTranscriptsRequest.SerializeToString,
+            meeting_dot_v1_dot_search__pb2.SearchTranscriptsResponse.FromString,
             options,
             channel_credentials,
             insecure,

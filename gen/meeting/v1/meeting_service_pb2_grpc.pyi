@@ -8,6 +8,7 @@ from grpc import aio as _aio
 from gen.meeting.v1 import api_keys_pb2 as _api_keys_pb2
 from gen.meeting.v1 import exports_pb2 as _exports_pb2
 from gen.meeting.v1 import meeting_service_pb2 as _meeting_service_pb2
+from gen.meeting.v1 import search_pb2 as _search_pb2
 from gen.meeting.v1 import webhooks_pb2 as _webhooks_pb2
 import abc as _abc_1
 
@@ -96,6 +97,12 @@ class MeetingServiceStub:
     """Lists the caller's API keys (never the keys themselves)."""
     RevokeApiKey: _aio.UnaryUnaryMultiCallable[_api_keys_pb2.RevokeApiKeyRequest, _api_keys_pb2.RevokeApiKeyResponse]
     """Revokes one of the caller's API keys: it is refused from the next call on."""
+    SearchTranscripts: _aio.UnaryUnaryMultiCallable[_search_pb2.SearchTranscriptsRequest, _search_pb2.SearchTranscriptsResponse]
+    """--- search ---
+    Finds final transcript segments of the caller's meetings that match a
+    query, best match first, with a highlighted snippet of each. Another
+    caller's meetings never appear.
+    """
 
 class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Meetings, their audio, and their transcripts.
@@ -296,5 +303,17 @@ class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _aio.ServicerContext[_api_keys_pb2.RevokeApiKeyRequest, _abc.Awaitable[_api_keys_pb2.RevokeApiKeyResponse]],
     ) -> _abc.Awaitable[_api_keys_pb2.RevokeApiKeyResponse]:
         """Revokes one of the caller's API keys: it is refused from the next call on."""
+
+    @_abc_1.abstractmethod
+    def SearchTranscripts(
+        self,
+        request: _search_pb2.SearchTranscriptsRequest,
+        context: _aio.ServicerContext[_search_pb2.SearchTranscriptsRequest, _abc.Awaitable[_search_pb2.SearchTranscriptsResponse]],
+    ) -> _abc.Awaitable[_search_pb2.SearchTranscriptsResponse]:
+        """--- search ---
+        Finds final transcript segments of the caller's meetings that match a
+        query, best match first, with a highlighted snippet of each. Another
+        caller's meetings never appear.
+        """
 
 def add_MeetingServiceServicer_to_server(servicer: MeetingServiceServicer, server: _aio.Server) -> None: ...
