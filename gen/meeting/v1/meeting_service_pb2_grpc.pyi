@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from grpc import aio as _aio
 from gen.meeting.v1 import meeting_service_pb2 as _meeting_service_pb2
+from gen.meeting.v1 import user_events_pb2 as _user_events_pb2
 import abc as _abc_1
 
 
@@ -47,8 +48,11 @@ class MeetingServiceStub:
     StreamTranscript: _aio.UnaryStreamMultiCallable[_meeting_service_pb2.StreamTranscriptRequest, _meeting_service_pb2.StreamTranscriptResponse]
     """Streams the meeting's events after `after_sequence`: first the stored
     ones, then new ones as they happen, with no gap and no duplicate. The
-    stream stays open until the client leaves, the meeting is deleted (a
-    `deleted` event is the last one), or the server shuts down.
+    stream ends after the meeting's final status event (COMPLETED or
+    FAILED: nothing follows it), after its `deleted` event, or when the
+    client leaves or the server shuts down. On a meeting that has ended, it
+    sends the stored events after `after_sequence` and ends, with no event
+    when the client already has the final one.
     """
     GetTranscript: _aio.UnaryUnaryMultiCallable[_meeting_service_pb2.GetTranscriptRequest, _meeting_service_pb2.GetTranscriptResponse]
     """Returns the current transcript: the latest version of every segment."""
@@ -58,6 +62,14 @@ class MeetingServiceStub:
     """Transcribes live audio: the first message carries `config`, every later
     one raw audio; transcript events (partial and final segments, status
     changes) come back as they are produced and are stored like any others.
+    --- browser clients ---
+    """
+    StreamUserEvents: _aio.UnaryStreamMultiCallable[_user_events_pb2.StreamUserEventsRequest, _user_events_pb2.StreamUserEventsResponse]
+    """Streams the caller's feed after `after_sequence`: one event per meeting
+    created, changed or deleted, across all of the caller's meetings, first
+    the stored ones, then new ones as they happen, with no gap and no
+    duplicate. The stream stays open until the client leaves or the server
+    shuts down.
     """
 
 class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -141,8 +153,11 @@ class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _abc.AsyncIterator[_meeting_service_pb2.StreamTranscriptResponse]:
         """Streams the meeting's events after `after_sequence`: first the stored
         ones, then new ones as they happen, with no gap and no duplicate. The
-        stream stays open until the client leaves, the meeting is deleted (a
-        `deleted` event is the last one), or the server shuts down.
+        stream ends after the meeting's final status event (COMPLETED or
+        FAILED: nothing follows it), after its `deleted` event, or when the
+        client leaves or the server shuts down. On a meeting that has ended, it
+        sends the stored events after `after_sequence` and ends, with no event
+        when the client already has the final one.
         """
 
     @_abc_1.abstractmethod
@@ -170,6 +185,20 @@ class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
         """Transcribes live audio: the first message carries `config`, every later
         one raw audio; transcript events (partial and final segments, status
         changes) come back as they are produced and are stored like any others.
+        --- browser clients ---
+        """
+
+    @_abc_1.abstractmethod
+    def StreamUserEvents(
+        self,
+        request: _user_events_pb2.StreamUserEventsRequest,
+        context: _aio.ServicerContext[_user_events_pb2.StreamUserEventsRequest, _abc.AsyncIterator[_user_events_pb2.StreamUserEventsResponse]],
+    ) -> _abc.AsyncIterator[_user_events_pb2.StreamUserEventsResponse]:
+        """Streams the caller's feed after `after_sequence`: one event per meeting
+        created, changed or deleted, across all of the caller's meetings, first
+        the stored ones, then new ones as they happen, with no gap and no
+        duplicate. The stream stays open until the client leaves or the server
+        shuts down.
         """
 
 def add_MeetingServiceServicer_to_server(servicer: MeetingServiceServicer, server: _aio.Server) -> None: ...
