@@ -14,7 +14,12 @@ from typing import Any
 
 import grpc
 
-from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
+from gen.meeting.v1 import (
+    meeting_pb2,
+    meeting_service_pb2,
+    meeting_service_pb2_grpc,
+    user_events_pb2,
+)
 from meeting_service.db.database import CONNECTION_ERRORS
 from meeting_service.errors import unavailable
 from meeting_service.meetings.messages import duration_from_us
@@ -193,6 +198,16 @@ class MeetingServicer(meeting_service_pb2_grpc.MeetingServiceServicer):
                 async with contextlib.aclosing(events):
                     async for event in events:
                         yield meeting_service_pb2.LiveTranscribeResponse(event=event)
+
+    async def StreamUserEvents(  # noqa: D102
+        self, request: user_events_pb2.StreamUserEventsRequest, context: Ctx
+    ) -> AsyncIterator[user_events_pb2.StreamUserEventsResponse]:
+        async with _errors(context):
+            events = self._services().transcripts.stream_user(_owner(), request.after_sequence)
+            with self._metrics.streams_open.track_inprogress():
+                async with contextlib.aclosing(events):
+                    async for event in events:
+                        yield user_events_pb2.StreamUserEventsResponse(event=event)
 
 
 def _owner() -> str:

@@ -19,7 +19,7 @@ from meeting_service.settings import MeetingServiceSettings
 from meeting_service.transcripts.event_log import EventLog
 from meeting_service.transcripts.hub import EventHub
 from meeting_service.transcripts.reader import TranscriptReader
-from meeting_service.transcripts.repository import EventsRepository
+from meeting_service.transcripts.repository import EventsRepository, UserEventsRepository
 from meeting_service.transcripts.writer import TranscriptWriter
 from mesh_common.telemetry import Telemetry
 
@@ -68,16 +68,18 @@ def build_services(
     meetings = MeetingsRepository()
     uploads = UploadsRepository()
     events = EventsRepository()
+    user_events = UserEventsRepository()
     jobs = JobsRepository()
     log = EventLog(meetings, events)
     hub = EventHub(
         dsn,
         pool,
         events,
+        user_events,
         queue_size=settings.stream_queue_size,
         check_interval=settings.health_interval_s,
     )
-    transcripts = TranscriptReader(pool, meetings, events, hub)
+    transcripts = TranscriptReader(pool, meetings, events, user_events, hub)
     writer = TranscriptWriter(pool, events)
     completion = RecordingCompletion(meetings, uploads, jobs, log)
     gpu = GpuConnection(
