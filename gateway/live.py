@@ -5,10 +5,18 @@ The client sends binary frames of 16-bit little-endian mono PCM (16 kHz unless
 frame `{"type": "end"}` to say the audio is over. Each event the service produces is sent
 back as a text frame holding the TranscriptEvent JSON plus `"event"`, its kind, as on SSE.
 
+The upgrade is always accepted, so that a browser learns why a session cannot start
+(a refused upgrade only shows it close code 1006). The token comes in the
+`Authorization` header, in `?access_token=`, or, since a browser's WebSocket can send
+neither header nor secret-free URL, as the first text frame `{"type": "auth", "token":
+"<JWT>"}` within `AUTH_FRAME_WAIT_S`; then the parameters and the meeting are checked.
+
 Every failure closes the socket with a code and a reason: 4000 + the HTTP status the error
-table gives the gRPC error (4400 bad audio, 4404 unknown meeting, 4501 not implemented,
-4503 unavailable...), after a last text frame holding the JSON error body. 1001 means the
-gateway is stopping, 1003 a frame the protocol does not allow, 1000 a normal end.
+table gives the error (4400 bad parameters or audio, 4401 missing or bad token, 4404
+unknown meeting or another user's, 4409 a meeting that does not await audio, 4501 not
+implemented, 4503 unavailable...), after a last text frame holding the JSON error body.
+1001 means the gateway is stopping, 1003 a frame the protocol does not allow, 1000 a
+normal end.
 """
 
 from __future__ import annotations
@@ -23,16 +31,18 @@ import grpc
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from gateway import state
-from gateway.auth import grpc_metadata
+from gateway.auth import authenticate, grpc_metadata, request_authorization
 from gateway.events import EVENT_NAMES
 from gateway.http_errors import HttpError, rpc_error_view
 from gateway.jsonpb import INT32_MAX, invalid_field, non_negative_int, to_json
-from gen.meeting.v1 import meeting_service_pb2
+from gen.meeting.v1 import meeting_service_pb2, meeting_service_pb2_grpc
 from mesh_common.errors import ErrorView
 
 APPLICATION_CLOSE_BASE = 4000
 _MAX_REASON_BYTES = 123  # RFC 6455: the close reason fits a 125-byte control frame
 LIVE_ACCEPT_WAIT_S = 1.0
+# How long a client without a token in the request has to send its auth frame.
+AUTH_FRAME_WAIT_S = 10.0
 _QUEUED_FRAMES = 32  # audio frames waiting for gRPC flow control before the socket is paused
 _LiveCall = grpc.aio.StreamStreamCall[
     meeting_service_pb2.LiveTranscribeRequest, meeting_service_pb2.LiveTranscribeResponse
@@ -82,26 +92,83 @@ async def live(request: web.Request) -> web.StreamResponse:
         request: The HTTP request.
 
     Returns:
-        The WebSocket response, closed when the session ends.
-
-    Raises:
-        HttpError: Before the upgrade: 400 for bad parameters, or GetMeeting's error
-            (404 for a meeting the caller does not own).
+        The WebSocket response, closed when the session ends (or cannot start).
     """
-    config = _config(request)
-    stub = state.stub(request)
-    metadata = grpc_metadata(request)
-    try:
-        await stub.GetMeeting(
-            meeting_service_pb2.GetMeetingRequest(meeting_id=config.meeting_id),
-            metadata=metadata,
-            timeout=state.settings(request).unary_timeout_s,
-        )
-    except grpc.aio.AioRpcError as error:
-        raise HttpError(rpc_error_view(error)) from None
-
     ws = web.WebSocketResponse(heartbeat=30.0)
     await ws.prepare(request)
+    try:
+        config = _config(request)
+        await _authenticate(request, ws)
+        stub = state.stub(request)
+        metadata = grpc_metadata(request)
+        try:
+            await stub.GetMeeting(
+                meeting_service_pb2.GetMeetingRequest(meeting_id=config.meeting_id),
+                metadata=metadata,
+                timeout=state.settings(request).unary_timeout_s,
+            )
+        except grpc.aio.AioRpcError as error:
+            raise HttpError(rpc_error_view(error)) from None
+    except HttpError as refused:
+        await _close_with(ws, refused.view)
+        return ws
+    except _ClientProtocolError as error:
+        await ws.close(
+            code=WSCloseCode.UNSUPPORTED_DATA, message=str(error).encode()[:_MAX_REASON_BYTES]
+        )
+        return ws
+    await _session(request, ws, stub, metadata, config)
+    return ws
+
+
+async def _authenticate(request: web.Request, ws: web.WebSocketResponse) -> None:
+    """Authenticates by the request's token, or else by the client's first frame.
+
+    Raises:
+        HttpError: 401 for a missing or bad token.
+        _ClientProtocolError: The first frame is not an auth frame.
+    """
+    authorization = request_authorization(request)
+    if authorization is None:
+        token = await _auth_frame(ws)
+        authorization = f"Bearer {token}" if token else None
+    authenticate(request, authorization)
+
+
+async def _auth_frame(ws: web.WebSocketResponse) -> str | None:
+    """Reads `{"type": "auth", "token": ...}`; None when no frame came in time."""
+    try:
+        message = await ws.receive(timeout=AUTH_FRAME_WAIT_S)
+    except TimeoutError:
+        return None
+    if message.type != WSMsgType.TEXT:
+        return None
+    try:
+        value = json.loads(message.data)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict) or value.get("type") != "auth":
+        raise _ClientProtocolError(
+            'without a token in the request, the first frame must be {"type": "auth", '
+            '"token": "<JWT>"}'
+        )
+    token = value.get("token")
+    return token if isinstance(token, str) else None
+
+
+async def _close_with(ws: web.WebSocketResponse, view: ErrorView) -> None:
+    with contextlib.suppress(ConnectionError):
+        await ws.send_str(json.dumps(view.body()))
+    await ws.close(code=close_code_for(view), message=_close_reason(view))
+
+
+async def _session(
+    request: web.Request,
+    ws: web.WebSocketResponse,
+    stub: meeting_service_pb2_grpc.MeetingServiceStub,
+    metadata: tuple[tuple[str, str], ...],
+    config: meeting_service_pb2.LiveAudioConfig,
+) -> None:
     # Only the uplink task reads the socket; the gRPC request stream reads this queue, so
     # a call that ends early never leaves a second reader on the socket.
     audio: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=_QUEUED_FRAMES)
@@ -127,7 +194,6 @@ async def live(request: web.Request) -> web.StreamResponse:
             task.cancel()
         call.cancel()
         open_sockets.dec()
-    return ws
 
 
 async def _close(
@@ -146,10 +212,7 @@ async def _close(
     if downlink.done() and not downlink.cancelled():
         failure = downlink.exception()
         if isinstance(failure, grpc.aio.AioRpcError):
-            view = rpc_error_view(failure)
-            with contextlib.suppress(ConnectionError):
-                await ws.send_str(json.dumps(view.body()))
-            await ws.close(code=close_code_for(view), message=_close_reason(view))
+            await _close_with(ws, rpc_error_view(failure))
             return
         if failure is None:
             await ws.close(code=WSCloseCode.OK, message=b"live session ended")

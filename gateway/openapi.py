@@ -3,26 +3,36 @@
 Schemas come from the protobuf descriptors with the JSON mapping the gateway uses
 (lowerCamelCase names, enums by name, 64-bit integers as strings), so the document cannot
 drift from the messages; each field's limits come from its `(mesh.v1.rules)` options, the
-rules meeting_service checks (mesh_common.validation). The route list comes from the same
-derivation the router uses, and a test compares the document's operations with the routes
-the app serves.
+rules meeting_service checks (mesh_common.validation). Every message, field, enum value and
+RPC is described by its comment in the contract (`gen/*/comments.py`, written at generation
+time); the streaming protocols (SSE and the live WebSocket) by `gateway/protocols.py`. The
+route list comes from the same derivation the router uses, and a test compares the
+document's operations with the routes the app serves.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from google.api import field_behavior_pb2
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
+from gateway import protocols
 from gateway.jsonpb import INT32_MAX, INT64_MAX
-from gateway.rest import RestRoute, rest_routes
-from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
+from gateway.rest import SERVICE, RestRoute, rest_routes
+from gateway.upload import ACCEPTED_TYPES
+from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, user_events_pb2
+from gen.meeting.v1.comments import COMMENTS
 from mesh_common.validation import rules_of
 
 _SCHEMA_REF = "#/components/schemas/"
 _WELL_KNOWN: dict[str, dict[str, Any]] = {
-    "google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
+    "google.protobuf.Timestamp": {
+        "type": "string",
+        "format": "date-time",
+        "description": 'An RFC 3339 time in UTC, e.g. "2026-01-31T09:30:00.123Z".',
+    },
     "google.protobuf.Duration": {
         "type": "string",
         "pattern": r"^-?[0-9]+(\.[0-9]{1,9})?s$",
@@ -71,6 +81,34 @@ _ERROR_STATUSES: dict[str, str] = {
 }
 
 
+def comment(full_name: str) -> str:
+    """Returns the contract's comment on a declaration ("" when it has none).
+
+    Args:
+        full_name: The declaration's full name ("meeting.v1.Meeting.title").
+
+    Returns:
+        The comment's text.
+    """
+    # Lines of one paragraph are joined; blank lines separate paragraphs.
+    return re.sub(r"(?<!\n)\n(?!\n)", " ", COMMENTS.get(full_name, ""))
+
+
+def _describe(schema: dict[str, Any], *parts: str) -> dict[str, Any]:
+    """Puts `parts` before the schema's own description, as paragraphs."""
+    text = "\n\n".join(p for p in (*parts, schema.get("description", "")) if p)
+    if text:
+        schema["description"] = text
+    return schema
+
+
+def _enum_description(enum: EnumDescriptor) -> str:
+    values = "\n".join(
+        f"- `{v.name}`: {comment(f'{enum.file.package}.{v.name}')}" for v in enum.values
+    )
+    return f"{comment(enum.full_name)}\n\n{values}".strip()
+
+
 class _Schemas:
     """Collects component schemas for messages as they are referenced."""
 
@@ -88,7 +126,15 @@ class _Schemas:
 
     def _message(self, descriptor: Descriptor) -> dict[str, Any]:
         properties = {f.json_name: self.field(f) for f in descriptor.fields}
-        return {"type": "object", "properties": properties, "additionalProperties": False}
+        schema = {"type": "object", "properties": properties, "additionalProperties": False}
+        oneofs = [
+            f"`{oneof.name}`: {comment(oneof.full_name)} At most one of "
+            + ", ".join(f"`{f.json_name}`" for f in oneof.fields)
+            + " is set."
+            for oneof in descriptor.oneofs
+            if not oneof.name.startswith("_")  # proto3 `optional` fields' synthetic oneofs
+        ]
+        return _describe(schema, comment(descriptor.full_name), *oneofs)
 
     def field(self, field: FieldDescriptor) -> dict[str, Any]:
         schema = self._single(field)
@@ -101,13 +147,17 @@ class _Schemas:
         if field_behavior_pb2.OUTPUT_ONLY in behaviors:
             # Set by the server; ignored when a client sends it.
             schema["readOnly"] = True
-        return schema
+        return _describe(schema, comment(field.full_name))
 
     def _single(self, field: FieldDescriptor) -> dict[str, Any]:
         if field.message_type is not None:
             return self.ref(field.message_type)
         if field.enum_type is not None:
-            return {"type": "string", "enum": [v.name for v in field.enum_type.values]}
+            return {
+                "type": "string",
+                "enum": [v.name for v in field.enum_type.values],
+                "description": _enum_description(field.enum_type),
+            }
         if field.type in _INT64_TYPES:
             return {"type": "string", "pattern": r"^-?[0-9]+$", "description": "64-bit integer"}
         if field.type in _INT32_TYPES:
@@ -149,17 +199,25 @@ def _rules_schema(field: FieldDescriptor) -> dict[str, Any]:
 def _error_schema() -> dict[str, Any]:
     return {
         "type": "object",
+        "description": "Every error answer of the gateway.",
         "required": ["error"],
         "properties": {
             "error": {
                 "type": "object",
+                "description": "The error: its HTTP status, gRPC code, message and details.",
                 "required": ["code", "status", "message", "details"],
                 "properties": {
                     "code": {"type": "integer", "description": "The HTTP status."},
                     "status": {"type": "string", "description": "The gRPC status code name."},
-                    "message": {"type": "string"},
+                    "message": {
+                        "type": "string",
+                        "description": "What went wrong, for people; clients switch on the "
+                        "reason in `details`, never on this text.",
+                    },
                     "details": {
                         "type": "array",
+                        "description": "google.rpc.ErrorInfo (reason, domain, metadata), "
+                        "and RetryInfo when the call may be retried later.",
                         "items": {
                             "type": "object",
                             "description": "google.rpc.ErrorInfo: reason, domain, metadata.",
@@ -188,12 +246,13 @@ def _errors(*statuses: str) -> dict[str, Any]:
 
 def _id_parameter(request: str) -> dict[str, Any]:
     """The `meeting_id` path parameter of a route that fills `request`'s meeting_id."""
+    field = _REQUESTS[request].fields_by_name["meeting_id"]
     return {
         "name": "meeting_id",
         "in": "path",
         "required": True,
-        "schema": _string_schema(_REQUESTS[request].fields_by_name["meeting_id"]),
-        "description": "Id of the meeting.",
+        "schema": _string_schema(field),
+        "description": comment(field.full_name) or "Id of the meeting.",
     }
 
 
@@ -214,6 +273,14 @@ def _field_at(message: Descriptor, path: str) -> FieldDescriptor:
 _COMMON_ERRORS = ("400", "401", "404", "429", "503", "504")
 
 
+def _method_text(name: str, *more: str) -> dict[str, str]:
+    """The summary (first sentence) and description of an RPC, from its comment."""
+    text = comment(SERVICE.methods_by_name[name].full_name)
+    first = text.split(". ")[0].rstrip(".")
+    description = "\n\n".join([text, *more, f"(MeetingService.{name})"])
+    return {"summary": first, "description": description}
+
+
 def _rest_operation(route: RestRoute, schemas: _Schemas) -> dict[str, Any]:
     parameters: list[dict[str, Any]] = [
         {
@@ -221,14 +288,22 @@ def _rest_operation(route: RestRoute, schemas: _Schemas) -> dict[str, Any]:
             "in": "path",
             "required": True,
             "schema": _string_schema(_field_at(route.method.input_type, path)),
+            "description": comment(_field_at(route.method.input_type, path).full_name),
         }
         for var, path in route.variables.items()
     ]
     for field in route.query_fields():
-        parameters.append({"name": field.json_name, "in": "query", "schema": schemas.field(field)})
+        parameters.append(
+            {
+                "name": field.json_name,
+                "in": "query",
+                "schema": schemas.field(field),
+                "description": comment(field.full_name),
+            }
+        )
     operation: dict[str, Any] = {
         "operationId": route.name,
-        "summary": f"MeetingService.{route.name}",
+        **_method_text(route.name),
         "parameters": parameters,
         "responses": {},
     }
@@ -267,8 +342,21 @@ def _audio_operations(schemas: _Schemas) -> dict[str, Any]:
     # Upload-Offset is the stream's UploadMetadata.offset.
     offset = _REQUESTS["UploadMetadata"].fields_by_name["offset"]
     offset_schema = {"type": "integer", "maximum": INT64_MAX, **_rules_schema(offset)}
-    offset_header = {"Upload-Offset": {"schema": offset_schema}}
+    offset_header = {
+        "Upload-Offset": {
+            "schema": offset_schema,
+            "description": "Bytes of the recording stored: the offset to resume from.",
+        }
+    }
     binary = {"schema": {"type": "string", "format": "binary"}}
+    recording = {media_type: binary for media_type in ACCEPTED_TYPES}
+    types = (
+        "The body is the recording, declared as `audio/*`, `video/*` (a container with an "
+        "audio track, e.g. `video/mp4` or `video/webm`) or `application/octet-stream`; "
+        "meeting_service probes it and refuses one with no decodable audio (400 NOT_AUDIO), "
+        "leaving the meeting awaiting audio with `failureReason` saying why. Any other type "
+        "is 415."
+    )
     upload_ok = {
         "description": "Stored; the response tells how much and whether it is complete.",
         "headers": offset_header,
@@ -283,22 +371,32 @@ def _audio_operations(schemas: _Schemas) -> dict[str, Any]:
     return {
         "put": {
             "operationId": "UploadAudio",
-            "summary": "Upload a whole recording (streamed to MeetingService.UploadAudio).",
+            **_method_text("UploadAudio", types),
             "parameters": [upload_id],
-            "requestBody": {"required": True, "content": {"audio/*": binary}},
+            "requestBody": {"required": True, "content": recording},
             "responses": {"200": upload_ok, **upload_errors},
         },
         "head": {
             "operationId": "GetUploadStatus",
-            "summary": "How many bytes are stored (tus-style Upload-Offset).",
+            **_method_text(
+                "GetUploadStatus",
+                "Answered tus-style in headers: `Upload-Offset`, `Upload-Length` and "
+                "`Upload-Complete`.",
+            ),
             "parameters": [_id_parameter("GetUploadStatusRequest")],
             "responses": {
                 "200": {
                     "description": "Upload-Offset is the offset to resume from.",
                     "headers": {
                         **offset_header,
-                        "Upload-Length": {"schema": {"type": "integer"}},
-                        "Upload-Complete": {"schema": {"type": "string"}},
+                        "Upload-Length": {
+                            "schema": {"type": "integer"},
+                            "description": "The declared size of the whole recording.",
+                        },
+                        "Upload-Complete": {
+                            "schema": {"type": "string", "enum": ["true", "false"]},
+                            "description": "Whether the recording is complete.",
+                        },
                     },
                 },
                 **{code: {"description": _ERROR_STATUSES[code]} for code in _COMMON_ERRORS},
@@ -306,7 +404,10 @@ def _audio_operations(schemas: _Schemas) -> dict[str, Any]:
         },
         "patch": {
             "operationId": "ResumeUpload",
-            "summary": "Continue an upload from Upload-Offset.",
+            "summary": "Continue an upload from Upload-Offset",
+            "description": "Sends the rest of a recording after a dropped upload: "
+            "`Upload-Offset` must be the stored size (HEAD tells it), else 409 and nothing is "
+            "written. " + types + " (MeetingService.UploadAudio)",
             "parameters": [
                 upload_id,
                 {
@@ -314,34 +415,54 @@ def _audio_operations(schemas: _Schemas) -> dict[str, Any]:
                     "in": "header",
                     "required": True,
                     "schema": offset_schema,
+                    "description": comment(offset.full_name),
                 },
             ],
             "requestBody": {
                 "required": True,
-                "content": {"application/offset+octet-stream": binary, "audio/*": binary},
+                "content": {"application/offset+octet-stream": binary, **recording},
             },
             "responses": {"200": upload_ok, **upload_errors},
         },
     }
 
 
-def _events_operation() -> dict[str, Any]:
+def _resume_parameters(sequence: FieldDescriptor) -> list[dict[str, Any]]:
+    described = comment(sequence.full_name)
+    return [
+        {"name": "after", "in": "query", "schema": _SEQUENCE_SCHEMA, "description": described},
+        {
+            "name": "Last-Event-ID",
+            "in": "header",
+            "schema": _SEQUENCE_SCHEMA,
+            "description": f"{described} Sent by a reconnecting EventSource; wins over `after`.",
+        },
+    ]
+
+
+def _event_stream(schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "description": "The event stream (see the operation's description).",
+        "content": {"text/event-stream": {"schema": {"type": "string"}, "x-event-data": schema}},
+    }
+
+
+def _events_operation(schemas: _Schemas) -> dict[str, Any]:
+    request = _REQUESTS["StreamTranscriptRequest"]
     return {
         "get": {
             "operationId": "StreamEvents",
-            "summary": "The meeting's events as Server-Sent Events (MeetingService."
-            "StreamTranscript). id: is the sequence, event: segment|status|summary|deleted|"
-            "error, data: the TranscriptEvent JSON (an error event carries the error body).",
+            **_method_text("StreamTranscript", protocols.MEETING_EVENTS, protocols.SSE),
             "security": [{"bearer": []}, {"accessToken": []}],
             "parameters": [
                 _id_parameter("StreamTranscriptRequest"),
-                {"name": "after", "in": "query", "schema": _SEQUENCE_SCHEMA},
-                {"name": "Last-Event-ID", "in": "header", "schema": _SEQUENCE_SCHEMA},
+                *_resume_parameters(request.fields_by_name["after_sequence"]),
             ],
             "responses": {
-                "200": {
-                    "description": "The event stream.",
-                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "200": _event_stream(schemas.ref(meeting_pb2.TranscriptEvent.DESCRIPTOR)),
+                "204": {
+                    "description": "The meeting has ended and the client has its final "
+                    "event: nothing more will come (EventSource stops reconnecting)."
                 },
                 **_errors(*_COMMON_ERRORS),
             },
@@ -349,19 +470,36 @@ def _events_operation() -> dict[str, Any]:
     }
 
 
-def _live_operation() -> dict[str, Any]:
+def _user_events_operation(schemas: _Schemas) -> dict[str, Any]:
+    request = user_events_pb2.StreamUserEventsRequest.DESCRIPTOR
+    return {
+        "get": {
+            "operationId": "StreamUserEvents",
+            **_method_text("StreamUserEvents", protocols.USER_EVENTS, protocols.SSE),
+            "security": [{"bearer": []}, {"accessToken": []}],
+            "parameters": _resume_parameters(request.fields_by_name["after_sequence"]),
+            "responses": {
+                "200": _event_stream(schemas.ref(user_events_pb2.UserEvent.DESCRIPTOR)),
+                **_errors("400", "401", "503"),
+            },
+        }
+    }
+
+
+def _live_operation(schemas: _Schemas) -> dict[str, Any]:
+    config = _REQUESTS["LiveAudioConfig"]
     return {
         "get": {
             "operationId": "LiveTranscribe",
-            "summary": "WebSocket: binary 16-bit mono PCM frames in, TranscriptEvent JSON out "
-            "(MeetingService.LiveTranscribe). Failures close with 4000 + the HTTP status.",
-            "security": [{"bearer": []}, {"accessToken": []}],
+            **_method_text("LiveTranscribe", protocols.LIVE),
+            "security": [{"bearer": []}, {"accessToken": []}, {}],
             "parameters": [
                 _id_parameter("LiveAudioConfig"),
                 {
                     "name": "sample_rate",
                     "in": "query",
                     "schema": {"type": "integer", "minimum": 0, "maximum": INT32_MAX},
+                    "description": comment(config.fields_by_name["sample_rate_hertz"].full_name),
                 },
                 {
                     "name": "language",
@@ -370,11 +508,16 @@ def _live_operation() -> dict[str, Any]:
                     "schema": _string_schema(
                         meeting_pb2.Meeting.DESCRIPTOR.fields_by_name["language"]
                     ),
+                    "description": comment(config.fields_by_name["language"].full_name),
                 },
             ],
             "responses": {
-                "101": {"description": "Switching to the WebSocket protocol."},
-                **_errors(*_COMMON_ERRORS),
+                "101": {
+                    "description": "Switching to the WebSocket protocol; every outcome, "
+                    "failures included, is then told by frames and the close code.",
+                    "x-message-data": schemas.ref(meeting_pb2.TranscriptEvent.DESCRIPTOR),
+                },
+                "400": {"description": "Not a WebSocket upgrade request."},
             },
         }
     }
@@ -398,6 +541,22 @@ def _plain(operation_id: str, summary: str, statuses: tuple[str, ...]) -> dict[s
     }
 
 
+def _page(operation_id: str, summary: str) -> dict[str, Any]:
+    return {
+        "get": {
+            "operationId": operation_id,
+            "summary": summary,
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": summary,
+                    "content": {"text/html": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    }
+
+
 def build_openapi(server_url: str | None = None) -> dict[str, Any]:
     """Builds the OpenAPI 3.1 document.
 
@@ -413,12 +572,21 @@ def build_openapi(server_url: str | None = None) -> dict[str, Any]:
         template = route.path
         paths.setdefault(template, {})[route.http_method.lower()] = _rest_operation(route, schemas)
     paths["/v1/meetings/{meeting_id}/audio"] = _audio_operations(schemas)
-    paths["/v1/meetings/{meeting_id}/events"] = _events_operation()
-    paths["/v1/meetings/{meeting_id}/live"] = _live_operation()
-    schemas.ref(meeting_service_pb2.StreamTranscriptResponse.DESCRIPTOR)
+    paths["/v1/meetings/{meeting_id}/events"] = _events_operation(schemas)
+    paths["/v1/meetings/{meeting_id}/live"] = _live_operation(schemas)
+    paths["/v1/events"] = _user_events_operation(schemas)
     paths["/healthz"] = _plain("Healthz", "The process is up.", ("200",))
     paths["/readyz"] = _plain("Readyz", "meeting_service is reachable and SERVING.", ("200", "503"))
     paths["/openapi.json"] = _plain("OpenApi", "This document.", ("200",))
+    paths["/docs"] = _page("Docs", "This document as a readable page.")
+    paths["/"] = {
+        "get": {
+            "operationId": "Root",
+            "summary": "Redirects to /docs.",
+            "security": [],
+            "responses": {"302": {"description": "To /docs."}},
+        }
+    }
     paths["/metrics"] = {
         "get": {
             "operationId": "Metrics",

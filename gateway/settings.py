@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import json
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
 from mesh_common.settings import CommonSettings
 
@@ -24,6 +28,9 @@ class GatewaySettings(CommonSettings):
             comment is sent, so proxies do not cut idle streams.
         sse_retry_ms: The `retry:` hint sent to EventSource clients.
         shutdown_grace_s: How long open streams get to end when the gateway stops.
+        cors_origins: Origins whose pages may call the API from a browser: exact ones
+            (`https://app.example.com`) or with any port (`http://localhost:*`); a JSON
+            list or a comma-separated string. Empty (the default): none.
     """
 
     gateway_host: str = "127.0.0.1"
@@ -35,3 +42,14 @@ class GatewaySettings(CommonSettings):
     sse_heartbeat_s: float = Field(default=15.0, gt=0, le=15.0)
     sse_retry_ms: int = Field(default=3000, ge=0)
     shutdown_grace_s: float = Field(default=5.0, ge=0)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [o.strip() for o in text.split(",") if o.strip()]
+        return value

@@ -206,10 +206,26 @@ def plan(args: argparse.Namespace, data_dir: Path) -> list[Child]:
                 "MESH_GATEWAY_HOST": host,
                 "MESH_GATEWAY_PORT": str(args.gateway_port),
                 "MESH_MEETING_SERVICE_TARGET": meeting,
+                "MESH_CORS_ORIGINS": os.environ.get(
+                    "MESH_CORS_ORIGINS", dev_cors_origins(host, args.gateway_port)
+                ),
             },
             _http_probe(f"http://{host}:{args.gateway_port}/readyz"),
         ),
     ]
+
+
+def dev_cors_origins(host: str, gateway_port: int) -> str:
+    """The origins whose pages may call the dev gateway: its own, and any local port.
+
+    Args:
+        host: The gateway's host.
+        gateway_port: The gateway's port.
+
+    Returns:
+        The comma-separated `MESH_CORS_ORIGINS` value.
+    """
+    return f"http://{host}:{gateway_port},http://localhost:*,http://127.0.0.1:*"
 
 
 async def _wait_healthy(child: Child, limit: float) -> None:

@@ -12,6 +12,7 @@ import pytest
 from loguru import logger
 
 from gateway.app import create_app
+from gateway.auth import PUBLIC_ROUTES
 from tests.gateway.conftest import bearer, error_of, reason_of, route
 from tests.support.gateway import RunningGateway, gateway_settings
 from tests.support.meeting import make_token
@@ -30,6 +31,7 @@ PROTECTED = [
     ("GET", f"/v1/meetings/{_ID}/summary"),
     ("GET", f"/v1/meetings/{_ID}/events"),
     ("GET", f"/v1/meetings/{_ID}/live"),
+    ("GET", "/v1/events"),
 ]
 BAD_CREDENTIALS = {
     "missing": {},
@@ -46,7 +48,7 @@ def test_the_matrix_names_every_protected_route() -> None:
     served = {
         (r.method, r.resource.canonical)
         for r in app.router.routes()
-        if r.resource is not None and r.name not in ("healthz", "readyz", "openapi", "metrics")
+        if r.resource is not None and r.name not in PUBLIC_ROUTES
     }
     named = {(m, p.replace(_ID, "{meeting_id}")) for m, p in PROTECTED}
     assert served == named
