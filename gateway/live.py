@@ -12,8 +12,8 @@ neither header nor secret-free URL, as the first text frame `{"type": "auth", "t
 "<JWT>"}` within `AUTH_FRAME_WAIT_S`; then the parameters and the meeting are checked.
 
 Every failure closes the socket with a code and a reason: 4000 + the HTTP status the error
-table gives the error (4400 bad parameters or audio, 4401 missing or bad token, 4404
-unknown meeting or another user's, 4409 a meeting that does not await audio, 4501 not
+table gives the error (4400 bad parameters, bad audio or a meeting that does not await
+audio, 4401 missing or bad token, 4404 unknown meeting or another user's, 4501 not
 implemented, 4503 unavailable...), after a last text frame holding the JSON error body.
 1001 means the gateway is stopping, 1003 a frame the protocol does not allow, 1000 a
 normal end.

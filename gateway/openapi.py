@@ -517,6 +517,7 @@ def _live_operation(schemas: _Schemas) -> dict[str, Any]:
                     "failures included, is then told by frames and the close code.",
                     "x-message-data": schemas.ref(meeting_pb2.TranscriptEvent.DESCRIPTOR),
                 },
+                **_errors("401"),
                 "400": {"description": "Not a WebSocket upgrade request."},
             },
         }

@@ -79,10 +79,10 @@ by later versions with the same `segmentId`: upsert by it.
 
 **Close codes.** 1000 normal end; 1001 the gateway is stopping; 1003 a frame the protocol \
 does not allow; {APPLICATION_CLOSE_BASE} + the HTTP status of the error otherwise, after a \
-last text frame holding the JSON error body: {APPLICATION_CLOSE_BASE + 400} bad parameters \
-or audio, {APPLICATION_CLOSE_BASE + 401} missing or bad token, {APPLICATION_CLOSE_BASE + 404} \
-unknown meeting (or another user's), {APPLICATION_CLOSE_BASE + 409} a meeting that does not \
-await audio, {APPLICATION_CLOSE_BASE + 503} a backend is unavailable. The close reason is \
+last text frame holding the JSON error body: {APPLICATION_CLOSE_BASE + 400} bad parameters, \
+bad audio or a meeting that does not await audio, {APPLICATION_CLOSE_BASE + 401} missing or \
+bad token, {APPLICATION_CLOSE_BASE + 404} unknown meeting (or another user's), \
+{APPLICATION_CLOSE_BASE + 503} a backend is unavailable. The close reason is \
 `<gRPC code>: <message>`, cut to the 123 bytes a close frame holds.
 
 **Lifetime.** The session ends when the client sends `{{"type": "end"}}` (or closes), when \

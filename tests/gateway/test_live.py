@@ -10,7 +10,6 @@ import uuid
 from typing import Any
 
 import aiohttp
-import pytest
 
 from tests.gateway.conftest import bearer, route
 from tests.support.meeting import make_token
