@@ -95,20 +95,13 @@ async def live(request: web.Request) -> web.StreamResponse:
         The WebSocket response, closed when the session ends (or cannot start).
     """
     ws = web.WebSocketResponse(heartbeat=30.0)
+    if not ws.can_prepare(request):
+        # Not an upgrade: answered by HTTP status like any route (then 400 by `prepare`).
+        await _checked(request)
     await ws.prepare(request)
     try:
-        config = _config(request)
         await _authenticate(request, ws)
-        stub = state.stub(request)
-        metadata = grpc_metadata(request)
-        try:
-            await stub.GetMeeting(
-                meeting_service_pb2.GetMeetingRequest(meeting_id=config.meeting_id),
-                metadata=metadata,
-                timeout=state.settings(request).unary_timeout_s,
-            )
-        except grpc.aio.AioRpcError as error:
-            raise HttpError(rpc_error_view(error)) from None
+        config = await _checked(request)
     except HttpError as refused:
         await _close_with(ws, refused.view)
         return ws
@@ -117,8 +110,27 @@ async def live(request: web.Request) -> web.StreamResponse:
             code=WSCloseCode.UNSUPPORTED_DATA, message=str(error).encode()[:_MAX_REASON_BYTES]
         )
         return ws
-    await _session(request, ws, stub, metadata, config)
+    await _session(request, ws, state.stub(request), grpc_metadata(request), config)
     return ws
+
+
+async def _checked(request: web.Request) -> meeting_service_pb2.LiveAudioConfig:
+    """Checks the parameters and that the authenticated caller owns the meeting.
+
+    Raises:
+        HttpError: 400 for bad parameters, or GetMeeting's error (404 for a meeting the
+            caller does not own).
+    """
+    config = _config(request)
+    try:
+        await state.stub(request).GetMeeting(
+            meeting_service_pb2.GetMeetingRequest(meeting_id=config.meeting_id),
+            metadata=grpc_metadata(request),
+            timeout=state.settings(request).unary_timeout_s,
+        )
+    except grpc.aio.AioRpcError as error:
+        raise HttpError(rpc_error_view(error)) from None
+    return config
 
 
 async def _authenticate(request: web.Request, ws: web.WebSocketResponse) -> None:

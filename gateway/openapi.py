@@ -19,6 +19,7 @@ from google.api import field_behavior_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
 from gateway import protocols
+from gateway.events import ERROR_EVENT, EVENT_NAMES, USER_EVENT_NAMES
 from gateway.jsonpb import INT32_MAX, INT64_MAX
 from gateway.rest import SERVICE, RestRoute, rest_routes
 from gateway.upload import ACCEPTED_TYPES
@@ -440,10 +441,38 @@ def _resume_parameters(sequence: FieldDescriptor) -> list[dict[str, Any]]:
     ]
 
 
-def _event_stream(schema: dict[str, Any]) -> dict[str, Any]:
+def _event_stream(names: list[str], data: dict[str, Any]) -> dict[str, Any]:
+    """The answer of an SSE route: its schema is one event's (OpenAPI 3.2's reading)."""
+    event = {
+        "type": "object",
+        "description": "One Server-Sent Event, as an EventSource hands it over.",
+        "properties": {
+            "id": {
+                "type": "string",
+                "pattern": "^[0-9]+$",
+                "description": "The event's sequence: what Last-Event-ID resumes after. "
+                f"Absent on `{ERROR_EVENT}`.",
+            },
+            "event": {
+                "type": "string",
+                "enum": [*names, ERROR_EVENT],
+                "description": "The event's name (EventSource: addEventListener(name, ...)).",
+            },
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": data,
+                "description": "The event as JSON; the error body on `" + ERROR_EVENT + "`.",
+            },
+            "retry": {
+                "type": "integer",
+                "description": "Milliseconds an EventSource waits before reconnecting.",
+            },
+        },
+    }
     return {
         "description": "The event stream (see the operation's description).",
-        "content": {"text/event-stream": {"schema": {"type": "string"}, "x-event-data": schema}},
+        "content": {"text/event-stream": {"schema": event}},
     }
 
 
@@ -459,7 +488,10 @@ def _events_operation(schemas: _Schemas) -> dict[str, Any]:
                 *_resume_parameters(request.fields_by_name["after_sequence"]),
             ],
             "responses": {
-                "200": _event_stream(schemas.ref(meeting_pb2.TranscriptEvent.DESCRIPTOR)),
+                "200": _event_stream(
+                    list(EVENT_NAMES.values()),
+                    schemas.ref(meeting_pb2.TranscriptEvent.DESCRIPTOR),
+                ),
                 "204": {
                     "description": "The meeting has ended and the client has its final "
                     "event: nothing more will come (EventSource stops reconnecting)."
@@ -479,7 +511,10 @@ def _user_events_operation(schemas: _Schemas) -> dict[str, Any]:
             "security": [{"bearer": []}, {"accessToken": []}],
             "parameters": _resume_parameters(request.fields_by_name["after_sequence"]),
             "responses": {
-                "200": _event_stream(schemas.ref(user_events_pb2.UserEvent.DESCRIPTOR)),
+                "200": _event_stream(
+                    list(USER_EVENT_NAMES.values()),
+                    schemas.ref(user_events_pb2.UserEvent.DESCRIPTOR),
+                ),
                 **_errors("400", "401", "503"),
             },
         }
@@ -514,11 +549,12 @@ def _live_operation(schemas: _Schemas) -> dict[str, Any]:
             "responses": {
                 "101": {
                     "description": "Switching to the WebSocket protocol; every outcome, "
-                    "failures included, is then told by frames and the close code.",
+                    "failures included, is then told by frames and the close code. The "
+                    "HTTP error answers are for requests that are not an upgrade (400 once "
+                    "the parameters and the meeting are good).",
                     "x-message-data": schemas.ref(meeting_pb2.TranscriptEvent.DESCRIPTOR),
                 },
-                **_errors("401"),
-                "400": {"description": "Not a WebSocket upgrade request."},
+                **_errors(*_COMMON_ERRORS),
             },
         }
     }

@@ -359,7 +359,7 @@ def _banner(args: argparse.Namespace, data_dir: Path) -> str:
     env = "" if data_dir == (Path.cwd() / ".mesh") else f"MESH_DATA_DIR={data_dir} "
     return f"""
 meeting-mesh dev is ready (data in {data_dir})
-  gateway          {url}   (API description: {url}/openapi.json)
+  gateway          {url}   (API: {url}/docs, {url}/openapi.json)
   meeting_service  {args.host}:{args.meeting_port}  (gRPC, reflection: grpcurl -plaintext)
   gpu_proxy        {args.host}:{args.gpu_proxy_port}  (gRPC, mTLS)
   gpu_node         {args.host}:{args.gpu_node_port}  (gRPC, mTLS, engine {args.engine})

@@ -156,7 +156,7 @@ schema = schemathesis.openapi.from_dict(build_openapi(), config=CONFIG)
 # Upload bodies go as the bytes generated: random bytes labelled as audio are for the service
 # to refuse, not for schemathesis to refuse to send.
 schemathesis.serializer.alias(
-    ["audio/wav", "application/offset+octet-stream"], "application/octet-stream"
+    ["audio/wav", "video/*", "application/offset+octet-stream"], "application/octet-stream"
 )
 
 FUZZ = settings(
