@@ -24,10 +24,11 @@ from typing import Any
 import grpc
 from aiohttp import web
 
+from contract_errors.meeting import invalid_field
 from gateway import state
 from gateway.auth import PRINCIPAL_KEY, grpc_metadata
-from gateway.http_errors import HttpError, rpc_error_view
-from gateway.jsonpb import invalid_field, non_negative_int, to_json_text
+from gateway.http_errors import error_view
+from gateway.jsonpb import non_negative_int, to_json_text
 from gen.meeting.v1 import (
     meeting_pb2,
     meeting_service_pb2,
@@ -72,7 +73,7 @@ def _check_query(request: web.Request) -> None:
     for key in request.query:
         if key not in ("after", "access_token"):
             raise invalid_field(
-                f"unknown query parameter {key!r} (allowed: after, access_token)", key
+                key, f"unknown query parameter {key!r} (allowed: after, access_token)"
             )
 
 
@@ -167,7 +168,8 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         ended meeting with no event after the resume point.
 
     Raises:
-        HttpError: 400 for a bad resume point, or the error of GetMeeting.
+        MeetingError: INVALID_FIELD for a bad resume point.
+        grpc.aio.AioRpcError: The error of GetMeeting.
     """
     _check_query(request)
     after = _after_sequence(request)
@@ -175,14 +177,11 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     settings = state.settings(request)
     stub = state.stub(request)
     metadata = grpc_metadata(request)
-    try:
-        found: meeting_service_pb2.GetMeetingResponse = await stub.GetMeeting(
-            meeting_service_pb2.GetMeetingRequest(meeting_id=meeting_id),
-            metadata=metadata,
-            timeout=settings.unary_timeout_s,
-        )
-    except grpc.aio.AioRpcError as error:
-        raise HttpError(rpc_error_view(error)) from None
+    found: meeting_service_pb2.GetMeetingResponse = await stub.GetMeeting(
+        meeting_service_pb2.GetMeetingRequest(meeting_id=meeting_id),
+        metadata=metadata,
+        timeout=settings.unary_timeout_s,
+    )
 
     call: StreamCall | None = None
     first: Any = None
@@ -190,10 +189,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         # Its stream sends what is stored and ends: nothing more can come. Read its first
         # answer before the headers, so that "nothing after the resume point" is a 204.
         call = _open(stub, meeting_id, after, metadata)
-        try:
-            first = await call.read()
-        except grpc.aio.AioRpcError as error:
-            raise HttpError(rpc_error_view(error)) from None
+        first = await call.read()
         if first is grpc.aio.EOF:
             return web.Response(status=204, headers={"Cache-Control": "no-cache"})
 
@@ -246,7 +242,7 @@ async def stream_user_events(request: web.Request) -> web.StreamResponse:
         The event stream, ended when the client leaves or the gateway stops.
 
     Raises:
-        HttpError: 400 for a bad resume point.
+        MeetingError: INVALID_FIELD for a bad resume point.
     """
     _check_query(request)
     after = _after_sequence(request)
@@ -486,7 +482,7 @@ class SharedStream:
         except grpc.aio.AioRpcError as error:
             if error.code() != grpc.StatusCode.CANCELLED:
                 logger.bind(code=error.code().name).info("event stream failed")
-                end = _format_error(rpc_error_view(error).body())
+                end = _format_error(error_view(error).body())
         finally:
             self._end = end
             self._registry._forget(self)
@@ -517,7 +513,7 @@ async def _pump(
             except grpc.aio.AioRpcError as error:
                 if error.code() != grpc.StatusCode.CANCELLED:
                     logger.bind(code=error.code().name).info("event stream failed")
-                    await response.write(_format_error(rpc_error_view(error).body()))
+                    await response.write(_format_error(error_view(error).body()))
                 return
             read = None
             if item is grpc.aio.EOF:

@@ -5,18 +5,19 @@ The client sends binary frames of 16-bit little-endian mono PCM (16 kHz unless
 frame `{"type": "end"}` to say the audio is over. Each event the service produces is sent
 back as a text frame holding the TranscriptEvent JSON plus `"event"`, its kind, as on SSE.
 
-The upgrade is always accepted, so that a browser learns why a session cannot start
-(a refused upgrade only shows it close code 1006). The token comes in the
-`Authorization` header, in `?access_token=`, or, since a browser's WebSocket can send
-neither header nor secret-free URL, as the first text frame `{"type": "auth", "token":
-"<JWT>"}` within `AUTH_FRAME_WAIT_S`; then the parameters and the meeting are checked.
+The upgrade is always accepted, so that a browser learns why a session cannot start (a
+refused upgrade only shows it close code 1006). The token comes in the `Authorization`
+header, in `?access_token=`, or, since a browser's WebSocket can send no header, as the
+first text frame `{"type": "auth", "token": "<JWT>"}` within `AUTH_FRAME_WAIT_S`; then the
+parameters and the meeting are checked. A request that is not an upgrade is answered by
+HTTP status, like any route.
 
-Every failure closes the socket with a code and a reason: 4000 + the HTTP status the error
-table gives the error (4400 bad parameters, bad audio or a meeting that does not await
-audio, 4401 missing or bad token, 4404 unknown meeting or another user's, 4501 not
-implemented, 4503 unavailable...), after a last text frame holding the JSON error body.
-1001 means the gateway is stopping, 1003 a frame the protocol does not allow, 1000 a
-normal end.
+Every failure closes the socket with a code and a reason: the close code the error table
+gives the error's reason (4400 bad parameters, bad audio or a meeting that does not await
+audio, 4401 missing or bad token, 4404 unknown meeting or another user's, 4503
+unavailable...; 4000 + the HTTP status for a gRPC code without a reason), after a last
+text frame holding the JSON error body. 1001 means the gateway is stopping, 1003 a frame
+the protocol does not allow, 1000 a normal end.
 """
 
 from __future__ import annotations
@@ -30,15 +31,15 @@ from typing import Any
 import grpc
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from contract_errors.meeting import invalid_field
 from gateway import state
 from gateway.auth import authenticate, grpc_metadata, request_authorization
 from gateway.events import EVENT_NAMES
-from gateway.http_errors import HttpError, rpc_error_view
-from gateway.jsonpb import INT32_MAX, invalid_field, non_negative_int, to_json
+from gateway.http_errors import HttpError, error_view
+from gateway.jsonpb import INT32_MAX, non_negative_int, to_json
 from gen.meeting.v1 import meeting_service_pb2, meeting_service_pb2_grpc
-from mesh_common.errors import ErrorView
+from mesh_common.errors import MeshError
 
-APPLICATION_CLOSE_BASE = 4000
 _MAX_REASON_BYTES = 123  # RFC 6455: the close reason fits a 125-byte control frame
 LIVE_ACCEPT_WAIT_S = 1.0
 # How long a client without a token in the request has to send its auth frame.
@@ -53,21 +54,20 @@ class _ClientProtocolError(Exception):
     """The client sent something the live protocol does not allow."""
 
 
-def close_code_for(view: ErrorView) -> int:
-    """Returns the WebSocket close code of an error: 4000 + its HTTP status.
+async def close_with_error(
+    ws: web.WebSocketResponse, failure: MeshError | grpc.aio.AioRpcError
+) -> None:
+    """Sends the JSON error body as a last text frame, then closes with the error's code.
 
     Args:
-        view: The error.
-
-    Returns:
-        The close code.
+        ws: The open socket.
+        failure: Why the session failed.
     """
-    return APPLICATION_CLOSE_BASE + view.http_status
-
-
-def _close_reason(view: ErrorView) -> bytes:
+    view = error_view(failure)
+    with contextlib.suppress(ConnectionError):
+        await ws.send_str(json.dumps(view.body()))
     reason = f"{view.grpc_code.name}: {view.message}".encode()
-    return reason[:_MAX_REASON_BYTES]
+    await ws.close(code=view.close_code, message=reason[:_MAX_REASON_BYTES])
 
 
 def _config(request: web.Request) -> meeting_service_pb2.LiveAudioConfig:
@@ -79,8 +79,8 @@ def _config(request: web.Request) -> meeting_service_pb2.LiveAudioConfig:
             config.language = value
         elif key != "access_token":
             raise invalid_field(
-                f"unknown query parameter {key!r} (allowed: sample_rate, language, access_token)",
                 key,
+                f"unknown query parameter {key!r} (allowed: sample_rate, language, access_token)",
             )
     return config
 
@@ -93,6 +93,11 @@ async def live(request: web.Request) -> web.StreamResponse:
 
     Returns:
         The WebSocket response, closed when the session ends (or cannot start).
+
+    Raises:
+        MeetingError: For a request that is not an upgrade, INVALID_FIELD for bad
+            parameters.
+        grpc.aio.AioRpcError: For a request that is not an upgrade, GetMeeting's error.
     """
     ws = web.WebSocketResponse(heartbeat=30.0)
     if not ws.can_prepare(request):
@@ -103,7 +108,10 @@ async def live(request: web.Request) -> web.StreamResponse:
         await _authenticate(request, ws)
         config = await _checked(request)
     except HttpError as refused:
-        await _close_with(ws, refused.view)
+        await close_with_error(ws, refused.error)
+        return ws
+    except (MeshError, grpc.aio.AioRpcError) as refused:
+        await close_with_error(ws, refused)
         return ws
     except _ClientProtocolError as error:
         await ws.close(
@@ -118,18 +126,16 @@ async def _checked(request: web.Request) -> meeting_service_pb2.LiveAudioConfig:
     """Checks the parameters and that the authenticated caller owns the meeting.
 
     Raises:
-        HttpError: 400 for bad parameters, or GetMeeting's error (404 for a meeting the
-            caller does not own).
+        MeetingError: INVALID_FIELD for bad parameters.
+        grpc.aio.AioRpcError: GetMeeting's error (NOT_FOUND for a meeting the caller
+            does not own).
     """
     config = _config(request)
-    try:
-        await state.stub(request).GetMeeting(
-            meeting_service_pb2.GetMeetingRequest(meeting_id=config.meeting_id),
-            metadata=grpc_metadata(request),
-            timeout=state.settings(request).unary_timeout_s,
-        )
-    except grpc.aio.AioRpcError as error:
-        raise HttpError(rpc_error_view(error)) from None
+    await state.stub(request).GetMeeting(
+        meeting_service_pb2.GetMeetingRequest(meeting_id=config.meeting_id),
+        metadata=grpc_metadata(request),
+        timeout=state.settings(request).unary_timeout_s,
+    )
     return config
 
 
@@ -137,7 +143,7 @@ async def _authenticate(request: web.Request, ws: web.WebSocketResponse) -> None
     """Authenticates by the request's token, or else by the client's first frame.
 
     Raises:
-        HttpError: 401 for a missing or bad token.
+        HttpError: UNAUTHENTICATED for a missing or bad token.
         _ClientProtocolError: The first frame is not an auth frame.
     """
     authorization = request_authorization(request)
@@ -148,7 +154,7 @@ async def _authenticate(request: web.Request, ws: web.WebSocketResponse) -> None
 
 
 async def _auth_frame(ws: web.WebSocketResponse) -> str | None:
-    """Reads `{"type": "auth", "token": ...}`; None when no frame came in time."""
+    """Reads `{"type": "auth", "token": ...}`; None when no text frame came in time."""
     try:
         message = await ws.receive(timeout=AUTH_FRAME_WAIT_S)
     except TimeoutError:
@@ -166,12 +172,6 @@ async def _auth_frame(ws: web.WebSocketResponse) -> str | None:
         )
     token = value.get("token")
     return token if isinstance(token, str) else None
-
-
-async def _close_with(ws: web.WebSocketResponse, view: ErrorView) -> None:
-    with contextlib.suppress(ConnectionError):
-        await ws.send_str(json.dumps(view.body()))
-    await ws.close(code=close_code_for(view), message=_close_reason(view))
 
 
 async def _session(
@@ -224,7 +224,7 @@ async def _close(
     if downlink.done() and not downlink.cancelled():
         failure = downlink.exception()
         if isinstance(failure, grpc.aio.AioRpcError):
-            await _close_with(ws, rpc_error_view(failure))
+            await close_with_error(ws, failure)
             return
         if failure is None:
             await ws.close(code=WSCloseCode.OK, message=b"live session ended")

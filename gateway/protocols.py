@@ -7,11 +7,34 @@ so the description cannot name an event or a code the gateway does not send.
 from __future__ import annotations
 
 from gateway.events import ERROR_EVENT, EVENT_NAMES, USER_EVENT_NAMES
-from gateway.live import APPLICATION_CLOSE_BASE, AUTH_FRAME_WAIT_S
+from gateway.live import AUTH_FRAME_WAIT_S
+from gen.meeting.v1 import meeting_pb2
+from mesh_common.errors import error_table
 
 
 def _names(names: dict[str, str]) -> str:
     return ", ".join(f"`{name}`" for name in names.values())
+
+
+def _close_code(reason: int) -> int:
+    return error_table(meeting_pb2.ErrorReason)[reason].close_code
+
+
+def _reason_name(reason: int) -> str:
+    return meeting_pb2.ErrorReason.Name(reason).removeprefix("ERROR_REASON_")  # type: ignore[arg-type]
+
+
+_CLOSE_CODES = "\n".join(
+    f"- {_close_code(reason)} `{_reason_name(reason)}`: {why}"
+    for reason, why in (
+        (meeting_pb2.ERROR_REASON_UNAUTHENTICATED, "missing or bad token"),
+        (meeting_pb2.ERROR_REASON_MEETING_NOT_FOUND, "unknown meeting, or another user's"),
+        (meeting_pb2.ERROR_REASON_INVALID_FIELD, "a bad query parameter"),
+        (meeting_pb2.ERROR_REASON_UNSUPPORTED_AUDIO, "an audio format the service refuses"),
+        (meeting_pb2.ERROR_REASON_WRONG_STATE, "the meeting does not await audio"),
+        (meeting_pb2.ERROR_REASON_BACKEND_UNAVAILABLE, "a backend is unavailable; retry"),
+    )
+)
 
 
 SSE = f"""\
@@ -78,12 +101,11 @@ as on the SSE stream ({_names(EVENT_NAMES)}). Partial segments (`final: false`) 
 by later versions with the same `segmentId`: upsert by it.
 
 **Close codes.** 1000 normal end; 1001 the gateway is stopping; 1003 a frame the protocol \
-does not allow; {APPLICATION_CLOSE_BASE} + the HTTP status of the error otherwise, after a \
-last text frame holding the JSON error body: {APPLICATION_CLOSE_BASE + 400} bad parameters, \
-bad audio or a meeting that does not await audio, {APPLICATION_CLOSE_BASE + 401} missing or \
-bad token, {APPLICATION_CLOSE_BASE + 404} unknown meeting (or another user's), \
-{APPLICATION_CLOSE_BASE + 503} a backend is unavailable. The close reason is \
-`<gRPC code>: <message>`, cut to the 123 bytes a close frame holds.
+does not allow; otherwise the close code of the error's reason in the error table, after a \
+last text frame holding the JSON error body. The close reason is `<gRPC code>: <message>`, \
+cut to the 123 bytes a close frame holds. The codes a session most often ends with:
+
+{_CLOSE_CODES}
 
 **Lifetime.** The session ends when the client sends `{{"type": "end"}}` (or closes), when \
 the service ends it, or when the gateway stops; the meeting then goes on to be processed \

@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 
+from contract_errors.meeting import MeetingError, unavailable
 from gen.meeting.v1 import (
     meeting_pb2,
     meeting_service_pb2,
@@ -21,7 +22,6 @@ from gen.meeting.v1 import (
     user_events_pb2,
 )
 from meeting_service.db.database import CONNECTION_ERRORS
-from meeting_service.errors import unavailable
 from meeting_service.meetings.messages import duration_from_us
 from meeting_service.metrics import MeetingMetrics
 from meeting_service.wiring import Services
@@ -59,7 +59,7 @@ async def _errors(context: Ctx) -> AsyncIterator[None]:
         logger.exception("unexpected error serving a call")
         await abort(
             context,
-            MeshError(
+            MeetingError(
                 meeting_pb2.ERROR_REASON_INTERNAL,
                 "the meeting service failed on this call; the error was logged",
             ),

@@ -1,4 +1,4 @@
-"""The contracts say what DESIGN.md and the issues promise, and every field is documented."""
+"""The contracts keep the promises of docs/architecture.md, and every field is documented."""
 
 from __future__ import annotations
 

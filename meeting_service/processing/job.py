@@ -33,6 +33,7 @@ from typing import TypeAlias, TypeVar
 import asyncpg
 from opentelemetry import trace
 
+from contract_errors.meeting import MeetingError
 from gen.gpu.v1 import gpu_pb2
 from gen.meeting.v1 import meeting_pb2
 from gpu_client import GpuConnection, diarize, recognize
@@ -46,7 +47,6 @@ from meeting_service.transcripts import gpu_results
 from meeting_service.transcripts.event_log import EventLog
 from meeting_service.transcripts.reader import TranscriptReader
 from meeting_service.transcripts.writer import TranscriptWriter
-from mesh_common.errors import MeshError
 from mesh_common.logging import logger
 from mesh_common.telemetry import context_from_traceparent
 
@@ -359,7 +359,7 @@ class _Run:
         """Turns a write's MEETING_NOT_FOUND into JobLost: the job's cancellation signal."""
         try:
             yield
-        except MeshError as error:
+        except MeetingError as error:
             if error.reason == meeting_pb2.ERROR_REASON_MEETING_NOT_FOUND:
                 raise JobLost(f"meeting {self._mid} was deleted") from None
             raise

@@ -28,10 +28,11 @@ from typing import Protocol
 import asyncpg
 
 from gen.meeting.v1 import meeting_pb2, user_events_pb2
-from meeting_service.db.database import CONNECTION_ERRORS
+from meeting_service.db.database import CONNECTION_ERRORS, round_trip
 from meeting_service.transcripts import messages, notifications
 from meeting_service.transcripts.repository import EventsRepository, UserEventsRepository
 from mesh_common.logging import logger
+from mesh_common.retry import Backoff
 
 _FETCH_BATCH = 500
 
@@ -63,11 +64,6 @@ class Subscription[E: _Sequenced]:
         self._lagging = False
         self._closed = False
         self.lags = 0  # how many times it fell behind (for tests and metrics)
-
-    @property
-    def lagging(self) -> bool:
-        """Whether live events are being dropped until the subscriber catches up."""
-        return self._lagging
 
     def offer(self, event: E, *, force: bool = False) -> None:
         """Buffers an event, or drops it when the buffer is full (see `SubscriberLagged`).
@@ -369,7 +365,7 @@ class EventHub:
         self._owners.notify(notification.owner)
 
     async def _listen_forever(self) -> None:
-        delay = 0.1
+        backoff = Backoff(initial=0.1, maximum=2.0)
         while not self._closing:
             connection: asyncpg.Connection | None = None
             try:
@@ -382,16 +378,14 @@ class EventHub:
                 )
                 self._listening.set()
                 logger.info("listening for transcript events")
-                delay = 0.1
+                backoff.reset()
                 self._meetings.kick_all()
                 self._owners.kick_all()
                 while not lost.is_set():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(lost.wait(), self._check_interval)
                     if not lost.is_set():
-                        # A peer that vanished without closing the socket is only found
-                        # by talking to it.
-                        await connection.execute("SELECT 1", timeout=self._check_interval)
+                        await round_trip(connection, self._check_interval)
             except CONNECTION_ERRORS as error:
                 logger.bind(error=repr(error)).warning("event listener lost the database")
             finally:
@@ -399,8 +393,7 @@ class EventHub:
                 if connection is not None:
                     connection.terminate()
             if not self._closing:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                await asyncio.sleep(backoff.next_delay())
 
 
 def _deleted_event(meeting_id: uuid.UUID, sequence: int) -> meeting_pb2.TranscriptEvent:

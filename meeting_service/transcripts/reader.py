@@ -9,14 +9,13 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from contract_errors.meeting import MeetingError, invalid_field, not_found, not_ready, unavailable
 from gen.meeting.v1 import meeting_pb2, user_events_pb2
-from meeting_service.errors import invalid, not_found, not_ready, unavailable
 from meeting_service.meetings.repository import MeetingsRepository
 from meeting_service.transcripts import messages
 from meeting_service.transcripts.hub import EventHub, HubClosed, SubscriberLagged, Subscription
 from meeting_service.transcripts.repository import EventsRepository, UserEventsRepository
 from meeting_service.validation import meeting_id as parse_id
-from mesh_common.errors import MeshError
 
 _REPLAY_BATCH = 500
 # A meeting's final statuses: its event stream ends after either.
@@ -69,7 +68,7 @@ class TranscriptReader:
         """Returns the latest version of every segment of a caller's meeting.
 
         Raises:
-            MeshError: MEETING_NOT_FOUND; NOT_READY while no recording has been processed.
+            MeetingError: MEETING_NOT_FOUND; NOT_READY while no recording has been processed.
         """
         mid = parse_id(meeting_id)
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
@@ -95,7 +94,7 @@ class TranscriptReader:
         """Returns the summary of a caller's meeting.
 
         Raises:
-            MeshError: MEETING_NOT_FOUND; NOT_READY before the summary is written.
+            MeetingError: MEETING_NOT_FOUND; NOT_READY before the summary is written.
         """
         mid = parse_id(meeting_id)
         row = await self._meetings.get(self._pool, mid, owner=owner)
@@ -124,14 +123,14 @@ class TranscriptReader:
             The events, in sequence order.
 
         Raises:
-            MeshError: MEETING_NOT_FOUND; INVALID_FIELD for a negative sequence;
+            MeetingError: MEETING_NOT_FOUND; INVALID_FIELD for a negative sequence;
                 BACKEND_UNAVAILABLE when the server shuts down. A caller that reads
                 slowly is not cut off: once its buffer of live events is full, it reads
                 what it missed from the table, so it never holds up other subscribers.
         """
         mid = parse_id(meeting_id)
         if after_sequence < 0:
-            raise invalid("after_sequence", "after_sequence must be 0 or more")
+            raise invalid_field("after_sequence", "after_sequence must be 0 or more")
         try:
             subscribing = self._hub.subscribe(mid)
             subscription = await subscribing.__aenter__()
@@ -165,11 +164,11 @@ class TranscriptReader:
         As `stream`, for the feed of every meeting of the caller (`UserEvent`).
 
         Raises:
-            MeshError: INVALID_FIELD for a negative sequence; BACKEND_UNAVAILABLE when
+            MeetingError: INVALID_FIELD for a negative sequence; BACKEND_UNAVAILABLE when
                 the server shuts down.
         """
         if after_sequence < 0:
-            raise invalid("after_sequence", "after_sequence must be 0 or more")
+            raise invalid_field("after_sequence", "after_sequence must be 0 or more")
         try:
             subscribing = self._hub.subscribe_owner(owner)
             subscription = await subscribing.__aenter__()
@@ -233,7 +232,7 @@ async def _follow[E: meeting_pb2.TranscriptEvent | user_events_pb2.UserEvent](
     filled from the table, so the events come once each, in sequence order.
 
     Raises:
-        MeshError: BACKEND_UNAVAILABLE when the hub closes.
+        MeetingError: BACKEND_UNAVAILABLE when the hub closes.
     """
     last = after
     async for event in read(last, None):
@@ -267,7 +266,7 @@ def _is_deletion(event: meeting_pb2.TranscriptEvent | user_events_pb2.UserEvent)
     return isinstance(event, meeting_pb2.TranscriptEvent) and event.HasField("deleted")
 
 
-def _shutting_down(last: int) -> MeshError:
+def _shutting_down(last: int) -> MeetingError:
     return unavailable(
         f"the server is shutting down; resume with after_sequence={last}",
         {"after_sequence": str(last)},

@@ -18,8 +18,17 @@ from gateway.cors import ALLOWED_HEADERS, EXPOSED_HEADERS
 from gateway.settings import GatewaySettings
 from gen.meeting.v1 import meeting_pb2
 from meeting_service.server import RunningMeetingService
-from tests.gateway.conftest import HEARTBEAT_S, bearer, error_of, play_pipeline, reason_of, route
-from tests.support.gateway import RunningGateway, gateway_settings, run_gateway
+from tests.support.gateway import (
+    HEARTBEAT_S,
+    RunningGateway,
+    bearer,
+    error_of,
+    gateway_settings,
+    play_pipeline,
+    reason_of,
+    route,
+    run_gateway,
+)
 from tests.support.gpu import dialogue
 from tests.support.media import as_video
 from tests.support.meeting import TEST_JWT_SECRET, make_token

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.gateway.conftest import bearer, route
+from tests.support.gateway import bearer, route
 from tests.support.meeting import make_token
 
 TIMEOUT = aiohttp.ClientWSTimeout(ws_receive=30.0, ws_close=30.0)

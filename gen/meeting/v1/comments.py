@@ -25,6 +25,7 @@ COMMENTS: dict[str, str] = {
     'meeting.v1.ERROR_REASON_UNAUTHENTICATED': 'No token, a malformed one, a bad signature, a wrong audience, or expired.',
     'meeting.v1.ERROR_REASON_UNSPECIFIED': 'Never sent.',
     'meeting.v1.ERROR_REASON_UNSUPPORTED_AUDIO': 'The audio format of a live stream is not supported.',
+    'meeting.v1.ERROR_REASON_UNSUPPORTED_CONTENT_TYPE': "An upload's Content-Type is not an audio type; `metadata.content_type`.",
     'meeting.v1.ERROR_REASON_UPLOAD_CHECKSUM_MISMATCH': "The recording's SHA-256 did not match the one declared.",
     'meeting.v1.ERROR_REASON_UPLOAD_OFFSET_MISMATCH': 'An upload resumed from an offset other than the stored size;\n`metadata.stored_size` tells the right one.',
     'meeting.v1.ERROR_REASON_UPLOAD_TOO_LARGE': 'The upload is larger than the configured limit; `metadata.limit_bytes`.',
