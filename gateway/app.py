@@ -17,10 +17,12 @@ from gateway.auth import VERIFIER, auth_middleware, query_token_middleware
 from gateway.channel import open_channel
 from gateway.cors import OriginPolicy, add_allowed_origin_headers, cors_middlewares
 from gateway.events import stream_events, stream_user_events
+from gateway.exports import negotiated_transcript
 from gateway.health import healthz, readyz
 from gateway.live import live
 from gateway.metrics import GatewayMetrics, metrics_handler
 from gateway.middleware import error_middleware
+from gateway.openai_api import add_openai_routes, openai_error_middleware
 from gateway.openapi import build_openapi
 from gateway.rest import add_rest_routes
 from gateway.settings import GatewaySettings
@@ -83,6 +85,7 @@ def create_app(settings: GatewaySettings, telemetry: Telemetry | None = None) ->
             telemetry_middleware(telemetry, metrics),
             *cors_middlewares(origins),
             error_middleware,
+            openai_error_middleware,
             auth_middleware,
         ],
         client_max_size=_MAX_JSON_BODY_BYTES,
@@ -96,7 +99,7 @@ def create_app(settings: GatewaySettings, telemetry: Telemetry | None = None) ->
     app.cleanup_ctx.append(_channel_context)
     app.on_shutdown.append(_begin_stopping)
 
-    add_rest_routes(app)
+    add_rest_routes(app, {"GetTranscript": negotiated_transcript})
     audio = "/v1/meetings/{meeting_id}/audio"
     app.router.add_route("PUT", audio, put_audio, name="put_audio")
     app.router.add_route("HEAD", audio, head_audio, name="head_audio")
@@ -104,6 +107,7 @@ def create_app(settings: GatewaySettings, telemetry: Telemetry | None = None) ->
     app.router.add_route("GET", "/v1/meetings/{meeting_id}/events", stream_events, name="events")
     app.router.add_route("GET", "/v1/meetings/{meeting_id}/live", live, name="live")
     app.router.add_route("GET", "/v1/events", stream_user_events, name="user_events")
+    add_openai_routes(app)
     app.router.add_route("GET", "/healthz", healthz, name="healthz")
     app.router.add_route("GET", "/readyz", readyz, name="readyz")
     app.router.add_route("GET", "/openapi.json", _openapi, name="openapi")

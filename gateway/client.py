@@ -148,6 +148,29 @@ class GatewayClient:
             body: dict[str, Any] = await response.json()
             return body
 
+    async def export(self, meeting_id: str, export_format: str) -> tuple[bytes, str]:
+        """Returns the meeting's transcript as a file (`?format=`).
+
+        Args:
+            meeting_id: The meeting.
+            export_format: "srt", "vtt", "text", "markdown" or "json".
+
+        Returns:
+            The file's bytes and the file name the gateway suggests.
+
+        Raises:
+            GatewayError: The gateway refused.
+        """
+        async with self._session.get(
+            f"{self._base}/v1/meetings/{meeting_id}/transcript",
+            params={"format": export_format},
+            headers=self._auth,
+        ) as response:
+            await _raise_for_error(response)
+            disposition = response.content_disposition
+            filename = disposition.filename if disposition and disposition.filename else ""
+            return await response.read(), filename
+
     async def stored_offset(self, meeting_id: str) -> tuple[int, bool]:
         """Asks how much of the recording is stored.
 

@@ -20,7 +20,9 @@ from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescript
 
 from gateway import protocols
 from gateway.events import ERROR_EVENT, EVENT_NAMES, USER_EVENT_NAMES
+from gateway.exports import FORMAT_PARAM, FORMATS, MEDIA_TYPES
 from gateway.jsonpb import INT32_MAX, INT64_MAX
+from gateway.openai_api import GRANULARITIES, RESPONSE_FORMATS
 from gateway.rest import SERVICE, RestRoute, rest_routes
 from gateway.upload import ACCEPTED_TYPES
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, user_events_pb2
@@ -334,9 +336,179 @@ def _rest_operation(route: RestRoute, schemas: _Schemas) -> dict[str, Any]:
             "description": "Success.",
             "content": {"application/json": {"schema": schemas.ref(route.method.output_type)}},
         }
+    if route.name == "GetTranscript":
+        _add_exports(operation)
     errors = [*_COMMON_ERRORS, "409"] if route.http_method == "POST" else list(_COMMON_ERRORS)
     operation["responses"].update(_errors(*errors))
     return operation
+
+
+def _add_exports(operation: dict[str, Any]) -> None:
+    """Documents the exports the transcript route also serves (gateway/exports.py)."""
+    operation["summary"] += " or, by `format` or `Accept`, MeetingService.ExportTranscript"
+    operation["parameters"].append(
+        {
+            "name": FORMAT_PARAM,
+            "in": "query",
+            "schema": {"type": "string", "enum": sorted(FORMATS)},
+            "description": "Answer with the transcript as a file (Content-Disposition names "
+            "it); without it, an Accept of " + ", ".join(sorted(MEDIA_TYPES)) + " does the same.",
+        }
+    )
+    content = operation["responses"]["200"]["content"]
+    transcript = content["application/json"]["schema"]
+    export = {"type": "object", "description": "The JSON export (format=json)."}
+    content["application/json"] = {"schema": {"anyOf": [transcript, export]}}
+    for media in sorted(MEDIA_TYPES):
+        content[media] = {"schema": {"type": "string"}}
+    operation["responses"]["200"]["headers"] = {
+        "Content-Disposition": {"schema": {"type": "string"}}
+    }
+
+
+def _openai_error_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "An error of the OpenAI-compatible routes, in OpenAI's shape.",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "description": "The error.",
+                "required": ["message", "type", "param", "code"],
+                "properties": {
+                    "message": {"type": "string", "description": "What went wrong."},
+                    "type": {
+                        "type": "string",
+                        "description": 'OpenAI\'s error type ("invalid_request_error"...).',
+                    },
+                    "param": {
+                        "type": ["string", "null"],
+                        "description": "The form field at fault, when one is.",
+                    },
+                    "code": {
+                        "type": ["string", "null"],
+                        "description": 'The error\'s reason in lowercase ("not_audio"); '
+                        '"invalid_api_key" for a missing or bad token.',
+                    },
+                },
+            }
+        },
+    }
+
+
+def _openai_errors(*statuses: str) -> dict[str, Any]:
+    descriptions = {
+        **_ERROR_STATUSES,
+        "400": "Invalid request (a field, or a file that is not audio), or translation.",
+        "500": "The transcription failed; the message says why.",
+    }
+    return {
+        status: {
+            "description": descriptions[status],
+            "content": {"application/json": {"schema": {"$ref": _SCHEMA_REF + "OpenAIError"}}},
+        }
+        for status in statuses
+    }
+
+
+def _openai_form() -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "The recording, streamed into a new meeting.",
+                        },
+                        "model": {
+                            "type": "string",
+                            "description": "Any id of /v1/models; each runs the mesh's own "
+                            "recognizer.",
+                        },
+                        "language": {
+                            "type": "string",
+                            "description": "The spoken language (BCP-47), as the meeting's "
+                            "`language`.",
+                        },
+                        "prompt": {
+                            "type": "string",
+                            "description": "Accepted for compatibility; not used.",
+                        },
+                        "response_format": {
+                            "type": "string",
+                            "enum": list(RESPONSE_FORMATS),
+                            "description": "How the transcript is answered.",
+                        },
+                        "timestamp_granularities[]": {
+                            "type": "array",
+                            "items": {"type": "string", "enum": list(GRANULARITIES)},
+                            "description": "With verbose_json: segment and/or word timings.",
+                        },
+                        "temperature": {
+                            "type": "number",
+                            "minimum": 0,
+                            "maximum": 1,
+                            "description": "Accepted for compatibility (0 to 1); not used.",
+                        },
+                    },
+                }
+            }
+        },
+    }
+
+
+def _openai_operations() -> dict[str, dict[str, Any]]:
+    text = {"schema": {"type": "string"}}
+    return {
+        "/v1/audio/transcriptions": {
+            "post": {
+                "operationId": "CreateTranscription",
+                "summary": "OpenAI-compatible: transcribe a file as a new meeting of the caller "
+                "and answer when it is done.",
+                "requestBody": _openai_form(),
+                "responses": {
+                    "200": {
+                        "description": "The transcript in response_format.",
+                        "content": {
+                            "application/json": {"schema": {"type": "object"}},
+                            "text/plain": text,
+                            "application/x-subrip": text,
+                            "text/vtt": text,
+                        },
+                    },
+                    **_openai_errors("400", "401", "413", "429", "500", "503", "504"),
+                },
+            }
+        },
+        "/v1/audio/translations": {
+            "post": {
+                "operationId": "CreateTranslation",
+                "summary": "OpenAI-compatible: refused with 400, the recognizer does not "
+                "translate.",
+                "requestBody": _openai_form(),
+                "responses": _openai_errors("400", "401"),
+            }
+        },
+        "/v1/models": {
+            "get": {
+                "operationId": "ListModels",
+                "summary": "OpenAI-compatible: the model ids a transcription may name.",
+                "responses": {
+                    "200": {
+                        "description": "OpenAI's model list.",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    **_openai_errors("401"),
+                },
+            }
+        },
+    }
 
 
 def _audio_operations(schemas: _Schemas) -> dict[str, Any]:
@@ -612,6 +784,7 @@ def build_openapi(server_url: str | None = None) -> dict[str, Any]:
     paths["/v1/meetings/{meeting_id}/events"] = _events_operation(schemas)
     paths["/v1/meetings/{meeting_id}/live"] = _live_operation(schemas)
     paths["/v1/events"] = _user_events_operation(schemas)
+    paths.update(_openai_operations())
     paths["/healthz"] = _plain("Healthz", "The process is up.", ("200",))
     paths["/readyz"] = _plain("Readyz", "meeting_service is reachable and SERVING.", ("200", "503"))
     paths["/openapi.json"] = _plain("OpenApi", "This document.", ("200",))
@@ -639,6 +812,7 @@ def build_openapi(server_url: str | None = None) -> dict[str, Any]:
     }
     components = dict(schemas.components)
     components["Error"] = _error_schema()
+    components["OpenAIError"] = _openai_error_schema()
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {

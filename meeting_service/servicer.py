@@ -16,6 +16,7 @@ import grpc
 
 from contract_errors.meeting import MeetingError, unavailable
 from gen.meeting.v1 import (
+    exports_pb2,
     meeting_pb2,
     meeting_service_pb2,
     meeting_service_pb2_grpc,
@@ -198,6 +199,20 @@ class MeetingServicer(meeting_service_pb2_grpc.MeetingServiceServicer):
                 async with contextlib.aclosing(events):
                     async for event in events:
                         yield meeting_service_pb2.LiveTranscribeResponse(event=event)
+
+    async def ExportTranscript(  # noqa: D102
+        self, request: exports_pb2.ExportTranscriptRequest, context: Ctx
+    ) -> exports_pb2.ExportTranscriptResponse:
+        async with _errors(context):
+            export = await self._services().transcripts.export(
+                _owner(),
+                request.meeting_id,
+                request.format,
+                with_speakers=not request.omit_speakers,
+            )
+            return exports_pb2.ExportTranscriptResponse(
+                content_type=export.content_type, data=export.data, filename=export.filename
+            )
 
     async def StreamUserEvents(  # noqa: D102
         self, request: user_events_pb2.StreamUserEventsRequest, context: Ctx

@@ -13,6 +13,7 @@ from loguru import logger
 
 from gateway.app import create_app
 from gateway.auth import PUBLIC_ROUTES
+from gateway.openai_api import ROUTES as OPENAI_ROUTES
 from tests.support.gateway import (
     RunningGateway,
     bearer,
@@ -54,7 +55,11 @@ def test_the_matrix_names_every_protected_route() -> None:
     served = {
         (r.method, r.resource.canonical)
         for r in app.router.routes()
-        if r.resource is not None and r.name not in PUBLIC_ROUTES
+        if r.resource is not None
+        and r.name not in PUBLIC_ROUTES
+        # The OpenAI-compatible routes answer in OpenAI's error shape; test_openai.py
+        # checks that they need a token.
+        and r.name not in OPENAI_ROUTES
     }
     named = {(m, p.replace(_ID, "{meeting_id}")) for m, p in PROTECTED}
     assert served == named

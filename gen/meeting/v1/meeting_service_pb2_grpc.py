@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from gen.meeting.v1 import exports_pb2 as meeting_dot_v1_dot_exports__pb2
 from gen.meeting.v1 import meeting_service_pb2 as meeting_dot_v1_dot_meeting__service__pb2
 from gen.meeting.v1 import user_events_pb2 as meeting_dot_v1_dot_user__events__pb2
 
@@ -94,6 +95,11 @@ class MeetingServiceStub:
                 '/meeting.v1.MeetingService/LiveTranscribe',
                 request_serializer=meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeRequest.SerializeToString,
                 response_deserializer=meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeResponse.FromString,
+                _registered_method=True)
+        self.ExportTranscript = channel.unary_unary(
+                '/meeting.v1.MeetingService/ExportTranscript',
+                request_serializer=meeting_dot_v1_dot_exports__pb2.ExportTranscriptRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_exports__pb2.ExportTranscriptResponse.FromString,
                 _registered_method=True)
         self.StreamUserEvents = channel.unary_stream(
                 '/meeting.v1.MeetingService/StreamUserEvents',
@@ -197,6 +203,17 @@ class MeetingServiceServicer:
         """Transcribes live audio: the first message carries `config`, every later
         one raw audio; transcript events (partial and final segments, status
         changes) come back as they are produced and are stored like any others.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportTranscript(self, request, context):
+        """--- exports ---
+        Returns the current transcript as a file: subtitles (SRT, WebVTT), plain
+        text, Markdown with the summary, or JSON. NOT_READY as GetTranscript.
+        Over REST it is `GET /v1/meetings/{meeting_id}/transcript` with
+        `?format=` or an `Accept` header.
         --- browser clients ---
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -271,6 +288,11 @@ def add_MeetingServiceServicer_to_server(servicer, server):
                     servicer.LiveTranscribe,
                     request_deserializer=meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeRequest.FromString,
                     response_serializer=meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeResponse.SerializeToString,
+            ),
+            'ExportTranscript': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportTranscript,
+                    request_deserializer=meeting_dot_v1_dot_exports__pb2.ExportTranscriptRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_exports__pb2.ExportTranscriptResponse.SerializeToString,
             ),
             'StreamUserEvents': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamUserEvents,
@@ -580,6 +602,33 @@ class MeetingService:
             '/meeting.v1.MeetingService/LiveTranscribe',
             meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeRequest.SerializeToString,
             meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportTranscript(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/ExportTranscript',
+            meeting_dot_v1_dot_exports__pb2.ExportTranscriptRequest.SerializeToString,
+            meeting_dot_v1_dot_exports__pb2.ExportTranscriptResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from gen.meeting.v1 import exports_pb2 as _exports_pb2
 from gen.meeting.v1 import meeting_service_pb2 as _meeting_service_pb2
 from gen.meeting.v1 import user_events_pb2 as _user_events_pb2
 import abc as _abc_1
@@ -62,6 +63,13 @@ class MeetingServiceStub:
     """Transcribes live audio: the first message carries `config`, every later
     one raw audio; transcript events (partial and final segments, status
     changes) come back as they are produced and are stored like any others.
+    """
+    ExportTranscript: _aio.UnaryUnaryMultiCallable[_exports_pb2.ExportTranscriptRequest, _exports_pb2.ExportTranscriptResponse]
+    """--- exports ---
+    Returns the current transcript as a file: subtitles (SRT, WebVTT), plain
+    text, Markdown with the summary, or JSON. NOT_READY as GetTranscript.
+    Over REST it is `GET /v1/meetings/{meeting_id}/transcript` with
+    `?format=` or an `Accept` header.
     --- browser clients ---
     """
     StreamUserEvents: _aio.UnaryStreamMultiCallable[_user_events_pb2.StreamUserEventsRequest, _user_events_pb2.StreamUserEventsResponse]
@@ -185,6 +193,19 @@ class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
         """Transcribes live audio: the first message carries `config`, every later
         one raw audio; transcript events (partial and final segments, status
         changes) come back as they are produced and are stored like any others.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportTranscript(
+        self,
+        request: _exports_pb2.ExportTranscriptRequest,
+        context: _aio.ServicerContext[_exports_pb2.ExportTranscriptRequest, _abc.Awaitable[_exports_pb2.ExportTranscriptResponse]],
+    ) -> _abc.Awaitable[_exports_pb2.ExportTranscriptResponse]:
+        """--- exports ---
+        Returns the current transcript as a file: subtitles (SRT, WebVTT), plain
+        text, Markdown with the summary, or JSON. NOT_READY as GetTranscript.
+        Over REST it is `GET /v1/meetings/{meeting_id}/transcript` with
+        `?format=` or an `Accept` header.
         --- browser clients ---
         """
 
