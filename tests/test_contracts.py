@@ -60,6 +60,7 @@ def test_meeting_service_has_every_rpc_with_its_streaming_shape(
         "GetSummary": (False, False),
         "LiveTranscribe": (True, True),
         "ExportTranscript": (False, False),
+        "StreamUserEvents": (False, True),
     }
 
 
