@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 from google.api import annotations_pb2, field_behavior_pb2
-from google.protobuf import field_mask_pb2
+from google.protobuf import field_mask_pb2, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 
@@ -108,8 +108,8 @@ def rest_routes() -> list[RestRoute]:
 
 
 def _message_class(descriptor: Descriptor) -> type[Message]:
-    cls: type[Message] = getattr(meeting_service_pb2, descriptor.name)
-    return cls
+    # Requests may be declared in any file the service's file imports.
+    return message_factory.GetMessageClass(descriptor)
 
 
 def _set_path_field(message: Message, path: str, value: str) -> None:

@@ -195,6 +195,8 @@ def plan(args: argparse.Namespace, data_dir: Path) -> list[Child]:
                 "MESH_MEETING_HOST": host,
                 "MESH_MEETING_PORT": str(args.meeting_port),
                 "MESH_GPU_PROXY_TARGET": proxy,
+                # A developer's receiver runs on this machine (docs/webhooks.md).
+                "MESH_WEBHOOK_ALLOW_PRIVATE": "true",
             },
             _grpc_probe(meeting, "meeting.v1.MeetingService", None),
         ),

@@ -179,6 +179,8 @@ async def run_meeting_service(
         if running.pipeline is not None:
             await running.pipeline.stop()
         if running._services is not None:
+            await running._services.webhook_delivery.stop()
+        if running._services is not None:
             await running._services.live.close()
             # Streams would otherwise hold the grace period open; they end with
             # UNAVAILABLE and their clients resume elsewhere by sequence.
@@ -237,6 +239,7 @@ async def _supervise(running: RunningMeetingService, settings: MeetingServiceSet
         await services.hub.wait_listening(within=5.0)
     running._services = services
     running.pipeline = _start_pipeline(services, settings)
+    services.webhook_delivery.start()
     running.ready.set()
     serving: bool | None = None
     while True:

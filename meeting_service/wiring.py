@@ -21,6 +21,11 @@ from meeting_service.transcripts.hub import EventHub
 from meeting_service.transcripts.reader import TranscriptReader
 from meeting_service.transcripts.repository import EventsRepository, UserEventsRepository
 from meeting_service.transcripts.writer import TranscriptWriter
+from meeting_service.webhooks.delivery import DeliveryPolicy, WebhookDispatcher
+from meeting_service.webhooks.outbox import WebhookOutbox
+from meeting_service.webhooks.repository import WebhooksRepository
+from meeting_service.webhooks.service import WebhooksService
+from meeting_service.webhooks.signing import SecretBox
 from mesh_common.telemetry import Telemetry
 
 
@@ -38,6 +43,8 @@ class Services:
         jobs: SQL for jobs (the server's job gauges).
         gpu: The channel to gpu_proxy (opened on first use; closed by the server).
         processing: What the job workers use.
+        webhooks: Webhook endpoints and deliveries (owner-scoped).
+        webhook_delivery: The delivery loops (started by the server).
     """
 
     pool: asyncpg.Pool
@@ -49,6 +56,8 @@ class Services:
     jobs: JobsRepository
     gpu: GpuConnection
     processing: JobParts
+    webhooks: WebhooksService
+    webhook_delivery: WebhookDispatcher
 
 
 def build_services(
@@ -70,7 +79,9 @@ def build_services(
     events = EventsRepository()
     user_events = UserEventsRepository()
     jobs = JobsRepository()
-    log = EventLog(meetings, events)
+    webhooks = WebhooksRepository()
+    box = SecretBox(settings.webhook_sealing_key())
+    log = EventLog(meetings, events, WebhookOutbox(meetings, webhooks))
     hub = EventHub(
         dsn,
         pool,
@@ -129,4 +140,19 @@ def build_services(
         jobs=jobs,
         gpu=gpu,
         processing=processing,
+        webhooks=WebhooksService(pool, webhooks, box, allow_private=settings.webhook_allow_private),
+        webhook_delivery=WebhookDispatcher(pool, webhooks, box, _delivery_policy(settings)),
+    )
+
+
+def _delivery_policy(settings: MeetingServiceSettings) -> DeliveryPolicy:
+    return DeliveryPolicy(
+        workers=settings.webhook_workers,
+        poll_interval_s=settings.webhook_poll_interval_s,
+        timeout_s=settings.webhook_timeout_s,
+        backoff_initial_s=settings.webhook_backoff_initial_s,
+        backoff_max_s=settings.webhook_backoff_max_s,
+        retry_for_s=settings.webhook_retry_for_s,
+        disable_after=settings.webhook_disable_after,
+        allow_private=settings.webhook_allow_private,
     )

@@ -60,6 +60,11 @@ def test_meeting_service_has_every_rpc_with_its_streaming_shape(
         "GetSummary": (False, False),
         "LiveTranscribe": (True, True),
         "ExportTranscript": (False, False),
+        "CreateWebhook": (False, False),
+        "ListWebhooks": (False, False),
+        "DeleteWebhook": (False, False),
+        "ListWebhookDeliveries": (False, False),
+        "RedeliverWebhook": (False, False),
         "StreamUserEvents": (False, True),
     }
 
@@ -203,6 +208,7 @@ def test_every_enum_starts_with_unspecified_zero(
         "gen.meeting.v1.meeting_service_pb2",
         "gen.meeting.v1.meeting_service_pb2_grpc",
         "gen.meeting.v1.exports_pb2",
+        "gen.meeting.v1.webhooks_pb2",
         "gen.gpu.v1.gpu_pb2",
         "gen.gpu.v1.gpu_pb2_grpc",
         "gen.mesh.v1.validate_pb2",

@@ -117,6 +117,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """A fault of the server itself (a bug); it is logged there, the message says no more."""
     ERROR_REASON_UNSUPPORTED_CONTENT_TYPE: _ErrorReason.ValueType  # 16
     """An upload's Content-Type is not an audio type; `metadata.content_type`."""
+    ERROR_REASON_WEBHOOK_NOT_FOUND: _ErrorReason.ValueType  # 17
+    """The webhook endpoint or delivery does not exist or belongs to someone
+    else; `metadata.webhook_id` (and `metadata.delivery_id`) name it.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Reasons carried in `google.rpc.ErrorInfo.reason` (without the
@@ -162,6 +166,10 @@ ERROR_REASON_INTERNAL: ErrorReason.ValueType  # 15
 """A fault of the server itself (a bug); it is logged there, the message says no more."""
 ERROR_REASON_UNSUPPORTED_CONTENT_TYPE: ErrorReason.ValueType  # 16
 """An upload's Content-Type is not an audio type; `metadata.content_type`."""
+ERROR_REASON_WEBHOOK_NOT_FOUND: ErrorReason.ValueType  # 17
+"""The webhook endpoint or delivery does not exist or belongs to someone
+else; `metadata.webhook_id` (and `metadata.delivery_id`) name it.
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 @_typing.final

@@ -29,10 +29,11 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from gen.meeting.v1 import exports_pb2 as meeting_dot_v1_dot_exports__pb2
 from gen.meeting.v1 import meeting_pb2 as meeting_dot_v1_dot_meeting__pb2
 from gen.meeting.v1 import user_events_pb2 as meeting_dot_v1_dot_user__events__pb2
+from gen.meeting.v1 import webhooks_pb2 as meeting_dot_v1_dot_webhooks__pb2
 from gen.mesh.v1 import validate_pb2 as mesh_dot_v1_dot_validate__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n meeting/v1/meeting_service.proto\x12\nmeeting.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x18meeting/v1/exports.proto\x1a\x18meeting/v1/meeting.proto\x1a\x1cmeeting/v1/user_events.proto\x1a\x16mesh/v1/validate.proto\"x\n\x14\x43reateMeetingRequest\x12\x33\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingB\x04\xe2\x41\x01\x02R\x07meeting\x12+\n\nrequest_id\x18\x02 \x01(\tB\x0c\xe2\x41\x01\x01\xc2\xf3\x18\x04\x10@0\x01R\trequestId\"F\n\x15\x43reateMeetingResponse\x12-\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingR\x07meeting\"@\n\x11GetMeetingRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\"C\n\x12GetMeetingResponse\x12-\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingR\x07meeting\"e\n\x13ListMeetingsRequest\x12)\n\tpage_size\x18\x01 \x01(\x05\x42\x0c\xe2\x41\x01\x01\xc2\xf3\x18\x04\x38\x00@dR\x08pageSize\x12#\n\npage_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01R\tpageToken\"o\n\x14ListMeetingsResponse\x12/\n\x08meetings\x18\x01 \x03(\x0b\x32\x13.meeting.v1.MeetingR\x08meetings\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8e\x01\n\x14UpdateMeetingRequest\x12\x33\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingB\x04\xe2\x41\x01\x02R\x07meeting\x12\x41\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x02R\nupdateMask\"F\n\x15UpdateMeetingResponse\x12-\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingR\x07meeting\"C\n\x14\x44\x65leteMeetingRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\"\x17\n\x15\x44\x65leteMeetingResponse\"\xce\x02\n\x0eUploadMetadata\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\x12\x32\n\x0c\x63ontent_type\x18\x02 \x01(\tB\x0f\xe2\x41\x01\x02\xc2\xf3\x18\x07\x08\x01\x10\xff\x01\x30\x01R\x0b\x63ontentType\x12.\n\ntotal_size\x18\x03 \x01(\x03\x42\n\xe2\x41\x01\x01\xc2\xf3\x18\x02\x38\x00H\x00R\ttotalSize\x88\x01\x01\x12\"\n\x06offset\x18\x04 \x01(\x03\x42\n\xe2\x41\x01\x01\xc2\xf3\x18\x02\x38\x00R\x06offset\x12#\n\nrequest_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01R\trequestId\x12S\n\x06sha256\x18\x06 \x01(\tB;\xe2\x41\x01\x01\xc2\xf3\x18\x33\x1a\x0c[0-9a-f]{64}\"#64 lowercase hexadecimal charactersR\x06sha256B\r\n\x0b_total_size\"n\n\x12UploadAudioRequest\x12\x38\n\x08metadata\x18\x01 \x01(\x0b\x32\x1a.meeting.v1.UploadMetadataH\x00R\x08metadata\x12\x16\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00R\x05\x63hunkB\x06\n\x04part\"\xb8\x01\n\x13UploadAudioResponse\x12-\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingR\x07meeting\x12\x1f\n\x0bstored_size\x18\x02 \x01(\x03R\nstoredSize\x12\x1a\n\x08\x63omplete\x18\x03 \x01(\x08R\x08\x63omplete\x12\x35\n\x08\x64uration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationR\x08\x64uration\"E\n\x16GetUploadStatusRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\"\xac\x01\n\x17GetUploadStatusResponse\x12\x1f\n\x0bstored_size\x18\x01 \x01(\x03R\nstoredSize\x12\"\n\ntotal_size\x18\x02 \x01(\x03H\x00R\ttotalSize\x88\x01\x01\x12\x1a\n\x08\x63omplete\x18\x03 \x01(\x08R\x08\x63omplete\x12!\n\x0c\x63ontent_type\x18\x04 \x01(\tR\x0b\x63ontentTypeB\r\n\x0b_total_size\"s\n\x17StreamTranscriptRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\x12+\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x01R\rafterSequence\"M\n\x18StreamTranscriptResponse\x12\x31\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1b.meeting.v1.TranscriptEventR\x05\x65vent\"C\n\x14GetTranscriptRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\"\xbc\x01\n\x15GetTranscriptResponse\x12/\n\x08segments\x18\x01 \x03(\x0b\x32\x13.meeting.v1.SegmentR\x08segments\x12\x1a\n\x08speakers\x18\x02 \x03(\tR\x08speakers\x12#\n\rlast_sequence\x18\x03 \x01(\x03R\x0clastSequence\x12\x31\n\x06status\x18\x04 \x01(\x0e\x32\x19.meeting.v1.MeetingStatusR\x06status\"@\n\x11GetSummaryRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\"C\n\x12GetSummaryResponse\x12-\n\x07summary\x18\x01 \x01(\x0b\x32\x13.meeting.v1.SummaryR\x07summary\"\x92\x01\n\x0fLiveAudioConfig\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\x12\x30\n\x11sample_rate_hertz\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01R\x0fsampleRateHertz\x12 \n\x08language\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01R\x08language\"n\n\x15LiveTranscribeRequest\x12\x35\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1b.meeting.v1.LiveAudioConfigH\x00R\x06\x63onfig\x12\x16\n\x05\x61udio\x18\x02 \x01(\x0cH\x00R\x05\x61udioB\x06\n\x04part\"K\n\x16LiveTranscribeResponse\x12\x31\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1b.meeting.v1.TranscriptEventR\x05\x65vent2\x83\x0b\n\x0eMeetingService\x12s\n\rCreateMeeting\x12 .meeting.v1.CreateMeetingRequest\x1a!.meeting.v1.CreateMeetingResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x0c/v1/meetings:\x07meeting\x12n\n\nGetMeeting\x12\x1d.meeting.v1.GetMeetingRequest\x1a\x1e.meeting.v1.GetMeetingResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/meetings/{meeting_id}\x12g\n\x0cListMeetings\x12\x1f.meeting.v1.ListMeetingsRequest\x1a .meeting.v1.ListMeetingsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/meetings\x12\x80\x01\n\rUpdateMeeting\x12 .meeting.v1.UpdateMeetingRequest\x1a!.meeting.v1.UpdateMeetingResponse\"*\x82\xd3\xe4\x93\x02$2\x19/v1/meetings/{meeting.id}:\x07meeting\x12w\n\rDeleteMeeting\x12 .meeting.v1.DeleteMeetingRequest\x1a!.meeting.v1.DeleteMeetingResponse\"!\x82\xd3\xe4\x93\x02\x1b*\x19/v1/meetings/{meeting_id}\x12P\n\x0bUploadAudio\x12\x1e.meeting.v1.UploadAudioRequest\x1a\x1f.meeting.v1.UploadAudioResponse(\x01\x12Z\n\x0fGetUploadStatus\x12\".meeting.v1.GetUploadStatusRequest\x1a#.meeting.v1.GetUploadStatusResponse\x12_\n\x10StreamTranscript\x12#.meeting.v1.StreamTranscriptRequest\x1a$.meeting.v1.StreamTranscriptResponse0\x01\x12\x82\x01\n\rGetTranscript\x12 .meeting.v1.GetTranscriptRequest\x1a!.meeting.v1.GetTranscriptResponse\",\x82\xd3\xe4\x93\x02&\x12$/v1/meetings/{meeting_id}/transcript\x12v\n\nGetSummary\x12\x1d.meeting.v1.GetSummaryRequest\x1a\x1e.meeting.v1.GetSummaryResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/meetings/{meeting_id}/summary\x12[\n\x0eLiveTranscribe\x12!.meeting.v1.LiveTranscribeRequest\x1a\".meeting.v1.LiveTranscribeResponse(\x01\x30\x01\x12]\n\x10\x45xportTranscript\x12#.meeting.v1.ExportTranscriptRequest\x1a$.meeting.v1.ExportTranscriptResponse\x12_\n\x10StreamUserEvents\x12#.meeting.v1.StreamUserEventsRequest\x1a$.meeting.v1.StreamUserEventsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n meeting/v1/meeting_service.proto\x12\nmeeting.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x18meeting/v1/exports.proto\x1a\x18meeting/v1/meeting.proto\x1a\x1cmeeting/v1/user_events.proto\x1a\x19meeting/v1/webhooks.proto\x1a\x16mesh/v1/validate.proto\"x\n\x14\x43reateMeetingRequest\x12\x33\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingB\x04\xe2\x41\x01\x02R\x07meeting\x12+\n\nrequest_id\x18\x02 \x01(\tB\x0c\xe2\x41\x01\x01\xc2\xf3\x18\x04\x10@0\x01R\trequestId\"F\n\x15\x43reateMeetingResponse\x12-\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingR\x07meeting\"@\n\x11GetMeetingRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\"C\n\x12GetMeetingResponse\x12-\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingR\x07meeting\"e\n\x13ListMeetingsRequest\x12)\n\tpage_size\x18\x01 \x01(\x05\x42\x0c\xe2\x41\x01\x01\xc2\xf3\x18\x04\x38\x00@dR\x08pageSize\x12#\n\npage_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01R\tpageToken\"o\n\x14ListMeetingsResponse\x12/\n\x08meetings\x18\x01 \x03(\x0b\x32\x13.meeting.v1.MeetingR\x08meetings\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8e\x01\n\x14UpdateMeetingRequest\x12\x33\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingB\x04\xe2\x41\x01\x02R\x07meeting\x12\x41\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x02R\nupdateMask\"F\n\x15UpdateMeetingResponse\x12-\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingR\x07meeting\"C\n\x14\x44\x65leteMeetingRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\"\x17\n\x15\x44\x65leteMeetingResponse\"\xce\x02\n\x0eUploadMetadata\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\x12\x32\n\x0c\x63ontent_type\x18\x02 \x01(\tB\x0f\xe2\x41\x01\x02\xc2\xf3\x18\x07\x08\x01\x10\xff\x01\x30\x01R\x0b\x63ontentType\x12.\n\ntotal_size\x18\x03 \x01(\x03\x42\n\xe2\x41\x01\x01\xc2\xf3\x18\x02\x38\x00H\x00R\ttotalSize\x88\x01\x01\x12\"\n\x06offset\x18\x04 \x01(\x03\x42\n\xe2\x41\x01\x01\xc2\xf3\x18\x02\x38\x00R\x06offset\x12#\n\nrequest_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01R\trequestId\x12S\n\x06sha256\x18\x06 \x01(\tB;\xe2\x41\x01\x01\xc2\xf3\x18\x33\x1a\x0c[0-9a-f]{64}\"#64 lowercase hexadecimal charactersR\x06sha256B\r\n\x0b_total_size\"n\n\x12UploadAudioRequest\x12\x38\n\x08metadata\x18\x01 \x01(\x0b\x32\x1a.meeting.v1.UploadMetadataH\x00R\x08metadata\x12\x16\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00R\x05\x63hunkB\x06\n\x04part\"\xb8\x01\n\x13UploadAudioResponse\x12-\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingR\x07meeting\x12\x1f\n\x0bstored_size\x18\x02 \x01(\x03R\nstoredSize\x12\x1a\n\x08\x63omplete\x18\x03 \x01(\x08R\x08\x63omplete\x12\x35\n\x08\x64uration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationR\x08\x64uration\"E\n\x16GetUploadStatusRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\"\xac\x01\n\x17GetUploadStatusResponse\x12\x1f\n\x0bstored_size\x18\x01 \x01(\x03R\nstoredSize\x12\"\n\ntotal_size\x18\x02 \x01(\x03H\x00R\ttotalSize\x88\x01\x01\x12\x1a\n\x08\x63omplete\x18\x03 \x01(\x08R\x08\x63omplete\x12!\n\x0c\x63ontent_type\x18\x04 \x01(\tR\x0b\x63ontentTypeB\r\n\x0b_total_size\"s\n\x17StreamTranscriptRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\x12+\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x01R\rafterSequence\"M\n\x18StreamTranscriptResponse\x12\x31\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1b.meeting.v1.TranscriptEventR\x05\x65vent\"C\n\x14GetTranscriptRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\"\xbc\x01\n\x15GetTranscriptResponse\x12/\n\x08segments\x18\x01 \x03(\x0b\x32\x13.meeting.v1.SegmentR\x08segments\x12\x1a\n\x08speakers\x18\x02 \x03(\tR\x08speakers\x12#\n\rlast_sequence\x18\x03 \x01(\x03R\x0clastSequence\x12\x31\n\x06status\x18\x04 \x01(\x0e\x32\x19.meeting.v1.MeetingStatusR\x06status\"@\n\x11GetSummaryRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\"C\n\x12GetSummaryResponse\x12-\n\x07summary\x18\x01 \x01(\x0b\x32\x13.meeting.v1.SummaryR\x07summary\"\x92\x01\n\x0fLiveAudioConfig\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\x12\x30\n\x11sample_rate_hertz\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01R\x0fsampleRateHertz\x12 \n\x08language\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01R\x08language\"n\n\x15LiveTranscribeRequest\x12\x35\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1b.meeting.v1.LiveAudioConfigH\x00R\x06\x63onfig\x12\x16\n\x05\x61udio\x18\x02 \x01(\x0cH\x00R\x05\x61udioB\x06\n\x04part\"K\n\x16LiveTranscribeResponse\x12\x31\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1b.meeting.v1.TranscriptEventR\x05\x65vent2\x9d\x10\n\x0eMeetingService\x12s\n\rCreateMeeting\x12 .meeting.v1.CreateMeetingRequest\x1a!.meeting.v1.CreateMeetingResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x0c/v1/meetings:\x07meeting\x12n\n\nGetMeeting\x12\x1d.meeting.v1.GetMeetingRequest\x1a\x1e.meeting.v1.GetMeetingResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/meetings/{meeting_id}\x12g\n\x0cListMeetings\x12\x1f.meeting.v1.ListMeetingsRequest\x1a .meeting.v1.ListMeetingsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/meetings\x12\x80\x01\n\rUpdateMeeting\x12 .meeting.v1.UpdateMeetingRequest\x1a!.meeting.v1.UpdateMeetingResponse\"*\x82\xd3\xe4\x93\x02$2\x19/v1/meetings/{meeting.id}:\x07meeting\x12w\n\rDeleteMeeting\x12 .meeting.v1.DeleteMeetingRequest\x1a!.meeting.v1.DeleteMeetingResponse\"!\x82\xd3\xe4\x93\x02\x1b*\x19/v1/meetings/{meeting_id}\x12P\n\x0bUploadAudio\x12\x1e.meeting.v1.UploadAudioRequest\x1a\x1f.meeting.v1.UploadAudioResponse(\x01\x12Z\n\x0fGetUploadStatus\x12\".meeting.v1.GetUploadStatusRequest\x1a#.meeting.v1.GetUploadStatusResponse\x12_\n\x10StreamTranscript\x12#.meeting.v1.StreamTranscriptRequest\x1a$.meeting.v1.StreamTranscriptResponse0\x01\x12\x82\x01\n\rGetTranscript\x12 .meeting.v1.GetTranscriptRequest\x1a!.meeting.v1.GetTranscriptResponse\",\x82\xd3\xe4\x93\x02&\x12$/v1/meetings/{meeting_id}/transcript\x12v\n\nGetSummary\x12\x1d.meeting.v1.GetSummaryRequest\x1a\x1e.meeting.v1.GetSummaryResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/meetings/{meeting_id}/summary\x12[\n\x0eLiveTranscribe\x12!.meeting.v1.LiveTranscribeRequest\x1a\".meeting.v1.LiveTranscribeResponse(\x01\x30\x01\x12]\n\x10\x45xportTranscript\x12#.meeting.v1.ExportTranscriptRequest\x1a$.meeting.v1.ExportTranscriptResponse\x12s\n\rCreateWebhook\x12 .meeting.v1.CreateWebhookRequest\x1a!.meeting.v1.CreateWebhookResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x0c/v1/webhooks:\x07webhook\x12g\n\x0cListWebhooks\x12\x1f.meeting.v1.ListWebhooksRequest\x1a .meeting.v1.ListWebhooksResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/webhooks\x12w\n\rDeleteWebhook\x12 .meeting.v1.DeleteWebhookRequest\x1a!.meeting.v1.DeleteWebhookResponse\"!\x82\xd3\xe4\x93\x02\x1b*\x19/v1/webhooks/{webhook_id}\x12\x9a\x01\n\x15ListWebhookDeliveries\x12(.meeting.v1.ListWebhookDeliveriesRequest\x1a).meeting.v1.ListWebhookDeliveriesResponse\",\x82\xd3\xe4\x93\x02&\x12$/v1/webhooks/{webhook_id}/deliveries\x12\xa3\x01\n\x10RedeliverWebhook\x12#.meeting.v1.RedeliverWebhookRequest\x1a$.meeting.v1.RedeliverWebhookResponse\"D\x82\xd3\xe4\x93\x02>\"</v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver\x12_\n\x10StreamUserEvents\x12#.meeting.v1.StreamUserEventsRequest\x1a$.meeting.v1.StreamUserEventsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -97,54 +98,64 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MEETINGSERVICE'].methods_by_name['GetTranscript']._serialized_options = b'\202\323\344\223\002&\022$/v1/meetings/{meeting_id}/transcript'
   _globals['_MEETINGSERVICE'].methods_by_name['GetSummary']._loaded_options = None
   _globals['_MEETINGSERVICE'].methods_by_name['GetSummary']._serialized_options = b'\202\323\344\223\002#\022!/v1/meetings/{meeting_id}/summary'
-  _globals['_CREATEMEETINGREQUEST']._serialized_start=283
-  _globals['_CREATEMEETINGREQUEST']._serialized_end=403
-  _globals['_CREATEMEETINGRESPONSE']._serialized_start=405
-  _globals['_CREATEMEETINGRESPONSE']._serialized_end=475
-  _globals['_GETMEETINGREQUEST']._serialized_start=477
-  _globals['_GETMEETINGREQUEST']._serialized_end=541
-  _globals['_GETMEETINGRESPONSE']._serialized_start=543
-  _globals['_GETMEETINGRESPONSE']._serialized_end=610
-  _globals['_LISTMEETINGSREQUEST']._serialized_start=612
-  _globals['_LISTMEETINGSREQUEST']._serialized_end=713
-  _globals['_LISTMEETINGSRESPONSE']._serialized_start=715
-  _globals['_LISTMEETINGSRESPONSE']._serialized_end=826
-  _globals['_UPDATEMEETINGREQUEST']._serialized_start=829
-  _globals['_UPDATEMEETINGREQUEST']._serialized_end=971
-  _globals['_UPDATEMEETINGRESPONSE']._serialized_start=973
-  _globals['_UPDATEMEETINGRESPONSE']._serialized_end=1043
-  _globals['_DELETEMEETINGREQUEST']._serialized_start=1045
-  _globals['_DELETEMEETINGREQUEST']._serialized_end=1112
-  _globals['_DELETEMEETINGRESPONSE']._serialized_start=1114
-  _globals['_DELETEMEETINGRESPONSE']._serialized_end=1137
-  _globals['_UPLOADMETADATA']._serialized_start=1140
-  _globals['_UPLOADMETADATA']._serialized_end=1474
-  _globals['_UPLOADAUDIOREQUEST']._serialized_start=1476
-  _globals['_UPLOADAUDIOREQUEST']._serialized_end=1586
-  _globals['_UPLOADAUDIORESPONSE']._serialized_start=1589
-  _globals['_UPLOADAUDIORESPONSE']._serialized_end=1773
-  _globals['_GETUPLOADSTATUSREQUEST']._serialized_start=1775
-  _globals['_GETUPLOADSTATUSREQUEST']._serialized_end=1844
-  _globals['_GETUPLOADSTATUSRESPONSE']._serialized_start=1847
-  _globals['_GETUPLOADSTATUSRESPONSE']._serialized_end=2019
-  _globals['_STREAMTRANSCRIPTREQUEST']._serialized_start=2021
-  _globals['_STREAMTRANSCRIPTREQUEST']._serialized_end=2136
-  _globals['_STREAMTRANSCRIPTRESPONSE']._serialized_start=2138
-  _globals['_STREAMTRANSCRIPTRESPONSE']._serialized_end=2215
-  _globals['_GETTRANSCRIPTREQUEST']._serialized_start=2217
-  _globals['_GETTRANSCRIPTREQUEST']._serialized_end=2284
-  _globals['_GETTRANSCRIPTRESPONSE']._serialized_start=2287
-  _globals['_GETTRANSCRIPTRESPONSE']._serialized_end=2475
-  _globals['_GETSUMMARYREQUEST']._serialized_start=2477
-  _globals['_GETSUMMARYREQUEST']._serialized_end=2541
-  _globals['_GETSUMMARYRESPONSE']._serialized_start=2543
-  _globals['_GETSUMMARYRESPONSE']._serialized_end=2610
-  _globals['_LIVEAUDIOCONFIG']._serialized_start=2613
-  _globals['_LIVEAUDIOCONFIG']._serialized_end=2759
-  _globals['_LIVETRANSCRIBEREQUEST']._serialized_start=2761
-  _globals['_LIVETRANSCRIBEREQUEST']._serialized_end=2871
-  _globals['_LIVETRANSCRIBERESPONSE']._serialized_start=2873
-  _globals['_LIVETRANSCRIBERESPONSE']._serialized_end=2948
-  _globals['_MEETINGSERVICE']._serialized_start=2951
-  _globals['_MEETINGSERVICE']._serialized_end=4362
+  _globals['_MEETINGSERVICE'].methods_by_name['CreateWebhook']._loaded_options = None
+  _globals['_MEETINGSERVICE'].methods_by_name['CreateWebhook']._serialized_options = b'\202\323\344\223\002\027\"\014/v1/webhooks:\007webhook'
+  _globals['_MEETINGSERVICE'].methods_by_name['ListWebhooks']._loaded_options = None
+  _globals['_MEETINGSERVICE'].methods_by_name['ListWebhooks']._serialized_options = b'\202\323\344\223\002\016\022\014/v1/webhooks'
+  _globals['_MEETINGSERVICE'].methods_by_name['DeleteWebhook']._loaded_options = None
+  _globals['_MEETINGSERVICE'].methods_by_name['DeleteWebhook']._serialized_options = b'\202\323\344\223\002\033*\031/v1/webhooks/{webhook_id}'
+  _globals['_MEETINGSERVICE'].methods_by_name['ListWebhookDeliveries']._loaded_options = None
+  _globals['_MEETINGSERVICE'].methods_by_name['ListWebhookDeliveries']._serialized_options = b'\202\323\344\223\002&\022$/v1/webhooks/{webhook_id}/deliveries'
+  _globals['_MEETINGSERVICE'].methods_by_name['RedeliverWebhook']._loaded_options = None
+  _globals['_MEETINGSERVICE'].methods_by_name['RedeliverWebhook']._serialized_options = b'\202\323\344\223\002>\"</v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver'
+  _globals['_CREATEMEETINGREQUEST']._serialized_start=310
+  _globals['_CREATEMEETINGREQUEST']._serialized_end=430
+  _globals['_CREATEMEETINGRESPONSE']._serialized_start=432
+  _globals['_CREATEMEETINGRESPONSE']._serialized_end=502
+  _globals['_GETMEETINGREQUEST']._serialized_start=504
+  _globals['_GETMEETINGREQUEST']._serialized_end=568
+  _globals['_GETMEETINGRESPONSE']._serialized_start=570
+  _globals['_GETMEETINGRESPONSE']._serialized_end=637
+  _globals['_LISTMEETINGSREQUEST']._serialized_start=639
+  _globals['_LISTMEETINGSREQUEST']._serialized_end=740
+  _globals['_LISTMEETINGSRESPONSE']._serialized_start=742
+  _globals['_LISTMEETINGSRESPONSE']._serialized_end=853
+  _globals['_UPDATEMEETINGREQUEST']._serialized_start=856
+  _globals['_UPDATEMEETINGREQUEST']._serialized_end=998
+  _globals['_UPDATEMEETINGRESPONSE']._serialized_start=1000
+  _globals['_UPDATEMEETINGRESPONSE']._serialized_end=1070
+  _globals['_DELETEMEETINGREQUEST']._serialized_start=1072
+  _globals['_DELETEMEETINGREQUEST']._serialized_end=1139
+  _globals['_DELETEMEETINGRESPONSE']._serialized_start=1141
+  _globals['_DELETEMEETINGRESPONSE']._serialized_end=1164
+  _globals['_UPLOADMETADATA']._serialized_start=1167
+  _globals['_UPLOADMETADATA']._serialized_end=1501
+  _globals['_UPLOADAUDIOREQUEST']._serialized_start=1503
+  _globals['_UPLOADAUDIOREQUEST']._serialized_end=1613
+  _globals['_UPLOADAUDIORESPONSE']._serialized_start=1616
+  _globals['_UPLOADAUDIORESPONSE']._serialized_end=1800
+  _globals['_GETUPLOADSTATUSREQUEST']._serialized_start=1802
+  _globals['_GETUPLOADSTATUSREQUEST']._serialized_end=1871
+  _globals['_GETUPLOADSTATUSRESPONSE']._serialized_start=1874
+  _globals['_GETUPLOADSTATUSRESPONSE']._serialized_end=2046
+  _globals['_STREAMTRANSCRIPTREQUEST']._serialized_start=2048
+  _globals['_STREAMTRANSCRIPTREQUEST']._serialized_end=2163
+  _globals['_STREAMTRANSCRIPTRESPONSE']._serialized_start=2165
+  _globals['_STREAMTRANSCRIPTRESPONSE']._serialized_end=2242
+  _globals['_GETTRANSCRIPTREQUEST']._serialized_start=2244
+  _globals['_GETTRANSCRIPTREQUEST']._serialized_end=2311
+  _globals['_GETTRANSCRIPTRESPONSE']._serialized_start=2314
+  _globals['_GETTRANSCRIPTRESPONSE']._serialized_end=2502
+  _globals['_GETSUMMARYREQUEST']._serialized_start=2504
+  _globals['_GETSUMMARYREQUEST']._serialized_end=2568
+  _globals['_GETSUMMARYRESPONSE']._serialized_start=2570
+  _globals['_GETSUMMARYRESPONSE']._serialized_end=2637
+  _globals['_LIVEAUDIOCONFIG']._serialized_start=2640
+  _globals['_LIVEAUDIOCONFIG']._serialized_end=2786
+  _globals['_LIVETRANSCRIBEREQUEST']._serialized_start=2788
+  _globals['_LIVETRANSCRIBEREQUEST']._serialized_end=2898
+  _globals['_LIVETRANSCRIBERESPONSE']._serialized_start=2900
+  _globals['_LIVETRANSCRIBERESPONSE']._serialized_end=2975
+  _globals['_MEETINGSERVICE']._serialized_start=2978
+  _globals['_MEETINGSERVICE']._serialized_end=5055
 # @@protoc_insertion_point(module_scope)
