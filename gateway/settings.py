@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import json
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
 from mesh_common.settings import CommonSettings
 
@@ -28,6 +32,9 @@ class GatewaySettings(CommonSettings):
             complete before it answers 504 (the meeting goes on).
         openai_model_ids: The model ids `GET /v1/models` lists; a transcription may name
             any model, and every one runs the mesh's own recognizer.
+        cors_origins: Origins whose pages may call the API from a browser: exact ones
+            (`https://app.example.com`) or with any port (`http://localhost:*`); a JSON
+            list or a comma-separated string. Empty (the default): none.
     """
 
     gateway_host: str = "127.0.0.1"
@@ -41,3 +48,14 @@ class GatewaySettings(CommonSettings):
     shutdown_grace_s: float = Field(default=5.0, ge=0)
     openai_wait_s: float = Field(default=3600.0, gt=0)
     openai_model_ids: list[str] = Field(default=["whisper-1", "meeting-mesh"], min_length=1)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [o.strip() for o in text.split(",") if o.strip()]
+        return value

@@ -29,8 +29,12 @@ from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
 
 UPLOAD_OFFSET = "Upload-Offset"
 UPLOAD_LENGTH = "Upload-Length"
-# tus's media type for PATCH bodies; audio types are accepted there too.
+# tus's media type for PATCH bodies; the recording's own types are accepted there too.
 TUS_CONTENT_TYPE = "application/offset+octet-stream"
+_MEDIA_PREFIXES = ("audio/", "video/")
+_OCTET_STREAM = "application/octet-stream"
+# The media types a recording may be declared as.
+ACCEPTED_TYPES = ("audio/*", "video/*", _OCTET_STREAM)
 
 
 class _BodyTooLarge(Exception):
@@ -42,19 +46,29 @@ class _BodyBroken(Exception):
 
 
 def _audio_content_type(request: web.Request, *, allow_tus: bool) -> str | None:
+    """Returns the recording's media type, or None for a tus PATCH body (no type of its own).
+
+    Any media type that may hold audio is taken: audio, video containers (a browser calls a
+    meeting recording `video/mp4` or `video/webm`) and `application/octet-stream` (what a
+    browser sends for a file it cannot name). meeting_service's probe decides whether the
+    recording has decodable audio.
+
+    Raises:
+        HttpError: UNSUPPORTED_CONTENT_TYPE (415) for any other type.
+    """
     content_type = request.content_type
-    if content_type.startswith("audio/"):
+    if content_type.startswith(_MEDIA_PREFIXES) or content_type == _OCTET_STREAM:
         return content_type
     if allow_tus and content_type == TUS_CONTENT_TYPE:
         return None
-    accepted = "audio/*" + (f" or {TUS_CONTENT_TYPE}" if allow_tus else "")
+    accepted = ", ".join([*ACCEPTED_TYPES, *([TUS_CONTENT_TYPE] if allow_tus else [])])
     raise HttpError(
         MeetingError(
             meeting_pb2.ERROR_REASON_UNSUPPORTED_CONTENT_TYPE,
-            f"unsupported Content-Type {content_type!r}: a recording must be {accepted}",
+            f"unsupported Content-Type {content_type!r}: a recording must be one of {accepted}",
             {"content_type": content_type},
         ),
-        {"Accept": "audio/*"},
+        {"Accept": ", ".join(ACCEPTED_TYPES)},
     )
 
 
@@ -182,8 +196,9 @@ async def put_audio(request: web.Request) -> web.StreamResponse:
 
     Raises:
         MeetingError: UPLOAD_TOO_LARGE over the limit.
-        HttpError: UNSUPPORTED_CONTENT_TYPE for a non-audio type; UPLOAD_OFFSET_MISMATCH
-            when part of a recording is already stored (resume with PATCH).
+        HttpError: UNSUPPORTED_CONTENT_TYPE for a type that cannot hold audio;
+            UPLOAD_OFFSET_MISMATCH when part of a recording is already stored (resume
+            with PATCH).
         grpc.aio.AioRpcError: The service's error.
     """
     content_type = _audio_content_type(request, allow_tus=False)
