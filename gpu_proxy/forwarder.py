@@ -24,9 +24,9 @@ from gen.gpu.v1 import gpu_pb2
 from gpu_proxy.balancer import Balancer
 from gpu_proxy.node import Node
 from gpu_proxy.replay import ReplayBuffer
-from gpu_proxy.retry import NODE_FAILURES, effective_code
+from gpu_proxy.retry import NODE_FAILURES
 from mesh_common.logging import logger
-from mesh_common.retry import RETRYABLE_CODES, backoff_delay
+from mesh_common.retry import RETRYABLE_CODES, backoff_delay, effective_code
 from mesh_common.streams import read_ahead
 
 # Opens a call on a channel: (channel, requests of this attempt or None, timeout) -> the

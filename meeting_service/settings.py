@@ -47,6 +47,11 @@ class MeetingServiceSettings(CommonSettings):
         pipeline_max_attempts: Attempts per job before the meeting is FAILED.
         pipeline_backoff_initial_s: Delay before the first retry (exponential, full jitter).
         pipeline_backoff_max_s: Longest delay between retries.
+        pipeline_gpu_wait_max_s: How long a job waits for a GPU node (none up, every one
+            busy or failing) before its meeting is FAILED; tries that find none are not
+            attempts.
+        pipeline_gpu_wait_retry_max_s: Longest delay between two such tries, so a job
+            resumes soon after a node returns.
         pipeline_gpu_deadline_base_s: Fixed part of every GPU call's deadline.
         pipeline_gpu_deadline_per_audio_s: Deadline seconds added per second of audio.
         pipeline_live_max_s: Longest live session (the deadline of its recognition stream).
@@ -78,6 +83,8 @@ class MeetingServiceSettings(CommonSettings):
     pipeline_max_attempts: int = Field(default=5, ge=1)
     pipeline_backoff_initial_s: float = Field(default=5.0, gt=0)
     pipeline_backoff_max_s: float = Field(default=300.0, gt=0)
+    pipeline_gpu_wait_max_s: float = Field(default=6 * 3600.0, gt=0)
+    pipeline_gpu_wait_retry_max_s: float = Field(default=30.0, gt=0)
     pipeline_gpu_deadline_base_s: float = Field(default=60.0, gt=0)
     pipeline_gpu_deadline_per_audio_s: float = Field(default=1.0, ge=0)
     pipeline_live_max_s: float = Field(default=4 * 3600.0, gt=0)

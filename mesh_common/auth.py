@@ -8,6 +8,7 @@ as gRPC metadata — so a caller inside the network gains nothing by skipping th
 from __future__ import annotations
 
 import time
+import unicodedata
 from dataclasses import dataclass, field
 
 import jwt
@@ -99,6 +100,10 @@ class TokenVerifier:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise _unauthenticated("token has no subject")
+        if any(unicodedata.category(char) == "Cc" for char in subject):
+            # A subject names an owner in every store and log; a control character (NUL,
+            # which PostgreSQL text cannot hold, above all) is no one's name.
+            raise _unauthenticated("token subject holds a control character")
         principal = Principal(user=subject)
         if len(self._verified) >= _VERIFIED_ENTRIES:
             self._verified.clear()

@@ -37,3 +37,14 @@ def test_a_changed_token_is_checked_in_full_after_the_original_verified() -> Non
     assert _refusal(verifier, f"Bearer {forged}") == "invalid token"
     other = TokenVerifier("another-secret-that-is-long-enough-for-hs256-0000")
     assert _refusal(other, f"Bearer {token}") == "invalid token"  # memory is per verifier
+
+
+@pytest.mark.parametrize("subject", ["ali\x00ce", "alice\n", "\x7f"])
+def test_a_subject_with_a_control_character_is_refused(subject: str) -> None:
+    token = issue_token(subject, SECRET)
+    assert _refusal(TokenVerifier(SECRET), f"Bearer {token}") == (
+        "token subject holds a control character"
+    )
+    assert TokenVerifier(SECRET).verify(f"Bearer {issue_token('Zoë Ng', SECRET)}").user == (
+        "Zoë Ng"
+    )

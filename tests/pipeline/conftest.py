@@ -104,6 +104,7 @@ async def run_mesh(
     data_dir: Path,
     *,
     engines: Sequence[Engines | None] = (None,),
+    absent_nodes: Sequence[str] = (),
     **overrides: Any,
 ) -> AsyncIterator[Mesh]:
     """Runs gpu_node(s), gpu_proxy and meeting_service (with its workers) on loopback.
@@ -113,6 +114,8 @@ async def run_mesh(
         pki: The run's certificates.
         data_dir: Scratch directory.
         engines: One entry per node: its engines, or None for the mock engine.
+        absent_nodes: Further node addresses for gpu_proxy, where no node runs yet
+            (`Mesh.start_node(port=...)` starts one there).
         **overrides: meeting_service settings.
     """
     async with AsyncExitStack() as stack:
@@ -120,7 +123,7 @@ async def run_mesh(
             await stack.enter_async_context(run_gpu_node(node_settings(pki), e)) for e in engines
         ]
         proxy = await stack.enter_async_context(
-            run_gpu_proxy(proxy_settings(pki, [n.address for n in nodes]))
+            run_gpu_proxy(proxy_settings(pki, [*(n.address for n in nodes), *absent_nodes]))
         )
         settings = pipeline_settings(
             db_url, data_dir, pki, proxy.address, **{**PIPELINE_TEST_SETTINGS, **overrides}
