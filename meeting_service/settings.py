@@ -42,8 +42,9 @@ class MeetingServiceSettings(CommonSettings):
         pipeline_workers: Jobs one process runs at once; 0 runs none (LiveTranscribe still
             works). See docs/pipeline.md for how the pipeline behaves.
         pipeline_poll_interval_s: How often an idle worker looks for a queued job.
-        pipeline_lease_s: How long a claimed job stays this worker's without a heartbeat;
-            after that another worker takes it over.
+        pipeline_lease_s: How long a claimed job stays this worker's without a heartbeat
+            (sent every third of it); after that another worker takes it over, so a dead
+            worker's job is taken over within this plus `pipeline_poll_interval_s`.
         pipeline_max_attempts: Attempts per job before the meeting is FAILED.
         pipeline_backoff_initial_s: Delay before the first retry (exponential, full jitter).
         pipeline_backoff_max_s: Longest delay between retries.
@@ -79,7 +80,7 @@ class MeetingServiceSettings(CommonSettings):
     gpu_proxy_tls_name: str = ""
     pipeline_workers: int = Field(default=2, ge=0, le=64)
     pipeline_poll_interval_s: float = Field(default=1.0, gt=0)
-    pipeline_lease_s: float = Field(default=30.0, gt=0)
+    pipeline_lease_s: float = Field(default=8.0, gt=0)
     pipeline_max_attempts: int = Field(default=5, ge=1)
     pipeline_backoff_initial_s: float = Field(default=5.0, gt=0)
     pipeline_backoff_max_s: float = Field(default=300.0, gt=0)
