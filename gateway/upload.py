@@ -33,10 +33,6 @@ UPLOAD_LENGTH = "Upload-Length"
 TUS_CONTENT_TYPE = "application/offset+octet-stream"
 
 
-class _BodyTooLarge(Exception):
-    """The body crossed the size limit while it was being read."""
-
-
 class _BodyBroken(Exception):
     """The client went away (or sent a short body) in the middle of the upload."""
 
@@ -68,8 +64,12 @@ def _non_negative_header(request: web.Request, name: str) -> int | None:
 async def _body_chunks(request: web.Request, chunk_size: int, budget: int) -> AsyncIterator[bytes]:
     """Yields the body in chunks of `chunk_size` (the last may be shorter).
 
+    The chunk that crosses `budget` is yielded too, and nothing after it: meeting_service,
+    told the same limit (`UploadMetadata.size_limit`), refuses that chunk and discards
+    the recording, so a body too large is not left behind as a partial upload to resume
+    (as it would be were the call cancelled, like a dropped connection).
+
     Raises:
-        _BodyTooLarge: More than `budget` bytes arrived.
         _BodyBroken: The connection broke before the declared length arrived.
     """
     buffer = bytearray()
@@ -86,9 +86,10 @@ async def _body_chunks(request: web.Request, chunk_size: int, budget: int) -> As
         if not data:
             break
         received += len(data)
-        if received > budget:
-            raise _BodyTooLarge
         buffer += data
+        if received > budget:
+            yield bytes(buffer)
+            return
         if len(buffer) >= chunk_size:
             yield bytes(buffer)
             buffer.clear()
@@ -100,17 +101,25 @@ async def _stream_upload(
     request: web.Request, upload: meeting_service_pb2.UploadMetadata
 ) -> web.Response:
     settings = state.settings(request)
+    upload.size_limit = settings.max_upload_bytes
     budget = settings.max_upload_bytes - upload.offset
     body_failure: list[Exception] = []
     received = state.metrics(request).upload_bytes
+    # The task grpc reads the messages in: it may still wait for body bytes when the call
+    # has ended (refused mid-body), and must stop before the answer goes out, or aiohttp's
+    # own read of the rest of the body fails beside it.
+    body_reader: list[asyncio.Task[object]] = []
 
     async def messages() -> AsyncIterator[meeting_service_pb2.UploadAudioRequest]:
+        task = asyncio.current_task()
+        if task is not None:
+            body_reader.append(task)
         yield meeting_service_pb2.UploadAudioRequest(metadata=upload)
         try:
             async for chunk in _body_chunks(request, settings.upload_chunk_bytes, budget):
                 received.inc(len(chunk))
                 yield meeting_service_pb2.UploadAudioRequest(chunk=chunk)
-        except (_BodyTooLarge, _BodyBroken) as error:
+        except _BodyBroken as error:
             # Raising here makes grpc cancel the call rather than end the stream: an ended
             # stream would complete a truncated recording.
             body_failure.append(error)
@@ -122,7 +131,7 @@ async def _stream_upload(
         )
     except grpc.aio.AioRpcError:
         # The call failed because our side of it did: the body's failure is the answer.
-        failure = _body_error(body_failure, settings.max_upload_bytes)
+        failure = _body_error(body_failure)
         if failure is None:
             raise
         raise failure from None
@@ -130,18 +139,26 @@ async def _stream_upload(
         # grpc reports a call it cancelled itself (our body failed) as CancelledError;
         # a cancellation of this task, rather than of the call, goes on up.
         current = asyncio.current_task()
-        failure = _body_error(body_failure, settings.max_upload_bytes)
+        failure = _body_error(body_failure)
         if failure is None or (current is not None and current.cancelling()):
             raise
         raise failure from None
+    finally:
+        await _stop_reading(body_reader)
     return web.json_response(to_json(response), headers={UPLOAD_OFFSET: str(response.stored_size)})
 
 
-def _body_error(failures: list[Exception], limit: int) -> MeetingError | None:
+async def _stop_reading(readers: list[asyncio.Task[object]]) -> None:
+    pending = [task for task in readers if not task.done() and task is not asyncio.current_task()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=1.0)
+
+
+def _body_error(failures: list[Exception]) -> MeetingError | None:
     if not failures:
         return None
-    if isinstance(failures[0], _BodyTooLarge):
-        return upload_too_large(limit)
     return invalid_field("body", f"the request body ended early: {failures[0]}")
 
 

@@ -144,7 +144,11 @@ class UploadsService:
             raise invalid_field("metadata", "the first message must carry the metadata")
         metadata = first.metadata
         mid = validation.meeting_id(metadata.meeting_id, "metadata.meeting_id")
-        upload = await self._begin(owner, mid, metadata)
+        limit = self._limit
+        if metadata.HasField("size_limit"):
+            validation.check(metadata, "size_limit", "metadata.size_limit")
+            limit = min(limit, metadata.size_limit)
+        upload = await self._begin(owner, mid, metadata, limit)
         log = logger.bind(meeting_id=str(mid), request_id=metadata.request_id)
         stored = upload.stored_size
         total = upload.total_size
@@ -153,7 +157,7 @@ class UploadsService:
         # only a stream that carries the whole recording can.
         digest = hashlib.sha256() if stored == 0 else None
         if total is None or stored < total:
-            stored = await self._receive(mid, requests, stored, total, digest)
+            stored = await self._receive(mid, requests, stored, total, digest, limit)
         if total is not None and stored < total:
             await self._end_partial(mid)
             log.bind(stored_size=stored).info("upload stream ended before the recording did")
@@ -171,6 +175,7 @@ class UploadsService:
         stored: int,
         total: int | None,
         digest: hashlib._Hash | None,
+        limit: int,
     ) -> int:
         """Stores the stream's chunks from `stored` on; returns the new stored size."""
         async for request in requests:
@@ -179,8 +184,8 @@ class UploadsService:
             chunk = request.chunk
             if not chunk:
                 continue
-            if stored + len(chunk) > self._limit:
-                await self._reject(mid, upload_too_large(self._limit))
+            if stored + len(chunk) > limit:
+                await self._reject(mid, upload_too_large(limit))
             if total is not None and stored + len(chunk) > total:
                 await self._reject(
                     mid,
@@ -198,14 +203,18 @@ class UploadsService:
         return stored
 
     async def _begin(
-        self, owner: str, mid: uuid.UUID, metadata: meeting_service_pb2.UploadMetadata
+        self,
+        owner: str,
+        mid: uuid.UUID,
+        metadata: meeting_service_pb2.UploadMetadata,
+        limit: int,
     ) -> UploadRow:
         content_type = validation.content_type(metadata.content_type)
         validation.request_id(metadata.request_id)
         validation.check(metadata, "total_size", "metadata.total_size")
         total = metadata.total_size if metadata.HasField("total_size") else None
-        if total is not None and total > self._limit:
-            raise upload_too_large(self._limit)
+        if total is not None and total > limit:
+            raise upload_too_large(limit)
         validation.check(metadata, "offset", "metadata.offset")
         sha256 = validation.sha256(metadata.sha256)
         async with self._pool.acquire() as conn, conn.transaction():
