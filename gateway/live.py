@@ -23,12 +23,12 @@ from typing import Any
 import grpc
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from contract_errors.meeting import invalid_field
+from contract_errors.meeting import MeetingError, invalid_field
 from gateway import state
 from gateway.auth import grpc_metadata
 from gateway.events import EVENT_NAMES
 from gateway.http_errors import error_view
-from gateway.jsonpb import INT32_MAX, non_negative_int, to_json
+from gateway.jsonpb import INT32_MAX, decode_json, non_negative_int, to_json
 from gen.meeting.v1 import meeting_service_pb2
 
 _MAX_REASON_BYTES = 123  # RFC 6455: the close reason fits a 125-byte control frame
@@ -200,9 +200,10 @@ async def _uplink(ws: web.WebSocketResponse, audio: asyncio.Queue[bytes | None])
 
 
 def _is_end(text: str) -> bool:
+    # The bounded decoder: a frame nested thousands deep is "not the end", not a crash.
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
+        value = decode_json(text.encode())
+    except MeetingError:
         return False
     return isinstance(value, dict) and value.get("type") == "end"
 

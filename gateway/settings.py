@@ -24,6 +24,17 @@ class GatewaySettings(CommonSettings):
             comment is sent, so proxies do not cut idle streams.
         sse_retry_ms: The `retry:` hint sent to EventSource clients.
         shutdown_grace_s: How long open streams get to end when the gateway stops.
+        header_timeout_s: How long a new connection may take to send its first request's
+            headers; then it is closed (a client that opens connections and sends
+            headers slowly cannot hold them).
+        body_timeout_s: How long a JSON request body may take to arrive in full (then
+            the answer is 408 and the connection is closed), and how long the unread rest
+            of a refused request's body is read and dropped, to keep the connection, before
+            it is closed instead.
+        upload_idle_timeout_s: The longest pause in an upload's body; then the answer is
+            408, the bytes received are kept and the upload resumes with HEAD and PATCH.
+        keepalive_timeout_s: How long an idle keep-alive connection stays open (longer than
+            the idle timeout of a load balancer in front, so the balancer closes first).
     """
 
     gateway_host: str = "127.0.0.1"
@@ -35,3 +46,7 @@ class GatewaySettings(CommonSettings):
     sse_heartbeat_s: float = Field(default=15.0, gt=0, le=15.0)
     sse_retry_ms: int = Field(default=3000, ge=0)
     shutdown_grace_s: float = Field(default=5.0, ge=0)
+    header_timeout_s: float = Field(default=15.0, gt=0)
+    body_timeout_s: float = Field(default=10.0, gt=0)
+    upload_idle_timeout_s: float = Field(default=60.0, gt=0)
+    keepalive_timeout_s: float = Field(default=75.0, gt=0)

@@ -23,7 +23,7 @@ from contract_errors.meeting import (
 )
 from gateway import state
 from gateway.auth import grpc_metadata
-from gateway.http_errors import HttpError
+from gateway.http_errors import HttpError, request_timeout
 from gateway.jsonpb import non_negative_int, to_json
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
 
@@ -35,6 +35,10 @@ TUS_CONTENT_TYPE = "application/offset+octet-stream"
 
 class _BodyBroken(Exception):
     """The client went away (or sent a short body) in the middle of the upload."""
+
+
+class _BodyStalled(_BodyBroken):
+    """The body paused longer than `upload_idle_timeout_s`."""
 
 
 def _audio_content_type(request: web.Request, *, allow_tus: bool) -> str | None:
@@ -61,7 +65,9 @@ def _non_negative_header(request: web.Request, name: str) -> int | None:
     return non_negative_int(raw, name)
 
 
-async def _body_chunks(request: web.Request, chunk_size: int, budget: int) -> AsyncIterator[bytes]:
+async def _body_chunks(
+    request: web.Request, chunk_size: int, budget: int, idle_s: float
+) -> AsyncIterator[bytes]:
     """Yields the body in chunks of `chunk_size` (the last may be shorter).
 
     The chunk that crosses `budget` is yielded too, and nothing after it: meeting_service,
@@ -70,13 +76,18 @@ async def _body_chunks(request: web.Request, chunk_size: int, budget: int) -> As
     (as it would be were the call cancelled, like a dropped connection).
 
     Raises:
+        _BodyStalled: No byte came for `idle_s` seconds.
         _BodyBroken: The connection broke before the declared length arrived.
     """
     buffer = bytearray()
     received = 0
     while True:
         try:
-            data = await request.content.read(chunk_size - len(buffer))
+            async with asyncio.timeout(idle_s):
+                data = await request.content.read(chunk_size - len(buffer))
+        except TimeoutError:
+            request.content.feed_eof()  # the rest is not waited for; the connection closes
+            raise _BodyStalled from None
         except (ConnectionError, OSError, ValueError) as error:
             raise _BodyBroken(str(error)) from None
         except Exception as error:  # aiohttp's payload errors have no common public base
@@ -116,7 +127,10 @@ async def _stream_upload(
             body_reader.append(task)
         yield meeting_service_pb2.UploadAudioRequest(metadata=upload)
         try:
-            async for chunk in _body_chunks(request, settings.upload_chunk_bytes, budget):
+            chunks = _body_chunks(
+                request, settings.upload_chunk_bytes, budget, settings.upload_idle_timeout_s
+            )
+            async for chunk in chunks:
                 received.inc(len(chunk))
                 yield meeting_service_pb2.UploadAudioRequest(chunk=chunk)
         except _BodyBroken as error:
@@ -131,7 +145,7 @@ async def _stream_upload(
         )
     except grpc.aio.AioRpcError:
         # The call failed because our side of it did: the body's failure is the answer.
-        failure = _body_error(body_failure)
+        failure = _body_error(body_failure, settings.upload_idle_timeout_s)
         if failure is None:
             raise
         raise failure from None
@@ -139,7 +153,7 @@ async def _stream_upload(
         # grpc reports a call it cancelled itself (our body failed) as CancelledError;
         # a cancellation of this task, rather than of the call, goes on up.
         current = asyncio.current_task()
-        failure = _body_error(body_failure)
+        failure = _body_error(body_failure, settings.upload_idle_timeout_s)
         if failure is None or (current is not None and current.cancelling()):
             raise
         raise failure from None
@@ -156,9 +170,11 @@ async def _stop_reading(readers: list[asyncio.Task[object]]) -> None:
         await asyncio.wait(pending, timeout=1.0)
 
 
-def _body_error(failures: list[Exception]) -> MeetingError | None:
+def _body_error(failures: list[Exception], idle_s: float) -> MeetingError | HttpError | None:
     if not failures:
         return None
+    if isinstance(failures[0], _BodyStalled):
+        return request_timeout("the next bytes of the upload", idle_s)
     return invalid_field("body", f"the request body ended early: {failures[0]}")
 
 

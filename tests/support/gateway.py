@@ -16,6 +16,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from gateway.app import create_app
+from gateway.connections import GatewayRunner
 from gateway.settings import GatewaySettings
 from mesh_common.telemetry import Telemetry
 
@@ -71,7 +72,7 @@ async def run_gateway(
         The running gateway.
     """
     app = create_app(settings, telemetry)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.shutdown_grace_s)
+    runner = GatewayRunner(app, settings)
     await runner.setup()
     site = web.TCPSite(runner, settings.gateway_host, settings.gateway_port)
     await site.start()

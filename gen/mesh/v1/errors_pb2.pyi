@@ -42,6 +42,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """A fault of the server itself (a bug); it is logged there, the message says
     no more.
     """
+    ERROR_REASON_REQUEST_TIMEOUT: _ErrorReason.ValueType  # 7
+    """The HTTP request (its headers or its body) did not arrive in time; the
+    connection is closed. Whatever the request would have done, it did not.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Reasons any service of the mesh may send, whatever its contract."""
@@ -61,6 +65,10 @@ ERROR_REASON_BAD_REQUEST: ErrorReason.ValueType  # 5
 ERROR_REASON_INTERNAL: ErrorReason.ValueType  # 6
 """A fault of the server itself (a bug); it is logged there, the message says
 no more.
+"""
+ERROR_REASON_REQUEST_TIMEOUT: ErrorReason.ValueType  # 7
+"""The HTTP request (its headers or its body) did not arrive in time; the
+connection is closed. Whatever the request would have done, it did not.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
