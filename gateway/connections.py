@@ -24,6 +24,7 @@ from aiohttp import web, web_protocol
 from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.settings import GatewaySettings
+from mesh_common.logging import redact
 
 
 class _ClientFaultsAtInfo(logging.Filter):
@@ -33,7 +34,8 @@ class _ClientFaultsAtInfo(logging.Filter):
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, HttpProcessingError):
             record.levelno, record.levelname = logging.INFO, "INFO"
-            record.msg, record.args = f"{record.getMessage()}: {error.message}", ()
+            # Made after the record was redacted: the parser's message quotes the request.
+            record.msg, record.args = redact(f"{record.getMessage()}: {error.message}"), ()
             record.exc_info, record.exc_text = None, None
         return True
 
