@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -16,7 +16,7 @@ async def test_a_streaming_span_closed_from_another_task_ends_without_an_error()
     # event loop's finalizer closes the generator later, in a task of its own.
     tracer = TracerProvider().get_tracer("test")
 
-    async def stream() -> AsyncIterator[int]:
+    async def stream() -> AsyncGenerator[int]:
         with server_span(tracer, "/test.Stream/Items", {}) as span:
             assert span.is_recording()
             yield 1
