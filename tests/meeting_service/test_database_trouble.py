@@ -11,6 +11,7 @@ connection that feeds live streams) once connections are allowed again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -27,6 +28,7 @@ from meeting_service.db.embedded import free_port
 from meeting_service.server import run_meeting_service
 from tests.meeting_service.helpers import create, next_event, user
 from tests.meeting_service.test_health import NOT_SERVING, SERVING, HealthWatch
+from tests.support.fault_proxy import FaultProxy
 from tests.support.log_capture import LogLine, captured_logs
 from tests.support.meeting import auth, error_reason, meeting_settings
 from tests.support.postgres import create_database, drop_database
@@ -198,3 +200,53 @@ async def test_too_many_connections_is_a_lost_database_and_everything_recovers(
         await drop_database(
             postgres_admin_dsn, _dsn_with(postgres_admin_dsn, role="x", database=database)
         )
+
+
+async def test_a_database_network_that_blackholes_or_resets_is_survived(
+    database_url: str, tmp_path: Path
+) -> None:
+    host_port = database_url.split("@", 1)[1].split("/", 1)[0]
+    host, _, port = host_port.rpartition(":")
+    owner = user()
+    async with FaultProxy(host, int(port)) as network:
+        dsn = database_url.replace(host_port, network.address)
+        settings = meeting_settings(dsn, tmp_path)
+        with captured_logs() as logs:
+            async with (
+                run_meeting_service(settings, database=Database(dsn)) as running,
+                grpc.aio.insecure_channel(running.address) as channel,
+            ):
+                stub = meeting_service_pb2_grpc.MeetingServiceStub(channel)
+                watch = HealthWatch(channel)
+                await watch.until(SERVING)
+                meeting = await create(stub, owner)
+                stream = stub.StreamTranscript(
+                    meeting_service_pb2.StreamTranscriptRequest(meeting_id=meeting.id),
+                    metadata=auth(owner),
+                )
+                assert (await next_event(stream)).sequence == 1
+                mid = uuid.UUID(meeting.id)
+
+                # Bytes stop, nobody is told: found by the health check's deadline.
+                network.blackhole()
+                await watch.until(NOT_SERVING, within=4 * settings.health_interval_s + 5)
+                network.heal()
+                await watch.until(SERVING, within=30)
+                await change_status(running.services, mid, meeting_pb2.MEETING_STATUS_QUEUED)
+                assert (await next_event(stream)).sequence == 2
+
+                # Every connection reset at once: a call that meets a dead connection is
+                # UNAVAILABLE (never INTERNAL), and the service recovers by itself.
+                await network.reset()
+                async with asyncio.timeout(30):
+                    while True:
+                        try:
+                            await create(stub, owner)
+                            break
+                        except grpc.aio.AioRpcError as error:
+                            assert error.code() is grpc.StatusCode.UNAVAILABLE
+                await change_status(running.services, mid, meeting_pb2.MEETING_STATUS_TRANSCRIBING)
+                assert (await next_event(stream)).sequence == 3
+                stream.cancel()
+                watch.cancel()
+        assert not logs.errors()
