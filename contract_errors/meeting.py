@@ -39,6 +39,16 @@ def not_found(meeting_id: object) -> MeetingError:
     )
 
 
+def webhook_not_found(webhook_id: object, delivery_id: object | None = None) -> MeetingError:
+    """Returns the error for a webhook endpoint (or delivery) missing or not the caller's."""
+    metadata = {"webhook_id": str(webhook_id)}
+    what = f"webhook {webhook_id}"
+    if delivery_id is not None:
+        metadata["delivery_id"] = str(delivery_id)
+        what = f"delivery {delivery_id} of {what}"
+    return MeetingError(meeting_pb2.ERROR_REASON_WEBHOOK_NOT_FOUND, f"{what} not found", metadata)
+
+
 def wrong_state(status: str, message: str) -> MeetingError:
     """Returns the error for a call the meeting's status does not allow.
 
@@ -83,4 +93,22 @@ def unavailable(
     """Returns the error for a backend (the database, the GPU service) out of reach."""
     return MeetingError(
         meeting_pb2.ERROR_REASON_BACKEND_UNAVAILABLE, message, metadata, retry_after=retry_after
+    )
+
+
+def quota_exceeded(quota: str, limit: int, message: str, *, retry_after: float) -> MeetingError:
+    """Returns the error for a call over one of the caller's quotas.
+
+    Args:
+        quota: The quota's name, for programs (`ErrorInfo.metadata.quota`), e.g.
+            "uploads_per_minute".
+        limit: Its configured value (`ErrorInfo.metadata.limit`).
+        message: What was refused, for people.
+        retry_after: Seconds until the call may succeed.
+    """
+    return MeetingError(
+        meeting_pb2.ERROR_REASON_QUOTA_EXCEEDED,
+        message,
+        {"quota": quota, "limit": str(limit)},
+        retry_after=retry_after,
     )

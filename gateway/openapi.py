@@ -15,9 +15,12 @@ from typing import Any
 from google.api import field_behavior_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from gateway.exports import FORMAT_PARAM, FORMATS, MEDIA_TYPES
 from gateway.jsonpb import INT32_MAX, INT64_MAX
+from gateway.openai_api import GRANULARITIES, RESPONSE_FORMATS
 from gateway.rest import RestRoute, rest_routes
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
+from mesh_common.scopes import method_scope
 from mesh_common.validation import rules_of
 
 _SCHEMA_REF = "#/components/schemas/"
@@ -60,12 +63,14 @@ _SEQUENCE_SCHEMA = {"type": "integer", "minimum": 0, "maximum": INT64_MAX}
 _ERROR_STATUSES: dict[str, str] = {
     "400": "Invalid request: a field, parameter or body is malformed (details name it), "
     "or the meeting is in the wrong state.",
-    "401": "Missing or invalid bearer token (see WWW-Authenticate).",
-    "404": "No such meeting for this caller.",
+    "401": "Missing or invalid bearer token or API key (see WWW-Authenticate).",
+    "403": "The API key lacks the scope the operation needs (its security requirement).",
+    "404": "No such meeting (or API key) for this caller.",
     "409": "Conflict: an upload offset that is not the stored size, or a repeated create.",
     "413": "The recording is larger than the limit.",
     "415": "The body's Content-Type is not audio.",
-    "429": "Too much work queued; retry after Retry-After seconds.",
+    "429": "Too much work queued, or a quota of the caller reached; retry after "
+    "Retry-After seconds.",
     "503": "A backend is unavailable; retry after Retry-After seconds.",
     "504": "A backend did not answer in time.",
 }
@@ -211,7 +216,21 @@ def _field_at(message: Descriptor, path: str) -> FieldDescriptor:
     return message.fields_by_name[leaf]
 
 
-_COMMON_ERRORS = ("400", "401", "404", "429", "503", "504")
+_COMMON_ERRORS = ("400", "401", "403", "404", "429", "503", "504")
+
+
+def _security(*rpcs: str, query_token: bool = False) -> list[dict[str, list[str]]]:
+    """Returns an operation's credentials, naming the scopes an API key needs.
+
+    Args:
+        rpcs: The MeetingService methods the route calls; their `(mesh.v1.scope)`
+            options are the scopes.
+        query_token: Whether `?access_token=` is accepted too.
+    """
+    methods = meeting_service_pb2.DESCRIPTOR.services_by_name["MeetingService"].methods_by_name
+    scopes = sorted({method_scope(methods[rpc]) for rpc in rpcs})
+    schemes = ("bearer", "accessToken") if query_token else ("bearer",)
+    return [{scheme: scopes} for scheme in schemes]
 
 
 def _rest_operation(route: RestRoute, schemas: _Schemas) -> dict[str, Any]:
@@ -229,6 +248,7 @@ def _rest_operation(route: RestRoute, schemas: _Schemas) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "operationId": route.name,
         "summary": f"MeetingService.{route.name}",
+        "security": _security(route.name),
         "parameters": parameters,
         "responses": {},
     }
@@ -258,9 +278,142 @@ def _rest_operation(route: RestRoute, schemas: _Schemas) -> dict[str, Any]:
             "description": "Success.",
             "content": {"application/json": {"schema": schemas.ref(route.method.output_type)}},
         }
+    if route.name == "GetTranscript":
+        _add_exports(operation)
     errors = [*_COMMON_ERRORS, "409"] if route.http_method == "POST" else list(_COMMON_ERRORS)
     operation["responses"].update(_errors(*errors))
     return operation
+
+
+def _add_exports(operation: dict[str, Any]) -> None:
+    """Documents the exports the transcript route also serves (gateway/exports.py)."""
+    operation["summary"] += " or, by `format` or `Accept`, MeetingService.ExportTranscript"
+    operation["parameters"].append(
+        {
+            "name": FORMAT_PARAM,
+            "in": "query",
+            "schema": {"type": "string", "enum": sorted(FORMATS)},
+            "description": "Answer with the transcript as a file (Content-Disposition names "
+            "it); without it, an Accept of " + ", ".join(sorted(MEDIA_TYPES)) + " does the same.",
+        }
+    )
+    content = operation["responses"]["200"]["content"]
+    transcript = content["application/json"]["schema"]
+    export = {"type": "object", "description": "The JSON export (format=json)."}
+    content["application/json"] = {"schema": {"anyOf": [transcript, export]}}
+    for media in sorted(MEDIA_TYPES):
+        content[media] = {"schema": {"type": "string"}}
+    operation["responses"]["200"]["headers"] = {
+        "Content-Disposition": {"schema": {"type": "string"}}
+    }
+
+
+def _openai_error_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["message", "type", "param", "code"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "param": {"type": ["string", "null"]},
+                    "code": {"type": ["string", "null"]},
+                },
+            }
+        },
+    }
+
+
+def _openai_errors(*statuses: str) -> dict[str, Any]:
+    descriptions = {
+        **_ERROR_STATUSES,
+        "400": "Invalid request (a field, or a file that is not audio), or translation.",
+        "500": "The transcription failed; the message says why.",
+    }
+    return {
+        status: {
+            "description": descriptions[status],
+            "content": {"application/json": {"schema": {"$ref": _SCHEMA_REF + "OpenAIError"}}},
+        }
+        for status in statuses
+    }
+
+
+def _openai_form() -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "model": {"type": "string"},
+                        "language": {"type": "string"},
+                        "prompt": {"type": "string"},
+                        "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS)},
+                        "timestamp_granularities[]": {
+                            "type": "array",
+                            "items": {"type": "string", "enum": list(GRANULARITIES)},
+                        },
+                        "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+                    },
+                }
+            }
+        },
+    }
+
+
+def _openai_operations() -> dict[str, dict[str, Any]]:
+    text = {"schema": {"type": "string"}}
+    return {
+        "/v1/audio/transcriptions": {
+            "post": {
+                "operationId": "CreateTranscription",
+                "summary": "OpenAI-compatible: transcribe a file as a new meeting of the caller "
+                "and answer when it is done.",
+                "requestBody": _openai_form(),
+                "responses": {
+                    "200": {
+                        "description": "The transcript in response_format.",
+                        "content": {
+                            "application/json": {"schema": {"type": "object"}},
+                            "text/plain": text,
+                            "application/x-subrip": text,
+                            "text/vtt": text,
+                        },
+                    },
+                    **_openai_errors("400", "401", "413", "429", "500", "503", "504"),
+                },
+            }
+        },
+        "/v1/audio/translations": {
+            "post": {
+                "operationId": "CreateTranslation",
+                "summary": "OpenAI-compatible: refused with 400, the recognizer does not "
+                "translate.",
+                "requestBody": _openai_form(),
+                "responses": _openai_errors("400", "401"),
+            }
+        },
+        "/v1/models": {
+            "get": {
+                "operationId": "ListModels",
+                "summary": "OpenAI-compatible: the model ids a transcription may name.",
+                "responses": {
+                    "200": {
+                        "description": "OpenAI's model list.",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    **_openai_errors("401"),
+                },
+            }
+        },
+    }
 
 
 def _audio_operations(schemas: _Schemas) -> dict[str, Any]:
@@ -284,6 +437,7 @@ def _audio_operations(schemas: _Schemas) -> dict[str, Any]:
         "put": {
             "operationId": "UploadAudio",
             "summary": "Upload a whole recording (streamed to MeetingService.UploadAudio).",
+            "security": _security("GetUploadStatus", "UploadAudio"),
             "parameters": [upload_id],
             "requestBody": {"required": True, "content": {"audio/*": binary}},
             "responses": {"200": upload_ok, **upload_errors},
@@ -291,6 +445,7 @@ def _audio_operations(schemas: _Schemas) -> dict[str, Any]:
         "head": {
             "operationId": "GetUploadStatus",
             "summary": "How many bytes are stored (tus-style Upload-Offset).",
+            "security": _security("GetUploadStatus"),
             "parameters": [_id_parameter("GetUploadStatusRequest")],
             "responses": {
                 "200": {
@@ -307,6 +462,7 @@ def _audio_operations(schemas: _Schemas) -> dict[str, Any]:
         "patch": {
             "operationId": "ResumeUpload",
             "summary": "Continue an upload from Upload-Offset.",
+            "security": _security("GetUploadStatus", "UploadAudio"),
             "parameters": [
                 upload_id,
                 {
@@ -332,7 +488,7 @@ def _events_operation() -> dict[str, Any]:
             "summary": "The meeting's events as Server-Sent Events (MeetingService."
             "StreamTranscript). id: is the sequence, event: segment|status|summary|deleted|"
             "error, data: the TranscriptEvent JSON (an error event carries the error body).",
-            "security": [{"bearer": []}, {"accessToken": []}],
+            "security": _security("GetMeeting", "StreamTranscript", query_token=True),
             "parameters": [
                 _id_parameter("StreamTranscriptRequest"),
                 {"name": "after", "in": "query", "schema": _SEQUENCE_SCHEMA},
@@ -355,7 +511,7 @@ def _live_operation() -> dict[str, Any]:
             "operationId": "LiveTranscribe",
             "summary": "WebSocket: binary 16-bit mono PCM frames in, TranscriptEvent JSON out "
             "(MeetingService.LiveTranscribe). Failures close with 4000 + the HTTP status.",
-            "security": [{"bearer": []}, {"accessToken": []}],
+            "security": _security("GetMeeting", "LiveTranscribe", query_token=True),
             "parameters": [
                 _id_parameter("LiveAudioConfig"),
                 {
@@ -416,6 +572,7 @@ def build_openapi(server_url: str | None = None) -> dict[str, Any]:
     paths["/v1/meetings/{meeting_id}/events"] = _events_operation()
     paths["/v1/meetings/{meeting_id}/live"] = _live_operation()
     schemas.ref(meeting_service_pb2.StreamTranscriptResponse.DESCRIPTOR)
+    paths.update(_openai_operations())
     paths["/healthz"] = _plain("Healthz", "The process is up.", ("200",))
     paths["/readyz"] = _plain("Readyz", "meeting_service is reachable and SERVING.", ("200", "503"))
     paths["/openapi.json"] = _plain("OpenApi", "This document.", ("200",))
@@ -434,6 +591,7 @@ def build_openapi(server_url: str | None = None) -> dict[str, Any]:
     }
     components = dict(schemas.components)
     components["Error"] = _error_schema()
+    components["OpenAIError"] = _openai_error_schema()
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -449,7 +607,12 @@ def build_openapi(server_url: str | None = None) -> dict[str, Any]:
         "components": {
             "schemas": components,
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A user's JWT (every scope), or an API key (mm_live_...) "
+                    "holding the scopes an operation lists.",
+                },
                 "accessToken": {"type": "apiKey", "in": "query", "name": "access_token"},
             },
         },

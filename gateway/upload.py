@@ -10,7 +10,7 @@ filling the gateway's memory.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 from aiohttp import web
@@ -65,10 +65,14 @@ def _non_negative_header(request: web.Request, name: str) -> int | None:
     return non_negative_int(raw, name)
 
 
+Reader = Callable[[int], Awaitable[bytes]]
+"""Reads at most n bytes of a recording; b"" at its end."""
+
+
 async def _body_chunks(
-    request: web.Request, chunk_size: int, budget: int, idle_s: float
+    read: Reader, chunk_size: int, budget: int, idle_s: float
 ) -> AsyncIterator[bytes]:
-    """Yields the body in chunks of `chunk_size` (the last may be shorter).
+    """Yields a recording in chunks of `chunk_size` (the last may be shorter).
 
     The chunk that crosses `budget` is yielded too, and nothing after it: meeting_service,
     told the same limit (`UploadMetadata.size_limit`), refuses that chunk and discards
@@ -84,9 +88,8 @@ async def _body_chunks(
     while True:
         try:
             async with asyncio.timeout(idle_s):
-                data = await request.content.read(chunk_size - len(buffer))
+                data = await read(chunk_size - len(buffer))
         except TimeoutError:
-            request.content.feed_eof()  # the rest is not waited for; the connection closes
             raise _BodyStalled from None
         except (ConnectionError, OSError, ValueError) as error:
             raise _BodyBroken(str(error)) from None
@@ -111,6 +114,28 @@ async def _body_chunks(
 async def _stream_upload(
     request: web.Request, upload: meeting_service_pb2.UploadMetadata
 ) -> web.Response:
+    response = await stream_upload(request, upload, request.content.read)
+    return web.json_response(to_json(response), headers={UPLOAD_OFFSET: str(response.stored_size)})
+
+
+async def stream_upload(
+    request: web.Request, upload: meeting_service_pb2.UploadMetadata, read: Reader
+) -> meeting_service_pb2.UploadAudioResponse:
+    """Streams a recording into UploadAudio as it is read, within the size limit.
+
+    Args:
+        request: The HTTP request it arrives with (the caller's token, the settings).
+        upload: The stream's metadata.
+        read: Reads the recording's next bytes (the body, or a multipart part).
+
+    Returns:
+        The service's answer.
+
+    Raises:
+        MeetingError: INVALID_FIELD for a body that ended early.
+        HttpError: REQUEST_TIMEOUT for a body that stalled.
+        grpc.aio.AioRpcError: The service's error (UPLOAD_TOO_LARGE over the limit).
+    """
     settings = state.settings(request)
     upload.size_limit = settings.max_upload_bytes
     budget = settings.max_upload_bytes - upload.offset
@@ -128,12 +153,14 @@ async def _stream_upload(
         yield meeting_service_pb2.UploadAudioRequest(metadata=upload)
         try:
             chunks = _body_chunks(
-                request, settings.upload_chunk_bytes, budget, settings.upload_idle_timeout_s
+                read, settings.upload_chunk_bytes, budget, settings.upload_idle_timeout_s
             )
             async for chunk in chunks:
                 received.inc(len(chunk))
                 yield meeting_service_pb2.UploadAudioRequest(chunk=chunk)
         except _BodyBroken as error:
+            if isinstance(error, _BodyStalled):
+                request.content.feed_eof()  # the rest is not waited for; the connection closes
             # Raising here makes grpc cancel the call rather than end the stream: an ended
             # stream would complete a truncated recording.
             body_failure.append(error)
@@ -159,7 +186,7 @@ async def _stream_upload(
         raise failure from None
     finally:
         await _stop_reading(body_reader)
-    return web.json_response(to_json(response), headers={UPLOAD_OFFSET: str(response.stored_size)})
+    return response
 
 
 async def _stop_reading(readers: list[asyncio.Task[object]]) -> None:

@@ -57,14 +57,8 @@ class PipelineWorkers:
         self._runner = JobRunner(parts)
         self._name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._loops: list[asyncio.Task[None]] = []
-        self._running: dict[uuid.UUID, tuple[asyncio.Task[None], str]] = {}
         self._wake = asyncio.Event()
         self._release_on_stop = True
-
-    @property
-    def running_jobs(self) -> set[uuid.UUID]:
-        """Ids of the jobs running in this process now."""
-        return set(self._running)
 
     def start(self) -> None:
         """Starts the loops."""
@@ -94,7 +88,12 @@ class PipelineWorkers:
         while True:
             job: Job | None = None
             try:
-                job = await self._jobs.claim(self._pool, worker, self._settings.pipeline_lease_s)
+                job = await self._jobs.claim(
+                    self._pool,
+                    worker,
+                    self._settings.pipeline_lease_s,
+                    owner_limit=self._settings.quota_concurrent_jobs,
+                )
                 if job is not None:
                     await self._process(job, worker)
                     continue
@@ -116,7 +115,6 @@ class PipelineWorkers:
             await self._give_up(job, worker, Failure(reason, False))
             return
         run = asyncio.create_task(self._runner.run(job, Lease(job.id, worker)))
-        self._running[job.id] = (run, worker)
         lost: list[JobLost] = []
         heartbeat = asyncio.create_task(self._heartbeat(job, worker, run, lost))
         try:
@@ -139,7 +137,6 @@ class PipelineWorkers:
             await self._fail(job, worker, failure)
         finally:
             heartbeat.cancel()
-            self._running.pop(job.id, None)
 
     async def _heartbeat(
         self, job: Job, worker: str, run: asyncio.Task[None], lost: list[JobLost]

@@ -57,11 +57,6 @@ class Subscription:
         self._closed = False
         self.lags = 0  # how many times it fell behind (for tests and metrics)
 
-    @property
-    def lagging(self) -> bool:
-        """Whether live events are being dropped until the subscriber catches up."""
-        return self._lagging
-
     def offer(self, event: meeting_pb2.TranscriptEvent, *, force: bool = False) -> None:
         """Buffers an event, or drops it when the buffer is full (see `SubscriberLagged`).
 

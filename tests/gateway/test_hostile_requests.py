@@ -16,8 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.gateway.conftest import error_of, reason_of, route
-from tests.support.gateway import RunningGateway
+from tests.support.gateway import RunningGateway, error_of, reason_of, route
 from tests.support.leak_check import LogCapture
 from tests.support.meeting import make_token
 from tests.support.secrets import leaks_in

@@ -17,8 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meeting_service.server import RunningMeetingService
-from tests.gateway.conftest import bearer
-from tests.support.gateway import RunningGateway, gateway_settings, run_gateway
+from tests.support.gateway import RunningGateway, bearer, gateway_settings, run_gateway
 from tests.support.log_capture import captured_logs
 from tests.support.meeting import TEST_JWT_SECRET
 

@@ -10,10 +10,12 @@ import aiohttp
 
 from gen.meeting.v1 import meeting_service_pb2, meeting_service_pb2_grpc
 from meeting_service.server import RunningMeetingService
-from tests.gateway.conftest import error_of, reason_of, route
 from tests.support.gateway import (
     RunningGateway,
+    error_of,
     gateway_settings,
+    reason_of,
+    route,
     run_gateway,
     wait_until,
     wav_bytes,

@@ -3,7 +3,10 @@
 import grpc
 import warnings
 
+from gen.meeting.v1 import api_keys_pb2 as meeting_dot_v1_dot_api__keys__pb2
+from gen.meeting.v1 import exports_pb2 as meeting_dot_v1_dot_exports__pb2
 from gen.meeting.v1 import meeting_service_pb2 as meeting_dot_v1_dot_meeting__service__pb2
+from gen.meeting.v1 import webhooks_pb2 as meeting_dot_v1_dot_webhooks__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -28,8 +31,9 @@ if _version_not_supported:
 class MeetingServiceStub:
     """Meetings, their audio, and their transcripts.
 
-    Every call needs `authorization: Bearer <JWT>` metadata; every call is
-    scoped to the token's subject. Errors are `google.rpc.Status` with a
+    Every call needs `authorization: Bearer <JWT or API key>` metadata; every
+    call is scoped to the token's subject (a key's owner), and an API key must
+    hold the method's `(mesh.v1.scope)`. Errors are `google.rpc.Status` with a
     `google.rpc.ErrorInfo` whose reason is a `meeting.v1.ErrorReason`.
     """
 
@@ -94,13 +98,59 @@ class MeetingServiceStub:
                 request_serializer=meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeRequest.SerializeToString,
                 response_deserializer=meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeResponse.FromString,
                 _registered_method=True)
+        self.ExportTranscript = channel.unary_unary(
+                '/meeting.v1.MeetingService/ExportTranscript',
+                request_serializer=meeting_dot_v1_dot_exports__pb2.ExportTranscriptRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_exports__pb2.ExportTranscriptResponse.FromString,
+                _registered_method=True)
+        self.CreateWebhook = channel.unary_unary(
+                '/meeting.v1.MeetingService/CreateWebhook',
+                request_serializer=meeting_dot_v1_dot_webhooks__pb2.CreateWebhookRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_webhooks__pb2.CreateWebhookResponse.FromString,
+                _registered_method=True)
+        self.ListWebhooks = channel.unary_unary(
+                '/meeting.v1.MeetingService/ListWebhooks',
+                request_serializer=meeting_dot_v1_dot_webhooks__pb2.ListWebhooksRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_webhooks__pb2.ListWebhooksResponse.FromString,
+                _registered_method=True)
+        self.DeleteWebhook = channel.unary_unary(
+                '/meeting.v1.MeetingService/DeleteWebhook',
+                request_serializer=meeting_dot_v1_dot_webhooks__pb2.DeleteWebhookRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_webhooks__pb2.DeleteWebhookResponse.FromString,
+                _registered_method=True)
+        self.ListWebhookDeliveries = channel.unary_unary(
+                '/meeting.v1.MeetingService/ListWebhookDeliveries',
+                request_serializer=meeting_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesResponse.FromString,
+                _registered_method=True)
+        self.RedeliverWebhook = channel.unary_unary(
+                '/meeting.v1.MeetingService/RedeliverWebhook',
+                request_serializer=meeting_dot_v1_dot_webhooks__pb2.RedeliverWebhookRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_webhooks__pb2.RedeliverWebhookResponse.FromString,
+                _registered_method=True)
+        self.CreateApiKey = channel.unary_unary(
+                '/meeting.v1.MeetingService/CreateApiKey',
+                request_serializer=meeting_dot_v1_dot_api__keys__pb2.CreateApiKeyRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_api__keys__pb2.CreateApiKeyResponse.FromString,
+                _registered_method=True)
+        self.ListApiKeys = channel.unary_unary(
+                '/meeting.v1.MeetingService/ListApiKeys',
+                request_serializer=meeting_dot_v1_dot_api__keys__pb2.ListApiKeysRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_api__keys__pb2.ListApiKeysResponse.FromString,
+                _registered_method=True)
+        self.RevokeApiKey = channel.unary_unary(
+                '/meeting.v1.MeetingService/RevokeApiKey',
+                request_serializer=meeting_dot_v1_dot_api__keys__pb2.RevokeApiKeyRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_api__keys__pb2.RevokeApiKeyResponse.FromString,
+                _registered_method=True)
 
 
 class MeetingServiceServicer:
     """Meetings, their audio, and their transcripts.
 
-    Every call needs `authorization: Bearer <JWT>` metadata; every call is
-    scoped to the token's subject. Errors are `google.rpc.Status` with a
+    Every call needs `authorization: Bearer <JWT or API key>` metadata; every
+    call is scoped to the token's subject (a key's owner), and an API key must
+    hold the method's `(mesh.v1.scope)`. Errors are `google.rpc.Status` with a
     `google.rpc.ErrorInfo` whose reason is a `meeting.v1.ErrorReason`.
     """
 
@@ -154,7 +204,8 @@ class MeetingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetUploadStatus(self, request, context):
-        """Tells how much of a meeting's recording is stored.
+        """Tells how much of a meeting's recording is stored. Part of uploading (it
+        tells where to resume), so it needs the upload's scope.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -188,6 +239,78 @@ class MeetingServiceServicer:
         """Transcribes live audio: the first message carries `config`, every later
         one raw audio; transcript events (partial and final segments, status
         changes) come back as they are produced and are stored like any others.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportTranscript(self, request, context):
+        """--- exports ---
+        Returns the current transcript as a file: subtitles (SRT, WebVTT), plain
+        text, Markdown with the summary, or JSON. NOT_READY as GetTranscript.
+        Over REST it is `GET /v1/meetings/{meeting_id}/transcript` with
+        `?format=` or an `Accept` header.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateWebhook(self, request, context):
+        """--- webhooks ---
+        Registers an endpoint for the caller's events; the response holds its
+        signing secret, which is never returned again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhooks(self, request, context):
+        """Lists the caller's endpoints.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteWebhook(self, request, context):
+        """Deletes an endpoint with its deliveries; nothing more is sent to it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhookDeliveries(self, request, context):
+        """Lists an endpoint's deliveries, newest first, with their attempts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedeliverWebhook(self, request, context):
+        """Sends a delivery again now (same event id), whatever became of it, and
+        enables its endpoint again if it was disabled.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateApiKey(self, request, context):
+        """--- api keys ---
+        Creates an API key for the caller; the response holds the key, shown
+        this once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListApiKeys(self, request, context):
+        """Lists the caller's API keys (never the keys themselves).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeApiKey(self, request, context):
+        """Revokes one of the caller's API keys: it is refused from the next call on.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -251,6 +374,51 @@ def add_MeetingServiceServicer_to_server(servicer, server):
                     request_deserializer=meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeRequest.FromString,
                     response_serializer=meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeResponse.SerializeToString,
             ),
+            'ExportTranscript': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportTranscript,
+                    request_deserializer=meeting_dot_v1_dot_exports__pb2.ExportTranscriptRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_exports__pb2.ExportTranscriptResponse.SerializeToString,
+            ),
+            'CreateWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateWebhook,
+                    request_deserializer=meeting_dot_v1_dot_webhooks__pb2.CreateWebhookRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_webhooks__pb2.CreateWebhookResponse.SerializeToString,
+            ),
+            'ListWebhooks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhooks,
+                    request_deserializer=meeting_dot_v1_dot_webhooks__pb2.ListWebhooksRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_webhooks__pb2.ListWebhooksResponse.SerializeToString,
+            ),
+            'DeleteWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteWebhook,
+                    request_deserializer=meeting_dot_v1_dot_webhooks__pb2.DeleteWebhookRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_webhooks__pb2.DeleteWebhookResponse.SerializeToString,
+            ),
+            'ListWebhookDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookDeliveries,
+                    request_deserializer=meeting_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesResponse.SerializeToString,
+            ),
+            'RedeliverWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedeliverWebhook,
+                    request_deserializer=meeting_dot_v1_dot_webhooks__pb2.RedeliverWebhookRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_webhooks__pb2.RedeliverWebhookResponse.SerializeToString,
+            ),
+            'CreateApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateApiKey,
+                    request_deserializer=meeting_dot_v1_dot_api__keys__pb2.CreateApiKeyRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_api__keys__pb2.CreateApiKeyResponse.SerializeToString,
+            ),
+            'ListApiKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApiKeys,
+                    request_deserializer=meeting_dot_v1_dot_api__keys__pb2.ListApiKeysRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_api__keys__pb2.ListApiKeysResponse.SerializeToString,
+            ),
+            'RevokeApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeApiKey,
+                    request_deserializer=meeting_dot_v1_dot_api__keys__pb2.RevokeApiKeyRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_api__keys__pb2.RevokeApiKeyResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'meeting.v1.MeetingService', rpc_method_handlers)
@@ -262,8 +430,9 @@ def add_MeetingServiceServicer_to_server(servicer, server):
 class MeetingService:
     """Meetings, their audio, and their transcripts.
 
-    Every call needs `authorization: Bearer <JWT>` metadata; every call is
-    scoped to the token's subject. Errors are `google.rpc.Status` with a
+    Every call needs `authorization: Bearer <JWT or API key>` metadata; every
+    call is scoped to the token's subject (a key's owner), and an API key must
+    hold the method's `(mesh.v1.scope)`. Errors are `google.rpc.Status` with a
     `google.rpc.ErrorInfo` whose reason is a `meeting.v1.ErrorReason`.
     """
 
@@ -554,6 +723,249 @@ class MeetingService:
             '/meeting.v1.MeetingService/LiveTranscribe',
             meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeRequest.SerializeToString,
             meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportTranscript(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/ExportTranscript',
+            meeting_dot_v1_dot_exports__pb2.ExportTranscriptRequest.SerializeToString,
+            meeting_dot_v1_dot_exports__pb2.ExportTranscriptResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/CreateWebhook',
+            meeting_dot_v1_dot_webhooks__pb2.CreateWebhookRequest.SerializeToString,
+            meeting_dot_v1_dot_webhooks__pb2.CreateWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhooks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/ListWebhooks',
+            meeting_dot_v1_dot_webhooks__pb2.ListWebhooksRequest.SerializeToString,
+            meeting_dot_v1_dot_webhooks__pb2.ListWebhooksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/DeleteWebhook',
+            meeting_dot_v1_dot_webhooks__pb2.DeleteWebhookRequest.SerializeToString,
+            meeting_dot_v1_dot_webhooks__pb2.DeleteWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhookDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/ListWebhookDeliveries',
+            meeting_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+            meeting_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedeliverWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/RedeliverWebhook',
+            meeting_dot_v1_dot_webhooks__pb2.RedeliverWebhookRequest.SerializeToString,
+            meeting_dot_v1_dot_webhooks__pb2.RedeliverWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/CreateApiKey',
+            meeting_dot_v1_dot_api__keys__pb2.CreateApiKeyRequest.SerializeToString,
+            meeting_dot_v1_dot_api__keys__pb2.CreateApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApiKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/ListApiKeys',
+            meeting_dot_v1_dot_api__keys__pb2.ListApiKeysRequest.SerializeToString,
+            meeting_dot_v1_dot_api__keys__pb2.ListApiKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/RevokeApiKey',
+            meeting_dot_v1_dot_api__keys__pb2.RevokeApiKeyRequest.SerializeToString,
+            meeting_dot_v1_dot_api__keys__pb2.RevokeApiKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

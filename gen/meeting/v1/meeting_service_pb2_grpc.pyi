@@ -5,7 +5,10 @@ isort:skip_file
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from gen.meeting.v1 import api_keys_pb2 as _api_keys_pb2
+from gen.meeting.v1 import exports_pb2 as _exports_pb2
 from gen.meeting.v1 import meeting_service_pb2 as _meeting_service_pb2
+from gen.meeting.v1 import webhooks_pb2 as _webhooks_pb2
 import abc as _abc_1
 
 
@@ -15,8 +18,9 @@ GRPC_VERSION: str
 class MeetingServiceStub:
     """Meetings, their audio, and their transcripts.
 
-    Every call needs `authorization: Bearer <JWT>` metadata; every call is
-    scoped to the token's subject. Errors are `google.rpc.Status` with a
+    Every call needs `authorization: Bearer <JWT or API key>` metadata; every
+    call is scoped to the token's subject (a key's owner), and an API key must
+    hold the method's `(mesh.v1.scope)`. Errors are `google.rpc.Status` with a
     `google.rpc.ErrorInfo` whose reason is a `meeting.v1.ErrorReason`.
     """
 
@@ -43,7 +47,9 @@ class MeetingServiceStub:
     it is audio, a processing job is queued.
     """
     GetUploadStatus: _aio.UnaryUnaryMultiCallable[_meeting_service_pb2.GetUploadStatusRequest, _meeting_service_pb2.GetUploadStatusResponse]
-    """Tells how much of a meeting's recording is stored."""
+    """Tells how much of a meeting's recording is stored. Part of uploading (it
+    tells where to resume), so it needs the upload's scope.
+    """
     StreamTranscript: _aio.UnaryStreamMultiCallable[_meeting_service_pb2.StreamTranscriptRequest, _meeting_service_pb2.StreamTranscriptResponse]
     """Streams the meeting's events after `after_sequence`: first the stored
     ones, then new ones as they happen, with no gap and no duplicate. The
@@ -59,12 +65,44 @@ class MeetingServiceStub:
     one raw audio; transcript events (partial and final segments, status
     changes) come back as they are produced and are stored like any others.
     """
+    ExportTranscript: _aio.UnaryUnaryMultiCallable[_exports_pb2.ExportTranscriptRequest, _exports_pb2.ExportTranscriptResponse]
+    """--- exports ---
+    Returns the current transcript as a file: subtitles (SRT, WebVTT), plain
+    text, Markdown with the summary, or JSON. NOT_READY as GetTranscript.
+    Over REST it is `GET /v1/meetings/{meeting_id}/transcript` with
+    `?format=` or an `Accept` header.
+    """
+    CreateWebhook: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.CreateWebhookRequest, _webhooks_pb2.CreateWebhookResponse]
+    """--- webhooks ---
+    Registers an endpoint for the caller's events; the response holds its
+    signing secret, which is never returned again.
+    """
+    ListWebhooks: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.ListWebhooksRequest, _webhooks_pb2.ListWebhooksResponse]
+    """Lists the caller's endpoints."""
+    DeleteWebhook: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.DeleteWebhookRequest, _webhooks_pb2.DeleteWebhookResponse]
+    """Deletes an endpoint with its deliveries; nothing more is sent to it."""
+    ListWebhookDeliveries: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.ListWebhookDeliveriesRequest, _webhooks_pb2.ListWebhookDeliveriesResponse]
+    """Lists an endpoint's deliveries, newest first, with their attempts."""
+    RedeliverWebhook: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.RedeliverWebhookRequest, _webhooks_pb2.RedeliverWebhookResponse]
+    """Sends a delivery again now (same event id), whatever became of it, and
+    enables its endpoint again if it was disabled.
+    """
+    CreateApiKey: _aio.UnaryUnaryMultiCallable[_api_keys_pb2.CreateApiKeyRequest, _api_keys_pb2.CreateApiKeyResponse]
+    """--- api keys ---
+    Creates an API key for the caller; the response holds the key, shown
+    this once.
+    """
+    ListApiKeys: _aio.UnaryUnaryMultiCallable[_api_keys_pb2.ListApiKeysRequest, _api_keys_pb2.ListApiKeysResponse]
+    """Lists the caller's API keys (never the keys themselves)."""
+    RevokeApiKey: _aio.UnaryUnaryMultiCallable[_api_keys_pb2.RevokeApiKeyRequest, _api_keys_pb2.RevokeApiKeyResponse]
+    """Revokes one of the caller's API keys: it is refused from the next call on."""
 
 class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Meetings, their audio, and their transcripts.
 
-    Every call needs `authorization: Bearer <JWT>` metadata; every call is
-    scoped to the token's subject. Errors are `google.rpc.Status` with a
+    Every call needs `authorization: Bearer <JWT or API key>` metadata; every
+    call is scoped to the token's subject (a key's owner), and an API key must
+    hold the method's `(mesh.v1.scope)`. Errors are `google.rpc.Status` with a
     `google.rpc.ErrorInfo` whose reason is a `meeting.v1.ErrorReason`.
     """
 
@@ -131,7 +169,9 @@ class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _meeting_service_pb2.GetUploadStatusRequest,
         context: _aio.ServicerContext[_meeting_service_pb2.GetUploadStatusRequest, _abc.Awaitable[_meeting_service_pb2.GetUploadStatusResponse]],
     ) -> _abc.Awaitable[_meeting_service_pb2.GetUploadStatusResponse]:
-        """Tells how much of a meeting's recording is stored."""
+        """Tells how much of a meeting's recording is stored. Part of uploading (it
+        tells where to resume), so it needs the upload's scope.
+        """
 
     @_abc_1.abstractmethod
     def StreamTranscript(
@@ -171,5 +211,90 @@ class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
         one raw audio; transcript events (partial and final segments, status
         changes) come back as they are produced and are stored like any others.
         """
+
+    @_abc_1.abstractmethod
+    def ExportTranscript(
+        self,
+        request: _exports_pb2.ExportTranscriptRequest,
+        context: _aio.ServicerContext[_exports_pb2.ExportTranscriptRequest, _abc.Awaitable[_exports_pb2.ExportTranscriptResponse]],
+    ) -> _abc.Awaitable[_exports_pb2.ExportTranscriptResponse]:
+        """--- exports ---
+        Returns the current transcript as a file: subtitles (SRT, WebVTT), plain
+        text, Markdown with the summary, or JSON. NOT_READY as GetTranscript.
+        Over REST it is `GET /v1/meetings/{meeting_id}/transcript` with
+        `?format=` or an `Accept` header.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateWebhook(
+        self,
+        request: _webhooks_pb2.CreateWebhookRequest,
+        context: _aio.ServicerContext[_webhooks_pb2.CreateWebhookRequest, _abc.Awaitable[_webhooks_pb2.CreateWebhookResponse]],
+    ) -> _abc.Awaitable[_webhooks_pb2.CreateWebhookResponse]:
+        """--- webhooks ---
+        Registers an endpoint for the caller's events; the response holds its
+        signing secret, which is never returned again.
+        """
+
+    @_abc_1.abstractmethod
+    def ListWebhooks(
+        self,
+        request: _webhooks_pb2.ListWebhooksRequest,
+        context: _aio.ServicerContext[_webhooks_pb2.ListWebhooksRequest, _abc.Awaitable[_webhooks_pb2.ListWebhooksResponse]],
+    ) -> _abc.Awaitable[_webhooks_pb2.ListWebhooksResponse]:
+        """Lists the caller's endpoints."""
+
+    @_abc_1.abstractmethod
+    def DeleteWebhook(
+        self,
+        request: _webhooks_pb2.DeleteWebhookRequest,
+        context: _aio.ServicerContext[_webhooks_pb2.DeleteWebhookRequest, _abc.Awaitable[_webhooks_pb2.DeleteWebhookResponse]],
+    ) -> _abc.Awaitable[_webhooks_pb2.DeleteWebhookResponse]:
+        """Deletes an endpoint with its deliveries; nothing more is sent to it."""
+
+    @_abc_1.abstractmethod
+    def ListWebhookDeliveries(
+        self,
+        request: _webhooks_pb2.ListWebhookDeliveriesRequest,
+        context: _aio.ServicerContext[_webhooks_pb2.ListWebhookDeliveriesRequest, _abc.Awaitable[_webhooks_pb2.ListWebhookDeliveriesResponse]],
+    ) -> _abc.Awaitable[_webhooks_pb2.ListWebhookDeliveriesResponse]:
+        """Lists an endpoint's deliveries, newest first, with their attempts."""
+
+    @_abc_1.abstractmethod
+    def RedeliverWebhook(
+        self,
+        request: _webhooks_pb2.RedeliverWebhookRequest,
+        context: _aio.ServicerContext[_webhooks_pb2.RedeliverWebhookRequest, _abc.Awaitable[_webhooks_pb2.RedeliverWebhookResponse]],
+    ) -> _abc.Awaitable[_webhooks_pb2.RedeliverWebhookResponse]:
+        """Sends a delivery again now (same event id), whatever became of it, and
+        enables its endpoint again if it was disabled.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateApiKey(
+        self,
+        request: _api_keys_pb2.CreateApiKeyRequest,
+        context: _aio.ServicerContext[_api_keys_pb2.CreateApiKeyRequest, _abc.Awaitable[_api_keys_pb2.CreateApiKeyResponse]],
+    ) -> _abc.Awaitable[_api_keys_pb2.CreateApiKeyResponse]:
+        """--- api keys ---
+        Creates an API key for the caller; the response holds the key, shown
+        this once.
+        """
+
+    @_abc_1.abstractmethod
+    def ListApiKeys(
+        self,
+        request: _api_keys_pb2.ListApiKeysRequest,
+        context: _aio.ServicerContext[_api_keys_pb2.ListApiKeysRequest, _abc.Awaitable[_api_keys_pb2.ListApiKeysResponse]],
+    ) -> _abc.Awaitable[_api_keys_pb2.ListApiKeysResponse]:
+        """Lists the caller's API keys (never the keys themselves)."""
+
+    @_abc_1.abstractmethod
+    def RevokeApiKey(
+        self,
+        request: _api_keys_pb2.RevokeApiKeyRequest,
+        context: _aio.ServicerContext[_api_keys_pb2.RevokeApiKeyRequest, _abc.Awaitable[_api_keys_pb2.RevokeApiKeyResponse]],
+    ) -> _abc.Awaitable[_api_keys_pb2.RevokeApiKeyResponse]:
+        """Revokes one of the caller's API keys: it is refused from the next call on."""
 
 def add_MeetingServiceServicer_to_server(servicer: MeetingServiceServicer, server: _aio.Server) -> None: ...

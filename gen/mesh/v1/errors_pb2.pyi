@@ -42,7 +42,15 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """A fault of the server itself (a bug); it is logged there, the message says
     no more.
     """
-    ERROR_REASON_REQUEST_TIMEOUT: _ErrorReason.ValueType  # 7
+    ERROR_REASON_PERMISSION_DENIED: _ErrorReason.ValueType  # 7
+    """The caller is authenticated but its credential (an API key) lacks the
+    scope the method needs; `metadata.scope` names it.
+    """
+    ERROR_REASON_AUTH_UNAVAILABLE: _ErrorReason.ValueType  # 8
+    """Something the check of a credential needs (the identity provider's keys,
+    the database of API keys) cannot be reached; retry later.
+    """
+    ERROR_REASON_REQUEST_TIMEOUT: _ErrorReason.ValueType  # 9
     """The HTTP request (its headers or its body) did not arrive in time; the
     connection is closed. Whatever the request would have done, it did not.
     """
@@ -66,7 +74,15 @@ ERROR_REASON_INTERNAL: ErrorReason.ValueType  # 6
 """A fault of the server itself (a bug); it is logged there, the message says
 no more.
 """
-ERROR_REASON_REQUEST_TIMEOUT: ErrorReason.ValueType  # 7
+ERROR_REASON_PERMISSION_DENIED: ErrorReason.ValueType  # 7
+"""The caller is authenticated but its credential (an API key) lacks the
+scope the method needs; `metadata.scope` names it.
+"""
+ERROR_REASON_AUTH_UNAVAILABLE: ErrorReason.ValueType  # 8
+"""Something the check of a credential needs (the identity provider's keys,
+the database of API keys) cannot be reached; retry later.
+"""
+ERROR_REASON_REQUEST_TIMEOUT: ErrorReason.ValueType  # 9
 """The HTTP request (its headers or its body) did not arrive in time; the
 connection is closed. Whatever the request would have done, it did not.
 """

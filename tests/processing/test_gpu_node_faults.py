@@ -15,7 +15,9 @@ from pathlib import Path
 
 from gen.meeting.v1 import meeting_pb2
 from meeting_service.db.embedded import free_port
-from tests.pipeline.conftest import (
+from tests.support.fault_proxy import FaultProxy
+from tests.support.gpu import Pki, as_wav
+from tests.support.mesh import (
     WAIT,
     PausingRecognizer,
     assert_gapless,
@@ -26,10 +28,7 @@ from tests.pipeline.conftest import (
     run_mesh,
     statuses,
     upload,
-    wav_bytes,
 )
-from tests.support.fault_proxy import FaultProxy
-from tests.support.gpu import Pki
 
 S = meeting_pb2.MeetingStatus
 HEALTH_INTERVAL_S = 0.5
@@ -68,7 +67,7 @@ async def test_a_blackholed_node_is_found_and_its_job_moves_to_another(
     ):
         await mesh.start_node(pausing_engines(recognizer), port=port_a)
         meeting = await create_meeting(mesh)
-        await upload(mesh, meeting.id, wav_bytes(dialogue(4)))
+        await upload(mesh, meeting.id, as_wav(dialogue(4)))
         async with asyncio.timeout(WAIT):
             await recognizer.paused.wait()  # on A, the only node up, after one segment
         await mesh.start_node(pausing_engines(recognizer), port=port_b)

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from gen.meeting.v1 import meeting_pb2
 from meeting_service.db.embedded import free_port
-from tests.pipeline.conftest import (
+from tests.support.gpu import Pki, as_wav
+from tests.support.log_capture import captured_logs
+from tests.support.mesh import (
     WAIT,
     assert_gapless,
     create_meeting,
@@ -22,10 +24,7 @@ from tests.pipeline.conftest import (
     run_mesh,
     statuses,
     upload,
-    wav_bytes,
 )
-from tests.support.gpu import Pki
-from tests.support.log_capture import captured_logs
 
 S = meeting_pb2.MeetingStatus
 WAITING = "waiting for a GPU node"
@@ -54,7 +53,7 @@ async def test_a_job_waits_for_a_gpu_node_without_spending_attempts(
             pipeline_gpu_wait_retry_max_s=0.3,
         ) as mesh:
             meeting = await create_meeting(mesh)
-            await upload(mesh, meeting.id, wav_bytes(dialogue(2)))
+            await upload(mesh, meeting.id, as_wav(dialogue(2)))
             # Wait through several tries: each would have been the job's last attempt.
             waits = await follow(
                 mesh, meeting.id, lambda e: _waiting(e) and e.sequence > 12, within=WAIT
@@ -91,7 +90,7 @@ async def test_a_job_fails_once_its_wait_for_a_gpu_node_runs_out(
         pipeline_gpu_wait_retry_max_s=0.2,
     ) as mesh:
         meeting = await create_meeting(mesh)
-        await upload(mesh, meeting.id, wav_bytes(dialogue(1)))
+        await upload(mesh, meeting.id, as_wav(dialogue(1)))
         events = await follow(mesh, meeting.id)
         last = events[-1].status_change
         assert last.status == S.MEETING_STATUS_FAILED
