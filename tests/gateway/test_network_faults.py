@@ -2,7 +2,8 @@
 
 With meeting_service's network blackholed, a unary request is answered within the
 gateway's `unary_timeout_s` (504, its deadline passed), and works again once the network
-heals; after every connection is reset, requests are 503 until the channel reconnects,
+heals; after every connection is reset, requests are 503 (with `Retry-After`) until the
+channel reconnects,
 then 200; with latency, they are slower and nothing else.
 """
 
@@ -41,6 +42,8 @@ async def behind(network: FaultProxy) -> AsyncIterator[RunningGateway]:
 async def _status(http: aiohttp.ClientSession, path: str, headers: dict[str, str]) -> int:
     async with http.get(path, headers=headers) as response:
         await response.read()
+        if response.status == 503:
+            assert int(response.headers["Retry-After"]) >= 1
         return response.status
 
 
