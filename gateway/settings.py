@@ -35,6 +35,17 @@ class GatewaySettings(CommonSettings):
         cors_origins: Origins whose pages may call the API from a browser: exact ones
             (`https://app.example.com`) or with any port (`http://localhost:*`); a JSON
             list or a comma-separated string. Empty (the default): none.
+        header_timeout_s: How long a new connection may take to send its first request's
+            headers; then it is closed (a client that opens connections and sends
+            headers slowly cannot hold them).
+        body_timeout_s: How long a JSON request body may take to arrive in full (then
+            the answer is 408 and the connection is closed), and how long the unread rest
+            of a refused request's body is read and dropped, to keep the connection, before
+            it is closed instead.
+        upload_idle_timeout_s: The longest pause in an upload's body; then the answer is
+            408, the bytes received are kept and the upload resumes with HEAD and PATCH.
+        keepalive_timeout_s: How long an idle keep-alive connection stays open (longer than
+            the idle timeout of a load balancer in front, so the balancer closes first).
     """
 
     gateway_host: str = "127.0.0.1"
@@ -59,3 +70,8 @@ class GatewaySettings(CommonSettings):
                 return json.loads(text)
             return [o.strip() for o in text.split(",") if o.strip()]
         return value
+
+    header_timeout_s: float = Field(default=15.0, gt=0)
+    body_timeout_s: float = Field(default=10.0, gt=0)
+    upload_idle_timeout_s: float = Field(default=60.0, gt=0)
+    keepalive_timeout_s: float = Field(default=75.0, gt=0)

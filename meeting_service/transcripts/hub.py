@@ -388,6 +388,10 @@ class EventHub:
                         await round_trip(connection, self._check_interval)
             except CONNECTION_ERRORS as error:
                 logger.bind(error=repr(error)).warning("event listener lost the database")
+            except Exception:
+                # Subscribers depend on this loop: whatever went wrong, it must not end
+                # (health is NOT_SERVING until it listens again).
+                logger.exception("event listener failed; it starts again")
             finally:
                 self._listening.clear()
                 if connection is not None:

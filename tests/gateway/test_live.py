@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 
 from tests.support.gateway import bearer, route
+from tests.support.log_capture import captured_logs
 from tests.support.meeting import make_token
 
 TIMEOUT = aiohttp.ClientWSTimeout(ws_receive=30.0, ws_close=30.0)
@@ -84,6 +85,19 @@ async def test_a_text_frame_that_is_not_the_end_marker_closes_with_1003(
         _, code, reason = await session_end(ws)
     assert code == aiohttp.WSCloseCode.UNSUPPORTED_DATA
     assert "binary frames" in reason
+
+
+async def test_a_text_frame_nested_beyond_the_json_depth_limit_closes_with_1003(
+    http: aiohttp.ClientSession, as_user: dict[str, str], meeting_id: str
+) -> None:
+    with captured_logs() as logs:
+        async with http.ws_connect(
+            f"/v1/meetings/{meeting_id}/live", headers=as_user, timeout=TIMEOUT
+        ) as ws:
+            await ws.send_str("[" * 100_000 + "]" * 100_000)
+            _, code, _ = await session_end(ws)
+    assert code == aiohttp.WSCloseCode.UNSUPPORTED_DATA
+    logs.assert_clean()
 
 
 async def test_refusals_come_after_the_upgrade_as_close_codes_with_reasons(

@@ -6,6 +6,7 @@ COMMENTS: dict[str, str] = {
     'mesh.v1.ERROR_REASON_INTERNAL': 'A fault of the server itself (a bug); it is logged there, the message says\nno more.',
     'mesh.v1.ERROR_REASON_METHOD_NOT_ALLOWED': 'The route exists, but not for this HTTP method.',
     'mesh.v1.ERROR_REASON_PERMISSION_DENIED': 'The caller is authenticated but its credential (an API key) lacks the\nscope the method needs; `metadata.scope` names it.',
+    'mesh.v1.ERROR_REASON_REQUEST_TIMEOUT': 'The HTTP request (its headers or its body) did not arrive in time; the\nconnection is closed. Whatever the request would have done, it did not.',
     'mesh.v1.ERROR_REASON_REQUEST_TOO_LARGE': 'The request body is larger than the server reads.',
     'mesh.v1.ERROR_REASON_ROUTE_NOT_FOUND': 'The HTTP request names no route.',
     'mesh.v1.ERROR_REASON_UNAUTHENTICATED': 'No token, a malformed one, a bad signature, a wrong audience, or expired.',
