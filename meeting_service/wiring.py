@@ -8,7 +8,9 @@ import asyncpg
 
 from gpu_client import GpuConnection
 from meeting_service.jobs.repository import JobsRepository
+from meeting_service.live.repository import LiveLeasesRepository
 from meeting_service.live.session import LiveParts, LiveTranscriber
+from meeting_service.live.sweeper import LiveSweeper
 from meeting_service.meetings.repository import MeetingsRepository
 from meeting_service.meetings.service import MeetingsService
 from meeting_service.processing.job import Deadlines, JobParts
@@ -45,6 +47,8 @@ class Services:
         processing: What the job workers use.
         webhooks: Webhook endpoints and deliveries (owner-scoped).
         webhook_delivery: The delivery loops (started by the server).
+        live_sweeper: Finalises dropped live meetings not resumed in time (started by the
+            server).
     """
 
     pool: asyncpg.Pool
@@ -58,6 +62,7 @@ class Services:
     processing: JobParts
     webhooks: WebhooksService
     webhook_delivery: WebhookDispatcher
+    live_sweeper: LiveSweeper
 
 
 def build_services(
@@ -98,19 +103,21 @@ def build_services(
         settings.gpu_proxy_tls_name or None,
         telemetry.trace_channel,
     )
-    live = LiveTranscriber(
-        LiveParts(
-            pool=pool,
-            meetings=meetings,
-            uploads=uploads,
-            completion=completion,
-            log=log,
-            writer=writer,
-            transcripts=transcripts,
-            gpu=gpu,
-            max_s=settings.pipeline_live_max_s,
-            follow_s=settings.pipeline_live_follow_s,
-        )
+    live_parts = LiveParts(
+        pool=pool,
+        meetings=meetings,
+        uploads=uploads,
+        events=events,
+        leases=LiveLeasesRepository(),
+        completion=completion,
+        log=log,
+        writer=writer,
+        transcripts=transcripts,
+        gpu=gpu,
+        max_s=settings.pipeline_live_max_s,
+        follow_s=settings.pipeline_live_follow_s,
+        lease_s=settings.live_lease_s,
+        grace_s=settings.live_resume_grace_s,
     )
     processing = JobParts(
         pool=pool,
@@ -134,12 +141,13 @@ def build_services(
             pool, meetings, uploads, log, completion, limit_bytes=settings.upload_limit_bytes
         ),
         transcripts=transcripts,
-        live=live,
+        live=LiveTranscriber(live_parts),
         jobs=jobs,
         gpu=gpu,
         processing=processing,
         webhooks=WebhooksService(pool, webhooks, box, allow_private=settings.webhook_allow_private),
         webhook_delivery=WebhookDispatcher(pool, webhooks, box, _delivery_policy(settings)),
+        live_sweeper=LiveSweeper(live_parts),
     )
 
 

@@ -2,7 +2,8 @@
 
 The header is written first with a length of 0 and rewritten once the length is known,
 so the recording can be processed again like any upload. Audio is stored in chunks of
-`CHUNK_BYTES` as it passes.
+`CHUNK_BYTES` as it passes. A session that resumes a dropped one appends after the bytes
+stored (docs/live.md), so a meeting has one recording however often its stream dropped.
 """
 
 from __future__ import annotations
@@ -61,6 +62,20 @@ class LiveRecording:
         if await self._uploads.append_chunk(conn, self._mid, 0, pcm.wav_header(0)) is None:
             raise wrong_state(status, "the meeting already holds part of an uploaded recording")
 
+    async def resume(self, conn: asyncpg.Connection) -> None:
+        """Continues a stored recording: audio goes after the bytes already stored.
+
+        Args:
+            conn: The connection, in the transaction that locked the LIVE meeting.
+
+        Raises:
+            MeetingError: MEETING_NOT_FOUND when the meeting has no recording.
+        """
+        upload = await self._uploads.get(conn, self._mid)
+        if upload is None:
+            raise not_found(self._mid)
+        self._stored = upload.stored_size
+
     async def write(self, audio: bytes) -> None:
         """Adds audio; a full chunk is stored at once.
 
@@ -71,22 +86,59 @@ class LiveRecording:
         if len(self._pending) >= CHUNK_BYTES:
             await self._flush()
 
-    async def finish(
+    async def complete_stored(
         self,
+        conn: asyncpg.Connection,
         status: meeting_pb2.MeetingStatus.ValueType,
         reason: str = "",
         trace_context: str = "",
     ) -> meeting_pb2.TranscriptEvent:
-        """Stores the rest, writes the real header, completes the recording, queues its job.
+        """Completes the recording as stored, in the caller's transaction (meeting locked).
+
+        Call `store` first when audio may still be waiting. This also finalises the
+        recording of a live session that was dropped and never resumed, on whichever
+        replica notices (nothing of it is in memory there).
 
         Args:
-            status: DIARIZING after a clean end (recognition is done), QUEUED after a
-                failed one (the job transcribes the recording from the start).
-            reason: Why, for a failed end.
+            conn: The connection, in a transaction that locked the meeting.
+            status: DIARIZING after a clean end (recognition is done), QUEUED otherwise
+                (the job transcribes the recording from the start).
+            reason: Why, when QUEUED.
             trace_context: W3C traceparent the job's spans continue.
 
         Returns:
             The status event.
+
+        Raises:
+            MeetingError: MEETING_NOT_FOUND when the meeting has no recording.
+        """
+        upload = await self._uploads.get(conn, self._mid)
+        if upload is None:
+            raise not_found(self._mid)
+        data_bytes = upload.stored_size - pcm.WAV_HEADER_BYTES
+        await self._uploads.rewrite_chunk(conn, self._mid, 0, pcm.wav_header(data_bytes))
+        return await self._completion.complete(
+            conn,
+            self._mid,
+            duration_us=pcm.duration_us(data_bytes),
+            content_type=CONTENT_TYPE,
+            status=status,
+            reason=reason,
+            trace_context=trace_context,
+        )
+
+    @property
+    def audio_bytes(self) -> int:
+        """Bytes of audio stored or waiting to be."""
+        return self._stored - pcm.WAV_HEADER_BYTES + len(self._pending)
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of audio stored."""
+        return self._stored - pcm.WAV_HEADER_BYTES
+
+    async def store(self) -> None:
+        """Stores the audio still waiting (so a resumed session continues after it).
 
         Raises:
             MeetingError: MEETING_NOT_FOUND when the meeting was deleted.
@@ -94,24 +146,6 @@ class LiveRecording:
         if (self._stored + len(self._pending) - pcm.WAV_HEADER_BYTES) % 2:
             self._pending += b"\0"  # whole samples only
         await self._flush()
-        data_bytes = self._stored - pcm.WAV_HEADER_BYTES
-        async with self._pool.acquire() as conn, conn.transaction():
-            await self._completion.lock(conn, self._mid)
-            await self._uploads.rewrite_chunk(conn, self._mid, 0, pcm.wav_header(data_bytes))
-            return await self._completion.complete(
-                conn,
-                self._mid,
-                duration_us=pcm.duration_us(data_bytes),
-                content_type=CONTENT_TYPE,
-                status=status,
-                reason=reason,
-                trace_context=trace_context,
-            )
-
-    @property
-    def audio_bytes(self) -> int:
-        """Bytes of audio stored or waiting to be."""
-        return self._stored - pcm.WAV_HEADER_BYTES + len(self._pending)
 
     async def _flush(self) -> None:
         if not self._pending:
