@@ -17,15 +17,14 @@ The call, in order (docs/live.md tells the client's side):
    segment indexes and times continue after the stored ones, and its recording goes on
    after the stored bytes.
 3. How the stream stops decides what becomes of the meeting:
-   - The client's `end` (or a half-close while it still listens): recognition finishes,
-     the recording is sealed and a job is queued with the meeting in DIARIZING; the job
-     labels speakers and writes the summary (see `meeting_service.processing.job`). The
-     call returns those events too, up to `pipeline_live_follow_s`, and ends when the
-     meeting is COMPLETED or FAILED.
-   - The client goes away without it: recognition finishes on the audio received, the
-     recording is stored and the lease released. The meeting stays LIVE for
-     `live_resume_grace_s`; if no call resumes it by then, `LiveSweeper` (on any replica)
-     seals the recording and queues the job.
+   - The client's `end`: recognition finishes, the recording is sealed and a job is
+     queued with the meeting in DIARIZING; the job labels speakers and writes the summary
+     (see `meeting_service.processing.job`). The call returns those events too, up to
+     `pipeline_live_follow_s`, and ends when the meeting is COMPLETED or FAILED.
+   - The request stream ends without it (half-closed or cancelled): recognition finishes
+     on the audio received, the recording is stored and the lease released. The meeting
+     stays LIVE for `live_resume_grace_s`; if no call resumes it by then, `LiveSweeper`
+     (on any replica) seals the recording and queues the job.
    - This server stops: as a drop, except that recognition was cut short, so the job
      transcribes the whole recording again.
    - Another call took the meeting over (this session's lease ran out unrenewed): the
@@ -254,7 +253,7 @@ class LiveTranscriber:
             if session.lost:
                 raise _taken_over() from None
             raise
-        if last:
+        if session.ended:
             async for event in self._follow(owner, mid, last):
                 yield event
 
@@ -371,8 +370,7 @@ class _Session:
         self._audio: asyncio.Queue[bytes | None] = asyncio.Queue(AUDIO_QUEUE_MESSAGES)
         self._reader: asyncio.Task[None] | None = None
         self._stopped = False  # the caller stopped listening
-        self._ended = False  # the client sent `end`
-        self._half_closed = False  # the request stream ended (a half-close or a cancel)
+        self.ended = False  # the client sent `end`
         self.lost = False
         self._log = logger.bind(meeting_id=str(mid))
 
@@ -432,7 +430,9 @@ class _Session:
             heartbeat.cancel()
             await self._stop_reader()
             try:
-                event = await self._conclude(stop or self._stop(), failure)
+                if stop is None:
+                    stop = _Stop.ENDED if self.ended else _Stop.DROPPED
+                event = await self._conclude(stop, failure)
                 if event is not None:
                     self.events.put_nowait(event)
             except _SEAL_ERRORS as error:
@@ -444,13 +444,6 @@ class _Session:
         if failure is not None:
             raise failure
 
-    def _stop(self) -> _Stop:
-        # A request stream that ended without `end` is a half-close only if the caller
-        # still listens: grpc ends the stream the same way when the call is cancelled.
-        if self._ended or (self._half_closed and not self._stopped):
-            return _Stop.ENDED
-        return _Stop.DROPPED
-
     async def _read(
         self, requests: AsyncIterator[meeting_service_pb2.LiveTranscribeRequest]
     ) -> None:
@@ -460,12 +453,10 @@ class _Session:
                 if part == "config":
                     raise invalid_field("config", "only the first message may carry the config")
                 if part == "end":
-                    self._ended = True
+                    self.ended = True
                     break
                 if request.audio:
                     await self._audio.put(request.audio)
-            else:
-                self._half_closed = True
         except asyncio.CancelledError:
             if not self._stopped:
                 raise

@@ -39,7 +39,7 @@ async def test_an_unsupported_sample_rate_closes_with_4400_and_the_reason(
 ) -> None:
     async with http.ws_connect(
         f"/v1/meetings/{meeting_id}/live",
-        params={"sample_rate": "8000"},
+        params={"sample_rate": "11025"},
         headers=as_user,
         timeout=TIMEOUT,
     ) as ws:
@@ -50,7 +50,8 @@ async def test_an_unsupported_sample_rate_closes_with_4400_and_the_reason(
     error = texts[-1]["error"]
     assert error["status"] == "INVALID_ARGUMENT"
     assert error["details"][0]["reason"] == "UNSUPPORTED_AUDIO"
-    assert "16000" in str(error["message"])
+    assert "11025 Hz is not supported" in str(error["message"])
+    assert "48000" in error["details"][0]["metadata"]["supported"]
     assert reason.startswith("INVALID_ARGUMENT: ")
 
 
@@ -95,6 +96,8 @@ async def test_live_is_refused_before_the_upgrade_for_strangers_and_bad_paramete
         (bearer("mallory"), {}, 404),
         (as_user, {"sample_rate": "fast"}, 400),
         (as_user, {"codec": "opus"}, 400),
+        (as_user, {"encoding": "mp3"}, 400),
+        (as_user, {"resume": "maybe"}, 400),
     ]:
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             async with http.ws_connect(url, headers=headers, params=params):

@@ -681,9 +681,10 @@ class LiveTranscribeRequest(_message.Message):
     """The next bytes of audio, encoded as `config.encoding` says."""
     end: _builtins.bool
     """The audio is over: the meeting is finalised (its job queued) once the
-    audio sent is recognized. A stream that stops without it (cancelled, or
-    half-closed and then cancelled before recognition finished) is a drop
-    that a new call may resume (docs/live.md). Send it last.
+    audio sent is recognized, and the call goes on with the job's events.
+    Send it last. A request stream that ends without it (half-closed or
+    cancelled) is a drop: the audio received is recognized and stored, and
+    the meeting stays LIVE for a new call to resume (docs/live.md).
     """
     @_builtins.property
     def config(self) -> Global___LiveAudioConfig:

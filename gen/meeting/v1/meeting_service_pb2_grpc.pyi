@@ -60,10 +60,9 @@ class MeetingServiceStub:
     """Transcribes live audio: the first message carries `config`, every later
     one audio in the config's encoding; transcript events (partial and final
     segments, status changes) come back as they are produced and are stored
-    like any others. Half-closing the request stream ends the audio and
-    finalises the meeting; a stream cancelled without that leaves the
-    meeting LIVE for a grace period, within which a new call resumes it
-    (docs/live.md).
+    like any others. A last message with `end` finalises the meeting; a
+    request stream that ends without it leaves the meeting LIVE for a grace
+    period, within which a new call resumes it (docs/live.md).
     """
     ExportTranscript: _aio.UnaryUnaryMultiCallable[_exports_pb2.ExportTranscriptRequest, _exports_pb2.ExportTranscriptResponse]
     """--- exports ---
@@ -198,10 +197,9 @@ class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
         """Transcribes live audio: the first message carries `config`, every later
         one audio in the config's encoding; transcript events (partial and final
         segments, status changes) come back as they are produced and are stored
-        like any others. Half-closing the request stream ends the audio and
-        finalises the meeting; a stream cancelled without that leaves the
-        meeting LIVE for a grace period, within which a new call resumes it
-        (docs/live.md).
+        like any others. A last message with `end` finalises the meeting; a
+        request stream that ends without it leaves the meeting LIVE for a grace
+        period, within which a new call resumes it (docs/live.md).
         """
 
     @_abc_1.abstractmethod
