@@ -194,11 +194,11 @@ async def _create(http: aiohttp.ClientSession, url: str, headers: dict[str, str]
         return meeting_id
 
 
-async def _status(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> str:
+async def _transcribing(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> bool:
     async with http.get(url, headers=headers) as response:
         response.raise_for_status()
-        status: str = (await response.json())["meeting"]["status"]
-        return status
+        status = (await response.json())["meeting"]["status"]
+        return bool(status == "MEETING_STATUS_TRANSCRIBING")
 
 
 async def _segment_gaps(
@@ -270,12 +270,12 @@ async def live_cadence(context: BenchContext) -> Result:
         ) as response:
             response.raise_for_status()
         async with asyncio.timeout(60):
-            while await _status(http, batch, headers) != "MEETING_STATUS_TRANSCRIBING":
-                await asyncio.sleep(0.05)  # noqa: ASYNC110 - nothing to wait on but the answer
+            while not await _transcribing(http, batch, headers):  # noqa: ASYNC110 - no event
+                await asyncio.sleep(0.05)
         busy = await _segment_gaps(
             http, f"{base}/{await _create(http, gateway.url, headers)}", headers, live_s
         )
-        overlapped = await _status(http, batch, headers) == "MEETING_STATUS_TRANSCRIBING"
+        overlapped = await _transcribing(http, batch, headers)
     idle_max, busy_max = round(max(idle), 1), round(max(busy), 1)
     checks = [
         Check(
