@@ -488,16 +488,32 @@ def _live_operation() -> dict[str, Any]:
     return {
         "get": {
             "operationId": "LiveTranscribe",
-            "summary": "WebSocket: binary 16-bit mono PCM frames in, TranscriptEvent JSON out "
-            "(MeetingService.LiveTranscribe). Failures close with 4000 + the HTTP status.",
+            "summary": "WebSocket: binary audio frames in (encoding per the query), "
+            'TranscriptEvent JSON out, {"type": "end"} to finish; a socket closed without it '
+            "can be resumed within a grace period (MeetingService.LiveTranscribe, "
+            "docs/live.md). Failures close with the error's close code.",
             "security": [{"bearer": []}, {"accessToken": []}],
             "parameters": [
                 _id_parameter("LiveAudioConfig"),
+                {
+                    "name": "encoding",
+                    "in": "query",
+                    "schema": {
+                        "type": "string",
+                        "enum": ["linear16", "float32le", "webm_opus", "ogg_opus"],
+                    },
+                },
                 {
                     "name": "sample_rate",
                     "in": "query",
                     "schema": {"type": "integer", "minimum": 0, "maximum": INT32_MAX},
                 },
+                {
+                    "name": "channels",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 0, "maximum": INT32_MAX},
+                },
+                {"name": "resume", "in": "query", "schema": {"type": "boolean"}},
                 {
                     "name": "language",
                     "in": "query",
