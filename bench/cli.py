@@ -27,8 +27,10 @@ from bench.scenarios.gateway import gateway_overhead, gateway_vs_fastapi
 from bench.scenarios.ingest import ingest
 from bench.scenarios.live import live_cadence, live_latency
 from bench.scenarios.proxy import proxy_overhead
+from bench.scenarios.search import search
 from bench.scenarios.sse import sse_fanout
 from bench.scenarios.upload import upload
+from bench.scenarios.upload_s3 import upload_s3
 
 Scenario = Callable[[BenchContext], Awaitable[Result]]
 
@@ -37,11 +39,13 @@ SCENARIOS: dict[str, Scenario] = {
     "gateway_vs_fastapi": gateway_vs_fastapi,
     "sse_fanout": sse_fanout,
     "upload": upload,
+    "upload_s3": upload_s3,
     "ingest": ingest,
     "proxy_overhead": proxy_overhead,
     "live_latency": live_latency,
     "live_cadence": live_cadence,
     "asr": asr,
+    "search": search,
 }
 
 BENCH_DIR = Path(__file__).resolve().parent

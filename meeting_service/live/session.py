@@ -63,10 +63,12 @@ from meeting_service.db.database import CONNECTION_ERRORS
 from meeting_service.live import audio_input
 from meeting_service.live.repository import LiveLeasesRepository
 from meeting_service.meetings.repository import MeetingsRepository
+from meeting_service.quotas.limits import Quotas
 from meeting_service.recordings import pcm
 from meeting_service.recordings.completion import RecordingCompletion
 from meeting_service.recordings.live_recording import LiveRecording
 from meeting_service.recordings.repository import UploadsRepository
+from meeting_service.recordings.store import RecordingStore
 from meeting_service.transcripts import gpu_results
 from meeting_service.transcripts.event_log import EventLog
 from meeting_service.transcripts.reader import TranscriptReader
@@ -94,6 +96,7 @@ class LiveParts:
         pool: The pool.
         meetings: SQL for meetings.
         uploads: SQL for recordings.
+        store: Where recordings' bytes are kept.
         events: SQL for transcript events (where a resumed transcript continues).
         leases: SQL for the sessions' leases on their meetings.
         completion: Completes a recording and queues its job.
@@ -105,11 +108,13 @@ class LiveParts:
         follow_s: How long the call returns the job's events after the audio.
         lease_s: How long a session's lease lasts unrenewed.
         grace_s: How long a dropped meeting waits for a call to resume it.
+        quotas: The per-caller limits (live sessions, stored bytes).
     """
 
     pool: asyncpg.Pool
     meetings: MeetingsRepository
     uploads: UploadsRepository
+    store: RecordingStore
     events: EventsRepository
     leases: LiveLeasesRepository
     completion: RecordingCompletion
@@ -121,6 +126,7 @@ class LiveParts:
     follow_s: float
     lease_s: float
     grace_s: float
+    quotas: Quotas
 
 
 class _Stop(enum.Enum):
@@ -192,8 +198,8 @@ class LiveTranscriber:
             Every event the session and its job store, in sequence order.
 
         Raises:
-            MeetingError: INVALID_FIELD, UNSUPPORTED_AUDIO, MEETING_NOT_FOUND, WRONG_STATE;
-                BACKEND_UNAVAILABLE when recognition fails.
+            MeetingError: INVALID_FIELD, UNSUPPORTED_AUDIO, MEETING_NOT_FOUND, WRONG_STATE,
+                QUOTA_EXCEEDED; BACKEND_UNAVAILABLE when recognition fails.
         """
         session_id = uuid.uuid4()
         try:
@@ -203,7 +209,11 @@ class LiveTranscriber:
             convert = audio_input.converter(config)
             gpu = self._parts.gpu.stubs()
             recording = LiveRecording(
-                self._parts.pool, self._parts.uploads, self._parts.completion, mid
+                self._parts.pool,
+                self._parts.uploads,
+                self._parts.store,
+                self._parts.completion,
+                mid,
             )
             started = await self._start(owner, mid, session_id, recording, resume=config.resume)
         except GpuNotConfigured as error:
@@ -294,6 +304,8 @@ class LiveTranscriber:
                     raise not_found(mid)
                 status = status_name(row.status)
                 if row.status == meeting_pb2.MEETING_STATUS_AWAITING_AUDIO and not resume:
+                    # A resumed meeting is LIVE already: counted when it started.
+                    await parts.quotas.check_live_start(conn, owner, mid)
                     await recording.start(conn, status)
                     await parts.leases.take(conn, mid, session_id, parts.lease_s)
                     event = await parts.log.change_status(
