@@ -71,9 +71,7 @@ class LiveSweeper:
                 return False
             lease = await parts.leases.get(conn, mid)
             clean = lease is not None and lease.session_id is None and lease.clean
-            recording = LiveRecording(
-                parts.pool, parts.uploads, parts.store, parts.completion, mid
-            )
+            recording = LiveRecording(parts.pool, parts.uploads, parts.store, parts.completion, mid)
             await recording.resume(conn)
             if clean:
                 await recording.complete_stored(conn, meeting_pb2.MEETING_STATUS_DIARIZING)
