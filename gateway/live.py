@@ -1,9 +1,12 @@
 """The live WebSocket: PCM audio frames in, transcript events out, over LiveTranscribe.
 
-The client sends binary frames of 16-bit little-endian mono PCM (16 kHz unless
-`?sample_rate=` says otherwise; the service decides what it accepts) and may send the text
-frame `{"type": "end"}` to say the audio is over. Each event the service produces is sent
-back as a text frame holding the TranscriptEvent JSON plus `"event"`, its kind, as on SSE.
+The client sends binary frames of audio in the format the query names (`?encoding=`,
+`?sample_rate=`, `?channels=`; 16-bit little-endian mono PCM at 16 kHz by default; the
+service decides what it accepts, see docs/live.md) and sends the text frame
+`{"type": "end"}` to say the audio is over; a socket that closes without it leaves the
+meeting LIVE, and a new socket within the grace period resumes it. Each event the service
+produces is sent back as a text frame holding the TranscriptEvent JSON plus `"event"`, its
+kind, as on SSE.
 
 The upgrade is always accepted, so that a browser learns why a session cannot start (a
 refused upgrade only shows it close code 1006). The token comes in the `Authorization`
@@ -37,7 +40,7 @@ from gateway.auth import authenticate, grpc_metadata, request_authorization
 from gateway.events import EVENT_NAMES
 from gateway.http_errors import HttpError, error_view
 from gateway.jsonpb import INT32_MAX, decode_json, non_negative_int, to_json
-from gen.meeting.v1 import meeting_service_pb2, meeting_service_pb2_grpc
+from gen.meeting.v1 import live_audio_pb2, meeting_service_pb2, meeting_service_pb2_grpc
 from mesh_common.errors import MeshError
 
 _MAX_REASON_BYTES = 123  # RFC 6455: the close reason fits a 125-byte control frame
@@ -70,17 +73,35 @@ async def close_with_error(
     await ws.close(code=view.close_code, message=reason[:_MAX_REASON_BYTES])
 
 
+_QUERY = ("sample_rate", "encoding", "channels", "language", "resume", "access_token")
+ENCODINGS = {
+    name.removeprefix("LIVE_AUDIO_ENCODING_").lower(): number
+    for name, number in live_audio_pb2.LiveAudioEncoding.items()
+    if number != live_audio_pb2.LIVE_AUDIO_ENCODING_UNSPECIFIED
+}
+_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
+
+
 def _config(request: web.Request) -> meeting_service_pb2.LiveAudioConfig:
     config = meeting_service_pb2.LiveAudioConfig(meeting_id=request.match_info["meeting_id"])
     for key, value in request.query.items():
         if key == "sample_rate":
             config.sample_rate_hertz = non_negative_int(value, key, INT32_MAX)
+        elif key == "channels":
+            config.channels = non_negative_int(value, key, INT32_MAX)
+        elif key == "encoding":
+            if value.lower() not in ENCODINGS:
+                raise invalid_field(key, f"encoding must be one of {', '.join(ENCODINGS)}")
+            config.encoding = ENCODINGS[value.lower()]
+        elif key == "resume":
+            if value.lower() not in _BOOLEANS:
+                raise invalid_field(key, "resume must be true or false")
+            config.resume = _BOOLEANS[value.lower()]
         elif key == "language":
             config.language = value
         elif key != "access_token":
             raise invalid_field(
-                key,
-                f"unknown query parameter {key!r} (allowed: sample_rate, language, access_token)",
+                key, f"unknown query parameter {key!r} (allowed: {', '.join(_QUERY)})"
             )
     return config
 
@@ -185,9 +206,12 @@ async def _session(
     # a call that ends early never leaves a second reader on the socket.
     audio: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=_QUEUED_FRAMES)
     accepted = asyncio.Event()
-    call: _LiveCall = stub.LiveTranscribe(_requests(config, audio, accepted), metadata=metadata)
+    ended = asyncio.Event()
+    call: _LiveCall = stub.LiveTranscribe(
+        _requests(config, audio, accepted, ended), metadata=metadata
+    )
     acceptance = asyncio.ensure_future(_await_acceptance(call, accepted))
-    uplink = asyncio.ensure_future(_uplink(ws, audio))
+    uplink = asyncio.ensure_future(_uplink(ws, audio, ended))
     downlink = asyncio.ensure_future(_downlink(ws, call))
     stopping = asyncio.ensure_future(request.app[state.STOPPING].wait())
     open_sockets = state.metrics(request).websockets_open
@@ -197,7 +221,9 @@ async def _session(
             {downlink, stopping, uplink}, return_when=asyncio.FIRST_COMPLETED
         )
         if uplink in done and uplink.exception() is None:
-            # The client ended the audio; the service still sends its last events.
+            # The client ended the audio, or its socket closed without the end marker (a
+            # drop: the service keeps the meeting LIVE for a resume, docs/live.md). Either
+            # way the call ends once the service has recognized the audio it was sent.
             await asyncio.wait({downlink, stopping}, return_when=asyncio.FIRST_COMPLETED)
         call.cancel()
         await _close(ws, uplink, downlink, stopping)
@@ -257,15 +283,20 @@ async def _requests(
     config: meeting_service_pb2.LiveAudioConfig,
     audio: asyncio.Queue[bytes | None],
     accepted: asyncio.Event,
+    ended: asyncio.Event,
 ) -> AsyncIterator[meeting_service_pb2.LiveTranscribeRequest]:
     yield meeting_service_pb2.LiveTranscribeRequest(config=config)
     await accepted.wait()
     while (frame := await audio.get()) is not None:
         yield meeting_service_pb2.LiveTranscribeRequest(audio=frame)
+    if ended.is_set():
+        yield meeting_service_pb2.LiveTranscribeRequest(end=True)
 
 
-async def _uplink(ws: web.WebSocketResponse, audio: asyncio.Queue[bytes | None]) -> None:
-    """Queues every binary frame as audio until the client ends or closes.
+async def _uplink(
+    ws: web.WebSocketResponse, audio: asyncio.Queue[bytes | None], ended: asyncio.Event
+) -> None:
+    """Queues every binary frame as audio until the client ends (`ended` set) or closes.
 
     Raises:
         _ClientProtocolError: The client sent a text frame other than the end marker.
@@ -275,6 +306,7 @@ async def _uplink(ws: web.WebSocketResponse, audio: asyncio.Queue[bytes | None])
             await audio.put(message.data)
         elif message.type == WSMsgType.TEXT:
             if _is_end(message.data):
+                ended.set()
                 break
             raise _ClientProtocolError(
                 'text frames must be {"type": "end"}; audio goes in binary frames'
@@ -294,7 +326,10 @@ def _is_end(text: str) -> bool:
 async def _downlink(ws: web.WebSocketResponse, call: _LiveCall) -> None:
     """Sends every event of the call to the client; raises the call's error."""
     async for response in call:
+        if ws.closed:
+            continue  # a dropped client: the call goes on until its audio is recognized
         event = response.event
         body = to_json(event)
         body["event"] = EVENT_NAMES.get(event.WhichOneof("kind") or "", "message")
-        await ws.send_str(json.dumps(body, separators=(",", ":")))
+        with contextlib.suppress(ConnectionError):  # dropped since: as above
+            await ws.send_str(json.dumps(body, separators=(",", ":")))

@@ -22,6 +22,7 @@ from gateway import protocols
 from gateway.events import ERROR_EVENT, EVENT_NAMES, USER_EVENT_NAMES
 from gateway.exports import FORMAT_PARAM, FORMATS, MEDIA_TYPES
 from gateway.jsonpb import INT32_MAX, INT64_MAX
+from gateway.live import ENCODINGS
 from gateway.openai_api import GRANULARITIES, RESPONSE_FORMATS
 from gateway.rest import SERVICE, RestRoute, rest_routes
 from gateway.upload import ACCEPTED_TYPES
@@ -735,10 +736,31 @@ def _live_operation(schemas: _Schemas) -> dict[str, Any]:
             "parameters": [
                 _id_parameter("LiveAudioConfig"),
                 {
+                    "name": "encoding",
+                    "in": "query",
+                    "schema": {"type": "string", "enum": list(ENCODINGS)},
+                    "description": comment(config.fields_by_name["encoding"].full_name),
+                },
+                {
                     "name": "sample_rate",
                     "in": "query",
                     "schema": {"type": "integer", "minimum": 0, "maximum": INT32_MAX},
                     "description": comment(config.fields_by_name["sample_rate_hertz"].full_name),
+                },
+                {
+                    "name": "channels",
+                    "in": "query",
+                    "schema": {
+                        "type": "integer",
+                        **_rules_schema(config.fields_by_name["channels"]),
+                    },
+                    "description": comment(config.fields_by_name["channels"].full_name),
+                },
+                {
+                    "name": "resume",
+                    "in": "query",
+                    "schema": {"type": "boolean"},
+                    "description": comment(config.fields_by_name["resume"].full_name),
                 },
                 {
                     "name": "language",

@@ -91,10 +91,12 @@ that a page can read (a refused upgrade would only show close code 1006).
 browser, whose WebSocket cannot send headers) the first text frame \
 `{{"type": "auth", "token": "<JWT>"}}`, sent within {AUTH_FRAME_WAIT_S:g} s of the upgrade.
 
-**Frames in.** Binary frames of raw 16-bit little-endian mono PCM at `sample_rate` (16 kHz \
-unless it says otherwise; the service decides what it accepts). The text frame \
-`{{"type": "end"}}` says the audio is over; the service then sends its last events and \
-closes with 1000. Any other text frame closes with 1003.
+**Frames in.** Binary audio frames as the query says: `encoding` (`linear16`, the default, \
+or `float32le`, raw PCM at `sample_rate` Hz with `channels` channels; or `webm_opus` / \
+`ogg_opus`, a MediaRecorder stream), resampled by the service to what the recognizer takes \
+(docs/live.md lists the rates). The text frame `{{"type": "end"}}` says the audio is over; \
+the service then sends its last events and closes with 1000. Any other text frame closes \
+with 1003.
 
 **Frames out.** Text frames, each a `TranscriptEvent` JSON with `"event"` added, its name \
 as on the SSE stream ({_names(EVENT_NAMES)}). Partial segments (`final: false`) are replaced \
@@ -107,6 +109,8 @@ cut to the 123 bytes a close frame holds. The codes a session most often ends wi
 
 {_CLOSE_CODES}
 
-**Lifetime.** The session ends when the client sends `{{"type": "end"}}` (or closes), when \
-the service ends it, or when the gateway stops; the meeting then goes on to be processed \
-like an upload."""
+**Lifetime.** The session ends when the client sends `{{"type": "end"}}`, when the service \
+ends it, or when the gateway stops; the meeting then goes on to be processed like an \
+upload. A socket that closes without `end` can be resumed: a new socket to the same \
+meeting within the grace period (docs/live.md) continues the recording and the \
+transcript; after the grace the meeting is processed with what it has."""

@@ -25,6 +25,7 @@ from gpu_proxy.balancer import Balancer
 from gpu_proxy.node import Node
 from gpu_proxy.replay import ReplayBuffer
 from gpu_proxy.retry import NODE_FAILURES
+from mesh_common.lanes import BATCH, Lane
 from mesh_common.logging import logger
 from mesh_common.retry import RETRYABLE_CODES, backoff_delay, effective_code
 from mesh_common.streams import read_ahead
@@ -117,6 +118,7 @@ class Forwarder:
         time_left: float | None,
         method: str,
         on_accepted: Callable[[], Awaitable[None]] | None = None,
+        lane: Lane = BATCH,
     ) -> AsyncGenerator[Any]:
         """Relays one call's responses, trying other nodes while nothing was received.
 
@@ -127,6 +129,7 @@ class Forwarder:
             method: The method's name, for logs.
             on_accepted: Called once, when a node first accepts the call (sends its
                 initial metadata); streaming calls pass it on to their caller.
+            lane: The capacity the call draws on (`mesh_common.lanes`).
 
         Yields:
             The node's responses.
@@ -142,7 +145,7 @@ class Forwarder:
         attempt = 0
         while True:
             attempt += 1
-            async with self._balancer.lease(avoid=tried) as node:
+            async with self._balancer.lease(avoid=tried, lane=lane) as node:
                 tried.append(node.target)
                 remaining = None if deadline is None else max(deadline - loop.time(), 0.001)
                 stream = requests.attempt() if requests is not None else None

@@ -11,6 +11,7 @@ no FIN, no RST) has them failed within `health_interval + probe_timeout`.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
 
 import grpc
@@ -19,6 +20,7 @@ from grpc_health.v1 import health_pb2
 from gpu_proxy.breaker import BreakerState, CircuitBreaker
 from gpu_proxy.pool import ChannelPool
 from mesh_common.grpc_server import check_health
+from mesh_common.lanes import Lane
 from mesh_common.logging import logger
 
 
@@ -38,6 +40,7 @@ class Node:
     Attributes:
         breaker: The node's circuit breaker; this object reacts to its transitions.
         outstanding: Calls in flight on this node.
+        lanes: Calls in flight on this node, per lane (`mesh_common.lanes`).
     """
 
     def __init__(
@@ -53,6 +56,7 @@ class Node:
         self.pool = pool
         self.breaker = CircuitBreaker(breaker_failures, self._on_breaker_change)
         self.outstanding = 0
+        self.lanes: Counter[Lane] = Counter()
         self._probe_interval = probe_interval
         self._probe_interval_max = probe_interval_max
         self._probe_timeout = probe_timeout

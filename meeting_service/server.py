@@ -191,6 +191,7 @@ async def run_meeting_service(
         if running._services is not None:
             await running._services.webhook_delivery.stop()
         if running._services is not None:
+            await running._services.live_sweeper.stop()
             await running._services.live.close()
             # Streams would otherwise hold the grace period open; they end with
             # UNAVAILABLE and their clients resume elsewhere by sequence.
@@ -278,6 +279,7 @@ async def _supervise(running: RunningMeetingService, settings: MeetingServiceSet
     running._services = services
     running.pipeline = _start_pipeline(services, settings)
     services.webhook_delivery.start()
+    services.live_sweeper.start()
     running.ready.set()
     serving: bool | None = None
     next_sweep = 0.0

@@ -69,6 +69,12 @@ class MeetingServiceSettings(CommonSettings):
         pipeline_live_max_s: Longest live session (the deadline of its recognition stream).
         pipeline_live_follow_s: How long LiveTranscribe, after the audio ended, keeps
             returning the events of the diarization and summary job before it ends the call.
+        live_resume_grace_s: How long a LIVE meeting whose stream dropped (without the
+            client ending it) waits for a new stream to resume it before it is finalised
+            (docs/live.md).
+        live_lease_s: How long a live session's hold on its meeting lasts without being
+            renewed (it is renewed every third of that); a new stream takes a meeting over
+            from a session whose replica died once this has passed.
         webhook_workers: Webhook deliveries one process makes at once; 0 makes none (other
             replicas deliver). See docs/webhooks.md.
         webhook_poll_interval_s: How often an idle delivery loop looks for a due delivery.
@@ -135,6 +141,8 @@ class MeetingServiceSettings(CommonSettings):
     pipeline_gpu_deadline_per_audio_s: float = Field(default=1.0, ge=0)
     pipeline_live_max_s: float = Field(default=4 * 3600.0, gt=0)
     pipeline_live_follow_s: float = Field(default=300.0, ge=0)
+    live_resume_grace_s: float = Field(default=30.0, ge=0)
+    live_lease_s: float = Field(default=10.0, gt=0)
     webhook_workers: int = Field(default=4, ge=0, le=64)
     webhook_poll_interval_s: float = Field(default=1.0, gt=0)
     webhook_timeout_s: float = Field(default=10.0, gt=0, le=60)

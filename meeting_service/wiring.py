@@ -10,7 +10,9 @@ from gpu_client import GpuConnection
 from meeting_service.api_keys.repository import ApiKeysRepository
 from meeting_service.api_keys.service import ApiKeysService
 from meeting_service.jobs.repository import JobsRepository
+from meeting_service.live.repository import LiveLeasesRepository
 from meeting_service.live.session import LiveParts, LiveTranscriber
+from meeting_service.live.sweeper import LiveSweeper
 from meeting_service.meetings.repository import MeetingsRepository
 from meeting_service.meetings.service import MeetingsService
 from meeting_service.processing.job import Deadlines, JobParts
@@ -57,6 +59,8 @@ class Services:
             runs its sweep).
         api_keys: API keys (owner-scoped management, and the check of each call's key).
         search: Full-text search across the caller's transcripts.
+        live_sweeper: Finalises dropped live meetings not resumed in time (started by the
+            server).
     """
 
     pool: asyncpg.Pool
@@ -73,6 +77,7 @@ class Services:
     recordings: RecordingStore
     api_keys: ApiKeysService
     search: TranscriptSearch
+    live_sweeper: LiveSweeper
 
 
 def recording_store(
@@ -147,21 +152,23 @@ def build_services(
         settings.gpu_proxy_tls_name or None,
         telemetry.trace_channel,
     )
-    live = LiveTranscriber(
-        LiveParts(
-            pool=pool,
-            meetings=meetings,
-            uploads=uploads,
-            store=store,
-            completion=completion,
-            log=log,
-            writer=writer,
-            transcripts=transcripts,
-            gpu=gpu,
-            max_s=settings.pipeline_live_max_s,
-            follow_s=settings.pipeline_live_follow_s,
-            quotas=quotas,
-        )
+    live_parts = LiveParts(
+        pool=pool,
+        meetings=meetings,
+        uploads=uploads,
+        store=store,
+        events=events,
+        leases=LiveLeasesRepository(),
+        completion=completion,
+        log=log,
+        writer=writer,
+        transcripts=transcripts,
+        gpu=gpu,
+        max_s=settings.pipeline_live_max_s,
+        follow_s=settings.pipeline_live_follow_s,
+        lease_s=settings.live_lease_s,
+        grace_s=settings.live_resume_grace_s,
+        quotas=quotas,
     )
     processing = JobParts(
         pool=pool,
@@ -193,7 +200,7 @@ def build_services(
             quotas=quotas,
         ),
         transcripts=transcripts,
-        live=live,
+        live=LiveTranscriber(live_parts),
         jobs=jobs,
         gpu=gpu,
         processing=processing,
@@ -202,6 +209,7 @@ def build_services(
         webhook_delivery=WebhookDispatcher(pool, webhooks, box, _delivery_policy(settings)),
         recordings=store,
         api_keys=ApiKeysService(pool, ApiKeysRepository()),
+        live_sweeper=LiveSweeper(live_parts),
     )
 
 

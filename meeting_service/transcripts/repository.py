@@ -127,6 +127,16 @@ class EventsRepository:
         )
         return value or 0
 
+    async def next_segment_index(
+        self, conn: asyncpg.Connection | asyncpg.Pool, meeting_id: uuid.UUID
+    ) -> int:
+        """The index after the meeting's highest stored segment (0 when it has none)."""
+        value: int = await conn.fetchval(
+            "SELECT COALESCE(MAX(segment_index) + 1, 0) FROM segments WHERE meeting_id = $1",
+            meeting_id,
+        )
+        return value
+
     async def lock_meetings(
         self, conn: asyncpg.Connection, meeting_ids: Sequence[uuid.UUID]
     ) -> dict[uuid.UUID, int]:

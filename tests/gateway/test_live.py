@@ -41,7 +41,7 @@ async def test_an_unsupported_sample_rate_closes_with_4400_and_the_reason(
 ) -> None:
     async with http.ws_connect(
         f"/v1/meetings/{meeting_id}/live",
-        params={"sample_rate": "8000"},
+        params={"sample_rate": "11025"},
         headers=as_user,
         timeout=TIMEOUT,
     ) as ws:
@@ -52,7 +52,8 @@ async def test_an_unsupported_sample_rate_closes_with_4400_and_the_reason(
     error = texts[-1]["error"]
     assert error["status"] == "INVALID_ARGUMENT"
     assert error["details"][0]["reason"] == "UNSUPPORTED_AUDIO"
-    assert "16000" in str(error["message"])
+    assert "11025 Hz is not supported" in str(error["message"])
+    assert "48000" in error["details"][0]["metadata"]["supported"]
     assert reason.startswith("INVALID_ARGUMENT: ")
 
 
@@ -114,6 +115,8 @@ async def test_refusals_come_after_the_upgrade_as_close_codes_with_reasons(
         (unknown, as_user, {}, 4404, "MEETING_NOT_FOUND"),
         (url, as_user, {"sample_rate": "fast"}, 4400, "INVALID_FIELD"),
         (url, as_user, {"codec": "opus"}, 4400, "INVALID_FIELD"),
+        (url, as_user, {"encoding": "mp3"}, 4400, "INVALID_FIELD"),
+        (url, as_user, {"resume": "maybe"}, 4400, "INVALID_FIELD"),
     ]:
         async with http.ws_connect(path, headers=headers, params=params, timeout=TIMEOUT) as ws:
             texts, closed_with, why = await session_end(ws)

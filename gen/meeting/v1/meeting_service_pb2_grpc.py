@@ -252,8 +252,11 @@ class MeetingServiceServicer:
 
     def LiveTranscribe(self, request_iterator, context):
         """Transcribes live audio: the first message carries `config`, every later
-        one raw audio; transcript events (partial and final segments, status
-        changes) come back as they are produced and are stored like any others.
+        one audio in the config's encoding; transcript events (partial and final
+        segments, status changes) come back as they are produced and are stored
+        like any others. A last message with `end` finalises the meeting; a
+        request stream that ends without it leaves the meeting LIVE for a grace
+        period, within which a new call resumes it (docs/live.md).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

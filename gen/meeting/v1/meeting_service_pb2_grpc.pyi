@@ -67,8 +67,11 @@ class MeetingServiceStub:
     """Returns the summary once it is written (FAILED_PRECONDITION before)."""
     LiveTranscribe: _aio.StreamStreamMultiCallable[_meeting_service_pb2.LiveTranscribeRequest, _meeting_service_pb2.LiveTranscribeResponse]
     """Transcribes live audio: the first message carries `config`, every later
-    one raw audio; transcript events (partial and final segments, status
-    changes) come back as they are produced and are stored like any others.
+    one audio in the config's encoding; transcript events (partial and final
+    segments, status changes) come back as they are produced and are stored
+    like any others. A last message with `end` finalises the meeting; a
+    request stream that ends without it leaves the meeting LIVE for a grace
+    period, within which a new call resumes it (docs/live.md).
     """
     ExportTranscript: _aio.UnaryUnaryMultiCallable[_exports_pb2.ExportTranscriptRequest, _exports_pb2.ExportTranscriptResponse]
     """--- exports ---
@@ -229,8 +232,11 @@ class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _aio.ServicerContext[_abc.AsyncIterator[_meeting_service_pb2.LiveTranscribeRequest], _abc.AsyncIterator[_meeting_service_pb2.LiveTranscribeResponse]],
     ) -> _abc.AsyncIterator[_meeting_service_pb2.LiveTranscribeResponse]:
         """Transcribes live audio: the first message carries `config`, every later
-        one raw audio; transcript events (partial and final segments, status
-        changes) come back as they are produced and are stored like any others.
+        one audio in the config's encoding; transcript events (partial and final
+        segments, status changes) come back as they are produced and are stored
+        like any others. A last message with `end` finalises the meeting; a
+        request stream that ends without it leaves the meeting LIVE for a grace
+        period, within which a new call resumes it (docs/live.md).
         """
 
     @_abc_1.abstractmethod
