@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 from aiohttp import web
 from google.api import annotations_pb2, field_behavior_pb2
-from google.protobuf import field_mask_pb2
+from google.protobuf import field_mask_pb2, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 
@@ -109,8 +109,8 @@ def rest_routes() -> list[RestRoute]:
 
 
 def _message_class(descriptor: Descriptor) -> type[Message]:
-    cls: type[Message] = getattr(meeting_service_pb2, descriptor.name)
-    return cls
+    # The request may be defined in any file the service's file imports.
+    return message_factory.GetMessageClass(descriptor)
 
 
 def _set_path_field(message: Message, path: str, value: str) -> None:

@@ -14,7 +14,12 @@ from typing import Any
 
 import grpc
 
-from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
+from gen.meeting.v1 import (
+    meeting_pb2,
+    meeting_service_pb2,
+    meeting_service_pb2_grpc,
+    speakers_pb2,
+)
 from meeting_service.db.database import CONNECTION_ERRORS
 from meeting_service.errors import unavailable
 from meeting_service.meetings.messages import duration_from_us
@@ -169,6 +174,7 @@ class MeetingServicer(meeting_service_pb2_grpc.MeetingServiceServicer):
             return meeting_service_pb2.GetTranscriptResponse(
                 segments=transcript.segments,
                 speakers=transcript.speakers,
+                speaker_names=transcript.speaker_names,
                 last_sequence=transcript.last_sequence,
                 status=transcript.status,
             )
@@ -193,6 +199,17 @@ class MeetingServicer(meeting_service_pb2_grpc.MeetingServiceServicer):
                 async with contextlib.aclosing(events):
                     async for event in events:
                         yield meeting_service_pb2.LiveTranscribeResponse(event=event)
+
+    # --- speakers ---
+
+    async def RenameSpeaker(  # noqa: D102
+        self, request: speakers_pb2.RenameSpeakerRequest, context: Ctx
+    ) -> speakers_pb2.RenameSpeakerResponse:
+        async with _errors(context):
+            names = await self._services().speakers.rename(
+                _owner(), request.meeting_id, request.speaker, request.name
+            )
+            return speakers_pb2.RenameSpeakerResponse(speaker_names=names)
 
 
 def _owner() -> str:

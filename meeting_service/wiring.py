@@ -20,6 +20,7 @@ from meeting_service.transcripts.event_log import EventLog
 from meeting_service.transcripts.hub import EventHub
 from meeting_service.transcripts.reader import TranscriptReader
 from meeting_service.transcripts.repository import EventsRepository
+from meeting_service.transcripts.speakers import SpeakerNaming
 from meeting_service.transcripts.writer import TranscriptWriter
 from mesh_common.telemetry import Telemetry
 
@@ -38,6 +39,7 @@ class Services:
         jobs: SQL for jobs (the server's job gauges).
         gpu: The channel to gpu_proxy (opened on first use; closed by the server).
         processing: What the job workers use.
+        speakers: Speaker names (owner-scoped).
     """
 
     pool: asyncpg.Pool
@@ -49,6 +51,7 @@ class Services:
     jobs: JobsRepository
     gpu: GpuConnection
     processing: JobParts
+    speakers: SpeakerNaming
 
 
 def build_services(
@@ -127,4 +130,5 @@ def build_services(
         jobs=jobs,
         gpu=gpu,
         processing=processing,
+        speakers=SpeakerNaming(pool, meetings, events, log, writer),
     )

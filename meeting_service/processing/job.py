@@ -300,7 +300,8 @@ class _Run:
         )
         async with contextlib.aclosing(self._pcm()) as pcm:
             diarized = await diarize(self._gpu.stubs(), config, pcm, deadline=self.deadline)
-        await self._store_segments(gpu_results.with_speakers(stored, diarized))
+        names = await self._parts.transcripts.speaker_names(self._mid)
+        await self._store_segments(gpu_results.with_speakers(stored, diarized, names))
 
     async def summarize(self) -> None:
         await self._enter(SUMMARIZING)
@@ -310,7 +311,7 @@ class _Run:
             lines=gpu_results.transcript_lines(stored), language=language
         )
         response = await self._gpu.stubs().summarization.Summarize(request, timeout=self.deadline)
-        summary = gpu_results.summary(response)
+        summary = gpu_results.summary(response, stored)
         await self._write(lambda conn: self._parts.log.put_summary(conn, self._mid, summary))
 
     async def complete(self) -> None:

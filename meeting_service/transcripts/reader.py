@@ -36,12 +36,14 @@ class Transcript:
     Attributes:
         segments: By index.
         speakers: The distinct speaker labels, in order of first appearance.
+        speaker_names: The named speakers: label to name.
         last_sequence: The meeting's newest event when it was read.
         status: The meeting's status then.
     """
 
     segments: list[meeting_pb2.Segment]
     speakers: list[str]
+    speaker_names: dict[str, str]
     last_sequence: int
     status: meeting_pb2.MeetingStatus.ValueType
 
@@ -83,6 +85,7 @@ class TranscriptReader:
         return Transcript(
             segments=parsed,
             speakers=list(speakers),
+            speaker_names={s.speaker: s.speaker_name for s in parsed if s.speaker_name},
             last_sequence=row.last_sequence,
             status=meeting_pb2.MeetingStatus.ValueType(row.status),
         )
@@ -171,6 +174,10 @@ class TranscriptReader:
         rows = await self._events.segments(self._pool, meeting_id)
         segments = [meeting_pb2.Segment.FromString(row.payload) for row in rows]
         return [s for s in segments if s.final]
+
+    async def speaker_names(self, meeting_id: uuid.UUID) -> dict[str, str]:
+        """Returns the names given to the meeting's speaker labels (internal)."""
+        return await self._events.speaker_names(self._pool, meeting_id)
 
     async def status_history(
         self, meeting_id: uuid.UUID

@@ -301,6 +301,7 @@ class Segment(_message.Message):
     WORDS_FIELD_NUMBER: _builtins.int
     FINAL_FIELD_NUMBER: _builtins.int
     LANGUAGE_FIELD_NUMBER: _builtins.int
+    SPEAKER_NAME_FIELD_NUMBER: _builtins.int
     segment_id: _builtins.str
     """Stable key of the segment within its meeting ("{meeting_id}:{index}").
     A later version of the same segment (partial to final, or a redo after a
@@ -320,6 +321,11 @@ class Segment(_message.Message):
     """False for a partial hypothesis that a later version will replace."""
     language: _builtins.str
     """Language of the segment (BCP-47), as detected or configured."""
+    speaker_name: _builtins.str
+    """The name given to `speaker` in this meeting (by RenameSpeaker, or by a
+    matching voice profile); empty while the speaker is unnamed. Show it in
+    place of the label when set.
+    """
     @_builtins.property
     def start_offset(self) -> _duration_pb2.Duration:
         """Start of the segment from the beginning of the recording."""
@@ -346,10 +352,11 @@ class Segment(_message.Message):
         words: _abc.Iterable[Global___Word] | None = ...,
         final: _builtins.bool = ...,
         language: _builtins.str = ...,
+        speaker_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_offset", b"end_offset", "start_offset", b"start_offset"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["confidence", b"confidence", "end_offset", b"end_offset", "final", b"final", "index", b"index", "language", b"language", "segment_id", b"segment_id", "sequence", b"sequence", "speaker", b"speaker", "start_offset", b"start_offset", "text", b"text", "words", b"words"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["confidence", b"confidence", "end_offset", b"end_offset", "final", b"final", "index", b"index", "language", b"language", "segment_id", b"segment_id", "sequence", b"sequence", "speaker", b"speaker", "speaker_name", b"speaker_name", "start_offset", b"start_offset", "text", b"text", "words", b"words"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -390,22 +397,28 @@ class ActionItem(_message.Message):
     TEXT_FIELD_NUMBER: _builtins.int
     OWNER_FIELD_NUMBER: _builtins.int
     DUE_FIELD_NUMBER: _builtins.int
+    OWNER_SPEAKER_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     """The action as stated in the transcript."""
     owner: _builtins.str
     """Who will do it, when the transcript says so; empty otherwise."""
     due: _builtins.str
     """When, as the transcript says it ("on Friday"); empty otherwise."""
+    owner_speaker: _builtins.str
+    """The speaker label of the owner ("SPEAKER_2") when the owner is a speaker
+    of the recording; `owner` then carries that speaker's name once named.
+    """
     def __init__(
         self,
         *,
         text: _builtins.str = ...,
         owner: _builtins.str = ...,
         due: _builtins.str = ...,
+        owner_speaker: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["due", b"due", "owner", b"owner", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["due", b"due", "owner", b"owner", "owner_speaker", b"owner_speaker", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

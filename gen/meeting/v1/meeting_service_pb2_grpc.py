@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from gen.meeting.v1 import meeting_service_pb2 as meeting_dot_v1_dot_meeting__service__pb2
+from gen.meeting.v1 import speakers_pb2 as meeting_dot_v1_dot_speakers__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -93,6 +94,11 @@ class MeetingServiceStub:
                 '/meeting.v1.MeetingService/LiveTranscribe',
                 request_serializer=meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeRequest.SerializeToString,
                 response_deserializer=meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeResponse.FromString,
+                _registered_method=True)
+        self.RenameSpeaker = channel.unary_unary(
+                '/meeting.v1.MeetingService/RenameSpeaker',
+                request_serializer=meeting_dot_v1_dot_speakers__pb2.RenameSpeakerRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_speakers__pb2.RenameSpeakerResponse.FromString,
                 _registered_method=True)
 
 
@@ -193,6 +199,18 @@ class MeetingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RenameSpeaker(self, request, context):
+        """--- speakers ---
+
+        Names a speaker of a meeting ("SPEAKER_2" is "Maria"), or removes the
+        name. Every segment of that speaker is stored again with the name (so
+        open transcript streams see them replaced), and so is the summary when
+        the speaker owns action items.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MeetingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -250,6 +268,11 @@ def add_MeetingServiceServicer_to_server(servicer, server):
                     servicer.LiveTranscribe,
                     request_deserializer=meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeRequest.FromString,
                     response_serializer=meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeResponse.SerializeToString,
+            ),
+            'RenameSpeaker': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenameSpeaker,
+                    request_deserializer=meeting_dot_v1_dot_speakers__pb2.RenameSpeakerRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_speakers__pb2.RenameSpeakerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -554,6 +577,33 @@ class MeetingService:
             '/meeting.v1.MeetingService/LiveTranscribe',
             meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeRequest.SerializeToString,
             meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenameSpeaker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/RenameSpeaker',
+            meeting_dot_v1_dot_speakers__pb2.RenameSpeakerRequest.SerializeToString,
+            meeting_dot_v1_dot_speakers__pb2.RenameSpeakerResponse.FromString,
             options,
             channel_credentials,
             insecure,

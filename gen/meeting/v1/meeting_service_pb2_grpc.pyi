@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from grpc import aio as _aio
 from gen.meeting.v1 import meeting_service_pb2 as _meeting_service_pb2
+from gen.meeting.v1 import speakers_pb2 as _speakers_pb2
 import abc as _abc_1
 
 
@@ -58,6 +59,14 @@ class MeetingServiceStub:
     """Transcribes live audio: the first message carries `config`, every later
     one raw audio; transcript events (partial and final segments, status
     changes) come back as they are produced and are stored like any others.
+    """
+    RenameSpeaker: _aio.UnaryUnaryMultiCallable[_speakers_pb2.RenameSpeakerRequest, _speakers_pb2.RenameSpeakerResponse]
+    """--- speakers ---
+
+    Names a speaker of a meeting ("SPEAKER_2" is "Maria"), or removes the
+    name. Every segment of that speaker is stored again with the name (so
+    open transcript streams see them replaced), and so is the summary when
+    the speaker owns action items.
     """
 
 class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -170,6 +179,20 @@ class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
         """Transcribes live audio: the first message carries `config`, every later
         one raw audio; transcript events (partial and final segments, status
         changes) come back as they are produced and are stored like any others.
+        """
+
+    @_abc_1.abstractmethod
+    def RenameSpeaker(
+        self,
+        request: _speakers_pb2.RenameSpeakerRequest,
+        context: _aio.ServicerContext[_speakers_pb2.RenameSpeakerRequest, _abc.Awaitable[_speakers_pb2.RenameSpeakerResponse]],
+    ) -> _abc.Awaitable[_speakers_pb2.RenameSpeakerResponse]:
+        """--- speakers ---
+
+        Names a speaker of a meeting ("SPEAKER_2" is "Maria"), or removes the
+        name. Every segment of that speaker is stored again with the name (so
+        open transcript streams see them replaced), and so is the summary when
+        the speaker owns action items.
         """
 
 def add_MeetingServiceServicer_to_server(servicer: MeetingServiceServicer, server: _aio.Server) -> None: ...
