@@ -92,9 +92,13 @@ class _Schemas:
 
     def field(self, field: FieldDescriptor) -> dict[str, Any]:
         schema = self._single(field)
-        if field.is_repeated:
-            schema = {"type": "array", "items": schema}
         schema.update(_rules_schema(field))
+        if field.is_repeated:
+            # The rules are each item's, but for their number.
+            schema = {"type": "array", "items": schema}
+            rules = rules_of(field)
+            if rules.HasField("max_items"):
+                schema["maxItems"] = rules.max_items
         if field.full_name == "meeting.v1.UpdateMeetingRequest.update_mask":
             schema.update(_UPDATE_MASK_SCHEMA)
         behaviors = field.GetOptions().Extensions[field_behavior_pb2.field_behavior]

@@ -31,6 +31,7 @@ import aiohttp
 import grpc
 from grpc_health.v1 import health_pb2
 
+from gen.gpu.v1 import gpu_pb2, gpu_pb2_grpc
 from mesh_common.grpc_server import check_health
 from mesh_common.settings import CommonSettings, SettingsError, load
 from mesh_common.tls import KeyPair, channel_credentials, ensure_certificates
@@ -38,6 +39,8 @@ from mesh_common.tls import KeyPair, channel_credentials, ensure_certificates
 HealthProbe = Callable[[], Awaitable[bool]]
 _PROBE_INTERVAL_S = 0.25
 _SERVING = health_pb2.HealthCheckResponse.SERVING
+# The banner names this many of a model's languages, then their count.
+_LANGUAGES_SHOWN = 12
 
 
 class ChildDied(Exception):
@@ -108,6 +111,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="gpu_node engine (default: auto: the real engine when installed, else the mock)",
     )
     parser.add_argument(
+        "--model",
+        default=os.environ.get("MESH_ASR_MODEL", "tiny.en"),
+        help="speech model of the real engine: tiny.en (English, the default), base "
+        "(multilingual), or a CTranslate2 Whisper directory (docs/engines.md)",
+    )
+    parser.add_argument(
         "--start-timeout",
         type=float,
         default=180.0,
@@ -172,6 +181,7 @@ def plan(args: argparse.Namespace, data_dir: Path) -> list[Child]:
                 "MESH_GPU_NODE_HOST": host,
                 "MESH_GPU_NODE_PORT": str(args.gpu_node_port),
                 "MESH_GPU_NODE_ENGINE": args.engine,
+                "MESH_ASR_MODEL": args.model,
             },
             # Probed as gpu_proxy would call it: with the proxy's certificate.
             _grpc_probe(node, "", (certs["gpu-proxy"], certs["ca"].cert)),
@@ -330,7 +340,27 @@ def _metrics_url(host: str, variable: str, default: int) -> str:
     return f"http://{host}:{port}/metrics" if port != "0" else f"a free port ({variable}=0)"
 
 
-def _banner(args: argparse.Namespace, data_dir: Path) -> str:
+async def _speech_line(args: argparse.Namespace, data_dir: Path) -> str:
+    """Says which recognition engine the node runs and which languages it transcribes."""
+    certs = ensure_certificates(data_dir / "certs")
+    credentials = channel_credentials(certs["gpu-proxy"], certs["ca"].cert)
+    address = f"{args.host}:{args.gpu_node_port}"
+    async with grpc.aio.secure_channel(address, credentials) as channel:
+        try:
+            answer = await gpu_pb2_grpc.CapabilitiesServiceStub(channel).GetCapabilities(
+                gpu_pb2.GetCapabilitiesRequest(), timeout=5.0
+            )
+        except grpc.aio.AioRpcError as error:
+            return f"unknown ({error.code().name})"
+    languages = list(answer.languages)
+    shown = ", ".join(languages[:_LANGUAGES_SHOWN])
+    if len(languages) > _LANGUAGES_SHOWN:
+        shown += f", ... ({len(languages)} languages)"
+    detect = "; detected when a meeting names none" if answer.language_detection else ""
+    return f"{', '.join(answer.recognition_engines)}, languages: {shown}{detect}"
+
+
+def _banner(args: argparse.Namespace, data_dir: Path, speech: str) -> str:
     url = f"http://{args.host}:{args.gateway_port}"
     metrics = ", ".join(
         _metrics_url(args.host, variable, default)
@@ -347,6 +377,7 @@ meeting-mesh dev is ready (data in {data_dir})
   meeting_service  {args.host}:{args.meeting_port}  (gRPC, reflection: grpcurl -plaintext)
   gpu_proxy        {args.host}:{args.gpu_proxy_port}  (gRPC, mTLS)
   gpu_node         {args.host}:{args.gpu_node_port}  (gRPC, mTLS, engine {args.engine})
+  speech           {speech}
   metrics          {url}/metrics, {metrics}
 Get a token:   TOKEN=$({env}uv run meeting-mesh token --user dev)
 Try it:        {env}uv run meeting-mesh upload some.wav --url {url}
@@ -367,7 +398,7 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> int:
             print(f"meeting-mesh dev: starting {child.name}", file=sys.stderr, flush=True)
             await child.start()
             await _wait_healthy(child, args.start_timeout)
-        print(_banner(args, data_dir), flush=True)
+        print(_banner(args, data_dir, await _speech_line(args, data_dir)), flush=True)
         await _watch(children)
 
     serving = asyncio.ensure_future(start_and_serve())

@@ -15,6 +15,16 @@ def invalid(field: str, message: str) -> MeshError:
     return MeshError(meeting_pb2.ERROR_REASON_INVALID_FIELD, message, {"field": field})
 
 
+def unsupported_language(field: str, language: str, supported: list[str]) -> MeshError:
+    """No GPU node transcribes the language a meeting asks for."""
+    return MeshError(
+        meeting_pb2.ERROR_REASON_INVALID_FIELD,
+        f"no GPU node transcribes {language!r}; leave {field} empty to detect the language, "
+        f"or use one of: {', '.join(supported)}",
+        {"field": field, "supported": ",".join(supported)},
+    )
+
+
 def not_found(meeting_id: object) -> MeshError:
     """The meeting is missing or not the caller's (the two are never told apart)."""
     return MeshError(

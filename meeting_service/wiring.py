@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from gpu_client import GpuConnection
+from gpu_client import FleetCapabilities, GpuConnection
 from meeting_service.jobs.repository import JobsRepository
 from meeting_service.live.session import LiveParts, LiveTranscriber
 from meeting_service.meetings.repository import MeetingsRepository
-from meeting_service.meetings.service import MeetingsService
+from meeting_service.meetings.service import MeetingsService, SupportedLanguages
 from meeting_service.processing.job import Deadlines, JobParts
 from meeting_service.recordings.completion import RecordingCompletion
 from meeting_service.recordings.repository import UploadsRepository
@@ -52,6 +52,14 @@ class Services:
     gpu: GpuConnection
     processing: JobParts
     speakers: SpeakerNaming
+
+
+def _languages(fleet: FleetCapabilities) -> SupportedLanguages:
+    async def supported() -> list[str] | None:
+        capabilities = await fleet.get()
+        return None if capabilities is None else list(capabilities.languages)
+
+    return supported
 
 
 def build_services(
@@ -121,7 +129,7 @@ def build_services(
     return Services(
         pool=pool,
         hub=hub,
-        meetings=MeetingsService(pool, meetings, log),
+        meetings=MeetingsService(pool, meetings, log, _languages(FleetCapabilities(gpu))),
         uploads=UploadsService(
             pool, meetings, uploads, log, completion, limit_bytes=settings.upload_limit_bytes
         ),

@@ -35,7 +35,7 @@ from gpu_client import GpuConnection, GpuNotConfigured, GpuStubs, recognize
 from meeting_service import validation
 from meeting_service.db.database import CONNECTION_ERRORS
 from meeting_service.errors import invalid, not_found, status_name, unavailable, wrong_state
-from meeting_service.meetings.repository import MeetingsRepository
+from meeting_service.meetings.repository import MeetingRow, MeetingsRepository
 from meeting_service.recordings import pcm
 from meeting_service.recordings.completion import RecordingCompletion
 from meeting_service.recordings.live_recording import LiveRecording
@@ -128,7 +128,7 @@ class LiveTranscriber:
             recording = LiveRecording(
                 self._parts.pool, self._parts.uploads, self._parts.completion, mid
             )
-            meeting_language, started = await self._start(owner, mid, recording)
+            meeting, started = await self._start(owner, mid, recording)
         except GpuNotConfigured as error:
             await drain(requests, DRAIN_SECONDS)
             logger.bind(error=str(error)).error("LiveTranscribe cannot reach the GPU service")
@@ -146,9 +146,10 @@ class LiveTranscriber:
             gpu_pb2.RecognitionConfig(
                 encoding=gpu_pb2.AUDIO_ENCODING_LINEAR16,
                 sample_rate_hertz=pcm.SAMPLE_RATE_HZ,
-                language=language or meeting_language,
+                language=language or meeting.language,
                 mode=gpu_pb2.RECOGNITION_MODE_LIVE,
                 interim_results=True,
+                vocabulary=meeting.vocabulary,
             ),
             trace_context,
         )
@@ -185,11 +186,11 @@ class LiveTranscriber:
 
     async def _start(
         self, owner: str, mid: uuid.UUID, recording: LiveRecording
-    ) -> tuple[str, meeting_pb2.TranscriptEvent]:
+    ) -> tuple[MeetingRow, meeting_pb2.TranscriptEvent]:
         """Moves the caller's meeting from AWAITING_AUDIO to LIVE and starts its recording.
 
         Returns:
-            The meeting's language and the LIVE event.
+            The meeting (its language and vocabulary steer recognition) and the LIVE event.
         """
         parts = self._parts
         async with parts.pool.acquire() as conn, conn.transaction():
@@ -204,7 +205,7 @@ class LiveTranscriber:
             await recording.start(conn, status)
             event = await parts.log.change_status(conn, mid, meeting_pb2.MEETING_STATUS_LIVE)
         logger.bind(meeting_id=str(mid)).info("live session started")
-        return row.language, event
+        return row, event
 
     async def _follow(
         self, owner: str, mid: uuid.UUID, after: int

@@ -38,7 +38,7 @@ from gen.meeting.v1 import meeting_pb2
 from gpu_client import GpuConnection, diarize, recognize
 from meeting_service.jobs.lease import Lease
 from meeting_service.jobs.repository import Job, JobLost, JobsRepository
-from meeting_service.meetings.repository import MeetingsRepository
+from meeting_service.meetings.repository import MeetingRow, MeetingsRepository
 from meeting_service.recordings.decode import decode_pcm
 from meeting_service.recordings.pcm import BYTES_PER_SECOND, SAMPLE_RATE_HZ
 from meeting_service.recordings.repository import UploadsRepository
@@ -199,7 +199,7 @@ class JobRunner:
         row = await parts.meetings.get(parts.pool, mid)
         if row is None:
             raise JobLost(f"meeting {mid} was deleted")
-        run = _Run(parts, job, lease, row.status, row.language, row.expected_speakers)
+        run = _Run(parts, job, lease, row)
         upload = await parts.uploads.get(parts.pool, mid)
         size = upload.stored_size if upload is not None else 0
         audio_s = row.duration_us / 1e6 if row.duration_us else size / BYTES_PER_SECOND
@@ -240,18 +240,17 @@ class _Run:
         parts: JobParts,
         job: Job,
         lease: Lease,
-        status: int,
-        language: str,
-        expected_speakers: int,
+        meeting: MeetingRow,
     ) -> None:
         self._parts = parts
         self._pool = parts.pool
         self._gpu = parts.gpu
         self._job = job
         self._lease = lease
-        self._status = status
-        self._language = language
-        self._expected_speakers = expected_speakers
+        self._status = meeting.status
+        self._language = meeting.language
+        self._expected_speakers = meeting.expected_speakers
+        self._vocabulary = meeting.vocabulary
         self.deadline = 0.0
         self.size = 0
 
@@ -269,6 +268,7 @@ class _Run:
             sample_rate_hertz=SAMPLE_RATE_HZ,
             language=self._language,
             mode=gpu_pb2.RECOGNITION_MODE_BATCH,
+            vocabulary=self._vocabulary,
         )
         # Each final segment is handed to the writer as it arrives and awaited later, so
         # the segments of a fast stream share group commits instead of paying one durable
@@ -292,6 +292,10 @@ class _Run:
         stored = await self._parts.transcripts.final_segments(self._mid)
         if not stored:
             return
+        heard = gpu_results.language_heard(stored)
+        await self._write(
+            lambda conn: self._parts.meetings.set_detected_language(conn, self._mid, heard)
+        )
         config = gpu_pb2.DiarizationConfig(
             encoding=gpu_pb2.AUDIO_ENCODING_LINEAR16,
             sample_rate_hertz=SAMPLE_RATE_HZ,

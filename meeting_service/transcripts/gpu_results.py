@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from gen.gpu.v1 import gpu_pb2
@@ -30,6 +31,15 @@ def from_recognized(recognized: gpu_pb2.RecognizedSegment) -> meeting_pb2.Segmen
             confidence=word.confidence,
         )
     return segment
+
+
+def language_heard(segments: Sequence[meeting_pb2.Segment]) -> str:
+    """The language most of the segments' text is in, by characters ("" when none says)."""
+    weight: Counter[str] = Counter()
+    for segment in segments:
+        if segment.language:
+            weight[segment.language] += len(segment.text)
+    return weight.most_common(1)[0][0] if weight else ""
 
 
 def span(segment: meeting_pb2.Segment) -> gpu_pb2.TimeSpan:

@@ -80,6 +80,7 @@ class RecognitionConfig(_message.Message):
     MODE_FIELD_NUMBER: _builtins.int
     INTERIM_RESULTS_FIELD_NUMBER: _builtins.int
     START_OFFSET_FIELD_NUMBER: _builtins.int
+    VOCABULARY_FIELD_NUMBER: _builtins.int
     encoding: Global___AudioEncoding.ValueType
     """Encoding of the audio messages. Optional."""
     sample_rate_hertz: _builtins.int
@@ -98,6 +99,13 @@ class RecognitionConfig(_message.Message):
         times stay absolute when a caller resumes a stream part-way. Optional.
         """
 
+    @_builtins.property
+    def vocabulary(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Words the speech is likely to hold (names, products, jargon), so the
+        recognizer prefers them over words that sound alike. Ignored by engines
+        whose capabilities say no `vocabulary`. Optional.
+        """
+
     def __init__(
         self,
         *,
@@ -107,10 +115,11 @@ class RecognitionConfig(_message.Message):
         mode: Global___RecognitionMode.ValueType = ...,
         interim_results: _builtins.bool = ...,
         start_offset: _duration_pb2.Duration | None = ...,
+        vocabulary: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["start_offset", b"start_offset"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["encoding", b"encoding", "interim_results", b"interim_results", "language", b"language", "mode", b"mode", "sample_rate_hertz", b"sample_rate_hertz", "start_offset", b"start_offset"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["encoding", b"encoding", "interim_results", b"interim_results", "language", b"language", "mode", b"mode", "sample_rate_hertz", b"sample_rate_hertz", "start_offset", b"start_offset", "vocabulary", b"vocabulary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -572,3 +581,76 @@ class SummarizeResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SummarizeResponse: _TypeAlias = SummarizeResponse  # noqa: Y015
+
+@_typing.final
+class GetCapabilitiesRequest(_message.Message):
+    """Request of CapabilitiesService.GetCapabilities."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCapabilitiesRequest: _TypeAlias = GetCapabilitiesRequest  # noqa: Y015
+
+@_typing.final
+class GetCapabilitiesResponse(_message.Message):
+    """Response of CapabilitiesService.GetCapabilities."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECOGNITION_ENGINES_FIELD_NUMBER: _builtins.int
+    LANGUAGES_FIELD_NUMBER: _builtins.int
+    LANGUAGE_DETECTION_FIELD_NUMBER: _builtins.int
+    TRANSLATION_FIELD_NUMBER: _builtins.int
+    DIARIZATION_ENGINES_FIELD_NUMBER: _builtins.int
+    SUMMARIZATION_ENGINES_FIELD_NUMBER: _builtins.int
+    VOCABULARY_FIELD_NUMBER: _builtins.int
+    language_detection: _builtins.bool
+    """Whether recognition detects the language when the config gives none."""
+    translation: _builtins.bool
+    """Whether recognition can translate into English."""
+    vocabulary: _builtins.bool
+    """Whether recognition takes a vocabulary (`RecognitionConfig.vocabulary`)."""
+    @_builtins.property
+    def recognition_engines(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Recognition engines served ("whisper:tiny.en", "whisper:base", "mock")."""
+
+    @_builtins.property
+    def languages(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Languages recognition transcribes (BCP-47 primary subtags: "en", "de"),
+        sorted.
+        """
+
+    @_builtins.property
+    def diarization_engines(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Diarization engines served ("resemblyzer", "mock"); empty when none."""
+
+    @_builtins.property
+    def summarization_engines(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Summarization engines served ("extractive", "llm:<model>", "mock")."""
+
+    def __init__(
+        self,
+        *,
+        recognition_engines: _abc.Iterable[_builtins.str] | None = ...,
+        languages: _abc.Iterable[_builtins.str] | None = ...,
+        language_detection: _builtins.bool = ...,
+        translation: _builtins.bool = ...,
+        diarization_engines: _abc.Iterable[_builtins.str] | None = ...,
+        summarization_engines: _abc.Iterable[_builtins.str] | None = ...,
+        vocabulary: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["diarization_engines", b"diarization_engines", "language_detection", b"language_detection", "languages", b"languages", "recognition_engines", b"recognition_engines", "summarization_engines", b"summarization_engines", "translation", b"translation", "vocabulary", b"vocabulary"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCapabilitiesResponse: _TypeAlias = GetCapabilitiesResponse  # noqa: Y015

@@ -182,6 +182,8 @@ class Meeting(_message.Message):
     DURATION_FIELD_NUMBER: _builtins.int
     CONTENT_TYPE_FIELD_NUMBER: _builtins.int
     AUDIO_SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    DETECTED_LANGUAGE_FIELD_NUMBER: _builtins.int
+    VOCABULARY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned identifier (a UUID). Output only; required in requests
     that address an existing meeting through their own `meeting_id` field.
@@ -208,6 +210,11 @@ class Meeting(_message.Message):
     """Media type of the stored recording ("audio/wav"). Output only."""
     audio_size_bytes: _builtins.int
     """Bytes of the recording stored so far. Output only."""
+    detected_language: _builtins.str
+    """The language most of the recording was transcribed in (BCP-47), as the
+    recognizer detected it (or as `language` fixed it); empty until speech
+    was recognized. Output only.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the meeting was created. Output only."""
@@ -220,6 +227,14 @@ class Meeting(_message.Message):
     def duration(self) -> _duration_pb2.Duration:
         """Length of the recording, known once the upload completed and the audio
         was probed. Output only.
+        """
+
+    @_builtins.property
+    def vocabulary(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Words the meeting is likely to hold that a recognizer may not know:
+        names, products, jargon ("Priya", "Kubernetes"). They are given to the
+        recognizer, batch and live, so it prefers them over words that sound
+        alike. Optional; mutable until processing starts.
         """
 
     def __init__(
@@ -237,10 +252,12 @@ class Meeting(_message.Message):
         duration: _duration_pb2.Duration | None = ...,
         content_type: _builtins.str = ...,
         audio_size_bytes: _builtins.int = ...,
+        detected_language: _builtins.str = ...,
+        vocabulary: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "duration", b"duration", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_size_bytes", b"audio_size_bytes", "content_type", b"content_type", "create_time", b"create_time", "duration", b"duration", "expected_speakers", b"expected_speakers", "failure_reason", b"failure_reason", "id", b"id", "language", b"language", "owner", b"owner", "status", b"status", "title", b"title", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_size_bytes", b"audio_size_bytes", "content_type", b"content_type", "create_time", b"create_time", "detected_language", b"detected_language", "duration", b"duration", "expected_speakers", b"expected_speakers", "failure_reason", b"failure_reason", "id", b"id", "language", b"language", "owner", b"owner", "status", b"status", "title", b"title", "update_time", b"update_time", "vocabulary", b"vocabulary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
