@@ -36,6 +36,10 @@ SCRIPT: tuple[tuple[str, str], ...] = (
     ("alex", "Perfect, thank you all for joining today."),
 )
 
+# A line whose name tiny.en mis-hears without a vocabulary ("Priya will" as "We'll"; see
+# bench/vocabulary.py).
+PRIYA = (("-v", "en-us", "-p", "40", "-s", "160"), "Priya will send the report on Friday.")
+
 PAUSE_S = 0.8
 LEAD_S = 0.5
 
