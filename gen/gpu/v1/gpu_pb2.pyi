@@ -427,6 +427,7 @@ class DiarizeResponse(_message.Message):
     TURNS_FIELD_NUMBER: _builtins.int
     SPEAKER_COUNT_FIELD_NUMBER: _builtins.int
     ENGINE_FIELD_NUMBER: _builtins.int
+    VOICES_FIELD_NUMBER: _builtins.int
     speaker_count: _builtins.int
     """How many distinct speakers were found."""
     engine: _builtins.str
@@ -435,20 +436,65 @@ class DiarizeResponse(_message.Message):
     def turns(self) -> _containers.RepeatedCompositeFieldContainer[Global___SpeakerTurn]:
         """Turns in time order."""
 
+    @_builtins.property
+    def voices(self) -> _containers.RepeatedCompositeFieldContainer[Global___SpeakerVoice]:
+        """Each speaker's voice, for recognizing it in other recordings; empty from
+        engines that compute no embeddings.
+        """
+
     def __init__(
         self,
         *,
         turns: _abc.Iterable[Global___SpeakerTurn] | None = ...,
         speaker_count: _builtins.int = ...,
         engine: _builtins.str = ...,
+        voices: _abc.Iterable[Global___SpeakerVoice] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["engine", b"engine", "speaker_count", b"speaker_count", "turns", b"turns"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["engine", b"engine", "speaker_count", b"speaker_count", "turns", b"turns", "voices", b"voices"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DiarizeResponse: _TypeAlias = DiarizeResponse  # noqa: Y015
+
+@_typing.final
+class SpeakerVoice(_message.Message):
+    """What one speaker of a recording sounds like."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPEAKER_FIELD_NUMBER: _builtins.int
+    EMBEDDING_FIELD_NUMBER: _builtins.int
+    SPEECH_SECONDS_FIELD_NUMBER: _builtins.int
+    ENCODER_FIELD_NUMBER: _builtins.int
+    speaker: _builtins.str
+    """The speaker's label in `turns`."""
+    speech_seconds: _builtins.float
+    """Seconds of speech the embedding was computed from."""
+    encoder: _builtins.str
+    """Which encoder made the embedding ("resemblyzer")."""
+    @_builtins.property
+    def embedding(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """The mean of the speaker's span embeddings, scaled to length 1 (the
+        engine's own space: compare only embeddings of the same `encoder`).
+        """
+
+    def __init__(
+        self,
+        *,
+        speaker: _builtins.str = ...,
+        embedding: _abc.Iterable[_builtins.float] | None = ...,
+        speech_seconds: _builtins.float = ...,
+        encoder: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["embedding", b"embedding", "encoder", b"encoder", "speaker", b"speaker", "speech_seconds", b"speech_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SpeakerVoice: _TypeAlias = SpeakerVoice  # noqa: Y015
 
 @_typing.final
 class TranscriptLine(_message.Message):
