@@ -11,8 +11,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from gateway.http_errors import HttpError, gateway_error_view
-from gen.meeting.v1 import meeting_pb2
+from gateway.http_errors import HttpError
 from mesh_common.auth import METADATA_KEY, Principal, TokenVerifier
 from mesh_common.errors import MeshError
 
@@ -77,8 +76,7 @@ def auth_middleware(verifier: TokenVerifier) -> Middleware:
             principal = verifier.verify(authorization)
         except MeshError as error:
             raise HttpError(
-                gateway_error_view(401, error.message, meeting_pb2.ERROR_REASON_UNAUTHENTICATED),
-                {"WWW-Authenticate": _challenge(authorization is not None, error.message)},
+                error, {"WWW-Authenticate": _challenge(authorization is not None, error.message)}
             ) from None
         assert authorization is not None
         request[PRINCIPAL_KEY] = principal

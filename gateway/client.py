@@ -16,6 +16,8 @@ from typing import Any
 
 import aiohttp
 
+from mesh_common.retry import backoff_delay
+
 READ_BLOCK_BYTES = 256 * 1024
 
 
@@ -220,7 +222,7 @@ class GatewayClient:
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError):
                 if attempt == attempts - 1:
                     raise
-                await asyncio.sleep(min(8.0, 0.5 * 2**attempt))
+                await asyncio.sleep(backoff_delay(attempt + 1, initial=0.5, maximum=8.0))
             offset, complete = await self.stored_offset(meeting_id)
             on_progress(offset)
             if complete:
@@ -266,7 +268,7 @@ class GatewayClient:
                 failures += 1
                 if failures > reconnects:
                     raise
-                await asyncio.sleep(min(8.0, 0.5 * 2**failures))
+                await asyncio.sleep(backoff_delay(failures, initial=1.0, maximum=8.0))
 
 
 async def _file_blocks(

@@ -18,10 +18,11 @@ from typing import Any
 import grpc
 from aiohttp import web
 
+from contract_errors.meeting import invalid_field
 from gateway import state
 from gateway.auth import PRINCIPAL_KEY, grpc_metadata
-from gateway.http_errors import HttpError, rpc_error_view
-from gateway.jsonpb import invalid_field, non_negative_int, to_json_text
+from gateway.http_errors import error_view
+from gateway.jsonpb import non_negative_int, to_json_text
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
 from mesh_common.logging import logger
 
@@ -51,7 +52,7 @@ def _check_query(request: web.Request) -> None:
     for key in request.query:
         if key not in ("after", "access_token"):
             raise invalid_field(
-                f"unknown query parameter {key!r} (allowed: after, access_token)", key
+                key, f"unknown query parameter {key!r} (allowed: after, access_token)"
             )
 
 
@@ -140,7 +141,8 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         the client leaves, or the gateway stops.
 
     Raises:
-        HttpError: 400 for a bad resume point, or the error of GetMeeting.
+        MeetingError: INVALID_FIELD for a bad resume point.
+        grpc.aio.AioRpcError: The error of GetMeeting.
     """
     _check_query(request)
     after = _after_sequence(request)
@@ -148,14 +150,11 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     settings = state.settings(request)
     stub = state.stub(request)
     metadata = grpc_metadata(request)
-    try:
-        await stub.GetMeeting(
-            meeting_service_pb2.GetMeetingRequest(meeting_id=meeting_id),
-            metadata=metadata,
-            timeout=settings.unary_timeout_s,
-        )
-    except grpc.aio.AioRpcError as error:
-        raise HttpError(rpc_error_view(error)) from None
+    await stub.GetMeeting(
+        meeting_service_pb2.GetMeetingRequest(meeting_id=meeting_id),
+        metadata=metadata,
+        timeout=settings.unary_timeout_s,
+    )
 
     response = web.StreamResponse(
         headers={
@@ -410,7 +409,7 @@ class SharedStream:
         except grpc.aio.AioRpcError as error:
             if error.code() != grpc.StatusCode.CANCELLED:
                 logger.bind(code=error.code().name).info("event stream failed")
-                end = _format_error(rpc_error_view(error).body())
+                end = _format_error(error_view(error).body())
         finally:
             self._end = end
             self._registry._forget(self)
@@ -441,7 +440,7 @@ async def _pump(
             except grpc.aio.AioRpcError as error:
                 if error.code() != grpc.StatusCode.CANCELLED:
                     logger.bind(code=error.code().name).info("event stream failed")
-                    await response.write(_format_error(rpc_error_view(error).body()))
+                    await response.write(_format_error(error_view(error).body()))
                 return
             read = None
             if item is grpc.aio.EOF:

@@ -1,104 +1,63 @@
-"""HTTP answers for failures: gRPC errors through the one table, and the gateway's own.
+"""HTTP answers for failures: one rendering of the error table for every error.
 
-Every error body has the shape of DESIGN.md, `{"error": {"code", "status", "message",
-"details"}}`, whether meeting_service or the gateway itself refused the request.
+Every error body has the shape `{"error": {"code", "status", "message", "details"}}`
+(docs/errors.md), whether meeting_service or the gateway itself refused the request:
+both raise errors of the meeting contract, and their reason's row in the table gives the
+HTTP status.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from typing import Any
 
 import grpc
 from aiohttp import web
 
-from mesh_common.errors import DOMAIN, ErrorView, grpc_code_for_http, reason_name, view_rpc_error
+from gen.meeting.v1 import meeting_pb2
+from gen.mesh.v1 import errors_pb2
+from mesh_common.errors import ErrorView, MeshError, view_rpc_error
 
-# HTTP-only refinements of the table, by ErrorInfo reason: tus answers an offset mismatch
-# with 409, and a body over the limit is 413 whether the gateway or the service noticed.
-_REASON_HTTP_STATUS: dict[str, int] = {
-    "UPLOAD_OFFSET_MISMATCH": 409,
-    "UPLOAD_TOO_LARGE": 413,
-}
+# The contracts whose reasons meeting_service sends.
+_CALLEE_REASONS = (meeting_pb2.ErrorReason, errors_pb2.ErrorReason)
 
 
-def rpc_error_view(error: grpc.aio.AioRpcError) -> ErrorView:
-    """Translates a failed gRPC call into its HTTP answer (the table plus the refinements).
+class HttpError(Exception):
+    """A domain error answered with extra HTTP headers (a challenge, the stored offset)."""
+
+    def __init__(self, error: MeshError, headers: dict[str, str]) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.headers = headers
+
+
+def error_view(error: MeshError | grpc.aio.AioRpcError) -> ErrorView:
+    """Returns what a client is told about an error of the gateway or of meeting_service.
 
     Args:
-        error: The failed call.
+        error: The gateway's own error, or a failed call to meeting_service.
 
     Returns:
-        What the HTTP client is told.
+        The view, with the statuses of the reason's row in the table.
     """
-    view = view_rpc_error(error)
-    for detail in view.details:
-        status = _REASON_HTTP_STATUS.get(str(detail.get("reason", "")))
-        if status is not None:
-            return dataclasses.replace(view, http_status=status)
-    return view
+    if isinstance(error, MeshError):
+        return error.view()
+    return view_rpc_error(error, _CALLEE_REASONS)
 
 
-def gateway_error_view(
-    http_status: int,
-    message: str,
-    reason: int | None = None,
-    metadata: dict[str, str] | None = None,
-) -> ErrorView:
-    """Builds the view of an error the gateway finds itself (401, 400, 413, 415...).
+def error_response(
+    error: MeshError | grpc.aio.AioRpcError, headers: dict[str, str] | None = None
+) -> web.Response:
+    """Renders an error as its JSON answer, with Retry-After when it may be tried again.
 
     Args:
-        http_status: The HTTP status.
-        message: What the client can read.
-        reason: A `meeting.v1.ErrorReason`, when one fits.
-        metadata: The ErrorInfo metadata (e.g. `field`).
-
-    Returns:
-        The view, with the gRPC code the table gives this HTTP status.
-    """
-    details: list[dict[str, Any]] = []
-    if reason is not None:
-        details.append(
-            {
-                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                "reason": reason_name(reason),
-                "domain": DOMAIN,
-                "metadata": dict(metadata or {}),
-            }
-        )
-    code = grpc_code_for_http(http_status)
-    if http_status == 415:
-        code = grpc.StatusCode.INVALID_ARGUMENT
-    elif http_status == 413:
-        code = grpc.StatusCode.RESOURCE_EXHAUSTED
-    return ErrorView(http_status, code, message, details, None)
-
-
-def error_response(view: ErrorView, headers: dict[str, str] | None = None) -> web.Response:
-    """Renders an error view as a JSON response (with Retry-After when it has a delay).
-
-    Args:
-        view: The error.
+        error: The error.
         headers: Extra headers (e.g. WWW-Authenticate).
 
     Returns:
         The response.
     """
+    view = error_view(error)
     all_headers = dict(headers or {})
-    if view.retry_after is not None or view.http_status in (429, 503):
+    if view.retry_after is not None or view.retryable:
         all_headers["Retry-After"] = str(max(1, math.ceil(view.retry_after or 1.0)))
     return web.json_response(view.body(), status=view.http_status, headers=all_headers)
-
-
-class HttpError(Exception):
-    """An error the gateway answers itself; raised from handlers, rendered by middleware."""
-
-    def __init__(self, view: ErrorView, headers: dict[str, str] | None = None) -> None:
-        super().__init__(view.message)
-        self.view = view
-        self.headers = headers or {}
-
-    def response(self) -> web.Response:
-        """Returns the HTTP answer."""
-        return error_response(self.view, self.headers)

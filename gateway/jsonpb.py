@@ -4,21 +4,36 @@ Field names go out in lowerCamelCase (the protobuf JSON mapping's default); both
 lowerCamelCase and the proto's snake_case names are accepted in. Fields with no presence are
 always written, so clients see `"title": ""` rather than a missing key. Enums are written by
 name, 64-bit integers as strings, timestamps as RFC 3339 and durations as "1.5s".
+
+Request bodies are read here too (`read_json_body`), within limits of size, content coding,
+nesting and number length that answer a hostile body with 400 or 413, never 500.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
+from aiohttp import hdrs, web
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from gateway.http_errors import HttpError, gateway_error_view
-from gen.meeting.v1 import meeting_pb2
+from contract_errors.meeting import MeetingError, invalid_field
+from gateway.http_errors import HttpError
 
 _FIELD_IN_MESSAGE = re.compile(r'no field named "([^"]+)"|parse (\w+) field|field "?([\w.]+)"?')
+
+# Deeper than any request message nests, and far shallower than the recursion limit of the
+# code that walks a decoded value (`_path_to_nul`, `json_format`).
+MAX_JSON_DEPTH = 32
+# Room for any int64 or double as JSON writes them; longer digit strings only cost time
+# (`int` is quadratic in the digits).
+MAX_JSON_NUMBER_CHARS = 64
+# The codings aiohttp's parser decodes (br and zstd only with their extras installed;
+# without them reading the body fails, and is refused like any undecodable body).
+_CONTENT_CODINGS = frozenset({"identity", "gzip", "deflate", "br", "zstd"})
 
 
 def to_json(message: Message) -> dict[str, Any]:
@@ -45,21 +60,6 @@ def to_json_text(message: Message) -> str:
     return json.dumps(to_json(message), separators=(",", ":"))
 
 
-def invalid_field(message: str, field: str) -> HttpError:
-    """Returns the 400 error for a request field that is missing or malformed.
-
-    Args:
-        message: What is wrong, for people.
-        field: The field's name, for programs (`details[0].metadata.field`).
-
-    Returns:
-        The error to raise.
-    """
-    return HttpError(
-        gateway_error_view(400, message, meeting_pb2.ERROR_REASON_INVALID_FIELD, {"field": field})
-    )
-
-
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 
@@ -79,10 +79,11 @@ def non_negative_int(value: str, field: str, maximum: int = INT64_MAX) -> int:
         The number.
 
     Raises:
-        HttpError: 400 naming the parameter.
+        MeetingError: INVALID_FIELD (400) naming the parameter.
     """
-    if not (value.isascii() and value.isdigit()) or int(value) > maximum:
-        raise invalid_field(f"{field} must be an integer from 0 to {maximum}", field)
+    digits_ok = value.isascii() and value.isdigit() and len(value) <= len(str(maximum))
+    if not digits_ok or int(value) > maximum:
+        raise invalid_field(field, f"{field} must be an integer from 0 to {maximum}")
     return int(value)
 
 
@@ -95,23 +96,23 @@ def merge_json(value: Any, message: Message, where: str) -> None:
         where: How the value is named in errors ("body", "query").
 
     Raises:
-        HttpError: 400 naming the field that is unknown or has the wrong type.
+        MeetingError: INVALID_FIELD (400) naming the field that is unknown or has the wrong type.
     """
     if not isinstance(value, dict):
-        raise invalid_field(f"{where} must be a JSON object", where)
+        raise invalid_field(where, f"{where} must be a JSON object")
     nul = _path_to_nul(value)
     if nul is not None:
         # Valid JSON and a valid protobuf string, but no text PostgreSQL can store.
-        raise invalid_field(f"invalid {where}: {nul} contains a NUL character", nul)
+        raise invalid_field(nul, f"invalid {where}: {nul} contains a NUL character")
     try:
         json_format.ParseDict(value, message)
     except json_format.ParseError as error:
         text = str(error).split("\n", 1)[0]
         match = _FIELD_IN_MESSAGE.search(text)
         field = next((g for g in match.groups() if g), where) if match else where
-        raise invalid_field(f"invalid {where}: {text}", field) from None
+        raise invalid_field(field, f"invalid {where}: {text}") from None
     except (ValueError, TypeError, OverflowError) as error:
-        raise invalid_field(f"invalid {where}: {error}", where) from None
+        raise invalid_field(where, f"invalid {where}: {error}") from None
 
 
 def _path_to_nul(value: Any, path: str = "") -> str | None:
@@ -134,8 +135,46 @@ def _path_to_nul(value: Any, path: str = "") -> str | None:
     return None
 
 
+async def read_json_body(request: web.Request) -> Any:
+    """Reads and decodes a JSON request body.
+
+    A body whose declared length is over the application's `client_max_size` is refused
+    before any of it is read.
+
+    Args:
+        request: The HTTP request.
+
+    Returns:
+        The decoded value; an empty object for an empty body.
+
+    Raises:
+        MeetingError, HttpError: INVALID_FIELD (400) when the body cannot be decoded.
+        web.HTTPRequestEntityTooLarge: The body is longer than the limit.
+    """
+    limit = request.client_max_size
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    coding = request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower()
+    if coding not in _CONTENT_CODINGS:
+        raise invalid_field("body", f"unsupported Content-Encoding {coding!r}")
+    try:
+        raw = await request.read()
+    except web.RequestPayloadError:
+        # Nothing more of this body can be read: ending it keeps aiohttp from draining it
+        # after the answer (which fails again, and logs), and the connection is closed.
+        request.content.feed_eof()
+        raise HttpError(
+            invalid_field("body", f"body cannot be decoded as {coding}"),
+            {hdrs.CONNECTION: "close"},
+        ) from None
+    return decode_json(raw) if raw.strip() else {}
+
+
 def decode_json(raw: bytes) -> Any:
-    """Decodes a JSON request body.
+    """Decodes a JSON document.
+
+    Numbers longer than `MAX_JSON_NUMBER_CHARS` and nesting deeper than `MAX_JSON_DEPTH` are
+    refused, so no document costs more than its length to decode and walk.
 
     Args:
         raw: The body bytes.
@@ -144,9 +183,51 @@ def decode_json(raw: bytes) -> Any:
         The decoded value.
 
     Raises:
-        HttpError: 400 when the body is not UTF-8 JSON.
+        MeetingError: INVALID_FIELD (400) when the body is not UTF-8 JSON within those limits.
     """
     try:
-        return json.loads(raw)
+        value = json.loads(raw, parse_int=_parse_int, parse_float=_parse_float)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise invalid_field(f"body is not valid JSON: {error}", "body") from None
+        raise invalid_field("body", f"body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise _too_deep() from None
+    # A document with few brackets cannot nest deeply: most bodies skip the walk.
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _deeper_than(value, MAX_JSON_DEPTH):
+        raise _too_deep()
+    return value
+
+
+def _too_deep() -> MeetingError:
+    return invalid_field("body", f"body nests deeper than {MAX_JSON_DEPTH} levels")
+
+
+def _bounded_number[T](convert: Callable[[str], T]) -> Callable[[str], T]:
+    def parse(text: str) -> T:
+        if len(text) > MAX_JSON_NUMBER_CHARS:
+            raise invalid_field(
+                "body", f"body holds a number longer than {MAX_JSON_NUMBER_CHARS} characters"
+            )
+        return convert(text)
+
+    return parse
+
+
+_parse_int = _bounded_number(int)
+_parse_float = _bounded_number(float)
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether arrays and objects in a decoded value nest more than `limit` levels."""
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth >= limit:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False

@@ -5,9 +5,10 @@ The client sends binary frames of 16-bit little-endian mono PCM (16 kHz unless
 frame `{"type": "end"}` to say the audio is over. Each event the service produces is sent
 back as a text frame holding the TranscriptEvent JSON plus `"event"`, its kind, as on SSE.
 
-Every failure closes the socket with a code and a reason: 4000 + the HTTP status the error
-table gives the gRPC error (4400 bad audio, 4404 unknown meeting, 4501 not implemented,
-4503 unavailable...), after a last text frame holding the JSON error body. 1001 means the
+Every failure closes the socket with a code and a reason: the close code the error table
+gives the error's reason (4400 bad audio, 4404 unknown meeting, 4503 unavailable...; 4000 +
+the HTTP status for a gRPC code without a reason), after a last text frame holding the
+JSON error body. 1001 means the
 gateway is stopping, 1003 a frame the protocol does not allow, 1000 a normal end.
 """
 
@@ -22,15 +23,14 @@ from typing import Any
 import grpc
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from contract_errors.meeting import invalid_field
 from gateway import state
 from gateway.auth import grpc_metadata
 from gateway.events import EVENT_NAMES
-from gateway.http_errors import HttpError, rpc_error_view
-from gateway.jsonpb import INT32_MAX, invalid_field, non_negative_int, to_json
+from gateway.http_errors import error_view
+from gateway.jsonpb import INT32_MAX, non_negative_int, to_json
 from gen.meeting.v1 import meeting_service_pb2
-from mesh_common.errors import ErrorView
 
-APPLICATION_CLOSE_BASE = 4000
 _MAX_REASON_BYTES = 123  # RFC 6455: the close reason fits a 125-byte control frame
 LIVE_ACCEPT_WAIT_S = 1.0
 _QUEUED_FRAMES = 32  # audio frames waiting for gRPC flow control before the socket is paused
@@ -43,21 +43,18 @@ class _ClientProtocolError(Exception):
     """The client sent something the live protocol does not allow."""
 
 
-def close_code_for(view: ErrorView) -> int:
-    """Returns the WebSocket close code of an error: 4000 + its HTTP status.
+async def close_with_error(ws: web.WebSocketResponse, failure: grpc.aio.AioRpcError) -> None:
+    """Sends the JSON error body as a last text frame, then closes with the error's code.
 
     Args:
-        view: The error.
-
-    Returns:
-        The close code.
+        ws: The open socket.
+        failure: Why the session failed.
     """
-    return APPLICATION_CLOSE_BASE + view.http_status
-
-
-def _close_reason(view: ErrorView) -> bytes:
+    view = error_view(failure)
+    with contextlib.suppress(ConnectionError):
+        await ws.send_str(json.dumps(view.body()))
     reason = f"{view.grpc_code.name}: {view.message}".encode()
-    return reason[:_MAX_REASON_BYTES]
+    await ws.close(code=view.close_code, message=reason[:_MAX_REASON_BYTES])
 
 
 def _config(request: web.Request) -> meeting_service_pb2.LiveAudioConfig:
@@ -69,8 +66,8 @@ def _config(request: web.Request) -> meeting_service_pb2.LiveAudioConfig:
             config.language = value
         elif key != "access_token":
             raise invalid_field(
-                f"unknown query parameter {key!r} (allowed: sample_rate, language, access_token)",
                 key,
+                f"unknown query parameter {key!r} (allowed: sample_rate, language, access_token)",
             )
     return config
 
@@ -85,20 +82,18 @@ async def live(request: web.Request) -> web.StreamResponse:
         The WebSocket response, closed when the session ends.
 
     Raises:
-        HttpError: Before the upgrade: 400 for bad parameters, or GetMeeting's error
-            (404 for a meeting the caller does not own).
+        MeetingError: Before the upgrade, INVALID_FIELD for bad parameters.
+        grpc.aio.AioRpcError: Before the upgrade, GetMeeting's error (NOT_FOUND for a
+            meeting the caller does not own).
     """
     config = _config(request)
     stub = state.stub(request)
     metadata = grpc_metadata(request)
-    try:
-        await stub.GetMeeting(
-            meeting_service_pb2.GetMeetingRequest(meeting_id=config.meeting_id),
-            metadata=metadata,
-            timeout=state.settings(request).unary_timeout_s,
-        )
-    except grpc.aio.AioRpcError as error:
-        raise HttpError(rpc_error_view(error)) from None
+    await stub.GetMeeting(
+        meeting_service_pb2.GetMeetingRequest(meeting_id=config.meeting_id),
+        metadata=metadata,
+        timeout=state.settings(request).unary_timeout_s,
+    )
 
     ws = web.WebSocketResponse(heartbeat=30.0)
     await ws.prepare(request)
@@ -146,10 +141,7 @@ async def _close(
     if downlink.done() and not downlink.cancelled():
         failure = downlink.exception()
         if isinstance(failure, grpc.aio.AioRpcError):
-            view = rpc_error_view(failure)
-            with contextlib.suppress(ConnectionError):
-                await ws.send_str(json.dumps(view.body()))
-            await ws.close(code=close_code_for(view), message=_close_reason(view))
+            await close_with_error(ws, failure)
             return
         if failure is None:
             await ws.close(code=WSCloseCode.OK, message=b"live session ended")

@@ -14,17 +14,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 from aiohttp import web
 from google.api import annotations_pb2, field_behavior_pb2
 from google.protobuf import field_mask_pb2, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 
+from contract_errors.meeting import invalid_field
 from gateway import state
 from gateway.auth import grpc_metadata
-from gateway.http_errors import HttpError, rpc_error_view
-from gateway.jsonpb import decode_json, invalid_field, merge_json, to_json
+from gateway.jsonpb import merge_json, read_json_body, to_json
 from gen.meeting.v1 import meeting_service_pb2
 
 SERVICE = meeting_service_pb2.DESCRIPTOR.services_by_name["MeetingService"]
@@ -137,13 +136,13 @@ def _query_json(route: RestRoute, request: web.Request) -> dict[str, Any]:
         field = fields.get(key)
         if field is None:
             allowed = ", ".join(sorted({f.json_name for f in route.query_fields()})) or "none"
-            raise invalid_field(f"unknown query parameter {key!r} (allowed: {allowed})", key)
+            raise invalid_field(key, f"unknown query parameter {key!r} (allowed: {allowed})")
         items = request.query.getall(key)
         if field.is_repeated:
             values[field.json_name] = items
             continue
         if len(items) > 1:
-            raise invalid_field(f"query parameter {key!r} given more than once", key)
+            raise invalid_field(key, f"query parameter {key!r} given more than once")
         value: Any = items[0]
         if field.message_type is not None and field.message_type.full_name == (
             field_mask_pb2.FieldMask.DESCRIPTOR.full_name
@@ -166,13 +165,13 @@ async def build_request(route: RestRoute, request: web.Request) -> Message:
         The gRPC request message.
 
     Raises:
-        HttpError: 400 for a malformed body, unknown field or parameter, or a wrong type.
+        MeetingError: INVALID_FIELD for a malformed body, unknown field or parameter, or a
+            wrong type.
     """
     message = _message_class(route.method.input_type)()
     body_keys: list[str] = []
     if route.body:
-        raw = await request.read()
-        value = decode_json(raw) if raw.strip() else {}
+        value = await read_json_body(request)
         if route.body == "*":
             merge_json(value, message, "body")
         else:
@@ -223,14 +222,11 @@ def make_handler(route: RestRoute) -> Callable[[web.Request], Awaitable[web.Stre
     async def handler(request: web.Request) -> web.StreamResponse:
         message = await build_request(route, request)
         rpc = getattr(state.stub(request), route.method.name)
-        try:
-            response: Message = await rpc(
-                message,
-                metadata=grpc_metadata(request),
-                timeout=state.settings(request).unary_timeout_s,
-            )
-        except grpc.aio.AioRpcError as error:
-            raise HttpError(rpc_error_view(error)) from None
+        response: Message = await rpc(
+            message,
+            metadata=grpc_metadata(request),
+            timeout=state.settings(request).unary_timeout_s,
+        )
         if route.success_status == 204:
             return web.Response(status=204)
         return web.json_response(to_json(response), status=route.success_status)

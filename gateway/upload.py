@@ -15,10 +15,16 @@ from collections.abc import AsyncIterator
 import grpc
 from aiohttp import web
 
+from contract_errors.meeting import (
+    MeetingError,
+    invalid_field,
+    offset_mismatch,
+    upload_too_large,
+)
 from gateway import state
 from gateway.auth import grpc_metadata
-from gateway.http_errors import HttpError, gateway_error_view, rpc_error_view
-from gateway.jsonpb import invalid_field, non_negative_int, to_json
+from gateway.http_errors import HttpError
+from gateway.jsonpb import non_negative_int, to_json
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
 
 UPLOAD_OFFSET = "Upload-Offset"
@@ -43,10 +49,9 @@ def _audio_content_type(request: web.Request, *, allow_tus: bool) -> str | None:
         return None
     accepted = "audio/*" + (f" or {TUS_CONTENT_TYPE}" if allow_tus else "")
     raise HttpError(
-        gateway_error_view(
-            415,
+        MeetingError(
+            meeting_pb2.ERROR_REASON_UNSUPPORTED_CONTENT_TYPE,
             f"unsupported Content-Type {content_type!r}: a recording must be {accepted}",
-            meeting_pb2.ERROR_REASON_NOT_AUDIO,
             {"content_type": content_type},
         ),
         {"Accept": "audio/*"},
@@ -58,17 +63,6 @@ def _non_negative_header(request: web.Request, name: str) -> int | None:
     if raw is None:
         return None
     return non_negative_int(raw, name)
-
-
-def _too_large(limit: int) -> HttpError:
-    return HttpError(
-        gateway_error_view(
-            413,
-            f"the recording is larger than the limit of {limit} bytes",
-            meeting_pb2.ERROR_REASON_UPLOAD_TOO_LARGE,
-            {"limit_bytes": str(limit)},
-        )
-    )
 
 
 async def _body_chunks(request: web.Request, chunk_size: int, budget: int) -> AsyncIterator[bytes]:
@@ -126,9 +120,12 @@ async def _stream_upload(
         response: meeting_service_pb2.UploadAudioResponse = await state.stub(request).UploadAudio(
             messages(), metadata=grpc_metadata(request)
         )
-    except grpc.aio.AioRpcError as error:
+    except grpc.aio.AioRpcError:
+        # The call failed because our side of it did: the body's failure is the answer.
         failure = _body_error(body_failure, settings.max_upload_bytes)
-        raise failure or HttpError(rpc_error_view(error)) from None
+        if failure is None:
+            raise
+        raise failure from None
     except asyncio.CancelledError:
         # grpc reports a call it cancelled itself (our body failed) as CancelledError;
         # a cancellation of this task, rather than of the call, goes on up.
@@ -140,12 +137,12 @@ async def _stream_upload(
     return web.json_response(to_json(response), headers={UPLOAD_OFFSET: str(response.stored_size)})
 
 
-def _body_error(failures: list[Exception], limit: int) -> HttpError | None:
+def _body_error(failures: list[Exception], limit: int) -> MeetingError | None:
     if not failures:
         return None
     if isinstance(failures[0], _BodyTooLarge):
-        return _too_large(limit)
-    return invalid_field(f"the request body ended early: {failures[0]}", "body")
+        return upload_too_large(limit)
+    return invalid_field("body", f"the request body ended early: {failures[0]}")
 
 
 async def put_audio(request: web.Request) -> web.StreamResponse:
@@ -158,8 +155,10 @@ async def put_audio(request: web.Request) -> web.StreamResponse:
         200 with the UploadAudioResponse and `Upload-Offset`.
 
     Raises:
-        HttpError: 413 over the limit, 415 for a non-audio type, 409 when part of a
-            recording is already stored (resume with PATCH), or the service's error.
+        MeetingError: UPLOAD_TOO_LARGE over the limit.
+        HttpError: UNSUPPORTED_CONTENT_TYPE for a non-audio type; UPLOAD_OFFSET_MISMATCH
+            when part of a recording is already stored (resume with PATCH).
+        grpc.aio.AioRpcError: The service's error.
     """
     content_type = _audio_content_type(request, allow_tus=False)
     assert content_type is not None
@@ -168,7 +167,7 @@ async def put_audio(request: web.Request) -> web.StreamResponse:
     if total is None:
         total = _non_negative_header(request, UPLOAD_LENGTH)
     if total is not None and total > limit:
-        raise _too_large(limit)
+        raise upload_too_large(limit)
     # Asked first, so that a meeting the caller cannot upload to is refused before the
     # stream starts: a refusal that races the body's first chunk reaches the client as
     # "Internal error from Core" instead of its status (see `mesh_common.streams`).
@@ -191,16 +190,11 @@ async def put_audio(request: web.Request) -> web.StreamResponse:
 
 
 async def _upload_status(request: web.Request) -> meeting_service_pb2.GetUploadStatusResponse:
-    try:
-        status: meeting_service_pb2.GetUploadStatusResponse = await state.stub(
-            request
-        ).GetUploadStatus(
-            meeting_service_pb2.GetUploadStatusRequest(meeting_id=request.match_info["meeting_id"]),
-            metadata=grpc_metadata(request),
-            timeout=state.settings(request).unary_timeout_s,
-        )
-    except grpc.aio.AioRpcError as error:
-        raise HttpError(rpc_error_view(error)) from None
+    status: meeting_service_pb2.GetUploadStatusResponse = await state.stub(request).GetUploadStatus(
+        meeting_service_pb2.GetUploadStatusRequest(meeting_id=request.match_info["meeting_id"]),
+        metadata=grpc_metadata(request),
+        timeout=state.settings(request).unary_timeout_s,
+    )
     return status
 
 
@@ -214,15 +208,7 @@ def _status_headers(status: meeting_service_pb2.GetUploadStatusResponse) -> dict
 def _offset_mismatch(
     message: str, status: meeting_service_pb2.GetUploadStatusResponse
 ) -> HttpError:
-    return HttpError(
-        gateway_error_view(
-            409,
-            message,
-            meeting_pb2.ERROR_REASON_UPLOAD_OFFSET_MISMATCH,
-            {"stored_size": str(status.stored_size)},
-        ),
-        _status_headers(status),
-    )
+    return HttpError(offset_mismatch(status.stored_size, message), _status_headers(status))
 
 
 async def head_audio(request: web.Request) -> web.StreamResponse:
@@ -250,16 +236,18 @@ async def patch_audio(request: web.Request) -> web.StreamResponse:
         200 with the UploadAudioResponse and the new `Upload-Offset`.
 
     Raises:
-        HttpError: 409 when `Upload-Offset` is not the stored size (nothing is written),
-            400 without `Upload-Offset`, 413, 415, or the service's error.
+        HttpError: UPLOAD_OFFSET_MISMATCH when `Upload-Offset` is not the stored size
+            (nothing is written); UNSUPPORTED_CONTENT_TYPE.
+        MeetingError: INVALID_FIELD without `Upload-Offset`; UPLOAD_TOO_LARGE.
+        grpc.aio.AioRpcError: The service's error.
     """
     content_type = _audio_content_type(request, allow_tus=True)
     offset = _non_negative_header(request, UPLOAD_OFFSET)
     if offset is None:
-        raise invalid_field(f"PATCH needs an {UPLOAD_OFFSET} header", UPLOAD_OFFSET)
+        raise invalid_field(UPLOAD_OFFSET, f"PATCH needs an {UPLOAD_OFFSET} header")
     limit = state.settings(request).max_upload_bytes
     if request.content_length is not None and offset + request.content_length > limit:
-        raise _too_large(limit)
+        raise upload_too_large(limit)
     status = await _upload_status(request)
     if offset != status.stored_size:
         raise _offset_mismatch(

@@ -10,7 +10,8 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from mesh_common.errors import MeshError, Reason
+from contract_errors.gpu import GpuError
+from gen.gpu.v1 import gpu_pb2
 
 RETRY_AFTER_S = 1.0
 
@@ -45,8 +46,8 @@ class Admission:
             MeshError: OVERLOADED (RESOURCE_EXHAUSTED with a retry hint) when full.
         """
         if self.active.total() >= self.limit:
-            raise MeshError(
-                Reason.ERROR_REASON_OVERLOADED,
+            raise GpuError(
+                gpu_pb2.ERROR_REASON_OVERLOADED,
                 f"this GPU node is serving its limit of {self.limit} calls",
                 {"limit": str(self.limit)},
                 retry_after=RETRY_AFTER_S,

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 
+from contract_errors.gpu import GpuError
 from gen.gpu.v1 import gpu_pb2
 from gpu_node.engines.base import SAMPLE_RATE, Audio, pcm16_to_float
-from mesh_common.errors import MeshError, Reason
 
 
-def invalid(field: str, message: str) -> MeshError:
+def invalid(field: str, message: str) -> GpuError:
     """Returns the INVALID_ARGUMENT error for a bad request field.
 
     Args:
@@ -24,7 +24,7 @@ def invalid(field: str, message: str) -> MeshError:
     Returns:
         The error.
     """
-    return MeshError(Reason.ERROR_REASON_INVALID_FIELD, message, {"field": field})
+    return GpuError(gpu_pb2.ERROR_REASON_INVALID_FIELD, message, {"field": field})
 
 
 def check_format(encoding: int, sample_rate_hertz: int) -> None:
@@ -38,14 +38,14 @@ def check_format(encoding: int, sample_rate_hertz: int) -> None:
         MeshError: UNSUPPORTED_AUDIO (INVALID_ARGUMENT) naming the field.
     """
     if encoding not in (gpu_pb2.AUDIO_ENCODING_UNSPECIFIED, gpu_pb2.AUDIO_ENCODING_LINEAR16):
-        raise MeshError(
-            Reason.ERROR_REASON_UNSUPPORTED_AUDIO,
+        raise GpuError(
+            gpu_pb2.ERROR_REASON_UNSUPPORTED_AUDIO,
             "only LINEAR16 audio is supported",
             {"field": "config.encoding"},
         )
     if sample_rate_hertz not in (0, SAMPLE_RATE):
-        raise MeshError(
-            Reason.ERROR_REASON_UNSUPPORTED_AUDIO,
+        raise GpuError(
+            gpu_pb2.ERROR_REASON_UNSUPPORTED_AUDIO,
             f"sample rate {sample_rate_hertz} Hz is not supported; send {SAMPLE_RATE} Hz",
             {"field": "config.sample_rate_hertz"},
         )

@@ -21,13 +21,9 @@ from gpu_node.engines.factory import Engines
 from gpu_node.requests import check_format, decode_audio, invalid
 from mesh_common.errors import MeshError, abort
 from mesh_common.languages import primary_language
-from mesh_common.streams import drain
+from mesh_common.streams import HALF_CLOSED_DRAIN_SECONDS, drain
 
 Context = grpc.aio.ServicerContext[Any, Any]
-
-# A stream refused after it started is read to its end (up to this long) before the
-# refusal is sent, so grpc.aio callers see the real status (see mesh_common.streams).
-DRAIN_SECONDS = 10.0
 
 SERVICE_NAMES: tuple[str, ...] = tuple(
     gpu_pb2.DESCRIPTOR.services_by_name[name].full_name
@@ -69,7 +65,7 @@ class RecognitionServicer(gpu_pb2_grpc.SpeechRecognitionServiceServicer):
                     yield gpu_pb2.RecognizeResponse(segment=segment, engine=self._engine.name)
         except MeshError as error:
             if accepted:
-                await drain(request_iterator, DRAIN_SECONDS)
+                await drain(request_iterator, HALF_CLOSED_DRAIN_SECONDS)
             await abort(context, error)
 
 
@@ -111,7 +107,7 @@ class DiarizationServicer(gpu_pb2_grpc.SpeakerDiarizationServiceServicer):
                 return await self._engine.diarize(first.config, audio)
         except MeshError as error:
             if accepted:
-                await drain(request_iterator, DRAIN_SECONDS)
+                await drain(request_iterator, HALF_CLOSED_DRAIN_SECONDS)
             await abort(context, error)
 
 

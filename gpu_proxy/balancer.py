@@ -14,8 +14,9 @@ import itertools
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 
+from contract_errors.gpu import GpuError
+from gen.gpu.v1 import gpu_pb2
 from gpu_proxy.node import Node
-from mesh_common.errors import MeshError, Reason
 
 
 class Balancer:
@@ -116,16 +117,16 @@ class Balancer:
 
     def _check_usable(self) -> None:
         if not self.any_usable():
-            raise MeshError(
-                Reason.ERROR_REASON_BACKEND_UNAVAILABLE,
+            raise GpuError(
+                gpu_pb2.ERROR_REASON_BACKEND_UNAVAILABLE,
                 "no GPU node is available (all circuit breakers are open)",
                 {"cause": "circuit_open"},
                 retry_after=self.unavailable_retry_after,
             )
 
-    def _overloaded(self, message: str) -> MeshError:
-        return MeshError(
-            Reason.ERROR_REASON_OVERLOADED,
+    def _overloaded(self, message: str) -> GpuError:
+        return GpuError(
+            gpu_pb2.ERROR_REASON_OVERLOADED,
             message,
             {"max_streams_per_node": str(self.max_streams), "queue_length": str(self.queue_length)},
             retry_after=self.retry_after,

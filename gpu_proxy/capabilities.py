@@ -12,9 +12,10 @@ from typing import Any
 
 import grpc
 
+from contract_errors.gpu import GpuError
 from gen.gpu.v1 import gpu_pb2, gpu_pb2_grpc
 from gpu_proxy.node import Node
-from mesh_common.errors import MeshError, Reason, abort
+from mesh_common.errors import abort
 from mesh_common.logging import logger
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -58,8 +59,8 @@ class CapabilitiesServicer(gpu_pb2_grpc.CapabilitiesServiceServicer):
         if not found:
             await abort(
                 context,
-                MeshError(
-                    Reason.ERROR_REASON_BACKEND_UNAVAILABLE,
+                GpuError(
+                    gpu_pb2.ERROR_REASON_BACKEND_UNAVAILABLE,
                     "no GPU node told its capabilities",
                     {"cause": "no_node_answered"},
                 ),

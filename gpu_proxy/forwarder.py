@@ -19,12 +19,14 @@ from typing import Any
 
 import grpc
 
+from contract_errors.gpu import GpuError
+from gen.gpu.v1 import gpu_pb2
 from gpu_proxy.balancer import Balancer
 from gpu_proxy.node import Node
 from gpu_proxy.replay import ReplayBuffer
-from gpu_proxy.retry import NODE_FAILURES, RETRYABLE, backoff_delay, effective_code
-from mesh_common.errors import MeshError, Reason
+from gpu_proxy.retry import NODE_FAILURES, effective_code
 from mesh_common.logging import logger
+from mesh_common.retry import RETRYABLE_CODES, backoff_delay
 from mesh_common.streams import read_ahead
 
 # Opens a call on a channel: (channel, requests of this attempt or None, timeout) -> the
@@ -166,7 +168,7 @@ class Forwarder:
                     self._report(node, code)
                     retry = (
                         not received
-                        and code in RETRYABLE
+                        and code in RETRYABLE_CODES
                         and (requests is None or requests.replayable)
                         and attempt < self._policy.max_attempts
                     )
@@ -183,11 +185,14 @@ class Forwarder:
                         node.breaker.record_success()
                     return
             delay = backoff_delay(
-                attempt, self._policy.backoff_initial, self._policy.backoff_max, self._rng
+                attempt,
+                initial=self._policy.backoff_initial,
+                maximum=self._policy.backoff_max,
+                rng=self._rng,
             )
             if deadline is not None and loop.time() + delay >= deadline:
-                raise MeshError(
-                    Reason.ERROR_REASON_BACKEND_UNAVAILABLE,
+                raise GpuError(
+                    gpu_pb2.ERROR_REASON_BACKEND_UNAVAILABLE,
                     "GPU node failed and the call's deadline leaves no time to retry",
                     {"node": node.target, "cause": "node_failed"},
                 )
@@ -218,8 +223,8 @@ def _failure(
         why = "after more audio than the proxy keeps for replay; retry the whole call"
     else:
         why = "on every attempt"
-    return MeshError(
-        Reason.ERROR_REASON_BACKEND_UNAVAILABLE,
+    return GpuError(
+        gpu_pb2.ERROR_REASON_BACKEND_UNAVAILABLE,
         f"GPU node failed {why}",
         {"node": node.target, "cause": "node_failed"},
         retry_after=1.0,

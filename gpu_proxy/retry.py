@@ -1,21 +1,13 @@
-"""When and how long to wait before trying a call again.
+"""What a node's failed call says about the node.
 
-Only a call that failed before any response may be tried again, and only for failures
-that say nothing about the request itself: the node was unreachable or went away
-(UNAVAILABLE, or CANCELLED when the proxy did not cancel), or it was full
-(RESOURCE_EXHAUSTED). Anything else (INVALID_ARGUMENT, INTERNAL...) would fail the same way
-on every node, so it goes back to the caller as the node said it.
+Which failures may be tried again on another node, and how long to wait, is the mesh's one
+retry policy (`mesh_common.retry`); here is what is particular to nodes: which codes count
+against a node's breaker, and the status grpc.aio loses in a write race.
 """
 
 from __future__ import annotations
 
-import random
-
 import grpc
-
-RETRYABLE = frozenset(
-    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.RESOURCE_EXHAUSTED}
-)
 
 # Codes that say the node (not the request) failed; they count against its breaker.
 NODE_FAILURES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
@@ -40,22 +32,3 @@ def effective_code(error: grpc.aio.AioRpcError) -> grpc.StatusCode:
     if code is grpc.StatusCode.INTERNAL and error.details() == _LOST_STATUS_DETAILS:
         return grpc.StatusCode.UNAVAILABLE
     return code
-
-
-def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Random) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(max, initial * 2^attempt)].
-
-    Full jitter spreads the retries of many calls that failed together (a node dying
-    under load), so they do not arrive at the next node in one burst.
-
-    Args:
-        attempt: Attempts failed so far, from 1.
-        initial: The ceiling after the first failure.
-        maximum: The largest ceiling.
-        rng: Source of randomness.
-
-    Returns:
-        Seconds to wait.
-    """
-    ceiling = min(maximum, initial * 2 ** (attempt - 1))
-    return rng.uniform(0, ceiling)

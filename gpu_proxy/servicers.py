@@ -22,11 +22,9 @@ from gen.gpu.v1 import gpu_pb2
 from gpu_proxy.forwarder import Forwarder, NodeStatusError
 from gpu_proxy.replay import ReplayBuffer
 from mesh_common.errors import MeshError, abort
-from mesh_common.streams import start_gated
+from mesh_common.streams import HALF_CLOSED_DRAIN_SECONDS, start_gated
 
 Context = grpc.aio.ServicerContext[Any, Any]
-
-DRAIN_SECONDS = 10.0
 
 _SERVICES = gpu_pb2.DESCRIPTOR.services_by_name
 RECOGNITION = _SERVICES["SpeechRecognitionService"].full_name
@@ -164,7 +162,7 @@ async def _fail(
     context: Context, error: MeshError | NodeStatusError, rest: ReplayBuffer[Any] | None
 ) -> None:
     if rest is not None:
-        await rest.drain(DRAIN_SECONDS)
+        await rest.drain(HALF_CLOSED_DRAIN_SECONDS)
     if isinstance(error, MeshError):
         await abort(context, error)
     await error.abort(context)

@@ -32,6 +32,7 @@ from meeting_service.settings import MeetingServiceSettings
 from meeting_service.wiring import Services, build_services
 from mesh_common.grpc_server import AuthInterceptor, add_health_and_reflection, set_serving
 from mesh_common.logging import logger
+from mesh_common.retry import Backoff
 from mesh_common.telemetry import Telemetry, create_telemetry
 
 # Chunks are at most 4 MiB (the contract); leave room for the message framing.
@@ -221,15 +222,15 @@ async def _count_jobs(running: RunningMeetingService, services: Services) -> Non
 
 async def _supervise(running: RunningMeetingService, settings: MeetingServiceSettings) -> None:
     """Connects and migrates (with backoff), then keeps health in step with the database."""
-    delay = 0.2
+    backoff = Backoff(initial=0.2, maximum=5.0)
     while True:
         try:
             pool = await running.database.open()
             break
         except CONNECTION_ERRORS as error:
+            delay = backoff.next_delay()
             logger.bind(error=repr(error), retry_in=delay).warning("database not reachable yet")
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
     services = build_services(pool, running.database.dsn, settings, running.telemetry)
     await services.hub.start()
     with contextlib.suppress(TimeoutError):

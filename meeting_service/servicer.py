@@ -14,14 +14,15 @@ from typing import Any
 
 import grpc
 
+from contract_errors.meeting import MeetingError, unavailable
 from gen.meeting.v1 import (
     meeting_pb2,
     meeting_service_pb2,
     meeting_service_pb2_grpc,
     speakers_pb2,
+    voices_pb2,
 )
 from meeting_service.db.database import CONNECTION_ERRORS
-from meeting_service.errors import unavailable
 from meeting_service.meetings.messages import duration_from_us
 from meeting_service.metrics import MeetingMetrics
 from meeting_service.wiring import Services
@@ -59,7 +60,7 @@ async def _errors(context: Ctx) -> AsyncIterator[None]:
         logger.exception("unexpected error serving a call")
         await abort(
             context,
-            MeshError(
+            MeetingError(
                 meeting_pb2.ERROR_REASON_INTERNAL,
                 "the meeting service failed on this call; the error was logged",
             ),
@@ -210,6 +211,45 @@ class MeetingServicer(meeting_service_pb2_grpc.MeetingServiceServicer):
                 _owner(), request.meeting_id, request.speaker, request.name
             )
             return speakers_pb2.RenameSpeakerResponse(speaker_names=names)
+
+    async def CreateVoiceProfile(  # noqa: D102
+        self, request: voices_pb2.CreateVoiceProfileRequest, context: Ctx
+    ) -> voices_pb2.CreateVoiceProfileResponse:
+        async with _errors(context):
+            profile = await self._services().voices.create(_owner(), request.name, request.sample)
+            return voices_pb2.CreateVoiceProfileResponse(voice_profile=profile)
+
+    async def AddVoiceSample(  # noqa: D102
+        self, request: voices_pb2.AddVoiceSampleRequest, context: Ctx
+    ) -> voices_pb2.AddVoiceSampleResponse:
+        async with _errors(context):
+            profile = await self._services().voices.add_sample(
+                _owner(), request.voice_profile_id, request.sample
+            )
+            return voices_pb2.AddVoiceSampleResponse(voice_profile=profile)
+
+    async def ListVoiceProfiles(  # noqa: D102
+        self, request: voices_pb2.ListVoiceProfilesRequest, context: Ctx
+    ) -> voices_pb2.ListVoiceProfilesResponse:
+        async with _errors(context):
+            profiles = await self._services().voices.list(_owner())
+            return voices_pb2.ListVoiceProfilesResponse(voice_profiles=profiles)
+
+    async def RenameVoiceProfile(  # noqa: D102
+        self, request: voices_pb2.RenameVoiceProfileRequest, context: Ctx
+    ) -> voices_pb2.RenameVoiceProfileResponse:
+        async with _errors(context):
+            profile = await self._services().voices.rename(
+                _owner(), request.voice_profile_id, request.name
+            )
+            return voices_pb2.RenameVoiceProfileResponse(voice_profile=profile)
+
+    async def DeleteVoiceProfile(  # noqa: D102
+        self, request: voices_pb2.DeleteVoiceProfileRequest, context: Ctx
+    ) -> voices_pb2.DeleteVoiceProfileResponse:
+        async with _errors(context):
+            await self._services().voices.delete(_owner(), request.voice_profile_id)
+            return voices_pb2.DeleteVoiceProfileResponse()
 
 
 def _owner() -> str:

@@ -13,8 +13,8 @@ from typing import cast
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
+from contract_errors.meeting import invalid_field
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
-from meeting_service.errors import invalid
 from mesh_common import validation as rules
 
 _MEETING = meeting_pb2.Meeting.DESCRIPTOR.fields_by_name
@@ -37,7 +37,7 @@ def meeting_id(value: str, field: str = "meeting_id") -> uuid.UUID:
         The id.
 
     Raises:
-        MeshError: INVALID_FIELD when empty or not a UUID.
+        MeetingError: INVALID_FIELD when empty or not a UUID.
     """
     _check(_MEETING_ID, value, field)
     return uuid.UUID(value)
@@ -67,7 +67,7 @@ def vocabulary(values: Sequence[str]) -> list[str]:
     try:
         rules.check_items(rules.rules_of(_MEETING["vocabulary"]), words, "vocabulary")
     except rules.FieldViolation as violation:
-        raise invalid(violation.field, violation.message) from None
+        raise invalid_field(violation.field, violation.message) from None
     return words
 
 
@@ -105,7 +105,7 @@ def check(message: Message, name: str, path: str) -> None:
         path: The field's path in the request, for the error.
 
     Raises:
-        MeshError: INVALID_FIELD.
+        MeetingError: INVALID_FIELD.
     """
     descriptor = cast(Descriptor, message.DESCRIPTOR)
     _check(descriptor.fields_by_name[name], getattr(message, name), path)
@@ -119,5 +119,5 @@ def _apply[T: (str, int)](field_rules: rules.FieldRules, value: T, path: str) ->
     try:
         rules.check_value(field_rules, value, path)
     except rules.FieldViolation as violation:
-        raise invalid(violation.field, violation.message) from None
+        raise invalid_field(violation.field, violation.message) from None
     return value

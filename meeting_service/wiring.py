@@ -22,6 +22,8 @@ from meeting_service.transcripts.reader import TranscriptReader
 from meeting_service.transcripts.repository import EventsRepository
 from meeting_service.transcripts.speakers import SpeakerNaming
 from meeting_service.transcripts.writer import TranscriptWriter
+from meeting_service.voices.repository import VoicesRepository
+from meeting_service.voices.service import VoicesService
 from mesh_common.telemetry import Telemetry
 
 
@@ -40,6 +42,7 @@ class Services:
         gpu: The channel to gpu_proxy (opened on first use; closed by the server).
         processing: What the job workers use.
         speakers: Speaker names (owner-scoped).
+        voices: Voice profiles (owner-scoped).
     """
 
     pool: asyncpg.Pool
@@ -52,6 +55,7 @@ class Services:
     gpu: GpuConnection
     processing: JobParts
     speakers: SpeakerNaming
+    voices: VoicesService
 
 
 def _languages(fleet: FleetCapabilities) -> SupportedLanguages:
@@ -112,6 +116,8 @@ def build_services(
             follow_s=settings.pipeline_live_follow_s,
         )
     )
+    voices = VoicesRepository()
+    speakers = SpeakerNaming(pool, meetings, events, log, writer)
     processing = JobParts(
         pool=pool,
         meetings=meetings,
@@ -121,6 +127,8 @@ def build_services(
         transcripts=transcripts,
         writer=writer,
         gpu=gpu,
+        voices=voices,
+        speakers=speakers,
         deadlines=Deadlines(
             settings.pipeline_gpu_deadline_base_s, settings.pipeline_gpu_deadline_per_audio_s
         ),
@@ -138,5 +146,6 @@ def build_services(
         jobs=jobs,
         gpu=gpu,
         processing=processing,
-        speakers=SpeakerNaming(pool, meetings, events, log, writer),
+        speakers=speakers,
+        voices=VoicesService(pool, meetings, voices),
     )

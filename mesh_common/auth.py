@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import jwt
 
-from gen.meeting.v1 import meeting_pb2
+from gen.mesh.v1 import errors_pb2
 from mesh_common.errors import MeshError
 
 AUDIENCE = "meeting-mesh"
@@ -132,4 +132,4 @@ def issue_token(
 
 
 def _unauthenticated(message: str) -> MeshError:
-    return MeshError(meeting_pb2.ERROR_REASON_UNAUTHENTICATED, message)
+    return MeshError(errors_pb2.ERROR_REASON_UNAUTHENTICATED, message)

@@ -1,28 +1,36 @@
-"""The one table of errors: domain reasons, gRPC status codes and HTTP statuses.
+"""The error table of the mesh, read from the contracts, and the gRPC side of reporting.
 
-A service raises `MeshError(reason, message)`; transport code turns it into a
-`google.rpc.Status` with an `ErrorInfo` (gRPC) or the JSON error body of DESIGN.md (HTTP).
-The gateway reads the same table backwards, from a gRPC status to an HTTP answer, so a rule
-lives here once and both directions agree.
+Each contract declares its error reasons as an enum whose values carry the
+`(mesh.v1.error)` option (proto/mesh/v1/errors.proto): the gRPC code, the HTTP status, the
+WebSocket close code and whether the call may be tried again, in one declaration. A
+service raises a `MeshError` subclass bound to its contract's enum; it leaves as a
+`google.rpc.Status` with an `ErrorInfo` (gRPC), and a caller that receives one reads the
+reason's row back by its `ErrorInfo.reason` (`view_rpc_error`). An error without a known
+reason falls back on the canonical gRPC code -> HTTP status mapping, in that direction only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, NoReturn
+import functools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, NoReturn, Protocol
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.descriptor import EnumDescriptor
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from gen.meeting.v1 import meeting_pb2
+from gen.mesh.v1 import errors_pb2
+from mesh_common.retry import RETRYABLE_CODES
 
 DOMAIN = "meeting-mesh"
-Reason = meeting_pb2.ErrorReason
+_PREFIX = "ERROR_REASON_"
+_ERROR_INFO_TYPE = "type.googleapis.com/google.rpc.ErrorInfo"
+WEBSOCKET_CLOSE_BASE = 4000
 
-# The canonical gRPC -> HTTP mapping (google/rpc/code.proto), used in both directions.
+# The canonical gRPC -> HTTP mapping (google/rpc/code.proto), for errors without a reason.
 HTTP_STATUS: Mapping[grpc.StatusCode, int] = {
     grpc.StatusCode.OK: 200,
     grpc.StatusCode.CANCELLED: 499,
@@ -42,110 +50,148 @@ HTTP_STATUS: Mapping[grpc.StatusCode, int] = {
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DATA_LOSS: 500,
 }
-
-# Each domain reason has exactly one gRPC code.
-REASON_CODE: Mapping[int, grpc.StatusCode] = {
-    Reason.ERROR_REASON_UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
-    Reason.ERROR_REASON_MEETING_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
-    Reason.ERROR_REASON_INVALID_FIELD: grpc.StatusCode.INVALID_ARGUMENT,
-    Reason.ERROR_REASON_INVALID_UPDATE_MASK: grpc.StatusCode.INVALID_ARGUMENT,
-    Reason.ERROR_REASON_INVALID_PAGE_TOKEN: grpc.StatusCode.INVALID_ARGUMENT,
-    Reason.ERROR_REASON_UPLOAD_OFFSET_MISMATCH: grpc.StatusCode.FAILED_PRECONDITION,
-    Reason.ERROR_REASON_UPLOAD_TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    Reason.ERROR_REASON_UPLOAD_CHECKSUM_MISMATCH: grpc.StatusCode.DATA_LOSS,
-    Reason.ERROR_REASON_NOT_AUDIO: grpc.StatusCode.INVALID_ARGUMENT,
-    Reason.ERROR_REASON_WRONG_STATE: grpc.StatusCode.FAILED_PRECONDITION,
-    Reason.ERROR_REASON_NOT_READY: grpc.StatusCode.FAILED_PRECONDITION,
-    Reason.ERROR_REASON_BACKEND_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
-    Reason.ERROR_REASON_OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    Reason.ERROR_REASON_UNSUPPORTED_AUDIO: grpc.StatusCode.INVALID_ARGUMENT,
-    Reason.ERROR_REASON_INTERNAL: grpc.StatusCode.INTERNAL,
-}
-
-# Codes whose HTTP answer carries Retry-After.
-RETRYABLE_CODES = frozenset({grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE})
+_CODES_BY_NUMBER: Mapping[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
 
 
-def reason_name(reason: int) -> str:
-    """Returns the `ErrorInfo.reason` string of a reason: its enum name without the prefix.
+class ErrorEnum(Protocol):
+    """A generated `ErrorReason` enum of a contract."""
+
+    DESCRIPTOR: EnumDescriptor
+
+
+@dataclass(frozen=True)
+class ErrorSpec:
+    """One row of the table: how one reason is reported on every transport.
+
+    Attributes:
+        reason: The `ErrorInfo.reason`: the enum value's name without `ERROR_REASON_`.
+        code: The gRPC status code.
+        http_status: The HTTP status of the JSON error answer.
+        close_code: The WebSocket close code.
+        retryable: Whether the same call may succeed later.
+    """
+
+    reason: str
+    code: grpc.StatusCode
+    http_status: int
+    close_code: int
+    retryable: bool
+
+
+@functools.cache
+def _table(enum: EnumDescriptor) -> Mapping[int, ErrorSpec]:
+    rows: dict[int, ErrorSpec] = {}
+    for value in enum.values:
+        if value.number == 0:
+            continue
+        options = value.GetOptions()
+        if not options.HasExtension(errors_pb2.error):
+            raise LookupError(f"{enum.full_name}.{value.name} has no (mesh.v1.error) option")
+        mapping = options.Extensions[errors_pb2.error]
+        rows[value.number] = ErrorSpec(
+            reason=value.name.removeprefix(_PREFIX),
+            code=_CODES_BY_NUMBER[mapping.grpc_code],
+            http_status=mapping.http_status,
+            close_code=mapping.websocket_close_code,
+            retryable=mapping.retryable,
+        )
+    return rows
+
+
+def error_table(enum: ErrorEnum) -> Mapping[int, ErrorSpec]:
+    """Returns the rows of a contract's error enum, by value number.
 
     Args:
-        reason: A `meeting.v1.ErrorReason` value.
+        enum: An `ErrorReason` enum whose values carry `(mesh.v1.error)`.
 
     Returns:
-        For example "MEETING_NOT_FOUND".
+        Every value but UNSPECIFIED, with its row.
+
+    Raises:
+        LookupError: A value lacks the option.
     """
-    return Reason.Name(reason).removeprefix("ERROR_REASON_")  # type: ignore[arg-type]
+    return _table(enum.DESCRIPTOR)
 
 
-@dataclass
 class MeshError(Exception):
     """A domain error that every transport knows how to report.
 
+    Each contract binds a subclass to its `ErrorReason` enum
+    (`class MeetingError(MeshError, reasons=meeting_pb2.ErrorReason)`); this class itself
+    carries the reasons of `mesh.v1`, which any service may send.
+
     Attributes:
-        reason: Why, as a `meeting.v1.ErrorReason` value; it fixes the gRPC code.
+        reason: Why, as a value of the class's enum; it fixes the row of the table.
         message: What a user can read; never a secret, never a stack trace.
         metadata: Machine-readable detail for `ErrorInfo.metadata` (e.g. `field`).
-        retry_after: Seconds a client should wait, for overload and unavailability.
+        retry_after: Seconds a client should wait before trying again.
+        retryable: Whether the call may succeed later; the table's answer unless the
+            raiser knows better.
     """
 
-    reason: int
-    message: str
-    metadata: dict[str, str] = field(default_factory=dict)
-    retry_after: float | None = None
+    reasons: ClassVar[ErrorEnum] = errors_pb2.ErrorReason
 
-    def __post_init__(self) -> None:
-        super().__init__(self.message)
+    def __init_subclass__(cls, *, reasons: ErrorEnum, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        error_table(reasons)  # every value must be mapped before any is raised
+        cls.reasons = reasons
+
+    def __init__(
+        self,
+        reason: int,
+        message: str,
+        metadata: Mapping[str, str] | None = None,
+        *,
+        retry_after: float | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.metadata = dict(metadata or {})
+        self.spec = error_table(self.reasons)[reason]
+        self.retryable = self.spec.retryable if retryable is None else retryable
+        self.retry_after = retry_after
 
     @property
     def code(self) -> grpc.StatusCode:
         """The gRPC status code of this error."""
-        return REASON_CODE[self.reason]
+        return self.spec.code
+
+    def view(self) -> ErrorView:
+        """Returns what a client of another transport is told about this error."""
+        return ErrorView(
+            self.spec.http_status,
+            self.spec.close_code,
+            self.spec.code,
+            self.message,
+            [_error_info(self.spec.reason, self.metadata)],
+            self.retryable,
+            self.retry_after,
+        )
 
     def to_status(self) -> grpc.Status:
         """Builds the rich gRPC status (`google.rpc.Status` with `ErrorInfo`).
 
         Returns:
-            A status suitable for `context.abort_with_status`.
+            A status suitable for `context.abort_with_status`, with a `RetryInfo` when
+            the error has a delay.
         """
-        return build_status(
-            self.code, self.message, reason_name(self.reason), self.metadata, self.retry_after
+        info = any_pb2.Any()
+        info.Pack(
+            error_details_pb2.ErrorInfo(
+                reason=self.spec.reason, domain=DOMAIN, metadata=self.metadata
+            )
         )
-
-
-def build_status(
-    code: grpc.StatusCode,
-    message: str,
-    reason: str,
-    metadata: Mapping[str, str] | None = None,
-    retry_after: float | None = None,
-) -> grpc.Status:
-    """Builds a rich gRPC status from its parts.
-
-    Args:
-        code: The gRPC status code.
-        message: The human-readable message.
-        reason: The `ErrorInfo.reason`.
-        metadata: The `ErrorInfo.metadata`.
-        retry_after: When set, a `RetryInfo` detail with this delay in seconds.
-
-    Returns:
-        The status, with the `grpc-status-details-bin` trailer filled in.
-    """
-    details: list[any_pb2.Any] = []
-    info = any_pb2.Any()
-    info.Pack(
-        error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=dict(metadata or {}))
-    )
-    details.append(info)
-    if retry_after is not None:
-        delay = duration_pb2.Duration()
-        delay.FromNanoseconds(int(retry_after * 1e9))
-        retry = any_pb2.Any()
-        retry.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
-        details.append(retry)
-    status = status_pb2.Status(code=code.value[0], message=message, details=details)
-    return rpc_status.to_status(status)
+        details = [info]
+        if self.retry_after is not None:
+            delay = duration_pb2.Duration()
+            delay.FromNanoseconds(int(self.retry_after * 1e9))
+            retry = any_pb2.Any()
+            retry.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+            details.append(retry)
+        status = status_pb2.Status(code=self.code.value[0], message=self.message, details=details)
+        return rpc_status.to_status(status)
 
 
 async def abort(context: grpc.aio.ServicerContext[Any, Any], error: MeshError) -> NoReturn:
@@ -162,18 +208,34 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], error: MeshError) -
     raise AssertionError("unreachable: abort_with_status raises")  # pragma: no cover
 
 
+def _error_info(reason: str, metadata: Mapping[str, str]) -> dict[str, Any]:
+    return {"@type": _ERROR_INFO_TYPE, "reason": reason, "domain": DOMAIN, "metadata": metadata}
+
+
 @dataclass(frozen=True)
 class ErrorView:
-    """What an HTTP client is told about a failed gRPC call."""
+    """What a client of HTTP or WebSocket is told about a failure.
+
+    Attributes:
+        http_status: The HTTP status.
+        close_code: The WebSocket close code.
+        grpc_code: The gRPC code, named in the body's `status`.
+        message: What a user can read.
+        details: The body's `details` (the `ErrorInfo`, as JSON).
+        retryable: Whether the same request may succeed later.
+        retry_after: Seconds to wait before trying again, when the server said so.
+    """
 
     http_status: int
+    close_code: int
     grpc_code: grpc.StatusCode
     message: str
     details: list[dict[str, Any]]
+    retryable: bool
     retry_after: float | None
 
     def body(self) -> dict[str, Any]:
-        """Returns the JSON error body of DESIGN.md."""
+        """Returns the JSON error body (docs/errors.md)."""
         return {
             "error": {
                 "code": self.http_status,
@@ -184,52 +246,59 @@ class ErrorView:
         }
 
 
-def view_rpc_error(error: grpc.aio.AioRpcError) -> ErrorView:
-    """Translates a failed gRPC call into its HTTP answer.
+def view_rpc_error(error: grpc.aio.AioRpcError, reasons: Iterable[ErrorEnum] = ()) -> ErrorView:
+    """Translates a failed gRPC call into what an HTTP or WebSocket client is told.
 
     Args:
         error: The error raised by a grpc.aio stub call.
+        reasons: The error enums of the callee's contract; an `ErrorInfo` naming one of
+            their reasons gives the HTTP status and close code of its row.
 
     Returns:
-        The HTTP status, message, details and retry delay.
+        The statuses, message, details and retry delay.
     """
     code: grpc.StatusCode = error.code()
     message: str = error.details() or code.name
     details: list[dict[str, Any]] = []
     retry_after: float | None = None
+    spec: ErrorSpec | None = None
     status = rpc_status.from_call(error)  # type: ignore[arg-type]
     if status is not None:
         for detail in status.details:
             if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
                 info = error_details_pb2.ErrorInfo()
                 detail.Unpack(info)
-                details.append(
-                    {
-                        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                        "reason": info.reason,
-                        "domain": info.domain,
-                        "metadata": dict(info.metadata),
-                    }
-                )
+                details.append(_error_info(info.reason, dict(info.metadata)))
+                if info.domain == DOMAIN:
+                    spec = spec or _spec_named(info.reason, code, reasons)
             elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
                 retry = error_details_pb2.RetryInfo()
                 detail.Unpack(retry)
                 retry_after = retry.retry_delay.ToTimedelta().total_seconds()
-    if retry_after is None and code in RETRYABLE_CODES:
-        retry_after = 1.0
-    return ErrorView(HTTP_STATUS.get(code, 500), code, message, details, retry_after)
+    if spec is not None:
+        return ErrorView(
+            spec.http_status, spec.close_code, code, message, details, spec.retryable, retry_after
+        )
+    http_status = HTTP_STATUS.get(code, 500)
+    return ErrorView(
+        http_status,
+        WEBSOCKET_CLOSE_BASE + http_status,
+        code,
+        message,
+        details,
+        code in RETRYABLE_CODES,
+        retry_after,
+    )
 
 
-def grpc_code_for_http(http_status: int) -> grpc.StatusCode:
-    """Returns the gRPC code that the canonical table maps to an HTTP status.
-
-    Args:
-        http_status: An HTTP status code.
-
-    Returns:
-        The first gRPC code with that HTTP status, UNKNOWN when none has it.
-    """
-    for code, status in HTTP_STATUS.items():
-        if status == http_status:
-            return code
-    return grpc.StatusCode.UNKNOWN
+def _spec_named(
+    reason: str, code: grpc.StatusCode, reasons: Iterable[ErrorEnum]
+) -> ErrorSpec | None:
+    for enum in reasons:
+        value = enum.DESCRIPTOR.values_by_name.get(_PREFIX + reason)
+        if value is not None and value.number != 0:
+            spec = error_table(enum)[value.number]
+            # A reason names its code; a status that disagrees was not built from it.
+            if spec.code == code:
+                return spec
+    return None

@@ -23,6 +23,9 @@ from typing import Any, Protocol, cast
 # stream so its status reaches the client intact; a client that never half-closes (a
 # live session) makes the refusal wait this long.
 DRAIN_SECONDS = 2.0
+# The same bound for callers that always half-close (gpu.v1: a recording, then its end),
+# where only a long stream reaches it and cutting it short would lose the status.
+HALF_CLOSED_DRAIN_SECONDS = 10.0
 
 
 class _StartedCall(Protocol):

@@ -1,4 +1,4 @@
-"""The contracts say what DESIGN.md and the issues promise, and every field is documented."""
+"""The contracts keep the promises of docs/architecture.md, and every field is documented."""
 
 from __future__ import annotations
 
@@ -61,6 +61,11 @@ def test_meeting_service_has_every_rpc_with_its_streaming_shape(
         "LiveTranscribe": (True, True),
         # --- speakers ---
         "RenameSpeaker": (False, False),
+        "CreateVoiceProfile": (False, False),
+        "AddVoiceSample": (False, False),
+        "ListVoiceProfiles": (False, False),
+        "RenameVoiceProfile": (False, False),
+        "DeleteVoiceProfile": (False, False),
     }
 
 
@@ -70,6 +75,9 @@ def test_gpu_services_have_their_streaming_shapes(
     assert _methods(descriptors, "gpu.v1.SpeechRecognitionService") == {"Recognize": (True, True)}
     assert _methods(descriptors, "gpu.v1.SpeakerDiarizationService") == {"Diarize": (True, False)}
     assert _methods(descriptors, "gpu.v1.SummarizationService") == {"Summarize": (False, False)}
+    assert _methods(descriptors, "gpu.v1.CapabilitiesService") == {
+        "GetCapabilities": (False, False)
+    }
 
 
 def test_meeting_lifecycle_and_segment_fields() -> None:

@@ -16,7 +16,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("gateway", "meeting_service", "gpu_proxy", "gpu_node")
-AGGREGATES = ("meetings", "recordings", "transcripts", "jobs")
+# In dependency order: each aggregate may import only those before it.
+AGGREGATES = ("meetings", "jobs", "transcripts", "recordings")
 ABOVE_AGGREGATES = ("processing", "live", "wiring", "servicer", "server")
 
 
@@ -58,6 +59,12 @@ def test_a_service_imports_no_other_service_and_not_the_command(service: str) ->
     assert crossings == {}
 
 
+def test_contract_errors_know_only_the_contracts_and_mesh_common() -> None:
+    imported = imported_packages("contract_errors")
+    assert {*SERVICES, "meeting_mesh", "gpu_client", "aiohttp"} & imported.keys() == set()
+    assert {"gen", "mesh_common"} <= imported.keys()
+
+
 def test_gpu_client_knows_only_the_gpu_contract_and_mesh_common() -> None:
     ours = {"gen", "mesh_common", "gpu_client", *SERVICES, "meeting_mesh"}
     imported = {
@@ -81,10 +88,20 @@ def test_an_aggregate_imports_no_orchestrator_and_not_the_wiring(aggregate: str)
     assert crossings == {}
 
 
+@pytest.mark.parametrize("aggregate", AGGREGATES)
+def test_an_aggregate_imports_only_the_aggregates_under_it(aggregate: str) -> None:
+    later = AGGREGATES[AGGREGATES.index(aggregate) + 1 :]
+    imported = imported_modules(f"meeting_service/{aggregate}")
+    crossings = {
+        name: files
+        for name, files in imported.items()
+        if any(name.startswith(f"meeting_service.{other}.") for other in later)
+    }
+    assert crossings == {}
+
+
 def test_the_layer_check_reads_the_imports_there_are() -> None:
     # Guards the tests above against passing on a scan that finds nothing.
     assert {"aiohttp", "gen", "mesh_common"} <= imported_packages("gateway").keys()
     assert "gen.gpu.v1" in imported_modules("gpu_client")
-    assert "meeting_service.transcripts.event_log" in imported_modules("meeting_service/jobs") or (
-        "meeting_service.meetings.repository" in imported_modules("meeting_service/transcripts")
-    )
+    assert "meeting_service.meetings.repository" in imported_modules("meeting_service/transcripts")

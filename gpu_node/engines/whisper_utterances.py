@@ -73,11 +73,6 @@ class UtteranceSegmenter:
     _silent_run: int = 0
 
     @property
-    def in_utterance(self) -> bool:
-        """Whether speech has started and not yet ended."""
-        return bool(self._frames)
-
-    @property
     def position(self) -> int:
         """Samples fed so far."""
         return self._position + len(self._pending)

@@ -100,7 +100,7 @@ class Database:
             return False
         try:
             async with self.pool.acquire(timeout=within) as connection:
-                await connection.fetchval("SELECT 1", timeout=within)
+                await round_trip(connection, within)
         except CONNECTION_ERRORS:
             return False
         return True
@@ -117,6 +117,15 @@ class Database:
                 pool.terminate()
         if self.embedded is not None:
             await self.embedded.stop()
+
+
+async def round_trip(connection: asyncpg.Connection, within: float) -> None:
+    """Makes the server answer a trivial query: a peer that vanished is only found by talking.
+
+    Raises:
+        OSError, asyncpg.PostgresError, TimeoutError: It did not answer within `within` s.
+    """
+    await connection.fetchval("SELECT 1", timeout=within)
 
 
 async def _keep_session(_connection: asyncpg.Connection) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import random
 import uuid
 from dataclasses import dataclass
 
@@ -75,21 +74,6 @@ _COLUMNS = (
     "id, meeting_id, status, attempts, next_attempt_at, lease_owner, lease_expires_at,"
     " last_error, trace_context"
 )
-
-
-def backoff_delay(attempts: int, *, base: float = 5.0, cap: float = 300.0) -> float:
-    """Seconds to wait before the next attempt: exponential with full jitter.
-
-    Args:
-        attempts: Attempts made so far (1 after the first failure).
-        base: Delay scale of the first retry.
-        cap: Longest delay.
-
-    Returns:
-        A delay in [base/2, min(cap, base * 2**(attempts-1))].
-    """
-    ceiling = min(cap, base * 2 ** max(0, attempts - 1))
-    return random.uniform(min(base / 2, ceiling), ceiling)
 
 
 @dataclass(frozen=True)
@@ -237,8 +221,8 @@ class JobsRepository:
             job_id: The job.
             worker: The worker holding it.
             error: Why, in words a user can read.
-            retry_in: Seconds until it may be claimed again (see `backoff_delay`); None
-                gives up (FAILED).
+            retry_in: Seconds until it may be claimed again (see
+                `mesh_common.retry.backoff_delay`); None gives up (FAILED).
 
         Returns:
             The job after the change.

@@ -29,12 +29,19 @@ from dataclasses import dataclass
 import asyncpg
 import grpc
 
+from contract_errors.meeting import (
+    MeetingError,
+    invalid_field,
+    not_found,
+    status_name,
+    unavailable,
+    wrong_state,
+)
 from gen.gpu.v1 import gpu_pb2
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
 from gpu_client import GpuConnection, GpuNotConfigured, GpuStubs, recognize
 from meeting_service import validation
 from meeting_service.db.database import CONNECTION_ERRORS
-from meeting_service.errors import invalid, not_found, status_name, unavailable, wrong_state
 from meeting_service.meetings.repository import MeetingRow, MeetingsRepository
 from meeting_service.recordings import pcm
 from meeting_service.recordings.completion import RecordingCompletion
@@ -44,12 +51,11 @@ from meeting_service.transcripts import gpu_results
 from meeting_service.transcripts.event_log import EventLog
 from meeting_service.transcripts.reader import TranscriptReader
 from meeting_service.transcripts.writer import TranscriptWriter
-from mesh_common.errors import MeshError
 from mesh_common.logging import logger
 from mesh_common.streams import DRAIN_SECONDS, drain
 
 AUDIO_QUEUE_MESSAGES = 64
-_SEAL_ERRORS: tuple[type[BaseException], ...] = (MeshError, *CONNECTION_ERRORS)
+_SEAL_ERRORS: tuple[type[BaseException], ...] = (MeetingError, *CONNECTION_ERRORS)
 _ENDED = frozenset({meeting_pb2.MEETING_STATUS_COMPLETED, meeting_pb2.MEETING_STATUS_FAILED})
 
 
@@ -117,7 +123,7 @@ class LiveTranscriber:
             Every event the session and its job store, in sequence order.
 
         Raises:
-            MeshError: INVALID_FIELD, UNSUPPORTED_AUDIO, MEETING_NOT_FOUND, WRONG_STATE;
+            MeetingError: INVALID_FIELD, UNSUPPORTED_AUDIO, MEETING_NOT_FOUND, WRONG_STATE;
                 BACKEND_UNAVAILABLE when recognition fails.
         """
         try:
@@ -135,7 +141,7 @@ class LiveTranscriber:
             raise unavailable(
                 "live transcription is unavailable on this server", retry_after=30.0
             ) from None
-        except MeshError:
+        except MeetingError:
             await drain(requests, DRAIN_SECONDS)
             raise
         yield started
@@ -173,10 +179,10 @@ class LiveTranscriber:
     ) -> meeting_service_pb2.LiveAudioConfig:
         first = await anext(requests, None)
         if first is None or not first.HasField("config"):
-            raise invalid("config", "the first message must carry the config")
+            raise invalid_field("config", "the first message must carry the config")
         config = first.config
         if config.sample_rate_hertz not in (0, pcm.SAMPLE_RATE_HZ):
-            raise MeshError(
+            raise MeetingError(
                 meeting_pb2.ERROR_REASON_UNSUPPORTED_AUDIO,
                 f"live audio must be 16-bit mono PCM at {pcm.SAMPLE_RATE_HZ} Hz, "
                 f"not {config.sample_rate_hertz} Hz",
@@ -266,12 +272,12 @@ class _Session:
         """Recognizes until the audio ends, then seals the recording and queues the job.
 
         Raises:
-            MeshError: Why the session failed (after the recording was sealed).
+            MeetingError: Why the session failed (after the recording was sealed).
         """
         self._reader = asyncio.create_task(self._read(requests))
         if self._stopped:
             self._reader.cancel()
-        failure: MeshError | None = None
+        failure: MeetingError | None = None
         try:
             segments = recognize(
                 gpu,
@@ -294,7 +300,7 @@ class _Session:
                 "live recognition failed: the GPU service is unavailable; the audio received "
                 "so far is kept and will be transcribed"
             )
-        except MeshError as error:
+        except MeetingError as error:
             failure = error
         except asyncio.CancelledError:
             failure = unavailable(
@@ -321,7 +327,7 @@ class _Session:
         try:
             async for request in requests:
                 if request.HasField("config"):
-                    raise invalid("config", "only the first message may carry the config")
+                    raise invalid_field("config", "only the first message may carry the config")
                 if request.audio:
                     await self._audio.put(request.audio)
         except asyncio.CancelledError:
@@ -347,7 +353,7 @@ class _Session:
             await self._recording.write(block)
             yield block
 
-    async def _finish(self, failure: MeshError | None) -> meeting_pb2.TranscriptEvent:
+    async def _finish(self, failure: MeetingError | None) -> meeting_pb2.TranscriptEvent:
         """Completes the recording and queues its job.
 
         A clean end leaves the meeting DIARIZING (recognition is done); a failed one

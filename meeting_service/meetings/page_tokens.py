@@ -14,8 +14,8 @@ import hashlib
 import json
 import uuid
 
+from contract_errors.meeting import MeetingError
 from gen.meeting.v1 import meeting_pb2
-from mesh_common.errors import MeshError
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -40,7 +40,7 @@ def decode(owner: str, token: str) -> tuple[dt.datetime, uuid.UUID]:
         The keyset position.
 
     Raises:
-        MeshError: INVALID_PAGE_TOKEN for anything else.
+        MeetingError: INVALID_PAGE_TOKEN for anything else.
     """
     try:
         padded = token + "=" * (-len(token) % 4)
@@ -50,7 +50,7 @@ def decode(owner: str, token: str) -> tuple[dt.datetime, uuid.UUID]:
         when = _EPOCH + dt.timedelta(microseconds=int(body["t"]))
         return when, uuid.UUID(body["i"])
     except (ValueError, KeyError, TypeError, OverflowError):
-        raise MeshError(
+        raise MeetingError(
             meeting_pb2.ERROR_REASON_INVALID_PAGE_TOKEN,
             "page_token is not one this server issued for this query",
             {"field": "page_token"},

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
+from contract_errors.meeting import (
+    MeetingError,
+    not_found,
+    status_name,
+    unsupported_language,
+    wrong_state,
+)
 from gen.meeting.v1 import meeting_pb2
 from meeting_service import validation
-from meeting_service.errors import not_found, status_name, unsupported_language, wrong_state
 from meeting_service.meetings import page_tokens
 from meeting_service.meetings.messages import meeting_message
 from meeting_service.meetings.repository import MUTABLE_FIELDS, MeetingRow, MeetingsRepository
-from meeting_service.transcripts.event_log import EventLog
-from mesh_common.errors import MeshError
 from mesh_common.languages import primary_language
 
 DEFAULT_PAGE_SIZE = 20
@@ -27,6 +32,27 @@ _BEFORE_PROCESSING = frozenset(
         meeting_pb2.MEETING_STATUS_QUEUED,
     }
 )
+
+
+class MeetingLog(Protocol):
+    """The meeting's event log, as the meeting rules use it (`transcripts.EventLog`).
+
+    Declared here so the root aggregate depends on no other: the wiring passes the log in.
+    """
+
+    async def change_status(
+        self,
+        conn: asyncpg.Connection,
+        meeting_id: uuid.UUID,
+        status: meeting_pb2.MeetingStatus.ValueType,
+        reason: str = "",
+    ) -> meeting_pb2.TranscriptEvent:
+        """Sets the meeting's status and records the change, in the caller's transaction."""
+        ...
+
+    async def announce_deletion(self, conn: asyncpg.Connection, meeting_id: uuid.UUID) -> int:
+        """Announces the deletion as the stream's last event, in the caller's transaction."""
+        ...
 
 
 SupportedLanguages = Callable[[], Awaitable[Sequence[str] | None]]
@@ -50,7 +76,7 @@ class MeetingsService:
         self,
         pool: asyncpg.Pool,
         meetings: MeetingsRepository,
-        log: EventLog,
+        log: MeetingLog,
         languages: SupportedLanguages,
     ) -> None:
         self._pool = pool
@@ -72,7 +98,7 @@ class MeetingsService:
             The meeting.
 
         Raises:
-            MeshError: INVALID_FIELD for a bad field or a language no GPU node transcribes
+            MeetingError: INVALID_FIELD for a bad field or a language no GPU node transcribes
                 (its metadata's `supported` lists those they do).
         """
         key = validation.request_id(request_id)
@@ -103,7 +129,7 @@ class MeetingsService:
         """Returns a caller's meeting.
 
         Raises:
-            MeshError: MEETING_NOT_FOUND, also for another owner's meeting.
+            MeetingError: MEETING_NOT_FOUND, also for another owner's meeting.
         """
         return meeting_message(await self._require(self._pool, owner, meeting_id))
 
@@ -121,7 +147,7 @@ class MeetingsService:
             The page and the next page's token ("" on the last page).
 
         Raises:
-            MeshError: INVALID_FIELD for a bad page size; INVALID_PAGE_TOKEN.
+            MeetingError: INVALID_FIELD for a bad page size; INVALID_PAGE_TOKEN.
         """
         size = validation.page_size(page_size) or DEFAULT_PAGE_SIZE
         before = page_tokens.decode(owner, page_token) if page_token else None
@@ -147,20 +173,20 @@ class MeetingsService:
             The meeting after the change.
 
         Raises:
-            MeshError: INVALID_UPDATE_MASK for an empty mask or a path that is unknown or
+            MeetingError: INVALID_UPDATE_MASK for an empty mask or a path that is unknown or
                 immutable; INVALID_FIELD (also for a language no GPU node transcribes);
                 MEETING_NOT_FOUND; WRONG_STATE when language, expected_speakers or
                 vocabulary change after processing started.
         """
         if not paths:
-            raise MeshError(
+            raise MeetingError(
                 meeting_pb2.ERROR_REASON_INVALID_UPDATE_MASK,
                 f"update_mask is required; updatable fields: {', '.join(sorted(MUTABLE_FIELDS))}",
                 {"field": "update_mask"},
             )
         bad = sorted(set(paths) - MUTABLE_FIELDS)
         if bad:
-            raise MeshError(
+            raise MeetingError(
                 meeting_pb2.ERROR_REASON_INVALID_UPDATE_MASK,
                 f"cannot update {', '.join(bad)}; updatable fields: "
                 f"{', '.join(sorted(MUTABLE_FIELDS))}",
@@ -195,7 +221,7 @@ class MeetingsService:
         its job (`JobLost`) at its next heartbeat.
 
         Raises:
-            MeshError: MEETING_NOT_FOUND.
+            MeetingError: MEETING_NOT_FOUND.
         """
         async with self._pool.acquire() as conn, conn.transaction():
             row = await self._require(conn, owner, meeting_id, for_update=True)

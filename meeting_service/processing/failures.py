@@ -6,14 +6,15 @@ from dataclasses import dataclass
 
 import grpc
 
+from gen.gpu.v1 import gpu_pb2
 from gpu_client import GpuNotConfigured
 from meeting_service.db.database import CONNECTION_ERRORS
 from meeting_service.recordings.decode import UndecodableRecording
 from mesh_common.errors import view_rpc_error
+from mesh_common.retry import RETRYABLE_CODES
 
-# What a GPU answer means for the job: a busy, unreachable or slow fleet passes; a refusal
-# of the request itself (bad audio, unknown method) would only repeat.
-_TRANSIENT_CODES: dict[grpc.StatusCode, str] = {
+# What a GPU answer means for the job, in words.
+_WHAT_HAPPENED: dict[grpc.StatusCode, str] = {
     grpc.StatusCode.UNAVAILABLE: "the GPU service is unavailable",
     grpc.StatusCode.RESOURCE_EXHAUSTED: "the GPU service is overloaded",
     grpc.StatusCode.DEADLINE_EXCEEDED: "the GPU service took too long",
@@ -21,6 +22,14 @@ _TRANSIENT_CODES: dict[grpc.StatusCode, str] = {
     grpc.StatusCode.INTERNAL: "the GPU service failed",
     grpc.StatusCode.UNKNOWN: "the GPU service failed",
     grpc.StatusCode.CANCELLED: "the GPU service cancelled the work",
+}
+# Beyond the codes any caller retries at once, a later attempt of the whole job also
+# outlives a slow fleet or a crashed engine; a refusal of the request itself (bad audio,
+# unknown method) would only repeat.
+_TRANSIENT_CODES = RETRYABLE_CODES | {
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.UNKNOWN,
 }
 
 
@@ -51,14 +60,11 @@ def classify(error: BaseException, step: str) -> Failure:
     """
     if isinstance(error, grpc.aio.AioRpcError):
         code = error.code()
-        view = view_rpc_error(error)
+        view = view_rpc_error(error, (gpu_pb2.ErrorReason,))
         detail = (error.details() or code.name).strip()
-        if code in _TRANSIENT_CODES:
-            return Failure(
-                f"{step} failed: {_TRANSIENT_CODES[code]} ({detail})",
-                True,
-                view.retry_after if code == grpc.StatusCode.RESOURCE_EXHAUSTED else None,
-            )
+        if view.retryable or code in _TRANSIENT_CODES:
+            what = _WHAT_HAPPENED.get(code, "the GPU service failed")
+            return Failure(f"{step} failed: {what} ({detail})", True, view.retry_after)
         return Failure(f"{step} failed: the GPU service refused the work ({detail})", False)
     if isinstance(error, UndecodableRecording):
         # The same bytes decode the same way every time: retrying cannot help.

@@ -33,6 +33,7 @@ from typing import TypeAlias, TypeVar
 import asyncpg
 from opentelemetry import trace
 
+from contract_errors.meeting import MeetingError
 from gen.gpu.v1 import gpu_pb2
 from gen.meeting.v1 import meeting_pb2
 from gpu_client import GpuConnection, diarize, recognize
@@ -45,8 +46,10 @@ from meeting_service.recordings.repository import UploadsRepository
 from meeting_service.transcripts import gpu_results
 from meeting_service.transcripts.event_log import EventLog
 from meeting_service.transcripts.reader import TranscriptReader
+from meeting_service.transcripts.speakers import SpeakerNaming
 from meeting_service.transcripts.writer import TranscriptWriter
-from mesh_common.errors import MeshError
+from meeting_service.voices.matching import names_for
+from meeting_service.voices.repository import Voice, VoicesRepository
 from mesh_common.logging import logger
 from mesh_common.telemetry import context_from_traceparent
 
@@ -143,6 +146,8 @@ class JobParts:
         transcripts: The stored segments and status history.
         writer: Segments, by group commit.
         gpu: The connection to gpu_proxy.
+        voices: Each meeting's speaker voices, and the voice profiles they are matched to.
+        speakers: The speaker names a match gives.
         deadlines: Deadlines of the GPU calls.
         tracer: The spans of jobs and their stages.
     """
@@ -155,6 +160,8 @@ class JobParts:
     transcripts: TranscriptReader
     writer: TranscriptWriter
     gpu: GpuConnection
+    voices: VoicesRepository
+    speakers: SpeakerNaming
     deadlines: Deadlines
     tracer: trace.Tracer
 
@@ -251,6 +258,7 @@ class _Run:
         self._language = meeting.language
         self._expected_speakers = meeting.expected_speakers
         self._vocabulary = meeting.vocabulary
+        self._owner = meeting.owner
         self.deadline = 0.0
         self.size = 0
 
@@ -304,7 +312,22 @@ class _Run:
         )
         async with contextlib.aclosing(self._pcm()) as pcm:
             diarized = await diarize(self._gpu.stubs(), config, pcm, deadline=self.deadline)
-        names = await self._parts.transcripts.speaker_names(self._mid)
+        voices = [
+            Voice(v.speaker, v.encoder, list(v.embedding), v.speech_seconds)
+            for v in diarized.voices
+        ]
+
+        async def keep_voices(conn: asyncpg.Connection) -> dict[str, str]:
+            # The voices are kept for profiles made later; known voices name their speakers.
+            await self._parts.voices.put_meeting_voices(conn, self._mid, voices)
+            known = await self._parts.voices.samples(
+                conn, self._owner, voices[0].encoder if voices else ""
+            )
+            return await self._parts.speakers.name_unnamed(
+                conn, self._mid, names_for(voices, known)
+            )
+
+        names = await self._write(keep_voices)
         await self._store_segments(gpu_results.with_speakers(stored, diarized, names))
 
     async def summarize(self) -> None:
@@ -364,7 +387,7 @@ class _Run:
         """Turns a write's MEETING_NOT_FOUND into JobLost: the job's cancellation signal."""
         try:
             yield
-        except MeshError as error:
+        except MeetingError as error:
             if error.reason == meeting_pb2.ERROR_REASON_MEETING_NOT_FOUND:
                 raise JobLost(f"meeting {self._mid} was deleted") from None
             raise

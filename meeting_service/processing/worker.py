@@ -21,15 +21,16 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from contract_errors.meeting import MeetingError
 from gen.meeting.v1 import meeting_pb2
 from meeting_service.db.database import CONNECTION_ERRORS
 from meeting_service.jobs.lease import Lease
-from meeting_service.jobs.repository import Job, JobLost, backoff_delay
+from meeting_service.jobs.repository import Job, JobLost
 from meeting_service.processing.failures import Failure, classify
 from meeting_service.processing.job import JobParts, JobRunner, StageFailed
 from meeting_service.settings import MeetingServiceSettings
-from mesh_common.errors import MeshError
 from mesh_common.logging import logger
+from mesh_common.retry import backoff_delay
 
 _Write = Callable[[asyncpg.Connection], Awaitable[None]]
 _INTERRUPTED = "processing was interrupted because its server stopped; it will resume"
@@ -51,14 +52,8 @@ class PipelineWorkers:
         self._runner = JobRunner(parts)
         self._name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._loops: list[asyncio.Task[None]] = []
-        self._running: dict[uuid.UUID, tuple[asyncio.Task[None], str]] = {}
         self._wake = asyncio.Event()
         self._release_on_stop = True
-
-    @property
-    def running_jobs(self) -> set[uuid.UUID]:
-        """Ids of the jobs running in this process now."""
-        return set(self._running)
 
     def start(self) -> None:
         """Starts the loops."""
@@ -110,7 +105,6 @@ class PipelineWorkers:
             await self._give_up(job, worker, Failure(reason, False))
             return
         run = asyncio.create_task(self._runner.run(job, Lease(job.id, worker)))
-        self._running[job.id] = (run, worker)
         lost: list[JobLost] = []
         heartbeat = asyncio.create_task(self._heartbeat(job, worker, run, lost))
         try:
@@ -133,7 +127,6 @@ class PipelineWorkers:
             await self._fail(job, worker, failure)
         finally:
             heartbeat.cancel()
-            self._running.pop(job.id, None)
 
     async def _heartbeat(
         self, job: Job, worker: str, run: asyncio.Task[None], lost: list[JobLost]
@@ -159,8 +152,8 @@ class PipelineWorkers:
         delay = max(
             backoff_delay(
                 job.attempts,
-                base=self._settings.pipeline_backoff_initial_s,
-                cap=self._settings.pipeline_backoff_max_s,
+                initial=self._settings.pipeline_backoff_initial_s,
+                maximum=self._settings.pipeline_backoff_max_s,
             ),
             failure.retry_after or 0.0,
         )
@@ -211,7 +204,7 @@ class PipelineWorkers:
                 await write(conn)
         except JobLost:
             pass
-        except MeshError as error:
+        except MeetingError as error:
             if error.reason != meeting_pb2.ERROR_REASON_MEETING_NOT_FOUND:
                 raise
         except CONNECTION_ERRORS as error:

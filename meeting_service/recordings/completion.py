@@ -10,8 +10,8 @@ import uuid
 
 import asyncpg
 
+from contract_errors.meeting import not_found
 from gen.meeting.v1 import meeting_pb2
-from meeting_service.errors import not_found
 from meeting_service.jobs.repository import JobsRepository
 from meeting_service.meetings.repository import MeetingsRepository
 from meeting_service.recordings.repository import UploadsRepository
@@ -37,7 +37,7 @@ class RecordingCompletion:
         """Locks the meeting's row, which every write about its recording takes first.
 
         Raises:
-            MeshError: MEETING_NOT_FOUND when the meeting is gone.
+            MeetingError: MEETING_NOT_FOUND when the meeting is gone.
         """
         if await self._meetings.get(conn, meeting_id, for_update=True) is None:
             raise not_found(meeting_id)
@@ -70,7 +70,7 @@ class RecordingCompletion:
             The status event.
 
         Raises:
-            MeshError: MEETING_NOT_FOUND when the meeting is gone.
+            MeetingError: MEETING_NOT_FOUND when the meeting is gone.
         """
         await self.lock(conn, meeting_id)
         await self._uploads.mark_complete(conn, meeting_id)

@@ -11,8 +11,8 @@ import uuid
 
 import asyncpg
 
+from contract_errors.meeting import not_found, wrong_state
 from gen.meeting.v1 import meeting_pb2
-from meeting_service.errors import not_found, wrong_state
 from meeting_service.recordings import pcm
 from meeting_service.recordings.completion import RecordingCompletion
 from meeting_service.recordings.repository import UploadsRepository
@@ -53,7 +53,7 @@ class LiveRecording:
             status: The meeting's status name, for the error.
 
         Raises:
-            MeshError: WRONG_STATE when part of an uploaded recording is already stored.
+            MeetingError: WRONG_STATE when part of an uploaded recording is already stored.
         """
         await self._uploads.begin(
             conn, self._mid, content_type=CONTENT_TYPE, total_size=None, sha256=""
@@ -65,7 +65,7 @@ class LiveRecording:
         """Adds audio; a full chunk is stored at once.
 
         Raises:
-            MeshError: MEETING_NOT_FOUND when the meeting was deleted.
+            MeetingError: MEETING_NOT_FOUND when the meeting was deleted.
         """
         self._pending += audio
         if len(self._pending) >= CHUNK_BYTES:
@@ -89,7 +89,7 @@ class LiveRecording:
             The status event.
 
         Raises:
-            MeshError: MEETING_NOT_FOUND when the meeting was deleted.
+            MeetingError: MEETING_NOT_FOUND when the meeting was deleted.
         """
         if (self._stored + len(self._pending) - pcm.WAV_HEADER_BYTES) % 2:
             self._pending += b"\0"  # whole samples only

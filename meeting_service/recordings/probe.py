@@ -13,9 +13,9 @@ from fractions import Fraction
 
 import av
 
+from contract_errors.meeting import MeetingError
 from gen.meeting.v1 import meeting_pb2
 from meeting_service.recordings.recording_file import ReadAt, RecordingFile
-from mesh_common.errors import MeshError
 
 
 @dataclass(frozen=True)
@@ -42,14 +42,14 @@ async def probe_audio(read_at: ReadAt, size: int) -> AudioInfo:
         What was found.
 
     Raises:
-        MeshError: NOT_AUDIO with the reason, when it is not decodable audio.
+        MeetingError: NOT_AUDIO with the reason, when it is not decodable audio.
     """
     loop = asyncio.get_running_loop()
     return await asyncio.to_thread(_probe, lambda: RecordingFile(read_at, size, loop), size)
 
 
-def _not_audio(why: str) -> MeshError:
-    return MeshError(meeting_pb2.ERROR_REASON_NOT_AUDIO, f"the recording is not audio: {why}")
+def _not_audio(why: str) -> MeetingError:
+    return MeetingError(meeting_pb2.ERROR_REASON_NOT_AUDIO, f"the recording is not audio: {why}")
 
 
 def _probe(open_file: Callable[[], RecordingFile], size: int) -> AudioInfo:
@@ -71,7 +71,7 @@ def _probe(open_file: Callable[[], RecordingFile], size: int) -> AudioInfo:
             else:
                 duration_us = _measure_by_packets(open_file())
             return AudioInfo(duration_us=duration_us, codec=stream.codec_context.name)
-    except MeshError:
+    except MeetingError:
         raise
     except (av.error.FFmpegError, ValueError, StopIteration, IndexError) as error:
         raise _not_audio(_describe(error)) from None

@@ -30,23 +30,23 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
-from meeting_service import validation
-from meeting_service.errors import (
-    invalid,
+from contract_errors.meeting import (
+    MeetingError,
+    invalid_field,
     not_found,
     offset_mismatch,
     status_name,
     upload_too_large,
     wrong_state,
 )
+from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
+from meeting_service import validation
 from meeting_service.meetings.messages import meeting_message
 from meeting_service.meetings.repository import MeetingRow, MeetingsRepository
 from meeting_service.recordings.completion import RecordingCompletion
 from meeting_service.recordings.probe import AudioInfo, probe_audio
 from meeting_service.recordings.repository import UploadRow, UploadsRepository
 from meeting_service.transcripts.event_log import EventLog
-from mesh_common.errors import MeshError
 from mesh_common.logging import logger
 from mesh_common.streams import DRAIN_SECONDS, drain, read_ahead
 
@@ -96,7 +96,7 @@ class UploadsService:
         """Tells how much of a caller's meeting's recording is stored (None: no upload yet).
 
         Raises:
-            MeshError: MEETING_NOT_FOUND.
+            MeetingError: MEETING_NOT_FOUND.
         """
         mid = validation.meeting_id(meeting_id)
         await self._owned(self._pool, owner, mid)
@@ -120,14 +120,14 @@ class UploadsService:
             How it ended.
 
         Raises:
-            MeshError: INVALID_FIELD, MEETING_NOT_FOUND, WRONG_STATE,
+            MeetingError: INVALID_FIELD, MEETING_NOT_FOUND, WRONG_STATE,
                 UPLOAD_OFFSET_MISMATCH, UPLOAD_TOO_LARGE, UPLOAD_CHECKSUM_MISMATCH, NOT_AUDIO.
         """
         # The next chunk arrives while this one is committed.
         async with contextlib.aclosing(read_ahead(requests)) as ahead:
             try:
                 return await self._upload(owner, ahead, trace_context)
-            except MeshError:
+            except MeetingError:
                 # Read on (bounded) before refusing: a status sent while the client is
                 # still writing reaches it as INTERNAL instead (mesh_common.streams).
                 await drain(ahead, DRAIN_SECONDS)
@@ -141,7 +141,7 @@ class UploadsService:
     ) -> UploadResult:
         first = await anext(requests, None)
         if first is None or not first.HasField("metadata"):
-            raise invalid("metadata", "the first message must carry the metadata")
+            raise invalid_field("metadata", "the first message must carry the metadata")
         metadata = first.metadata
         mid = validation.meeting_id(metadata.meeting_id, "metadata.meeting_id")
         upload = await self._begin(owner, mid, metadata)
@@ -175,7 +175,7 @@ class UploadsService:
         """Stores the stream's chunks from `stored` on; returns the new stored size."""
         async for request in requests:
             if request.HasField("metadata"):
-                raise invalid("metadata", "metadata is only allowed first")
+                raise invalid_field("metadata", "metadata is only allowed first")
             chunk = request.chunk
             if not chunk:
                 continue
@@ -184,7 +184,7 @@ class UploadsService:
             if total is not None and stored + len(chunk) > total:
                 await self._reject(
                     mid,
-                    invalid("chunk", f"more bytes were sent than total_size ({total})"),
+                    invalid_field("chunk", f"more bytes were sent than total_size ({total})"),
                 )
             if digest is None:
                 stored = await self._append(mid, stored, chunk)
@@ -225,12 +225,12 @@ class UploadsService:
                 )
             declared = existing.total_size if existing else None
             if total is not None and declared is not None and total != declared:
-                raise invalid(
+                raise invalid_field(
                     "metadata.total_size",
                     f"total_size {total} differs from the {declared} declared earlier",
                 )
             if total is not None and total < stored:
-                raise invalid(
+                raise invalid_field(
                     "metadata.total_size", f"total_size is below the {stored} bytes stored"
                 )
             upload = await self._uploads.begin(
@@ -280,7 +280,7 @@ class UploadsService:
                 sealed = False
                 await self._reject(
                     mid,
-                    MeshError(
+                    MeetingError(
                         meeting_pb2.ERROR_REASON_UPLOAD_CHECKSUM_MISMATCH,
                         "the recording's SHA-256 does not match the one declared",
                         {"expected": upload.sha256, "actual": actual},
@@ -288,7 +288,7 @@ class UploadsService:
                 )
             try:
                 info = await probe_audio(self._uploads.reader(self._pool, mid), size)
-            except MeshError as error:
+            except MeetingError as error:
                 sealed = False
                 await self._reject(mid, error)
             async with self._pool.acquire() as conn, conn.transaction():
@@ -316,7 +316,7 @@ class UploadsService:
             await asyncio.to_thread(digest.update, span)
         return digest.hexdigest()
 
-    async def _reject(self, mid: uuid.UUID, error: MeshError) -> None:
+    async def _reject(self, mid: uuid.UUID, error: MeetingError) -> None:
         """Discards the recording, returns the meeting to AWAITING_AUDIO, raises `error`."""
         async with self._pool.acquire() as conn, conn.transaction():
             await self._uploads.discard(conn, mid)

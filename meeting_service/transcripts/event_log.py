@@ -12,8 +12,8 @@ import uuid
 
 import asyncpg
 
+from contract_errors.meeting import not_found
 from gen.meeting.v1 import meeting_pb2
-from meeting_service.errors import not_found
 from meeting_service.meetings.messages import timestamp
 from meeting_service.meetings.repository import MeetingsRepository
 from meeting_service.transcripts import messages
@@ -46,7 +46,7 @@ class EventLog:
             The stored event.
 
         Raises:
-            MeshError: MEETING_NOT_FOUND when the meeting is gone.
+            MeetingError: MEETING_NOT_FOUND when the meeting is gone.
         """
         sequence = await self._allocate(conn, meeting_id)
         await self._meetings.set_status(conn, meeting_id, status, reason)
@@ -59,7 +59,7 @@ class EventLog:
         """Stores the meeting's summary (replacing any earlier one) as an event.
 
         Raises:
-            MeshError: MEETING_NOT_FOUND when the meeting is gone.
+            MeetingError: MEETING_NOT_FOUND when the meeting is gone.
         """
         sequence = await self._allocate(conn, meeting_id)
         await self._meetings.set_summary(conn, meeting_id, summary.SerializeToString())

@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from gen.meeting.v1 import meeting_pb2
-from meeting_service.db.database import CONNECTION_ERRORS
+from meeting_service.db.database import CONNECTION_ERRORS, round_trip
 from meeting_service.transcripts import messages, notifications
 from meeting_service.transcripts.repository import EventsRepository
 from mesh_common.logging import logger
+from mesh_common.retry import Backoff
 
 _FETCH_BATCH = 500
 
@@ -55,11 +56,6 @@ class Subscription:
         self._lagging = False
         self._closed = False
         self.lags = 0  # how many times it fell behind (for tests and metrics)
-
-    @property
-    def lagging(self) -> bool:
-        """Whether live events are being dropped until the subscriber catches up."""
-        return self._lagging
 
     def offer(self, event: meeting_pb2.TranscriptEvent, *, force: bool = False) -> None:
         """Buffers an event, or drops it when the buffer is full (see `SubscriberLagged`).
@@ -277,7 +273,7 @@ class EventHub:
         channel.subscribers.clear()
 
     async def _listen_forever(self) -> None:
-        delay = 0.1
+        backoff = Backoff(initial=0.1, maximum=2.0)
         while not self._closing:
             connection: asyncpg.Connection | None = None
             try:
@@ -287,16 +283,14 @@ class EventHub:
                 await connection.add_listener(notifications.CHANNEL, self._on_notification)
                 self._listening.set()
                 logger.info("listening for transcript events")
-                delay = 0.1
+                backoff.reset()
                 for meeting_id, channel in list(self._channels.items()):
                     self._kick(meeting_id, channel)
                 while not lost.is_set():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(lost.wait(), self._check_interval)
                     if not lost.is_set():
-                        # A peer that vanished without closing the socket is only found
-                        # by talking to it.
-                        await connection.execute("SELECT 1", timeout=self._check_interval)
+                        await round_trip(connection, self._check_interval)
             except CONNECTION_ERRORS as error:
                 logger.bind(error=repr(error)).warning("event listener lost the database")
             finally:
@@ -304,5 +298,4 @@ class EventHub:
                 if connection is not None:
                     connection.terminate()
             if not self._closing:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                await asyncio.sleep(backoff.next_delay())

@@ -9,14 +9,13 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from contract_errors.meeting import MeetingError, invalid_field, not_found, not_ready, unavailable
 from gen.meeting.v1 import meeting_pb2
-from meeting_service.errors import invalid, not_found, not_ready, unavailable
 from meeting_service.meetings.repository import MeetingsRepository
 from meeting_service.transcripts import messages
 from meeting_service.transcripts.hub import EventHub, HubClosed, SubscriberLagged
 from meeting_service.transcripts.repository import EventsRepository
 from meeting_service.validation import meeting_id as parse_id
-from mesh_common.errors import MeshError
 
 _REPLAY_BATCH = 500
 # Before any recording is processed there is no transcript to show.
@@ -67,7 +66,7 @@ class TranscriptReader:
         """Returns the latest version of every segment of a caller's meeting.
 
         Raises:
-            MeshError: MEETING_NOT_FOUND; NOT_READY while no recording has been processed.
+            MeetingError: MEETING_NOT_FOUND; NOT_READY while no recording has been processed.
         """
         mid = parse_id(meeting_id)
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
@@ -94,7 +93,7 @@ class TranscriptReader:
         """Returns the summary of a caller's meeting.
 
         Raises:
-            MeshError: MEETING_NOT_FOUND; NOT_READY before the summary is written.
+            MeetingError: MEETING_NOT_FOUND; NOT_READY before the summary is written.
         """
         mid = parse_id(meeting_id)
         row = await self._meetings.get(self._pool, mid, owner=owner)
@@ -122,14 +121,14 @@ class TranscriptReader:
             The events, in sequence order.
 
         Raises:
-            MeshError: MEETING_NOT_FOUND; INVALID_FIELD for a negative sequence;
+            MeetingError: MEETING_NOT_FOUND; INVALID_FIELD for a negative sequence;
                 BACKEND_UNAVAILABLE when the server shuts down. A caller that reads
                 slowly is not cut off: once its buffer of live events is full, it reads
                 what it missed from the table, so it never holds up other subscribers.
         """
         mid = parse_id(meeting_id)
         if after_sequence < 0:
-            raise invalid("after_sequence", "after_sequence must be 0 or more")
+            raise invalid_field("after_sequence", "after_sequence must be 0 or more")
         try:
             subscribing = self._hub.subscribe(mid)
             subscription = await subscribing.__aenter__()
@@ -175,10 +174,6 @@ class TranscriptReader:
         segments = [meeting_pb2.Segment.FromString(row.payload) for row in rows]
         return [s for s in segments if s.final]
 
-    async def speaker_names(self, meeting_id: uuid.UUID) -> dict[str, str]:
-        """Returns the names given to the meeting's speaker labels (internal)."""
-        return await self._events.speaker_names(self._pool, meeting_id)
-
     async def status_history(
         self, meeting_id: uuid.UUID
     ) -> list[meeting_pb2.MeetingStatus.ValueType]:
@@ -199,7 +194,7 @@ class TranscriptReader:
                 return
 
 
-def _shutting_down(last: int) -> MeshError:
+def _shutting_down(last: int) -> MeetingError:
     return unavailable(
         f"the server is shutting down; resume with after_sequence={last}",
         {"after_sequence": str(last)},

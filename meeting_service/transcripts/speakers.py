@@ -10,13 +10,14 @@ read them from the segments.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 
 import asyncpg
 
+from contract_errors.meeting import invalid_field, not_found
 from gen.meeting.v1 import meeting_pb2, speakers_pb2
 from meeting_service import validation
-from meeting_service.errors import invalid, not_found
 from meeting_service.meetings.repository import MeetingsRepository
 from meeting_service.transcripts.event_log import EventLog
 from meeting_service.transcripts.repository import EventsRepository
@@ -70,7 +71,7 @@ def owners_named(summary: meeting_pb2.Summary, names: Mapping[str, str]) -> bool
 
 
 class SpeakerNaming:
-    """Renames speakers of a caller's meeting (owner-scoped)."""
+    """Renames speakers of a caller's meeting (owner-scoped), and names them for the pipeline."""
 
     def __init__(
         self,
@@ -99,7 +100,7 @@ class SpeakerNaming:
             The meeting's speaker map after the change: label to name.
 
         Raises:
-            MeshError: MEETING_NOT_FOUND; INVALID_FIELD for a bad field or a label the
+            MeetingError: MEETING_NOT_FOUND; INVALID_FIELD for a bad field or a label the
                 transcript does not have.
         """
         mid = validation.meeting_id(meeting_id)
@@ -116,7 +117,7 @@ class SpeakerNaming:
             ]
             labels = dict.fromkeys(s.speaker for s in segments if s.speaker)
             if speaker not in labels:
-                raise invalid(
+                raise invalid_field(
                     "speaker",
                     f"the transcript has no speaker {speaker!r}; its speakers: "
                     f"{', '.join(labels) or 'none yet'}",
@@ -129,3 +130,25 @@ class SpeakerNaming:
                 if owners_named(summary, names):
                     await self._log.put_summary(conn, mid, summary)
         return names
+
+    async def name_unnamed(
+        self, conn: asyncpg.Connection, meeting_id: uuid.UUID, names: Mapping[str, str]
+    ) -> dict[str, str]:
+        """Names labels that have no name yet (internal: voice profiles matched by a job).
+
+        A name the caller gave stays. Run it before the labelled segments are stored,
+        which then take the names.
+
+        Args:
+            conn: The connection, in the job's transaction.
+            meeting_id: The meeting.
+            names: Label to name.
+
+        Returns:
+            The meeting's speaker map after the change.
+        """
+        current = await self._events.speaker_names(conn, meeting_id)
+        new = {label: name for label, name in names.items() if label not in current}
+        if new:
+            await self._events.set_speaker_names(conn, meeting_id, new)
+        return {**current, **new}

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from contract_errors.meeting import invalid_field, not_found
 from gen.meeting.v1 import meeting_pb2
-from meeting_service.errors import invalid, not_found
 from meeting_service.meetings.messages import timestamp
 from meeting_service.transcripts.repository import EventsRepository
 
@@ -70,7 +70,7 @@ class TranscriptWriter:
     transaction.
 
     These calls are internal (the pipeline runs in this process): they are not scoped to
-    an owner. A segment of a deleted meeting fails with MeshError(MEETING_NOT_FOUND),
+    an owner. A segment of a deleted meeting fails with MeetingError(MEETING_NOT_FOUND),
     which is the pipeline's signal to stop.
 
     Args:
@@ -126,11 +126,11 @@ class TranscriptWriter:
             durable. Cancelling it before its commit starts withdraws the segments.
 
         Raises:
-            MeshError: INVALID_FIELD for a negative index (nothing is queued).
+            MeetingError: INVALID_FIELD for a negative index (nothing is queued).
         """
         for segment in segments:
             if segment.index < 0:
-                raise invalid("segment.index", "segment index must be 0 or more")
+                raise invalid_field("segment.index", "segment index must be 0 or more")
         future: asyncio.Future[list[meeting_pb2.TranscriptEvent]]
         future = asyncio.get_running_loop().create_future()
         if not segments:
@@ -152,7 +152,7 @@ class TranscriptWriter:
         """Stores one segment as an event, once it is durable (see `submit`).
 
         Raises:
-            MeshError: MEETING_NOT_FOUND when the meeting is gone; INVALID_FIELD for a
+            MeetingError: MEETING_NOT_FOUND when the meeting is gone; INVALID_FIELD for a
                 negative index.
         """
         (event,) = await self.submit(meeting_id, [segment], fence=fence)

@@ -6,8 +6,12 @@ assignment above a threshold.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
+
+from meeting_service.voices.repository import ProfileVoice, Voice
 
 Vectors = npt.NDArray[np.floating]
 
@@ -95,3 +99,38 @@ def _max_assignment(gain: Vectors) -> tuple[list[int], list[int]]:
         pairs = [(c, r) for r, c in pairs]
     pairs.sort()
     return [r for r, _ in pairs], [c for _, c in pairs]
+
+
+def names_for(
+    voices: Sequence[Voice], samples: Sequence[ProfileVoice], threshold: float = DEFAULT_THRESHOLD
+) -> dict[str, str]:
+    """Names the speakers whose voices match profiles.
+
+    A profile's voice is the mean of its samples, each weighted by its seconds of speech.
+
+    Args:
+        voices: A meeting's speakers, in one embedding space.
+        samples: The owner's profiles' samples, in the same space.
+        threshold: Lowest cosine similarity of a match.
+
+    Returns:
+        Speaker label to profile name, for the speakers matched.
+    """
+    by_profile: dict[object, list[ProfileVoice]] = {}
+    for sample in samples:
+        by_profile.setdefault(sample.profile_id, []).append(sample)
+    if not voices or not by_profile:
+        return {}
+    profiles = list(by_profile.values())
+    centroids = np.stack(
+        [
+            sum(
+                (np.asarray(s.embedding) * max(s.speech_seconds, 1e-3) for s in group),
+                start=np.zeros(len(group[0].embedding)),
+            )
+            for group in profiles
+        ]
+    )
+    speakers = np.stack([np.asarray(v.embedding) for v in voices])
+    matched = assign(speakers, centroids, threshold)
+    return {voices[s].label: profiles[p][0].name for s, p in matched.items()}

@@ -31,7 +31,7 @@ from gpu_proxy.server import run_gpu_proxy
 from meeting_service.db.database import Database
 from meeting_service.server import run_meeting_service
 from tests.engines import ENGINES
-from tests.engines.conftest import Engines
+from tests.support.engines import Engines
 from tests.support.gateway import RunningGateway, gateway_settings, run_gateway
 from tests.support.gpu import make_pki, node_settings, pcm16, proxy_settings
 from tests.support.meeting import TEST_JWT_SECRET, make_token, pipeline_settings

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from gen.gpu.v1 import gpu_pb2
 from gpu_node.engines.summaries_extractive import split_sentences
 from tests.engines import ENGINES
-from tests.engines.conftest import Engines, seconds
+from tests.support.engines import Engines, seconds
 from tests.support.speech import Recording
 
 pytestmark = ENGINES

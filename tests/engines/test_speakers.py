@@ -14,7 +14,7 @@ from gen.gpu.v1 import gpu_pb2
 from gpu_node.engines.voice_encoder import VoiceEncoder
 from gpu_node.engines.voice_encoder_weights import CheckpointError, load_legacy_checkpoint
 from tests.engines import ENGINES
-from tests.engines.conftest import Engines, seconds
+from tests.support.engines import Engines, seconds
 from tests.support.speech import Recording
 
 pytestmark = ENGINES

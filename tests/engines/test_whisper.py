@@ -14,7 +14,7 @@ from gen.gpu.v1 import gpu_pb2
 from gpu_node.engines.whisper_models import join_base_model, resolve_model
 from mesh_common.settings import SettingsError
 from tests.engines import ENGINES
-from tests.engines.conftest import Engines, chunked, seconds
+from tests.support.engines import Engines, chunked, seconds
 from tests.support.speech import PRIYA, SAMPLE_RATE, Recording, speak, word_error_rate
 
 pytestmark = ENGINES

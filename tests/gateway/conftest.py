@@ -9,27 +9,21 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 import pytest
 import pytest_asyncio
-from google.protobuf import duration_pb2
 
-from gen.meeting.v1 import meeting_pb2
 from meeting_service.db.database import Database
 from meeting_service.server import RunningMeetingService, run_meeting_service
-from tests.support.gateway import RunningGateway, gateway_settings, run_gateway
-from tests.support.meeting import TEST_JWT_SECRET, make_token, meeting_settings
-from tests.support.transcripts import change_status, store_summary
-
-HEARTBEAT_S = 0.2
-
-
-def route(method: str, path: str, outcome: str) -> pytest.MarkDecorator:
-    """Marks a test as exercising a route; outcome is "success" or "failure"."""
-    assert outcome in ("success", "failure")
-    return pytest.mark.route(method, path, outcome)
+from tests.support.gateway import (
+    HEARTBEAT_S,
+    RunningGateway,
+    bearer,
+    gateway_settings,
+    run_gateway,
+)
+from tests.support.meeting import TEST_JWT_SECRET, meeting_settings
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -72,11 +66,6 @@ async def http(gateway: RunningGateway) -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-def bearer(user: str, **token_args: Any) -> dict[str, str]:
-    """The Authorization header of `user`."""
-    return {"Authorization": f"Bearer {make_token(user, **token_args)}"}
-
-
 @pytest.fixture
 def user() -> str:
     """A user of its own for each test, so tests never see each other's meetings."""
@@ -96,46 +85,3 @@ async def meeting_id(http: aiohttp.ClientSession, as_user: dict[str, str]) -> st
         assert r.status == 201, await r.text()
         meeting_id: str = (await r.json())["meeting"]["id"]
         return meeting_id
-
-
-async def error_of(response: aiohttp.ClientResponse) -> dict[str, Any]:
-    """The `error` object of an error response, checked for the shape of DESIGN.md."""
-    body = await response.json()
-    error: dict[str, Any] = body["error"]
-    assert error["code"] == response.status
-    assert set(error) == {"code", "status", "message", "details"}
-    return error
-
-
-def reason_of(error: dict[str, Any]) -> str:
-    """The ErrorInfo reason of an error object ("" when none)."""
-    return next((d.get("reason", "") for d in error["details"]), "")
-
-
-async def play_pipeline(
-    meeting_service: RunningMeetingService, meeting_id: str, texts: list[str]
-) -> None:
-    """Stores what the processing pipeline would: statuses, segments, a summary, COMPLETED.
-
-    The writes go through meeting_service's own TranscriptWriter, the one the pipeline
-    uses, so the gateway sees exactly the events a processed meeting produces.
-    """
-    writer = meeting_service.services.processing.writer
-    mid = uuid.UUID(meeting_id)
-    await change_status(meeting_service.services, mid, meeting_pb2.MEETING_STATUS_TRANSCRIBING)
-    for index, text in enumerate(texts):
-        await writer.append_segment(
-            mid,
-            meeting_pb2.Segment(
-                index=index,
-                text=text,
-                speaker=f"SPEAKER_{index % 2 + 1}",
-                final=True,
-                start_offset=duration_pb2.Duration(seconds=index * 2),
-                end_offset=duration_pb2.Duration(seconds=index * 2 + 2),
-            ),
-        )
-    await store_summary(
-        meeting_service.services, mid, meeting_pb2.Summary(text=" ".join(texts), backend="test")
-    )
-    await change_status(meeting_service.services, mid, meeting_pb2.MEETING_STATUS_COMPLETED)

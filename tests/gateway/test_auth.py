@@ -12,8 +12,14 @@ import pytest
 from loguru import logger
 
 from gateway.app import create_app
-from tests.gateway.conftest import bearer, error_of, reason_of, route
-from tests.support.gateway import RunningGateway, gateway_settings
+from tests.support.gateway import (
+    RunningGateway,
+    bearer,
+    error_of,
+    gateway_settings,
+    reason_of,
+    route,
+)
 from tests.support.meeting import make_token
 
 _ID = str(uuid.UUID(int=1))

@@ -12,8 +12,16 @@ import pytest
 from gateway.client import SseEvent, parse_sse
 from meeting_service.db.database import Database
 from meeting_service.server import RunningMeetingService, run_meeting_service
-from tests.gateway.conftest import bearer, error_of, play_pipeline, route
-from tests.support.gateway import RunningGateway, gateway_settings, run_gateway, wav_bytes
+from tests.support.gateway import (
+    RunningGateway,
+    bearer,
+    error_of,
+    gateway_settings,
+    play_pipeline,
+    route,
+    run_gateway,
+    wav_bytes,
+)
 from tests.support.meeting import TEST_JWT_SECRET, meeting_settings
 
 WITHIN = 30.0

@@ -22,9 +22,8 @@ from gpu_node.server import run_gpu_node
 from gpu_proxy.server import run_gpu_proxy
 from meeting_service.db.database import Database
 from meeting_service.server import RunningMeetingService, run_meeting_service
-from tests.gateway.conftest import route
 from tests.gateway.test_live import TIMEOUT, session_end
-from tests.support.gateway import RunningGateway
+from tests.support.gateway import RunningGateway, route
 from tests.support.gpu import as_wav, dialogue, make_pki, node_settings, pcm16, proxy_settings
 from tests.support.meeting import make_token, pipeline_settings
 

@@ -28,8 +28,7 @@ from schemathesis import Case
 from gateway.openapi import build_openapi
 from meeting_service.db.database import Database
 from meeting_service.server import run_meeting_service
-from tests.gateway.conftest import bearer
-from tests.support.gateway import gateway_settings, run_gateway
+from tests.support.gateway import bearer, gateway_settings, run_gateway
 from tests.support.meeting import TEST_JWT_SECRET, meeting_settings
 
 START_WITHIN = 60.0

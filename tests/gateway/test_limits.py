@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.gateway.conftest import error_of, reason_of, route
+from tests.support.gateway import error_of, reason_of, route
 
 
 async def _document(http: aiohttp.ClientSession) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.gateway.conftest import bearer, route
+from tests.support.gateway import bearer, route
 
 TIMEOUT = aiohttp.ClientWSTimeout(ws_receive=30.0, ws_close=30.0)
 PCM_FRAME = bytes(3200)  # 100 ms of 16 kHz 16-bit silence

@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 
 from meeting_service.server import RunningMeetingService
-from tests.gateway.conftest import bearer, error_of, play_pipeline, reason_of, route
+from tests.support.gateway import bearer, error_of, play_pipeline, reason_of, route
 
 
 @route("POST", "/v1/meetings", "success")

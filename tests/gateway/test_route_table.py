@@ -19,8 +19,7 @@ import pytest
 import tests.gateway
 from gateway.app import create_app
 from gateway.openapi import build_openapi
-from tests.gateway.conftest import error_of, route
-from tests.support.gateway import gateway_settings, run_gateway
+from tests.support.gateway import error_of, gateway_settings, route, run_gateway
 
 # Routes that cannot fail for a caller: liveness and the documents are answered from the
 # process itself, whatever its state (a wrong method is aiohttp's 405, the same for all).

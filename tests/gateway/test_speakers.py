@@ -12,7 +12,7 @@ from google.protobuf import duration_pb2
 from gateway.client import SseEvent, parse_sse
 from gen.meeting.v1 import meeting_pb2
 from meeting_service.server import RunningMeetingService
-from tests.gateway.conftest import bearer, error_of, reason_of, route
+from tests.support.gateway import bearer, error_of, reason_of, route
 from tests.support.transcripts import change_status, store_summary
 
 WITHIN = 30.0

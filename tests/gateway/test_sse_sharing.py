@@ -23,9 +23,8 @@ from gateway import events as sse
 from gateway.client import SseEvent, parse_sse
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
 from meeting_service.server import RunningMeetingService
-from tests.gateway.conftest import play_pipeline
 from tests.gateway.test_events import _upload
-from tests.support.gateway import RunningGateway
+from tests.support.gateway import RunningGateway, play_pipeline
 
 WITHIN = 30.0
 

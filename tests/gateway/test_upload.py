@@ -8,11 +8,14 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 
+from gen.meeting.v1 import meeting_service_pb2, meeting_service_pb2_grpc
 from meeting_service.server import RunningMeetingService
-from tests.gateway.conftest import error_of, reason_of, route
 from tests.support.gateway import (
     RunningGateway,
+    error_of,
     gateway_settings,
+    reason_of,
+    route,
     run_gateway,
     wait_until,
     wav_bytes,
@@ -211,3 +214,98 @@ async def test_head_of_an_unknown_meeting_is_404_without_a_body(
     ) as r:
         assert r.status == 404
         assert "Upload-Offset" not in r.headers
+
+
+def _served(meeting_service: RunningMeetingService, method: str) -> float:
+    """How many calls of `method` meeting_service has finished, by its own metrics."""
+    return sum(
+        sample.value
+        for metric in meeting_service.telemetry.registry.collect()
+        if metric.name == "mesh_grpc_server_requests"
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels["method"].endswith(f"/{method}")
+    )
+
+
+async def test_an_offset_mismatch_is_the_same_answer_whoever_finds_it(
+    http: aiohttp.ClientSession,
+    as_user: dict[str, str],
+    meeting_id: str,
+    meeting_service: RunningMeetingService,
+    meeting_stub: meeting_service_pb2_grpc.MeetingServiceStub,
+) -> None:
+    audio = wav_bytes(seconds=4.0)
+    first, second = 40_000, 80_000
+    grpc_auth = (("authorization", as_user["Authorization"]),)
+    more, finished = asyncio.Event(), asyncio.Event()
+
+    # Another writer (straight to meeting_service) stores part of the recording and keeps
+    # its stream open, to move the stored size on when the test says so.
+    async def writer() -> AsyncIterator[meeting_service_pb2.UploadAudioRequest]:
+        yield meeting_service_pb2.UploadAudioRequest(
+            metadata=meeting_service_pb2.UploadMetadata(
+                meeting_id=meeting_id, content_type="audio/wav", offset=0
+            )
+        )
+        yield meeting_service_pb2.UploadAudioRequest(chunk=audio[:first])
+        await more.wait()
+        yield meeting_service_pb2.UploadAudioRequest(chunk=audio[first:second])
+        await finished.wait()
+
+    async def stored() -> int:
+        status = await meeting_stub.GetUploadStatus(
+            meeting_service_pb2.GetUploadStatusRequest(meeting_id=meeting_id), metadata=grpc_auth
+        )
+        return int(status.stored_size)
+
+    other = meeting_stub.UploadAudio(writer(), metadata=grpc_auth)
+    try:
+
+        async def stored_is(size: int) -> bool:
+            return await stored() == size
+
+        await wait_until(lambda: stored_is(first))
+        url = f"/v1/meetings/{meeting_id}/audio"
+        tus = {**as_user, "Content-Type": "application/offset+octet-stream"}
+
+        # The gateway finds it: the offset differs from the stored size it asks for first.
+        async with http.patch(url, data=b"x", headers={**tus, "Upload-Offset": "0"}) as r:
+            by_gateway = (r.status, await error_of(r))
+            assert r.headers["Upload-Offset"] == str(first)
+
+        # meeting_service finds it: the stored size moves on after the gateway asked for it
+        # (the gateway's GetUploadStatus has finished) and before this body arrives.
+        release = asyncio.Event()
+
+        async def late_body() -> AsyncIterator[bytes]:
+            # One byte first: the client sends the request head with it, and the gateway
+            # holds it until a whole chunk has arrived.
+            yield audio[first : first + 1]
+            await release.wait()
+            yield audio[first + 1 :]
+
+        asked = _served(meeting_service, "GetUploadStatus")
+        patch = asyncio.ensure_future(
+            http.patch(url, data=late_body(), headers={**tus, "Upload-Offset": str(first)})
+        )
+
+        async def gateway_asked() -> bool:
+            return _served(meeting_service, "GetUploadStatus") > asked
+
+        await wait_until(gateway_asked)
+        more.set()
+        await wait_until(lambda: stored_is(second))
+        release.set()
+        async with await patch as r:
+            by_service = (r.status, await error_of(r))
+            assert "Upload-Offset" not in r.headers, "the gateway let this one through"
+    finally:
+        finished.set()
+        other.cancel()
+
+    assert by_gateway[0] == by_service[0] == 409
+    for _, error in (by_gateway, by_service):
+        assert error["status"] == "FAILED_PRECONDITION"
+        assert reason_of(error) == "UPLOAD_OFFSET_MISMATCH"
+    assert by_gateway[1]["details"][0]["metadata"]["stored_size"] == str(first)
+    assert by_service[1]["details"][0]["metadata"]["stored_size"] == str(second)

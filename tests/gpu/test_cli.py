@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2
 from gen.gpu.v1 import gpu_pb2
 from gpu_client.channel import GpuStubs, connect
 from mesh_common.tls import KeyPair
-from tests.gpu.conftest import WAIT, wait_health
+from tests.support.gpu import WAIT, wait_health
 
 COMMAND = [sys.executable, "-m", "meeting_mesh.cli"]
 

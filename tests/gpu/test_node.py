@@ -14,8 +14,20 @@ from gpu_node.server import RunningNode, run_gpu_node
 from mesh_common.errors import view_rpc_error
 from mesh_common.grpc_server import check_health
 from mesh_common.tls import channel_credentials
-from tests.gpu.conftest import WAIT, Gate, eventually, finals, recognize, stubs
-from tests.support.gpu import Pki, conversation, node_settings, pcm16, silence, tone
+from tests.support.gpu import (
+    WAIT,
+    Gate,
+    Pki,
+    conversation,
+    eventually,
+    finals,
+    node_settings,
+    pcm16,
+    recognize,
+    silence,
+    stubs,
+    tone,
+)
 
 
 @pytest.fixture(scope="module")

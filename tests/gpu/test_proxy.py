@@ -14,8 +14,19 @@ from gpu_node.server import run_gpu_node
 from gpu_proxy.server import run_gpu_proxy
 from mesh_common.errors import view_rpc_error
 from mesh_common.grpc_server import check_health
-from tests.gpu.conftest import WAIT, Gate, eventually, recognize, stubs
-from tests.support.gpu import Pki, conversation, node_settings, pcm16, proxy_settings, silence
+from tests.support.gpu import (
+    WAIT,
+    Gate,
+    Pki,
+    conversation,
+    eventually,
+    node_settings,
+    pcm16,
+    proxy_settings,
+    recognize,
+    silence,
+    stubs,
+)
 
 SUMMARY_REQUEST = gpu_pb2.SummarizeRequest(
     lines=[gpu_pb2.TranscriptLine(speaker="SPEAKER_1", text="Carol will draft the plan.")]

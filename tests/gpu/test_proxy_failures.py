@@ -19,17 +19,23 @@ from gpu_proxy.server import run_gpu_proxy
 from mesh_common.errors import view_rpc_error
 from mesh_common.grpc_server import check_health
 from mesh_common.streams import start_gated
-from tests.gpu.conftest import (
+from tests.support.gpu import (
     WAIT,
     Gate,
+    Pki,
+    conversation,
     eventually,
     finals,
+    node_settings,
+    pcm16,
+    proxy_settings,
     recognize,
+    silence,
     stubs,
     stubs_without_retries,
+    tone,
     wait_health,
 )
-from tests.support.gpu import Pki, conversation, node_settings, pcm16, proxy_settings, silence, tone
 
 SUMMARY_REQUEST = gpu_pb2.SummarizeRequest(
     lines=[gpu_pb2.TranscriptLine(text="Dan will fix the build.")]

@@ -1,28 +1,17 @@
-"""The pure rules of the proxy: backoff with jitter, failure classes, breaker transitions."""
+"""The pure rules of the proxy: failure classes, breaker transitions."""
 
 from __future__ import annotations
-
-import random
 
 import grpc
 from grpc.aio import Metadata
 
 from gpu_proxy.breaker import BreakerState, CircuitBreaker
-from gpu_proxy.retry import backoff_delay, effective_code
+from gpu_proxy.retry import effective_code
 
 
 def state(breaker: CircuitBreaker) -> BreakerState:
     # A call, so mypy does not narrow the attribute across the transitions below.
     return breaker.state
-
-
-def test_backoff_grows_exponentially_within_its_cap_with_full_jitter() -> None:
-    rng = random.Random(7)
-    for attempt, ceiling in [(1, 0.1), (2, 0.2), (3, 0.4), (4, 0.8), (5, 1.0), (9, 1.0)]:
-        delays = [backoff_delay(attempt, 0.1, 1.0, rng) for _ in range(200)]
-        assert all(0 <= d <= ceiling for d in delays)
-        assert max(delays) > ceiling * 0.8, "jitter spans the whole range"
-        assert min(delays) < ceiling * 0.2
 
 
 def test_a_status_lost_to_the_write_race_counts_as_unavailable() -> None:

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from gen.meeting.v1 import meeting_service_pb2
-from meeting_service.jobs.repository import JobLost, JobStatus, backoff_delay
+from meeting_service.jobs.repository import JobLost, JobStatus
 from meeting_service.server import RunningMeetingService
 from tests.meeting_service.helpers import Stub, create, make_wav, upload, user
 from tests.support.meeting import auth
@@ -128,12 +128,6 @@ async def test_upload_hands_its_traceparent_to_the_job(
     version, trace_id, span_id, _ = job.trace_context.split("-")
     assert (version, trace_id) == ("00", "4bf92f3577b34da6a3ce929d0e0e4736")
     assert span_id != "00f067aa0ba902b7"
-
-
-def test_backoff_grows_exponentially_within_its_cap() -> None:
-    for attempts in range(1, 12):
-        delay = backoff_delay(attempts, base=2.0, cap=60.0)
-        assert 1.0 <= delay <= min(60.0, 2.0 * 2 ** (attempts - 1))
 
 
 async def test_stats_count_jobs_by_status_and_age_the_oldest_queued(

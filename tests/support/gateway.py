@@ -8,16 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
+import pytest
 from aiohttp import web
+from google.protobuf import duration_pb2
 from pydantic import SecretStr
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
+from gen.meeting.v1 import meeting_pb2
+from meeting_service.server import RunningMeetingService
 from mesh_common.telemetry import Telemetry
+from tests.support.meeting import make_token
+from tests.support.transcripts import change_status, store_summary
 
 
 @dataclass(frozen=True)
@@ -143,3 +151,60 @@ async def wait_until(check: Callable[[], Awaitable[bool]], within: float = 30.0)
     async with asyncio.timeout(within):
         while not await check():  # noqa: ASYNC110 - nothing to wait on but the answer
             await asyncio.sleep(0.05)
+
+
+HEARTBEAT_S = 0.2
+
+
+def route(method: str, path: str, outcome: str) -> pytest.MarkDecorator:
+    """Marks a test as exercising a route; outcome is "success" or "failure"."""
+    assert outcome in ("success", "failure")
+    return pytest.mark.route(method, path, outcome)
+
+
+def bearer(user: str, **token_args: Any) -> dict[str, str]:
+    """The Authorization header of `user`."""
+    return {"Authorization": f"Bearer {make_token(user, **token_args)}"}
+
+
+async def error_of(response: aiohttp.ClientResponse) -> dict[str, Any]:
+    """The `error` object of an error response, checked for the shape of docs/errors.md."""
+    body = await response.json()
+    error: dict[str, Any] = body["error"]
+    assert error["code"] == response.status
+    assert set(error) == {"code", "status", "message", "details"}
+    return error
+
+
+def reason_of(error: dict[str, Any]) -> str:
+    """The ErrorInfo reason of an error object ("" when none)."""
+    return next((d.get("reason", "") for d in error["details"]), "")
+
+
+async def play_pipeline(
+    meeting_service: RunningMeetingService, meeting_id: str, texts: list[str]
+) -> None:
+    """Stores what the processing pipeline would: statuses, segments, a summary, COMPLETED.
+
+    The writes go through meeting_service's own TranscriptWriter, the one the pipeline
+    uses, so the gateway sees exactly the events a processed meeting produces.
+    """
+    writer = meeting_service.services.processing.writer
+    mid = uuid.UUID(meeting_id)
+    await change_status(meeting_service.services, mid, meeting_pb2.MEETING_STATUS_TRANSCRIBING)
+    for index, text in enumerate(texts):
+        await writer.append_segment(
+            mid,
+            meeting_pb2.Segment(
+                index=index,
+                text=text,
+                speaker=f"SPEAKER_{index % 2 + 1}",
+                final=True,
+                start_offset=duration_pb2.Duration(seconds=index * 2),
+                end_offset=duration_pb2.Duration(seconds=index * 2 + 2),
+            ),
+        )
+    await store_summary(
+        meeting_service.services, mid, meeting_pb2.Summary(text=" ".join(texts), backend="test")
+    )
+    await change_status(meeting_service.services, mid, meeting_pb2.MEETING_STATUS_COMPLETED)

@@ -27,13 +27,17 @@ from meeting_service.server import RunningMeetingService, run_meeting_service
 from meeting_service.settings import MeetingServiceSettings
 from mesh_common.auth import issue_token
 from tests.support.gpu import Pki
+from tests.support.secrets import register_secret
 
-TEST_JWT_SECRET = "test-secret-not-for-production-0123456789abcdef"
+TEST_JWT_SECRET = register_secret("test-secret-not-for-production-0123456789abcdef")
 
 
 def make_token(user: str, *, ttl_s: int = 3600, secret: str = TEST_JWT_SECRET) -> str:
-    """A bearer token for `user` that the test services accept (negative TTL: expired)."""
-    return issue_token(user, secret, ttl_s=ttl_s)
+    """A bearer token for `user` that the test services accept (negative TTL: expired).
+
+    The token is registered with the leak check, which fails a test that logs it.
+    """
+    return register_secret(issue_token(user, secret, ttl_s=ttl_s))
 
 
 def auth(user: str, **token_args: Any) -> tuple[tuple[str, str], ...]:

@@ -24,15 +24,24 @@ _sym_db = _symbol_database.Default()
 
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from gen.mesh.v1 import errors_pb2 as mesh_dot_v1_dot_errors__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10gpu/v1/gpu.proto\x12\x06gpu.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\"\xec\x02\n\x11RecognitionConfig\x12\x37\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x15.gpu.v1.AudioEncodingB\x04\xe2\x41\x01\x01R\x08\x65ncoding\x12\x30\n\x11sample_rate_hertz\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01R\x0fsampleRateHertz\x12 \n\x08language\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01R\x08language\x12\x31\n\x04mode\x18\x04 \x01(\x0e\x32\x17.gpu.v1.RecognitionModeB\x04\xe2\x41\x01\x01R\x04mode\x12-\n\x0finterim_results\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x01R\x0einterimResults\x12\x42\n\x0cstart_offset\x18\x06 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x01R\x0bstartOffset\x12$\n\nvocabulary\x18\x07 \x03(\tB\x04\xe2\x41\x01\x01R\nvocabulary\"g\n\x10RecognizeRequest\x12\x33\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.gpu.v1.RecognitionConfigH\x00R\x06\x63onfig\x12\x16\n\x05\x61udio\x18\x02 \x01(\x0cH\x00R\x05\x61udioB\x06\n\x04part\"\xbc\x01\n\x0eRecognizedWord\x12\x12\n\x04text\x18\x01 \x01(\tR\x04text\x12<\n\x0cstart_offset\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0bstartOffset\x12\x38\n\nend_offset\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationR\tendOffset\x12\x1e\n\nconfidence\x18\x04 \x01(\x02R\nconfidence\"\xc9\x02\n\x11RecognizedSegment\x12#\n\rsegment_index\x18\x01 \x01(\x05R\x0csegmentIndex\x12<\n\x0cstart_offset\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0bstartOffset\x12\x38\n\nend_offset\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationR\tendOffset\x12\x12\n\x04text\x18\x04 \x01(\tR\x04text\x12\x1e\n\nconfidence\x18\x05 \x01(\x02R\nconfidence\x12,\n\x05words\x18\x06 \x03(\x0b\x32\x16.gpu.v1.RecognizedWordR\x05words\x12\x19\n\x08is_final\x18\x07 \x01(\x08R\x07isFinal\x12\x1a\n\x08language\x18\x08 \x01(\tR\x08language\"`\n\x11RecognizeResponse\x12\x33\n\x07segment\x18\x01 \x01(\x0b\x32\x19.gpu.v1.RecognizedSegmentR\x07segment\x12\x16\n\x06\x65ngine\x18\x02 \x01(\tR\x06\x65ngine\"\x82\x01\n\x08TimeSpan\x12<\n\x0cstart_offset\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0bstartOffset\x12\x38\n\nend_offset\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationR\tendOffset\"\xfe\x01\n\x11\x44iarizationConfig\x12\x37\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x15.gpu.v1.AudioEncodingB\x04\xe2\x41\x01\x01R\x08\x65ncoding\x12\x30\n\x11sample_rate_hertz\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01R\x0fsampleRateHertz\x12\'\n\x0cnum_speakers\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x01R\x0bnumSpeakers\x12\'\n\x0cmax_speakers\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x01R\x0bmaxSpeakers\x12,\n\x05spans\x18\x05 \x03(\x0b\x32\x10.gpu.v1.TimeSpanB\x04\xe2\x41\x01\x01R\x05spans\"e\n\x0e\x44iarizeRequest\x12\x33\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.gpu.v1.DiarizationConfigH\x00R\x06\x63onfig\x12\x16\n\x05\x61udio\x18\x02 \x01(\x0cH\x00R\x05\x61udioB\x06\n\x04part\"l\n\x0bSpeakerTurn\x12$\n\x04span\x18\x01 \x01(\x0b\x32\x10.gpu.v1.TimeSpanR\x04span\x12\x18\n\x07speaker\x18\x02 \x01(\tR\x07speaker\x12\x1d\n\nspan_index\x18\x03 \x01(\x05R\tspanIndex\"\xa7\x01\n\x0f\x44iarizeResponse\x12)\n\x05turns\x18\x01 \x03(\x0b\x32\x13.gpu.v1.SpeakerTurnR\x05turns\x12#\n\rspeaker_count\x18\x02 \x01(\x05R\x0cspeakerCount\x12\x16\n\x06\x65ngine\x18\x03 \x01(\tR\x06\x65ngine\x12,\n\x06voices\x18\x04 \x03(\x0b\x32\x14.gpu.v1.SpeakerVoiceR\x06voices\"\x87\x01\n\x0cSpeakerVoice\x12\x18\n\x07speaker\x18\x01 \x01(\tR\x07speaker\x12\x1c\n\tembedding\x18\x02 \x03(\x02R\tembedding\x12%\n\x0espeech_seconds\x18\x03 \x01(\x01R\rspeechSeconds\x12\x18\n\x07\x65ncoder\x18\x04 \x01(\tR\x07\x65ncoder\"|\n\x0eTranscriptLine\x12\x18\n\x07speaker\x18\x01 \x01(\tR\x07speaker\x12\x12\n\x04text\x18\x02 \x01(\tR\x04text\x12<\n\x0cstart_offset\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0bstartOffset\"\x93\x01\n\x10SummarizeRequest\x12\x32\n\x05lines\x18\x01 \x03(\x0b\x32\x16.gpu.v1.TranscriptLineB\x04\xe2\x41\x01\x02R\x05lines\x12 \n\x08language\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01R\x08language\x12)\n\rmax_sentences\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x01R\x0cmaxSentences\"O\n\x11SummaryActionItem\x12\x12\n\x04text\x18\x01 \x01(\tR\x04text\x12\x14\n\x05owner\x18\x02 \x01(\tR\x05owner\x12\x10\n\x03\x64ue\x18\x03 \x01(\tR\x03\x64ue\"\x9f\x01\n\x11SummarizeResponse\x12\x18\n\x07summary\x18\x01 \x01(\tR\x07summary\x12<\n\x0c\x61\x63tion_items\x18\x02 \x03(\x0b\x32\x19.gpu.v1.SummaryActionItemR\x0b\x61\x63tionItems\x12\x1a\n\x08keywords\x18\x03 \x03(\tR\x08keywords\x12\x16\n\x06\x65ngine\x18\x04 \x01(\tR\x06\x65ngine\"\x18\n\x16GetCapabilitiesRequest\"\xbf\x02\n\x17GetCapabilitiesResponse\x12/\n\x13recognition_engines\x18\x01 \x03(\tR\x12recognitionEngines\x12\x1c\n\tlanguages\x18\x02 \x03(\tR\tlanguages\x12-\n\x12language_detection\x18\x03 \x01(\x08R\x11languageDetection\x12 \n\x0btranslation\x18\x04 \x01(\x08R\x0btranslation\x12/\n\x13\x64iarization_engines\x18\x05 \x03(\tR\x12\x64iarizationEngines\x12\x33\n\x15summarization_engines\x18\x06 \x03(\tR\x14summarizationEngines\x12\x1e\n\nvocabulary\x18\x07 \x01(\x08R\nvocabulary*L\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41UDIO_ENCODING_LINEAR16\x10\x01*j\n\x0fRecognitionMode\x12 \n\x1cRECOGNITION_MODE_UNSPECIFIED\x10\x00\x12\x1a\n\x16RECOGNITION_MODE_BATCH\x10\x01\x12\x19\n\x15RECOGNITION_MODE_LIVE\x10\x02\x32`\n\x18SpeechRecognitionService\x12\x44\n\tRecognize\x12\x18.gpu.v1.RecognizeRequest\x1a\x19.gpu.v1.RecognizeResponse(\x01\x30\x01\x32Y\n\x19SpeakerDiarizationService\x12<\n\x07\x44iarize\x12\x16.gpu.v1.DiarizeRequest\x1a\x17.gpu.v1.DiarizeResponse(\x01\x32X\n\x14SummarizationService\x12@\n\tSummarize\x12\x18.gpu.v1.SummarizeRequest\x1a\x19.gpu.v1.SummarizeResponse2i\n\x13\x43\x61pabilitiesService\x12R\n\x0fGetCapabilities\x12\x1e.gpu.v1.GetCapabilitiesRequest\x1a\x1f.gpu.v1.GetCapabilitiesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10gpu/v1/gpu.proto\x12\x06gpu.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x14mesh/v1/errors.proto\"\xec\x02\n\x11RecognitionConfig\x12\x37\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x15.gpu.v1.AudioEncodingB\x04\xe2\x41\x01\x01R\x08\x65ncoding\x12\x30\n\x11sample_rate_hertz\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01R\x0fsampleRateHertz\x12 \n\x08language\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01R\x08language\x12\x31\n\x04mode\x18\x04 \x01(\x0e\x32\x17.gpu.v1.RecognitionModeB\x04\xe2\x41\x01\x01R\x04mode\x12-\n\x0finterim_results\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x01R\x0einterimResults\x12\x42\n\x0cstart_offset\x18\x06 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x01R\x0bstartOffset\x12$\n\nvocabulary\x18\x07 \x03(\tB\x04\xe2\x41\x01\x01R\nvocabulary\"g\n\x10RecognizeRequest\x12\x33\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.gpu.v1.RecognitionConfigH\x00R\x06\x63onfig\x12\x16\n\x05\x61udio\x18\x02 \x01(\x0cH\x00R\x05\x61udioB\x06\n\x04part\"\xbc\x01\n\x0eRecognizedWord\x12\x12\n\x04text\x18\x01 \x01(\tR\x04text\x12<\n\x0cstart_offset\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0bstartOffset\x12\x38\n\nend_offset\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationR\tendOffset\x12\x1e\n\nconfidence\x18\x04 \x01(\x02R\nconfidence\"\xc9\x02\n\x11RecognizedSegment\x12#\n\rsegment_index\x18\x01 \x01(\x05R\x0csegmentIndex\x12<\n\x0cstart_offset\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0bstartOffset\x12\x38\n\nend_offset\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationR\tendOffset\x12\x12\n\x04text\x18\x04 \x01(\tR\x04text\x12\x1e\n\nconfidence\x18\x05 \x01(\x02R\nconfidence\x12,\n\x05words\x18\x06 \x03(\x0b\x32\x16.gpu.v1.RecognizedWordR\x05words\x12\x19\n\x08is_final\x18\x07 \x01(\x08R\x07isFinal\x12\x1a\n\x08language\x18\x08 \x01(\tR\x08language\"`\n\x11RecognizeResponse\x12\x33\n\x07segment\x18\x01 \x01(\x0b\x32\x19.gpu.v1.RecognizedSegmentR\x07segment\x12\x16\n\x06\x65ngine\x18\x02 \x01(\tR\x06\x65ngine\"\x82\x01\n\x08TimeSpan\x12<\n\x0cstart_offset\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0bstartOffset\x12\x38\n\nend_offset\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationR\tendOffset\"\xfe\x01\n\x11\x44iarizationConfig\x12\x37\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x15.gpu.v1.AudioEncodingB\x04\xe2\x41\x01\x01R\x08\x65ncoding\x12\x30\n\x11sample_rate_hertz\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01R\x0fsampleRateHertz\x12\'\n\x0cnum_speakers\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x01R\x0bnumSpeakers\x12\'\n\x0cmax_speakers\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x01R\x0bmaxSpeakers\x12,\n\x05spans\x18\x05 \x03(\x0b\x32\x10.gpu.v1.TimeSpanB\x04\xe2\x41\x01\x01R\x05spans\"e\n\x0e\x44iarizeRequest\x12\x33\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.gpu.v1.DiarizationConfigH\x00R\x06\x63onfig\x12\x16\n\x05\x61udio\x18\x02 \x01(\x0cH\x00R\x05\x61udioB\x06\n\x04part\"l\n\x0bSpeakerTurn\x12$\n\x04span\x18\x01 \x01(\x0b\x32\x10.gpu.v1.TimeSpanR\x04span\x12\x18\n\x07speaker\x18\x02 \x01(\tR\x07speaker\x12\x1d\n\nspan_index\x18\x03 \x01(\x05R\tspanIndex\"\xa7\x01\n\x0f\x44iarizeResponse\x12)\n\x05turns\x18\x01 \x03(\x0b\x32\x13.gpu.v1.SpeakerTurnR\x05turns\x12#\n\rspeaker_count\x18\x02 \x01(\x05R\x0cspeakerCount\x12\x16\n\x06\x65ngine\x18\x03 \x01(\tR\x06\x65ngine\x12,\n\x06voices\x18\x04 \x03(\x0b\x32\x14.gpu.v1.SpeakerVoiceR\x06voices\"\x87\x01\n\x0cSpeakerVoice\x12\x18\n\x07speaker\x18\x01 \x01(\tR\x07speaker\x12\x1c\n\tembedding\x18\x02 \x03(\x02R\tembedding\x12%\n\x0espeech_seconds\x18\x03 \x01(\x01R\rspeechSeconds\x12\x18\n\x07\x65ncoder\x18\x04 \x01(\tR\x07\x65ncoder\"|\n\x0eTranscriptLine\x12\x18\n\x07speaker\x18\x01 \x01(\tR\x07speaker\x12\x12\n\x04text\x18\x02 \x01(\tR\x04text\x12<\n\x0cstart_offset\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0bstartOffset\"\x93\x01\n\x10SummarizeRequest\x12\x32\n\x05lines\x18\x01 \x03(\x0b\x32\x16.gpu.v1.TranscriptLineB\x04\xe2\x41\x01\x02R\x05lines\x12 \n\x08language\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01R\x08language\x12)\n\rmax_sentences\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x01R\x0cmaxSentences\"O\n\x11SummaryActionItem\x12\x12\n\x04text\x18\x01 \x01(\tR\x04text\x12\x14\n\x05owner\x18\x02 \x01(\tR\x05owner\x12\x10\n\x03\x64ue\x18\x03 \x01(\tR\x03\x64ue\"\x9f\x01\n\x11SummarizeResponse\x12\x18\n\x07summary\x18\x01 \x01(\tR\x07summary\x12<\n\x0c\x61\x63tion_items\x18\x02 \x03(\x0b\x32\x19.gpu.v1.SummaryActionItemR\x0b\x61\x63tionItems\x12\x1a\n\x08keywords\x18\x03 \x03(\tR\x08keywords\x12\x16\n\x06\x65ngine\x18\x04 \x01(\tR\x06\x65ngine\"\x18\n\x16GetCapabilitiesRequest\"\xbf\x02\n\x17GetCapabilitiesResponse\x12/\n\x13recognition_engines\x18\x01 \x03(\tR\x12recognitionEngines\x12\x1c\n\tlanguages\x18\x02 \x03(\tR\tlanguages\x12-\n\x12language_detection\x18\x03 \x01(\x08R\x11languageDetection\x12 \n\x0btranslation\x18\x04 \x01(\x08R\x0btranslation\x12/\n\x13\x64iarization_engines\x18\x05 \x03(\tR\x12\x64iarizationEngines\x12\x33\n\x15summarization_engines\x18\x06 \x03(\tR\x14summarizationEngines\x12\x1e\n\nvocabulary\x18\x07 \x01(\x08R\nvocabulary*L\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41UDIO_ENCODING_LINEAR16\x10\x01*j\n\x0fRecognitionMode\x12 \n\x1cRECOGNITION_MODE_UNSPECIFIED\x10\x00\x12\x1a\n\x16RECOGNITION_MODE_BATCH\x10\x01\x12\x19\n\x15RECOGNITION_MODE_LIVE\x10\x02*\xee\x01\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12,\n\x1a\x45RROR_REASON_INVALID_FIELD\x10\x01\x1a\x0c\xa2\x86\x19\x08\x08\x03\x10\x90\x03\x18\xb0\"\x12\x30\n\x1e\x45RROR_REASON_UNSUPPORTED_AUDIO\x10\x02\x1a\x0c\xa2\x86\x19\x08\x08\x03\x10\x90\x03\x18\xb0\"\x12+\n\x17\x45RROR_REASON_OVERLOADED\x10\x03\x1a\x0e\xa2\x86\x19\n\x08\x08\x10\xad\x03\x18\xcd\" \x01\x12\x34\n ERROR_REASON_BACKEND_UNAVAILABLE\x10\x04\x1a\x0e\xa2\x86\x19\n\x08\x0e\x10\xf7\x03\x18\x97# \x01\x32`\n\x18SpeechRecognitionService\x12\x44\n\tRecognize\x12\x18.gpu.v1.RecognizeRequest\x1a\x19.gpu.v1.RecognizeResponse(\x01\x30\x01\x32Y\n\x19SpeakerDiarizationService\x12<\n\x07\x44iarize\x12\x16.gpu.v1.DiarizeRequest\x1a\x17.gpu.v1.DiarizeResponse(\x01\x32X\n\x14SummarizationService\x12@\n\tSummarize\x12\x18.gpu.v1.SummarizeRequest\x1a\x19.gpu.v1.SummarizeResponse2i\n\x13\x43\x61pabilitiesService\x12R\n\x0fGetCapabilities\x12\x1e.gpu.v1.GetCapabilitiesRequest\x1a\x1f.gpu.v1.GetCapabilitiesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gpu.v1.gpu_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_INVALID_FIELD"]._loaded_options = None
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_INVALID_FIELD"]._serialized_options = b'\242\206\031\010\010\003\020\220\003\030\260\"'
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_UNSUPPORTED_AUDIO"]._loaded_options = None
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_UNSUPPORTED_AUDIO"]._serialized_options = b'\242\206\031\010\010\003\020\220\003\030\260\"'
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_OVERLOADED"]._loaded_options = None
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_OVERLOADED"]._serialized_options = b'\242\206\031\n\010\010\020\255\003\030\315\" \001'
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_BACKEND_UNAVAILABLE"]._loaded_options = None
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_BACKEND_UNAVAILABLE"]._serialized_options = b'\242\206\031\n\010\016\020\367\003\030\227# \001'
   _globals['_RECOGNITIONCONFIG'].fields_by_name['encoding']._loaded_options = None
   _globals['_RECOGNITIONCONFIG'].fields_by_name['encoding']._serialized_options = b'\342A\001\001'
   _globals['_RECOGNITIONCONFIG'].fields_by_name['sample_rate_hertz']._loaded_options = None
@@ -63,50 +72,52 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUMMARIZEREQUEST'].fields_by_name['language']._serialized_options = b'\342A\001\001'
   _globals['_SUMMARIZEREQUEST'].fields_by_name['max_sentences']._loaded_options = None
   _globals['_SUMMARIZEREQUEST'].fields_by_name['max_sentences']._serialized_options = b'\342A\001\001'
-  _globals['_AUDIOENCODING']._serialized_start=2964
-  _globals['_AUDIOENCODING']._serialized_end=3040
-  _globals['_RECOGNITIONMODE']._serialized_start=3042
-  _globals['_RECOGNITIONMODE']._serialized_end=3148
-  _globals['_RECOGNITIONCONFIG']._serialized_start=94
-  _globals['_RECOGNITIONCONFIG']._serialized_end=458
-  _globals['_RECOGNIZEREQUEST']._serialized_start=460
-  _globals['_RECOGNIZEREQUEST']._serialized_end=563
-  _globals['_RECOGNIZEDWORD']._serialized_start=566
-  _globals['_RECOGNIZEDWORD']._serialized_end=754
-  _globals['_RECOGNIZEDSEGMENT']._serialized_start=757
-  _globals['_RECOGNIZEDSEGMENT']._serialized_end=1086
-  _globals['_RECOGNIZERESPONSE']._serialized_start=1088
-  _globals['_RECOGNIZERESPONSE']._serialized_end=1184
-  _globals['_TIMESPAN']._serialized_start=1187
-  _globals['_TIMESPAN']._serialized_end=1317
-  _globals['_DIARIZATIONCONFIG']._serialized_start=1320
-  _globals['_DIARIZATIONCONFIG']._serialized_end=1574
-  _globals['_DIARIZEREQUEST']._serialized_start=1576
-  _globals['_DIARIZEREQUEST']._serialized_end=1677
-  _globals['_SPEAKERTURN']._serialized_start=1679
-  _globals['_SPEAKERTURN']._serialized_end=1787
-  _globals['_DIARIZERESPONSE']._serialized_start=1790
-  _globals['_DIARIZERESPONSE']._serialized_end=1957
-  _globals['_SPEAKERVOICE']._serialized_start=1960
-  _globals['_SPEAKERVOICE']._serialized_end=2095
-  _globals['_TRANSCRIPTLINE']._serialized_start=2097
-  _globals['_TRANSCRIPTLINE']._serialized_end=2221
-  _globals['_SUMMARIZEREQUEST']._serialized_start=2224
-  _globals['_SUMMARIZEREQUEST']._serialized_end=2371
-  _globals['_SUMMARYACTIONITEM']._serialized_start=2373
-  _globals['_SUMMARYACTIONITEM']._serialized_end=2452
-  _globals['_SUMMARIZERESPONSE']._serialized_start=2455
-  _globals['_SUMMARIZERESPONSE']._serialized_end=2614
-  _globals['_GETCAPABILITIESREQUEST']._serialized_start=2616
-  _globals['_GETCAPABILITIESREQUEST']._serialized_end=2640
-  _globals['_GETCAPABILITIESRESPONSE']._serialized_start=2643
-  _globals['_GETCAPABILITIESRESPONSE']._serialized_end=2962
-  _globals['_SPEECHRECOGNITIONSERVICE']._serialized_start=3150
-  _globals['_SPEECHRECOGNITIONSERVICE']._serialized_end=3246
-  _globals['_SPEAKERDIARIZATIONSERVICE']._serialized_start=3248
-  _globals['_SPEAKERDIARIZATIONSERVICE']._serialized_end=3337
-  _globals['_SUMMARIZATIONSERVICE']._serialized_start=3339
-  _globals['_SUMMARIZATIONSERVICE']._serialized_end=3427
-  _globals['_CAPABILITIESSERVICE']._serialized_start=3429
-  _globals['_CAPABILITIESSERVICE']._serialized_end=3534
+  _globals['_AUDIOENCODING']._serialized_start=2986
+  _globals['_AUDIOENCODING']._serialized_end=3062
+  _globals['_RECOGNITIONMODE']._serialized_start=3064
+  _globals['_RECOGNITIONMODE']._serialized_end=3170
+  _globals['_ERRORREASON']._serialized_start=3173
+  _globals['_ERRORREASON']._serialized_end=3411
+  _globals['_RECOGNITIONCONFIG']._serialized_start=116
+  _globals['_RECOGNITIONCONFIG']._serialized_end=480
+  _globals['_RECOGNIZEREQUEST']._serialized_start=482
+  _globals['_RECOGNIZEREQUEST']._serialized_end=585
+  _globals['_RECOGNIZEDWORD']._serialized_start=588
+  _globals['_RECOGNIZEDWORD']._serialized_end=776
+  _globals['_RECOGNIZEDSEGMENT']._serialized_start=779
+  _globals['_RECOGNIZEDSEGMENT']._serialized_end=1108
+  _globals['_RECOGNIZERESPONSE']._serialized_start=1110
+  _globals['_RECOGNIZERESPONSE']._serialized_end=1206
+  _globals['_TIMESPAN']._serialized_start=1209
+  _globals['_TIMESPAN']._serialized_end=1339
+  _globals['_DIARIZATIONCONFIG']._serialized_start=1342
+  _globals['_DIARIZATIONCONFIG']._serialized_end=1596
+  _globals['_DIARIZEREQUEST']._serialized_start=1598
+  _globals['_DIARIZEREQUEST']._serialized_end=1699
+  _globals['_SPEAKERTURN']._serialized_start=1701
+  _globals['_SPEAKERTURN']._serialized_end=1809
+  _globals['_DIARIZERESPONSE']._serialized_start=1812
+  _globals['_DIARIZERESPONSE']._serialized_end=1979
+  _globals['_SPEAKERVOICE']._serialized_start=1982
+  _globals['_SPEAKERVOICE']._serialized_end=2117
+  _globals['_TRANSCRIPTLINE']._serialized_start=2119
+  _globals['_TRANSCRIPTLINE']._serialized_end=2243
+  _globals['_SUMMARIZEREQUEST']._serialized_start=2246
+  _globals['_SUMMARIZEREQUEST']._serialized_end=2393
+  _globals['_SUMMARYACTIONITEM']._serialized_start=2395
+  _globals['_SUMMARYACTIONITEM']._serialized_end=2474
+  _globals['_SUMMARIZERESPONSE']._serialized_start=2477
+  _globals['_SUMMARIZERESPONSE']._serialized_end=2636
+  _globals['_GETCAPABILITIESREQUEST']._serialized_start=2638
+  _globals['_GETCAPABILITIESREQUEST']._serialized_end=2662
+  _globals['_GETCAPABILITIESRESPONSE']._serialized_start=2665
+  _globals['_GETCAPABILITIESRESPONSE']._serialized_end=2984
+  _globals['_SPEECHRECOGNITIONSERVICE']._serialized_start=3413
+  _globals['_SPEECHRECOGNITIONSERVICE']._serialized_end=3509
+  _globals['_SPEAKERDIARIZATIONSERVICE']._serialized_start=3511
+  _globals['_SPEAKERDIARIZATIONSERVICE']._serialized_end=3600
+  _globals['_SUMMARIZATIONSERVICE']._serialized_start=3602
+  _globals['_SUMMARIZATIONSERVICE']._serialized_end=3690
+  _globals['_CAPABILITIESSERVICE']._serialized_start=3692
+  _globals['_CAPABILITIESSERVICE']._serialized_end=3797
 # @@protoc_insertion_point(module_scope)

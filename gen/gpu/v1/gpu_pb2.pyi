@@ -68,6 +68,49 @@ segments returned with bounded latency.
 """
 Global___RecognitionMode: _TypeAlias = RecognitionMode  # noqa: Y015
 
+class _ErrorReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ERROR_REASON_UNSPECIFIED: _ErrorReason.ValueType  # 0
+    """Never sent."""
+    ERROR_REASON_INVALID_FIELD: _ErrorReason.ValueType  # 1
+    """A request field is missing or malformed; `metadata.field` names it."""
+    ERROR_REASON_UNSUPPORTED_AUDIO: _ErrorReason.ValueType  # 2
+    """The audio format is not one the engine accepts; `metadata.field`."""
+    ERROR_REASON_OVERLOADED: _ErrorReason.ValueType  # 3
+    """Every node is busy or the queue is full; retry after the delay in
+    `RetryInfo`.
+    """
+    ERROR_REASON_BACKEND_UNAVAILABLE: _ErrorReason.ValueType  # 4
+    """No node could serve the call (all failed, or the breakers are open);
+    `metadata.cause` says which.
+    """
+
+class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
+    """Reasons carried in `google.rpc.ErrorInfo.reason` (without the
+    `ERROR_REASON_` prefix) with domain "meeting-mesh" by gpu_node and
+    gpu_proxy.
+    """
+
+ERROR_REASON_UNSPECIFIED: ErrorReason.ValueType  # 0
+"""Never sent."""
+ERROR_REASON_INVALID_FIELD: ErrorReason.ValueType  # 1
+"""A request field is missing or malformed; `metadata.field` names it."""
+ERROR_REASON_UNSUPPORTED_AUDIO: ErrorReason.ValueType  # 2
+"""The audio format is not one the engine accepts; `metadata.field`."""
+ERROR_REASON_OVERLOADED: ErrorReason.ValueType  # 3
+"""Every node is busy or the queue is full; retry after the delay in
+`RetryInfo`.
+"""
+ERROR_REASON_BACKEND_UNAVAILABLE: ErrorReason.ValueType  # 4
+"""No node could serve the call (all failed, or the breakers are open);
+`metadata.cause` says which.
+"""
+Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
+
 @_typing.final
 class RecognitionConfig(_message.Message):
     """Settings of a recognition stream."""

@@ -25,16 +25,51 @@ _sym_db = _symbol_database.Default()
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from gen.mesh.v1 import errors_pb2 as mesh_dot_v1_dot_errors__pb2
 from gen.mesh.v1 import validate_pb2 as mesh_dot_v1_dot_validate__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18meeting/v1/meeting.proto\x12\nmeeting.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16mesh/v1/validate.proto\"\xf6\x05\n\x07Meeting\x12\x1a\n\x02id\x18\x01 \x01(\tB\n\xe2\x41\x01\x03\xc2\xf3\x18\x02(\x01R\x02id\x12\x1a\n\x05owner\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03R\x05owner\x12#\n\x05title\x18\x03 \x01(\tB\r\xe2\x41\x01\x01\xc2\xf3\x18\x05\x10\xc8\x01\x30\x01R\x05title\x12n\n\x08language\x18\x04 \x01(\tBR\xe2\x41\x01\x01\xc2\xf3\x18J\x1a![A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*\"%a BCP-47 code such as \'en\' or \'pt-BR\'R\x08language\x12\x39\n\x11\x65xpected_speakers\x18\x05 \x01(\x05\x42\x0c\xe2\x41\x01\x01\xc2\xf3\x18\x04\x38\x00@dR\x10\x65xpectedSpeakers\x12\x37\n\x06status\x18\x06 \x01(\x0e\x32\x19.meeting.v1.MeetingStatusB\x04\xe2\x41\x01\x03R\x06status\x12+\n\x0e\x66\x61ilure_reason\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03R\rfailureReason\x12\x41\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\ncreateTime\x12\x41\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\nupdateTime\x12;\n\x08\x64uration\x18\n \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x03R\x08\x64uration\x12\'\n\x0c\x63ontent_type\x18\x0b \x01(\tB\x04\xe2\x41\x01\x03R\x0b\x63ontentType\x12.\n\x10\x61udio_size_bytes\x18\x0c \x01(\x03\x42\x04\xe2\x41\x01\x03R\x0e\x61udioSizeBytes\x12\x31\n\x11\x64\x65tected_language\x18\r \x01(\tB\x04\xe2\x41\x01\x03R\x10\x64\x65tectedLanguage\x12.\n\nvocabulary\x18\x0e \x03(\tB\x0e\xe2\x41\x01\x01\xc2\xf3\x18\x06\x10@0\x01HdR\nvocabulary\"\xb2\x01\n\x04Word\x12\x12\n\x04text\x18\x01 \x01(\tR\x04text\x12<\n\x0cstart_offset\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0bstartOffset\x12\x38\n\nend_offset\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationR\tendOffset\x12\x1e\n\nconfidence\x18\x04 \x01(\x02R\nconfidence\"\x9d\x03\n\x07Segment\x12\x1d\n\nsegment_id\x18\x01 \x01(\tR\tsegmentId\x12\x14\n\x05index\x18\x02 \x01(\x05R\x05index\x12\x1a\n\x08sequence\x18\x03 \x01(\x03R\x08sequence\x12<\n\x0cstart_offset\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0bstartOffset\x12\x38\n\nend_offset\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationR\tendOffset\x12\x12\n\x04text\x18\x06 \x01(\tR\x04text\x12\x18\n\x07speaker\x18\x07 \x01(\tR\x07speaker\x12\x1e\n\nconfidence\x18\x08 \x01(\x02R\nconfidence\x12&\n\x05words\x18\t \x03(\x0b\x32\x10.meeting.v1.WordR\x05words\x12\x14\n\x05\x66inal\x18\n \x01(\x08R\x05\x66inal\x12\x1a\n\x08language\x18\x0b \x01(\tR\x08language\x12!\n\x0cspeaker_name\x18\x0c \x01(\tR\x0bspeakerName\"Y\n\x0cStatusChange\x12\x31\n\x06status\x18\x01 \x01(\x0e\x32\x19.meeting.v1.MeetingStatusR\x06status\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\"m\n\nActionItem\x12\x12\n\x04text\x18\x01 \x01(\tR\x04text\x12\x14\n\x05owner\x18\x02 \x01(\tR\x05owner\x12\x10\n\x03\x64ue\x18\x03 \x01(\tR\x03\x64ue\x12#\n\rowner_speaker\x18\x04 \x01(\tR\x0cownerSpeaker\"\x8e\x01\n\x07Summary\x12\x12\n\x04text\x18\x01 \x01(\tR\x04text\x12\x39\n\x0c\x61\x63tion_items\x18\x02 \x03(\x0b\x32\x16.meeting.v1.ActionItemR\x0b\x61\x63tionItems\x12\x1a\n\x08keywords\x18\x03 \x03(\tR\x08keywords\x12\x18\n\x07\x62\x61\x63kend\x18\x04 \x01(\tR\x07\x62\x61\x63kend\"\x10\n\x0eMeetingDeleted\"\xec\x02\n\x0fTranscriptEvent\x12\x1a\n\x08sequence\x18\x01 \x01(\x03R\x08sequence\x12\x1d\n\nmeeting_id\x18\x02 \x01(\tR\tmeetingId\x12;\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12/\n\x07segment\x18\x04 \x01(\x0b\x32\x13.meeting.v1.SegmentH\x00R\x07segment\x12?\n\rstatus_change\x18\x05 \x01(\x0b\x32\x18.meeting.v1.StatusChangeH\x00R\x0cstatusChange\x12/\n\x07summary\x18\x06 \x01(\x0b\x32\x13.meeting.v1.SummaryH\x00R\x07summary\x12\x36\n\x07\x64\x65leted\x18\x07 \x01(\x0b\x32\x1a.meeting.v1.MeetingDeletedH\x00R\x07\x64\x65letedB\x06\n\x04kind*\xbc\x02\n\rMeetingStatus\x12\x1e\n\x1aMEETING_STATUS_UNSPECIFIED\x10\x00\x12!\n\x1dMEETING_STATUS_AWAITING_AUDIO\x10\x01\x12\x1c\n\x18MEETING_STATUS_UPLOADING\x10\x02\x12\x19\n\x15MEETING_STATUS_QUEUED\x10\x03\x12\x1f\n\x1bMEETING_STATUS_TRANSCRIBING\x10\x04\x12\x1c\n\x18MEETING_STATUS_DIARIZING\x10\x05\x12\x1e\n\x1aMEETING_STATUS_SUMMARIZING\x10\x06\x12\x1c\n\x18MEETING_STATUS_COMPLETED\x10\x07\x12\x19\n\x15MEETING_STATUS_FAILED\x10\x08\x12\x17\n\x13MEETING_STATUS_LIVE\x10\t*\xab\x04\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12 \n\x1c\x45RROR_REASON_UNAUTHENTICATED\x10\x01\x12\"\n\x1e\x45RROR_REASON_MEETING_NOT_FOUND\x10\x02\x12\x1e\n\x1a\x45RROR_REASON_INVALID_FIELD\x10\x03\x12$\n ERROR_REASON_INVALID_UPDATE_MASK\x10\x04\x12#\n\x1f\x45RROR_REASON_INVALID_PAGE_TOKEN\x10\x05\x12\'\n#ERROR_REASON_UPLOAD_OFFSET_MISMATCH\x10\x06\x12!\n\x1d\x45RROR_REASON_UPLOAD_TOO_LARGE\x10\x07\x12)\n%ERROR_REASON_UPLOAD_CHECKSUM_MISMATCH\x10\x08\x12\x1a\n\x16\x45RROR_REASON_NOT_AUDIO\x10\t\x12\x1c\n\x18\x45RROR_REASON_WRONG_STATE\x10\n\x12\x1a\n\x16\x45RROR_REASON_NOT_READY\x10\x0b\x12$\n ERROR_REASON_BACKEND_UNAVAILABLE\x10\x0c\x12\x1b\n\x17\x45RROR_REASON_OVERLOADED\x10\r\x12\"\n\x1e\x45RROR_REASON_UNSUPPORTED_AUDIO\x10\x0e\x12\x19\n\x15\x45RROR_REASON_INTERNAL\x10\x0f\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18meeting/v1/meeting.proto\x12\nmeeting.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14mesh/v1/errors.proto\x1a\x16mesh/v1/validate.proto\"\xf6\x05\n\x07Meeting\x12\x1a\n\x02id\x18\x01 \x01(\tB\n\xe2\x41\x01\x03\xc2\xf3\x18\x02(\x01R\x02id\x12\x1a\n\x05owner\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03R\x05owner\x12#\n\x05title\x18\x03 \x01(\tB\r\xe2\x41\x01\x01\xc2\xf3\x18\x05\x10\xc8\x01\x30\x01R\x05title\x12n\n\x08language\x18\x04 \x01(\tBR\xe2\x41\x01\x01\xc2\xf3\x18J\x1a![A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*\"%a BCP-47 code such as \'en\' or \'pt-BR\'R\x08language\x12\x39\n\x11\x65xpected_speakers\x18\x05 \x01(\x05\x42\x0c\xe2\x41\x01\x01\xc2\xf3\x18\x04\x38\x00@dR\x10\x65xpectedSpeakers\x12\x37\n\x06status\x18\x06 \x01(\x0e\x32\x19.meeting.v1.MeetingStatusB\x04\xe2\x41\x01\x03R\x06status\x12+\n\x0e\x66\x61ilure_reason\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03R\rfailureReason\x12\x41\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\ncreateTime\x12\x41\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\nupdateTime\x12;\n\x08\x64uration\x18\n \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x03R\x08\x64uration\x12\'\n\x0c\x63ontent_type\x18\x0b \x01(\tB\x04\xe2\x41\x01\x03R\x0b\x63ontentType\x12.\n\x10\x61udio_size_bytes\x18\x0c \x01(\x03\x42\x04\xe2\x41\x01\x03R\x0e\x61udioSizeBytes\x12\x31\n\x11\x64\x65tected_language\x18\r \x01(\tB\x04\xe2\x41\x01\x03R\x10\x64\x65tectedLanguage\x12.\n\nvocabulary\x18\x0e \x03(\tB\x0e\xe2\x41\x01\x01\xc2\xf3\x18\x06\x10@0\x01HdR\nvocabulary\"\xb2\x01\n\x04Word\x12\x12\n\x04text\x18\x01 \x01(\tR\x04text\x12<\n\x0cstart_offset\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0bstartOffset\x12\x38\n\nend_offset\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationR\tendOffset\x12\x1e\n\nconfidence\x18\x04 \x01(\x02R\nconfidence\"\x9d\x03\n\x07Segment\x12\x1d\n\nsegment_id\x18\x01 \x01(\tR\tsegmentId\x12\x14\n\x05index\x18\x02 \x01(\x05R\x05index\x12\x1a\n\x08sequence\x18\x03 \x01(\x03R\x08sequence\x12<\n\x0cstart_offset\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0bstartOffset\x12\x38\n\nend_offset\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationR\tendOffset\x12\x12\n\x04text\x18\x06 \x01(\tR\x04text\x12\x18\n\x07speaker\x18\x07 \x01(\tR\x07speaker\x12\x1e\n\nconfidence\x18\x08 \x01(\x02R\nconfidence\x12&\n\x05words\x18\t \x03(\x0b\x32\x10.meeting.v1.WordR\x05words\x12\x14\n\x05\x66inal\x18\n \x01(\x08R\x05\x66inal\x12\x1a\n\x08language\x18\x0b \x01(\tR\x08language\x12!\n\x0cspeaker_name\x18\x0c \x01(\tR\x0bspeakerName\"Y\n\x0cStatusChange\x12\x31\n\x06status\x18\x01 \x01(\x0e\x32\x19.meeting.v1.MeetingStatusR\x06status\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\"m\n\nActionItem\x12\x12\n\x04text\x18\x01 \x01(\tR\x04text\x12\x14\n\x05owner\x18\x02 \x01(\tR\x05owner\x12\x10\n\x03\x64ue\x18\x03 \x01(\tR\x03\x64ue\x12#\n\rowner_speaker\x18\x04 \x01(\tR\x0cownerSpeaker\"\x8e\x01\n\x07Summary\x12\x12\n\x04text\x18\x01 \x01(\tR\x04text\x12\x39\n\x0c\x61\x63tion_items\x18\x02 \x03(\x0b\x32\x16.meeting.v1.ActionItemR\x0b\x61\x63tionItems\x12\x1a\n\x08keywords\x18\x03 \x03(\tR\x08keywords\x12\x18\n\x07\x62\x61\x63kend\x18\x04 \x01(\tR\x07\x62\x61\x63kend\"\x10\n\x0eMeetingDeleted\"\xec\x02\n\x0fTranscriptEvent\x12\x1a\n\x08sequence\x18\x01 \x01(\x03R\x08sequence\x12\x1d\n\nmeeting_id\x18\x02 \x01(\tR\tmeetingId\x12;\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12/\n\x07segment\x18\x04 \x01(\x0b\x32\x13.meeting.v1.SegmentH\x00R\x07segment\x12?\n\rstatus_change\x18\x05 \x01(\x0b\x32\x18.meeting.v1.StatusChangeH\x00R\x0cstatusChange\x12/\n\x07summary\x18\x06 \x01(\x0b\x32\x13.meeting.v1.SummaryH\x00R\x07summary\x12\x36\n\x07\x64\x65leted\x18\x07 \x01(\x0b\x32\x1a.meeting.v1.MeetingDeletedH\x00R\x07\x64\x65letedB\x06\n\x04kind*\xbc\x02\n\rMeetingStatus\x12\x1e\n\x1aMEETING_STATUS_UNSPECIFIED\x10\x00\x12!\n\x1dMEETING_STATUS_AWAITING_AUDIO\x10\x01\x12\x1c\n\x18MEETING_STATUS_UPLOADING\x10\x02\x12\x19\n\x15MEETING_STATUS_QUEUED\x10\x03\x12\x1f\n\x1bMEETING_STATUS_TRANSCRIBING\x10\x04\x12\x1c\n\x18MEETING_STATUS_DIARIZING\x10\x05\x12\x1e\n\x1aMEETING_STATUS_SUMMARIZING\x10\x06\x12\x1c\n\x18MEETING_STATUS_COMPLETED\x10\x07\x12\x19\n\x15MEETING_STATUS_FAILED\x10\x08\x12\x17\n\x13MEETING_STATUS_LIVE\x10\t*\xf2\x06\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12.\n\x1c\x45RROR_REASON_UNAUTHENTICATED\x10\x01\x1a\x0c\xa2\x86\x19\x08\x08\x10\x10\x91\x03\x18\xb1\"\x12\x30\n\x1e\x45RROR_REASON_MEETING_NOT_FOUND\x10\x02\x1a\x0c\xa2\x86\x19\x08\x08\x05\x10\x94\x03\x18\xb4\"\x12,\n\x1a\x45RROR_REASON_INVALID_FIELD\x10\x03\x1a\x0c\xa2\x86\x19\x08\x08\x03\x10\x90\x03\x18\xb0\"\x12\x32\n ERROR_REASON_INVALID_UPDATE_MASK\x10\x04\x1a\x0c\xa2\x86\x19\x08\x08\x03\x10\x90\x03\x18\xb0\"\x12\x31\n\x1f\x45RROR_REASON_INVALID_PAGE_TOKEN\x10\x05\x1a\x0c\xa2\x86\x19\x08\x08\x03\x10\x90\x03\x18\xb0\"\x12\x35\n#ERROR_REASON_UPLOAD_OFFSET_MISMATCH\x10\x06\x1a\x0c\xa2\x86\x19\x08\x08\t\x10\x99\x03\x18\xb9\"\x12/\n\x1d\x45RROR_REASON_UPLOAD_TOO_LARGE\x10\x07\x1a\x0c\xa2\x86\x19\x08\x08\x08\x10\x9d\x03\x18\xbd\"\x12\x37\n%ERROR_REASON_UPLOAD_CHECKSUM_MISMATCH\x10\x08\x1a\x0c\xa2\x86\x19\x08\x08\x0f\x10\xf4\x03\x18\x94#\x12(\n\x16\x45RROR_REASON_NOT_AUDIO\x10\t\x1a\x0c\xa2\x86\x19\x08\x08\x03\x10\x90\x03\x18\xb0\"\x12*\n\x18\x45RROR_REASON_WRONG_STATE\x10\n\x1a\x0c\xa2\x86\x19\x08\x08\t\x10\x90\x03\x18\xb0\"\x12(\n\x16\x45RROR_REASON_NOT_READY\x10\x0b\x1a\x0c\xa2\x86\x19\x08\x08\t\x10\x90\x03\x18\xb0\"\x12\x34\n ERROR_REASON_BACKEND_UNAVAILABLE\x10\x0c\x1a\x0e\xa2\x86\x19\n\x08\x0e\x10\xf7\x03\x18\x97# \x01\x12+\n\x17\x45RROR_REASON_OVERLOADED\x10\r\x1a\x0e\xa2\x86\x19\n\x08\x08\x10\xad\x03\x18\xcd\" \x01\x12\x30\n\x1e\x45RROR_REASON_UNSUPPORTED_AUDIO\x10\x0e\x1a\x0c\xa2\x86\x19\x08\x08\x03\x10\x90\x03\x18\xb0\"\x12\'\n\x15\x45RROR_REASON_INTERNAL\x10\x0f\x1a\x0c\xa2\x86\x19\x08\x08\r\x10\xf4\x03\x18\x94#\x12\x37\n%ERROR_REASON_UNSUPPORTED_CONTENT_TYPE\x10\x10\x1a\x0c\xa2\x86\x19\x08\x08\x03\x10\x9f\x03\x18\xbf\"\x12\x36\n$ERROR_REASON_VOICE_PROFILE_NOT_FOUND\x10\x11\x1a\x0c\xa2\x86\x19\x08\x08\x05\x10\x94\x03\x18\xb4\"b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'meeting.v1.meeting_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_UNAUTHENTICATED"]._loaded_options = None
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_UNAUTHENTICATED"]._serialized_options = b'\242\206\031\010\010\020\020\221\003\030\261\"'
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_MEETING_NOT_FOUND"]._loaded_options = None
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_MEETING_NOT_FOUND"]._serialized_options = b'\242\206\031\010\010\005\020\224\003\030\264\"'
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_INVALID_FIELD"]._loaded_options = None
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_INVALID_FIELD"]._serialized_options = b'\242\206\031\010\010\003\020\220\003\030\260\"'
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_INVALID_UPDATE_MASK"]._loaded_options = None
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_INVALID_UPDATE_MASK"]._serialized_options = b'\242\206\031\010\010\003\020\220\003\030\260\"'
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_INVALID_PAGE_TOKEN"]._loaded_options = None
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_INVALID_PAGE_TOKEN"]._serialized_options = b'\242\206\031\010\010\003\020\220\003\030\260\"'
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_UPLOAD_OFFSET_MISMATCH"]._loaded_options = None
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_UPLOAD_OFFSET_MISMATCH"]._serialized_options = b'\242\206\031\010\010\t\020\231\003\030\271\"'
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_UPLOAD_TOO_LARGE"]._loaded_options = None
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_UPLOAD_TOO_LARGE"]._serialized_options = b'\242\206\031\010\010\010\020\235\003\030\275\"'
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_UPLOAD_CHECKSUM_MISMATCH"]._loaded_options = None
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_UPLOAD_CHECKSUM_MISMATCH"]._serialized_options = b'\242\206\031\010\010\017\020\364\003\030\224#'
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_NOT_AUDIO"]._loaded_options = None
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_NOT_AUDIO"]._serialized_options = b'\242\206\031\010\010\003\020\220\003\030\260\"'
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_WRONG_STATE"]._loaded_options = None
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_WRONG_STATE"]._serialized_options = b'\242\206\031\010\010\t\020\220\003\030\260\"'
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_NOT_READY"]._loaded_options = None
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_NOT_READY"]._serialized_options = b'\242\206\031\010\010\t\020\220\003\030\260\"'
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_BACKEND_UNAVAILABLE"]._loaded_options = None
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_BACKEND_UNAVAILABLE"]._serialized_options = b'\242\206\031\n\010\016\020\367\003\030\227# \001'
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_OVERLOADED"]._loaded_options = None
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_OVERLOADED"]._serialized_options = b'\242\206\031\n\010\010\020\255\003\030\315\" \001'
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_UNSUPPORTED_AUDIO"]._loaded_options = None
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_UNSUPPORTED_AUDIO"]._serialized_options = b'\242\206\031\010\010\003\020\220\003\030\260\"'
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_INTERNAL"]._loaded_options = None
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_INTERNAL"]._serialized_options = b'\242\206\031\010\010\r\020\364\003\030\224#'
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_UNSUPPORTED_CONTENT_TYPE"]._loaded_options = None
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_UNSUPPORTED_CONTENT_TYPE"]._serialized_options = b'\242\206\031\010\010\003\020\237\003\030\277\"'
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_VOICE_PROFILE_NOT_FOUND"]._loaded_options = None
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_VOICE_PROFILE_NOT_FOUND"]._serialized_options = b'\242\206\031\010\010\005\020\224\003\030\264\"'
   _globals['_MEETING'].fields_by_name['id']._loaded_options = None
   _globals['_MEETING'].fields_by_name['id']._serialized_options = b'\342A\001\003\302\363\030\002(\001'
   _globals['_MEETING'].fields_by_name['owner']._loaded_options = None
@@ -63,24 +98,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MEETING'].fields_by_name['detected_language']._serialized_options = b'\342A\001\003'
   _globals['_MEETING'].fields_by_name['vocabulary']._loaded_options = None
   _globals['_MEETING'].fields_by_name['vocabulary']._serialized_options = b'\342A\001\001\302\363\030\006\020@0\001Hd'
-  _globals['_MEETINGSTATUS']._serialized_start=2253
-  _globals['_MEETINGSTATUS']._serialized_end=2569
-  _globals['_ERRORREASON']._serialized_start=2572
-  _globals['_ERRORREASON']._serialized_end=3127
-  _globals['_MEETING']._serialized_start=163
-  _globals['_MEETING']._serialized_end=921
-  _globals['_WORD']._serialized_start=924
-  _globals['_WORD']._serialized_end=1102
-  _globals['_SEGMENT']._serialized_start=1105
-  _globals['_SEGMENT']._serialized_end=1518
-  _globals['_STATUSCHANGE']._serialized_start=1520
-  _globals['_STATUSCHANGE']._serialized_end=1609
-  _globals['_ACTIONITEM']._serialized_start=1611
-  _globals['_ACTIONITEM']._serialized_end=1720
-  _globals['_SUMMARY']._serialized_start=1723
-  _globals['_SUMMARY']._serialized_end=1865
-  _globals['_MEETINGDELETED']._serialized_start=1867
-  _globals['_MEETINGDELETED']._serialized_end=1883
-  _globals['_TRANSCRIPTEVENT']._serialized_start=1886
-  _globals['_TRANSCRIPTEVENT']._serialized_end=2250
+  _globals['_MEETINGSTATUS']._serialized_start=2275
+  _globals['_MEETINGSTATUS']._serialized_end=2591
+  _globals['_ERRORREASON']._serialized_start=2594
+  _globals['_ERRORREASON']._serialized_end=3476
+  _globals['_MEETING']._serialized_start=185
+  _globals['_MEETING']._serialized_end=943
+  _globals['_WORD']._serialized_start=946
+  _globals['_WORD']._serialized_end=1124
+  _globals['_SEGMENT']._serialized_start=1127
+  _globals['_SEGMENT']._serialized_end=1540
+  _globals['_STATUSCHANGE']._serialized_start=1542
+  _globals['_STATUSCHANGE']._serialized_end=1631
+  _globals['_ACTIONITEM']._serialized_start=1633
+  _globals['_ACTIONITEM']._serialized_end=1742
+  _globals['_SUMMARY']._serialized_start=1745
+  _globals['_SUMMARY']._serialized_end=1887
+  _globals['_MEETINGDELETED']._serialized_start=1889
+  _globals['_MEETINGDELETED']._serialized_end=1905
+  _globals['_TRANSCRIPTEVENT']._serialized_start=1908
+  _globals['_TRANSCRIPTEVENT']._serialized_end=2272
 # @@protoc_insertion_point(module_scope)

@@ -115,6 +115,12 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """The audio format of a live stream is not supported."""
     ERROR_REASON_INTERNAL: _ErrorReason.ValueType  # 15
     """A fault of the server itself (a bug); it is logged there, the message says no more."""
+    ERROR_REASON_UNSUPPORTED_CONTENT_TYPE: _ErrorReason.ValueType  # 16
+    """An upload's Content-Type is not an audio type; `metadata.content_type`."""
+    ERROR_REASON_VOICE_PROFILE_NOT_FOUND: _ErrorReason.ValueType  # 17
+    """The voice profile does not exist or belongs to someone else;
+    `metadata.voice_profile_id`.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Reasons carried in `google.rpc.ErrorInfo.reason` (without the
@@ -158,6 +164,12 @@ ERROR_REASON_UNSUPPORTED_AUDIO: ErrorReason.ValueType  # 14
 """The audio format of a live stream is not supported."""
 ERROR_REASON_INTERNAL: ErrorReason.ValueType  # 15
 """A fault of the server itself (a bug); it is logged there, the message says no more."""
+ERROR_REASON_UNSUPPORTED_CONTENT_TYPE: ErrorReason.ValueType  # 16
+"""An upload's Content-Type is not an audio type; `metadata.content_type`."""
+ERROR_REASON_VOICE_PROFILE_NOT_FOUND: ErrorReason.ValueType  # 17
+"""The voice profile does not exist or belongs to someone else;
+`metadata.voice_profile_id`.
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 @_typing.final

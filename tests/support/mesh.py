@@ -1,6 +1,7 @@
-"""The pipeline's test bench: a real mesh on loopback (PostgreSQL, meeting_service,
-gpu_proxy, gpu_node with the mock engine), per-run certificates, and helpers to upload,
-follow and check transcripts.
+"""A real mesh on loopback for the processing tests, and helpers to upload and follow.
+
+The mesh is PostgreSQL, meeting_service, gpu_proxy and gpu_node with the mock engine, with
+per-run certificates; the helpers upload, follow and check transcripts.
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import io
 import uuid
-import wave
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,8 +18,6 @@ from typing import Any
 import av
 import grpc
 import numpy as np
-import pytest
-import pytest_asyncio
 
 from gen.gpu.v1 import gpu_pb2
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
@@ -32,14 +30,24 @@ from meeting_service.db.database import Database
 from meeting_service.processing.worker import PipelineWorkers
 from meeting_service.server import RunningMeetingService, run_meeting_service
 from meeting_service.settings import MeetingServiceSettings
-from tests.support.gpu import Pki, make_pki, node_settings, pcm16, proxy_settings
+from tests.support.gpu import (
+    SAMPLE_RATE,
+    Pki,
+    node_settings,
+    proxy_settings,
+    silence,
+    tone,
+)
 from tests.support.meeting import auth, pipeline_settings
-from tests.support.postgres import create_database, drop_database
 
 WAIT = 30.0  # generous bound for conditions that normally hold within a second
+
+
 USER = "pipeline-user"
-SAMPLE_RATE = 16_000
+
+
 S = meeting_pb2.MeetingStatus
+
 
 # Short leases, polls and backoffs so failure paths finish in a test's time.
 PIPELINE_TEST_SETTINGS: dict[str, Any] = {
@@ -50,21 +58,6 @@ PIPELINE_TEST_SETTINGS: dict[str, Any] = {
     "pipeline_gpu_deadline_base_s": 20.0,
     "pipeline_live_follow_s": WAIT,
 }
-
-
-@pytest.fixture(scope="session")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pipeline-pki"))
-
-
-@pytest_asyncio.fixture
-async def db_url(postgres_admin_dsn: str) -> AsyncIterator[str]:
-    """A fresh database per test: no job of one test is ever claimed in another."""
-    dsn = await create_database(postgres_admin_dsn, "pipeline")
-    try:
-        yield dsn
-    finally:
-        await drop_database(postgres_admin_dsn, dsn)
 
 
 @dataclass
@@ -145,20 +138,6 @@ async def run_mesh(
                 await workers.stop()
 
 
-# --- audio ---------------------------------------------------------------------------
-
-
-def wav_bytes(audio: np.ndarray) -> bytes:
-    """A 16 kHz mono 16-bit WAV file of the samples."""
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(SAMPLE_RATE)
-        wav.writeframes(pcm16(audio))
-    return out.getvalue()
-
-
 def m4a_bytes(audio: np.ndarray) -> bytes:
     """An AAC-in-MP4 file of the samples, 44.1 kHz stereo (so decoding must resample and
     downmix), with its index at the end (so the reader must seek)."""
@@ -178,24 +157,12 @@ def m4a_bytes(audio: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def tone(seconds: float, frequency: float) -> np.ndarray:
-    t = np.arange(round(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    return (0.3 * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
-
-
-def silence(seconds: float) -> np.ndarray:
-    return np.zeros(round(seconds * SAMPLE_RATE), dtype=np.float32)
-
-
 def dialogue(turns: int) -> np.ndarray:
     """`turns` utterances alternating a low and a high voice: that many segments, 2 speakers."""
     parts = [silence(0.4)]
     for turn in range(turns):
         parts += [tone(1.0 + 0.1 * (turn % 3), 180.0 if turn % 2 == 0 else 420.0), silence(0.6)]
     return np.concatenate(parts)
-
-
-# --- calls ---------------------------------------------------------------------------
 
 
 async def create_meeting(mesh: Mesh, **fields: Any) -> meeting_pb2.Meeting:
@@ -269,14 +236,6 @@ async def transcript(mesh: Mesh, meeting_id: str) -> meeting_service_pb2.GetTran
     return response
 
 
-async def eventually(condition: Callable[[], bool], what: str, within: float = WAIT) -> None:
-    """Waits for a condition another task makes true (polling, bounded)."""
-    async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110 - the state has no event to wait on
-            await asyncio.sleep(0.01)
-    assert condition(), what
-
-
 def statuses(events: Sequence[meeting_pb2.TranscriptEvent]) -> list[str]:
     return [
         S.Name(e.status_change.status).removeprefix("MEETING_STATUS_")
@@ -294,9 +253,6 @@ def final_segment_events(
     events: Sequence[meeting_pb2.TranscriptEvent],
 ) -> list[meeting_pb2.Segment]:
     return [e.segment for e in events if e.HasField("segment") and e.segment.final]
-
-
-# --- a recognizer that pauses, so a test can break things mid-job ---------------------
 
 
 class PausingRecognizer:

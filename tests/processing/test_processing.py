@@ -9,7 +9,9 @@ import pytest
 
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
 from meeting_service.processing.job import resume_stage
-from tests.pipeline.conftest import (
+from tests.support.gpu import Pki, as_wav
+from tests.support.meeting import auth
+from tests.support.mesh import (
     USER,
     WAIT,
     assert_gapless,
@@ -22,15 +24,12 @@ from tests.pipeline.conftest import (
     statuses,
     transcript,
     upload,
-    wav_bytes,
 )
-from tests.support.gpu import Pki
-from tests.support.meeting import auth
 
 S = meeting_pb2.MeetingStatus
 
 
-@pytest.mark.parametrize("encode", [wav_bytes, m4a_bytes], ids=["wav", "m4a"])
+@pytest.mark.parametrize("encode", [as_wav, m4a_bytes], ids=["wav", "m4a"])
 async def test_upload_is_processed_to_completed_and_streamed_in_order(
     db_url: str, pki: Pki, tmp_path: Path, encode: object
 ) -> None:
@@ -84,7 +83,7 @@ async def test_silence_completes_with_an_empty_transcript(
 
     async with run_mesh(db_url, pki, tmp_path) as mesh:
         meeting = await create_meeting(mesh)
-        await upload(mesh, meeting.id, wav_bytes(np.zeros(16_000 * 2, dtype=np.float32)))
+        await upload(mesh, meeting.id, as_wav(np.zeros(16_000 * 2, dtype=np.float32)))
         events = await follow(mesh, meeting.id)
         assert statuses(events)[-1] == "COMPLETED"
         assert final_segment_events(events) == []

@@ -13,7 +13,9 @@ from gen.gpu.v1 import gpu_pb2, gpu_pb2_grpc
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
 from gpu_client import connect
 from gpu_proxy.capabilities import merge
-from tests.pipeline.conftest import (
+from tests.support.gpu import Pki, as_wav
+from tests.support.meeting import auth
+from tests.support.mesh import (
     USER,
     WAIT,
     create_meeting,
@@ -21,10 +23,7 @@ from tests.pipeline.conftest import (
     follow,
     run_mesh,
     upload,
-    wav_bytes,
 )
-from tests.support.gpu import Pki
-from tests.support.meeting import auth
 
 
 def _error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
@@ -65,7 +64,7 @@ async def test_a_language_no_node_transcribes_is_refused_at_create_and_update(
         assert _error_info(refused.value).metadata["supported"] == "en"
 
         # The detected language is stored and shown once speech was recognized.
-        await upload(mesh, detected.id, wav_bytes(dialogue(2)))
+        await upload(mesh, detected.id, as_wav(dialogue(2)))
         await follow(mesh, detected.id)
         got = await mesh.stub.GetMeeting(
             meeting_service_pb2.GetMeetingRequest(meeting_id=detected.id),

@@ -1,0 +1,27 @@
+"""The retry policy of the mesh: one backoff, and the loops that use it."""
+
+from __future__ import annotations
+
+import random
+
+from mesh_common.retry import Backoff, backoff_delay
+
+
+def test_backoff_grows_exponentially_within_its_cap_with_full_jitter() -> None:
+    rng = random.Random(7)
+    for attempt, ceiling in [(1, 0.1), (2, 0.2), (3, 0.4), (4, 0.8), (5, 1.0), (9, 1.0)]:
+        delays = [backoff_delay(attempt, initial=0.1, maximum=1.0, rng=rng) for _ in range(200)]
+        assert all(0 <= d <= ceiling for d in delays)
+        assert max(delays) > ceiling * 0.8, "jitter spans the whole range"
+        assert min(delays) < ceiling * 0.2
+
+
+def test_a_reconnect_loop_waits_longer_after_each_failure_and_starts_over_after_a_success() -> None:
+    backoff = Backoff(initial=0.1, maximum=2.0)
+    ceilings = [0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0]
+    for ceiling in ceilings:
+        assert 0 <= backoff.next_delay() <= ceiling
+    for _ in range(100):
+        backoff.reset()
+        assert backoff.next_delay() <= 0.1
+        backoff.next_delay()
