@@ -104,10 +104,15 @@ def summary(
         text=response.summary,
         action_items=[
             meeting_pb2.ActionItem(
-                text=a.text, owner=a.owner, due=a.due, owner_speaker=labels.get(a.owner, "")
+                text=a.text,
+                owner=a.owner,
+                due=a.due,
+                owner_speaker=labels.get(a.owner, ""),
+                quote=a.quote,
             )
             for a in response.action_items
         ],
         keywords=list(response.keywords),
         backend=response.engine,
+        decisions=list(response.decisions),
     )

@@ -612,22 +612,26 @@ class SummaryActionItem(_message.Message):
     TEXT_FIELD_NUMBER: _builtins.int
     OWNER_FIELD_NUMBER: _builtins.int
     DUE_FIELD_NUMBER: _builtins.int
+    QUOTE_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     """The action as stated."""
     owner: _builtins.str
     """Who will do it, when stated; empty otherwise."""
     due: _builtins.str
     """When, as stated ("on Friday"); empty otherwise."""
+    quote: _builtins.str
+    """The transcript's own sentence the item comes from, verbatim."""
     def __init__(
         self,
         *,
         text: _builtins.str = ...,
         owner: _builtins.str = ...,
         due: _builtins.str = ...,
+        quote: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["due", b"due", "owner", b"owner", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["due", b"due", "owner", b"owner", "quote", b"quote", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -643,6 +647,7 @@ class SummarizeResponse(_message.Message):
     ACTION_ITEMS_FIELD_NUMBER: _builtins.int
     KEYWORDS_FIELD_NUMBER: _builtins.int
     ENGINE_FIELD_NUMBER: _builtins.int
+    DECISIONS_FIELD_NUMBER: _builtins.int
     summary: _builtins.str
     """A short prose summary."""
     engine: _builtins.str
@@ -655,6 +660,10 @@ class SummarizeResponse(_message.Message):
     def keywords(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Key phrases, most important first."""
 
+    @_builtins.property
+    def decisions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What the participants decided, each as the transcript's own sentence."""
+
     def __init__(
         self,
         *,
@@ -662,10 +671,11 @@ class SummarizeResponse(_message.Message):
         action_items: _abc.Iterable[Global___SummaryActionItem] | None = ...,
         keywords: _abc.Iterable[_builtins.str] | None = ...,
         engine: _builtins.str = ...,
+        decisions: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_items", b"action_items", "engine", b"engine", "keywords", b"keywords", "summary", b"summary"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_items", b"action_items", "decisions", b"decisions", "engine", b"engine", "keywords", b"keywords", "summary", b"summary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

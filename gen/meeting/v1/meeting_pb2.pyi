@@ -427,6 +427,7 @@ class ActionItem(_message.Message):
     OWNER_FIELD_NUMBER: _builtins.int
     DUE_FIELD_NUMBER: _builtins.int
     OWNER_SPEAKER_FIELD_NUMBER: _builtins.int
+    QUOTE_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     """The action as stated in the transcript."""
     owner: _builtins.str
@@ -437,6 +438,8 @@ class ActionItem(_message.Message):
     """The speaker label of the owner ("SPEAKER_2") when the owner is a speaker
     of the recording; `owner` then carries that speaker's name once named.
     """
+    quote: _builtins.str
+    """The transcript's own sentence the item comes from, verbatim."""
     def __init__(
         self,
         *,
@@ -444,10 +447,11 @@ class ActionItem(_message.Message):
         owner: _builtins.str = ...,
         due: _builtins.str = ...,
         owner_speaker: _builtins.str = ...,
+        quote: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["due", b"due", "owner", b"owner", "owner_speaker", b"owner_speaker", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["due", b"due", "owner", b"owner", "owner_speaker", b"owner_speaker", "quote", b"quote", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -463,6 +467,7 @@ class Summary(_message.Message):
     ACTION_ITEMS_FIELD_NUMBER: _builtins.int
     KEYWORDS_FIELD_NUMBER: _builtins.int
     BACKEND_FIELD_NUMBER: _builtins.int
+    DECISIONS_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     """A short prose summary. Extractive summaries use the transcript's own
     sentences.
@@ -477,6 +482,10 @@ class Summary(_message.Message):
     def keywords(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Key phrases, most important first."""
 
+    @_builtins.property
+    def decisions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What the participants decided, each as the transcript's own sentence."""
+
     def __init__(
         self,
         *,
@@ -484,10 +493,11 @@ class Summary(_message.Message):
         action_items: _abc.Iterable[Global___ActionItem] | None = ...,
         keywords: _abc.Iterable[_builtins.str] | None = ...,
         backend: _builtins.str = ...,
+        decisions: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_items", b"action_items", "backend", b"backend", "keywords", b"keywords", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_items", b"action_items", "backend", b"backend", "decisions", b"decisions", "keywords", b"keywords", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
