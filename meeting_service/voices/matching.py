@@ -17,7 +17,7 @@ Vectors = npt.NDArray[np.floating]
 
 # Cosine similarity a speaker's centroid must reach to take a profile's name; calibrated on
 # generated voices by bench/voices.py (figures in docs/engines.md).
-DEFAULT_THRESHOLD = 0.8
+DEFAULT_THRESHOLD = 0.9
 
 
 def unit(vectors: Vectors) -> Vectors:

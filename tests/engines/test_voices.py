@@ -26,7 +26,7 @@ OWNER = "voice-owner"
 VOICES = {
     "ana": ("-v", "en-gb+f3", "-p", "70", "-s", "160"),
     "ben": ("-v", "en-us", "-p", "40", "-s", "160"),
-    "stranger": ("-v", "en-sc", "-p", "50", "-s", "150"),
+    "stranger": ("-v", "en-us+f4", "-p", "80", "-s", "175"),
 }
 FIRST = [
     ("ana", "Good morning, let us look at the numbers for this quarter."),
@@ -53,10 +53,11 @@ class Spoken:
 
     def voice_at(self, start_s: float, end_s: float) -> str:
         """The voice that speaks most of a stretch."""
-        overlap = {
-            voice: max(0.0, min(end_s, end) - max(start_s, start))
-            for voice, start, end in self.turns
-        }
+        overlap: dict[str, float] = {}
+        for voice, start, end in self.turns:
+            overlap[voice] = overlap.get(voice, 0.0) + max(
+                0.0, min(end_s, end) - max(start_s, start)
+            )
         return max(overlap, key=overlap.__getitem__)
 
 
