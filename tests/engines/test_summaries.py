@@ -107,18 +107,37 @@ async def test_llm_server_writes_the_summary_when_it_answers(llm_server: Any) ->
     url, seen, behaviour = llm_server
     answer = {
         "summary": "The team reviewed the budget.",
-        "action_items": [{"text": "Send the report", "owner": "Maria", "due": "on Friday"}],
+        "decisions": ["We need a clear plan to reduce those costs", "We cancel the launch."],
+        "action_items": [
+            {
+                "text": "Send the report",
+                "owner": "Maria",
+                "due": "on Friday",
+                "quote": "maria will send the report on Friday",
+            },
+            {"text": "Buy a boat", "owner": "Alex", "due": "", "quote": "Alex will buy a boat."},
+        ],
         "keywords": ["budget"],
     }
     behaviour.append(chat_answer("```json\n" + json.dumps(answer) + "\n```"))
     result = await summarizer(url).summarize(LINES, "en", 2)
     assert result.engine == "llm:test-model"
     assert result.summary == "The team reviewed the budget."
+    # What the transcript does not say (the boat, the cancelled launch) is left out.
     assert [(i.text, i.owner, i.due) for i in result.action_items] == [
         ("Send the report", "Maria", "on Friday")
     ]
+    assert list(result.decisions) == ["We need a clear plan to reduce those costs"]
     assert list(result.keywords) == ["budget"]
     request = seen[0]
+    schema = request["body"]["response_format"]["json_schema"]
+    assert schema["strict"] is True
+    assert schema["schema"]["properties"]["action_items"]["items"]["required"] == [
+        "text",
+        "owner",
+        "due",
+        "quote",
+    ]
     assert request["auth"] == "Bearer s3cret"
     assert request["body"]["model"] == "test-model"
     assert (
