@@ -29,6 +29,7 @@ from bench.scenarios.live import live_latency
 from bench.scenarios.proxy import proxy_overhead
 from bench.scenarios.sse import sse_fanout
 from bench.scenarios.upload import upload
+from bench.scenarios.upload_s3 import upload_s3
 
 Scenario = Callable[[BenchContext], Awaitable[Result]]
 
@@ -37,6 +38,7 @@ SCENARIOS: dict[str, Scenario] = {
     "gateway_vs_fastapi": gateway_vs_fastapi,
     "sse_fanout": sse_fanout,
     "upload": upload,
+    "upload_s3": upload_s3,
     "ingest": ingest,
     "proxy_overhead": proxy_overhead,
     "live_latency": live_latency,

@@ -55,6 +55,16 @@ def not_found(meeting_id: object) -> MeetingError:
     )
 
 
+def webhook_not_found(webhook_id: object, delivery_id: object | None = None) -> MeetingError:
+    """Returns the error for a webhook endpoint (or delivery) missing or not the caller's."""
+    metadata = {"webhook_id": str(webhook_id)}
+    what = f"webhook {webhook_id}"
+    if delivery_id is not None:
+        metadata["delivery_id"] = str(delivery_id)
+        what = f"delivery {delivery_id} of {what}"
+    return MeetingError(meeting_pb2.ERROR_REASON_WEBHOOK_NOT_FOUND, f"{what} not found", metadata)
+
+
 def wrong_state(status: str, message: str) -> MeetingError:
     """Returns the error for a call the meeting's status does not allow.
 

@@ -15,10 +15,12 @@ from gateway import state
 from gateway.auth import auth_middleware, query_token_middleware
 from gateway.channel import open_channel
 from gateway.events import stream_events
+from gateway.exports import negotiated_transcript
 from gateway.health import healthz, readyz
 from gateway.live import live
 from gateway.metrics import GatewayMetrics, metrics_handler
 from gateway.middleware import error_middleware
+from gateway.openai_api import add_openai_routes, openai_error_middleware
 from gateway.openapi import build_openapi
 from gateway.rest import add_rest_routes
 from gateway.settings import GatewaySettings
@@ -69,6 +71,7 @@ def create_app(settings: GatewaySettings, telemetry: Telemetry | None = None) ->
             query_token_middleware,
             telemetry_middleware(telemetry, metrics),
             error_middleware,
+            openai_error_middleware,
             auth_middleware(settings.token_verifier()),
         ],
         client_max_size=_MAX_JSON_BODY_BYTES,
@@ -80,13 +83,14 @@ def create_app(settings: GatewaySettings, telemetry: Telemetry | None = None) ->
     app.cleanup_ctx.append(_channel_context)
     app.on_shutdown.append(_begin_stopping)
 
-    add_rest_routes(app)
+    add_rest_routes(app, {"GetTranscript": negotiated_transcript})
     audio = "/v1/meetings/{meeting_id}/audio"
     app.router.add_route("PUT", audio, put_audio, name="put_audio")
     app.router.add_route("HEAD", audio, head_audio, name="head_audio")
     app.router.add_route("PATCH", audio, patch_audio, name="patch_audio")
     app.router.add_route("GET", "/v1/meetings/{meeting_id}/events", stream_events, name="events")
     app.router.add_route("GET", "/v1/meetings/{meeting_id}/live", live, name="live")
+    add_openai_routes(app)
     app.router.add_route("GET", "/healthz", healthz, name="healthz")
     app.router.add_route("GET", "/readyz", readyz, name="readyz")
     app.router.add_route("GET", "/openapi.json", _openapi, name="openapi")

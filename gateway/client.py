@@ -110,6 +110,37 @@ class GatewayClient:
         self._base = base_url.rstrip("/")
         self._auth = {"Authorization": f"Bearer {token}"}
 
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Calls a unary REST route.
+
+        Args:
+            method: "GET", "POST", "DELETE"...
+            path: The route's path ("/v1/webhooks").
+            body: The JSON body, if any.
+            params: Query parameters.
+
+        Returns:
+            The JSON answer ({} for an empty one).
+
+        Raises:
+            GatewayError: The gateway refused.
+        """
+        async with self._session.request(
+            method, f"{self._base}{path}", json=body, params=params, headers=self._auth
+        ) as response:
+            await _raise_for_error(response)
+            if response.status == 204:
+                return {}
+            answer: dict[str, Any] = await response.json()
+            return answer
+
     async def create_meeting(self, title: str) -> dict[str, Any]:
         """Creates a meeting.
 
@@ -147,6 +178,29 @@ class GatewayClient:
             await _raise_for_error(response)
             body: dict[str, Any] = await response.json()
             return body
+
+    async def export(self, meeting_id: str, export_format: str) -> tuple[bytes, str]:
+        """Returns the meeting's transcript as a file (`?format=`).
+
+        Args:
+            meeting_id: The meeting.
+            export_format: "srt", "vtt", "text", "markdown" or "json".
+
+        Returns:
+            The file's bytes and the file name the gateway suggests.
+
+        Raises:
+            GatewayError: The gateway refused.
+        """
+        async with self._session.get(
+            f"{self._base}/v1/meetings/{meeting_id}/transcript",
+            params={"format": export_format},
+            headers=self._auth,
+        ) as response:
+            await _raise_for_error(response)
+            disposition = response.content_disposition
+            filename = disposition.filename if disposition and disposition.filename else ""
+            return await response.read(), filename
 
     async def stored_offset(self, meeting_id: str) -> tuple[int, bool]:
         """Asks how much of the recording is stored.

@@ -15,7 +15,9 @@ from typing import Any
 from google.api import field_behavior_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from gateway.exports import FORMAT_PARAM, FORMATS, MEDIA_TYPES
 from gateway.jsonpb import INT32_MAX, INT64_MAX
+from gateway.openai_api import GRANULARITIES, RESPONSE_FORMATS
 from gateway.rest import RestRoute, rest_routes
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
 from mesh_common.validation import rules_of
@@ -262,9 +264,142 @@ def _rest_operation(route: RestRoute, schemas: _Schemas) -> dict[str, Any]:
             "description": "Success.",
             "content": {"application/json": {"schema": schemas.ref(route.method.output_type)}},
         }
+    if route.name == "GetTranscript":
+        _add_exports(operation)
     errors = [*_COMMON_ERRORS, "409"] if route.http_method == "POST" else list(_COMMON_ERRORS)
     operation["responses"].update(_errors(*errors))
     return operation
+
+
+def _add_exports(operation: dict[str, Any]) -> None:
+    """Documents the exports the transcript route also serves (gateway/exports.py)."""
+    operation["summary"] += " or, by `format` or `Accept`, MeetingService.ExportTranscript"
+    operation["parameters"].append(
+        {
+            "name": FORMAT_PARAM,
+            "in": "query",
+            "schema": {"type": "string", "enum": sorted(FORMATS)},
+            "description": "Answer with the transcript as a file (Content-Disposition names "
+            "it); without it, an Accept of " + ", ".join(sorted(MEDIA_TYPES)) + " does the same.",
+        }
+    )
+    content = operation["responses"]["200"]["content"]
+    transcript = content["application/json"]["schema"]
+    export = {"type": "object", "description": "The JSON export (format=json)."}
+    content["application/json"] = {"schema": {"anyOf": [transcript, export]}}
+    for media in sorted(MEDIA_TYPES):
+        content[media] = {"schema": {"type": "string"}}
+    operation["responses"]["200"]["headers"] = {
+        "Content-Disposition": {"schema": {"type": "string"}}
+    }
+
+
+def _openai_error_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["message", "type", "param", "code"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "param": {"type": ["string", "null"]},
+                    "code": {"type": ["string", "null"]},
+                },
+            }
+        },
+    }
+
+
+def _openai_errors(*statuses: str) -> dict[str, Any]:
+    descriptions = {
+        **_ERROR_STATUSES,
+        "400": "Invalid request (a field, or a file that is not audio), or translation.",
+        "500": "The transcription failed; the message says why.",
+    }
+    return {
+        status: {
+            "description": descriptions[status],
+            "content": {"application/json": {"schema": {"$ref": _SCHEMA_REF + "OpenAIError"}}},
+        }
+        for status in statuses
+    }
+
+
+def _openai_form() -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "model": {"type": "string"},
+                        "language": {"type": "string"},
+                        "prompt": {"type": "string"},
+                        "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS)},
+                        "timestamp_granularities[]": {
+                            "type": "array",
+                            "items": {"type": "string", "enum": list(GRANULARITIES)},
+                        },
+                        "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+                    },
+                }
+            }
+        },
+    }
+
+
+def _openai_operations() -> dict[str, dict[str, Any]]:
+    text = {"schema": {"type": "string"}}
+    return {
+        "/v1/audio/transcriptions": {
+            "post": {
+                "operationId": "CreateTranscription",
+                "summary": "OpenAI-compatible: transcribe a file as a new meeting of the caller "
+                "and answer when it is done.",
+                "requestBody": _openai_form(),
+                "responses": {
+                    "200": {
+                        "description": "The transcript in response_format.",
+                        "content": {
+                            "application/json": {"schema": {"type": "object"}},
+                            "text/plain": text,
+                            "application/x-subrip": text,
+                            "text/vtt": text,
+                        },
+                    },
+                    **_openai_errors("400", "401", "413", "429", "500", "503", "504"),
+                },
+            }
+        },
+        "/v1/audio/translations": {
+            "post": {
+                "operationId": "CreateTranslation",
+                "summary": "OpenAI-compatible: refused with 400, the recognizer does not "
+                "translate.",
+                "requestBody": _openai_form(),
+                "responses": _openai_errors("400", "401"),
+            }
+        },
+        "/v1/models": {
+            "get": {
+                "operationId": "ListModels",
+                "summary": "OpenAI-compatible: the model ids a transcription may name.",
+                "responses": {
+                    "200": {
+                        "description": "OpenAI's model list.",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    **_openai_errors("401"),
+                },
+            }
+        },
+    }
 
 
 def _audio_operations(schemas: _Schemas) -> dict[str, Any]:
@@ -420,6 +555,7 @@ def build_openapi(server_url: str | None = None) -> dict[str, Any]:
     paths["/v1/meetings/{meeting_id}/events"] = _events_operation()
     paths["/v1/meetings/{meeting_id}/live"] = _live_operation()
     schemas.ref(meeting_service_pb2.StreamTranscriptResponse.DESCRIPTOR)
+    paths.update(_openai_operations())
     paths["/healthz"] = _plain("Healthz", "The process is up.", ("200",))
     paths["/readyz"] = _plain("Readyz", "meeting_service is reachable and SERVING.", ("200", "503"))
     paths["/openapi.json"] = _plain("OpenApi", "This document.", ("200",))
@@ -438,6 +574,7 @@ def build_openapi(server_url: str | None = None) -> dict[str, Any]:
     }
     components = dict(schemas.components)
     components["Error"] = _error_schema()
+    components["OpenAIError"] = _openai_error_schema()
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,7 +108,7 @@ def rest_routes() -> list[RestRoute]:
 
 
 def _message_class(descriptor: Descriptor) -> type[Message]:
-    # The request may be defined in any file the service's file imports.
+    # Requests may be declared in any file the service's file imports.
     return message_factory.GetMessageClass(descriptor)
 
 
@@ -236,16 +236,30 @@ def make_handler(route: RestRoute) -> Callable[[web.Request], Awaitable[web.Stre
     return handler
 
 
-def add_rest_routes(app: web.Application) -> list[RestRoute]:
+Wrapper = Callable[
+    [Callable[[web.Request], Awaitable[web.StreamResponse]]],
+    Callable[[web.Request], Awaitable[web.StreamResponse]],
+]
+
+
+def add_rest_routes(
+    app: web.Application, wrappers: Mapping[str, Wrapper] | None = None
+) -> list[RestRoute]:
     """Adds every annotated RPC as a route.
 
     Args:
         app: The application.
+        wrappers: RPC name -> what wraps its handler, for a route that serves more than
+            its RPC (the transcript route also serves exports).
 
     Returns:
         The routes added.
     """
     routes = rest_routes()
     for route in routes:
-        app.router.add_route(route.http_method, route.path, make_handler(route), name=route.name)
+        handler = make_handler(route)
+        wrap = (wrappers or {}).get(route.name)
+        if wrap is not None:
+            handler = wrap(handler)
+        app.router.add_route(route.http_method, route.path, handler, name=route.name)
     return routes

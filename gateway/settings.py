@@ -24,6 +24,10 @@ class GatewaySettings(CommonSettings):
             comment is sent, so proxies do not cut idle streams.
         sse_retry_ms: The `retry:` hint sent to EventSource clients.
         shutdown_grace_s: How long open streams get to end when the gateway stops.
+        openai_wait_s: How long `POST /v1/audio/transcriptions` waits for the meeting to
+            complete before it answers 504 (the meeting goes on).
+        openai_model_ids: The model ids `GET /v1/models` lists; a transcription may name
+            any model, and every one runs the mesh's own recognizer.
     """
 
     gateway_host: str = "127.0.0.1"
@@ -35,3 +39,5 @@ class GatewaySettings(CommonSettings):
     sse_heartbeat_s: float = Field(default=15.0, gt=0, le=15.0)
     sse_retry_ms: int = Field(default=3000, ge=0)
     shutdown_grace_s: float = Field(default=5.0, ge=0)
+    openai_wait_s: float = Field(default=3600.0, gt=0)
+    openai_model_ids: list[str] = Field(default=["whisper-1", "meeting-mesh"], min_length=1)

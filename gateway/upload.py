@@ -10,7 +10,7 @@ filling the gateway's memory.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 from aiohttp import web
@@ -65,8 +65,12 @@ def _non_negative_header(request: web.Request, name: str) -> int | None:
     return non_negative_int(raw, name)
 
 
-async def _body_chunks(request: web.Request, chunk_size: int, budget: int) -> AsyncIterator[bytes]:
-    """Yields the body in chunks of `chunk_size` (the last may be shorter).
+Reader = Callable[[int], Awaitable[bytes]]
+"""Reads at most n bytes of a recording; b"" at its end."""
+
+
+async def _body_chunks(read: Reader, chunk_size: int, budget: int) -> AsyncIterator[bytes]:
+    """Yields a recording in chunks of `chunk_size` (the last may be shorter).
 
     Raises:
         _BodyTooLarge: More than `budget` bytes arrived.
@@ -76,7 +80,7 @@ async def _body_chunks(request: web.Request, chunk_size: int, budget: int) -> As
     received = 0
     while True:
         try:
-            data = await request.content.read(chunk_size - len(buffer))
+            data = await read(chunk_size - len(buffer))
         except (ConnectionError, OSError, ValueError) as error:
             raise _BodyBroken(str(error)) from None
         except Exception as error:  # aiohttp's payload errors have no common public base
@@ -99,6 +103,28 @@ async def _body_chunks(request: web.Request, chunk_size: int, budget: int) -> As
 async def _stream_upload(
     request: web.Request, upload: meeting_service_pb2.UploadMetadata
 ) -> web.Response:
+    response = await stream_upload(request, upload, request.content.read)
+    return web.json_response(to_json(response), headers={UPLOAD_OFFSET: str(response.stored_size)})
+
+
+async def stream_upload(
+    request: web.Request, upload: meeting_service_pb2.UploadMetadata, read: Reader
+) -> meeting_service_pb2.UploadAudioResponse:
+    """Streams a recording into UploadAudio as it is read, within the size limit.
+
+    Args:
+        request: The HTTP request it arrives with (the caller's token, the settings).
+        upload: The stream's metadata.
+        read: Reads the recording's next bytes (the body, or a multipart part).
+
+    Returns:
+        The service's answer.
+
+    Raises:
+        MeetingError: UPLOAD_TOO_LARGE over the limit, INVALID_FIELD for a body that
+            ended early.
+        grpc.aio.AioRpcError: The service's error.
+    """
     settings = state.settings(request)
     budget = settings.max_upload_bytes - upload.offset
     body_failure: list[Exception] = []
@@ -107,7 +133,7 @@ async def _stream_upload(
     async def messages() -> AsyncIterator[meeting_service_pb2.UploadAudioRequest]:
         yield meeting_service_pb2.UploadAudioRequest(metadata=upload)
         try:
-            async for chunk in _body_chunks(request, settings.upload_chunk_bytes, budget):
+            async for chunk in _body_chunks(read, settings.upload_chunk_bytes, budget):
                 received.inc(len(chunk))
                 yield meeting_service_pb2.UploadAudioRequest(chunk=chunk)
         except (_BodyTooLarge, _BodyBroken) as error:
@@ -134,7 +160,7 @@ async def _stream_upload(
         if failure is None or (current is not None and current.cancelling()):
             raise
         raise failure from None
-    return web.json_response(to_json(response), headers={UPLOAD_OFFSET: str(response.stored_size)})
+    return response
 
 
 def _body_error(failures: list[Exception], limit: int) -> MeetingError | None:

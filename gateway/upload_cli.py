@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import mimetypes
-import os
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +23,10 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from gateway.cli_connection import add_connection_arguments, bearer_token
 from gateway.client import GatewayClient, GatewayError, SseEvent
-from mesh_common.auth import issue_token
-from mesh_common.settings import CommonSettings, SettingsError, load
+from mesh_common.settings import SettingsError
 
-DEFAULT_URL = "http://127.0.0.1:8080"
 _FINAL_STATUSES = {"MEETING_STATUS_COMPLETED", "MEETING_STATUS_FAILED"}
 
 
@@ -36,18 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Adds this subcommand's arguments."""
     parser.add_argument("file", type=Path, help="the recording (WAV, MP3, FLAC, OGG, ...)")
     parser.add_argument("--title", help="the meeting's title (default: the file name)")
-    parser.add_argument(
-        "--url",
-        default=os.environ.get("MESH_GATEWAY_URL", DEFAULT_URL),
-        help=f"the gateway (default: $MESH_GATEWAY_URL or {DEFAULT_URL})",
-    )
-    parser.add_argument(
-        "--token",
-        default=os.environ.get("MESH_TOKEN"),
-        help="bearer token (default: $MESH_TOKEN, else one minted from the data "
-        "directory's dev secret)",
-    )
-    parser.add_argument("--user", default="dev", help="user of the minted dev token (dev)")
+    add_connection_arguments(parser)
     parser.add_argument(
         "--content-type", help="media type of the file (default: guessed from its name)"
     )
@@ -175,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         err.print(f"[red]no such file:[/red] {args.file}")
         return 2
     try:
-        token = args.token or issue_token(args.user, load(CommonSettings).signing_secret())
+        token = bearer_token(args)
         return asyncio.run(_upload_and_follow(args, token, console))
     except (ValueError, SettingsError) as error:
         err.print(f"[red]{error}[/red]")

@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "certs": ("meeting_mesh.certs_cli", "create a CA and service certificates for mTLS"),
     "token": ("meeting_mesh.token_cli", "print a bearer token the dev mesh accepts"),
     "upload": ("gateway.upload_cli", "upload a recording and follow its transcript live"),
+    "export": ("gateway.export_cli", "write a meeting's transcript as SRT, WebVTT, text, ..."),
+    "webhooks": ("meeting_mesh.webhooks_cli", "add, list and remove webhooks; see deliveries"),
 }
 
 

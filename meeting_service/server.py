@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -179,6 +180,8 @@ async def run_meeting_service(
         if running.pipeline is not None:
             await running.pipeline.stop()
         if running._services is not None:
+            await running._services.webhook_delivery.stop()
+        if running._services is not None:
             await running._services.live.close()
             # Streams would otherwise hold the grace period open; they end with
             # UNAVAILABLE and their clients resume elsewhere by sequence.
@@ -189,6 +192,7 @@ async def run_meeting_service(
             await supervisor
         if running._services is not None:
             await running._services.gpu.close()
+            await running._services.recordings.close()
         await db.close()
         await metrics_endpoint.close()
         if owns_telemetry:
@@ -220,6 +224,14 @@ async def _count_jobs(running: RunningMeetingService, services: Services) -> Non
         logger.exception("cannot count jobs for the metrics")
 
 
+async def _sweep(services: Services) -> None:
+    """Aborts abandoned uploads; a failure costs one sweep, never the supervisor."""
+    try:
+        await services.recordings.sweep()
+    except Exception:
+        logger.exception("cannot sweep abandoned uploads")
+
+
 async def _supervise(running: RunningMeetingService, settings: MeetingServiceSettings) -> None:
     """Connects and migrates (with backoff), then keeps health in step with the database."""
     backoff = Backoff(initial=0.2, maximum=5.0)
@@ -237,9 +249,14 @@ async def _supervise(running: RunningMeetingService, settings: MeetingServiceSet
         await services.hub.wait_listening(within=5.0)
     running._services = services
     running.pipeline = _start_pipeline(services, settings)
+    services.webhook_delivery.start()
     running.ready.set()
     serving: bool | None = None
+    next_sweep = 0.0
     while True:
+        if settings.storage == "s3" and time.monotonic() >= next_sweep:
+            next_sweep = time.monotonic() + settings.s3_sweep_interval_s
+            await _sweep(services)
         healthy = services.hub.listening and await running.database.ping(
             within=settings.health_interval_s
         )

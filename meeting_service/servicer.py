@@ -16,21 +16,31 @@ import grpc
 
 from contract_errors.meeting import MeetingError, unavailable
 from gen.meeting.v1 import (
+    exports_pb2,
     meeting_pb2,
     meeting_service_pb2,
     meeting_service_pb2_grpc,
     speakers_pb2,
     voices_pb2,
+    webhooks_pb2,
 )
 from meeting_service.db.database import CONNECTION_ERRORS
-from meeting_service.meetings.messages import duration_from_us
+from meeting_service.meetings.messages import duration_from_us, timestamp
 from meeting_service.metrics import MeetingMetrics
+from meeting_service.webhooks.events import message_id
+from meeting_service.webhooks.repository import DeliveryStatus, EndpointRow
+from meeting_service.webhooks.service import Delivery
 from meeting_service.wiring import Services
 from mesh_common.errors import MeshError, abort
 from mesh_common.grpc_server import current_principal
 from mesh_common.logging import logger
 from mesh_common.telemetry import current_traceparent
 
+_DELIVERY_STATUS = {
+    DeliveryStatus.PENDING: webhooks_pb2.WEBHOOK_DELIVERY_STATUS_PENDING,
+    DeliveryStatus.SUCCEEDED: webhooks_pb2.WEBHOOK_DELIVERY_STATUS_SUCCEEDED,
+    DeliveryStatus.FAILED: webhooks_pb2.WEBHOOK_DELIVERY_STATUS_FAILED,
+}
 SERVICE_NAME = meeting_service_pb2.DESCRIPTOR.services_by_name["MeetingService"].full_name
 _TRACEPARENT = "traceparent"
 
@@ -201,6 +211,63 @@ class MeetingServicer(meeting_service_pb2_grpc.MeetingServiceServicer):
                     async for event in events:
                         yield meeting_service_pb2.LiveTranscribeResponse(event=event)
 
+    async def ExportTranscript(  # noqa: D102
+        self, request: exports_pb2.ExportTranscriptRequest, context: Ctx
+    ) -> exports_pb2.ExportTranscriptResponse:
+        async with _errors(context):
+            export = await self._services().transcripts.export(
+                _owner(),
+                request.meeting_id,
+                request.format,
+                with_speakers=not request.omit_speakers,
+            )
+            return exports_pb2.ExportTranscriptResponse(
+                content_type=export.content_type, data=export.data, filename=export.filename
+            )
+
+    # --- webhooks ---
+
+    async def CreateWebhook(  # noqa: D102
+        self, request: webhooks_pb2.CreateWebhookRequest, context: Ctx
+    ) -> webhooks_pb2.CreateWebhookResponse:
+        async with _errors(context):
+            row, secret = await self._services().webhooks.create(_owner(), request.webhook)
+            return webhooks_pb2.CreateWebhookResponse(webhook=_webhook(row), secret=secret)
+
+    async def ListWebhooks(  # noqa: D102
+        self, request: webhooks_pb2.ListWebhooksRequest, context: Ctx
+    ) -> webhooks_pb2.ListWebhooksResponse:
+        async with _errors(context):
+            rows = await self._services().webhooks.endpoints(_owner())
+            return webhooks_pb2.ListWebhooksResponse(webhooks=[_webhook(r) for r in rows])
+
+    async def DeleteWebhook(  # noqa: D102
+        self, request: webhooks_pb2.DeleteWebhookRequest, context: Ctx
+    ) -> webhooks_pb2.DeleteWebhookResponse:
+        async with _errors(context):
+            await self._services().webhooks.delete(_owner(), request.webhook_id)
+            return webhooks_pb2.DeleteWebhookResponse()
+
+    async def ListWebhookDeliveries(  # noqa: D102
+        self, request: webhooks_pb2.ListWebhookDeliveriesRequest, context: Ctx
+    ) -> webhooks_pb2.ListWebhookDeliveriesResponse:
+        async with _errors(context):
+            page, token = await self._services().webhooks.deliveries(
+                _owner(), request.webhook_id, request.page_size, request.page_token
+            )
+            return webhooks_pb2.ListWebhookDeliveriesResponse(
+                deliveries=[_delivery(d) for d in page], next_page_token=token
+            )
+
+    async def RedeliverWebhook(  # noqa: D102
+        self, request: webhooks_pb2.RedeliverWebhookRequest, context: Ctx
+    ) -> webhooks_pb2.RedeliverWebhookResponse:
+        async with _errors(context):
+            delivery = await self._services().webhooks.redeliver(
+                _owner(), request.webhook_id, request.delivery_id
+            )
+            return webhooks_pb2.RedeliverWebhookResponse(delivery=_delivery(delivery))
+
     # --- speakers ---
 
     async def RenameSpeaker(  # noqa: D102
@@ -250,6 +317,47 @@ class MeetingServicer(meeting_service_pb2_grpc.MeetingServiceServicer):
         async with _errors(context):
             await self._services().voices.delete(_owner(), request.voice_profile_id)
             return voices_pb2.DeleteVoiceProfileResponse()
+
+
+def _webhook(row: EndpointRow) -> webhooks_pb2.Webhook:
+    return webhooks_pb2.Webhook(
+        id=str(row.id),
+        url=row.url,
+        event_types=row.event_types,
+        description=row.description,
+        disabled=bool(row.disabled_reason),
+        disabled_reason=row.disabled_reason,
+        consecutive_failures=row.consecutive_failures,
+        create_time=timestamp(row.create_time),
+    )
+
+
+def _delivery(delivery: Delivery) -> webhooks_pb2.WebhookDelivery:
+    row = delivery.row
+    message = webhooks_pb2.WebhookDelivery(
+        id=str(row.id),
+        webhook_id=str(row.endpoint_id),
+        event_id=message_id(row.event_id),
+        event_type=row.event_type,
+        meeting_id=str(row.meeting_id),
+        status=_DELIVERY_STATUS[row.status],
+        last_error=row.last_error,
+        create_time=timestamp(row.create_time),
+        attempts=[
+            webhooks_pb2.WebhookAttempt(
+                attempt=a.attempt,
+                status_code=a.status_code,
+                latency=duration_from_us(a.latency_ms * 1000),
+                error=a.error,
+                response_prefix=a.response_prefix.decode(errors="replace"),
+                create_time=timestamp(a.create_time),
+            )
+            for a in delivery.attempts
+        ],
+    )
+    if row.status is DeliveryStatus.PENDING:
+        message.next_attempt_time.CopyFrom(timestamp(row.next_attempt_at))
+    return message
 
 
 def _owner() -> str:

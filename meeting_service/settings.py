@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 
 from mesh_common.settings import CommonSettings
 from mesh_common.tls import KeyPair
 
 GIB = 1024**3
+WEBHOOK_KEY_BYTES = 32
+
+
+def _base64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except binascii.Error:
+        return b""
 
 
 class MeetingServiceSettings(CommonSettings):
@@ -52,6 +63,34 @@ class MeetingServiceSettings(CommonSettings):
         pipeline_live_max_s: Longest live session (the deadline of its recognition stream).
         pipeline_live_follow_s: How long LiveTranscribe, after the audio ended, keeps
             returning the events of the diarization and summary job before it ends the call.
+        webhook_workers: Webhook deliveries one process makes at once; 0 makes none (other
+            replicas deliver). See docs/webhooks.md.
+        webhook_poll_interval_s: How often an idle delivery loop looks for a due delivery.
+        webhook_timeout_s: Longest delivery attempt.
+        webhook_backoff_initial_s: Ceiling of the first retry's delay (exponential, full
+            jitter).
+        webhook_backoff_max_s: Highest ceiling of a retry's delay.
+        webhook_retry_for_s: How long a delivery is retried before it is FAILED.
+        webhook_disable_after: Consecutive failed attempts that disable an endpoint.
+        webhook_allow_private: Let endpoints resolve to loopback, private and link-local
+            addresses (the dev mesh does; a shared server should not).
+        webhook_secret_key: Base64 of 32 bytes that seals the endpoints' signing secrets
+            in the database (AES-GCM); unset stores them unsealed.
+        storage: Where recordings' bytes are kept: "postgres" (rows of the database) or
+            "s3" (an S3-compatible object store; docs/meeting_service.md).
+        s3_endpoint: The object store's URL; "" for AWS's endpoint of `s3_region`.
+        s3_bucket: The bucket holding the recordings (it must exist).
+        s3_region: The region requests are signed for.
+        s3_path_style: Address the bucket in the URL's path (most S3-compatible servers).
+        s3_prefix: Start of every recording's object key.
+        s3_part_bytes: Size of the parts a recording is uploaded in (the memory one upload
+            holds; S3 wants at least 5 MiB).
+        s3_access_key_id: Credentials; unset uses the standard AWS chain (`AWS_ACCESS_KEY_ID`
+            and `AWS_SECRET_ACCESS_KEY`, `AWS_SHARED_CREDENTIALS_FILE`, a pod or instance role).
+        s3_secret_access_key: Its secret.
+        s3_abandoned_after_s: Age after which an upload nobody writes to is aborted (its
+            recording then starts again from offset 0).
+        s3_sweep_interval_s: How often abandoned uploads are looked for.
     """
 
     database_url: SecretStr | None = Field(
@@ -82,12 +121,45 @@ class MeetingServiceSettings(CommonSettings):
     pipeline_gpu_deadline_per_audio_s: float = Field(default=1.0, ge=0)
     pipeline_live_max_s: float = Field(default=4 * 3600.0, gt=0)
     pipeline_live_follow_s: float = Field(default=300.0, ge=0)
+    webhook_workers: int = Field(default=4, ge=0, le=64)
+    webhook_poll_interval_s: float = Field(default=1.0, gt=0)
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    webhook_backoff_initial_s: float = Field(default=10.0, gt=0)
+    webhook_backoff_max_s: float = Field(default=3600.0, gt=0)
+    webhook_retry_for_s: float = Field(default=24 * 3600.0, ge=0)
+    webhook_disable_after: int = Field(default=100, ge=1)
+    webhook_allow_private: bool = False
+    webhook_secret_key: SecretStr | None = None
+    storage: Literal["postgres", "s3"] = "postgres"
+    s3_endpoint: str = ""
+    s3_bucket: str = "meeting-mesh-recordings"
+    s3_region: str = "us-east-1"
+    s3_path_style: bool = False
+    s3_prefix: str = "recordings/"
+    s3_part_bytes: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024, le=5 * GIB)
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_abandoned_after_s: float = Field(default=24 * 3600.0, gt=0)
+    s3_sweep_interval_s: float = Field(default=3600.0, gt=0)
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> MeetingServiceSettings:
         if self.db_pool_min > self.db_pool_max:
             raise ValueError("MESH_DB_POOL_MIN must not exceed MESH_DB_POOL_MAX")
         return self
+
+    @field_validator("webhook_secret_key")
+    @classmethod
+    def _sealing_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(_base64(value.get_secret_value())) != WEBHOOK_KEY_BYTES:
+            raise ValueError(f"must be the base64 of {WEBHOOK_KEY_BYTES} bytes")
+        return value
+
+    def webhook_sealing_key(self) -> bytes | None:
+        """Returns the key that seals webhook secrets, or None to store them unsealed."""
+        if self.webhook_secret_key is None:
+            return None
+        return _base64(self.webhook_secret_key.get_secret_value())
 
     def gpu_identity(self) -> KeyPair:
         """Returns the certificate and key this service presents to gpu_proxy."""

@@ -14,7 +14,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from contract_errors.meeting import invalid_field
-from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
+from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, webhooks_pb2
 from mesh_common import validation as rules
 
 _MEETING = meeting_pb2.Meeting.DESCRIPTOR.fields_by_name
@@ -24,6 +24,10 @@ _REQUEST_ID = meeting_service_pb2.CreateMeetingRequest.DESCRIPTOR.fields_by_name
 _PAGE_SIZE = meeting_service_pb2.ListMeetingsRequest.DESCRIPTOR.fields_by_name["page_size"]
 _UPLOAD = meeting_service_pb2.UploadMetadata.DESCRIPTOR.fields_by_name
 _PLAIN_TEXT = rules.FieldRules(plain_text=True)
+_WEBHOOK_ID = webhooks_pb2.DeleteWebhookRequest.DESCRIPTOR.fields_by_name["webhook_id"]
+_DELIVERIES_PAGE_SIZE = webhooks_pb2.ListWebhookDeliveriesRequest.DESCRIPTOR.fields_by_name[
+    "page_size"
+]
 
 
 def meeting_id(value: str, field: str = "meeting_id") -> uuid.UUID:
@@ -41,6 +45,21 @@ def meeting_id(value: str, field: str = "meeting_id") -> uuid.UUID:
     """
     _check(_MEETING_ID, value, field)
     return uuid.UUID(value)
+
+
+def webhook_id(value: str, field: str = "webhook_id") -> uuid.UUID:
+    """Parses the id of a webhook endpoint or delivery (`field` names it in the error).
+
+    Raises:
+        MeshError: INVALID_FIELD when empty or not a UUID.
+    """
+    _check(_WEBHOOK_ID, value, field)
+    return uuid.UUID(value)
+
+
+def webhook_page_size(value: int) -> int:
+    """Checks a page size against the rules of `ListWebhookDeliveriesRequest.page_size`."""
+    return _check(_DELIVERIES_PAGE_SIZE, value)
 
 
 def title(value: str) -> str:

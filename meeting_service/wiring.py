@@ -14,6 +14,8 @@ from meeting_service.meetings.service import MeetingsService, SupportedLanguages
 from meeting_service.processing.job import Deadlines, JobParts
 from meeting_service.recordings.completion import RecordingCompletion
 from meeting_service.recordings.repository import UploadsRepository
+from meeting_service.recordings.s3_store import S3Options, S3Store
+from meeting_service.recordings.store import PostgresStore, RecordingStore
 from meeting_service.recordings.uploads import UploadsService
 from meeting_service.settings import MeetingServiceSettings
 from meeting_service.transcripts.event_log import EventLog
@@ -24,6 +26,11 @@ from meeting_service.transcripts.speakers import SpeakerNaming
 from meeting_service.transcripts.writer import TranscriptWriter
 from meeting_service.voices.repository import VoicesRepository
 from meeting_service.voices.service import VoicesService
+from meeting_service.webhooks.delivery import DeliveryPolicy, WebhookDispatcher
+from meeting_service.webhooks.outbox import WebhookOutbox
+from meeting_service.webhooks.repository import WebhooksRepository
+from meeting_service.webhooks.service import WebhooksService
+from meeting_service.webhooks.signing import SecretBox
 from mesh_common.telemetry import Telemetry
 
 
@@ -41,6 +48,10 @@ class Services:
         jobs: SQL for jobs (the server's job gauges).
         gpu: The channel to gpu_proxy (opened on first use; closed by the server).
         processing: What the job workers use.
+        webhooks: Webhook endpoints and deliveries (owner-scoped).
+        webhook_delivery: The delivery loops (started by the server).
+        recordings: Where recordings' bytes are kept (closed by the server, which also
+            runs its sweep).
         speakers: Speaker names (owner-scoped).
         voices: Voice profiles (owner-scoped).
     """
@@ -54,8 +65,35 @@ class Services:
     jobs: JobsRepository
     gpu: GpuConnection
     processing: JobParts
+    webhooks: WebhooksService
+    webhook_delivery: WebhookDispatcher
+    recordings: RecordingStore
     speakers: SpeakerNaming
     voices: VoicesService
+
+
+def recording_store(
+    pool: asyncpg.Pool, uploads: UploadsRepository, settings: MeetingServiceSettings
+) -> RecordingStore:
+    """The store `settings.storage` names."""
+    if settings.storage == "postgres":
+        return PostgresStore(pool, uploads)
+    secret = settings.s3_secret_access_key
+    return S3Store(
+        pool,
+        uploads,
+        S3Options(
+            bucket=settings.s3_bucket,
+            endpoint=settings.s3_endpoint,
+            region=settings.s3_region,
+            path_style=settings.s3_path_style,
+            prefix=settings.s3_prefix,
+            part_bytes=settings.s3_part_bytes,
+            abandoned_after_s=settings.s3_abandoned_after_s,
+            access_key_id=settings.s3_access_key_id,
+            secret_access_key=secret.get_secret_value() if secret is not None else None,
+        ),
+    )
 
 
 def _languages(fleet: FleetCapabilities) -> SupportedLanguages:
@@ -84,7 +122,9 @@ def build_services(
     uploads = UploadsRepository()
     events = EventsRepository()
     jobs = JobsRepository()
-    log = EventLog(meetings, events)
+    webhooks = WebhooksRepository()
+    box = SecretBox(settings.webhook_sealing_key())
+    log = EventLog(meetings, events, WebhookOutbox(meetings, webhooks))
     hub = EventHub(
         dsn,
         pool,
@@ -95,6 +135,7 @@ def build_services(
     transcripts = TranscriptReader(pool, meetings, events, hub)
     writer = TranscriptWriter(pool, events)
     completion = RecordingCompletion(meetings, uploads, jobs, log)
+    store = recording_store(pool, uploads, settings)
     gpu = GpuConnection(
         settings.gpu_proxy_target,
         settings.gpu_identity(),
@@ -107,6 +148,7 @@ def build_services(
             pool=pool,
             meetings=meetings,
             uploads=uploads,
+            store=store,
             completion=completion,
             log=log,
             writer=writer,
@@ -122,6 +164,7 @@ def build_services(
         pool=pool,
         meetings=meetings,
         uploads=uploads,
+        store=store,
         jobs=jobs,
         log=log,
         transcripts=transcripts,
@@ -137,15 +180,37 @@ def build_services(
     return Services(
         pool=pool,
         hub=hub,
-        meetings=MeetingsService(pool, meetings, log, _languages(FleetCapabilities(gpu))),
+        meetings=MeetingsService(pool, meetings, log, store, _languages(FleetCapabilities(gpu))),
         uploads=UploadsService(
-            pool, meetings, uploads, log, completion, limit_bytes=settings.upload_limit_bytes
+            pool,
+            meetings,
+            uploads,
+            log,
+            completion,
+            store,
+            limit_bytes=settings.upload_limit_bytes,
         ),
         transcripts=transcripts,
         live=live,
         jobs=jobs,
         gpu=gpu,
         processing=processing,
+        webhooks=WebhooksService(pool, webhooks, box, allow_private=settings.webhook_allow_private),
+        webhook_delivery=WebhookDispatcher(pool, webhooks, box, _delivery_policy(settings)),
+        recordings=store,
         speakers=speakers,
         voices=VoicesService(pool, meetings, voices),
+    )
+
+
+def _delivery_policy(settings: MeetingServiceSettings) -> DeliveryPolicy:
+    return DeliveryPolicy(
+        workers=settings.webhook_workers,
+        poll_interval_s=settings.webhook_poll_interval_s,
+        timeout_s=settings.webhook_timeout_s,
+        backoff_initial_s=settings.webhook_backoff_initial_s,
+        backoff_max_s=settings.webhook_backoff_max_s,
+        retry_for_s=settings.webhook_retry_for_s,
+        disable_after=settings.webhook_disable_after,
+        allow_private=settings.webhook_allow_private,
     )

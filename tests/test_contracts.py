@@ -59,6 +59,12 @@ def test_meeting_service_has_every_rpc_with_its_streaming_shape(
         "GetTranscript": (False, False),
         "GetSummary": (False, False),
         "LiveTranscribe": (True, True),
+        "ExportTranscript": (False, False),
+        "CreateWebhook": (False, False),
+        "ListWebhooks": (False, False),
+        "DeleteWebhook": (False, False),
+        "ListWebhookDeliveries": (False, False),
+        "RedeliverWebhook": (False, False),
         # --- speakers ---
         "RenameSpeaker": (False, False),
         "CreateVoiceProfile": (False, False),
@@ -212,6 +218,8 @@ def test_every_enum_starts_with_unspecified_zero(
         "gen.meeting.v1.meeting_pb2",
         "gen.meeting.v1.meeting_service_pb2",
         "gen.meeting.v1.meeting_service_pb2_grpc",
+        "gen.meeting.v1.exports_pb2",
+        "gen.meeting.v1.webhooks_pb2",
         "gen.gpu.v1.gpu_pb2",
         "gen.gpu.v1.gpu_pb2_grpc",
         "gen.mesh.v1.validate_pb2",
@@ -239,5 +247,6 @@ def test_cli_help_lists_every_subcommand_of_the_design() -> None:
         "certs",
         "token",
         "upload",
+        "export",
     ):
         assert f"    {command} " in result.stdout

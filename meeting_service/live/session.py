@@ -47,6 +47,7 @@ from meeting_service.recordings import pcm
 from meeting_service.recordings.completion import RecordingCompletion
 from meeting_service.recordings.live_recording import LiveRecording
 from meeting_service.recordings.repository import UploadsRepository
+from meeting_service.recordings.store import RecordingStore
 from meeting_service.transcripts import gpu_results
 from meeting_service.transcripts.event_log import EventLog
 from meeting_service.transcripts.reader import TranscriptReader
@@ -67,6 +68,7 @@ class LiveParts:
         pool: The pool.
         meetings: SQL for meetings.
         uploads: SQL for recordings.
+        store: Where recordings' bytes are kept.
         completion: Completes a recording and queues its job.
         log: Event writes inside a transaction.
         writer: Segments, by group commit.
@@ -79,6 +81,7 @@ class LiveParts:
     pool: asyncpg.Pool
     meetings: MeetingsRepository
     uploads: UploadsRepository
+    store: RecordingStore
     completion: RecordingCompletion
     log: EventLog
     writer: TranscriptWriter
@@ -132,7 +135,11 @@ class LiveTranscriber:
             language = validation.language(config.language) if config.language else ""
             gpu = self._parts.gpu.stubs()
             recording = LiveRecording(
-                self._parts.pool, self._parts.uploads, self._parts.completion, mid
+                self._parts.pool,
+                self._parts.uploads,
+                self._parts.store,
+                self._parts.completion,
+                mid,
             )
             meeting, started = await self._start(owner, mid, recording)
         except GpuNotConfigured as error:

@@ -59,6 +59,17 @@ SupportedLanguages = Callable[[], Awaitable[Sequence[str] | None]]
 """Returns the languages the GPU fleet transcribes (primary subtags), or None when unknown."""
 
 
+class MeetingRecordings(Protocol):
+    """Where the meeting's recording is kept, as deletion uses it (`recordings.store`).
+
+    Declared here for the same reason as `MeetingLog`.
+    """
+
+    async def delete(self, meeting_id: uuid.UUID) -> None:
+        """Deletes what the store keeps of the recording outside the `uploads` rows."""
+        ...
+
+
 class MeetingsService:
     """The meeting rules, every call scoped to its owner.
 
@@ -66,6 +77,7 @@ class MeetingsService:
         pool: The pool.
         meetings: SQL for meetings.
         log: The event log (status changes).
+        recordings: Where the recordings are kept (deletion).
         languages: What the GPU fleet transcribes; a language it does not is refused.
             While that is unknown (no fleet configured, or none answering) every
             well-formed language is accepted: a fleet that is down must not stop meetings
@@ -77,11 +89,13 @@ class MeetingsService:
         pool: asyncpg.Pool,
         meetings: MeetingsRepository,
         log: MeetingLog,
+        recordings: MeetingRecordings,
         languages: SupportedLanguages,
     ) -> None:
         self._pool = pool
         self._meetings = meetings
         self._log = log
+        self._recordings = recordings
         self._languages = languages
 
     async def create(
@@ -215,7 +229,7 @@ class MeetingsService:
         return meeting_message(row)
 
     async def delete(self, owner: str, meeting_id: str) -> None:
-        """Deletes a caller's meeting with its audio, transcript and jobs.
+        """Deletes a caller's meeting with its recording, transcript and jobs.
 
         Followers of its stream get a final `deleted` event; a worker processing it loses
         its job (`JobLost`) at its next heartbeat.
@@ -227,6 +241,8 @@ class MeetingsService:
             row = await self._require(conn, owner, meeting_id, for_update=True)
             await self._log.announce_deletion(conn, row.id)
             await self._meetings.delete(conn, row.id)
+        # After the commit: a recording still being received is refused from here on.
+        await self._recordings.delete(row.id)
 
     async def _supported(self, language: str) -> str:
         """Returns a language the fleet transcribes ("" asks for detection)."""

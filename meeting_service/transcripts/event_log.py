@@ -2,8 +2,10 @@
 
 Every method runs on a connection inside the caller's transaction: the sequence comes from
 `EventsRepository.allocate`, so the meeting row stays locked until commit. The NOTIFY
-queued with each event is delivered on commit, never for a rolled-back write. Segments go
-through `TranscriptWriter`'s group commit instead.
+queued with each event is delivered on commit, never for a rolled-back write, and so are the
+webhook events a change announces (`WebhookOutbox`): every status change passes here, so no
+caller can change a status without its webhooks. Segments go through `TranscriptWriter`'s
+group commit instead.
 """
 
 from __future__ import annotations
@@ -18,14 +20,18 @@ from meeting_service.meetings.messages import timestamp
 from meeting_service.meetings.repository import MeetingsRepository
 from meeting_service.transcripts import messages
 from meeting_service.transcripts.repository import EventsRepository
+from meeting_service.webhooks.outbox import WebhookOutbox
 
 
 class EventLog:
     """Appends events to a meeting's log and applies what they mean to the stored state."""
 
-    def __init__(self, meetings: MeetingsRepository, events: EventsRepository) -> None:
+    def __init__(
+        self, meetings: MeetingsRepository, events: EventsRepository, outbox: WebhookOutbox
+    ) -> None:
         self._meetings = meetings
         self._events = events
+        self._outbox = outbox
 
     async def change_status(
         self,
@@ -50,6 +56,7 @@ class EventLog:
         """
         sequence = await self._allocate(conn, meeting_id)
         await self._meetings.set_status(conn, meeting_id, status, reason)
+        await self._outbox.status_changed(conn, meeting_id, status)
         change = meeting_pb2.StatusChange(status=status, reason=reason)
         return await self._append(conn, meeting_id, sequence, messages.STATUS_CHANGE, change)
 
@@ -75,6 +82,7 @@ class EventLog:
             The sequence of the `deleted` event.
         """
         sequence = await self._allocate(conn, meeting_id)
+        await self._outbox.meeting_deleted(conn, meeting_id)
         await self._events.announce(conn, meeting_id, sequence, deleted=True)
         return sequence
 

@@ -11,8 +11,9 @@ import asyncpg
 
 from contract_errors.meeting import MeetingError, invalid_field, not_found, not_ready, unavailable
 from gen.meeting.v1 import meeting_pb2
+from meeting_service.meetings.messages import meeting_message
 from meeting_service.meetings.repository import MeetingsRepository
-from meeting_service.transcripts import messages
+from meeting_service.transcripts import exports, messages
 from meeting_service.transcripts.hub import EventHub, HubClosed, SubscriberLagged
 from meeting_service.transcripts.repository import EventsRepository
 from meeting_service.validation import meeting_id as parse_id
@@ -38,6 +39,8 @@ class Transcript:
         speaker_names: The named speakers: label to name.
         last_sequence: The meeting's newest event when it was read.
         status: The meeting's status then.
+        meeting: The meeting then.
+        summary: Its summary then, when written.
     """
 
     segments: list[meeting_pb2.Segment]
@@ -45,6 +48,8 @@ class Transcript:
     speaker_names: dict[str, str]
     last_sequence: int
     status: meeting_pb2.MeetingStatus.ValueType
+    meeting: meeting_pb2.Meeting
+    summary: meeting_pb2.Summary | None
 
 
 class TranscriptReader:
@@ -87,6 +92,35 @@ class TranscriptReader:
             speaker_names={s.speaker: s.speaker_name for s in parsed if s.speaker_name},
             last_sequence=row.last_sequence,
             status=meeting_pb2.MeetingStatus.ValueType(row.status),
+            meeting=meeting_message(row),
+            summary=None if row.summary is None else meeting_pb2.Summary.FromString(row.summary),
+        )
+
+    async def export(
+        self, owner: str, meeting_id: str, export_format: int, *, with_speakers: bool
+    ) -> exports.Export:
+        """Returns a caller's meeting's current transcript as a file.
+
+        Args:
+            owner: The caller.
+            meeting_id: The meeting.
+            export_format: A `meeting.v1.ExportFormat` value.
+            with_speakers: Whether speaker labels appear.
+
+        Returns:
+            The file.
+
+        Raises:
+            MeshError: INVALID_FIELD for an unknown format; as `get_transcript` otherwise.
+        """
+        exports.check_format(export_format)
+        transcript = await self.get_transcript(owner, meeting_id)
+        return exports.export(
+            export_format,
+            transcript.meeting,
+            transcript.segments,
+            transcript.summary,
+            with_speakers=with_speakers,
         )
 
     async def get_summary(self, owner: str, meeting_id: str) -> meeting_pb2.Summary:

@@ -35,9 +35,13 @@ async def meeting_service(
     database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[RunningMeetingService]:
     """The module's meeting_service, with no pipeline workers: the tests play the pipeline
-    themselves (`play_pipeline`), so no worker adds events they do not expect."""
+    themselves (`play_pipeline`), so no worker adds events they do not expect; nor does it
+    deliver webhooks (tests/meeting_service/test_webhooks.py does)."""
     settings = meeting_settings(
-        database_url, tmp_path_factory.mktemp("meeting-service"), pipeline_workers=0
+        database_url,
+        tmp_path_factory.mktemp("meeting-service"),
+        pipeline_workers=0,
+        webhook_workers=0,
     )
     async with run_meeting_service(settings, database=Database(database_url)) as running:
         yield running

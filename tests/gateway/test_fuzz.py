@@ -88,6 +88,8 @@ class _ThreadedMesh:
                 upload_chunk_bytes=64 * 1024,
                 max_upload_bytes=16 * 1024 * 1024,
                 shutdown_grace_s=1.0,
+                # No worker runs here: a transcription that were accepted would wait in vain.
+                openai_wait_s=2.0,
             )
             async with run_gateway(settings) as gateway:
                 self.url = gateway.url
@@ -141,6 +143,18 @@ CONFIG = schemathesis.Config.from_dict(
                         "expected-statuses": ["2xx", "400", "404", "409", "413"]
                     }
                 },
+            },
+            {
+                # A random file is no recording: 400, or 413 past the deployment's limit.
+                "include-operation-id": "CreateTranscription",
+                "checks": {
+                    "positive_data_acceptance": {"expected-statuses": ["2xx", "400", "413"]}
+                },
+            },
+            {
+                # The recognizer does not translate: every request is refused with 400.
+                "include-operation-id": "CreateTranslation",
+                "checks": {"positive_data_acceptance": {"expected-statuses": ["400"]}},
             },
         ],
     }

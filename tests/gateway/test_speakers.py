@@ -89,6 +89,12 @@ async def test_a_rename_reaches_the_transcript_the_summary_and_an_open_stream(
         item = (await r.json())["summary"]["actionItems"][0]
     assert (item["owner"], item["ownerSpeaker"], item["due"]) == ("Maria", "SPEAKER_2", "by Friday")
 
+    url = f"/v1/meetings/{meeting_id}/transcript"
+    async with http.get(url, params={"format": "srt"}, headers=as_user) as r:
+        assert r.status == 200, await r.text()
+        srt = await r.text()
+    assert "Maria: I will send them." in srt and "SPEAKER_1: Who sends the notes?" in srt
+
     # An empty name removes it: the label shows again everywhere.
     async with http.patch(
         f"/v1/meetings/{meeting_id}/speakers/SPEAKER_2", json={"name": ""}, headers=as_user

@@ -117,7 +117,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """A fault of the server itself (a bug); it is logged there, the message says no more."""
     ERROR_REASON_UNSUPPORTED_CONTENT_TYPE: _ErrorReason.ValueType  # 16
     """An upload's Content-Type is not an audio type; `metadata.content_type`."""
-    ERROR_REASON_VOICE_PROFILE_NOT_FOUND: _ErrorReason.ValueType  # 17
+    ERROR_REASON_WEBHOOK_NOT_FOUND: _ErrorReason.ValueType  # 17
+    """The webhook endpoint or delivery does not exist or belongs to someone
+    else; `metadata.webhook_id` (and `metadata.delivery_id`) name it.
+    """
+    ERROR_REASON_VOICE_PROFILE_NOT_FOUND: _ErrorReason.ValueType  # 18
     """The voice profile does not exist or belongs to someone else;
     `metadata.voice_profile_id`.
     """
@@ -166,7 +170,11 @@ ERROR_REASON_INTERNAL: ErrorReason.ValueType  # 15
 """A fault of the server itself (a bug); it is logged there, the message says no more."""
 ERROR_REASON_UNSUPPORTED_CONTENT_TYPE: ErrorReason.ValueType  # 16
 """An upload's Content-Type is not an audio type; `metadata.content_type`."""
-ERROR_REASON_VOICE_PROFILE_NOT_FOUND: ErrorReason.ValueType  # 17
+ERROR_REASON_WEBHOOK_NOT_FOUND: ErrorReason.ValueType  # 17
+"""The webhook endpoint or delivery does not exist or belongs to someone
+else; `metadata.webhook_id` (and `metadata.delivery_id`) name it.
+"""
+ERROR_REASON_VOICE_PROFILE_NOT_FOUND: ErrorReason.ValueType  # 18
 """The voice profile does not exist or belongs to someone else;
 `metadata.voice_profile_id`.
 """

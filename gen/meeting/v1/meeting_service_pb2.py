@@ -26,13 +26,15 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
+from gen.meeting.v1 import exports_pb2 as meeting_dot_v1_dot_exports__pb2
 from gen.meeting.v1 import meeting_pb2 as meeting_dot_v1_dot_meeting__pb2
 from gen.meeting.v1 import speakers_pb2 as meeting_dot_v1_dot_speakers__pb2
 from gen.meeting.v1 import voices_pb2 as meeting_dot_v1_dot_voices__pb2
+from gen.meeting.v1 import webhooks_pb2 as meeting_dot_v1_dot_webhooks__pb2
 from gen.mesh.v1 import validate_pb2 as mesh_dot_v1_dot_validate__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n meeting/v1/meeting_service.proto\x12\nmeeting.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x18meeting/v1/meeting.proto\x1a\x19meeting/v1/speakers.proto\x1a\x17meeting/v1/voices.proto\x1a\x16mesh/v1/validate.proto\"x\n\x14\x43reateMeetingRequest\x12\x33\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingB\x04\xe2\x41\x01\x02R\x07meeting\x12+\n\nrequest_id\x18\x02 \x01(\tB\x0c\xe2\x41\x01\x01\xc2\xf3\x18\x04\x10@0\x01R\trequestId\"F\n\x15\x43reateMeetingResponse\x12-\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingR\x07meeting\"@\n\x11GetMeetingRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\"C\n\x12GetMeetingResponse\x12-\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingR\x07meeting\"e\n\x13ListMeetingsRequest\x12)\n\tpage_size\x18\x01 \x01(\x05\x42\x0c\xe2\x41\x01\x01\xc2\xf3\x18\x04\x38\x00@dR\x08pageSize\x12#\n\npage_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01R\tpageToken\"o\n\x14ListMeetingsResponse\x12/\n\x08meetings\x18\x01 \x03(\x0b\x32\x13.meeting.v1.MeetingR\x08meetings\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8e\x01\n\x14UpdateMeetingRequest\x12\x33\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingB\x04\xe2\x41\x01\x02R\x07meeting\x12\x41\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x02R\nupdateMask\"F\n\x15UpdateMeetingResponse\x12-\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingR\x07meeting\"C\n\x14\x44\x65leteMeetingRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\"\x17\n\x15\x44\x65leteMeetingResponse\"\xce\x02\n\x0eUploadMetadata\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\x12\x32\n\x0c\x63ontent_type\x18\x02 \x01(\tB\x0f\xe2\x41\x01\x02\xc2\xf3\x18\x07\x08\x01\x10\xff\x01\x30\x01R\x0b\x63ontentType\x12.\n\ntotal_size\x18\x03 \x01(\x03\x42\n\xe2\x41\x01\x01\xc2\xf3\x18\x02\x38\x00H\x00R\ttotalSize\x88\x01\x01\x12\"\n\x06offset\x18\x04 \x01(\x03\x42\n\xe2\x41\x01\x01\xc2\xf3\x18\x02\x38\x00R\x06offset\x12#\n\nrequest_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01R\trequestId\x12S\n\x06sha256\x18\x06 \x01(\tB;\xe2\x41\x01\x01\xc2\xf3\x18\x33\x1a\x0c[0-9a-f]{64}\"#64 lowercase hexadecimal charactersR\x06sha256B\r\n\x0b_total_size\"n\n\x12UploadAudioRequest\x12\x38\n\x08metadata\x18\x01 \x01(\x0b\x32\x1a.meeting.v1.UploadMetadataH\x00R\x08metadata\x12\x16\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00R\x05\x63hunkB\x06\n\x04part\"\xb8\x01\n\x13UploadAudioResponse\x12-\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingR\x07meeting\x12\x1f\n\x0bstored_size\x18\x02 \x01(\x03R\nstoredSize\x12\x1a\n\x08\x63omplete\x18\x03 \x01(\x08R\x08\x63omplete\x12\x35\n\x08\x64uration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationR\x08\x64uration\"E\n\x16GetUploadStatusRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\"\xac\x01\n\x17GetUploadStatusResponse\x12\x1f\n\x0bstored_size\x18\x01 \x01(\x03R\nstoredSize\x12\"\n\ntotal_size\x18\x02 \x01(\x03H\x00R\ttotalSize\x88\x01\x01\x12\x1a\n\x08\x63omplete\x18\x03 \x01(\x08R\x08\x63omplete\x12!\n\x0c\x63ontent_type\x18\x04 \x01(\tR\x0b\x63ontentTypeB\r\n\x0b_total_size\"s\n\x17StreamTranscriptRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\x12+\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x01R\rafterSequence\"M\n\x18StreamTranscriptResponse\x12\x31\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1b.meeting.v1.TranscriptEventR\x05\x65vent\"C\n\x14GetTranscriptRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\"\xd7\x02\n\x15GetTranscriptResponse\x12/\n\x08segments\x18\x01 \x03(\x0b\x32\x13.meeting.v1.SegmentR\x08segments\x12\x1a\n\x08speakers\x18\x02 \x03(\tR\x08speakers\x12#\n\rlast_sequence\x18\x03 \x01(\x03R\x0clastSequence\x12\x31\n\x06status\x18\x04 \x01(\x0e\x32\x19.meeting.v1.MeetingStatusR\x06status\x12X\n\rspeaker_names\x18\x05 \x03(\x0b\x32\x33.meeting.v1.GetTranscriptResponse.SpeakerNamesEntryR\x0cspeakerNames\x1a?\n\x11SpeakerNamesEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"@\n\x11GetSummaryRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\"C\n\x12GetSummaryResponse\x12-\n\x07summary\x18\x01 \x01(\x0b\x32\x13.meeting.v1.SummaryR\x07summary\"\x92\x01\n\x0fLiveAudioConfig\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\x12\x30\n\x11sample_rate_hertz\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01R\x0fsampleRateHertz\x12 \n\x08language\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01R\x08language\"n\n\x15LiveTranscribeRequest\x12\x35\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1b.meeting.v1.LiveAudioConfigH\x00R\x06\x63onfig\x12\x16\n\x05\x61udio\x18\x02 \x01(\x0cH\x00R\x05\x61udioB\x06\n\x04part\"K\n\x16LiveTranscribeResponse\x12\x31\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1b.meeting.v1.TranscriptEventR\x05\x65vent2\x92\x10\n\x0eMeetingService\x12s\n\rCreateMeeting\x12 .meeting.v1.CreateMeetingRequest\x1a!.meeting.v1.CreateMeetingResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x0c/v1/meetings:\x07meeting\x12n\n\nGetMeeting\x12\x1d.meeting.v1.GetMeetingRequest\x1a\x1e.meeting.v1.GetMeetingResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/meetings/{meeting_id}\x12g\n\x0cListMeetings\x12\x1f.meeting.v1.ListMeetingsRequest\x1a .meeting.v1.ListMeetingsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/meetings\x12\x80\x01\n\rUpdateMeeting\x12 .meeting.v1.UpdateMeetingRequest\x1a!.meeting.v1.UpdateMeetingResponse\"*\x82\xd3\xe4\x93\x02$2\x19/v1/meetings/{meeting.id}:\x07meeting\x12w\n\rDeleteMeeting\x12 .meeting.v1.DeleteMeetingRequest\x1a!.meeting.v1.DeleteMeetingResponse\"!\x82\xd3\xe4\x93\x02\x1b*\x19/v1/meetings/{meeting_id}\x12P\n\x0bUploadAudio\x12\x1e.meeting.v1.UploadAudioRequest\x1a\x1f.meeting.v1.UploadAudioResponse(\x01\x12Z\n\x0fGetUploadStatus\x12\".meeting.v1.GetUploadStatusRequest\x1a#.meeting.v1.GetUploadStatusResponse\x12_\n\x10StreamTranscript\x12#.meeting.v1.StreamTranscriptRequest\x1a$.meeting.v1.StreamTranscriptResponse0\x01\x12\x82\x01\n\rGetTranscript\x12 .meeting.v1.GetTranscriptRequest\x1a!.meeting.v1.GetTranscriptResponse\",\x82\xd3\xe4\x93\x02&\x12$/v1/meetings/{meeting_id}/transcript\x12v\n\nGetSummary\x12\x1d.meeting.v1.GetSummaryRequest\x1a\x1e.meeting.v1.GetSummaryResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/meetings/{meeting_id}/summary\x12[\n\x0eLiveTranscribe\x12!.meeting.v1.LiveTranscribeRequest\x1a\".meeting.v1.LiveTranscribeResponse(\x01\x30\x01\x12\x8d\x01\n\rRenameSpeaker\x12 .meeting.v1.RenameSpeakerRequest\x1a!.meeting.v1.RenameSpeakerResponse\"7\x82\xd3\xe4\x93\x02\x31\x32,/v1/meetings/{meeting_id}/speakers/{speaker}:\x01*\x12\x81\x01\n\x12\x43reateVoiceProfile\x12%.meeting.v1.CreateVoiceProfileRequest\x1a&.meeting.v1.CreateVoiceProfileResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/voiceProfiles:\x01*\x12\x90\x01\n\x0e\x41\x64\x64VoiceSample\x12!.meeting.v1.AddVoiceSampleRequest\x1a\".meeting.v1.AddVoiceSampleResponse\"7\x82\xd3\xe4\x93\x02\x31\",/v1/voiceProfiles/{voice_profile_id}/samples:\x01*\x12{\n\x11ListVoiceProfiles\x12$.meeting.v1.ListVoiceProfilesRequest\x1a%.meeting.v1.ListVoiceProfilesResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/voiceProfiles\x12\x94\x01\n\x12RenameVoiceProfile\x12%.meeting.v1.RenameVoiceProfileRequest\x1a&.meeting.v1.RenameVoiceProfileResponse\"/\x82\xd3\xe4\x93\x02)2$/v1/voiceProfiles/{voice_profile_id}:\x01*\x12\x91\x01\n\x12\x44\x65leteVoiceProfile\x12%.meeting.v1.DeleteVoiceProfileRequest\x1a&.meeting.v1.DeleteVoiceProfileResponse\",\x82\xd3\xe4\x93\x02&*$/v1/voiceProfiles/{voice_profile_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n meeting/v1/meeting_service.proto\x12\nmeeting.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x18meeting/v1/exports.proto\x1a\x18meeting/v1/meeting.proto\x1a\x19meeting/v1/speakers.proto\x1a\x17meeting/v1/voices.proto\x1a\x19meeting/v1/webhooks.proto\x1a\x16mesh/v1/validate.proto\"x\n\x14\x43reateMeetingRequest\x12\x33\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingB\x04\xe2\x41\x01\x02R\x07meeting\x12+\n\nrequest_id\x18\x02 \x01(\tB\x0c\xe2\x41\x01\x01\xc2\xf3\x18\x04\x10@0\x01R\trequestId\"F\n\x15\x43reateMeetingResponse\x12-\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingR\x07meeting\"@\n\x11GetMeetingRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\"C\n\x12GetMeetingResponse\x12-\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingR\x07meeting\"e\n\x13ListMeetingsRequest\x12)\n\tpage_size\x18\x01 \x01(\x05\x42\x0c\xe2\x41\x01\x01\xc2\xf3\x18\x04\x38\x00@dR\x08pageSize\x12#\n\npage_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01R\tpageToken\"o\n\x14ListMeetingsResponse\x12/\n\x08meetings\x18\x01 \x03(\x0b\x32\x13.meeting.v1.MeetingR\x08meetings\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8e\x01\n\x14UpdateMeetingRequest\x12\x33\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingB\x04\xe2\x41\x01\x02R\x07meeting\x12\x41\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x02R\nupdateMask\"F\n\x15UpdateMeetingResponse\x12-\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingR\x07meeting\"C\n\x14\x44\x65leteMeetingRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\"\x17\n\x15\x44\x65leteMeetingResponse\"\xce\x02\n\x0eUploadMetadata\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\x12\x32\n\x0c\x63ontent_type\x18\x02 \x01(\tB\x0f\xe2\x41\x01\x02\xc2\xf3\x18\x07\x08\x01\x10\xff\x01\x30\x01R\x0b\x63ontentType\x12.\n\ntotal_size\x18\x03 \x01(\x03\x42\n\xe2\x41\x01\x01\xc2\xf3\x18\x02\x38\x00H\x00R\ttotalSize\x88\x01\x01\x12\"\n\x06offset\x18\x04 \x01(\x03\x42\n\xe2\x41\x01\x01\xc2\xf3\x18\x02\x38\x00R\x06offset\x12#\n\nrequest_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01R\trequestId\x12S\n\x06sha256\x18\x06 \x01(\tB;\xe2\x41\x01\x01\xc2\xf3\x18\x33\x1a\x0c[0-9a-f]{64}\"#64 lowercase hexadecimal charactersR\x06sha256B\r\n\x0b_total_size\"n\n\x12UploadAudioRequest\x12\x38\n\x08metadata\x18\x01 \x01(\x0b\x32\x1a.meeting.v1.UploadMetadataH\x00R\x08metadata\x12\x16\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00R\x05\x63hunkB\x06\n\x04part\"\xb8\x01\n\x13UploadAudioResponse\x12-\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingR\x07meeting\x12\x1f\n\x0bstored_size\x18\x02 \x01(\x03R\nstoredSize\x12\x1a\n\x08\x63omplete\x18\x03 \x01(\x08R\x08\x63omplete\x12\x35\n\x08\x64uration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationR\x08\x64uration\"E\n\x16GetUploadStatusRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\"\xac\x01\n\x17GetUploadStatusResponse\x12\x1f\n\x0bstored_size\x18\x01 \x01(\x03R\nstoredSize\x12\"\n\ntotal_size\x18\x02 \x01(\x03H\x00R\ttotalSize\x88\x01\x01\x12\x1a\n\x08\x63omplete\x18\x03 \x01(\x08R\x08\x63omplete\x12!\n\x0c\x63ontent_type\x18\x04 \x01(\tR\x0b\x63ontentTypeB\r\n\x0b_total_size\"s\n\x17StreamTranscriptRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\x12+\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x01R\rafterSequence\"M\n\x18StreamTranscriptResponse\x12\x31\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1b.meeting.v1.TranscriptEventR\x05\x65vent\"C\n\x14GetTranscriptRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\"\xd7\x02\n\x15GetTranscriptResponse\x12/\n\x08segments\x18\x01 \x03(\x0b\x32\x13.meeting.v1.SegmentR\x08segments\x12\x1a\n\x08speakers\x18\x02 \x03(\tR\x08speakers\x12#\n\rlast_sequence\x18\x03 \x01(\x03R\x0clastSequence\x12\x31\n\x06status\x18\x04 \x01(\x0e\x32\x19.meeting.v1.MeetingStatusR\x06status\x12X\n\rspeaker_names\x18\x05 \x03(\x0b\x32\x33.meeting.v1.GetTranscriptResponse.SpeakerNamesEntryR\x0cspeakerNames\x1a?\n\x11SpeakerNamesEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"@\n\x11GetSummaryRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\"C\n\x12GetSummaryResponse\x12-\n\x07summary\x18\x01 \x01(\x0b\x32\x13.meeting.v1.SummaryR\x07summary\"\x92\x01\n\x0fLiveAudioConfig\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\x12\x30\n\x11sample_rate_hertz\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01R\x0fsampleRateHertz\x12 \n\x08language\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01R\x08language\"n\n\x15LiveTranscribeRequest\x12\x35\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1b.meeting.v1.LiveAudioConfigH\x00R\x06\x63onfig\x12\x16\n\x05\x61udio\x18\x02 \x01(\x0cH\x00R\x05\x61udioB\x06\n\x04part\"K\n\x16LiveTranscribeResponse\x12\x31\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1b.meeting.v1.TranscriptEventR\x05\x65vent2\x8b\x16\n\x0eMeetingService\x12s\n\rCreateMeeting\x12 .meeting.v1.CreateMeetingRequest\x1a!.meeting.v1.CreateMeetingResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x0c/v1/meetings:\x07meeting\x12n\n\nGetMeeting\x12\x1d.meeting.v1.GetMeetingRequest\x1a\x1e.meeting.v1.GetMeetingResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/meetings/{meeting_id}\x12g\n\x0cListMeetings\x12\x1f.meeting.v1.ListMeetingsRequest\x1a .meeting.v1.ListMeetingsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/meetings\x12\x80\x01\n\rUpdateMeeting\x12 .meeting.v1.UpdateMeetingRequest\x1a!.meeting.v1.UpdateMeetingResponse\"*\x82\xd3\xe4\x93\x02$2\x19/v1/meetings/{meeting.id}:\x07meeting\x12w\n\rDeleteMeeting\x12 .meeting.v1.DeleteMeetingRequest\x1a!.meeting.v1.DeleteMeetingResponse\"!\x82\xd3\xe4\x93\x02\x1b*\x19/v1/meetings/{meeting_id}\x12P\n\x0bUploadAudio\x12\x1e.meeting.v1.UploadAudioRequest\x1a\x1f.meeting.v1.UploadAudioResponse(\x01\x12Z\n\x0fGetUploadStatus\x12\".meeting.v1.GetUploadStatusRequest\x1a#.meeting.v1.GetUploadStatusResponse\x12_\n\x10StreamTranscript\x12#.meeting.v1.StreamTranscriptRequest\x1a$.meeting.v1.StreamTranscriptResponse0\x01\x12\x82\x01\n\rGetTranscript\x12 .meeting.v1.GetTranscriptRequest\x1a!.meeting.v1.GetTranscriptResponse\",\x82\xd3\xe4\x93\x02&\x12$/v1/meetings/{meeting_id}/transcript\x12v\n\nGetSummary\x12\x1d.meeting.v1.GetSummaryRequest\x1a\x1e.meeting.v1.GetSummaryResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/meetings/{meeting_id}/summary\x12[\n\x0eLiveTranscribe\x12!.meeting.v1.LiveTranscribeRequest\x1a\".meeting.v1.LiveTranscribeResponse(\x01\x30\x01\x12]\n\x10\x45xportTranscript\x12#.meeting.v1.ExportTranscriptRequest\x1a$.meeting.v1.ExportTranscriptResponse\x12s\n\rCreateWebhook\x12 .meeting.v1.CreateWebhookRequest\x1a!.meeting.v1.CreateWebhookResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x0c/v1/webhooks:\x07webhook\x12g\n\x0cListWebhooks\x12\x1f.meeting.v1.ListWebhooksRequest\x1a .meeting.v1.ListWebhooksResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/webhooks\x12w\n\rDeleteWebhook\x12 .meeting.v1.DeleteWebhookRequest\x1a!.meeting.v1.DeleteWebhookResponse\"!\x82\xd3\xe4\x93\x02\x1b*\x19/v1/webhooks/{webhook_id}\x12\x9a\x01\n\x15ListWebhookDeliveries\x12(.meeting.v1.ListWebhookDeliveriesRequest\x1a).meeting.v1.ListWebhookDeliveriesResponse\",\x82\xd3\xe4\x93\x02&\x12$/v1/webhooks/{webhook_id}/deliveries\x12\xa3\x01\n\x10RedeliverWebhook\x12#.meeting.v1.RedeliverWebhookRequest\x1a$.meeting.v1.RedeliverWebhookResponse\"D\x82\xd3\xe4\x93\x02>\"</v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver\x12\x8d\x01\n\rRenameSpeaker\x12 .meeting.v1.RenameSpeakerRequest\x1a!.meeting.v1.RenameSpeakerResponse\"7\x82\xd3\xe4\x93\x02\x31\x32,/v1/meetings/{meeting_id}/speakers/{speaker}:\x01*\x12\x81\x01\n\x12\x43reateVoiceProfile\x12%.meeting.v1.CreateVoiceProfileRequest\x1a&.meeting.v1.CreateVoiceProfileResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/voiceProfiles:\x01*\x12\x90\x01\n\x0e\x41\x64\x64VoiceSample\x12!.meeting.v1.AddVoiceSampleRequest\x1a\".meeting.v1.AddVoiceSampleResponse\"7\x82\xd3\xe4\x93\x02\x31\",/v1/voiceProfiles/{voice_profile_id}/samples:\x01*\x12{\n\x11ListVoiceProfiles\x12$.meeting.v1.ListVoiceProfilesRequest\x1a%.meeting.v1.ListVoiceProfilesResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/voiceProfiles\x12\x94\x01\n\x12RenameVoiceProfile\x12%.meeting.v1.RenameVoiceProfileRequest\x1a&.meeting.v1.RenameVoiceProfileResponse\"/\x82\xd3\xe4\x93\x02)2$/v1/voiceProfiles/{voice_profile_id}:\x01*\x12\x91\x01\n\x12\x44\x65leteVoiceProfile\x12%.meeting.v1.DeleteVoiceProfileRequest\x1a&.meeting.v1.DeleteVoiceProfileResponse\",\x82\xd3\xe4\x93\x02&*$/v1/voiceProfiles/{voice_profile_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -99,6 +101,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MEETINGSERVICE'].methods_by_name['GetTranscript']._serialized_options = b'\202\323\344\223\002&\022$/v1/meetings/{meeting_id}/transcript'
   _globals['_MEETINGSERVICE'].methods_by_name['GetSummary']._loaded_options = None
   _globals['_MEETINGSERVICE'].methods_by_name['GetSummary']._serialized_options = b'\202\323\344\223\002#\022!/v1/meetings/{meeting_id}/summary'
+  _globals['_MEETINGSERVICE'].methods_by_name['CreateWebhook']._loaded_options = None
+  _globals['_MEETINGSERVICE'].methods_by_name['CreateWebhook']._serialized_options = b'\202\323\344\223\002\027\"\014/v1/webhooks:\007webhook'
+  _globals['_MEETINGSERVICE'].methods_by_name['ListWebhooks']._loaded_options = None
+  _globals['_MEETINGSERVICE'].methods_by_name['ListWebhooks']._serialized_options = b'\202\323\344\223\002\016\022\014/v1/webhooks'
+  _globals['_MEETINGSERVICE'].methods_by_name['DeleteWebhook']._loaded_options = None
+  _globals['_MEETINGSERVICE'].methods_by_name['DeleteWebhook']._serialized_options = b'\202\323\344\223\002\033*\031/v1/webhooks/{webhook_id}'
+  _globals['_MEETINGSERVICE'].methods_by_name['ListWebhookDeliveries']._loaded_options = None
+  _globals['_MEETINGSERVICE'].methods_by_name['ListWebhookDeliveries']._serialized_options = b'\202\323\344\223\002&\022$/v1/webhooks/{webhook_id}/deliveries'
+  _globals['_MEETINGSERVICE'].methods_by_name['RedeliverWebhook']._loaded_options = None
+  _globals['_MEETINGSERVICE'].methods_by_name['RedeliverWebhook']._serialized_options = b'\202\323\344\223\002>\"</v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver'
   _globals['_MEETINGSERVICE'].methods_by_name['RenameSpeaker']._loaded_options = None
   _globals['_MEETINGSERVICE'].methods_by_name['RenameSpeaker']._serialized_options = b'\202\323\344\223\00212,/v1/meetings/{meeting_id}/speakers/{speaker}:\001*'
   _globals['_MEETINGSERVICE'].methods_by_name['CreateVoiceProfile']._loaded_options = None
@@ -111,56 +123,56 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MEETINGSERVICE'].methods_by_name['RenameVoiceProfile']._serialized_options = b'\202\323\344\223\002)2$/v1/voiceProfiles/{voice_profile_id}:\001*'
   _globals['_MEETINGSERVICE'].methods_by_name['DeleteVoiceProfile']._loaded_options = None
   _globals['_MEETINGSERVICE'].methods_by_name['DeleteVoiceProfile']._serialized_options = b'\202\323\344\223\002&*$/v1/voiceProfiles/{voice_profile_id}'
-  _globals['_CREATEMEETINGREQUEST']._serialized_start=279
-  _globals['_CREATEMEETINGREQUEST']._serialized_end=399
-  _globals['_CREATEMEETINGRESPONSE']._serialized_start=401
-  _globals['_CREATEMEETINGRESPONSE']._serialized_end=471
-  _globals['_GETMEETINGREQUEST']._serialized_start=473
-  _globals['_GETMEETINGREQUEST']._serialized_end=537
-  _globals['_GETMEETINGRESPONSE']._serialized_start=539
-  _globals['_GETMEETINGRESPONSE']._serialized_end=606
-  _globals['_LISTMEETINGSREQUEST']._serialized_start=608
-  _globals['_LISTMEETINGSREQUEST']._serialized_end=709
-  _globals['_LISTMEETINGSRESPONSE']._serialized_start=711
-  _globals['_LISTMEETINGSRESPONSE']._serialized_end=822
-  _globals['_UPDATEMEETINGREQUEST']._serialized_start=825
-  _globals['_UPDATEMEETINGREQUEST']._serialized_end=967
-  _globals['_UPDATEMEETINGRESPONSE']._serialized_start=969
-  _globals['_UPDATEMEETINGRESPONSE']._serialized_end=1039
-  _globals['_DELETEMEETINGREQUEST']._serialized_start=1041
-  _globals['_DELETEMEETINGREQUEST']._serialized_end=1108
-  _globals['_DELETEMEETINGRESPONSE']._serialized_start=1110
-  _globals['_DELETEMEETINGRESPONSE']._serialized_end=1133
-  _globals['_UPLOADMETADATA']._serialized_start=1136
-  _globals['_UPLOADMETADATA']._serialized_end=1470
-  _globals['_UPLOADAUDIOREQUEST']._serialized_start=1472
-  _globals['_UPLOADAUDIOREQUEST']._serialized_end=1582
-  _globals['_UPLOADAUDIORESPONSE']._serialized_start=1585
-  _globals['_UPLOADAUDIORESPONSE']._serialized_end=1769
-  _globals['_GETUPLOADSTATUSREQUEST']._serialized_start=1771
-  _globals['_GETUPLOADSTATUSREQUEST']._serialized_end=1840
-  _globals['_GETUPLOADSTATUSRESPONSE']._serialized_start=1843
-  _globals['_GETUPLOADSTATUSRESPONSE']._serialized_end=2015
-  _globals['_STREAMTRANSCRIPTREQUEST']._serialized_start=2017
-  _globals['_STREAMTRANSCRIPTREQUEST']._serialized_end=2132
-  _globals['_STREAMTRANSCRIPTRESPONSE']._serialized_start=2134
-  _globals['_STREAMTRANSCRIPTRESPONSE']._serialized_end=2211
-  _globals['_GETTRANSCRIPTREQUEST']._serialized_start=2213
-  _globals['_GETTRANSCRIPTREQUEST']._serialized_end=2280
-  _globals['_GETTRANSCRIPTRESPONSE']._serialized_start=2283
-  _globals['_GETTRANSCRIPTRESPONSE']._serialized_end=2626
-  _globals['_GETTRANSCRIPTRESPONSE_SPEAKERNAMESENTRY']._serialized_start=2563
-  _globals['_GETTRANSCRIPTRESPONSE_SPEAKERNAMESENTRY']._serialized_end=2626
-  _globals['_GETSUMMARYREQUEST']._serialized_start=2628
-  _globals['_GETSUMMARYREQUEST']._serialized_end=2692
-  _globals['_GETSUMMARYRESPONSE']._serialized_start=2694
-  _globals['_GETSUMMARYRESPONSE']._serialized_end=2761
-  _globals['_LIVEAUDIOCONFIG']._serialized_start=2764
-  _globals['_LIVEAUDIOCONFIG']._serialized_end=2910
-  _globals['_LIVETRANSCRIBEREQUEST']._serialized_start=2912
-  _globals['_LIVETRANSCRIBEREQUEST']._serialized_end=3022
-  _globals['_LIVETRANSCRIBERESPONSE']._serialized_start=3024
-  _globals['_LIVETRANSCRIBERESPONSE']._serialized_end=3099
-  _globals['_MEETINGSERVICE']._serialized_start=3102
-  _globals['_MEETINGSERVICE']._serialized_end=5168
+  _globals['_CREATEMEETINGREQUEST']._serialized_start=332
+  _globals['_CREATEMEETINGREQUEST']._serialized_end=452
+  _globals['_CREATEMEETINGRESPONSE']._serialized_start=454
+  _globals['_CREATEMEETINGRESPONSE']._serialized_end=524
+  _globals['_GETMEETINGREQUEST']._serialized_start=526
+  _globals['_GETMEETINGREQUEST']._serialized_end=590
+  _globals['_GETMEETINGRESPONSE']._serialized_start=592
+  _globals['_GETMEETINGRESPONSE']._serialized_end=659
+  _globals['_LISTMEETINGSREQUEST']._serialized_start=661
+  _globals['_LISTMEETINGSREQUEST']._serialized_end=762
+  _globals['_LISTMEETINGSRESPONSE']._serialized_start=764
+  _globals['_LISTMEETINGSRESPONSE']._serialized_end=875
+  _globals['_UPDATEMEETINGREQUEST']._serialized_start=878
+  _globals['_UPDATEMEETINGREQUEST']._serialized_end=1020
+  _globals['_UPDATEMEETINGRESPONSE']._serialized_start=1022
+  _globals['_UPDATEMEETINGRESPONSE']._serialized_end=1092
+  _globals['_DELETEMEETINGREQUEST']._serialized_start=1094
+  _globals['_DELETEMEETINGREQUEST']._serialized_end=1161
+  _globals['_DELETEMEETINGRESPONSE']._serialized_start=1163
+  _globals['_DELETEMEETINGRESPONSE']._serialized_end=1186
+  _globals['_UPLOADMETADATA']._serialized_start=1189
+  _globals['_UPLOADMETADATA']._serialized_end=1523
+  _globals['_UPLOADAUDIOREQUEST']._serialized_start=1525
+  _globals['_UPLOADAUDIOREQUEST']._serialized_end=1635
+  _globals['_UPLOADAUDIORESPONSE']._serialized_start=1638
+  _globals['_UPLOADAUDIORESPONSE']._serialized_end=1822
+  _globals['_GETUPLOADSTATUSREQUEST']._serialized_start=1824
+  _globals['_GETUPLOADSTATUSREQUEST']._serialized_end=1893
+  _globals['_GETUPLOADSTATUSRESPONSE']._serialized_start=1896
+  _globals['_GETUPLOADSTATUSRESPONSE']._serialized_end=2068
+  _globals['_STREAMTRANSCRIPTREQUEST']._serialized_start=2070
+  _globals['_STREAMTRANSCRIPTREQUEST']._serialized_end=2185
+  _globals['_STREAMTRANSCRIPTRESPONSE']._serialized_start=2187
+  _globals['_STREAMTRANSCRIPTRESPONSE']._serialized_end=2264
+  _globals['_GETTRANSCRIPTREQUEST']._serialized_start=2266
+  _globals['_GETTRANSCRIPTREQUEST']._serialized_end=2333
+  _globals['_GETTRANSCRIPTRESPONSE']._serialized_start=2336
+  _globals['_GETTRANSCRIPTRESPONSE']._serialized_end=2679
+  _globals['_GETTRANSCRIPTRESPONSE_SPEAKERNAMESENTRY']._serialized_start=2616
+  _globals['_GETTRANSCRIPTRESPONSE_SPEAKERNAMESENTRY']._serialized_end=2679
+  _globals['_GETSUMMARYREQUEST']._serialized_start=2681
+  _globals['_GETSUMMARYREQUEST']._serialized_end=2745
+  _globals['_GETSUMMARYRESPONSE']._serialized_start=2747
+  _globals['_GETSUMMARYRESPONSE']._serialized_end=2814
+  _globals['_LIVEAUDIOCONFIG']._serialized_start=2817
+  _globals['_LIVEAUDIOCONFIG']._serialized_end=2963
+  _globals['_LIVETRANSCRIBEREQUEST']._serialized_start=2965
+  _globals['_LIVETRANSCRIBEREQUEST']._serialized_end=3075
+  _globals['_LIVETRANSCRIBERESPONSE']._serialized_start=3077
+  _globals['_LIVETRANSCRIBERESPONSE']._serialized_end=3152
+  _globals['_MEETINGSERVICE']._serialized_start=3155
+  _globals['_MEETINGSERVICE']._serialized_end=5982
 # @@protoc_insertion_point(module_scope)

@@ -3,9 +3,11 @@
 import grpc
 import warnings
 
+from gen.meeting.v1 import exports_pb2 as meeting_dot_v1_dot_exports__pb2
 from gen.meeting.v1 import meeting_service_pb2 as meeting_dot_v1_dot_meeting__service__pb2
 from gen.meeting.v1 import speakers_pb2 as meeting_dot_v1_dot_speakers__pb2
 from gen.meeting.v1 import voices_pb2 as meeting_dot_v1_dot_voices__pb2
+from gen.meeting.v1 import webhooks_pb2 as meeting_dot_v1_dot_webhooks__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -95,6 +97,36 @@ class MeetingServiceStub:
                 '/meeting.v1.MeetingService/LiveTranscribe',
                 request_serializer=meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeRequest.SerializeToString,
                 response_deserializer=meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeResponse.FromString,
+                _registered_method=True)
+        self.ExportTranscript = channel.unary_unary(
+                '/meeting.v1.MeetingService/ExportTranscript',
+                request_serializer=meeting_dot_v1_dot_exports__pb2.ExportTranscriptRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_exports__pb2.ExportTranscriptResponse.FromString,
+                _registered_method=True)
+        self.CreateWebhook = channel.unary_unary(
+                '/meeting.v1.MeetingService/CreateWebhook',
+                request_serializer=meeting_dot_v1_dot_webhooks__pb2.CreateWebhookRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_webhooks__pb2.CreateWebhookResponse.FromString,
+                _registered_method=True)
+        self.ListWebhooks = channel.unary_unary(
+                '/meeting.v1.MeetingService/ListWebhooks',
+                request_serializer=meeting_dot_v1_dot_webhooks__pb2.ListWebhooksRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_webhooks__pb2.ListWebhooksResponse.FromString,
+                _registered_method=True)
+        self.DeleteWebhook = channel.unary_unary(
+                '/meeting.v1.MeetingService/DeleteWebhook',
+                request_serializer=meeting_dot_v1_dot_webhooks__pb2.DeleteWebhookRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_webhooks__pb2.DeleteWebhookResponse.FromString,
+                _registered_method=True)
+        self.ListWebhookDeliveries = channel.unary_unary(
+                '/meeting.v1.MeetingService/ListWebhookDeliveries',
+                request_serializer=meeting_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesResponse.FromString,
+                _registered_method=True)
+        self.RedeliverWebhook = channel.unary_unary(
+                '/meeting.v1.MeetingService/RedeliverWebhook',
+                request_serializer=meeting_dot_v1_dot_webhooks__pb2.RedeliverWebhookRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_webhooks__pb2.RedeliverWebhookResponse.FromString,
                 _registered_method=True)
         self.RenameSpeaker = channel.unary_unary(
                 '/meeting.v1.MeetingService/RenameSpeaker',
@@ -225,6 +257,55 @@ class MeetingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportTranscript(self, request, context):
+        """--- exports ---
+        Returns the current transcript as a file: subtitles (SRT, WebVTT), plain
+        text, Markdown with the summary, or JSON. NOT_READY as GetTranscript.
+        Over REST it is `GET /v1/meetings/{meeting_id}/transcript` with
+        `?format=` or an `Accept` header.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateWebhook(self, request, context):
+        """--- webhooks ---
+        Registers an endpoint for the caller's events; the response holds its
+        signing secret, which is never returned again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhooks(self, request, context):
+        """Lists the caller's endpoints.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteWebhook(self, request, context):
+        """Deletes an endpoint with its deliveries; nothing more is sent to it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhookDeliveries(self, request, context):
+        """Lists an endpoint's deliveries, newest first, with their attempts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedeliverWebhook(self, request, context):
+        """Sends a delivery again now (same event id), whatever became of it, and
+        enables its endpoint again if it was disabled.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RenameSpeaker(self, request, context):
         """--- speakers ---
 
@@ -332,6 +413,36 @@ def add_MeetingServiceServicer_to_server(servicer, server):
                     servicer.LiveTranscribe,
                     request_deserializer=meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeRequest.FromString,
                     response_serializer=meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeResponse.SerializeToString,
+            ),
+            'ExportTranscript': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportTranscript,
+                    request_deserializer=meeting_dot_v1_dot_exports__pb2.ExportTranscriptRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_exports__pb2.ExportTranscriptResponse.SerializeToString,
+            ),
+            'CreateWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateWebhook,
+                    request_deserializer=meeting_dot_v1_dot_webhooks__pb2.CreateWebhookRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_webhooks__pb2.CreateWebhookResponse.SerializeToString,
+            ),
+            'ListWebhooks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhooks,
+                    request_deserializer=meeting_dot_v1_dot_webhooks__pb2.ListWebhooksRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_webhooks__pb2.ListWebhooksResponse.SerializeToString,
+            ),
+            'DeleteWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteWebhook,
+                    request_deserializer=meeting_dot_v1_dot_webhooks__pb2.DeleteWebhookRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_webhooks__pb2.DeleteWebhookResponse.SerializeToString,
+            ),
+            'ListWebhookDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookDeliveries,
+                    request_deserializer=meeting_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesResponse.SerializeToString,
+            ),
+            'RedeliverWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedeliverWebhook,
+                    request_deserializer=meeting_dot_v1_dot_webhooks__pb2.RedeliverWebhookRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_webhooks__pb2.RedeliverWebhookResponse.SerializeToString,
             ),
             'RenameSpeaker': grpc.unary_unary_rpc_method_handler(
                     servicer.RenameSpeaker,
@@ -666,6 +777,168 @@ class MeetingService:
             '/meeting.v1.MeetingService/LiveTranscribe',
             meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeRequest.SerializeToString,
             meeting_dot_v1_dot_meeting__service__pb2.LiveTranscribeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportTranscript(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/ExportTranscript',
+            meeting_dot_v1_dot_exports__pb2.ExportTranscriptRequest.SerializeToString,
+            meeting_dot_v1_dot_exports__pb2.ExportTranscriptResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/CreateWebhook',
+            meeting_dot_v1_dot_webhooks__pb2.CreateWebhookRequest.SerializeToString,
+            meeting_dot_v1_dot_webhooks__pb2.CreateWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhooks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/ListWebhooks',
+            meeting_dot_v1_dot_webhooks__pb2.ListWebhooksRequest.SerializeToString,
+            meeting_dot_v1_dot_webhooks__pb2.ListWebhooksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/DeleteWebhook',
+            meeting_dot_v1_dot_webhooks__pb2.DeleteWebhookRequest.SerializeToString,
+            meeting_dot_v1_dot_webhooks__pb2.DeleteWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhookDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/ListWebhookDeliveries',
+            meeting_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+            meeting_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedeliverWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/RedeliverWebhook',
+            meeting_dot_v1_dot_webhooks__pb2.RedeliverWebhookRequest.SerializeToString,
+            meeting_dot_v1_dot_webhooks__pb2.RedeliverWebhookResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,9 +5,11 @@ isort:skip_file
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from gen.meeting.v1 import exports_pb2 as _exports_pb2
 from gen.meeting.v1 import meeting_service_pb2 as _meeting_service_pb2
 from gen.meeting.v1 import speakers_pb2 as _speakers_pb2
 from gen.meeting.v1 import voices_pb2 as _voices_pb2
+from gen.meeting.v1 import webhooks_pb2 as _webhooks_pb2
 import abc as _abc_1
 
 
@@ -60,6 +62,28 @@ class MeetingServiceStub:
     """Transcribes live audio: the first message carries `config`, every later
     one raw audio; transcript events (partial and final segments, status
     changes) come back as they are produced and are stored like any others.
+    """
+    ExportTranscript: _aio.UnaryUnaryMultiCallable[_exports_pb2.ExportTranscriptRequest, _exports_pb2.ExportTranscriptResponse]
+    """--- exports ---
+    Returns the current transcript as a file: subtitles (SRT, WebVTT), plain
+    text, Markdown with the summary, or JSON. NOT_READY as GetTranscript.
+    Over REST it is `GET /v1/meetings/{meeting_id}/transcript` with
+    `?format=` or an `Accept` header.
+    """
+    CreateWebhook: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.CreateWebhookRequest, _webhooks_pb2.CreateWebhookResponse]
+    """--- webhooks ---
+    Registers an endpoint for the caller's events; the response holds its
+    signing secret, which is never returned again.
+    """
+    ListWebhooks: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.ListWebhooksRequest, _webhooks_pb2.ListWebhooksResponse]
+    """Lists the caller's endpoints."""
+    DeleteWebhook: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.DeleteWebhookRequest, _webhooks_pb2.DeleteWebhookResponse]
+    """Deletes an endpoint with its deliveries; nothing more is sent to it."""
+    ListWebhookDeliveries: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.ListWebhookDeliveriesRequest, _webhooks_pb2.ListWebhookDeliveriesResponse]
+    """Lists an endpoint's deliveries, newest first, with their attempts."""
+    RedeliverWebhook: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.RedeliverWebhookRequest, _webhooks_pb2.RedeliverWebhookResponse]
+    """Sends a delivery again now (same event id), whatever became of it, and
+    enables its endpoint again if it was disabled.
     """
     RenameSpeaker: _aio.UnaryUnaryMultiCallable[_speakers_pb2.RenameSpeakerRequest, _speakers_pb2.RenameSpeakerResponse]
     """--- speakers ---
@@ -195,6 +219,64 @@ class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
         """Transcribes live audio: the first message carries `config`, every later
         one raw audio; transcript events (partial and final segments, status
         changes) come back as they are produced and are stored like any others.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportTranscript(
+        self,
+        request: _exports_pb2.ExportTranscriptRequest,
+        context: _aio.ServicerContext[_exports_pb2.ExportTranscriptRequest, _abc.Awaitable[_exports_pb2.ExportTranscriptResponse]],
+    ) -> _abc.Awaitable[_exports_pb2.ExportTranscriptResponse]:
+        """--- exports ---
+        Returns the current transcript as a file: subtitles (SRT, WebVTT), plain
+        text, Markdown with the summary, or JSON. NOT_READY as GetTranscript.
+        Over REST it is `GET /v1/meetings/{meeting_id}/transcript` with
+        `?format=` or an `Accept` header.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateWebhook(
+        self,
+        request: _webhooks_pb2.CreateWebhookRequest,
+        context: _aio.ServicerContext[_webhooks_pb2.CreateWebhookRequest, _abc.Awaitable[_webhooks_pb2.CreateWebhookResponse]],
+    ) -> _abc.Awaitable[_webhooks_pb2.CreateWebhookResponse]:
+        """--- webhooks ---
+        Registers an endpoint for the caller's events; the response holds its
+        signing secret, which is never returned again.
+        """
+
+    @_abc_1.abstractmethod
+    def ListWebhooks(
+        self,
+        request: _webhooks_pb2.ListWebhooksRequest,
+        context: _aio.ServicerContext[_webhooks_pb2.ListWebhooksRequest, _abc.Awaitable[_webhooks_pb2.ListWebhooksResponse]],
+    ) -> _abc.Awaitable[_webhooks_pb2.ListWebhooksResponse]:
+        """Lists the caller's endpoints."""
+
+    @_abc_1.abstractmethod
+    def DeleteWebhook(
+        self,
+        request: _webhooks_pb2.DeleteWebhookRequest,
+        context: _aio.ServicerContext[_webhooks_pb2.DeleteWebhookRequest, _abc.Awaitable[_webhooks_pb2.DeleteWebhookResponse]],
+    ) -> _abc.Awaitable[_webhooks_pb2.DeleteWebhookResponse]:
+        """Deletes an endpoint with its deliveries; nothing more is sent to it."""
+
+    @_abc_1.abstractmethod
+    def ListWebhookDeliveries(
+        self,
+        request: _webhooks_pb2.ListWebhookDeliveriesRequest,
+        context: _aio.ServicerContext[_webhooks_pb2.ListWebhookDeliveriesRequest, _abc.Awaitable[_webhooks_pb2.ListWebhookDeliveriesResponse]],
+    ) -> _abc.Awaitable[_webhooks_pb2.ListWebhookDeliveriesResponse]:
+        """Lists an endpoint's deliveries, newest first, with their attempts."""
+
+    @_abc_1.abstractmethod
+    def RedeliverWebhook(
+        self,
+        request: _webhooks_pb2.RedeliverWebhookRequest,
+        context: _aio.ServicerContext[_webhooks_pb2.RedeliverWebhookRequest, _abc.Awaitable[_webhooks_pb2.RedeliverWebhookResponse]],
+    ) -> _abc.Awaitable[_webhooks_pb2.RedeliverWebhookResponse]:
+        """Sends a delivery again now (same event id), whatever became of it, and
+        enables its endpoint again if it was disabled.
         """
 
     @_abc_1.abstractmethod
