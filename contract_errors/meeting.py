@@ -46,6 +46,21 @@ def unsupported_language(field: str, language: str, supported: list[str]) -> Mee
     )
 
 
+def speaker_not_found(speaker: str, speakers: list[str], message: str) -> MeetingError:
+    """Returns the error for a speaker label the meeting does not have.
+
+    Args:
+        speaker: The label asked for (`ErrorInfo.metadata.speaker`).
+        speakers: The labels it has (`ErrorInfo.metadata.speakers`, comma-separated).
+        message: What is missing, for people.
+    """
+    return MeetingError(
+        meeting_pb2.ERROR_REASON_SPEAKER_NOT_FOUND,
+        message,
+        {"speaker": speaker, "speakers": ",".join(speakers)},
+    )
+
+
 def not_found(meeting_id: object) -> MeetingError:
     """Returns the error for a meeting that is missing or not the caller's."""
     return MeetingError(

@@ -90,7 +90,15 @@ class _Schemas:
 
     def _message(self, descriptor: Descriptor) -> dict[str, Any]:
         properties = {f.json_name: self.field(f) for f in descriptor.fields}
-        return {"type": "object", "properties": properties, "additionalProperties": False}
+        schema: dict[str, Any] = {
+            "type": "object",
+            "properties": properties,
+            "additionalProperties": False,
+        }
+        required = [f.json_name for f in descriptor.fields if _required(f)]
+        if required:
+            schema["required"] = required
+        return schema
 
     def field(self, field: FieldDescriptor) -> dict[str, Any]:
         schema = self._single(field)
@@ -125,6 +133,18 @@ class _Schemas:
         if field.type == FieldDescriptor.TYPE_BYTES:
             return {"type": "string", "contentEncoding": "base64"}
         return dict(_TEXT_SCHEMA)
+
+
+def _required(field: FieldDescriptor) -> bool:
+    """Whether a message's JSON must hold the field.
+
+    So it must when its rules require the text, or when it is a message the contract marks
+    REQUIRED (a message has no empty value to stand for "not set").
+    """
+    if rules_of(field).required:
+        return True
+    behaviors = field.GetOptions().Extensions[field_behavior_pb2.field_behavior]
+    return field.message_type is not None and field_behavior_pb2.REQUIRED in behaviors
 
 
 def _rules_schema(field: FieldDescriptor) -> dict[str, Any]:
@@ -246,7 +266,8 @@ def _rest_operation(route: RestRoute, schemas: _Schemas) -> dict[str, Any]:
         )
         assert body_type is not None
         body_schema = schemas.ref(body_type)
-        required = False
+        # A body with fields it must hold cannot be left out.
+        required = any(_required(field) for field in body_type.fields)
         if "update_mask" in route.method.input_type.fields_by_name:
             # Without a mask, the body's fields are the ones to change: an empty body with
             # no mask changes nothing and is refused.

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import asyncpg
 
-from contract_errors.meeting import invalid_field, not_found
+from contract_errors.meeting import not_found, speaker_not_found
 from gen.meeting.v1 import meeting_pb2, speakers_pb2
 from meeting_service import validation
 from meeting_service.meetings.repository import MeetingsRepository
@@ -100,8 +100,8 @@ class SpeakerNaming:
             The meeting's speaker map after the change: label to name.
 
         Raises:
-            MeetingError: MEETING_NOT_FOUND; INVALID_FIELD for a bad field or a label the
-                transcript does not have.
+            MeetingError: MEETING_NOT_FOUND; INVALID_FIELD for a bad field; SPEAKER_NOT_FOUND
+                for a label the transcript does not have.
         """
         mid = validation.meeting_id(meeting_id)
         request = _REQUEST(speaker=speaker, name=name.strip())
@@ -117,8 +117,9 @@ class SpeakerNaming:
             ]
             labels = dict.fromkeys(s.speaker for s in segments if s.speaker)
             if speaker not in labels:
-                raise invalid_field(
-                    "speaker",
+                raise speaker_not_found(
+                    speaker,
+                    list(labels),
                     f"the transcript has no speaker {speaker!r}; its speakers: "
                     f"{', '.join(labels) or 'none yet'}",
                 )

@@ -11,7 +11,7 @@ import uuid
 
 import asyncpg
 
-from contract_errors.meeting import MeetingError, invalid_field, not_found
+from contract_errors.meeting import MeetingError, not_found, speaker_not_found
 from gen.meeting.v1 import meeting_pb2, voices_pb2
 from meeting_service import validation
 from meeting_service.meetings.messages import timestamp
@@ -57,7 +57,8 @@ class VoicesService:
         """Creates a profile from a speaker of one of the caller's meetings.
 
         Raises:
-            MeetingError: INVALID_FIELD; MEETING_NOT_FOUND for the sample's meeting.
+            MeetingError: INVALID_FIELD; MEETING_NOT_FOUND for the sample's meeting;
+                SPEAKER_NOT_FOUND when it has no voice of that speaker.
         """
         name = _name(name)
         async with self._pool.acquire() as conn, conn.transaction():
@@ -74,7 +75,8 @@ class VoicesService:
         """Adds another sample of the voice to a caller's profile.
 
         Raises:
-            MeetingError: INVALID_FIELD; VOICE_PROFILE_NOT_FOUND; MEETING_NOT_FOUND.
+            MeetingError: INVALID_FIELD; VOICE_PROFILE_NOT_FOUND; MEETING_NOT_FOUND;
+                SPEAKER_NOT_FOUND.
         """
         pid = _profile_id(profile_id)
         async with self._pool.acquire() as conn, conn.transaction():
@@ -131,8 +133,9 @@ class VoicesService:
         voices = {v.label: v for v in await self._voices.meeting_voices(conn, meeting_id)}
         voice = voices.get(sample.speaker)
         if voice is None:
-            raise invalid_field(
-                "sample.speaker",
+            raise speaker_not_found(
+                sample.speaker,
+                list(voices),
                 f"meeting {meeting_id} has no voice of {sample.speaker!r}; speakers with a "
                 f"voice there: {', '.join(voices) or 'none (it was not diarized yet)'}",
             )

@@ -118,9 +118,9 @@ async def test_a_rename_of_an_unknown_speaker_or_of_anothers_meeting_is_refused(
 ) -> None:
     url = f"/v1/meetings/{meeting_id}/speakers/SPEAKER_9"
     async with http.patch(url, json={"name": "Maria"}, headers=as_user) as r:
-        assert r.status == 400
+        assert r.status == 404
         error = await error_of(r)
-    assert reason_of(error) == "INVALID_FIELD"
+    assert reason_of(error) == "SPEAKER_NOT_FOUND"
     assert "none yet" in error["message"]
     await _processed(meeting_service, meeting_id)
     async with http.patch(url, json={"name": "Maria"}, headers=as_user) as r:

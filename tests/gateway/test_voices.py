@@ -94,9 +94,9 @@ async def test_a_profile_needs_a_name_and_a_speaker_with_a_voice_in_the_callers_
     meeting_service: RunningMeetingService,
 ) -> None:
     async with await _create(http, as_user, meeting_id, "SPEAKER_1", "Alex") as r:
-        assert r.status == 400
+        assert r.status == 404
         error = await error_of(r)
-    assert reason_of(error) == "INVALID_FIELD"
+    assert reason_of(error) == "SPEAKER_NOT_FOUND"
     assert "not diarized yet" in error["message"]
     await _diarized(meeting_service, meeting_id)
     async with await _create(http, as_user, meeting_id, "SPEAKER_7", "Alex") as r:

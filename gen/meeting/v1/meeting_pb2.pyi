@@ -124,7 +124,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     ERROR_REASON_VOICE_PROFILE_NOT_FOUND: _ErrorReason.ValueType  # 18
     """The voice profile does not exist or belongs to someone else;
     `metadata.voice_profile_id`.
+    The meeting has no such speaker (or none with a voice, for a voice
     """
+    ERROR_REASON_SPEAKER_NOT_FOUND: _ErrorReason.ValueType  # 19
+    """sample); `metadata.speaker` names it, `metadata.speakers` lists those it has."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Reasons carried in `google.rpc.ErrorInfo.reason` (without the
@@ -177,7 +180,10 @@ else; `metadata.webhook_id` (and `metadata.delivery_id`) name it.
 ERROR_REASON_VOICE_PROFILE_NOT_FOUND: ErrorReason.ValueType  # 18
 """The voice profile does not exist or belongs to someone else;
 `metadata.voice_profile_id`.
+The meeting has no such speaker (or none with a voice, for a voice
 """
+ERROR_REASON_SPEAKER_NOT_FOUND: ErrorReason.ValueType  # 19
+"""sample); `metadata.speaker` names it, `metadata.speakers` lists those it has."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 @_typing.final

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from gen.mesh.v1 import validate_pb2 as mesh_dot_v1_dot_validate__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17meeting/v1/voices.proto\x12\nmeeting.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16mesh/v1/validate.proto\"\xfd\x01\n\x0cVoiceProfile\x12\x1a\n\x02id\x18\x01 \x01(\tB\n\xe2\x41\x01\x03\xc2\xf3\x18\x02(\x01R\x02id\x12\"\n\x04name\x18\x02 \x01(\tB\x0e\xe2\x41\x01\x02\xc2\xf3\x18\x06\x08\x01\x10\x64\x30\x01R\x04name\x12\'\n\x0csample_count\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x03R\x0bsampleCount\x12\x41\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\ncreateTime\x12\x41\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\nupdateTime\"d\n\x0bVoiceSample\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\x12(\n\x07speaker\x18\x02 \x01(\tB\x0e\xe2\x41\x01\x02\xc2\xf3\x18\x06\x08\x01\x10@0\x01R\x07speaker\"v\n\x19\x43reateVoiceProfileRequest\x12\"\n\x04name\x18\x01 \x01(\tB\x0e\xe2\x41\x01\x02\xc2\xf3\x18\x06\x08\x01\x10\x64\x30\x01R\x04name\x12\x35\n\x06sample\x18\x02 \x01(\x0b\x32\x17.meeting.v1.VoiceSampleB\x04\xe2\x41\x01\x02R\x06sample\"[\n\x1a\x43reateVoiceProfileResponse\x12=\n\rvoice_profile\x18\x01 \x01(\x0b\x32\x18.meeting.v1.VoiceProfileR\x0cvoiceProfile\"\x86\x01\n\x15\x41\x64\x64VoiceSampleRequest\x12\x36\n\x10voice_profile_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\x0evoiceProfileId\x12\x35\n\x06sample\x18\x02 \x01(\x0b\x32\x17.meeting.v1.VoiceSampleB\x04\xe2\x41\x01\x02R\x06sample\"W\n\x16\x41\x64\x64VoiceSampleResponse\x12=\n\rvoice_profile\x18\x01 \x01(\x0b\x32\x18.meeting.v1.VoiceProfileR\x0cvoiceProfile\"\x1a\n\x18ListVoiceProfilesRequest\"\\\n\x19ListVoiceProfilesResponse\x12?\n\x0evoice_profiles\x18\x01 \x03(\x0b\x32\x18.meeting.v1.VoiceProfileR\rvoiceProfiles\"w\n\x19RenameVoiceProfileRequest\x12\x36\n\x10voice_profile_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\x0evoiceProfileId\x12\"\n\x04name\x18\x02 \x01(\tB\x0e\xe2\x41\x01\x02\xc2\xf3\x18\x06\x08\x01\x10\x64\x30\x01R\x04name\"[\n\x1aRenameVoiceProfileResponse\x12=\n\rvoice_profile\x18\x01 \x01(\x0b\x32\x18.meeting.v1.VoiceProfileR\x0cvoiceProfile\"S\n\x19\x44\x65leteVoiceProfileRequest\x12\x36\n\x10voice_profile_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\x0evoiceProfileId\"\x1c\n\x1a\x44\x65leteVoiceProfileResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17meeting/v1/voices.proto\x12\nmeeting.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16mesh/v1/validate.proto\"\xc2\x02\n\x0cVoiceProfile\x12\x1a\n\x02id\x18\x01 \x01(\tB\n\xe2\x41\x01\x03\xc2\xf3\x18\x02(\x01R\x02id\x12g\n\x04name\x18\x02 \x01(\tBS\xe2\x41\x01\x02\xc2\xf3\x18K\x08\x01\x10\x64\x1a\x19[^\\x00]*[^\\s\\x00][^\\x00]*\"(text with a character other than a blank0\x01R\x04name\x12\'\n\x0csample_count\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x03R\x0bsampleCount\x12\x41\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\ncreateTime\x12\x41\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\nupdateTime\"d\n\x0bVoiceSample\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\x12(\n\x07speaker\x18\x02 \x01(\tB\x0e\xe2\x41\x01\x02\xc2\xf3\x18\x06\x08\x01\x10@0\x01R\x07speaker\"\xbb\x01\n\x19\x43reateVoiceProfileRequest\x12g\n\x04name\x18\x01 \x01(\tBS\xe2\x41\x01\x02\xc2\xf3\x18K\x08\x01\x10\x64\x1a\x19[^\\x00]*[^\\s\\x00][^\\x00]*\"(text with a character other than a blank0\x01R\x04name\x12\x35\n\x06sample\x18\x02 \x01(\x0b\x32\x17.meeting.v1.VoiceSampleB\x04\xe2\x41\x01\x02R\x06sample\"[\n\x1a\x43reateVoiceProfileResponse\x12=\n\rvoice_profile\x18\x01 \x01(\x0b\x32\x18.meeting.v1.VoiceProfileR\x0cvoiceProfile\"\x86\x01\n\x15\x41\x64\x64VoiceSampleRequest\x12\x36\n\x10voice_profile_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\x0evoiceProfileId\x12\x35\n\x06sample\x18\x02 \x01(\x0b\x32\x17.meeting.v1.VoiceSampleB\x04\xe2\x41\x01\x02R\x06sample\"W\n\x16\x41\x64\x64VoiceSampleResponse\x12=\n\rvoice_profile\x18\x01 \x01(\x0b\x32\x18.meeting.v1.VoiceProfileR\x0cvoiceProfile\"\x1a\n\x18ListVoiceProfilesRequest\"\\\n\x19ListVoiceProfilesResponse\x12?\n\x0evoice_profiles\x18\x01 \x03(\x0b\x32\x18.meeting.v1.VoiceProfileR\rvoiceProfiles\"\xbc\x01\n\x19RenameVoiceProfileRequest\x12\x36\n\x10voice_profile_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\x0evoiceProfileId\x12g\n\x04name\x18\x02 \x01(\tBS\xe2\x41\x01\x02\xc2\xf3\x18K\x08\x01\x10\x64\x1a\x19[^\\x00]*[^\\s\\x00][^\\x00]*\"(text with a character other than a blank0\x01R\x04name\"[\n\x1aRenameVoiceProfileResponse\x12=\n\rvoice_profile\x18\x01 \x01(\x0b\x32\x18.meeting.v1.VoiceProfileR\x0cvoiceProfile\"S\n\x19\x44\x65leteVoiceProfileRequest\x12\x36\n\x10voice_profile_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\x0evoiceProfileId\"\x1c\n\x1a\x44\x65leteVoiceProfileResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,7 +37,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VOICEPROFILE'].fields_by_name['id']._loaded_options = None
   _globals['_VOICEPROFILE'].fields_by_name['id']._serialized_options = b'\342A\001\003\302\363\030\002(\001'
   _globals['_VOICEPROFILE'].fields_by_name['name']._loaded_options = None
-  _globals['_VOICEPROFILE'].fields_by_name['name']._serialized_options = b'\342A\001\002\302\363\030\006\010\001\020d0\001'
+  _globals['_VOICEPROFILE'].fields_by_name['name']._serialized_options = b'\342A\001\002\302\363\030K\010\001\020d\032\031[^\\x00]*[^\\s\\x00][^\\x00]*\"(text with a character other than a blank0\001'
   _globals['_VOICEPROFILE'].fields_by_name['sample_count']._loaded_options = None
   _globals['_VOICEPROFILE'].fields_by_name['sample_count']._serialized_options = b'\342A\001\003'
   _globals['_VOICEPROFILE'].fields_by_name['create_time']._loaded_options = None
@@ -49,7 +49,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VOICESAMPLE'].fields_by_name['speaker']._loaded_options = None
   _globals['_VOICESAMPLE'].fields_by_name['speaker']._serialized_options = b'\342A\001\002\302\363\030\006\010\001\020@0\001'
   _globals['_CREATEVOICEPROFILEREQUEST'].fields_by_name['name']._loaded_options = None
-  _globals['_CREATEVOICEPROFILEREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\302\363\030\006\010\001\020d0\001'
+  _globals['_CREATEVOICEPROFILEREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\302\363\030K\010\001\020d\032\031[^\\x00]*[^\\s\\x00][^\\x00]*\"(text with a character other than a blank0\001'
   _globals['_CREATEVOICEPROFILEREQUEST'].fields_by_name['sample']._loaded_options = None
   _globals['_CREATEVOICEPROFILEREQUEST'].fields_by_name['sample']._serialized_options = b'\342A\001\002'
   _globals['_ADDVOICESAMPLEREQUEST'].fields_by_name['voice_profile_id']._loaded_options = None
@@ -59,31 +59,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RENAMEVOICEPROFILEREQUEST'].fields_by_name['voice_profile_id']._loaded_options = None
   _globals['_RENAMEVOICEPROFILEREQUEST'].fields_by_name['voice_profile_id']._serialized_options = b'\342A\001\002\302\363\030\004\010\001(\001'
   _globals['_RENAMEVOICEPROFILEREQUEST'].fields_by_name['name']._loaded_options = None
-  _globals['_RENAMEVOICEPROFILEREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\302\363\030\006\010\001\020d0\001'
+  _globals['_RENAMEVOICEPROFILEREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\302\363\030K\010\001\020d\032\031[^\\x00]*[^\\s\\x00][^\\x00]*\"(text with a character other than a blank0\001'
   _globals['_DELETEVOICEPROFILEREQUEST'].fields_by_name['voice_profile_id']._loaded_options = None
   _globals['_DELETEVOICEPROFILEREQUEST'].fields_by_name['voice_profile_id']._serialized_options = b'\342A\001\002\302\363\030\004\010\001(\001'
   _globals['_VOICEPROFILE']._serialized_start=130
-  _globals['_VOICEPROFILE']._serialized_end=383
-  _globals['_VOICESAMPLE']._serialized_start=385
-  _globals['_VOICESAMPLE']._serialized_end=485
-  _globals['_CREATEVOICEPROFILEREQUEST']._serialized_start=487
-  _globals['_CREATEVOICEPROFILEREQUEST']._serialized_end=605
-  _globals['_CREATEVOICEPROFILERESPONSE']._serialized_start=607
-  _globals['_CREATEVOICEPROFILERESPONSE']._serialized_end=698
-  _globals['_ADDVOICESAMPLEREQUEST']._serialized_start=701
-  _globals['_ADDVOICESAMPLEREQUEST']._serialized_end=835
-  _globals['_ADDVOICESAMPLERESPONSE']._serialized_start=837
-  _globals['_ADDVOICESAMPLERESPONSE']._serialized_end=924
-  _globals['_LISTVOICEPROFILESREQUEST']._serialized_start=926
-  _globals['_LISTVOICEPROFILESREQUEST']._serialized_end=952
-  _globals['_LISTVOICEPROFILESRESPONSE']._serialized_start=954
-  _globals['_LISTVOICEPROFILESRESPONSE']._serialized_end=1046
-  _globals['_RENAMEVOICEPROFILEREQUEST']._serialized_start=1048
-  _globals['_RENAMEVOICEPROFILEREQUEST']._serialized_end=1167
-  _globals['_RENAMEVOICEPROFILERESPONSE']._serialized_start=1169
-  _globals['_RENAMEVOICEPROFILERESPONSE']._serialized_end=1260
-  _globals['_DELETEVOICEPROFILEREQUEST']._serialized_start=1262
-  _globals['_DELETEVOICEPROFILEREQUEST']._serialized_end=1345
-  _globals['_DELETEVOICEPROFILERESPONSE']._serialized_start=1347
-  _globals['_DELETEVOICEPROFILERESPONSE']._serialized_end=1375
+  _globals['_VOICEPROFILE']._serialized_end=452
+  _globals['_VOICESAMPLE']._serialized_start=454
+  _globals['_VOICESAMPLE']._serialized_end=554
+  _globals['_CREATEVOICEPROFILEREQUEST']._serialized_start=557
+  _globals['_CREATEVOICEPROFILEREQUEST']._serialized_end=744
+  _globals['_CREATEVOICEPROFILERESPONSE']._serialized_start=746
+  _globals['_CREATEVOICEPROFILERESPONSE']._serialized_end=837
+  _globals['_ADDVOICESAMPLEREQUEST']._serialized_start=840
+  _globals['_ADDVOICESAMPLEREQUEST']._serialized_end=974
+  _globals['_ADDVOICESAMPLERESPONSE']._serialized_start=976
+  _globals['_ADDVOICESAMPLERESPONSE']._serialized_end=1063
+  _globals['_LISTVOICEPROFILESREQUEST']._serialized_start=1065
+  _globals['_LISTVOICEPROFILESREQUEST']._serialized_end=1091
+  _globals['_LISTVOICEPROFILESRESPONSE']._serialized_start=1093
+  _globals['_LISTVOICEPROFILESRESPONSE']._serialized_end=1185
+  _globals['_RENAMEVOICEPROFILEREQUEST']._serialized_start=1188
+  _globals['_RENAMEVOICEPROFILEREQUEST']._serialized_end=1376
+  _globals['_RENAMEVOICEPROFILERESPONSE']._serialized_start=1378
+  _globals['_RENAMEVOICEPROFILERESPONSE']._serialized_end=1469
+  _globals['_DELETEVOICEPROFILEREQUEST']._serialized_start=1471
+  _globals['_DELETEVOICEPROFILEREQUEST']._serialized_end=1554
+  _globals['_DELETEVOICEPROFILERESPONSE']._serialized_start=1556
+  _globals['_DELETEVOICEPROFILERESPONSE']._serialized_end=1584
 # @@protoc_insertion_point(module_scope)
