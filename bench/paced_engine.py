@@ -23,6 +23,9 @@ class PacedBatchRecognizer:
 
     def __init__(self, inner: RecognitionEngine, speed: float) -> None:
         self.name = inner.name
+        self.languages = inner.languages
+        self.translates = inner.translates
+        self.takes_vocabulary = inner.takes_vocabulary
         self._inner = inner
         self._speed = speed
 

@@ -30,6 +30,37 @@ def invalid_field(field: str, message: str) -> MeetingError:
     return MeetingError(meeting_pb2.ERROR_REASON_INVALID_FIELD, message, {"field": field})
 
 
+def unsupported_language(field: str, language: str, supported: list[str]) -> MeetingError:
+    """Returns the INVALID_FIELD error for a language no GPU node transcribes.
+
+    Args:
+        field: The field that asked for it.
+        language: The language asked for.
+        supported: The languages the fleet transcribes (`ErrorInfo.metadata.supported`).
+    """
+    return MeetingError(
+        meeting_pb2.ERROR_REASON_INVALID_FIELD,
+        f"no GPU node transcribes {language!r}; leave {field} empty to detect the language, "
+        f"or use one of: {', '.join(supported)}",
+        {"field": field, "supported": ",".join(supported)},
+    )
+
+
+def speaker_not_found(speaker: str, speakers: list[str], message: str) -> MeetingError:
+    """Returns the error for a speaker label the meeting does not have.
+
+    Args:
+        speaker: The label asked for (`ErrorInfo.metadata.speaker`).
+        speakers: The labels it has (`ErrorInfo.metadata.speakers`, comma-separated).
+        message: What is missing, for people.
+    """
+    return MeetingError(
+        meeting_pb2.ERROR_REASON_SPEAKER_NOT_FOUND,
+        message,
+        {"speaker": speaker, "speakers": ",".join(speakers)},
+    )
+
+
 def not_found(meeting_id: object) -> MeetingError:
     """Returns the error for a meeting that is missing or not the caller's."""
     return MeetingError(

@@ -134,7 +134,7 @@ class _Schemas:
     def _message(self, descriptor: Descriptor) -> dict[str, Any]:
         properties = {f.json_name: self.field(f) for f in descriptor.fields}
         schema = {"type": "object", "properties": properties, "additionalProperties": False}
-        required = [f.json_name for f in descriptor.fields if rules_of(f).required]
+        required = [f.json_name for f in descriptor.fields if _required(f)]
         if required:
             schema["required"] = required
         oneofs = [
@@ -147,15 +147,25 @@ class _Schemas:
         return _describe(schema, comment(descriptor.full_name), *oneofs)
 
     def field(self, field: FieldDescriptor) -> dict[str, Any]:
+        entry = field.message_type
+        if entry is not None and entry.GetOptions().map_entry:
+            # A map is a JSON object (proto3 JSON), not a list of its generated entries.
+            value = self._single(entry.fields_by_name["value"])
+            schema: dict[str, Any] = {"type": "object", "additionalProperties": value}
+            return _describe(schema, comment(field.full_name))
         schema = self._single(field)
         schema.update(_rules_schema(field))  # the rules hold for each item of a list
         if field.full_name == "meeting.v1.ApiKey.scopes":
             # The scopes a key can hold are those some method needs: no list of its own.
             schema["enum"] = sorted(grantable_scopes(SERVICE))
         if field.is_repeated:
+            # The rules are each item's, but for their number.
             schema = {"type": "array", "items": schema}
-            if rules_of(field).required:
+            rules = rules_of(field)
+            if rules.required:
                 schema["minItems"] = 1
+            if rules.HasField("max_items"):
+                schema["maxItems"] = rules.max_items
         if field.full_name == "meeting.v1.UpdateMeetingRequest.update_mask":
             schema.update(_UPDATE_MASK_SCHEMA)
         behaviors = field.GetOptions().Extensions[field_behavior_pb2.field_behavior]
@@ -184,6 +194,18 @@ class _Schemas:
         if field.type == FieldDescriptor.TYPE_BYTES:
             return {"type": "string", "contentEncoding": "base64"}
         return dict(_TEXT_SCHEMA)
+
+
+def _required(field: FieldDescriptor) -> bool:
+    """Whether a message's JSON must hold the field.
+
+    So it must when its rules require the text, or when it is a message the contract marks
+    REQUIRED (a message has no empty value to stand for "not set").
+    """
+    if rules_of(field).required:
+        return True
+    behaviors = field.GetOptions().Extensions[field_behavior_pb2.field_behavior]
+    return field.message_type is not None and field_behavior_pb2.REQUIRED in behaviors
 
 
 def _rules_schema(field: FieldDescriptor) -> dict[str, Any]:
@@ -346,8 +368,8 @@ def _rest_operation(route: RestRoute, schemas: _Schemas) -> dict[str, Any]:
         )
         assert body_type is not None
         body_schema = schemas.ref(body_type)
-        # A body with a required field is itself required.
-        required = any(rules_of(f).required for f in body_type.fields)
+        # A body with fields it must hold cannot be left out.
+        required = any(_required(field) for field in body_type.fields)
         if "update_mask" in route.method.input_type.fields_by_name:
             # Without a mask, the body's fields are the ones to change: an empty body with
             # no mask changes nothing and is refused.

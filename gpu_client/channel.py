@@ -77,11 +77,12 @@ def connect(
 
 @dataclass(frozen=True)
 class GpuStubs:
-    """The three `gpu.v1` stubs on one channel."""
+    """The `gpu.v1` stubs on one channel."""
 
     recognition: gpu_pb2_grpc.SpeechRecognitionServiceStub
     diarization: gpu_pb2_grpc.SpeakerDiarizationServiceStub
     summarization: gpu_pb2_grpc.SummarizationServiceStub
+    capabilities: gpu_pb2_grpc.CapabilitiesServiceStub
 
     @classmethod
     def of(cls, channel: grpc.aio.Channel) -> GpuStubs:
@@ -90,4 +91,5 @@ class GpuStubs:
             gpu_pb2_grpc.SpeechRecognitionServiceStub(channel),
             gpu_pb2_grpc.SpeakerDiarizationServiceStub(channel),
             gpu_pb2_grpc.SummarizationServiceStub(channel),
+            gpu_pb2_grpc.CapabilitiesServiceStub(channel),
         )

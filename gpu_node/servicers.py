@@ -16,18 +16,24 @@ import grpc
 
 from gen.gpu.v1 import gpu_pb2, gpu_pb2_grpc
 from gpu_node.admission import Admission
-from gpu_node.engines.base import SAMPLE_RATE, pcm16_to_float
+from gpu_node.engines.base import SAMPLE_RATE, RecognitionEngine, pcm16_to_float
 from gpu_node.engines.factory import Engines
 from gpu_node.requests import check_format, decode_audio, invalid
 from mesh_common.errors import MeshError, abort
 from mesh_common.lanes import lane_of
+from mesh_common.languages import primary_language
 from mesh_common.streams import HALF_CLOSED_DRAIN_SECONDS, drain
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 SERVICE_NAMES: tuple[str, ...] = tuple(
     gpu_pb2.DESCRIPTOR.services_by_name[name].full_name
-    for name in ("SpeechRecognitionService", "SpeakerDiarizationService", "SummarizationService")
+    for name in (
+        "SpeechRecognitionService",
+        "SpeakerDiarizationService",
+        "SummarizationService",
+        "CapabilitiesService",
+    )
 )
 
 
@@ -55,6 +61,7 @@ class RecognitionServicer(gpu_pb2_grpc.SpeechRecognitionServiceServicer):
                 if first is None or first.WhichOneof("part") != "config":
                     raise invalid("config", "the first message must carry config")
                 check_format(first.config.encoding, first.config.sample_rate_hertz)
+                check_language(self._engine, first.config.language)
                 audio = decode_audio(request_iterator, self._count_audio)
                 async for segment in self._engine.recognize(first.config, audio):
                     yield gpu_pb2.RecognizeResponse(segment=segment, engine=self._engine.name)
@@ -128,10 +135,46 @@ class SummarizationServicer(gpu_pb2_grpc.SummarizationServiceServicer):
             await abort(context, error)
 
 
+def check_language(engine: RecognitionEngine, language: str) -> None:
+    """Refuses a language the engine does not transcribe ("" asks it to detect one).
+
+    Raises:
+        MeshError: INVALID_ARGUMENT naming the languages it does transcribe.
+    """
+    if language and primary_language(language) not in engine.languages:
+        raise invalid(
+            "config.language",
+            f"{engine.name} does not transcribe {language!r}; it transcribes: "
+            f"{', '.join(engine.languages)}",
+        )
+
+
+class CapabilitiesServicer(gpu_pb2_grpc.CapabilitiesServiceServicer):
+    """`gpu.v1.CapabilitiesService`: what this node's engines can do."""
+
+    def __init__(self, engines: Engines) -> None:
+        recognition = engines.recognition
+        self._capabilities = gpu_pb2.GetCapabilitiesResponse(
+            recognition_engines=[recognition.name],
+            languages=sorted(recognition.languages),
+            language_detection=True,
+            translation=recognition.translates,
+            diarization_engines=[engines.diarization.name],
+            summarization_engines=[engines.summarization.name],
+            vocabulary=recognition.takes_vocabulary,
+        )
+
+    async def GetCapabilities(
+        self, request: gpu_pb2.GetCapabilitiesRequest, context: Context
+    ) -> gpu_pb2.GetCapabilitiesResponse:
+        """Answers with the engines' capabilities (see gpu.proto)."""
+        return self._capabilities
+
+
 def add_servicers(
     server: grpc.aio.Server, engines: Engines, admission: Admission, max_diarize_s: float
 ) -> None:
-    """Registers the three services on a server.
+    """Registers the services on a server.
 
     Args:
         server: The server, not yet started.
@@ -148,3 +191,4 @@ def add_servicers(
     gpu_pb2_grpc.add_SummarizationServiceServicer_to_server(
         SummarizationServicer(engines, admission), server
     )
+    gpu_pb2_grpc.add_CapabilitiesServiceServicer_to_server(CapabilitiesServicer(engines), server)

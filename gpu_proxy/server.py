@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 import grpc
 from grpc_health.v1 import health
 
+from gen.gpu.v1 import gpu_pb2, gpu_pb2_grpc
 from gpu_proxy.balancer import Balancer
+from gpu_proxy.capabilities import CapabilitiesServicer
 from gpu_proxy.credentials import CredentialError, CredentialFiles
 from gpu_proxy.discovery import NodeDiscovery, Resolve, resolve_addresses
 from gpu_proxy.forwarder import Forwarder, RetryPolicy
@@ -37,7 +39,8 @@ from mesh_common.tls import server_credentials
 # The contract allows 1 MiB of audio per message; leave room for the envelope.
 MAX_MESSAGE_BYTES = (1 << 20) + 4096
 
-SERVICE_NAMES: tuple[str, ...] = (RECOGNITION, DIARIZATION, SUMMARIZATION)
+CAPABILITIES = gpu_pb2.DESCRIPTOR.services_by_name["CapabilitiesService"].full_name
+SERVICE_NAMES: tuple[str, ...] = (RECOGNITION, DIARIZATION, SUMMARIZATION, CAPABILITIES)
 
 
 @dataclass
@@ -185,6 +188,9 @@ async def run_gpu_proxy(
     )
     servicers = ProxyServicers(forwarder, settings.gpu_proxy_replay_buffer_bytes)
     server.add_generic_rpc_handlers(generic_handlers(servicers))
+    gpu_pb2_grpc.add_CapabilitiesServiceServicer_to_server(
+        CapabilitiesServicer(nodes, settings.gpu_proxy_probe_timeout_s), server
+    )
     health_servicer = add_health_and_reflection(server, SERVICE_NAMES)
     address = f"{settings.gpu_proxy_host}:{settings.gpu_proxy_port}"
     port = server.add_secure_port(address, server_credentials(settings.identity(), settings.ca()))

@@ -34,6 +34,7 @@ import aiohttp
 import grpc
 from grpc_health.v1 import health_pb2
 
+from gen.gpu.v1 import gpu_pb2, gpu_pb2_grpc
 from meeting_mesh import seaweedfs
 from mesh_common.grpc_server import check_health
 from mesh_common.settings import CommonSettings, SettingsError, load
@@ -43,6 +44,8 @@ HealthProbe = Callable[[], Awaitable[bool]]
 _PROBE_INTERVAL_S = 0.25
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 DEV_BUCKET = "meeting-mesh-recordings"
+# The banner names this many of a model's languages, then their count.
+_LANGUAGES_SHOWN = 12
 
 
 class ChildDied(Exception):
@@ -127,6 +130,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("MESH_GPU_NODE_ENGINE", "auto"),
         choices=["auto", "mock", "whisper"],
         help="gpu_node engine (default: auto: the real engine when installed, else the mock)",
+    )
+    parser.add_argument(
+        "--model",
+        default=os.environ.get("MESH_ASR_MODEL", "tiny.en"),
+        help="speech model of the real engine: tiny.en (English, the default), base "
+        "(multilingual), or a CTranslate2 Whisper directory (docs/engines.md)",
     )
     parser.add_argument(
         "--start-timeout",
@@ -228,6 +237,7 @@ def plan(args: argparse.Namespace, data_dir: Path) -> list[Child]:
                 "MESH_GPU_NODE_HOST": host,
                 "MESH_GPU_NODE_PORT": str(args.gpu_node_port),
                 "MESH_GPU_NODE_ENGINE": args.engine,
+                "MESH_ASR_MODEL": args.model,
             },
             # Probed as gpu_proxy would call it: with the proxy's certificate.
             grpc_probe(node, "", (certs["gpu-proxy"], certs["ca"].cert)),
@@ -411,13 +421,33 @@ def _metrics_url(host: str, variable: str, default: int) -> str:
     return f"http://{host}:{port}/metrics" if port != "0" else f"a free port ({variable}=0)"
 
 
+async def _speech_line(args: argparse.Namespace, data_dir: Path) -> str:
+    """Says which recognition engine the node runs and which languages it transcribes."""
+    certs = ensure_certificates(data_dir / "certs")
+    credentials = channel_credentials(certs["gpu-proxy"], certs["ca"].cert)
+    address = f"{args.host}:{args.gpu_node_port}"
+    async with grpc.aio.secure_channel(address, credentials) as channel:
+        try:
+            answer = await gpu_pb2_grpc.CapabilitiesServiceStub(channel).GetCapabilities(
+                gpu_pb2.GetCapabilitiesRequest(), timeout=5.0
+            )
+        except grpc.aio.AioRpcError as error:
+            return f"unknown ({error.code().name})"
+    languages = list(answer.languages)
+    shown = ", ".join(languages[:_LANGUAGES_SHOWN])
+    if len(languages) > _LANGUAGES_SHOWN:
+        shown += f", ... ({len(languages)} languages)"
+    detect = "; detected when a meeting names none" if answer.language_detection else ""
+    return f"{', '.join(answer.recognition_engines)}, languages: {shown}{detect}"
+
+
 def _storage_line(args: argparse.Namespace) -> str:
     if args.storage == "s3":
         return f"S3 http://{args.host}:{args.s3_port}, bucket {DEV_BUCKET} (SeaweedFS)"
     return "PostgreSQL"
 
 
-def _banner(args: argparse.Namespace, data_dir: Path) -> str:
+def _banner(args: argparse.Namespace, data_dir: Path, speech: str) -> str:
     url = f"http://{args.host}:{args.gateway_port}"
     metrics = ", ".join(
         _metrics_url(args.host, variable, default)
@@ -435,6 +465,7 @@ meeting-mesh dev is ready (data in {data_dir})
   gpu_proxy        {args.host}:{args.gpu_proxy_port}  (gRPC, mTLS)
   gpu_node         {args.host}:{args.gpu_node_port}  (gRPC, mTLS, engine {args.engine})
   recordings       {_storage_line(args)}
+  speech           {speech}
   metrics          {url}/metrics, {metrics}
 Get a token:   TOKEN=$({env}uv run meeting-mesh token --user dev)
 Try it:        {env}uv run meeting-mesh upload some.wav --url {url}
@@ -455,7 +486,7 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> int:
             print(f"meeting-mesh dev: starting {child.name}", file=sys.stderr, flush=True)
             await child.start()
             await wait_healthy(child, args.start_timeout)
-        print(_banner(args, data_dir), flush=True)
+        print(_banner(args, data_dir, await _speech_line(args, data_dir)), flush=True)
         await _watch(children)
 
     serving = asyncio.ensure_future(start_and_serve())

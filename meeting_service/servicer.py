@@ -22,7 +22,9 @@ from gen.meeting.v1 import (
     meeting_service_pb2,
     meeting_service_pb2_grpc,
     search_pb2,
+    speakers_pb2,
     user_events_pb2,
+    voices_pb2,
     webhooks_pb2,
 )
 from meeting_service.api_keys.messages import api_key_message
@@ -188,6 +190,7 @@ class MeetingServicer(meeting_service_pb2_grpc.MeetingServiceServicer):
             return meeting_service_pb2.GetTranscriptResponse(
                 segments=transcript.segments,
                 speakers=transcript.speakers,
+                speaker_names=transcript.speaker_names,
                 last_sequence=transcript.last_sequence,
                 status=transcript.status,
             )
@@ -317,6 +320,56 @@ class MeetingServicer(meeting_service_pb2_grpc.MeetingServiceServicer):
                 async with contextlib.aclosing(events):
                     async for event in events:
                         yield user_events_pb2.StreamUserEventsResponse(event=event)
+
+    # --- speakers ---
+
+    async def RenameSpeaker(  # noqa: D102
+        self, request: speakers_pb2.RenameSpeakerRequest, context: Ctx
+    ) -> speakers_pb2.RenameSpeakerResponse:
+        async with _errors(context):
+            names = await self._services().speakers.rename(
+                _owner(), request.meeting_id, request.speaker, request.name
+            )
+            return speakers_pb2.RenameSpeakerResponse(speaker_names=names)
+
+    async def CreateVoiceProfile(  # noqa: D102
+        self, request: voices_pb2.CreateVoiceProfileRequest, context: Ctx
+    ) -> voices_pb2.CreateVoiceProfileResponse:
+        async with _errors(context):
+            profile = await self._services().voices.create(_owner(), request.name, request.sample)
+            return voices_pb2.CreateVoiceProfileResponse(voice_profile=profile)
+
+    async def AddVoiceSample(  # noqa: D102
+        self, request: voices_pb2.AddVoiceSampleRequest, context: Ctx
+    ) -> voices_pb2.AddVoiceSampleResponse:
+        async with _errors(context):
+            profile = await self._services().voices.add_sample(
+                _owner(), request.voice_profile_id, request.sample
+            )
+            return voices_pb2.AddVoiceSampleResponse(voice_profile=profile)
+
+    async def ListVoiceProfiles(  # noqa: D102
+        self, request: voices_pb2.ListVoiceProfilesRequest, context: Ctx
+    ) -> voices_pb2.ListVoiceProfilesResponse:
+        async with _errors(context):
+            profiles = await self._services().voices.list(_owner())
+            return voices_pb2.ListVoiceProfilesResponse(voice_profiles=profiles)
+
+    async def RenameVoiceProfile(  # noqa: D102
+        self, request: voices_pb2.RenameVoiceProfileRequest, context: Ctx
+    ) -> voices_pb2.RenameVoiceProfileResponse:
+        async with _errors(context):
+            profile = await self._services().voices.rename(
+                _owner(), request.voice_profile_id, request.name
+            )
+            return voices_pb2.RenameVoiceProfileResponse(voice_profile=profile)
+
+    async def DeleteVoiceProfile(  # noqa: D102
+        self, request: voices_pb2.DeleteVoiceProfileRequest, context: Ctx
+    ) -> voices_pb2.DeleteVoiceProfileResponse:
+        async with _errors(context):
+            await self._services().voices.delete(_owner(), request.voice_profile_id)
+            return voices_pb2.DeleteVoiceProfileResponse()
 
 
 def _webhook(row: EndpointRow) -> webhooks_pb2.Webhook:

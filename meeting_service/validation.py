@@ -7,6 +7,7 @@ the descriptors by mesh_common.validation.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import cast
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -76,6 +77,19 @@ def plain_text(value: str, field: str) -> str:
 def language(value: str) -> str:
     """Checks a language code against the rules of `Meeting.language` (empty: "detect")."""
     return _check(_MEETING["language"], value)
+
+
+def vocabulary(values: Sequence[str]) -> list[str]:
+    """Checks words against the rules of `Meeting.vocabulary` and returns them.
+
+    Blanks around each word, empty words and repeated ones are dropped first.
+    """
+    words = list(dict.fromkeys(word.strip() for word in values if word.strip()))
+    try:
+        rules.check_items(rules.rules_of(_MEETING["vocabulary"]), words, "vocabulary")
+    except rules.FieldViolation as violation:
+        raise invalid_field(violation.field, violation.message) from None
+    return words
 
 
 def expected_speakers(value: int) -> int:

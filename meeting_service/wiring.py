@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from gpu_client import GpuConnection
+from gpu_client import FleetCapabilities, GpuConnection
 from meeting_service.api_keys.repository import ApiKeysRepository
 from meeting_service.api_keys.service import ApiKeysService
 from meeting_service.jobs.repository import JobsRepository
@@ -14,7 +14,7 @@ from meeting_service.live.repository import LiveLeasesRepository
 from meeting_service.live.session import LiveParts, LiveTranscriber
 from meeting_service.live.sweeper import LiveSweeper
 from meeting_service.meetings.repository import MeetingsRepository
-from meeting_service.meetings.service import MeetingsService
+from meeting_service.meetings.service import MeetingsService, SupportedLanguages
 from meeting_service.processing.job import Deadlines, JobParts
 from meeting_service.quotas.limits import Quotas
 from meeting_service.quotas.repository import QuotasRepository
@@ -30,7 +30,10 @@ from meeting_service.transcripts.reader import TranscriptReader
 from meeting_service.transcripts.repository import EventsRepository, UserEventsRepository
 from meeting_service.transcripts.search import TranscriptSearch
 from meeting_service.transcripts.search_repository import SearchRepository
+from meeting_service.transcripts.speakers import SpeakerNaming
 from meeting_service.transcripts.writer import TranscriptWriter
+from meeting_service.voices.repository import VoicesRepository
+from meeting_service.voices.service import VoicesService
 from meeting_service.webhooks.delivery import DeliveryPolicy, WebhookDispatcher
 from meeting_service.webhooks.outbox import WebhookOutbox
 from meeting_service.webhooks.repository import WebhooksRepository
@@ -61,6 +64,8 @@ class Services:
         search: Full-text search across the caller's transcripts.
         live_sweeper: Finalises dropped live meetings not resumed in time (started by the
             server).
+        speakers: Speaker names (owner-scoped).
+        voices: Voice profiles (owner-scoped).
     """
 
     pool: asyncpg.Pool
@@ -78,6 +83,8 @@ class Services:
     api_keys: ApiKeysService
     search: TranscriptSearch
     live_sweeper: LiveSweeper
+    speakers: SpeakerNaming
+    voices: VoicesService
 
 
 def recording_store(
@@ -102,6 +109,14 @@ def recording_store(
             secret_access_key=secret.get_secret_value() if secret is not None else None,
         ),
     )
+
+
+def _languages(fleet: FleetCapabilities) -> SupportedLanguages:
+    async def supported() -> list[str] | None:
+        capabilities = await fleet.get()
+        return None if capabilities is None else list(capabilities.languages)
+
+    return supported
 
 
 def build_services(
@@ -170,6 +185,8 @@ def build_services(
         grace_s=settings.live_resume_grace_s,
         quotas=quotas,
     )
+    voices = VoicesRepository()
+    speakers = SpeakerNaming(pool, meetings, events, log, writer)
     processing = JobParts(
         pool=pool,
         meetings=meetings,
@@ -180,6 +197,8 @@ def build_services(
         transcripts=transcripts,
         writer=writer,
         gpu=gpu,
+        voices=voices,
+        speakers=speakers,
         deadlines=Deadlines(
             settings.pipeline_gpu_deadline_base_s, settings.pipeline_gpu_deadline_per_audio_s
         ),
@@ -188,7 +207,7 @@ def build_services(
     return Services(
         pool=pool,
         hub=hub,
-        meetings=MeetingsService(pool, meetings, log, store),
+        meetings=MeetingsService(pool, meetings, log, store, _languages(FleetCapabilities(gpu))),
         uploads=UploadsService(
             pool,
             meetings,
@@ -210,6 +229,8 @@ def build_services(
         recordings=store,
         api_keys=ApiKeysService(pool, ApiKeysRepository()),
         live_sweeper=LiveSweeper(live_parts),
+        speakers=speakers,
+        voices=VoicesService(pool, meetings, voices),
     )
 
 

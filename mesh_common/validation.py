@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import re
 import uuid
+from collections.abc import Sequence
 from typing import cast
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -65,6 +66,23 @@ def check_value(rules: FieldRules, value: str | int, path: str) -> None:
         raise FieldViolation(path, f"{path} must be {rules.max} or less")
 
 
+def check_items(rules: FieldRules, values: Sequence[str | int], path: str) -> None:
+    """Checks the values of a repeated field: their number, then each one.
+
+    Args:
+        rules: The field's rules.
+        values: Its values.
+        path: How the field is named in a violation; an item is `path[i]`.
+
+    Raises:
+        FieldViolation: The first rule broken.
+    """
+    if rules.HasField("max_items") and len(values) > rules.max_items:
+        raise FieldViolation(path, f"{path} holds more than {rules.max_items} items")
+    for position, value in enumerate(values):
+        check_value(rules, value, f"{path}[{position}]")
+
+
 def check_field(field: FieldDescriptor, value: str | int, path: str | None = None) -> None:
     """Checks a value against the rules of the field it is meant for.
 
@@ -103,9 +121,12 @@ def check_message(message: Message, prefix: str = "") -> None:
         rules = rules_of(field)
         if rules == FieldRules():
             continue
-        for item in value if field.is_repeated else [value]:
-            if isinstance(item, (str, int)):
-                check_value(rules, item, path)
+        if field.has_presence and not message.HasField(field.name):
+            continue  # an `optional` field left unset has no value to check
+        if field.is_repeated:
+            check_items(rules, list(value), path)
+        elif isinstance(value, (str, int)):
+            check_value(rules, value, path)
 
 
 def _check_text(rules: FieldRules, value: str, path: str) -> None:

@@ -73,6 +73,12 @@ def test_meeting_service_has_every_rpc_with_its_streaming_shape(
         "ListApiKeys": (False, False),
         "RevokeApiKey": (False, False),
         "StreamUserEvents": (False, True),
+        "RenameSpeaker": (False, False),
+        "CreateVoiceProfile": (False, False),
+        "AddVoiceSample": (False, False),
+        "ListVoiceProfiles": (False, False),
+        "RenameVoiceProfile": (False, False),
+        "DeleteVoiceProfile": (False, False),
     }
 
 
@@ -95,6 +101,9 @@ def test_gpu_services_have_their_streaming_shapes(
     assert _methods(descriptors, "gpu.v1.SpeechRecognitionService") == {"Recognize": (True, True)}
     assert _methods(descriptors, "gpu.v1.SpeakerDiarizationService") == {"Diarize": (True, False)}
     assert _methods(descriptors, "gpu.v1.SummarizationService") == {"Summarize": (False, False)}
+    assert _methods(descriptors, "gpu.v1.CapabilitiesService") == {
+        "GetCapabilities": (False, False)
+    }
 
 
 def test_meeting_lifecycle_and_segment_fields() -> None:
@@ -175,6 +184,8 @@ def _message_elements(
     for i, fld in enumerate(msg.field):
         yield (*path, 2, i), f"{prefix}{msg.name}.{fld.name}"
     for i, nested in enumerate(msg.nested_type):
+        if nested.options.map_entry:
+            continue  # synthesized for a map field, which carries the documentation
         yield from _message_elements(nested, (*path, 3, i), f"{prefix}{msg.name}.")
 
 

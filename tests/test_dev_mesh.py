@@ -275,6 +275,7 @@ async def test_dev_mesh_transcribes_an_upload_stops_on_sigterm_and_restarts_on_i
         banner = "".join(mesh.stdout)
         assert mesh.gateway_url in banner
         assert "meeting-mesh token --user" in banner
+        assert "speech           whisper:tiny.en, languages: en;" in banner
         assert (mesh.data_dir / "postgres" / "PG_VERSION").exists()
 
         token = mesh.token("newcomer")

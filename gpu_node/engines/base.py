@@ -24,9 +24,19 @@ Audio = npt.NDArray[np.float32]
 
 
 class RecognitionEngine(Protocol):
-    """Speech recognition: audio chunks in, segment versions out."""
+    """Speech recognition: audio chunks in, segment versions out.
+
+    Attributes:
+        name: The engine's label ("whisper:tiny.en").
+        languages: The languages it transcribes, as BCP-47 primary subtags ("en").
+        translates: Whether its model can translate speech into English.
+        takes_vocabulary: Whether it uses `RecognitionConfig.vocabulary`.
+    """
 
     name: str
+    languages: Sequence[str]
+    translates: bool
+    takes_vocabulary: bool
 
     def recognize(
         self, config: gpu_pb2.RecognitionConfig, audio: AsyncIterator[Audio]

@@ -180,6 +180,10 @@ class MockRecognitionEngine:
     """Speech by energy; text that says what was found. See the module docstring."""
 
     name = NAME
+    # Its text is English whatever was spoken.
+    languages: Sequence[str] = ("en",)
+    translates = False
+    takes_vocabulary = False
 
     async def recognize(
         self, config: gpu_pb2.RecognitionConfig, audio: AsyncIterator[Audio]

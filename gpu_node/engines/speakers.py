@@ -21,6 +21,8 @@ _FOUND_PIECE_S = 3.0
 # Spans shorter than this ("Yes.", "Thanks.") embed poorly: they do not vote in the
 # clustering and are given the speaker whose centroid is nearest instead.
 _RELIABLE_S = 1.0
+# The name of the embedding space of `SpeakerVoice`s this engine returns.
+ENCODER = "resemblyzer"
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,10 @@ class ResemblyzerDiarizationEngine:
         if all(span.index == -1 for span in spans):
             turns = _merge_adjacent(turns)
         return gpu_pb2.DiarizeResponse(
-            turns=turns, speaker_count=len(set(labels.tolist())), engine=self.name
+            turns=turns,
+            speaker_count=len(set(labels.tolist())),
+            engine=self.name,
+            voices=_voices(spans, embeddings, labels),
         )
 
     def _cluster(
@@ -155,6 +160,29 @@ class ResemblyzerDiarizationEngine:
             middle = min((span.start + span.end) // 2, len(audio))
             clip = audio[max(0, middle - SAMPLE_RATE // 4) : middle + SAMPLE_RATE // 4]
         return clip if len(clip) else np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
+
+
+def _voices(
+    spans: list[_Span], embeddings: np.ndarray, labels: np.ndarray
+) -> list[gpu_pb2.SpeakerVoice]:
+    """Each speaker's centroid: the mean of its spans' embeddings, longer spans weighing more."""
+    lengths = np.array([(span.end - span.start) / SAMPLE_RATE for span in spans])
+    voices = []
+    for label in sorted(set(labels.tolist())):
+        mine = labels == label
+        centroid = (embeddings[mine] * lengths[mine, None]).sum(axis=0)
+        norm = float(np.linalg.norm(centroid))
+        if norm == 0:
+            continue
+        voices.append(
+            gpu_pb2.SpeakerVoice(
+                speaker=f"SPEAKER_{label + 1}",
+                embedding=(centroid / norm).tolist(),
+                speech_seconds=float(lengths[mine].sum()),
+                encoder=ENCODER,
+            )
+        )
+    return voices
 
 
 def _merge_adjacent(turns: list[gpu_pb2.SpeakerTurn]) -> list[gpu_pb2.SpeakerTurn]:

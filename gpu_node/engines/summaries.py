@@ -24,9 +24,34 @@ from mesh_common.logging import logger
 _SYSTEM_PROMPT = (
     "You summarize meeting transcripts faithfully. Use only facts stated in the transcript; "
     "never invent names, dates or numbers. Answer with one JSON object and nothing else: "
-    '{"summary": "<at most N sentences>", "action_items": [{"text": "...", "owner": '
-    '"<who, or empty>", "due": "<when, as stated, or empty>"}], "keywords": ["..."]}'
+    '{"summary": "<at most N sentences>", "decisions": ["<a sentence of the transcript '
+    'that states a decision, copied exactly>"], "action_items": [{"text": "...", "owner": '
+    '"<who, or empty>", "due": "<when, as stated, or empty>", "quote": "<the sentence of '
+    'the transcript it comes from, copied exactly>"}], "keywords": ["..."]}. An action '
+    "item is only what someone committed to do."
 )
+_TEXT = {"type": "string"}
+# The answer's shape, sent as a strict `response_format` (servers that enforce it, such as
+# vLLM and llama.cpp, cannot answer anything else; the answer is checked either way).
+SUMMARY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["summary", "decisions", "action_items", "keywords"],
+    "properties": {
+        "summary": _TEXT,
+        "decisions": {"type": "array", "items": _TEXT},
+        "action_items": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["text", "owner", "due", "quote"],
+                "properties": {"text": _TEXT, "owner": _TEXT, "due": _TEXT, "quote": _TEXT},
+            },
+        },
+        "keywords": {"type": "array", "items": _TEXT},
+    },
+}
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
 
 
@@ -38,12 +63,22 @@ def _format_transcript(lines: Sequence[gpu_pb2.TranscriptLine]) -> str:
     return "\n".join(f"{line.speaker or 'SPEAKER'}: {line.text}" for line in lines)
 
 
-def parse_llm_answer(content: str, engine: str) -> gpu_pb2.SummarizeResponse:
-    """Reads the JSON object the prompt asks for.
+def _comparable(text: str) -> str:
+    return " ".join(re.sub(r"[^\w']+", " ", text.lower()).split())
+
+
+def parse_llm_answer(
+    content: str, engine: str, lines: Sequence[gpu_pb2.TranscriptLine]
+) -> gpu_pb2.SummarizeResponse:
+    """Reads the JSON object the prompt asks for, keeping only what the transcript says.
+
+    A decision, or an action item's quote, that is not in the transcript (ignoring case,
+    punctuation and spacing) was invented: it is left out.
 
     Args:
         content: The assistant message (code fences around the JSON are tolerated).
         engine: The engine label to put in the response.
+        lines: The transcript the answer is about.
 
     Returns:
         The summary.
@@ -57,19 +92,34 @@ def parse_llm_answer(content: str, engine: str) -> gpu_pb2.SummarizeResponse:
         raise SummaryBackendError(f"answer is not JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("summary"), str):
         raise SummaryBackendError("answer lacks a summary string")
+    said = _comparable(" ".join(line.text for line in lines))
+
+    def stated(quote: object) -> bool:
+        return isinstance(quote, str) and bool(_comparable(quote)) and _comparable(quote) in said
+
     items = []
     for item in data.get("action_items") or []:
-        if isinstance(item, dict) and isinstance(item.get("text"), str):
+        if (
+            isinstance(item, dict)
+            and isinstance(item.get("text"), str)
+            and stated(item.get("quote"))
+        ):
             items.append(
                 gpu_pb2.SummaryActionItem(
                     text=item["text"],
                     owner=str(item.get("owner") or ""),
                     due=str(item.get("due") or ""),
+                    quote=item["quote"],
                 )
             )
+    decisions = [d for d in data.get("decisions") or [] if stated(d)]
     keywords = [str(k) for k in data.get("keywords") or [] if isinstance(k, str | int | float)]
     return gpu_pb2.SummarizeResponse(
-        summary=data["summary"].strip(), action_items=items, keywords=keywords, engine=engine
+        summary=data["summary"].strip(),
+        action_items=items,
+        keywords=keywords,
+        engine=engine,
+        decisions=decisions,
     )
 
 
@@ -125,6 +175,14 @@ class OpenAICompatibleSummarizer:
         body: dict[str, Any] = {
             "model": self._model,
             "temperature": 0,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "meeting_summary",
+                    "strict": True,
+                    "schema": SUMMARY_SCHEMA,
+                },
+            },
             "messages": [
                 {"role": "system", "content": prompt},
                 {"role": "user", "content": _format_transcript(lines)},
@@ -149,7 +207,7 @@ class OpenAICompatibleSummarizer:
             raise SummaryBackendError("answer is not a chat completion") from None
         if not isinstance(content, str):
             raise SummaryBackendError("answer has no text content")
-        return parse_llm_answer(content, self.name)
+        return parse_llm_answer(content, self.name, lines)
 
 
 class FallbackSummarizer:

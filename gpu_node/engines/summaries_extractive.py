@@ -1,11 +1,14 @@
 """Summaries that cannot invent anything: TextRank sentences, yake keywords, rule-based actions.
 
-The summary is the highest-ranked transcript sentences, verbatim and in their original order.
-Sentences are ranked by TextRank (PageRank over a graph weighted by the cosine similarity of
-their TF-IDF vectors): a sentence that shares content words with many others is central to
-the meeting. Action items come from commitments stated in the text ("Maria will send the
-report on Friday": owner "Maria", due "on Friday"); "I will..." is owned by the line's
-speaker.
+Sentences are rebuilt across segment boundaries first: a line of the same speaker that
+continues an unfinished sentence, or that is only a due phrase ("By Friday."), joins the
+sentence before it, so a commitment keeps its date. The summary is the decisions ("we
+decided...", "the launch is moved to...") and then the highest-ranked other sentences,
+verbatim and in their original order. Sentences are ranked by TextRank (PageRank over a
+graph weighted by the cosine similarity of their TF-IDF vectors): a sentence that shares
+content words with many others is central to the meeting. Action items come from
+commitments stated in the text ("Maria will send the report on Friday": owner "Maria",
+due "on Friday", quote: the sentence); "I will..." is owned by the line's speaker.
 """
 
 from __future__ import annotations
@@ -48,12 +51,25 @@ _DUE = re.compile(
     rf"|tomorrow(?:\s+(?:morning|afternoon|evening))?|today|tonight|asap|eod)\b",
     re.IGNORECASE,
 )
-# Someone commits: "<Name|I|We> will|'ll|is going to|needs to ... <verb> ...".
+# A line that is only a due phrase, finishing the sentence before it ("By Friday.").
+_DUE_ONLY = re.compile(rf"(?:{_DUE.pattern})[.!?]?", re.IGNORECASE)
+# Someone commits: "<Name|I|We> will|'ll|is going to|needs to ... <verb> ...". A wish or an
+# opinion ("should", "could") commits no one.
 _COMMITMENT = re.compile(
     r"\b(?P<owner>I|We|[A-Z][a-z]+(?:\s+[A-Z][a-z]+)?)"
     r"(?:\s+will|'ll|\s+is\s+going\s+to|\s+are\s+going\s+to|\s+am\s+going\s+to|"
-    r"\s+needs?\s+to|\s+has\s+to|\s+have\s+to|\s+must|\s+should)"
+    r"\s+needs?\s+to|\s+has\s+to|\s+have\s+to|\s+must)"
     r"\s+(?!be\b|have\s+been\b)(?P<action>[a-z].*)",
+)
+# Something was decided: "we decided/agreed", "the decision is", "let's go with", "<it> is
+# moved/postponed/approved to/for ...".
+_DECISION = re.compile(
+    r"\b(?:we|I|they|everyone)\s+(?:have\s+|all\s+)?(?:decided|agreed)\b"
+    r"|\bdecision\s+is\b|\bdecided\s+to\b|\blet'?s\s+go\s+with\b"
+    r"|\bwe(?:'ll|\s+will)\s+go\s+with\b"
+    r"|\b(?:is|are|was|were|has\s+been|have\s+been)\s+"
+    r"(?:moved|postponed|pushed|rescheduled|approved|confirmed|cancell?ed)\b",
+    re.IGNORECASE,
 )
 _ACTION_ITEM = re.compile(r"\baction\s+item\s*[:,-]\s*(?P<action>.+)", re.IGNORECASE)
 _NOT_OWNERS = frozenset(
@@ -73,7 +89,11 @@ class Sentence:
 
 
 def split_sentences(lines: Sequence[gpu_pb2.TranscriptLine]) -> list[Sentence]:
-    """Splits transcript lines into sentences, keeping their exact text.
+    """Splits transcript lines into sentences, rebuilt across segment boundaries.
+
+    A line's first sentence joins the sentence before it when the same speaker says both
+    and that sentence did not end (no closing punctuation) or the line is only a due
+    phrase ("By Friday."). Joined text is the lines' own text, separated by a space.
 
     Args:
         lines: The transcript.
@@ -81,12 +101,26 @@ def split_sentences(lines: Sequence[gpu_pb2.TranscriptLine]) -> list[Sentence]:
     Returns:
         Non-empty sentences in order.
     """
-    sentences = []
+    sentences: list[Sentence] = []
     for line in lines:
-        for part in _SENTENCE_END.split(line.text.strip()):
-            if part.strip():
-                sentences.append(Sentence(part.strip(), line.speaker))
+        parts = [part.strip() for part in _SENTENCE_END.split(line.text.strip()) if part.strip()]
+        for position, part in enumerate(parts):
+            previous = sentences[-1] if sentences else None
+            if (
+                position == 0
+                and previous is not None
+                and previous.speaker == line.speaker
+                and (not previous.text.endswith((".", "!", "?")) or _DUE_ONLY.fullmatch(part))
+            ):
+                sentences[-1] = Sentence(f"{previous.text} {part}", line.speaker)
+            else:
+                sentences.append(Sentence(part, line.speaker))
     return sentences
+
+
+def find_decisions(sentences: Sequence[Sentence]) -> list[str]:
+    """The sentences that state a decision, verbatim, in order."""
+    return [s.text for s in sentences if _DECISION.search(s.text)]
 
 
 def _content_words(text: str) -> list[str]:
@@ -132,20 +166,28 @@ def textrank(sentences: Sequence[str], damping: float = 0.85) -> list[float]:
     return [float(s) + 1e-6 * len(bag) for s, bag in zip(scores, bags, strict=True)]
 
 
-def extract_summary(sentences: Sequence[Sentence], max_sentences: int) -> str:
-    """Picks the most central sentences and returns them in transcript order.
+def extract_summary(
+    sentences: Sequence[Sentence], max_sentences: int, decisions: Sequence[str] = ()
+) -> str:
+    """Picks the decisions and the most central sentences, in transcript order.
 
     Args:
         sentences: The transcript's sentences.
         max_sentences: How many to keep at most.
+        decisions: Sentences that must be kept first (up to `max_sentences`).
 
     Returns:
         The summary: chosen sentences, verbatim, joined by spaces.
     """
-    candidates = [s for s in sentences if len(_content_words(s.text)) >= 2] or list(sentences)
-    scores = textrank([s.text for s in candidates])
-    ranked = sorted(range(len(candidates)), key=lambda i: -scores[i])[:max_sentences]
-    return " ".join(candidates[i].text for i in sorted(ranked))
+    kept = {i for i, s in enumerate(sentences) if s.text in set(decisions)}
+    kept = set(sorted(kept)[:max_sentences])
+    candidates = [
+        i for i, s in enumerate(sentences) if i not in kept and len(_content_words(s.text)) >= 2
+    ] or [i for i in range(len(sentences)) if i not in kept]
+    scores = textrank([sentences[i].text for i in candidates])
+    ranked = sorted(range(len(candidates)), key=lambda i: -scores[i])
+    kept |= {candidates[i] for i in ranked[: max(0, max_sentences - len(kept))]}
+    return " ".join(sentences[i].text for i in sorted(kept))
 
 
 def find_action_items(sentences: Sequence[Sentence]) -> list[gpu_pb2.SummaryActionItem]:
@@ -176,7 +218,10 @@ def find_action_items(sentences: Sequence[Sentence]) -> list[gpu_pb2.SummaryActi
         due = _DUE.search(text[action_start:])
         items.append(
             gpu_pb2.SummaryActionItem(
-                text=text[action_start:], owner=owner, due=due.group(0) if due else ""
+                text=text[action_start:],
+                owner=owner,
+                due=due.group(0) if due else "",
+                quote=sentence.text,
             )
         )
     return items
@@ -241,9 +286,11 @@ class ExtractiveSummarizer:
     ) -> gpu_pb2.SummarizeResponse:
         """The blocking work of `summarize`, for callers already off the event loop."""
         sentences = split_sentences(lines)
+        decisions = find_decisions(sentences)
         return gpu_pb2.SummarizeResponse(
-            summary=extract_summary(sentences, max_sentences or self._default_sentences),
+            summary=extract_summary(sentences, max_sentences or self._default_sentences, decisions),
             action_items=find_action_items(sentences),
             keywords=find_keywords(" ".join(s.text for s in sentences), language),
             engine=self.name,
+            decisions=decisions,
         )

@@ -150,6 +150,17 @@ def split_at_pauses(segment: Any, pauses: Sequence[float]) -> list[Any]:
     ]
 
 
+def vocabulary_prompt(words: Sequence[str]) -> str | None:
+    """The decoder prompt that makes Whisper prefer a meeting's vocabulary, or None.
+
+    Whisper reads its prompt as text spoken just before the audio, so words in it become
+    likelier spellings. Given as `initial_prompt` rather than faster-whisper's `hotwords`:
+    on espeak-ng speech, tiny.en got names right with it that `hotwords` still missed
+    (docs/engines.md).
+    """
+    return f"Glossary: {', '.join(words)}." if words else None
+
+
 def build_segment(
     index: int, decoded: list[_Decoded], offset_s: float, *, is_final: bool
 ) -> gpu_pb2.RecognizedSegment:
@@ -214,6 +225,9 @@ class WhisperRecognitionEngine:
             live: How live audio is cut into utterances.
         """
         self.name = name
+        self.languages: Sequence[str] = sorted(model.supported_languages)
+        self.translates = bool(model.model.is_multilingual)
+        self.takes_vocabulary = True
         self._model = model
         self._slots = asyncio.Semaphore(max_concurrency)
         self._live_slots = asyncio.Semaphore(live_concurrency)
@@ -246,6 +260,7 @@ class WhisperRecognitionEngine:
     ) -> AsyncIterator[gpu_pb2.RecognizedSegment]:
         base = _offset_seconds(config)
         language = config.language or None
+        prompt = vocabulary_prompt(config.vocabulary)
         pending: list[Audio] = []
         pending_samples = 0
         done_samples = 0  # audio already decoded, before pending[0]
@@ -255,7 +270,7 @@ class WhisperRecognitionEngine:
             nonlocal index
             offset = base + done_samples / SAMPLE_RATE
             pauses = await asyncio.to_thread(pause_points, piece, self._live.silence_s)
-            async for item in self._decode(piece, language, final=True):
+            async for item in self._decode(piece, language, prompt, final=True):
                 for part in split_at_pauses(item.segment, pauses):
                     yield build_segment(
                         index, [_Decoded(part, item.language)], offset, is_final=True
@@ -284,6 +299,7 @@ class WhisperRecognitionEngine:
         # A language detected on the first utterance is kept: short utterances alone are
         # too little evidence, and a meeting rarely switches language mid-sentence.
         language = config.language or None
+        prompt = vocabulary_prompt(config.vocabulary)
         segmenter = UtteranceSegmenter(
             silence_s=self._live.silence_s, max_utterance_s=self._live.max_utterance_s
         )
@@ -294,7 +310,10 @@ class WhisperRecognitionEngine:
         async def finish(utterance_audio: Audio, start: int) -> gpu_pb2.RecognizedSegment | None:
             nonlocal language
             decoded = [
-                item async for item in self._decode(utterance_audio, language, True, live=True)
+                item
+                async for item in self._decode(
+                    utterance_audio, language, prompt, final=True, live=True
+                )
             ]
             offset = base + start / SAMPLE_RATE
             if decoded:
@@ -325,7 +344,10 @@ class WhisperRecognitionEngine:
                 and len(current.audio) - partial_sent_at >= interval
             ):
                 decoded = [
-                    item async for item in self._decode(current.audio, language, False, live=True)
+                    item
+                    async for item in self._decode(
+                        current.audio, language, prompt, final=False, live=True
+                    )
                 ]
                 partial_sent_at = len(current.audio)
                 if decoded:
@@ -338,7 +360,13 @@ class WhisperRecognitionEngine:
                 yield final
 
     async def _decode(
-        self, audio: Audio, language: str | None, final: bool, *, live: bool = False
+        self,
+        audio: Audio,
+        language: str | None,
+        prompt: str | None,
+        *,
+        final: bool,
+        live: bool = False,
     ) -> AsyncIterator[_Decoded]:
         """Runs faster-whisper in a worker thread, yielding segments as they are decoded.
 
@@ -348,6 +376,7 @@ class WhisperRecognitionEngine:
         Args:
             audio: Samples to decode.
             language: Language code, or None to detect.
+            prompt: Text the decoder takes as what came before (the vocabulary), or None.
             final: Whether this is a final decode.
             live: Whether it is for a live stream, which has slots of its own so that it
                 never waits behind a batch decode.
@@ -365,6 +394,7 @@ class WhisperRecognitionEngine:
             "vad_filter": final,
             "without_timestamps": not final,
             "condition_on_previous_text": False,
+            "initial_prompt": prompt,
         }
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()

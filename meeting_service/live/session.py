@@ -62,7 +62,7 @@ from meeting_service import validation
 from meeting_service.db.database import CONNECTION_ERRORS
 from meeting_service.live import audio_input
 from meeting_service.live.repository import LiveLeasesRepository
-from meeting_service.meetings.repository import MeetingsRepository
+from meeting_service.meetings.repository import MeetingRow, MeetingsRepository
 from meeting_service.quotas.limits import Quotas
 from meeting_service.recordings import pcm
 from meeting_service.recordings.completion import RecordingCompletion
@@ -139,7 +139,7 @@ class _Stop(enum.Enum):
 
 @dataclass(frozen=True)
 class _Started:
-    language: str
+    meeting: MeetingRow  # its language and vocabulary steer recognition
     event: meeting_pb2.TranscriptEvent | None  # the LIVE event; None when resumed
     next_index: int
 
@@ -231,9 +231,10 @@ class LiveTranscriber:
         recognition = gpu_pb2.RecognitionConfig(
             encoding=gpu_pb2.AUDIO_ENCODING_LINEAR16,
             sample_rate_hertz=pcm.SAMPLE_RATE_HZ,
-            language=language or started.language,
+            language=language or started.meeting.language,
             mode=gpu_pb2.RECOGNITION_MODE_LIVE,
             interim_results=True,
+            vocabulary=started.meeting.vocabulary,
         )
         recognition.start_offset.FromMicroseconds(pcm.duration_us(recording.stored_bytes))
         session = _Session(
@@ -311,7 +312,7 @@ class LiveTranscriber:
                         conn, mid, meeting_pb2.MEETING_STATUS_LIVE
                     )
                     logger.bind(meeting_id=str(mid)).info("live session started")
-                    return _Started(row.language, event, 0)
+                    return _Started(row, event, 0)
                 if row.status != meeting_pb2.MEETING_STATUS_LIVE:
                     want = "a LIVE meeting to resume" if resume else "a meeting awaiting audio"
                     raise wrong_state(status, f"live audio needs {want}; this one is {status}")
@@ -323,7 +324,7 @@ class LiveTranscriber:
                     logger.bind(meeting_id=str(mid), audio_bytes=recording.stored_bytes).info(
                         "live session resumed"
                     )
-                    return _Started(row.language, None, index)
+                    return _Started(row, None, index)
             if loop.time() >= give_up:
                 raise wrong_state(status, "another live stream is sending audio to this meeting")
             await asyncio.sleep(TAKEOVER_POLL_S)

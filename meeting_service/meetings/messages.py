@@ -36,6 +36,8 @@ def meeting_message(row: MeetingRow) -> meeting_pb2.Meeting:
         update_time=timestamp(row.update_time),
         content_type=row.content_type,
         audio_size_bytes=row.audio_size_bytes,
+        detected_language=row.detected_language,
+        vocabulary=row.vocabulary,
     )
     if row.duration_us is not None:
         message.duration.CopyFrom(duration_from_us(row.duration_us))

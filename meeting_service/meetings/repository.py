@@ -12,11 +12,12 @@ import asyncpg
 _COLUMNS = """
     m.id, m.owner, m.title, m.language, m.expected_speakers, m.status, m.failure_reason,
     m.duration_us, m.content_type, m.last_sequence, m.summary, m.create_time, m.update_time,
+    m.detected_language, m.vocabulary,
     COALESCE(u.stored_size, 0) AS audio_size_bytes
 """
 _FROM = "meetings m LEFT JOIN uploads u ON u.meeting_id = m.id"
 
-MUTABLE_FIELDS = frozenset({"title", "language", "expected_speakers"})
+MUTABLE_FIELDS = frozenset({"title", "language", "expected_speakers", "vocabulary"})
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class MeetingRow:
     summary: bytes | None
     create_time: dt.datetime
     update_time: dt.datetime
+    detected_language: str
+    vocabulary: list[str]
     audio_size_bytes: int
 
     @classmethod
@@ -56,6 +59,7 @@ class MeetingsRepository:
         title: str,
         language: str,
         expected_speakers: int,
+        vocabulary: list[str],
         status: int,
     ) -> tuple[MeetingRow, bool]:
         """Inserts a meeting, or finds the one created earlier with the same request id.
@@ -67,6 +71,7 @@ class MeetingsRepository:
             title: The title.
             language: The language.
             expected_speakers: Number of speakers, 0 for unknown.
+            vocabulary: Words for the recognizer.
             status: The initial status.
 
         Returns:
@@ -75,8 +80,8 @@ class MeetingsRepository:
         new_id = await conn.fetchval(
             """
             INSERT INTO meetings (id, owner, request_id, title, language, expected_speakers,
-                                  status)
-            VALUES ($1, $2, $3, $4, $5, $6, $7)
+                                  status, vocabulary)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
             ON CONFLICT (owner, request_id) WHERE request_id IS NOT NULL DO NOTHING
             RETURNING id
             """,
@@ -87,6 +92,7 @@ class MeetingsRepository:
             language,
             expected_speakers,
             status,
+            vocabulary,
         )
         if new_id is not None:
             row = await self.get(conn, new_id)
@@ -209,6 +215,17 @@ class MeetingsRepository:
             meeting_id,
             duration_us,
             content_type,
+        )
+
+    async def set_detected_language(
+        self, conn: asyncpg.Connection | asyncpg.Pool, meeting_id: uuid.UUID, language: str
+    ) -> None:
+        """Records the language the recording was heard in."""
+        await conn.execute(
+            "UPDATE meetings SET detected_language = $2, update_time = clock_timestamp()"
+            " WHERE id = $1 AND detected_language <> $2",
+            meeting_id,
+            language,
         )
 
     async def set_summary(

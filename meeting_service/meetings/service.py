@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import asyncpg
 
-from contract_errors.meeting import MeetingError, not_found, status_name, wrong_state
+from contract_errors.meeting import (
+    MeetingError,
+    not_found,
+    status_name,
+    unsupported_language,
+    wrong_state,
+)
 from gen.meeting.v1 import meeting_pb2
 from meeting_service import validation
 from meeting_service.meetings import page_tokens
 from meeting_service.meetings.messages import meeting_message
 from meeting_service.meetings.repository import MUTABLE_FIELDS, MeetingRow, MeetingsRepository
+from mesh_common.languages import primary_language
 
 DEFAULT_PAGE_SIZE = 20
-# Language and speaker count steer processing, so they freeze once it has started.
-_FROZEN_ONCE_PROCESSING = frozenset({"language", "expected_speakers"})
+# Language, speaker count and vocabulary steer processing, so they freeze once it has started.
+_FROZEN_ONCE_PROCESSING = frozenset({"language", "expected_speakers", "vocabulary"})
 _BEFORE_PROCESSING = frozenset(
     {
         meeting_pb2.MEETING_STATUS_AWAITING_AUDIO,
@@ -48,6 +55,10 @@ class MeetingLog(Protocol):
         ...
 
 
+SupportedLanguages = Callable[[], Awaitable[Sequence[str] | None]]
+"""Returns the languages the GPU fleet transcribes (primary subtags), or None when unknown."""
+
+
 class MeetingRecordings(Protocol):
     """Where the meeting's recording is kept, as deletion uses it (`recordings.store`).
 
@@ -60,7 +71,18 @@ class MeetingRecordings(Protocol):
 
 
 class MeetingsService:
-    """The meeting rules, every call scoped to its owner."""
+    """The meeting rules, every call scoped to its owner.
+
+    Args:
+        pool: The pool.
+        meetings: SQL for meetings.
+        log: The event log (status changes).
+        recordings: Where the recordings are kept (deletion).
+        languages: What the GPU fleet transcribes; a language it does not is refused.
+            While that is unknown (no fleet configured, or none answering) every
+            well-formed language is accepted: a fleet that is down must not stop meetings
+            from being created, and a node refuses what it cannot do when the job runs.
+    """
 
     def __init__(
         self,
@@ -68,11 +90,13 @@ class MeetingsService:
         meetings: MeetingsRepository,
         log: MeetingLog,
         recordings: MeetingRecordings,
+        languages: SupportedLanguages,
     ) -> None:
         self._pool = pool
         self._meetings = meetings
         self._log = log
         self._recordings = recordings
+        self._languages = languages
 
     async def create(
         self, owner: str, meeting: meeting_pb2.Meeting, request_id: str
@@ -81,19 +105,21 @@ class MeetingsService:
 
         Args:
             owner: The caller.
-            meeting: Only title, language and expected_speakers are read.
+            meeting: Only title, language, expected_speakers and vocabulary are read.
             request_id: Idempotency key ("" for none).
 
         Returns:
             The meeting.
 
         Raises:
-            MeetingError: INVALID_FIELD for a bad field.
+            MeetingError: INVALID_FIELD for a bad field or a language no GPU node transcribes
+                (its metadata's `supported` lists those they do).
         """
         key = validation.request_id(request_id)
         title = validation.title(meeting.title)
-        language = validation.language(meeting.language)
+        language = await self._supported(validation.language(meeting.language))
         speakers = validation.expected_speakers(meeting.expected_speakers)
+        vocabulary = validation.vocabulary(meeting.vocabulary)
         async with self._pool.acquire() as conn, conn.transaction():
             row, created = await self._meetings.insert(
                 conn,
@@ -103,6 +129,7 @@ class MeetingsService:
                 title=title,
                 language=language,
                 expected_speakers=speakers,
+                vocabulary=vocabulary,
             )
             if created:
                 # The log starts with the initial status, so a follower sees it at 1.
@@ -161,8 +188,9 @@ class MeetingsService:
 
         Raises:
             MeetingError: INVALID_UPDATE_MASK for an empty mask or a path that is unknown or
-                immutable; INVALID_FIELD; MEETING_NOT_FOUND; WRONG_STATE when language or
-                expected_speakers change after processing started.
+                immutable; INVALID_FIELD (also for a language no GPU node transcribes);
+                MEETING_NOT_FOUND; WRONG_STATE when language, expected_speakers or
+                vocabulary change after processing started.
         """
         if not paths:
             raise MeetingError(
@@ -182,8 +210,11 @@ class MeetingsService:
             "title": lambda: validation.title(meeting.title),
             "language": lambda: validation.language(meeting.language),
             "expected_speakers": lambda: validation.expected_speakers(meeting.expected_speakers),
+            "vocabulary": lambda: validation.vocabulary(meeting.vocabulary),
         }
         fields = {path: checks[path]() for path in set(paths)}
+        if "language" in fields:
+            fields["language"] = await self._supported(fields["language"])
         async with self._pool.acquire() as conn, conn.transaction():
             row = await self._require(conn, owner, meeting.id, for_update=True, field="meeting.id")
             frozen = sorted(set(fields) & _FROZEN_ONCE_PROCESSING)
@@ -212,6 +243,15 @@ class MeetingsService:
             await self._meetings.delete(conn, row.id)
         # After the commit: a recording still being received is refused from here on.
         await self._recordings.delete(row.id)
+
+    async def _supported(self, language: str) -> str:
+        """Returns a language the fleet transcribes ("" asks for detection)."""
+        if not language:
+            return language
+        supported = await self._languages()
+        if supported is not None and primary_language(language) not in supported:
+            raise unsupported_language("language", language, sorted(supported))
+        return language
 
     async def _require(
         self,

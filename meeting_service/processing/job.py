@@ -39,7 +39,7 @@ from gen.meeting.v1 import meeting_pb2
 from gpu_client import GpuConnection, diarize, recognize
 from meeting_service.jobs.lease import Lease
 from meeting_service.jobs.repository import Job, JobLost, JobsRepository
-from meeting_service.meetings.repository import MeetingsRepository
+from meeting_service.meetings.repository import MeetingRow, MeetingsRepository
 from meeting_service.recordings.decode import decode_pcm
 from meeting_service.recordings.pcm import BYTES_PER_SECOND, SAMPLE_RATE_HZ
 from meeting_service.recordings.repository import UploadsRepository
@@ -47,7 +47,10 @@ from meeting_service.recordings.store import RecordingStore, reader
 from meeting_service.transcripts import gpu_results
 from meeting_service.transcripts.event_log import EventLog
 from meeting_service.transcripts.reader import TranscriptReader
+from meeting_service.transcripts.speakers import SpeakerNaming
 from meeting_service.transcripts.writer import TranscriptWriter
+from meeting_service.voices.matching import names_for
+from meeting_service.voices.repository import Voice, VoicesRepository
 from mesh_common.logging import logger
 from mesh_common.telemetry import context_from_traceparent
 
@@ -145,6 +148,8 @@ class JobParts:
         transcripts: The stored segments and status history.
         writer: Segments, by group commit.
         gpu: The connection to gpu_proxy.
+        voices: Each meeting's speaker voices, and the voice profiles they are matched to.
+        speakers: The speaker names a match gives.
         deadlines: Deadlines of the GPU calls.
         tracer: The spans of jobs and their stages.
     """
@@ -158,6 +163,8 @@ class JobParts:
     transcripts: TranscriptReader
     writer: TranscriptWriter
     gpu: GpuConnection
+    voices: VoicesRepository
+    speakers: SpeakerNaming
     deadlines: Deadlines
     tracer: trace.Tracer
 
@@ -202,7 +209,7 @@ class JobRunner:
         row = await parts.meetings.get(parts.pool, mid)
         if row is None:
             raise JobLost(f"meeting {mid} was deleted")
-        run = _Run(parts, job, lease, row.status, row.language, row.expected_speakers)
+        run = _Run(parts, job, lease, row)
         upload = await parts.uploads.get(parts.pool, mid)
         size = upload.stored_size if upload is not None else 0
         audio_s = row.duration_us / 1e6 if row.duration_us else size / BYTES_PER_SECOND
@@ -243,18 +250,18 @@ class _Run:
         parts: JobParts,
         job: Job,
         lease: Lease,
-        status: int,
-        language: str,
-        expected_speakers: int,
+        meeting: MeetingRow,
     ) -> None:
         self._parts = parts
         self._pool = parts.pool
         self._gpu = parts.gpu
         self._job = job
         self._lease = lease
-        self._status = status
-        self._language = language
-        self._expected_speakers = expected_speakers
+        self._status = meeting.status
+        self._language = meeting.language
+        self._expected_speakers = meeting.expected_speakers
+        self._vocabulary = meeting.vocabulary
+        self._owner = meeting.owner
         self.deadline = 0.0
         self.size = 0
 
@@ -272,6 +279,7 @@ class _Run:
             sample_rate_hertz=SAMPLE_RATE_HZ,
             language=self._language,
             mode=gpu_pb2.RECOGNITION_MODE_BATCH,
+            vocabulary=self._vocabulary,
         )
         # Each final segment is handed to the writer as it arrives and awaited later, so
         # the segments of a fast stream share group commits instead of paying one durable
@@ -295,6 +303,10 @@ class _Run:
         stored = await self._parts.transcripts.final_segments(self._mid)
         if not stored:
             return
+        heard = gpu_results.language_heard(stored)
+        await self._write(
+            lambda conn: self._parts.meetings.set_detected_language(conn, self._mid, heard)
+        )
         config = gpu_pb2.DiarizationConfig(
             encoding=gpu_pb2.AUDIO_ENCODING_LINEAR16,
             sample_rate_hertz=SAMPLE_RATE_HZ,
@@ -303,7 +315,23 @@ class _Run:
         )
         async with contextlib.aclosing(self._pcm()) as pcm:
             diarized = await diarize(self._gpu.stubs(), config, pcm, deadline=self.deadline)
-        await self._store_segments(gpu_results.with_speakers(stored, diarized))
+        voices = [
+            Voice(v.speaker, v.encoder, list(v.embedding), v.speech_seconds)
+            for v in diarized.voices
+        ]
+
+        async def keep_voices(conn: asyncpg.Connection) -> dict[str, str]:
+            # The voices are kept for profiles made later; known voices name their speakers.
+            await self._parts.voices.put_meeting_voices(conn, self._mid, voices)
+            known = await self._parts.voices.samples(
+                conn, self._owner, voices[0].encoder if voices else ""
+            )
+            return await self._parts.speakers.name_unnamed(
+                conn, self._mid, names_for(voices, known)
+            )
+
+        names = await self._write(keep_voices)
+        await self._store_segments(gpu_results.with_speakers(stored, diarized, names))
 
     async def summarize(self) -> None:
         await self._enter(SUMMARIZING)
@@ -313,7 +341,7 @@ class _Run:
             lines=gpu_results.transcript_lines(stored), language=language
         )
         response = await self._gpu.stubs().summarization.Summarize(request, timeout=self.deadline)
-        summary = gpu_results.summary(response)
+        summary = gpu_results.summary(response, stored)
         await self._write(lambda conn: self._parts.log.put_summary(conn, self._mid, summary))
 
     async def complete(self) -> None:

@@ -56,7 +56,7 @@ class Cue:
     Attributes:
         start_ms: Start, in milliseconds from the start of the recording.
         end_ms: End, after `start_ms`.
-        speaker: The speaker's label ("" when unknown or left out).
+        speaker: The speaker's name, else its label ("" when unknown or left out).
         lines: The text, wrapped into at most two lines (one long word may stand alone).
     """
 
@@ -152,7 +152,7 @@ def cues(segments: Sequence[meeting_pb2.Segment], *, with_speakers: bool = True)
     """
     made: list[Cue] = []
     for segment in segments:
-        speaker = segment.speaker if with_speakers else ""
+        speaker = (segment.speaker_name or segment.speaker) if with_speakers else ""
         prefix = f"{speaker}: " if speaker else ""
         group: list[_Word] = []
         for word in _timed_words(segment):
@@ -275,7 +275,7 @@ def _turns(document: _Document) -> list[tuple[str, int, str]]:
     """(speaker, start ms, text) per run of segments by the same speaker."""
     turns: list[tuple[str, int, str]] = []
     for segment in document.segments:
-        speaker = segment.speaker if document.with_speakers else ""
+        speaker = (segment.speaker_name or segment.speaker) if document.with_speakers else ""
         text = segment.text.strip()
         if turns and turns[-1][0] == speaker:
             who, start, said = turns[-1]
@@ -345,6 +345,8 @@ def _json(document: _Document) -> str:
         }
         if document.with_speakers:
             item["speaker"] = segment.speaker
+            if segment.speaker_name:
+                item["speaker_name"] = segment.speaker_name
         item["language"] = segment.language
         item["confidence"] = round(segment.confidence, 4)
         item["words"] = [

@@ -38,6 +38,7 @@ class Transcript:
     Attributes:
         segments: By index.
         speakers: The distinct speaker labels, in order of first appearance.
+        speaker_names: The named speakers: label to name.
         last_sequence: The meeting's newest event when it was read.
         status: The meeting's status then.
         meeting: The meeting then.
@@ -46,6 +47,7 @@ class Transcript:
 
     segments: list[meeting_pb2.Segment]
     speakers: list[str]
+    speaker_names: dict[str, str]
     last_sequence: int
     status: meeting_pb2.MeetingStatus.ValueType
     meeting: meeting_pb2.Meeting
@@ -91,6 +93,7 @@ class TranscriptReader:
         return Transcript(
             segments=parsed,
             speakers=list(speakers),
+            speaker_names={s.speaker: s.speaker_name for s in parsed if s.speaker_name},
             last_sequence=row.last_sequence,
             status=meeting_pb2.MeetingStatus.ValueType(row.status),
             meeting=meeting_message(row),

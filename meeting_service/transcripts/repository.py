@@ -278,6 +278,43 @@ class EventsRepository:
         )
         return [meeting_pb2.StatusChange.FromString(r["payload"]).status for r in records]
 
+    async def speaker_names(
+        self, conn: asyncpg.Connection | asyncpg.Pool, meeting_id: uuid.UUID
+    ) -> dict[str, str]:
+        """Reads the names given to a meeting's speaker labels: label to name."""
+        records = await conn.fetch(
+            "SELECT label, name FROM speaker_names WHERE meeting_id = $1 ORDER BY label",
+            meeting_id,
+        )
+        return {r["label"]: r["name"] for r in records}
+
+    async def set_speaker_names(
+        self, conn: asyncpg.Connection, meeting_id: uuid.UUID, names: dict[str, str]
+    ) -> None:
+        """Names speaker labels of a meeting; an empty name removes the label's name.
+
+        Args:
+            conn: The connection, inside the transaction that locked the meeting.
+            meeting_id: The meeting.
+            names: Label to name ("" to unname).
+        """
+        named = {label: name for label, name in names.items() if name}
+        await conn.execute(
+            "DELETE FROM speaker_names WHERE meeting_id = $1 AND label = ANY($2::text[])",
+            meeting_id,
+            [label for label in names if label not in named],
+        )
+        await conn.execute(
+            """
+            INSERT INTO speaker_names (meeting_id, label, name)
+            SELECT $1, t.label, t.name FROM unnest($2::text[], $3::text[]) AS t(label, name)
+            ON CONFLICT (meeting_id, label) DO UPDATE SET name = EXCLUDED.name
+            """,
+            meeting_id,
+            list(named),
+            list(named.values()),
+        )
+
 
 @dataclass(frozen=True)
 class UserEventRow:
@@ -341,4 +378,7 @@ def _feed_meeting(owner: str, record: asyncpg.Record) -> MeetingRow:
         create_time=record["meeting_create_time"],
         update_time=record["meeting_update_time"],
         audio_size_bytes=record["audio_size_bytes"],
+        # The feed carries what a list of meetings shows, not what steers processing.
+        detected_language="",
+        vocabulary=[],
     )

@@ -139,20 +139,7 @@ class TranscriptWriter:
             future.set_result([])
             return future
         # Serialized now, in the caller's turn, while an earlier commit may be in flight.
-        prefix = f"{meeting_id}:"
-        field = self._id_field
-        indexes: list[int] = []
-        payloads: list[bytes] = []
-        fields: list[SearchFields] = []
-        size = 0
-        for segment in segments:
-            field.segment_id = prefix + str(segment.index)
-            payload = segment.SerializeToString() + field.SerializeToString()
-            indexes.append(segment.index)
-            payloads.append(payload)
-            fields.append(_search_fields(segment))
-            size += len(payload)
-        self._queue.append(_Append(meeting_id, indexes, payloads, fields, fence, future, size))
+        self._queue.append(self._serialize(meeting_id, segments, fence, future))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush(), name="transcript-group-commit")
         return future
@@ -172,6 +159,61 @@ class TranscriptWriter:
         """
         (event,) = await self.submit(meeting_id, [segment], fence=fence)
         return event
+
+    async def store(
+        self,
+        conn: asyncpg.Connection,
+        meeting_id: uuid.UUID,
+        segments: Sequence[meeting_pb2.Segment],
+    ) -> list[meeting_pb2.TranscriptEvent]:
+        """Stores segments as events inside the caller's transaction, outside group commit.
+
+        For a write that must commit together with other changes of the meeting (a
+        speaker's new name and the segments that show it).
+
+        Args:
+            conn: The connection, inside the caller's transaction.
+            meeting_id: The meeting.
+            segments: The segments, as for `submit`.
+
+        Returns:
+            The stored events, one per segment, in order.
+
+        Raises:
+            MeshError: MEETING_NOT_FOUND when the meeting is gone.
+        """
+        if not segments:
+            return []
+        done: asyncio.Future[list[meeting_pb2.TranscriptEvent]]
+        done = asyncio.get_running_loop().create_future()
+        item = self._serialize(meeting_id, segments, None, done)
+        refused: dict[_Append, BaseException] = {}
+        stored = await self._write(conn, [item], refused)
+        if item in refused:
+            raise refused[item]
+        return stored[item]
+
+    def _serialize(
+        self,
+        meeting_id: uuid.UUID,
+        segments: Sequence[meeting_pb2.Segment],
+        fence: Fence | None,
+        done: asyncio.Future[list[meeting_pb2.TranscriptEvent]],
+    ) -> _Append:
+        prefix = f"{meeting_id}:"
+        field = self._id_field
+        indexes: list[int] = []
+        payloads: list[bytes] = []
+        fields: list[SearchFields] = []
+        size = 0
+        for segment in segments:
+            field.segment_id = prefix + str(segment.index)
+            payload = segment.SerializeToString() + field.SerializeToString()
+            indexes.append(segment.index)
+            payloads.append(payload)
+            fields.append(_search_fields(segment))
+            size += len(payload)
+        return _Append(meeting_id, indexes, payloads, fields, fence, done, size)
 
     async def _flush(self) -> None:
         batch: list[_Append] = []

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -34,7 +35,15 @@ from tests.support.engines import Engines
 from tests.support.gateway import RunningGateway, gateway_settings, run_gateway
 from tests.support.gpu import make_pki, node_settings, pcm16, proxy_settings
 from tests.support.meeting import TEST_JWT_SECRET, make_token, pipeline_settings
-from tests.support.speech import SAMPLE_RATE, Recording, normalise_words, word_error_rate
+from tests.support.speech import (
+    PRIYA,
+    SAMPLE_RATE,
+    Recording,
+    normalise_words,
+    speak,
+    word_error_rate,
+    write_wav,
+)
 
 pytestmark = ENGINES
 
@@ -309,3 +318,17 @@ async def test_live_audio_gets_each_final_segment_soon_after_the_utterance_ends(
     wer = word_error_rate(meeting.text, text)
     assert wer < MAX_WER, (wer, text)
     _assert_speakers_follow_the_voices(meeting, stored)
+
+
+async def test_a_meetings_vocabulary_reaches_the_recognizer(user: User, tmp_path: Path) -> None:
+    audio = speak([PRIYA], tmp_path)
+    write_wav(tmp_path / "priya.wav", audio)
+    body = {"title": "names", "vocabulary": ["Priya"]}
+    async with user.http.post("/v1/meetings", json=body, headers=user.auth) as response:
+        assert response.status == 201, await response.text()
+        mid = (await response.json())["meeting"]["id"]
+    following = asyncio.create_task(_follow(user.client, mid))
+    await user.client.upload(mid, tmp_path / "priya.wav", "audio/wav")
+    assert _status((await following)[-1].data) == "MEETING_STATUS_COMPLETED"
+    transcript = await user.client.transcript(mid)
+    assert "Priya will send" in " ".join(s["text"] for s in transcript["segments"])

@@ -25,7 +25,7 @@ LINES = [gpu_pb2.TranscriptLine(speaker=LABELS[who], text=text) for who, text in
 
 
 def assert_faithful(summary: str, lines: list[gpu_pb2.TranscriptLine]) -> None:
-    said = {sentence.text for sentence in split_sentences(lines)}
+    said = " ".join(line.text for line in lines)
     picked = split_sentences([gpu_pb2.TranscriptLine(text=summary)])
     assert picked, "empty summary"
     assert all(sentence.text in said for sentence in picked), summary
@@ -107,18 +107,37 @@ async def test_llm_server_writes_the_summary_when_it_answers(llm_server: Any) ->
     url, seen, behaviour = llm_server
     answer = {
         "summary": "The team reviewed the budget.",
-        "action_items": [{"text": "Send the report", "owner": "Maria", "due": "on Friday"}],
+        "decisions": ["We need a clear plan to reduce those costs", "We cancel the launch."],
+        "action_items": [
+            {
+                "text": "Send the report",
+                "owner": "Maria",
+                "due": "on Friday",
+                "quote": "maria will send the report on Friday",
+            },
+            {"text": "Buy a boat", "owner": "Alex", "due": "", "quote": "Alex will buy a boat."},
+        ],
         "keywords": ["budget"],
     }
     behaviour.append(chat_answer("```json\n" + json.dumps(answer) + "\n```"))
     result = await summarizer(url).summarize(LINES, "en", 2)
     assert result.engine == "llm:test-model"
     assert result.summary == "The team reviewed the budget."
+    # What the transcript does not say (the boat, the cancelled launch) is left out.
     assert [(i.text, i.owner, i.due) for i in result.action_items] == [
         ("Send the report", "Maria", "on Friday")
     ]
+    assert list(result.decisions) == ["We need a clear plan to reduce those costs"]
     assert list(result.keywords) == ["budget"]
     request = seen[0]
+    schema = request["body"]["response_format"]["json_schema"]
+    assert schema["strict"] is True
+    assert schema["schema"]["properties"]["action_items"]["items"]["required"] == [
+        "text",
+        "owner",
+        "due",
+        "quote",
+    ]
     assert request["auth"] == "Bearer s3cret"
     assert request["body"]["model"] == "test-model"
     assert (
@@ -160,3 +179,26 @@ async def test_extractive_fallback_when_the_llm_server_is_unreachable() -> None:
     result = await summarizer(f"http://127.0.0.1:{port}/v1").summarize(LINES, "en", 2)
     assert result.engine == "extractive"
     assert_faithful(result.summary, LINES)
+
+
+async def test_a_scripted_meeting_keeps_its_decision_and_each_item_with_owner_and_due() -> None:
+    lines = [
+        gpu_pb2.TranscriptLine(speaker="Priya", text="Should we launch on the 15th of March?"),
+        gpu_pb2.TranscriptLine(speaker="Tom", text="No, the payment service is not ready."),
+        gpu_pb2.TranscriptLine(speaker="Priya", text="Then we decided the launch is moved to"),
+        gpu_pb2.TranscriptLine(speaker="Priya", text="the 22nd of March."),
+        gpu_pb2.TranscriptLine(speaker="Tom", text="I will finish the payment tests."),
+        gpu_pb2.TranscriptLine(speaker="Tom", text="By Friday."),
+        gpu_pb2.TranscriptLine(speaker="Priya", text="I'll tell the customers next week."),
+        gpu_pb2.TranscriptLine(speaker="Tom", text="I should hide them for me."),
+    ]
+    result = await ExtractiveSummarizer().summarize(lines, "en", 2)
+    decision = "Then we decided the launch is moved to the 22nd of March."
+    assert list(result.decisions) == [decision]
+    assert decision in result.summary
+    assert_faithful(result.summary, lines)
+    items = [(i.owner, i.due, i.quote) for i in result.action_items]
+    assert items == [
+        ("Tom", "By Friday", "I will finish the payment tests. By Friday."),
+        ("Priya", "next week", "I'll tell the customers next week."),
+    ]

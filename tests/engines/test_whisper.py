@@ -15,7 +15,7 @@ from gpu_node.engines.whisper_models import join_base_model, resolve_model
 from mesh_common.settings import SettingsError
 from tests.engines import ENGINES
 from tests.support.engines import Engines, chunked, seconds
-from tests.support.speech import SAMPLE_RATE, Recording, word_error_rate
+from tests.support.speech import PRIYA, SAMPLE_RATE, Recording, speak, word_error_rate
 
 pytestmark = ENGINES
 
@@ -175,3 +175,18 @@ async def test_a_segment_is_split_where_the_speech_pauses(
         )
         inside = [line for line in lines if line.start_s - 0.5 <= start and end <= line.end_s + 0.5]
         assert inside, (start, end, segment.text)
+
+
+@pytest.mark.parametrize("mode", [gpu_pb2.RECOGNITION_MODE_BATCH, gpu_pb2.RECOGNITION_MODE_LIVE])
+async def test_a_vocabulary_fixes_a_name_the_recognizer_otherwise_misses(
+    engines: Engines, tmp_path: Path, mode: gpu_pb2.RecognitionMode.ValueType
+) -> None:
+    audio = speak([PRIYA], tmp_path)
+
+    async def heard(vocabulary: list[str]) -> str:
+        config = gpu_pb2.RecognitionConfig(language="en", mode=mode, vocabulary=vocabulary)
+        segments = engines[0].recognize(config, chunked(audio, 0.1))
+        return " ".join([s.text async for s in segments if s.is_final])
+
+    assert "Priya" not in await heard([])
+    assert "Priya will send the report" in await heard(["Priya", "Kubernetes"])

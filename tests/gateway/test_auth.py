@@ -47,6 +47,12 @@ PROTECTED = [
     ("GET", f"/v1/webhooks/{_ID}/deliveries"),
     ("POST", f"/v1/webhooks/{_ID}/deliveries/{_ID}/redeliver"),
     ("GET", "/v1/events"),
+    ("PATCH", f"/v1/meetings/{_ID}/speakers/SPEAKER_1"),
+    ("POST", "/v1/voiceProfiles"),
+    ("GET", "/v1/voiceProfiles"),
+    ("POST", f"/v1/voiceProfiles/{_ID}/samples"),
+    ("PATCH", f"/v1/voiceProfiles/{_ID}"),
+    ("DELETE", f"/v1/voiceProfiles/{_ID}"),
     ("GET", "/v1/search?q=anything"),
 ]
 BAD_CREDENTIALS = {
@@ -61,7 +67,9 @@ BAD_CREDENTIALS = {
 
 
 def _template(path: str) -> str:
-    path = path.split("?")[0]
+    path = path.split("?")[0].replace("/speakers/SPEAKER_1", "/speakers/{speaker}")
+    if path.startswith("/v1/voiceProfiles/"):
+        return path.replace(_ID, "{voice_profile_id}")
     if path.startswith("/v1/webhooks/"):
         return path.replace(_ID, "{webhook_id}", 1).replace(_ID, "{delivery_id}")
     return path.replace(_ID, "{api_key_id}" if "api-keys" in path else "{meeting_id}")

@@ -300,5 +300,8 @@ def test_the_routes_of_a_meeting_hold_to_the_document_on_a_meeting_that_exists(
         f"{fuzzed_url}/v1/meetings", json={}, headers=AS_FUZZ_USER, timeout=CALL_WITHIN
     )
     assert created.status_code == 201, created.text
-    case.path_parameters = {"meeting_id": created.json()["meeting"]["id"]}
+    case.path_parameters = {
+        **(case.path_parameters or {}),
+        "meeting_id": created.json()["meeting"]["id"],
+    }
     case.call_and_validate(base_url=fuzzed_url, headers=AS_FUZZ_USER, timeout=CALL_WITHIN)

@@ -65,6 +65,8 @@ async def test_create_then_get_returns_the_stored_meeting(meeting_stub: Stub) ->
         # Text PostgreSQL cannot store, and a code with a trailing newline.
         ({"title": "stand\x00up"}, "title"),
         ({"language": "en\n"}, "language"),
+        ({"vocabulary": [f"word{i}" for i in range(101)]}, "vocabulary"),
+        ({"vocabulary": ["Priya", "x" * 65]}, "vocabulary[1]"),
     ],
 )
 async def test_create_rejects_bad_fields(
@@ -182,6 +184,22 @@ async def test_update_changes_only_masked_fields(meeting_stub: Stub) -> None:
     )
     assert (updated.meeting.title, updated.meeting.language) == ("after", "en")
     assert updated.meeting.update_time.ToDatetime() >= created.update_time.ToDatetime()
+
+
+async def test_a_vocabulary_is_kept_trimmed_without_repeats_and_can_change(
+    meeting_stub: Stub,
+) -> None:
+    user = _user()
+    created = await _create(meeting_stub, user, vocabulary=[" Priya ", "", "Priya", "Kubernetes"])
+    assert list(created.vocabulary) == ["Priya", "Kubernetes"]
+    updated = await meeting_stub.UpdateMeeting(
+        meeting_service_pb2.UpdateMeetingRequest(
+            meeting=meeting_pb2.Meeting(id=created.id, vocabulary=["Siobhan"]),
+            update_mask=field_mask_pb2.FieldMask(paths=["vocabulary"]),
+        ),
+        metadata=auth(user),
+    )
+    assert list(updated.meeting.vocabulary) == ["Siobhan"]
 
 
 @pytest.mark.parametrize("paths", [[], ["status"], ["owner"], ["no_such_field"], ["title", "id"]])

@@ -271,7 +271,10 @@ class PausingRecognizer:
     Shared by several nodes, it pauses only the first call any of them serves.
     """
 
-    name = "mock"
+    name = MockRecognitionEngine.name
+    languages = MockRecognitionEngine.languages
+    translates = MockRecognitionEngine.translates
+    takes_vocabulary = MockRecognitionEngine.takes_vocabulary
 
     def __init__(self) -> None:
         self.paused = asyncio.Event()

@@ -123,6 +123,7 @@ class RecognitionConfig(_message.Message):
     MODE_FIELD_NUMBER: _builtins.int
     INTERIM_RESULTS_FIELD_NUMBER: _builtins.int
     START_OFFSET_FIELD_NUMBER: _builtins.int
+    VOCABULARY_FIELD_NUMBER: _builtins.int
     encoding: Global___AudioEncoding.ValueType
     """Encoding of the audio messages. Optional."""
     sample_rate_hertz: _builtins.int
@@ -141,6 +142,13 @@ class RecognitionConfig(_message.Message):
         times stay absolute when a caller resumes a stream part-way. Optional.
         """
 
+    @_builtins.property
+    def vocabulary(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Words the speech is likely to hold (names, products, jargon), so the
+        recognizer prefers them over words that sound alike. Ignored by engines
+        whose capabilities say no `vocabulary`. Optional.
+        """
+
     def __init__(
         self,
         *,
@@ -150,10 +158,11 @@ class RecognitionConfig(_message.Message):
         mode: Global___RecognitionMode.ValueType = ...,
         interim_results: _builtins.bool = ...,
         start_offset: _duration_pb2.Duration | None = ...,
+        vocabulary: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["start_offset", b"start_offset"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["encoding", b"encoding", "interim_results", b"interim_results", "language", b"language", "mode", b"mode", "sample_rate_hertz", b"sample_rate_hertz", "start_offset", b"start_offset"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["encoding", b"encoding", "interim_results", b"interim_results", "language", b"language", "mode", b"mode", "sample_rate_hertz", b"sample_rate_hertz", "start_offset", b"start_offset", "vocabulary", b"vocabulary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -461,6 +470,7 @@ class DiarizeResponse(_message.Message):
     TURNS_FIELD_NUMBER: _builtins.int
     SPEAKER_COUNT_FIELD_NUMBER: _builtins.int
     ENGINE_FIELD_NUMBER: _builtins.int
+    VOICES_FIELD_NUMBER: _builtins.int
     speaker_count: _builtins.int
     """How many distinct speakers were found."""
     engine: _builtins.str
@@ -469,20 +479,65 @@ class DiarizeResponse(_message.Message):
     def turns(self) -> _containers.RepeatedCompositeFieldContainer[Global___SpeakerTurn]:
         """Turns in time order."""
 
+    @_builtins.property
+    def voices(self) -> _containers.RepeatedCompositeFieldContainer[Global___SpeakerVoice]:
+        """Each speaker's voice, for recognizing it in other recordings; empty from
+        engines that compute no embeddings.
+        """
+
     def __init__(
         self,
         *,
         turns: _abc.Iterable[Global___SpeakerTurn] | None = ...,
         speaker_count: _builtins.int = ...,
         engine: _builtins.str = ...,
+        voices: _abc.Iterable[Global___SpeakerVoice] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["engine", b"engine", "speaker_count", b"speaker_count", "turns", b"turns"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["engine", b"engine", "speaker_count", b"speaker_count", "turns", b"turns", "voices", b"voices"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DiarizeResponse: _TypeAlias = DiarizeResponse  # noqa: Y015
+
+@_typing.final
+class SpeakerVoice(_message.Message):
+    """What one speaker of a recording sounds like."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPEAKER_FIELD_NUMBER: _builtins.int
+    EMBEDDING_FIELD_NUMBER: _builtins.int
+    SPEECH_SECONDS_FIELD_NUMBER: _builtins.int
+    ENCODER_FIELD_NUMBER: _builtins.int
+    speaker: _builtins.str
+    """The speaker's label in `turns`."""
+    speech_seconds: _builtins.float
+    """Seconds of speech the embedding was computed from."""
+    encoder: _builtins.str
+    """Which encoder made the embedding ("resemblyzer")."""
+    @_builtins.property
+    def embedding(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """The mean of the speaker's span embeddings, scaled to length 1 (the
+        engine's own space: compare only embeddings of the same `encoder`).
+        """
+
+    def __init__(
+        self,
+        *,
+        speaker: _builtins.str = ...,
+        embedding: _abc.Iterable[_builtins.float] | None = ...,
+        speech_seconds: _builtins.float = ...,
+        encoder: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["embedding", b"embedding", "encoder", b"encoder", "speaker", b"speaker", "speech_seconds", b"speech_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SpeakerVoice: _TypeAlias = SpeakerVoice  # noqa: Y015
 
 @_typing.final
 class TranscriptLine(_message.Message):
@@ -557,22 +612,26 @@ class SummaryActionItem(_message.Message):
     TEXT_FIELD_NUMBER: _builtins.int
     OWNER_FIELD_NUMBER: _builtins.int
     DUE_FIELD_NUMBER: _builtins.int
+    QUOTE_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     """The action as stated."""
     owner: _builtins.str
     """Who will do it, when stated; empty otherwise."""
     due: _builtins.str
     """When, as stated ("on Friday"); empty otherwise."""
+    quote: _builtins.str
+    """The transcript's own sentence the item comes from, verbatim."""
     def __init__(
         self,
         *,
         text: _builtins.str = ...,
         owner: _builtins.str = ...,
         due: _builtins.str = ...,
+        quote: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["due", b"due", "owner", b"owner", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["due", b"due", "owner", b"owner", "quote", b"quote", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -588,6 +647,7 @@ class SummarizeResponse(_message.Message):
     ACTION_ITEMS_FIELD_NUMBER: _builtins.int
     KEYWORDS_FIELD_NUMBER: _builtins.int
     ENGINE_FIELD_NUMBER: _builtins.int
+    DECISIONS_FIELD_NUMBER: _builtins.int
     summary: _builtins.str
     """A short prose summary."""
     engine: _builtins.str
@@ -600,6 +660,10 @@ class SummarizeResponse(_message.Message):
     def keywords(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Key phrases, most important first."""
 
+    @_builtins.property
+    def decisions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What the participants decided, each as the transcript's own sentence."""
+
     def __init__(
         self,
         *,
@@ -607,11 +671,85 @@ class SummarizeResponse(_message.Message):
         action_items: _abc.Iterable[Global___SummaryActionItem] | None = ...,
         keywords: _abc.Iterable[_builtins.str] | None = ...,
         engine: _builtins.str = ...,
+        decisions: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_items", b"action_items", "engine", b"engine", "keywords", b"keywords", "summary", b"summary"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_items", b"action_items", "decisions", b"decisions", "engine", b"engine", "keywords", b"keywords", "summary", b"summary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SummarizeResponse: _TypeAlias = SummarizeResponse  # noqa: Y015
+
+@_typing.final
+class GetCapabilitiesRequest(_message.Message):
+    """Request of CapabilitiesService.GetCapabilities."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCapabilitiesRequest: _TypeAlias = GetCapabilitiesRequest  # noqa: Y015
+
+@_typing.final
+class GetCapabilitiesResponse(_message.Message):
+    """Response of CapabilitiesService.GetCapabilities."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECOGNITION_ENGINES_FIELD_NUMBER: _builtins.int
+    LANGUAGES_FIELD_NUMBER: _builtins.int
+    LANGUAGE_DETECTION_FIELD_NUMBER: _builtins.int
+    TRANSLATION_FIELD_NUMBER: _builtins.int
+    DIARIZATION_ENGINES_FIELD_NUMBER: _builtins.int
+    SUMMARIZATION_ENGINES_FIELD_NUMBER: _builtins.int
+    VOCABULARY_FIELD_NUMBER: _builtins.int
+    language_detection: _builtins.bool
+    """Whether recognition detects the language when the config gives none."""
+    translation: _builtins.bool
+    """Whether recognition can translate into English."""
+    vocabulary: _builtins.bool
+    """Whether recognition takes a vocabulary (`RecognitionConfig.vocabulary`)."""
+    @_builtins.property
+    def recognition_engines(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Recognition engines served ("whisper:tiny.en", "whisper:base", "mock")."""
+
+    @_builtins.property
+    def languages(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Languages recognition transcribes (BCP-47 primary subtags: "en", "de"),
+        sorted.
+        """
+
+    @_builtins.property
+    def diarization_engines(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Diarization engines served ("resemblyzer", "mock"); empty when none."""
+
+    @_builtins.property
+    def summarization_engines(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Summarization engines served ("extractive", "llm:<model>", "mock")."""
+
+    def __init__(
+        self,
+        *,
+        recognition_engines: _abc.Iterable[_builtins.str] | None = ...,
+        languages: _abc.Iterable[_builtins.str] | None = ...,
+        language_detection: _builtins.bool = ...,
+        translation: _builtins.bool = ...,
+        diarization_engines: _abc.Iterable[_builtins.str] | None = ...,
+        summarization_engines: _abc.Iterable[_builtins.str] | None = ...,
+        vocabulary: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["diarization_engines", b"diarization_engines", "language_detection", b"language_detection", "languages", b"languages", "recognition_engines", b"recognition_engines", "summarization_engines", b"summarization_engines", "translation", b"translation", "vocabulary", b"vocabulary"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCapabilitiesResponse: _TypeAlias = GetCapabilitiesResponse  # noqa: Y015

@@ -268,3 +268,80 @@ class SummarizationService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class CapabilitiesServiceStub:
+    """What a node can do (and, through gpu_proxy, what the fleet can do).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.GetCapabilities = channel.unary_unary(
+                '/gpu.v1.CapabilitiesService/GetCapabilities',
+                request_serializer=gpu_dot_v1_dot_gpu__pb2.GetCapabilitiesRequest.SerializeToString,
+                response_deserializer=gpu_dot_v1_dot_gpu__pb2.GetCapabilitiesResponse.FromString,
+                _registered_method=True)
+
+
+class CapabilitiesServiceServicer:
+    """What a node can do (and, through gpu_proxy, what the fleet can do).
+    """
+
+    def GetCapabilities(self, request, context):
+        """Tells which models run and which languages they recognize. gpu_proxy
+        answers with the union over its nodes that answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_CapabilitiesServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'GetCapabilities': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCapabilities,
+                    request_deserializer=gpu_dot_v1_dot_gpu__pb2.GetCapabilitiesRequest.FromString,
+                    response_serializer=gpu_dot_v1_dot_gpu__pb2.GetCapabilitiesResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'gpu.v1.CapabilitiesService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('gpu.v1.CapabilitiesService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class CapabilitiesService:
+    """What a node can do (and, through gpu_proxy, what the fleet can do).
+    """
+
+    @staticmethod
+    def GetCapabilities(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpu.v1.CapabilitiesService/GetCapabilities',
+            gpu_dot_v1_dot_gpu__pb2.GetCapabilitiesRequest.SerializeToString,
+            gpu_dot_v1_dot_gpu__pb2.GetCapabilitiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -95,3 +95,27 @@ class SummarizationServiceServicer(metaclass=_abc_1.ABCMeta):
         """Summarizes a transcript: a short summary, action items and keywords."""
 
 def add_SummarizationServiceServicer_to_server(servicer: SummarizationServiceServicer, server: _aio.Server) -> None: ...
+
+class CapabilitiesServiceStub:
+    """What a node can do (and, through gpu_proxy, what the fleet can do)."""
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    GetCapabilities: _aio.UnaryUnaryMultiCallable[_gpu_pb2.GetCapabilitiesRequest, _gpu_pb2.GetCapabilitiesResponse]
+    """Tells which models run and which languages they recognize. gpu_proxy
+    answers with the union over its nodes that answer.
+    """
+
+class CapabilitiesServiceServicer(metaclass=_abc_1.ABCMeta):
+    """What a node can do (and, through gpu_proxy, what the fleet can do)."""
+
+    @_abc_1.abstractmethod
+    def GetCapabilities(
+        self,
+        request: _gpu_pb2.GetCapabilitiesRequest,
+        context: _aio.ServicerContext[_gpu_pb2.GetCapabilitiesRequest, _abc.Awaitable[_gpu_pb2.GetCapabilitiesResponse]],
+    ) -> _abc.Awaitable[_gpu_pb2.GetCapabilitiesResponse]:
+        """Tells which models run and which languages they recognize. gpu_proxy
+        answers with the union over its nodes that answer.
+        """
+
+def add_CapabilitiesServiceServicer_to_server(servicer: CapabilitiesServiceServicer, server: _aio.Server) -> None: ...

@@ -128,6 +128,14 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """
     ERROR_REASON_API_KEY_NOT_FOUND: _ErrorReason.ValueType  # 19
     """The API key does not exist, belongs to someone else, or is revoked."""
+    ERROR_REASON_VOICE_PROFILE_NOT_FOUND: _ErrorReason.ValueType  # 20
+    """The voice profile does not exist or belongs to someone else;
+    `metadata.voice_profile_id`.
+    """
+    ERROR_REASON_SPEAKER_NOT_FOUND: _ErrorReason.ValueType  # 21
+    """The meeting has no such speaker (or none with a voice, for a voice
+    sample); `metadata.speaker` names it, `metadata.speakers` lists those it has.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Reasons carried in `google.rpc.ErrorInfo.reason` (without the
@@ -184,6 +192,14 @@ minute, stored bytes) is reached; `metadata.quota` names it and
 """
 ERROR_REASON_API_KEY_NOT_FOUND: ErrorReason.ValueType  # 19
 """The API key does not exist, belongs to someone else, or is revoked."""
+ERROR_REASON_VOICE_PROFILE_NOT_FOUND: ErrorReason.ValueType  # 20
+"""The voice profile does not exist or belongs to someone else;
+`metadata.voice_profile_id`.
+"""
+ERROR_REASON_SPEAKER_NOT_FOUND: ErrorReason.ValueType  # 21
+"""The meeting has no such speaker (or none with a voice, for a voice
+sample); `metadata.speaker` names it, `metadata.speakers` lists those it has.
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 @_typing.final
@@ -208,6 +224,8 @@ class Meeting(_message.Message):
     DURATION_FIELD_NUMBER: _builtins.int
     CONTENT_TYPE_FIELD_NUMBER: _builtins.int
     AUDIO_SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    DETECTED_LANGUAGE_FIELD_NUMBER: _builtins.int
+    VOCABULARY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned identifier (a UUID). Output only; required in requests
     that address an existing meeting through their own `meeting_id` field.
@@ -234,6 +252,11 @@ class Meeting(_message.Message):
     """Media type of the stored recording ("audio/wav"). Output only."""
     audio_size_bytes: _builtins.int
     """Bytes of the recording stored so far. Output only."""
+    detected_language: _builtins.str
+    """The language most of the recording was transcribed in (BCP-47), as the
+    recognizer detected it (or as `language` fixed it); empty until speech
+    was recognized. Output only.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the meeting was created. Output only."""
@@ -246,6 +269,14 @@ class Meeting(_message.Message):
     def duration(self) -> _duration_pb2.Duration:
         """Length of the recording, known once the upload completed and the audio
         was probed. Output only.
+        """
+
+    @_builtins.property
+    def vocabulary(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Words the meeting is likely to hold that a recognizer may not know:
+        names, products, jargon ("Priya", "Kubernetes"). They are given to the
+        recognizer, batch and live, so it prefers them over words that sound
+        alike. Optional; mutable until processing starts.
         """
 
     def __init__(
@@ -263,10 +294,12 @@ class Meeting(_message.Message):
         duration: _duration_pb2.Duration | None = ...,
         content_type: _builtins.str = ...,
         audio_size_bytes: _builtins.int = ...,
+        detected_language: _builtins.str = ...,
+        vocabulary: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "duration", b"duration", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_size_bytes", b"audio_size_bytes", "content_type", b"content_type", "create_time", b"create_time", "duration", b"duration", "expected_speakers", b"expected_speakers", "failure_reason", b"failure_reason", "id", b"id", "language", b"language", "owner", b"owner", "status", b"status", "title", b"title", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_size_bytes", b"audio_size_bytes", "content_type", b"content_type", "create_time", b"create_time", "detected_language", b"detected_language", "duration", b"duration", "expected_speakers", b"expected_speakers", "failure_reason", b"failure_reason", "id", b"id", "language", b"language", "owner", b"owner", "status", b"status", "title", b"title", "update_time", b"update_time", "vocabulary", b"vocabulary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -327,6 +360,7 @@ class Segment(_message.Message):
     WORDS_FIELD_NUMBER: _builtins.int
     FINAL_FIELD_NUMBER: _builtins.int
     LANGUAGE_FIELD_NUMBER: _builtins.int
+    SPEAKER_NAME_FIELD_NUMBER: _builtins.int
     segment_id: _builtins.str
     """Stable key of the segment within its meeting ("{meeting_id}:{index}").
     A later version of the same segment (partial to final, or a redo after a
@@ -346,6 +380,11 @@ class Segment(_message.Message):
     """False for a partial hypothesis that a later version will replace."""
     language: _builtins.str
     """Language of the segment (BCP-47), as detected or configured."""
+    speaker_name: _builtins.str
+    """The name given to `speaker` in this meeting (by RenameSpeaker, or by a
+    matching voice profile); empty while the speaker is unnamed. Show it in
+    place of the label when set.
+    """
     @_builtins.property
     def start_offset(self) -> _duration_pb2.Duration:
         """Start of the segment from the beginning of the recording."""
@@ -372,10 +411,11 @@ class Segment(_message.Message):
         words: _abc.Iterable[Global___Word] | None = ...,
         final: _builtins.bool = ...,
         language: _builtins.str = ...,
+        speaker_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_offset", b"end_offset", "start_offset", b"start_offset"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["confidence", b"confidence", "end_offset", b"end_offset", "final", b"final", "index", b"index", "language", b"language", "segment_id", b"segment_id", "sequence", b"sequence", "speaker", b"speaker", "start_offset", b"start_offset", "text", b"text", "words", b"words"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["confidence", b"confidence", "end_offset", b"end_offset", "final", b"final", "index", b"index", "language", b"language", "segment_id", b"segment_id", "sequence", b"sequence", "speaker", b"speaker", "speaker_name", b"speaker_name", "start_offset", b"start_offset", "text", b"text", "words", b"words"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -416,22 +456,32 @@ class ActionItem(_message.Message):
     TEXT_FIELD_NUMBER: _builtins.int
     OWNER_FIELD_NUMBER: _builtins.int
     DUE_FIELD_NUMBER: _builtins.int
+    OWNER_SPEAKER_FIELD_NUMBER: _builtins.int
+    QUOTE_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     """The action as stated in the transcript."""
     owner: _builtins.str
     """Who will do it, when the transcript says so; empty otherwise."""
     due: _builtins.str
     """When, as the transcript says it ("on Friday"); empty otherwise."""
+    owner_speaker: _builtins.str
+    """The speaker label of the owner ("SPEAKER_2") when the owner is a speaker
+    of the recording; `owner` then carries that speaker's name once named.
+    """
+    quote: _builtins.str
+    """The transcript's own sentence the item comes from, verbatim."""
     def __init__(
         self,
         *,
         text: _builtins.str = ...,
         owner: _builtins.str = ...,
         due: _builtins.str = ...,
+        owner_speaker: _builtins.str = ...,
+        quote: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["due", b"due", "owner", b"owner", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["due", b"due", "owner", b"owner", "owner_speaker", b"owner_speaker", "quote", b"quote", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -447,6 +497,7 @@ class Summary(_message.Message):
     ACTION_ITEMS_FIELD_NUMBER: _builtins.int
     KEYWORDS_FIELD_NUMBER: _builtins.int
     BACKEND_FIELD_NUMBER: _builtins.int
+    DECISIONS_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     """A short prose summary. Extractive summaries use the transcript's own
     sentences.
@@ -461,6 +512,10 @@ class Summary(_message.Message):
     def keywords(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Key phrases, most important first."""
 
+    @_builtins.property
+    def decisions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What the participants decided, each as the transcript's own sentence."""
+
     def __init__(
         self,
         *,
@@ -468,10 +523,11 @@ class Summary(_message.Message):
         action_items: _abc.Iterable[Global___ActionItem] | None = ...,
         keywords: _abc.Iterable[_builtins.str] | None = ...,
         backend: _builtins.str = ...,
+        decisions: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_items", b"action_items", "backend", b"backend", "keywords", b"keywords", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_items", b"action_items", "backend", b"backend", "decisions", b"decisions", "keywords", b"keywords", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

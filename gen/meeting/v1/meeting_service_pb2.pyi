@@ -550,10 +550,31 @@ class GetTranscriptResponse(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class SpeakerNamesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     SEGMENTS_FIELD_NUMBER: _builtins.int
     SPEAKERS_FIELD_NUMBER: _builtins.int
     LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    SPEAKER_NAMES_FIELD_NUMBER: _builtins.int
     last_sequence: _builtins.int
     """Sequence of the newest event the transcript reflects; stream from here
     to follow it live.
@@ -568,6 +589,10 @@ class GetTranscriptResponse(_message.Message):
     def speakers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Distinct speaker labels, in order of first appearance."""
 
+    @_builtins.property
+    def speaker_names(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The named speakers: label to name (see RenameSpeaker)."""
+
     def __init__(
         self,
         *,
@@ -575,10 +600,11 @@ class GetTranscriptResponse(_message.Message):
         speakers: _abc.Iterable[_builtins.str] | None = ...,
         last_sequence: _builtins.int = ...,
         status: _meeting_pb2.MeetingStatus.ValueType = ...,
+        speaker_names: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_sequence", b"last_sequence", "segments", b"segments", "speakers", b"speakers", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_sequence", b"last_sequence", "segments", b"segments", "speaker_names", b"speaker_names", "speakers", b"speakers", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -7,7 +7,9 @@ from gen.meeting.v1 import api_keys_pb2 as meeting_dot_v1_dot_api__keys__pb2
 from gen.meeting.v1 import exports_pb2 as meeting_dot_v1_dot_exports__pb2
 from gen.meeting.v1 import meeting_service_pb2 as meeting_dot_v1_dot_meeting__service__pb2
 from gen.meeting.v1 import search_pb2 as meeting_dot_v1_dot_search__pb2
+from gen.meeting.v1 import speakers_pb2 as meeting_dot_v1_dot_speakers__pb2
 from gen.meeting.v1 import user_events_pb2 as meeting_dot_v1_dot_user__events__pb2
+from gen.meeting.v1 import voices_pb2 as meeting_dot_v1_dot_voices__pb2
 from gen.meeting.v1 import webhooks_pb2 as meeting_dot_v1_dot_webhooks__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -154,6 +156,36 @@ class MeetingServiceStub:
                 '/meeting.v1.MeetingService/StreamUserEvents',
                 request_serializer=meeting_dot_v1_dot_user__events__pb2.StreamUserEventsRequest.SerializeToString,
                 response_deserializer=meeting_dot_v1_dot_user__events__pb2.StreamUserEventsResponse.FromString,
+                _registered_method=True)
+        self.RenameSpeaker = channel.unary_unary(
+                '/meeting.v1.MeetingService/RenameSpeaker',
+                request_serializer=meeting_dot_v1_dot_speakers__pb2.RenameSpeakerRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_speakers__pb2.RenameSpeakerResponse.FromString,
+                _registered_method=True)
+        self.CreateVoiceProfile = channel.unary_unary(
+                '/meeting.v1.MeetingService/CreateVoiceProfile',
+                request_serializer=meeting_dot_v1_dot_voices__pb2.CreateVoiceProfileRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_voices__pb2.CreateVoiceProfileResponse.FromString,
+                _registered_method=True)
+        self.AddVoiceSample = channel.unary_unary(
+                '/meeting.v1.MeetingService/AddVoiceSample',
+                request_serializer=meeting_dot_v1_dot_voices__pb2.AddVoiceSampleRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_voices__pb2.AddVoiceSampleResponse.FromString,
+                _registered_method=True)
+        self.ListVoiceProfiles = channel.unary_unary(
+                '/meeting.v1.MeetingService/ListVoiceProfiles',
+                request_serializer=meeting_dot_v1_dot_voices__pb2.ListVoiceProfilesRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_voices__pb2.ListVoiceProfilesResponse.FromString,
+                _registered_method=True)
+        self.RenameVoiceProfile = channel.unary_unary(
+                '/meeting.v1.MeetingService/RenameVoiceProfile',
+                request_serializer=meeting_dot_v1_dot_voices__pb2.RenameVoiceProfileRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_voices__pb2.RenameVoiceProfileResponse.FromString,
+                _registered_method=True)
+        self.DeleteVoiceProfile = channel.unary_unary(
+                '/meeting.v1.MeetingService/DeleteVoiceProfile',
+                request_serializer=meeting_dot_v1_dot_voices__pb2.DeleteVoiceProfileRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_voices__pb2.DeleteVoiceProfileResponse.FromString,
                 _registered_method=True)
 
 
@@ -355,6 +387,56 @@ class MeetingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RenameSpeaker(self, request, context):
+        """--- speakers ---
+
+        Names a speaker of a meeting ("SPEAKER_2" is "Maria"), or removes the
+        name. Every segment of that speaker is stored again with the name (so
+        open transcript streams see them replaced), and so is the summary when
+        the speaker owns action items.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateVoiceProfile(self, request, context):
+        """Keeps a voice under a name, from a speaker of one of the caller's
+        processed meetings. Meetings processed from then on name a speaker with
+        that voice after it (names given to a meeting before stay).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddVoiceSample(self, request, context):
+        """Adds another sample of the voice (from another meeting), so it is
+        recognized more surely.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVoiceProfiles(self, request, context):
+        """Lists the caller's voice profiles.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenameVoiceProfile(self, request, context):
+        """Renames a voice profile (meetings named before keep the old name).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteVoiceProfile(self, request, context):
+        """Deletes a voice profile with every sample of the voice.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MeetingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -467,6 +549,36 @@ def add_MeetingServiceServicer_to_server(servicer, server):
                     servicer.StreamUserEvents,
                     request_deserializer=meeting_dot_v1_dot_user__events__pb2.StreamUserEventsRequest.FromString,
                     response_serializer=meeting_dot_v1_dot_user__events__pb2.StreamUserEventsResponse.SerializeToString,
+            ),
+            'RenameSpeaker': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenameSpeaker,
+                    request_deserializer=meeting_dot_v1_dot_speakers__pb2.RenameSpeakerRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_speakers__pb2.RenameSpeakerResponse.SerializeToString,
+            ),
+            'CreateVoiceProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateVoiceProfile,
+                    request_deserializer=meeting_dot_v1_dot_voices__pb2.CreateVoiceProfileRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_voices__pb2.CreateVoiceProfileResponse.SerializeToString,
+            ),
+            'AddVoiceSample': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddVoiceSample,
+                    request_deserializer=meeting_dot_v1_dot_voices__pb2.AddVoiceSampleRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_voices__pb2.AddVoiceSampleResponse.SerializeToString,
+            ),
+            'ListVoiceProfiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVoiceProfiles,
+                    request_deserializer=meeting_dot_v1_dot_voices__pb2.ListVoiceProfilesRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_voices__pb2.ListVoiceProfilesResponse.SerializeToString,
+            ),
+            'RenameVoiceProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenameVoiceProfile,
+                    request_deserializer=meeting_dot_v1_dot_voices__pb2.RenameVoiceProfileRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_voices__pb2.RenameVoiceProfileResponse.SerializeToString,
+            ),
+            'DeleteVoiceProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteVoiceProfile,
+                    request_deserializer=meeting_dot_v1_dot_voices__pb2.DeleteVoiceProfileRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_voices__pb2.DeleteVoiceProfileResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1069,6 +1181,168 @@ class MeetingService:
             '/meeting.v1.MeetingService/StreamUserEvents',
             meeting_dot_v1_dot_user__events__pb2.StreamUserEventsRequest.SerializeToString,
             meeting_dot_v1_dot_user__events__pb2.StreamUserEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenameSpeaker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/RenameSpeaker',
+            meeting_dot_v1_dot_speakers__pb2.RenameSpeakerRequest.SerializeToString,
+            meeting_dot_v1_dot_speakers__pb2.RenameSpeakerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateVoiceProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/CreateVoiceProfile',
+            meeting_dot_v1_dot_voices__pb2.CreateVoiceProfileRequest.SerializeToString,
+            meeting_dot_v1_dot_voices__pb2.CreateVoiceProfileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddVoiceSample(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/AddVoiceSample',
+            meeting_dot_v1_dot_voices__pb2.AddVoiceSampleRequest.SerializeToString,
+            meeting_dot_v1_dot_voices__pb2.AddVoiceSampleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVoiceProfiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/ListVoiceProfiles',
+            meeting_dot_v1_dot_voices__pb2.ListVoiceProfilesRequest.SerializeToString,
+            meeting_dot_v1_dot_voices__pb2.ListVoiceProfilesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenameVoiceProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/RenameVoiceProfile',
+            meeting_dot_v1_dot_voices__pb2.RenameVoiceProfileRequest.SerializeToString,
+            meeting_dot_v1_dot_voices__pb2.RenameVoiceProfileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteVoiceProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/DeleteVoiceProfile',
+            meeting_dot_v1_dot_voices__pb2.DeleteVoiceProfileRequest.SerializeToString,
+            meeting_dot_v1_dot_voices__pb2.DeleteVoiceProfileResponse.FromString,
             options,
             channel_credentials,
             insecure,

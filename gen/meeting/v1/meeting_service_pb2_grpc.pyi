@@ -9,7 +9,9 @@ from gen.meeting.v1 import api_keys_pb2 as _api_keys_pb2
 from gen.meeting.v1 import exports_pb2 as _exports_pb2
 from gen.meeting.v1 import meeting_service_pb2 as _meeting_service_pb2
 from gen.meeting.v1 import search_pb2 as _search_pb2
+from gen.meeting.v1 import speakers_pb2 as _speakers_pb2
 from gen.meeting.v1 import user_events_pb2 as _user_events_pb2
+from gen.meeting.v1 import voices_pb2 as _voices_pb2
 from gen.meeting.v1 import webhooks_pb2 as _webhooks_pb2
 import abc as _abc_1
 
@@ -117,6 +119,29 @@ class MeetingServiceStub:
     duplicate. The stream stays open until the client leaves or the server
     shuts down.
     """
+    RenameSpeaker: _aio.UnaryUnaryMultiCallable[_speakers_pb2.RenameSpeakerRequest, _speakers_pb2.RenameSpeakerResponse]
+    """--- speakers ---
+
+    Names a speaker of a meeting ("SPEAKER_2" is "Maria"), or removes the
+    name. Every segment of that speaker is stored again with the name (so
+    open transcript streams see them replaced), and so is the summary when
+    the speaker owns action items.
+    """
+    CreateVoiceProfile: _aio.UnaryUnaryMultiCallable[_voices_pb2.CreateVoiceProfileRequest, _voices_pb2.CreateVoiceProfileResponse]
+    """Keeps a voice under a name, from a speaker of one of the caller's
+    processed meetings. Meetings processed from then on name a speaker with
+    that voice after it (names given to a meeting before stay).
+    """
+    AddVoiceSample: _aio.UnaryUnaryMultiCallable[_voices_pb2.AddVoiceSampleRequest, _voices_pb2.AddVoiceSampleResponse]
+    """Adds another sample of the voice (from another meeting), so it is
+    recognized more surely.
+    """
+    ListVoiceProfiles: _aio.UnaryUnaryMultiCallable[_voices_pb2.ListVoiceProfilesRequest, _voices_pb2.ListVoiceProfilesResponse]
+    """Lists the caller's voice profiles."""
+    RenameVoiceProfile: _aio.UnaryUnaryMultiCallable[_voices_pb2.RenameVoiceProfileRequest, _voices_pb2.RenameVoiceProfileResponse]
+    """Renames a voice profile (meetings named before keep the old name)."""
+    DeleteVoiceProfile: _aio.UnaryUnaryMultiCallable[_voices_pb2.DeleteVoiceProfileRequest, _voices_pb2.DeleteVoiceProfileResponse]
+    """Deletes a voice profile with every sample of the voice."""
 
 class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Meetings, their audio, and their transcripts.
@@ -348,5 +373,64 @@ class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
         duplicate. The stream stays open until the client leaves or the server
         shuts down.
         """
+
+    @_abc_1.abstractmethod
+    def RenameSpeaker(
+        self,
+        request: _speakers_pb2.RenameSpeakerRequest,
+        context: _aio.ServicerContext[_speakers_pb2.RenameSpeakerRequest, _abc.Awaitable[_speakers_pb2.RenameSpeakerResponse]],
+    ) -> _abc.Awaitable[_speakers_pb2.RenameSpeakerResponse]:
+        """--- speakers ---
+
+        Names a speaker of a meeting ("SPEAKER_2" is "Maria"), or removes the
+        name. Every segment of that speaker is stored again with the name (so
+        open transcript streams see them replaced), and so is the summary when
+        the speaker owns action items.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateVoiceProfile(
+        self,
+        request: _voices_pb2.CreateVoiceProfileRequest,
+        context: _aio.ServicerContext[_voices_pb2.CreateVoiceProfileRequest, _abc.Awaitable[_voices_pb2.CreateVoiceProfileResponse]],
+    ) -> _abc.Awaitable[_voices_pb2.CreateVoiceProfileResponse]:
+        """Keeps a voice under a name, from a speaker of one of the caller's
+        processed meetings. Meetings processed from then on name a speaker with
+        that voice after it (names given to a meeting before stay).
+        """
+
+    @_abc_1.abstractmethod
+    def AddVoiceSample(
+        self,
+        request: _voices_pb2.AddVoiceSampleRequest,
+        context: _aio.ServicerContext[_voices_pb2.AddVoiceSampleRequest, _abc.Awaitable[_voices_pb2.AddVoiceSampleResponse]],
+    ) -> _abc.Awaitable[_voices_pb2.AddVoiceSampleResponse]:
+        """Adds another sample of the voice (from another meeting), so it is
+        recognized more surely.
+        """
+
+    @_abc_1.abstractmethod
+    def ListVoiceProfiles(
+        self,
+        request: _voices_pb2.ListVoiceProfilesRequest,
+        context: _aio.ServicerContext[_voices_pb2.ListVoiceProfilesRequest, _abc.Awaitable[_voices_pb2.ListVoiceProfilesResponse]],
+    ) -> _abc.Awaitable[_voices_pb2.ListVoiceProfilesResponse]:
+        """Lists the caller's voice profiles."""
+
+    @_abc_1.abstractmethod
+    def RenameVoiceProfile(
+        self,
+        request: _voices_pb2.RenameVoiceProfileRequest,
+        context: _aio.ServicerContext[_voices_pb2.RenameVoiceProfileRequest, _abc.Awaitable[_voices_pb2.RenameVoiceProfileResponse]],
+    ) -> _abc.Awaitable[_voices_pb2.RenameVoiceProfileResponse]:
+        """Renames a voice profile (meetings named before keep the old name)."""
+
+    @_abc_1.abstractmethod
+    def DeleteVoiceProfile(
+        self,
+        request: _voices_pb2.DeleteVoiceProfileRequest,
+        context: _aio.ServicerContext[_voices_pb2.DeleteVoiceProfileRequest, _abc.Awaitable[_voices_pb2.DeleteVoiceProfileResponse]],
+    ) -> _abc.Awaitable[_voices_pb2.DeleteVoiceProfileResponse]:
+        """Deletes a voice profile with every sample of the voice."""
 
 def add_MeetingServiceServicer_to_server(servicer: MeetingServiceServicer, server: _aio.Server) -> None: ...
