@@ -14,6 +14,7 @@ from aiohttp import web
 from gateway import state
 from gateway.auth import auth_middleware, query_token_middleware
 from gateway.channel import open_channel
+from gateway.console_routes import add_console_routes
 from gateway.events import stream_events
 from gateway.exports import negotiated_transcript
 from gateway.health import healthz, readyz
@@ -95,4 +96,5 @@ def create_app(settings: GatewaySettings, telemetry: Telemetry | None = None) ->
     app.router.add_route("GET", "/readyz", readyz, name="readyz")
     app.router.add_route("GET", "/openapi.json", _openapi, name="openapi")
     app.router.add_route("GET", "/metrics", metrics_handler(telemetry.registry), name="metrics")
+    add_console_routes(app)
     return app

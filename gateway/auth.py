@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from gateway.console_routes import CONSOLE_ROUTES
 from gateway.http_errors import HttpError, bearer_challenge
 from mesh_common.auth import (
     METADATA_KEY,
@@ -24,8 +25,9 @@ from mesh_common.auth import (
 )
 from mesh_common.errors import MeshError
 
-# Routes anyone may call: liveness, readiness, the API description and the metrics.
-PUBLIC_ROUTES = frozenset({"healthz", "readyz", "openapi", "metrics"})
+# Routes anyone may call: liveness, readiness, the API description, the metrics and the
+# console's static files (its API calls carry the token).
+PUBLIC_ROUTES = frozenset({"healthz", "readyz", "openapi", "metrics"}) | CONSOLE_ROUTES
 # Browsers cannot set headers on EventSource and WebSocket, so these also take ?access_token=.
 QUERY_TOKEN_ROUTES = frozenset({"events", "live"})
 QUERY_TOKEN_PARAM = "access_token"  # noqa: S105 - a parameter name, not a secret

@@ -15,6 +15,7 @@ from typing import Any
 from google.api import field_behavior_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from gateway.console_routes import console_operations
 from gateway.exports import FORMAT_PARAM, FORMATS, MEDIA_TYPES
 from gateway.jsonpb import INT32_MAX, INT64_MAX
 from gateway.openai_api import GRANULARITIES, RESPONSE_FORMATS
@@ -589,6 +590,7 @@ def build_openapi(server_url: str | None = None) -> dict[str, Any]:
             },
         }
     }
+    paths.update(console_operations())
     components = dict(schemas.components)
     components["Error"] = _error_schema()
     components["OpenAIError"] = _openai_error_schema()
