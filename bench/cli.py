@@ -25,7 +25,7 @@ from bench.report import machine_info, write_markdown
 from bench.scenarios.asr import asr
 from bench.scenarios.gateway import gateway_overhead, gateway_vs_fastapi
 from bench.scenarios.ingest import ingest
-from bench.scenarios.live import live_latency
+from bench.scenarios.live import live_cadence, live_latency
 from bench.scenarios.proxy import proxy_overhead
 from bench.scenarios.search import search
 from bench.scenarios.sse import sse_fanout
@@ -43,6 +43,7 @@ SCENARIOS: dict[str, Scenario] = {
     "ingest": ingest,
     "proxy_overhead": proxy_overhead,
     "live_latency": live_latency,
+    "live_cadence": live_cadence,
     "asr": asr,
     "search": search,
 }

@@ -7,7 +7,8 @@ production defaults except where CONFIG says otherwise. CONFIG is a JSON object;
 The process then serves until SIGTERM or SIGINT.
 
 Roles: `meeting` (meeting_service), `gateway` (our aiohttp gateway), `fastapi` (the FastAPI
-reference in `bench/fastapi_app.py`), `gpu_node` (mock engine), `gpu_proxy`.
+reference in `bench/fastapi_app.py`), `gpu_node` (mock engine; `batch_speed` paces its batch
+recognition, see `bench/paced_engine.py`), `gpu_proxy` (`max_streams_per_node`).
 """
 
 from __future__ import annotations
@@ -129,6 +130,8 @@ def _pair(config: Config, name: str) -> KeyPair:
 
 
 async def _gpu_node(config: Config) -> None:
+    from bench.paced_engine import PacedBatchRecognizer
+    from gpu_node.engines.factory import Engines, create_engines
     from gpu_node.server import run_gpu_node
     from gpu_node.settings import GpuNodeSettings
 
@@ -142,7 +145,15 @@ async def _gpu_node(config: Config) -> None:
         gpu_node_ca=Path(config["pki_dir"]) / "ca.pem",
         gpu_node_engine="mock",
     )
-    async with run_gpu_node(settings) as node:
+    engines = None
+    if "batch_speed" in config:
+        mock = create_engines("mock")
+        engines = Engines(
+            PacedBatchRecognizer(mock.recognition, float(config["batch_speed"])),
+            mock.diarization,
+            mock.summarization,
+        )
+    async with run_gpu_node(settings, engines) as node:
         _announce(config, node.address)
         await wait_for_shutdown_signal()
 
@@ -160,6 +171,7 @@ async def _gpu_proxy(config: Config) -> None:
         gpu_proxy_cert=identity.cert,
         gpu_proxy_key=identity.key,
         gpu_proxy_ca=Path(config["pki_dir"]) / "ca.pem",
+        gpu_proxy_max_streams_per_node=config.get("max_streams_per_node", 4),
     )
     async with run_gpu_proxy(settings) as proxy:
         _announce(config, proxy.address)

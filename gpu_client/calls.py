@@ -14,6 +14,7 @@ import grpc
 
 from gen.gpu.v1 import gpu_pb2
 from gpu_client.channel import GpuStubs
+from mesh_common.lanes import BATCH, LANE_KEY, LIVE
 from mesh_common.streams import start_gated
 
 # The contract allows at most 1 MiB of audio per message.
@@ -66,6 +67,8 @@ async def recognize(
 ) -> AsyncGenerator[gpu_pb2.RecognizedSegment]:
     """Streams PCM to `Recognize` and yields the segments as they come back.
 
+    A live-mode call draws on the GPU's live capacity (`mesh_common.lanes`).
+
     Args:
         gpu: The stubs.
         config: The recognition config (sent first).
@@ -81,8 +84,12 @@ async def recognize(
         Exception: Whatever the audio source raised (it ends the call).
     """
     feed = _Feed(gpu_pb2.RecognizeRequest(config=config), pcm, gpu_pb2.RecognizeRequest)
+    lane = LIVE if config.mode == gpu_pb2.RECOGNITION_MODE_LIVE else BATCH
     call = start_gated(
-        gpu.recognition.Recognize, feed.messages(), timeout=deadline, metadata=tuple(metadata)
+        gpu.recognition.Recognize,
+        feed.messages(),
+        timeout=deadline,
+        metadata=(*metadata, (LANE_KEY, lane)),
     )
     try:
         async for response in call:

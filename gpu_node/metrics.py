@@ -1,6 +1,6 @@
 """The node's own Prometheus series, read from `Admission` when scraped.
 
-- `mesh_gpu_node_calls_in_flight{method}` and `mesh_gpu_node_call_limit`: what the node is
+- `mesh_gpu_node_calls_in_flight{method}` and `mesh_gpu_node_call_limit{lane}`: what the node is
   doing against what it admits;
 - `mesh_gpu_node_calls_started_total{method}` and `mesh_gpu_node_audio_bytes_total{method}`:
   the work it took on.
@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from gpu_node.admission import Admission
+from mesh_common.lanes import LANES
 
 METHODS = ("Recognize", "Diarize", "Summarize")
 
@@ -47,6 +48,9 @@ class AdmissionCollector(Collector):
         yield in_flight
         yield started
         yield audio
-        yield GaugeMetricFamily(
-            "mesh_gpu_node_call_limit", "Most calls served at once.", value=admission.limit
+        limit = GaugeMetricFamily(
+            "mesh_gpu_node_call_limit", "Most calls served at once, per lane.", labels=["lane"]
         )
+        for lane in LANES:
+            limit.add_metric([lane], admission.limits[lane])
+        yield limit

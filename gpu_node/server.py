@@ -19,6 +19,7 @@ from gpu_node.metrics import AdmissionCollector
 from gpu_node.servicers import SERVICE_NAMES, add_servicers
 from gpu_node.settings import GpuNodeSettings
 from mesh_common.grpc_server import add_health_and_reflection, set_serving
+from mesh_common.lanes import BATCH, LIVE
 from mesh_common.logging import logger
 from mesh_common.metrics_endpoint import MetricsEndpoint
 from mesh_common.telemetry import Telemetry, create_telemetry
@@ -89,7 +90,12 @@ async def run_gpu_node(
         RuntimeError: The port could not be bound.
     """
     engines = engines or create_engines(settings.gpu_node_engine)
-    admission = Admission(settings.gpu_node_max_concurrent_calls)
+    admission = Admission(
+        {
+            BATCH: settings.gpu_node_max_concurrent_calls,
+            LIVE: settings.gpu_node_max_concurrent_live_calls,
+        }
+    )
     owns_telemetry = telemetry is None
     telemetry = telemetry or create_telemetry("gpu-node")
     telemetry.registry.register(AdmissionCollector(admission))

@@ -20,6 +20,7 @@ from gpu_node.engines.base import SAMPLE_RATE, pcm16_to_float
 from gpu_node.engines.factory import Engines
 from gpu_node.requests import check_format, decode_audio, invalid
 from mesh_common.errors import MeshError, abort
+from mesh_common.lanes import lane_of
 from mesh_common.streams import HALF_CLOSED_DRAIN_SECONDS, drain
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -46,7 +47,8 @@ class RecognitionServicer(gpu_pb2_grpc.SpeechRecognitionServiceServicer):
         """Streams segments back as the engine finds them (see gpu.proto)."""
         accepted = False
         try:
-            with self._admission.admit("Recognize"):
+            lane = lane_of(context.invocation_metadata())
+            with self._admission.admit("Recognize", lane):
                 await context.send_initial_metadata(())
                 accepted = True
                 first = await anext(request_iterator, None)

@@ -26,8 +26,11 @@ class GpuNodeSettings(CommonSettings):
         gpu_node_ca: The CA that client certificates must chain to; default
             `<data_dir>/certs/ca.pem`.
         gpu_node_engine: "mock", "whisper", or "auto" (whisper when installed, else mock).
-        gpu_node_max_concurrent_calls: Calls served at once; more fail fast with
-            RESOURCE_EXHAUSTED (the proxy keeps its own, lower, cap per node).
+        gpu_node_max_concurrent_calls: Calls served at once, live recognition aside; more
+            fail fast with RESOURCE_EXHAUSTED (the proxy keeps its own, lower, cap per node).
+        gpu_node_max_concurrent_live_calls: Live recognition streams served at once, on top
+            of the other calls (`mesh_common.lanes`), so live audio never waits behind
+            batch work.
         gpu_node_max_diarize_s: Longest recording one Diarize call may send; the whole
             recording is held in memory (about 6 bytes per sample).
     """
@@ -40,6 +43,7 @@ class GpuNodeSettings(CommonSettings):
     gpu_node_ca: Path | None = None
     gpu_node_engine: EngineName = "auto"
     gpu_node_max_concurrent_calls: int = Field(default=16, ge=1)
+    gpu_node_max_concurrent_live_calls: int = Field(default=16, ge=1)
     gpu_node_max_diarize_s: float = Field(default=4 * 3600.0, gt=0)
 
     def identity(self) -> KeyPair:

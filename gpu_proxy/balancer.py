@@ -1,6 +1,8 @@
 """Which node takes a call: the usable one with the least work in flight, within a cap.
 
-Each node takes at most `max_streams` calls at once. When every usable node is at its cap,
+Each node takes at most `max_streams` calls at once, and besides them `max_live_streams`
+live recognition streams (`mesh_common.lanes`), so live audio never waits behind batch
+work. When every usable node is at its cap for a call's lane,
 a call waits in a bounded queue; a call that finds the queue full, or waits too long, fails
 at once with RESOURCE_EXHAUSTED and a retry hint, so overload reaches the caller as
 back-pressure instead of as growing latency. When no node is usable at all (every breaker
@@ -11,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections import Counter
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 
 from contract_errors.gpu import GpuError
 from gen.gpu.v1 import gpu_pb2
 from gpu_proxy.node import Node
+from mesh_common.lanes import BATCH, LIVE, Lane
 
 
 class Balancer:
@@ -28,6 +32,7 @@ class Balancer:
         queue_timeout: Longest wait, in seconds.
         retry_after: The retry hint of RESOURCE_EXHAUSTED, in seconds.
         unavailable_retry_after: The retry hint when no node is usable.
+        max_live_streams: Live recognition streams in flight per node, besides the others.
     """
 
     def __init__(
@@ -37,6 +42,7 @@ class Balancer:
         queue_timeout: float,
         retry_after: float,
         unavailable_retry_after: float,
+        max_live_streams: int = 4,
     ) -> None:
         self.nodes: Sequence[Node] = ()
         self.max_streams = max_streams
@@ -44,9 +50,15 @@ class Balancer:
         self.queue_timeout = queue_timeout
         self.retry_after = retry_after
         self.unavailable_retry_after = unavailable_retry_after
-        self.waiting = 0
+        self._caps: dict[Lane, int] = {BATCH: max_streams, LIVE: max_live_streams}
+        self._waiting: Counter[Lane] = Counter()
         self._changed = asyncio.Event()
         self._turn = itertools.count()
+
+    @property
+    def waiting(self) -> int:
+        """Calls waiting for a free node, in every lane."""
+        return self._waiting.total()
 
     def wake(self) -> None:
         """Tells waiting calls that a node's load or state changed."""
@@ -58,12 +70,13 @@ class Balancer:
         return any(node.breaker.usable for node in self.nodes)
 
     @asynccontextmanager
-    async def lease(self, avoid: Collection[str] = ()) -> AsyncIterator[Node]:
+    async def lease(self, avoid: Collection[str] = (), lane: Lane = BATCH) -> AsyncIterator[Node]:
         """Holds a slot on the best node for the duration of the block.
 
         Args:
             avoid: Targets already tried by this call; used only when no other node is
                 free.
+            lane: The capacity the call draws on.
 
         Yields:
             The node.
@@ -72,40 +85,44 @@ class Balancer:
             MeshError: OVERLOADED when the queue is full or the wait too long;
                 BACKEND_UNAVAILABLE when no node is usable.
         """
-        node = None if self.waiting else self._pick(avoid)
+        node = None if self._waiting[lane] else self._pick(avoid, lane)
         if node is None:
-            node = await self._wait(avoid)
+            node = await self._wait(avoid, lane)
         node.outstanding += 1
+        node.lanes[lane] += 1
         node.breaker.on_call_start()
         try:
             yield node
         finally:
             node.outstanding -= 1
+            node.lanes[lane] -= 1
             self.wake()
 
-    async def _wait(self, avoid: Collection[str]) -> Node:
+    async def _wait(self, avoid: Collection[str], lane: Lane) -> Node:
         self._check_usable()
-        if self.waiting >= self.queue_length:
-            raise self._overloaded(f"all GPU nodes are busy and {self.waiting} calls wait")
-        self.waiting += 1
+        if self._waiting[lane] >= self.queue_length:
+            raise self._overloaded(
+                f"all GPU nodes are busy and {self._waiting[lane]} {lane} calls wait", lane
+            )
+        self._waiting[lane] += 1
         try:
             async with asyncio.timeout(self.queue_timeout):
-                while (node := self._pick(avoid)) is None:
+                while (node := self._pick(avoid, lane)) is None:
                     self._check_usable()
                     await self._changed.wait()
                 return node
         except TimeoutError:
             raise self._overloaded(
-                f"no GPU node was free within {self.queue_timeout:g} s"
+                f"no GPU node was free within {self.queue_timeout:g} s", lane
             ) from None
         finally:
-            self.waiting -= 1
+            self._waiting[lane] -= 1
 
-    def _pick(self, avoid: Collection[str]) -> Node | None:
+    def _pick(self, avoid: Collection[str], lane: Lane) -> Node | None:
         free = [
             node
             for node in self.nodes
-            if node.breaker.can_take_call() and node.outstanding < self.max_streams
+            if node.breaker.can_take_call() and node.lanes[lane] < self._caps[lane]
         ]
         fresh = [node for node in free if node.target not in avoid] or free
         if not fresh:
@@ -124,10 +141,14 @@ class Balancer:
                 retry_after=self.unavailable_retry_after,
             )
 
-    def _overloaded(self, message: str) -> GpuError:
+    def _overloaded(self, message: str, lane: Lane) -> GpuError:
         return GpuError(
             gpu_pb2.ERROR_REASON_OVERLOADED,
             message,
-            {"max_streams_per_node": str(self.max_streams), "queue_length": str(self.queue_length)},
+            {
+                "max_streams_per_node": str(self._caps[lane]),
+                "queue_length": str(self.queue_length),
+                "lane": lane,
+            },
             retry_after=self.retry_after,
         )

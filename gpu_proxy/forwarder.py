@@ -24,9 +24,10 @@ from gen.gpu.v1 import gpu_pb2
 from gpu_proxy.balancer import Balancer
 from gpu_proxy.node import Node
 from gpu_proxy.replay import ReplayBuffer
-from gpu_proxy.retry import NODE_FAILURES, effective_code
+from gpu_proxy.retry import NODE_FAILURES
+from mesh_common.lanes import BATCH, Lane
 from mesh_common.logging import logger
-from mesh_common.retry import RETRYABLE_CODES, backoff_delay
+from mesh_common.retry import RETRYABLE_CODES, backoff_delay, effective_code
 from mesh_common.streams import read_ahead
 
 # Opens a call on a channel: (channel, requests of this attempt or None, timeout) -> the
@@ -117,6 +118,7 @@ class Forwarder:
         time_left: float | None,
         method: str,
         on_accepted: Callable[[], Awaitable[None]] | None = None,
+        lane: Lane = BATCH,
     ) -> AsyncGenerator[Any]:
         """Relays one call's responses, trying other nodes while nothing was received.
 
@@ -127,6 +129,7 @@ class Forwarder:
             method: The method's name, for logs.
             on_accepted: Called once, when a node first accepts the call (sends its
                 initial metadata); streaming calls pass it on to their caller.
+            lane: The capacity the call draws on (`mesh_common.lanes`).
 
         Yields:
             The node's responses.
@@ -142,7 +145,7 @@ class Forwarder:
         attempt = 0
         while True:
             attempt += 1
-            async with self._balancer.lease(avoid=tried) as node:
+            async with self._balancer.lease(avoid=tried, lane=lane) as node:
                 tried.append(node.target)
                 remaining = None if deadline is None else max(deadline - loop.time(), 0.001)
                 stream = requests.attempt() if requests is not None else None
@@ -163,8 +166,19 @@ class Forwarder:
                                 requests.commit()
                             node.breaker.record_success()
                         yield response
-                except grpc.aio.AioRpcError as error:
-                    code = effective_code(error)
+                except (grpc.aio.AioRpcError, asyncio.CancelledError) as error:
+                    task = asyncio.current_task()
+                    if isinstance(error, asyncio.CancelledError) and (
+                        task is None or task.cancelling()
+                    ):
+                        node.breaker.record_call_abandoned()  # our caller left
+                        raise
+                    # A call cancelled under us had its channel closed: its node vanished.
+                    code = (
+                        effective_code(error)
+                        if isinstance(error, grpc.aio.AioRpcError)
+                        else grpc.StatusCode.UNAVAILABLE
+                    )
                     self._report(node, code)
                     retry = (
                         not received
@@ -174,7 +188,7 @@ class Forwarder:
                     )
                     log = logger.bind(node=node.target, method=method, code=code.name)
                     if not retry:
-                        log.warning("gpu call failed: {}", error.details())
+                        log.warning("gpu call failed: {}", _details(error))
                         raise _failure(error, node, received, requests) from None
                     log.info("gpu call failed before any response; retrying elsewhere")
                 except BaseException:
@@ -208,14 +222,19 @@ class Forwarder:
             node.breaker.record_success()  # it answered; the answer is the caller's business
 
 
+def _details(error: grpc.aio.AioRpcError | asyncio.CancelledError) -> str:
+    if isinstance(error, grpc.aio.AioRpcError):
+        return error.details() or error.code().name
+    return "the node stopped answering"
+
+
 def _failure(
-    error: grpc.aio.AioRpcError,
+    error: grpc.aio.AioRpcError | asyncio.CancelledError,
     node: Node,
     received: bool,
     requests: ReplayBuffer[Any] | None,
 ) -> Exception:
-    code = effective_code(error)
-    if code not in NODE_FAILURES:
+    if isinstance(error, grpc.aio.AioRpcError) and effective_code(error) not in NODE_FAILURES:
         return NodeStatusError.from_rpc_error(error)
     if received:
         why = "after it had sent responses; retry the whole call"

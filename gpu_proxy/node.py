@@ -4,12 +4,14 @@ While the breaker is open, the pool's channels are dropped (so they stop reconne
 the node is probed with `grpc.health.v1` checks on a fresh connection each time, with a
 growing interval; a node answering SERVING goes half-open. While it is closed, the node is
 health-checked every few seconds on a pool channel, so a node that dies between calls is
-noticed without a call failing on it.
+noticed without a call failing on it, and one that vanished under its calls (no answer,
+no FIN, no RST) has them failed within `health_interval + probe_timeout`.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
 
 import grpc
@@ -18,6 +20,7 @@ from grpc_health.v1 import health_pb2
 from gpu_proxy.breaker import BreakerState, CircuitBreaker
 from gpu_proxy.pool import ChannelPool
 from mesh_common.grpc_server import check_health
+from mesh_common.lanes import Lane
 from mesh_common.logging import logger
 
 
@@ -37,6 +40,7 @@ class Node:
     Attributes:
         breaker: The node's circuit breaker; this object reacts to its transitions.
         outstanding: Calls in flight on this node.
+        lanes: Calls in flight on this node, per lane (`mesh_common.lanes`).
     """
 
     def __init__(
@@ -52,6 +56,7 @@ class Node:
         self.pool = pool
         self.breaker = CircuitBreaker(breaker_failures, self._on_breaker_change)
         self.outstanding = 0
+        self.lanes: Counter[Lane] = Counter()
         self._probe_interval = probe_interval
         self._probe_interval_max = probe_interval_max
         self._probe_timeout = probe_timeout
@@ -112,7 +117,12 @@ class Node:
             if self.breaker.state is BreakerState.CLOSED and not await self._healthy(
                 self.pool.channel()
             ):
-                self._log.warning("gpu node failed its health check")
+                self._log.warning("gpu node failed its health check; failing its calls")
+                # It does not answer even a health check (gone, or its network vanished
+                # without a FIN or RST): calls waiting on it would wait for their
+                # deadlines. Closing their channels fails them now, and the forwarder
+                # moves them to another node or reports UNAVAILABLE.
+                self.pool.retire(grace=None)
                 self.breaker.trip()
 
     async def _healthy(self, channel: grpc.aio.Channel) -> bool:

@@ -122,6 +122,7 @@ async def run_gpu_proxy(
         queue_timeout=settings.gpu_proxy_queue_timeout_s,
         retry_after=settings.gpu_proxy_retry_after_s,
         unavailable_retry_after=settings.gpu_proxy_probe_interval_s,
+        max_live_streams=settings.gpu_proxy_max_live_streams_per_node,
     )
     health_changed = asyncio.Event()
 

@@ -22,6 +22,7 @@ from gen.gpu.v1 import gpu_pb2
 from gpu_proxy.forwarder import Forwarder, NodeStatusError
 from gpu_proxy.replay import ReplayBuffer
 from mesh_common.errors import MeshError, abort
+from mesh_common.lanes import LANE_KEY, lane_of
 from mesh_common.streams import HALF_CLOSED_DRAIN_SECONDS, start_gated
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -68,21 +69,31 @@ class ProxyServicers:
     async def Recognize(
         self, request_iterator: AsyncIterator[bytes], context: Context
     ) -> AsyncIterator[bytes]:
-        """Forwards a recognition stream; segments come back as the node sends them."""
+        """Forwards a recognition stream; segments come back as the node sends them.
+
+        The stream draws on the lane its metadata names (`mesh_common.lanes`), here and
+        on the node.
+        """
         requests = ReplayBuffer(request_iterator, self._replay_bytes)
         accepted = _Acceptance(context)
+        lane = lane_of(context.invocation_metadata())
 
         def open_call(
             channel: grpc.aio.Channel, stream: AsyncIterator[Any] | None, timeout: float | None
         ) -> tuple[grpc.aio.Call, AsyncIterator[Any]]:
             method: grpc.aio.StreamStreamMultiCallable[bytes, bytes]
             method = channel.stream_stream(RECOGNIZE)
-            call = start_gated(method, cast(AsyncIterator[Any], stream), timeout=timeout)
+            call = start_gated(
+                method,
+                cast(AsyncIterator[Any], stream),
+                timeout=timeout,
+                metadata=((LANE_KEY, lane),),
+            )
             return call, aiter(call)
 
         try:
             forwarded = self._forwarder.forward(
-                open_call, requests, context.time_remaining(), "Recognize", accepted
+                open_call, requests, context.time_remaining(), "Recognize", accepted, lane
             )
             async with aclosing(forwarded):
                 async for response in forwarded:

@@ -36,7 +36,10 @@ class GpuProxySettings(CommonSettings):
         gpu_proxy_cert_check_interval_s: How often the certificate files are checked for
             changes; on a change, channels to nodes are rebuilt with the new files.
         gpu_proxy_channels_per_node: Channels (TCP connections) per node.
-        gpu_proxy_max_streams_per_node: Calls in flight per node; more wait in the queue.
+        gpu_proxy_max_streams_per_node: Calls in flight per node, live recognition aside;
+            more wait in the queue.
+        gpu_proxy_max_live_streams_per_node: Live recognition streams in flight per node,
+            on top of the other calls (`mesh_common.lanes`); more wait in the queue.
         gpu_proxy_queue_length: Calls that may wait for a free node; more fail at once with
             RESOURCE_EXHAUSTED and a retry hint.
         gpu_proxy_queue_timeout_s: Longest wait in the queue (or the call's deadline, if
@@ -70,6 +73,7 @@ class GpuProxySettings(CommonSettings):
     gpu_proxy_cert_check_interval_s: float = Field(default=5.0, gt=0)
     gpu_proxy_channels_per_node: int = Field(default=2, ge=1, le=64)
     gpu_proxy_max_streams_per_node: int = Field(default=4, ge=1)
+    gpu_proxy_max_live_streams_per_node: int = Field(default=4, ge=1)
     gpu_proxy_queue_length: int = Field(default=32, ge=0)
     gpu_proxy_queue_timeout_s: float = Field(default=30.0, gt=0)
     gpu_proxy_retry_after_s: float = Field(default=2.0, gt=0)

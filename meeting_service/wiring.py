@@ -10,7 +10,9 @@ from gpu_client import GpuConnection
 from meeting_service.api_keys.repository import ApiKeysRepository
 from meeting_service.api_keys.service import ApiKeysService
 from meeting_service.jobs.repository import JobsRepository
+from meeting_service.live.repository import LiveLeasesRepository
 from meeting_service.live.session import LiveParts, LiveTranscriber
+from meeting_service.live.sweeper import LiveSweeper
 from meeting_service.meetings.repository import MeetingsRepository
 from meeting_service.meetings.service import MeetingsService
 from meeting_service.processing.job import Deadlines, JobParts
@@ -25,7 +27,7 @@ from meeting_service.settings import MeetingServiceSettings
 from meeting_service.transcripts.event_log import EventLog
 from meeting_service.transcripts.hub import EventHub
 from meeting_service.transcripts.reader import TranscriptReader
-from meeting_service.transcripts.repository import EventsRepository
+from meeting_service.transcripts.repository import EventsRepository, UserEventsRepository
 from meeting_service.transcripts.search import TranscriptSearch
 from meeting_service.transcripts.search_repository import SearchRepository
 from meeting_service.transcripts.writer import TranscriptWriter
@@ -57,6 +59,8 @@ class Services:
             runs its sweep).
         api_keys: API keys (owner-scoped management, and the check of each call's key).
         search: Full-text search across the caller's transcripts.
+        live_sweeper: Finalises dropped live meetings not resumed in time (started by the
+            server).
     """
 
     pool: asyncpg.Pool
@@ -73,6 +77,7 @@ class Services:
     recordings: RecordingStore
     api_keys: ApiKeysService
     search: TranscriptSearch
+    live_sweeper: LiveSweeper
 
 
 def recording_store(
@@ -116,6 +121,7 @@ def build_services(
     meetings = MeetingsRepository()
     uploads = UploadsRepository()
     events = EventsRepository()
+    user_events = UserEventsRepository()
     jobs = JobsRepository()
     webhooks = WebhooksRepository()
     box = SecretBox(settings.webhook_sealing_key())
@@ -124,10 +130,11 @@ def build_services(
         dsn,
         pool,
         events,
+        user_events,
         queue_size=settings.stream_queue_size,
         check_interval=settings.health_interval_s,
     )
-    transcripts = TranscriptReader(pool, meetings, events, hub)
+    transcripts = TranscriptReader(pool, meetings, events, user_events, hub)
     writer = TranscriptWriter(pool, events)
     completion = RecordingCompletion(meetings, uploads, jobs, log)
     store = recording_store(pool, uploads, settings)
@@ -145,21 +152,23 @@ def build_services(
         settings.gpu_proxy_tls_name or None,
         telemetry.trace_channel,
     )
-    live = LiveTranscriber(
-        LiveParts(
-            pool=pool,
-            meetings=meetings,
-            uploads=uploads,
-            store=store,
-            completion=completion,
-            log=log,
-            writer=writer,
-            transcripts=transcripts,
-            gpu=gpu,
-            max_s=settings.pipeline_live_max_s,
-            follow_s=settings.pipeline_live_follow_s,
-            quotas=quotas,
-        )
+    live_parts = LiveParts(
+        pool=pool,
+        meetings=meetings,
+        uploads=uploads,
+        store=store,
+        events=events,
+        leases=LiveLeasesRepository(),
+        completion=completion,
+        log=log,
+        writer=writer,
+        transcripts=transcripts,
+        gpu=gpu,
+        max_s=settings.pipeline_live_max_s,
+        follow_s=settings.pipeline_live_follow_s,
+        lease_s=settings.live_lease_s,
+        grace_s=settings.live_resume_grace_s,
+        quotas=quotas,
     )
     processing = JobParts(
         pool=pool,
@@ -191,7 +200,7 @@ def build_services(
             quotas=quotas,
         ),
         transcripts=transcripts,
-        live=live,
+        live=LiveTranscriber(live_parts),
         jobs=jobs,
         gpu=gpu,
         processing=processing,
@@ -200,6 +209,7 @@ def build_services(
         webhook_delivery=WebhookDispatcher(pool, webhooks, box, _delivery_policy(settings)),
         recordings=store,
         api_keys=ApiKeysService(pool, ApiKeysRepository()),
+        live_sweeper=LiveSweeper(live_parts),
     )
 
 

@@ -330,4 +330,5 @@ async def test_metrics_are_served_by_every_service_and_move_with_traffic(mesh: M
     assert grew("gpu-proxy", f'mesh_grpc_server_requests_total{{code="OK",{recognize}}}') == 1
     assert grew("gpu-node", 'mesh_gpu_node_calls_started_total{method="Recognize"}') == 1
     assert grew("gpu-node", 'mesh_gpu_node_audio_bytes_total{method="Recognize"}') > 0
-    assert after["gpu-node"]["mesh_gpu_node_call_limit"] >= 1
+    assert after["gpu-node"]['mesh_gpu_node_call_limit{lane="batch"}'] >= 1
+    assert after["gpu-node"]['mesh_gpu_node_call_limit{lane="live"}'] >= 1

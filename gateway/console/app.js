@@ -1,11 +1,13 @@
 // The meeting-mesh web console: plain DOM and the gateway's HTTP API, no dependencies.
-// The token lives in sessionStorage and travels only in `Authorization` headers, except on
-// the live WebSocket, which a browser opens without headers (see openLiveSocket).
+// The token lives in sessionStorage and travels only in `Authorization` headers and, on the
+// live WebSocket (which a browser opens without headers), in its first frame.
 
 const TOKEN_KEY = "meeting-mesh.token";
 const TERMINAL = new Set(["MEETING_STATUS_COMPLETED", "MEETING_STATUS_FAILED"]);
-// The rate the live socket is sent: the AudioContext resamples the microphone to it.
-const LIVE_SAMPLE_RATE = 16000;
+// The rate the live socket is sent at, most microphones' own: the AudioContext resamples
+// any other to it, meeting_service resamples it to what the recognizer takes.
+const LIVE_SAMPLE_RATE = 48000;
+const LIVE_RESUMES = 5;
 const UPLOAD_ATTEMPTS = 6;
 const $ = (id) => document.getElementById(id);
 
@@ -464,38 +466,21 @@ async function uploadFile() {
 }
 
 // ---- live recording: microphone -> AudioWorklet (16-bit PCM) -> WebSocket ----
+// A socket that drops (no close code of a refusal) is opened again with `resume=true`
+// within the server's grace period; the meeting stays LIVE meanwhile (docs/live.md).
 
-function openLiveSocket(id, sampleRate) {
-  // A browser's WebSocket sends no Authorization header: the gateway takes the token from
-  // `access_token` and removes it from the URL before anything logs the request.
-  const url = new URL(`/v1/meetings/${id}/live`, location.href);
+function openLiveSocket(shown, resume) {
+  const url = new URL(`/v1/meetings/${shown.id}/live`, location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-  url.searchParams.set("sample_rate", String(sampleRate));
-  url.searchParams.set("access_token", token);
+  url.searchParams.set("sample_rate", String(live.context.sampleRate));
+  if (resume) url.searchParams.set("resume", "true");
   const ws = new WebSocket(url);
   ws.binaryType = "arraybuffer";
-  return ws;
-}
-
-async function startRecording() {
-  const shown = current;
-  const stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1 } });
-  const context = new AudioContext({ sampleRate: LIVE_SAMPLE_RATE });
-  await context.audioWorklet.addModule("/console/pcm-worklet.js");
-  const worklet = new AudioWorkletNode(context, "pcm-capture", { channelCount: 1, channelCountMode: "explicit" });
-  const ws = openLiveSocket(shown.id, context.sampleRate);
-  live = { ws, context, stream, worklet };
-  $("record").hidden = true;
-  $("stop").hidden = false;
-  $("live-state").textContent = "Connecting…";
-  worklet.port.onmessage = (event) => {
-    if (event.data === "flushed") ws.send(JSON.stringify({ type: "end" }));
-    else if (ws.readyState === WebSocket.OPEN) ws.send(event.data);
-  };
+  live.ws = ws;
   ws.onopen = () => {
+    ws.send(JSON.stringify({ type: "auth", token }));
+    live.drops = 0;
     $("live-state").textContent = "Recording…";
-    context.createMediaStreamSource(stream).connect(worklet);
-    worklet.connect(context.destination);  // silent: the worklet writes no output
   };
   ws.onmessage = (event) => {
     const message = JSON.parse(event.data);
@@ -503,6 +488,13 @@ async function startRecording() {
     if (current === shown) applyEvent(message.event, message);
   };
   ws.onclose = (event) => {
+    const dropped = event.code === 1006 || event.code === 1001;
+    if (dropped && !live.ending && live.drops < LIVE_RESUMES) {
+      live.drops += 1;
+      $("live-state").textContent = `Connection lost; resuming (attempt ${live.drops})…`;
+      setTimeout(() => live && openLiveSocket(shown, true), 250 * 2 ** live.drops);
+      return;
+    }
     releaseMicrophone();
     if (event.code === 1000) {
       $("live-state").textContent = "Recording ended.";
@@ -513,8 +505,30 @@ async function startRecording() {
   };
 }
 
+async function startRecording() {
+  const shown = current;
+  const stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1 } });
+  const context = new AudioContext({ sampleRate: LIVE_SAMPLE_RATE });
+  await context.audioWorklet.addModule("/console/pcm-worklet.js");
+  const worklet = new AudioWorkletNode(context, "pcm-capture", { channelCount: 1, channelCountMode: "explicit" });
+  live = { ws: null, context, stream, worklet, drops: 0, ending: false };
+  $("record").hidden = true;
+  $("stop").hidden = false;
+  $("live-state").textContent = "Connecting…";
+  // Audio captured while no socket is open is not sent: a resumed socket goes on from
+  // the audio the server stored.
+  worklet.port.onmessage = (event) => {
+    if (live.ws.readyState !== WebSocket.OPEN) return;
+    live.ws.send(event.data === "flushed" ? JSON.stringify({ type: "end" }) : event.data);
+  };
+  openLiveSocket(shown, false);
+  context.createMediaStreamSource(stream).connect(worklet);
+  worklet.connect(context.destination);  // silent: the worklet writes no output
+}
+
 function endRecording() {
   if (!live) return;
+  live.ending = true;
   $("live-state").textContent = "Finishing…";
   $("stop").disabled = true;
   live.worklet.port.postMessage("flush");

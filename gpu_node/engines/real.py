@@ -51,12 +51,14 @@ def create_real_engines(
         settings.asr_compute_type,
         settings.asr_threads,
         settings.asr_max_concurrency,
+        settings.asr_live_max_concurrency,
     )
     model = load_model(resolve_model(settings.asr_model, settings.models_dir()), placement)
     recognition = WhisperRecognitionEngine(
         model,
         model_label(settings.asr_model),
         max_concurrency=placement.workers,
+        live_concurrency=placement.live_workers,
         beam_size=settings.asr_beam_size,
         batch_window_s=settings.asr_batch_window_s,
         live=LiveOptions(

@@ -23,6 +23,9 @@ class RealEngineSettings(CommonSettings):
         asr_threads: CPU threads per transcription; 0 means every core.
         asr_max_concurrency: Transcriptions run at once (others wait); 0 means 1 on CPU
             (one already uses every core) and 2 on CUDA.
+        asr_live_max_concurrency: Live decodes run at once besides those transcriptions
+            (the model gets that many more workers), so live audio never waits behind a
+            batch transcription.
         asr_beam_size: Beam width of final decodes (partials use greedy decoding).
         asr_batch_window_s: Batch audio is transcribed in windows of at most this length,
             cut at the quietest moment near the end, so memory stays bounded.
@@ -46,6 +49,7 @@ class RealEngineSettings(CommonSettings):
     asr_compute_type: str = "auto"
     asr_threads: int = Field(default=0, ge=0)
     asr_max_concurrency: int = Field(default=0, ge=0)
+    asr_live_max_concurrency: int = Field(default=1, ge=1)
     asr_beam_size: int = Field(default=5, ge=1, le=20)
     asr_batch_window_s: float = Field(default=600.0, ge=30.0)
     asr_live_silence_s: float = Field(default=0.6, gt=0.0, le=5.0)

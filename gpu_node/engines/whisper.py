@@ -197,6 +197,7 @@ class WhisperRecognitionEngine:
         name: str,
         *,
         max_concurrency: int = 1,
+        live_concurrency: int = 1,
         beam_size: int = 5,
         batch_window_s: float = 600.0,
         live: LiveOptions | None = None,
@@ -206,7 +207,8 @@ class WhisperRecognitionEngine:
         Args:
             model: The loaded model, shared by every call.
             name: Engine label, e.g. "whisper:tiny.en".
-            max_concurrency: Decodes that may run at once; further calls wait.
+            max_concurrency: Batch decodes that may run at once; further ones wait.
+            live_concurrency: Live decodes that may run at once, besides the batch ones.
             beam_size: Beam width of final decodes.
             batch_window_s: Longest stretch of batch audio decoded in one piece.
             live: How live audio is cut into utterances.
@@ -214,6 +216,7 @@ class WhisperRecognitionEngine:
         self.name = name
         self._model = model
         self._slots = asyncio.Semaphore(max_concurrency)
+        self._live_slots = asyncio.Semaphore(live_concurrency)
         self._beam_size = beam_size
         self._window = int(batch_window_s * SAMPLE_RATE)
         self._live = live or LiveOptions()
@@ -290,7 +293,9 @@ class WhisperRecognitionEngine:
 
         async def finish(utterance_audio: Audio, start: int) -> gpu_pb2.RecognizedSegment | None:
             nonlocal language
-            decoded = [item async for item in self._decode(utterance_audio, language, True)]
+            decoded = [
+                item async for item in self._decode(utterance_audio, language, True, live=True)
+            ]
             offset = base + start / SAMPLE_RATE
             if decoded:
                 language = language or decoded[0].language
@@ -319,7 +324,9 @@ class WhisperRecognitionEngine:
                 and current is not None
                 and len(current.audio) - partial_sent_at >= interval
             ):
-                decoded = [item async for item in self._decode(current.audio, language, False)]
+                decoded = [
+                    item async for item in self._decode(current.audio, language, False, live=True)
+                ]
                 partial_sent_at = len(current.audio)
                 if decoded:
                     offset = base + current.start / SAMPLE_RATE
@@ -331,7 +338,7 @@ class WhisperRecognitionEngine:
                 yield final
 
     async def _decode(
-        self, audio: Audio, language: str | None, final: bool
+        self, audio: Audio, language: str | None, final: bool, *, live: bool = False
     ) -> AsyncIterator[_Decoded]:
         """Runs faster-whisper in a worker thread, yielding segments as they are decoded.
 
@@ -342,6 +349,8 @@ class WhisperRecognitionEngine:
             audio: Samples to decode.
             language: Language code, or None to detect.
             final: Whether this is a final decode.
+            live: Whether it is for a live stream, which has slots of its own so that it
+                never waits behind a batch decode.
 
         Yields:
             Segments with the (given or detected) language.
@@ -379,7 +388,7 @@ class WhisperRecognitionEngine:
             finally:
                 hand_over(_DONE)
 
-        async with self._slots:
+        async with self._live_slots if live else self._slots:
             worker = loop.run_in_executor(None, work)
             try:
                 while (item := await queue.get()) is not _DONE:

@@ -126,10 +126,13 @@ class Placement:
     device: str  # "cpu" or "cuda"
     compute_type: str
     threads: int
-    workers: int
+    workers: int  # batch transcriptions at once
+    live_workers: int = 1  # live decodes at once, besides the batch ones
 
 
-def choose_placement(device: str, compute_type: str, threads: int, concurrency: int) -> Placement:
+def choose_placement(
+    device: str, compute_type: str, threads: int, concurrency: int, live_concurrency: int = 1
+) -> Placement:
     """Resolves "auto" settings against the machine.
 
     Args:
@@ -137,6 +140,7 @@ def choose_placement(device: str, compute_type: str, threads: int, concurrency: 
         compute_type: A CTranslate2 compute type or "auto".
         threads: CPU threads, 0 for every core.
         concurrency: Transcriptions at once, 0 for the device's default.
+        live_concurrency: Live decodes at once, besides those transcriptions.
 
     Returns:
         The concrete placement.
@@ -155,7 +159,7 @@ def choose_placement(device: str, compute_type: str, threads: int, concurrency: 
         compute_type = "float16" if device == "cuda" else "int8"
     threads = threads or os.cpu_count() or 1
     workers = concurrency or (2 if device == "cuda" else 1)
-    return Placement(device, compute_type, threads, workers)
+    return Placement(device, compute_type, threads, workers, live_concurrency)
 
 
 _models: dict[tuple[Path, Placement], WhisperModel] = {}
@@ -182,7 +186,9 @@ def load_model(path: Path, placement: Placement) -> WhisperModel:
                 "device": placement.device,
                 "compute_type": placement.compute_type,
                 "cpu_threads": placement.threads,
-                "num_workers": placement.workers,
+                # Live decodes get workers of their own, so they never queue in the model
+                # behind batch work either.
+                "num_workers": placement.workers + placement.live_workers,
                 "local_files_only": True,
             }
             logger.info("loading whisper model", path=str(path), **options)

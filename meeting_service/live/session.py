@@ -1,27 +1,45 @@
 """LiveTranscribe: live audio in, transcript events out, then a job for speakers and summary.
 
-The call, in order:
+The call, in order (docs/live.md tells the client's side):
 
-1. The first message is the config. The meeting must be the caller's and await audio;
-   only 16 kHz is accepted (UNSUPPORTED_AUDIO otherwise). The meeting goes LIVE.
-2. Audio is bridged to gpu_proxy's `Recognize` in live mode with interim results. Every
-   segment version the recognizer sends, partial or final, is stored as an event and
-   returned; partials are stored too (the contract stores them "like any others"), so
-   followers on StreamTranscript see them and a final replaces its partial by index.
-   The audio is also stored as the meeting's recording (`recordings.LiveRecording`).
-3. When the client half-closes (or leaves), recognition finishes, the recording is sealed
-   and a job is queued with the meeting in DIARIZING; the job labels speakers and writes
-   the summary (see `meeting_service.processing.job`). The call returns those events too,
-   up to `pipeline_live_follow_s`, and ends when the meeting is COMPLETED or FAILED.
-
-If recognition fails mid-way, the audio received so far is kept and a job that transcribes
-the recording from the start is queued; the caller gets UNAVAILABLE.
+1. The first message is the config. Its audio format must be supported
+   (`meeting_service.live.audio_input`; UNSUPPORTED_AUDIO otherwise). The meeting must be
+   the caller's and either await audio (it goes LIVE) or be LIVE after a dropped stream
+   (the call resumes it). The session holds the meeting by a lease (`live_leases`) that it
+   renews while it runs; a resuming call waits for the previous session to let go, at
+   most `live_lease_s` (the previous session's replica may have died).
+2. Audio is converted to 16 kHz mono PCM and bridged to gpu_proxy's `Recognize` in live
+   mode with interim results. Every segment version the recognizer sends, partial or
+   final, is stored as an event and returned; partials are stored too (the contract stores
+   them "like any others"), so followers on StreamTranscript see them and a final replaces
+   its partial by index. The audio is also stored as the meeting's recording
+   (`recordings.LiveRecording`). A resumed meeting gets a new recognition stream whose
+   segment indexes and times continue after the stored ones, and its recording goes on
+   after the stored bytes.
+3. How the stream stops decides what becomes of the meeting:
+   - The client's `end`: recognition finishes, the recording is sealed and a job is
+     queued with the meeting in DIARIZING; the job labels speakers and writes the summary
+     (see `meeting_service.processing.job`). The call returns those events too, up to
+     `pipeline_live_follow_s`, and ends when the meeting is COMPLETED or FAILED.
+   - The request stream ends without it (half-closed or cancelled): recognition finishes
+     on the audio received, the recording is stored and the lease released. The meeting
+     stays LIVE for `live_resume_grace_s`; if no call resumes it by then, `LiveSweeper`
+     (on any replica) seals the recording and queues the job.
+   - This server stops: as a drop, except that recognition was cut short, so the job
+     transcribes the whole recording again.
+   - Another call took the meeting over (this session's lease ran out unrenewed): the
+     session stops and writes nothing more.
+   - Recognition fails: the audio received so far is kept and a job that transcribes the
+     recording from the start is queued; the caller gets UNAVAILABLE.
+   - The audio cannot be decoded: the caller gets UNSUPPORTED_AUDIO and the meeting waits
+     to be resumed, as after a drop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
@@ -42,6 +60,8 @@ from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
 from gpu_client import GpuConnection, GpuNotConfigured, GpuStubs, recognize
 from meeting_service import validation
 from meeting_service.db.database import CONNECTION_ERRORS
+from meeting_service.live import audio_input
+from meeting_service.live.repository import LiveLeasesRepository
 from meeting_service.meetings.repository import MeetingsRepository
 from meeting_service.quotas.limits import Quotas
 from meeting_service.recordings import pcm
@@ -52,13 +72,19 @@ from meeting_service.recordings.store import RecordingStore
 from meeting_service.transcripts import gpu_results
 from meeting_service.transcripts.event_log import EventLog
 from meeting_service.transcripts.reader import TranscriptReader
+from meeting_service.transcripts.repository import EventsRepository
 from meeting_service.transcripts.writer import TranscriptWriter
 from mesh_common.logging import logger
 from mesh_common.streams import DRAIN_SECONDS, drain
 
 AUDIO_QUEUE_MESSAGES = 64
+TAKEOVER_POLL_S = 0.2  # how often a resuming call looks whether the previous session let go
 _SEAL_ERRORS: tuple[type[BaseException], ...] = (MeetingError, *CONNECTION_ERRORS)
-_ENDED = frozenset({meeting_pb2.MEETING_STATUS_COMPLETED, meeting_pb2.MEETING_STATUS_FAILED})
+_UNSUPPORTED_AUDIO = meeting_pb2.ERROR_REASON_UNSUPPORTED_AUDIO
+_RETRANSCRIBE = (
+    "part of the live audio was not transcribed before its server stopped; the recording is "
+    "transcribed again"
+)
 
 
 @dataclass(frozen=True)
@@ -70,6 +96,8 @@ class LiveParts:
         meetings: SQL for meetings.
         uploads: SQL for recordings.
         store: Where recordings' bytes are kept.
+        events: SQL for transcript events (where a resumed transcript continues).
+        leases: SQL for the sessions' leases on their meetings.
         completion: Completes a recording and queues its job.
         log: Event writes inside a transaction.
         writer: Segments, by group commit.
@@ -77,6 +105,8 @@ class LiveParts:
         gpu: The connection to gpu_proxy.
         max_s: Longest session (the recognition stream's deadline).
         follow_s: How long the call returns the job's events after the audio.
+        lease_s: How long a session's lease lasts unrenewed.
+        grace_s: How long a dropped meeting waits for a call to resume it.
         quotas: The per-caller limits (live sessions, stored bytes).
     """
 
@@ -84,6 +114,8 @@ class LiveParts:
     meetings: MeetingsRepository
     uploads: UploadsRepository
     store: RecordingStore
+    events: EventsRepository
+    leases: LiveLeasesRepository
     completion: RecordingCompletion
     log: EventLog
     writer: TranscriptWriter
@@ -91,7 +123,43 @@ class LiveParts:
     gpu: GpuConnection
     max_s: float
     follow_s: float
+    lease_s: float
+    grace_s: float
     quotas: Quotas
+
+
+class _Stop(enum.Enum):
+    """How a session's audio stopped."""
+
+    ENDED = "ended"  # the client ended the audio
+    DROPPED = "dropped"  # the client went away without ending it
+    STOPPED = "stopped"  # this server is stopping
+    LOST = "lost"  # another call took the meeting over
+
+
+@dataclass(frozen=True)
+class _Started:
+    language: str
+    event: meeting_pb2.TranscriptEvent | None  # the LIVE event; None when resumed
+    next_index: int
+
+
+@dataclass(frozen=True)
+class _HoldsLease:
+    """A writer fence: segments are stored only while the session holds its meeting."""
+
+    leases: LiveLeasesRepository
+    meeting_id: uuid.UUID
+    session_id: uuid.UUID
+
+    async def __call__(self, conn: asyncpg.Connection) -> None:
+        lease = await self.leases.get(conn, self.meeting_id)
+        if lease is None or lease.session_id != self.session_id:
+            raise _taken_over()
+
+
+def _taken_over() -> MeetingError:
+    return wrong_state("LIVE", "another live stream took this meeting over")
 
 
 class LiveTranscriber:
@@ -106,7 +174,7 @@ class LiveTranscriber:
         self._sessions: set[asyncio.Task[None]] = set()
 
     async def close(self) -> None:
-        """Cancels the sessions still running (server shutdown); each queues its job."""
+        """Cancels the sessions still running (server shutdown); each releases its meeting."""
         for task in list(self._sessions):
             task.cancel()
         await asyncio.gather(*self._sessions, return_exceptions=True)
@@ -122,7 +190,7 @@ class LiveTranscriber:
 
         Args:
             owner: The caller.
-            requests: The client's stream: config first, then audio.
+            requests: The client's stream: config first, then audio, then `end`.
             trace_context: W3C traceparent of the call, for the job it queues.
 
         Yields:
@@ -130,13 +198,14 @@ class LiveTranscriber:
 
         Raises:
             MeetingError: INVALID_FIELD, UNSUPPORTED_AUDIO, MEETING_NOT_FOUND, WRONG_STATE,
-                QUOTA_EXCEEDED;
-                BACKEND_UNAVAILABLE when recognition fails.
+                QUOTA_EXCEEDED; BACKEND_UNAVAILABLE when recognition fails.
         """
+        session_id = uuid.uuid4()
         try:
             config = await self._read_config(requests)
             mid = validation.meeting_id(config.meeting_id, "config.meeting_id")
             language = validation.language(config.language) if config.language else ""
+            convert = audio_input.converter(config)
             gpu = self._parts.gpu.stubs()
             recording = LiveRecording(
                 self._parts.pool,
@@ -145,7 +214,7 @@ class LiveTranscriber:
                 self._parts.completion,
                 mid,
             )
-            meeting_language, started = await self._start(owner, mid, recording)
+            started = await self._start(owner, mid, session_id, recording, resume=config.resume)
         except GpuNotConfigured as error:
             await drain(requests, DRAIN_SECONDS)
             logger.bind(error=str(error)).error("LiveTranscribe cannot reach the GPU service")
@@ -155,34 +224,47 @@ class LiveTranscriber:
         except MeetingError:
             await drain(requests, DRAIN_SECONDS)
             raise
-        yield started
+        last = 0
+        if started.event is not None:
+            last = started.event.sequence
+            yield started.event
+        recognition = gpu_pb2.RecognitionConfig(
+            encoding=gpu_pb2.AUDIO_ENCODING_LINEAR16,
+            sample_rate_hertz=pcm.SAMPLE_RATE_HZ,
+            language=language or started.language,
+            mode=gpu_pb2.RECOGNITION_MODE_LIVE,
+            interim_results=True,
+        )
+        recognition.start_offset.FromMicroseconds(pcm.duration_us(recording.stored_bytes))
         session = _Session(
             self._parts,
             mid,
+            session_id,
             recording,
-            gpu_pb2.RecognitionConfig(
-                encoding=gpu_pb2.AUDIO_ENCODING_LINEAR16,
-                sample_rate_hertz=pcm.SAMPLE_RATE_HZ,
-                language=language or meeting_language,
-                mode=gpu_pb2.RECOGNITION_MODE_LIVE,
-                interim_results=True,
-            ),
+            convert,
+            recognition,
+            started.next_index,
             trace_context,
         )
         task = asyncio.create_task(session.run(gpu, requests), name=f"live-{mid}")
         self._sessions.add(task)
         task.add_done_callback(self._sessions.discard)
-        last = started.sequence
         try:
             while (event := await session.events.get()) is not None:
                 last = event.sequence
                 yield event
         finally:
-            # Half-closed or gone, the client sends nothing more that matters.
+            # Ended, gone or half-closed, the client sends nothing more that matters.
             session.stop_reading()
-        await asyncio.shield(task)  # raises the session's error, if it failed
-        async for event in self._follow(owner, mid, last):
-            yield event
+        try:
+            await asyncio.shield(task)  # raises the session's error, if it failed
+        except asyncio.CancelledError:
+            if session.lost:
+                raise _taken_over() from None
+            raise
+        if session.ended:
+            async for event in self._follow(owner, mid, last):
+                yield event
 
     async def _read_config(
         self, requests: AsyncIterator[meeting_service_pb2.LiveTranscribeRequest]
@@ -190,39 +272,61 @@ class LiveTranscriber:
         first = await anext(requests, None)
         if first is None or not first.HasField("config"):
             raise invalid_field("config", "the first message must carry the config")
-        config = first.config
-        if config.sample_rate_hertz not in (0, pcm.SAMPLE_RATE_HZ):
-            raise MeetingError(
-                meeting_pb2.ERROR_REASON_UNSUPPORTED_AUDIO,
-                f"live audio must be 16-bit mono PCM at {pcm.SAMPLE_RATE_HZ} Hz, "
-                f"not {config.sample_rate_hertz} Hz",
-                {"field": "config.sample_rate_hertz", "supported": str(pcm.SAMPLE_RATE_HZ)},
-            )
-        return config
+        return first.config
 
     async def _start(
-        self, owner: str, mid: uuid.UUID, recording: LiveRecording
-    ) -> tuple[str, meeting_pb2.TranscriptEvent]:
-        """Moves the caller's meeting from AWAITING_AUDIO to LIVE and starts its recording.
+        self,
+        owner: str,
+        mid: uuid.UUID,
+        session_id: uuid.UUID,
+        recording: LiveRecording,
+        *,
+        resume: bool,
+    ) -> _Started:
+        """Takes the caller's meeting: AWAITING_AUDIO goes LIVE; a LIVE one is resumed.
 
-        Returns:
-            The meeting's language and the LIVE event.
+        A LIVE meeting whose session still holds its lease is waited for, at most one
+        lease time, since that session lets go as soon as it notices its client left.
+
+        Raises:
+            MeetingError: MEETING_NOT_FOUND; WRONG_STATE for a meeting in another status,
+                for `resume` of a meeting that is not LIVE, or when another session keeps
+                streaming into it.
         """
         parts = self._parts
-        async with parts.pool.acquire() as conn, conn.transaction():
-            row = await parts.meetings.get(conn, mid, owner=owner, for_update=True)
-            if row is None:
-                raise not_found(mid)
-            status = status_name(row.status)
-            if row.status != meeting_pb2.MEETING_STATUS_AWAITING_AUDIO:
-                raise wrong_state(
-                    status, f"live audio needs a meeting awaiting audio; this one is {status}"
-                )
-            await parts.quotas.check_live_start(conn, owner, mid)
-            await recording.start(conn, status)
-            event = await parts.log.change_status(conn, mid, meeting_pb2.MEETING_STATUS_LIVE)
-        logger.bind(meeting_id=str(mid)).info("live session started")
-        return row.language, event
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + parts.lease_s + TAKEOVER_POLL_S
+        while True:
+            async with parts.pool.acquire() as conn, conn.transaction():
+                row = await parts.meetings.get(conn, mid, owner=owner, for_update=True)
+                if row is None:
+                    raise not_found(mid)
+                status = status_name(row.status)
+                if row.status == meeting_pb2.MEETING_STATUS_AWAITING_AUDIO and not resume:
+                    # A resumed meeting is LIVE already: counted when it started.
+                    await parts.quotas.check_live_start(conn, owner, mid)
+                    await recording.start(conn, status)
+                    await parts.leases.take(conn, mid, session_id, parts.lease_s)
+                    event = await parts.log.change_status(
+                        conn, mid, meeting_pb2.MEETING_STATUS_LIVE
+                    )
+                    logger.bind(meeting_id=str(mid)).info("live session started")
+                    return _Started(row.language, event, 0)
+                if row.status != meeting_pb2.MEETING_STATUS_LIVE:
+                    want = "a LIVE meeting to resume" if resume else "a meeting awaiting audio"
+                    raise wrong_state(status, f"live audio needs {want}; this one is {status}")
+                lease = await parts.leases.get(conn, mid)
+                if lease is None or lease.expired:
+                    await recording.resume(conn)
+                    await parts.leases.take(conn, mid, session_id, parts.lease_s)
+                    index = await parts.events.next_segment_index(conn, mid)
+                    logger.bind(meeting_id=str(mid), audio_bytes=recording.stored_bytes).info(
+                        "live session resumed"
+                    )
+                    return _Started(row.language, None, index)
+            if loop.time() >= give_up:
+                raise wrong_state(status, "another live stream is sending audio to this meeting")
+            await asyncio.sleep(TAKEOVER_POLL_S)
 
     async def _follow(
         self, owner: str, mid: uuid.UUID, after: int
@@ -238,37 +342,43 @@ class LiveTranscriber:
                 except (TimeoutError, StopAsyncIteration):
                     return
                 yield event
-                if event.HasField("deleted") or (
-                    event.HasField("status_change") and event.status_change.status in _ENDED
-                ):
-                    return
 
 
 class _Session:
     """One session's work: audio to the recognizer and into the recording, events out.
 
     The client's messages are read by their own task (`_read`), which the call's end
-    cancels; recognition then finishes on the audio already read, the recording is
-    sealed and the job queued, whether or not anyone still listens.
+    cancels; recognition then finishes on the audio already read, and the meeting is
+    finalised or released (see the module docstring), whether or not anyone still listens.
+    A second task renews the session's lease and stops the session when it was lost.
     """
 
     def __init__(
         self,
         parts: LiveParts,
         mid: uuid.UUID,
+        session_id: uuid.UUID,
         recording: LiveRecording,
+        convert: audio_input.Converter,
         config: gpu_pb2.RecognitionConfig,
+        index_base: int,
         trace_context: str,
     ) -> None:
         self._parts = parts
         self._recording = recording
         self._mid = mid
+        self._id = session_id
+        self._convert = convert
         self._config = config
+        self._index_base = index_base
         self._trace_context = trace_context
+        self._fence = _HoldsLease(parts.leases, mid, session_id)
         self.events: asyncio.Queue[meeting_pb2.TranscriptEvent | None] = asyncio.Queue()
         self._audio: asyncio.Queue[bytes | None] = asyncio.Queue(AUDIO_QUEUE_MESSAGES)
         self._reader: asyncio.Task[None] | None = None
-        self._stopped = False
+        self._stopped = False  # the caller stopped listening
+        self.ended = False  # the client sent `end`
+        self.lost = False
         self._log = logger.bind(meeting_id=str(mid))
 
     def stop_reading(self) -> None:
@@ -280,7 +390,7 @@ class _Session:
     async def run(
         self, gpu: GpuStubs, requests: AsyncIterator[meeting_service_pb2.LiveTranscribeRequest]
     ) -> None:
-        """Recognizes until the audio ends, then seals the recording and queues the job.
+        """Recognizes until the audio stops, then finalises or releases the meeting.
 
         Raises:
             MeetingError: Why the session failed (after the recording was sealed).
@@ -288,7 +398,11 @@ class _Session:
         self._reader = asyncio.create_task(self._read(requests))
         if self._stopped:
             self._reader.cancel()
+        run = asyncio.current_task()
+        assert run is not None
+        heartbeat = asyncio.create_task(self._heartbeat(run))
         failure: MeetingError | None = None
+        stop: _Stop | None = None
         try:
             segments = recognize(
                 gpu,
@@ -299,8 +413,11 @@ class _Session:
             async with contextlib.aclosing(segments):
                 async for recognized in segments:
                     segment = gpu_results.from_recognized(recognized)
+                    segment.index += self._index_base
                     self.events.put_nowait(
-                        await self._parts.writer.append_segment(self._mid, segment)
+                        await self._parts.writer.append_segment(
+                            self._mid, segment, fence=self._fence
+                        )
                     )
             await self._reader
         except grpc.aio.AioRpcError as error:
@@ -314,17 +431,19 @@ class _Session:
         except MeetingError as error:
             failure = error
         except asyncio.CancelledError:
-            failure = unavailable(
-                "the server stopped during the live session; the audio received so far is "
-                "kept and will be transcribed"
-            )
+            stop = _Stop.LOST if self.lost else _Stop.STOPPED
             raise
         finally:
+            heartbeat.cancel()
             await self._stop_reader()
             try:
-                self.events.put_nowait(await self._finish(failure))
+                if stop is None:
+                    stop = _Stop.ENDED if self.ended else _Stop.DROPPED
+                event = await self._conclude(stop, failure)
+                if event is not None:
+                    self.events.put_nowait(event)
             except _SEAL_ERRORS as error:
-                self._log.bind(error=repr(error)).warning("could not seal the live recording")
+                self._log.bind(error=repr(error)).warning("could not store the live recording")
             finally:
                 # Whatever happened, the call must end: the caller waits for this marker,
                 # then gets the session's error from the task.
@@ -337,8 +456,12 @@ class _Session:
     ) -> None:
         try:
             async for request in requests:
-                if request.HasField("config"):
+                part = request.WhichOneof("part")
+                if part == "config":
                     raise invalid_field("config", "only the first message may carry the config")
+                if part == "end":
+                    self.ended = True
+                    break
                 if request.audio:
                     await self._audio.put(request.audio)
         except asyncio.CancelledError:
@@ -358,26 +481,66 @@ class _Session:
         # The reader may not have had room for its end marker.
         reader.cancel()
 
-    async def _audio_blocks(self) -> AsyncIterator[bytes]:
-        """The audio for the recognizer, stored in the recording as it passes."""
+    async def _raw_audio(self) -> AsyncIterator[bytes]:
         while (block := await self._audio.get()) is not None:
+            yield block
+
+    async def _audio_blocks(self) -> AsyncIterator[bytes]:
+        """The converted audio for the recognizer, stored in the recording as it passes."""
+        async for block in self._convert(self._raw_audio()):
             await self._recording.write(block)
             yield block
 
-    async def _finish(self, failure: MeetingError | None) -> meeting_pb2.TranscriptEvent:
-        """Completes the recording and queues its job.
+    async def _heartbeat(self, run: asyncio.Task[None]) -> None:
+        """Renews the lease; a lease found taken stops the session (`run`)."""
+        while True:
+            await asyncio.sleep(self._parts.lease_s / 3)
+            try:
+                held = await self._parts.leases.renew(
+                    self._parts.pool, self._mid, self._id, self._parts.lease_s
+                )
+            except CONNECTION_ERRORS as error:
+                self._log.bind(error=repr(error)).warning("could not renew the live lease")
+                continue
+            if not held:
+                self._log.warning("another live stream took this meeting over; stopping")
+                self.lost = True
+                run.cancel()
+                return
 
-        A clean end leaves the meeting DIARIZING (recognition is done); a failed one
-        QUEUED with the reason, so the job transcribes the recording from the start.
-        """
-        if failure is None:
-            event = await self._recording.finish(
-                meeting_pb2.MEETING_STATUS_DIARIZING, trace_context=self._trace_context
+    async def _conclude(
+        self, stop: _Stop, failure: MeetingError | None
+    ) -> meeting_pb2.TranscriptEvent | None:
+        """Finalises the meeting (its status event returned) or releases it for a resume."""
+        parts = self._parts
+        if stop is _Stop.LOST:
+            return None
+        # Audio that cannot be decoded stops the stream, not the meeting: the client may
+        # resume it with audio that can.
+        bad_audio = failure is not None and failure.reason == _UNSUPPORTED_AUDIO
+        if bad_audio or (failure is None and stop is not _Stop.ENDED):
+            await self._recording.store()
+            await parts.leases.release(parts.pool, self._mid, self._id, clean=stop is _Stop.DROPPED)
+            how = "bad audio" if bad_audio else stop.value
+            self._log.bind(audio_bytes=self._recording.audio_bytes, how=how).info(
+                "live stream stopped; the meeting waits to be resumed"
             )
-        else:
-            event = await self._recording.finish(
-                meeting_pb2.MEETING_STATUS_QUEUED, failure.message, self._trace_context
-            )
+            return None
+        await self._recording.store()
+        async with parts.pool.acquire() as conn, conn.transaction():
+            await parts.completion.lock(conn, self._mid)
+            lease = await parts.leases.get(conn, self._mid)
+            if lease is not None and lease.session_id != self._id:
+                self.lost = True
+                return None
+            if failure is not None:
+                status, reason = meeting_pb2.MEETING_STATUS_QUEUED, failure.message
+            elif lease is not None and not lease.clean:
+                status, reason = meeting_pb2.MEETING_STATUS_QUEUED, _RETRANSCRIBE
+            else:
+                status, reason = meeting_pb2.MEETING_STATUS_DIARIZING, ""
+            event = await self._recording.complete_stored(conn, status, reason, self._trace_context)
+            await parts.leases.delete(conn, self._mid)
         self._log.bind(audio_bytes=self._recording.audio_bytes, failed=failure is not None).info(
             "live session ended; job queued"
         )

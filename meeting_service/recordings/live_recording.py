@@ -2,7 +2,9 @@
 
 The header goes first with a length of 0 and is rewritten once the length is known
 (`RecordingWriter.complete(header=...)`), so the recording can be processed again like
-any upload. Audio is handed to the store in chunks of `CHUNK_BYTES` as it passes.
+any upload. Audio is handed to the store in chunks of `CHUNK_BYTES` as it passes. A
+session that resumes a dropped one continues after the bytes stored (docs/live.md), so a
+meeting has one recording however often its stream dropped.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class LiveRecording:
         self._completion = completion
         self._mid = meeting_id
         self._writer: RecordingWriter | None = None
-        self._pending = bytearray(pcm.wav_header(0))
+        self._pending = bytearray()
         self._stored = 0
 
     async def start(self, conn: asyncpg.Connection, status: str) -> None:
@@ -66,6 +68,22 @@ class LiveRecording:
         if upload.stored_size != 0:
             raise wrong_state(status, "the meeting already holds part of an uploaded recording")
         self._writer = self._store.writer(upload, keeps_start=True)
+        self._pending = bytearray(pcm.wav_header(0))
+
+    async def resume(self, conn: asyncpg.Connection) -> None:
+        """Continues a stored recording: audio goes after the bytes already stored.
+
+        Args:
+            conn: The connection, in the transaction that locked the LIVE meeting.
+
+        Raises:
+            MeetingError: MEETING_NOT_FOUND when the meeting has no recording.
+        """
+        upload = await self._uploads.get(conn, self._mid)
+        if upload is None:
+            raise not_found(self._mid)
+        self._writer = self._store.writer(upload, keeps_start=True)
+        self._stored = upload.stored_size
 
     async def write(self, audio: bytes) -> None:
         """Adds audio; a full chunk is stored at once.
@@ -77,18 +95,34 @@ class LiveRecording:
         if len(self._pending) >= CHUNK_BYTES:
             await self._flush()
 
-    async def finish(
+    async def store(self) -> None:
+        """Hands the store the audio still waiting (a resumed session continues after it).
+
+        Raises:
+            MeetingError: MEETING_NOT_FOUND when the meeting was deleted.
+        """
+        if self.audio_bytes % 2:
+            self._pending += b"\0"  # whole samples only
+        await self._flush()
+
+    async def complete_stored(
         self,
+        conn: asyncpg.Connection,
         status: meeting_pb2.MeetingStatus.ValueType,
         reason: str = "",
         trace_context: str = "",
     ) -> meeting_pb2.TranscriptEvent:
-        """Stores the rest, writes the real header, completes the recording, queues its job.
+        """Writes the real header, completes the recording and queues its job.
+
+        Call `store` first when audio may still be waiting. With `resume` first, this
+        also finalises the recording of a live session that was dropped and never resumed,
+        on whichever replica notices (nothing of it is in memory there).
 
         Args:
-            status: DIARIZING after a clean end (recognition is done), QUEUED after a
-                failed one (the job transcribes the recording from the start).
-            reason: Why, for a failed end.
+            conn: The connection, in a transaction that locked the meeting.
+            status: DIARIZING after a clean end (recognition is done), QUEUED otherwise
+                (the job transcribes the recording from the start).
+            reason: Why, when QUEUED.
             trace_context: W3C traceparent the job's spans continue.
 
         Returns:
@@ -97,26 +131,27 @@ class LiveRecording:
         Raises:
             MeetingError: MEETING_NOT_FOUND when the meeting was deleted.
         """
-        if self.audio_bytes % 2:
-            self._pending += b"\0"  # whole samples only
-        await self._flush()
-        data_bytes = self._stored - pcm.WAV_HEADER_BYTES
+        data_bytes = self.stored_bytes
         await self._started().complete(header=pcm.wav_header(data_bytes))
-        async with self._pool.acquire() as conn, conn.transaction():
-            return await self._completion.complete(
-                conn,
-                self._mid,
-                duration_us=pcm.duration_us(data_bytes),
-                content_type=CONTENT_TYPE,
-                status=status,
-                reason=reason,
-                trace_context=trace_context,
-            )
+        return await self._completion.complete(
+            conn,
+            self._mid,
+            duration_us=pcm.duration_us(data_bytes),
+            content_type=CONTENT_TYPE,
+            status=status,
+            reason=reason,
+            trace_context=trace_context,
+        )
 
     @property
     def audio_bytes(self) -> int:
         """Bytes of audio stored or waiting to be."""
         return max(0, self._stored + len(self._pending) - pcm.WAV_HEADER_BYTES)
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of audio the store holds."""
+        return max(0, self._stored - pcm.WAV_HEADER_BYTES)
 
     async def _flush(self) -> None:
         if not self._pending:

@@ -19,7 +19,7 @@ import pytest_asyncio
 from playwright.async_api import BrowserContext, Page, expect
 
 from meeting_service.server import RunningMeetingService
-from tests.support.browser import CHROMIUM, chromium, dropping_proxy, screenshot
+from tests.support.browser import chromium, dropping_proxy, needs_chromium, screenshot
 from tests.support.gateway import (
     RunningGateway,
     bearer,
@@ -34,9 +34,6 @@ from tests.support.meeting import TEST_JWT_SECRET, make_token
 from tests.support.pipeline import run_pipeline_service
 
 WITHIN_MS = 60_000  # a bound, not a timing: the mock engine answers in milliseconds
-needs_chromium = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="needs the Debian chromium package (.ci/run installs it)"
-)
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -216,19 +213,37 @@ async def test_an_upload_that_drops_halfway_resumes_and_the_meeting_completes(
 
 
 @needs_chromium
-async def test_recording_from_the_microphone_shows_finals_as_spoken(
+async def test_a_live_recording_at_48_khz_resumes_after_a_drop_and_completes(
     page: Page, gateway: RunningGateway, user: str
 ) -> None:
-    await _sign_in(page, gateway.url, user)
-    await _create(page, "Hallway chat")
-    await page.click("#record")
-    await expect(page.locator("#live-state")).to_have_text("Recording…", timeout=WITHIN_MS)
-    await expect(page.locator("#meeting-status")).to_have_text("live", timeout=WITHIN_MS)
-    # Two turns of the looping microphone: finals appear while it still records.
-    await expect(page.locator("#transcript li.final").nth(1)).to_be_visible(timeout=WITHIN_MS)
-    await screenshot(page, "console-recording")
-    await page.click("#stop")
-    await expect(page.locator("#live-state")).to_have_text("Recording ended.", timeout=WITHIN_MS)
-    await expect(page.locator("#meeting-status")).to_have_text("completed", timeout=WITHIN_MS)
-    await expect(page.locator("#error")).to_be_hidden()
-    assert await page.locator("#transcript li.partial").count() == 0
+    # About 3.5 s of 48 kHz 16-bit audio pass before the connection drops: after the
+    # first turn's final, before the recording ends.
+    async with dropping_proxy(gateway.port, drop_after=48_000 * 2 * 7 // 2) as proxy:
+        sockets: list[str] = []
+        page.on("websocket", lambda ws: sockets.append(ws.url))
+        await _sign_in(page, proxy.url, user)
+        await _create(page, "Hallway chat")
+        await page.click("#record")
+        await expect(page.locator("#live-state")).to_have_text("Recording…", timeout=WITHIN_MS)
+        await expect(page.locator("#meeting-status")).to_have_text("live", timeout=WITHIN_MS)
+        finals = page.locator("#transcript li.final")
+        await expect(finals.first).to_be_visible(timeout=WITHIN_MS)
+        await screenshot(page, "console-recording")
+
+        await expect(page.locator("#live-state")).to_contain_text("resuming", timeout=WITHIN_MS)
+        assert proxy.dropped
+        await expect(page.locator("#live-state")).to_have_text("Recording…", timeout=WITHIN_MS)
+        before = await finals.count()
+        await expect(finals.nth(before)).to_be_visible(timeout=WITHIN_MS)  # spoken after
+
+        await page.click("#stop")
+        await expect(page.locator("#live-state")).to_have_text(
+            "Recording ended.", timeout=WITHIN_MS
+        )
+        await expect(page.locator("#meeting-status")).to_have_text("completed", timeout=WITHIN_MS)
+        await expect(page.locator("#error")).to_be_hidden()
+        assert await page.locator("#transcript li.partial").count() == 0
+    # The token went in the socket's first frame, never in its URL.
+    assert len(sockets) == 2
+    assert all("sample_rate=48000" in url and "access_token" not in url for url in sockets)
+    assert "resume=true" in sockets[1]

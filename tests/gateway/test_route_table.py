@@ -26,6 +26,7 @@ from tests.support.gateway import error_of, gateway_settings, route, run_gateway
 NO_FAILURE_MODE = {
     ("GET", "/healthz"),
     ("GET", "/openapi.json"),
+    ("GET", "/docs"),
     ("GET", "/"),
     ("GET", "/metrics"),
 }

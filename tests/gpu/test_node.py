@@ -13,6 +13,7 @@ from gen.gpu.v1 import gpu_pb2, gpu_pb2_grpc
 from gpu_node.server import RunningNode, run_gpu_node
 from mesh_common.errors import view_rpc_error
 from mesh_common.grpc_server import check_health
+from mesh_common.lanes import LANE_KEY, LIVE
 from mesh_common.tls import channel_credentials
 from tests.support.gpu import (
     WAIT,
@@ -183,6 +184,14 @@ async def test_beyond_its_call_limit_a_node_fails_fast_with_a_retry_hint(
             await summarize_with(channel)
         assert full.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert view_rpc_error(full.value).retry_after == pytest.approx(1.0)
+        # Live recognition has a lane of its own: a node full of batch work admits it.
+        live_gate = Gate[gpu_pb2.RecognizeRequest]()
+        live = gpu.recognition.Recognize(
+            aiter(live_gate), timeout=WAIT, metadata=((LANE_KEY, LIVE),)
+        )
+        live_gate.push(gpu_pb2.RecognizeRequest(config=gpu_pb2.RecognitionConfig()))
+        live_gate.end()
+        assert [r async for r in live] == []
         for gate in gates:
             gate.end()
         for call in calls:

@@ -14,6 +14,7 @@ from gpu_node.server import run_gpu_node
 from gpu_proxy.server import run_gpu_proxy
 from mesh_common.errors import view_rpc_error
 from mesh_common.grpc_server import check_health
+from mesh_common.lanes import LANE_KEY, LIVE
 from tests.support.gpu import (
     WAIT,
     Gate,
@@ -155,6 +156,16 @@ async def test_beyond_the_cap_and_the_queue_calls_fail_fast_with_a_retry_hint(pk
                 view = view_rpc_error(full.value)
                 assert view.retry_after == pytest.approx(3.0)
                 assert view.details[0]["reason"] == "OVERLOADED"
+                assert not queued.done()
+                # Live recognition has a lane of its own: it neither waits nor is refused.
+                live_gate = Gate[gpu_pb2.RecognizeRequest]()
+                live = gpu.recognition.Recognize(
+                    aiter(live_gate), timeout=WAIT, metadata=((LANE_KEY, LIVE),)
+                )
+                live_gate.push(gpu_pb2.RecognizeRequest(config=gpu_pb2.RecognitionConfig()))
+                live_gate.end()
+                assert [r async for r in live] == []
+                assert node.admission.started["Recognize"] == 2
                 assert not queued.done()
 
                 gate.end()

@@ -57,6 +57,7 @@ async def test_a_live_recording_in_s3_gets_its_real_header(
             )
             for _ in range(LIVE_SECONDS):
                 yield meeting_service_pb2.LiveTranscribeRequest(audio=block)
+            yield meeting_service_pb2.LiveTranscribeRequest(end=True)
 
         async for _ in mesh.stub.LiveTranscribe(live(), metadata=auth(USER), timeout=120):
             pass

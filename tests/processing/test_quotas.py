@@ -123,6 +123,7 @@ async def test_a_live_session_over_the_quota_is_refused_at_its_start(
             )
             yield meeting_service_pb2.LiveTranscribeRequest(audio=pcm16(silence(0.5)))
             await stop.wait()
+            yield meeting_service_pb2.LiveTranscribeRequest(end=True)
 
         session = mesh.stub.LiveTranscribe(live(first), metadata=auth(user), timeout=WAIT)
         assert await first_status(session) == S.MEETING_STATUS_LIVE

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from playwright.async_api import BrowserContext, Page, async_playwright
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -27,6 +28,9 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+needs_chromium = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="needs the Debian chromium package (.ci/run installs it)"
+)
 ARTIFACTS = Path(os.environ.get("MESH_TEST_ARTIFACTS", "test-artifacts")) / "browser"
 
 
@@ -102,7 +106,7 @@ class DroppingProxy:
 @contextlib.asynccontextmanager
 async def dropping_proxy(target_port: int, drop_after: int) -> AsyncIterator[DroppingProxy]:
     """Proxies 127.0.0.1:`target_port`, cutting one connection mid-request, as a network
-    failure would in the middle of an upload.
+    failure would in the middle of an upload or a live stream.
 
     Args:
         target_port: The server's port.
@@ -128,9 +132,13 @@ async def dropping_proxy(target_port: int, drop_after: int) -> AsyncIterator[Dro
 
     async def downlink(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
         # One request per connection: a browser resends a request whose reused connection
-        # fails before any answer, which would hide the drop from the page.
+        # fails before any answer, which would hide the drop from the page. (A WebSocket
+        # upgrade keeps its connection by nature.)
         head = await source.readuntil(b"\r\n\r\n")
-        sink.write(head[:-2] + b"Connection: close\r\n\r\n")
+        if head.startswith(b"HTTP/1.1 101"):
+            sink.write(head)
+        else:
+            sink.write(head[:-2] + b"Connection: close\r\n\r\n")
         while data := await source.read(64 * 1024):
             sink.write(data)
             await sink.drain()

@@ -9,6 +9,7 @@ from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from gen.meeting.v1 import live_audio_pb2 as _live_audio_pb2
 from gen.meeting.v1 import meeting_pb2 as _meeting_pb2
 import builtins as _builtins
 import sys
@@ -288,6 +289,7 @@ class UploadMetadata(_message.Message):
     OFFSET_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     SHA256_FIELD_NUMBER: _builtins.int
+    SIZE_LIMIT_FIELD_NUMBER: _builtins.int
     meeting_id: _builtins.str
     """Id of the meeting the recording belongs to. Required."""
     content_type: _builtins.str
@@ -310,6 +312,14 @@ class UploadMetadata(_message.Message):
     """Lowercase hex SHA-256 of the whole recording; verified when the upload
     completes. Optional.
     """
+    size_limit: _builtins.int
+    """The caller's own limit on the recording's size in bytes, when it is lower
+    than the service's: a stream whose bytes pass it is refused with
+    UPLOAD_TOO_LARGE and the recording is discarded, as past the service's
+    limit (a proxy forwarding a body of unknown length says so when the body
+    crosses its limit, rather than cancel, which would keep the bytes stored
+    for a resume). Optional.
+    """
     def __init__(
         self,
         *,
@@ -319,13 +329,19 @@ class UploadMetadata(_message.Message):
         offset: _builtins.int = ...,
         request_id: _builtins.str = ...,
         sha256: _builtins.str = ...,
+        size_limit: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_total_size", b"_total_size", "total_size", b"total_size"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_size_limit", b"_size_limit", "_total_size", b"_total_size", "size_limit", b"size_limit", "total_size", b"total_size"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_total_size", b"_total_size", "content_type", b"content_type", "meeting_id", b"meeting_id", "offset", b"offset", "request_id", b"request_id", "sha256", b"sha256", "total_size", b"total_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_size_limit", b"_size_limit", "_total_size", b"_total_size", "content_type", b"content_type", "meeting_id", b"meeting_id", "offset", b"offset", "request_id", b"request_id", "sha256", b"sha256", "size_limit", b"size_limit", "total_size", b"total_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__size_limit: _TypeAlias = _typing.Literal["size_limit"]  # noqa: Y015
+    _WhichOneofArgType__size_limit: _TypeAlias = _typing.Literal["_size_limit", b"_size_limit"]  # noqa: Y015
     _WhichOneofReturnType__total_size: _TypeAlias = _typing.Literal["total_size"]  # noqa: Y015
     _WhichOneofArgType__total_size: _TypeAlias = _typing.Literal["_total_size", b"_total_size"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__size_limit) -> _WhichOneofReturnType__size_limit | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__total_size) -> _WhichOneofReturnType__total_size | None: ...
 
 Global___UploadMetadata: _TypeAlias = UploadMetadata  # noqa: Y015
@@ -623,13 +639,31 @@ class LiveAudioConfig(_message.Message):
     MEETING_ID_FIELD_NUMBER: _builtins.int
     SAMPLE_RATE_HERTZ_FIELD_NUMBER: _builtins.int
     LANGUAGE_FIELD_NUMBER: _builtins.int
+    ENCODING_FIELD_NUMBER: _builtins.int
+    CHANNELS_FIELD_NUMBER: _builtins.int
+    RESUME_FIELD_NUMBER: _builtins.int
     meeting_id: _builtins.str
     """Id of the meeting the audio belongs to; it must await audio. Required."""
     sample_rate_hertz: _builtins.int
-    """Samples per second; only 16000 is accepted. 0 means 16000. Optional."""
+    """Samples per second of raw PCM: 8000, 16000, 22050, 24000, 32000, 44100
+    or 48000; 0 means 16000. Ignored for container encodings (WebM, Ogg),
+    whose rate the container gives. Optional.
+    """
     language: _builtins.str
     """Spoken language, under the rules of `Meeting.language`; empty uses the
     meeting's. Optional.
+    """
+    encoding: _live_audio_pb2.LiveAudioEncoding.ValueType
+    """How the audio is encoded; UNSPECIFIED means LINEAR16. Optional."""
+    channels: _builtins.int
+    """Channels of raw PCM, interleaved: 1 or 2 (downmixed to mono); 0 means 1.
+    Ignored for container encodings. Optional.
+    """
+    resume: _builtins.bool
+    """Continue a LIVE meeting whose previous stream dropped (docs/live.md):
+    the recording and the transcript go on after what is stored. Without it,
+    a LIVE meeting is resumed too; with it, a meeting that is not LIVE is
+    refused with WRONG_STATE. Optional.
     """
     def __init__(
         self,
@@ -637,10 +671,13 @@ class LiveAudioConfig(_message.Message):
         meeting_id: _builtins.str = ...,
         sample_rate_hertz: _builtins.int = ...,
         language: _builtins.str = ...,
+        encoding: _live_audio_pb2.LiveAudioEncoding.ValueType = ...,
+        channels: _builtins.int = ...,
+        resume: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["language", b"language", "meeting_id", b"meeting_id", "sample_rate_hertz", b"sample_rate_hertz"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channels", b"channels", "encoding", b"encoding", "language", b"language", "meeting_id", b"meeting_id", "resume", b"resume", "sample_rate_hertz", b"sample_rate_hertz"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -654,8 +691,16 @@ class LiveTranscribeRequest(_message.Message):
 
     CONFIG_FIELD_NUMBER: _builtins.int
     AUDIO_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
     audio: _builtins.bytes
-    """Raw 16-bit little-endian mono PCM at `sample_rate_hertz`."""
+    """The next bytes of audio, encoded as `config.encoding` says."""
+    end: _builtins.bool
+    """The audio is over: the meeting is finalised (its job queued) once the
+    audio sent is recognized, and the call goes on with the job's events.
+    Send it last. A request stream that ends without it (half-closed or
+    cancelled) is a drop: the audio received is recognized and stored, and
+    the meeting stays LIVE for a new call to resume (docs/live.md).
+    """
     @_builtins.property
     def config(self) -> Global___LiveAudioConfig:
         """The first message."""
@@ -665,12 +710,13 @@ class LiveTranscribeRequest(_message.Message):
         *,
         config: Global___LiveAudioConfig | None = ...,
         audio: _builtins.bytes = ...,
+        end: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "config", b"config", "part", b"part"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "config", b"config", "end", b"end", "part", b"part"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "config", b"config", "part", b"part"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "config", b"config", "end", b"end", "part", b"part"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["config", "audio"]  # noqa: Y015
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["config", "audio", "end"]  # noqa: Y015
     _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
 

@@ -9,6 +9,7 @@ from gen.meeting.v1 import api_keys_pb2 as _api_keys_pb2
 from gen.meeting.v1 import exports_pb2 as _exports_pb2
 from gen.meeting.v1 import meeting_service_pb2 as _meeting_service_pb2
 from gen.meeting.v1 import search_pb2 as _search_pb2
+from gen.meeting.v1 import user_events_pb2 as _user_events_pb2
 from gen.meeting.v1 import webhooks_pb2 as _webhooks_pb2
 import abc as _abc_1
 
@@ -54,8 +55,11 @@ class MeetingServiceStub:
     StreamTranscript: _aio.UnaryStreamMultiCallable[_meeting_service_pb2.StreamTranscriptRequest, _meeting_service_pb2.StreamTranscriptResponse]
     """Streams the meeting's events after `after_sequence`: first the stored
     ones, then new ones as they happen, with no gap and no duplicate. The
-    stream stays open until the client leaves, the meeting is deleted (a
-    `deleted` event is the last one), or the server shuts down.
+    stream ends after the meeting's final status event (COMPLETED or
+    FAILED: nothing follows it), after its `deleted` event, or when the
+    client leaves or the server shuts down. On a meeting that has ended, it
+    sends the stored events after `after_sequence` and ends, with no event
+    when the client already has the final one.
     """
     GetTranscript: _aio.UnaryUnaryMultiCallable[_meeting_service_pb2.GetTranscriptRequest, _meeting_service_pb2.GetTranscriptResponse]
     """Returns the current transcript: the latest version of every segment."""
@@ -63,8 +67,11 @@ class MeetingServiceStub:
     """Returns the summary once it is written (FAILED_PRECONDITION before)."""
     LiveTranscribe: _aio.StreamStreamMultiCallable[_meeting_service_pb2.LiveTranscribeRequest, _meeting_service_pb2.LiveTranscribeResponse]
     """Transcribes live audio: the first message carries `config`, every later
-    one raw audio; transcript events (partial and final segments, status
-    changes) come back as they are produced and are stored like any others.
+    one audio in the config's encoding; transcript events (partial and final
+    segments, status changes) come back as they are produced and are stored
+    like any others. A last message with `end` finalises the meeting; a
+    request stream that ends without it leaves the meeting LIVE for a grace
+    period, within which a new call resumes it (docs/live.md).
     """
     ExportTranscript: _aio.UnaryUnaryMultiCallable[_exports_pb2.ExportTranscriptRequest, _exports_pb2.ExportTranscriptResponse]
     """--- exports ---
@@ -102,6 +109,13 @@ class MeetingServiceStub:
     Finds final transcript segments of the caller's meetings that match a
     query, best match first, with a highlighted snippet of each. Another
     caller's meetings never appear.
+    """
+    StreamUserEvents: _aio.UnaryStreamMultiCallable[_user_events_pb2.StreamUserEventsRequest, _user_events_pb2.StreamUserEventsResponse]
+    """Streams the caller's feed after `after_sequence`: one event per meeting
+    created, changed or deleted, across all of the caller's meetings, first
+    the stored ones, then new ones as they happen, with no gap and no
+    duplicate. The stream stays open until the client leaves or the server
+    shuts down.
     """
 
 class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -188,8 +202,11 @@ class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _abc.AsyncIterator[_meeting_service_pb2.StreamTranscriptResponse]:
         """Streams the meeting's events after `after_sequence`: first the stored
         ones, then new ones as they happen, with no gap and no duplicate. The
-        stream stays open until the client leaves, the meeting is deleted (a
-        `deleted` event is the last one), or the server shuts down.
+        stream ends after the meeting's final status event (COMPLETED or
+        FAILED: nothing follows it), after its `deleted` event, or when the
+        client leaves or the server shuts down. On a meeting that has ended, it
+        sends the stored events after `after_sequence` and ends, with no event
+        when the client already has the final one.
         """
 
     @_abc_1.abstractmethod
@@ -215,8 +232,11 @@ class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _aio.ServicerContext[_abc.AsyncIterator[_meeting_service_pb2.LiveTranscribeRequest], _abc.AsyncIterator[_meeting_service_pb2.LiveTranscribeResponse]],
     ) -> _abc.AsyncIterator[_meeting_service_pb2.LiveTranscribeResponse]:
         """Transcribes live audio: the first message carries `config`, every later
-        one raw audio; transcript events (partial and final segments, status
-        changes) come back as they are produced and are stored like any others.
+        one audio in the config's encoding; transcript events (partial and final
+        segments, status changes) come back as they are produced and are stored
+        like any others. A last message with `end` finalises the meeting; a
+        request stream that ends without it leaves the meeting LIVE for a grace
+        period, within which a new call resumes it (docs/live.md).
         """
 
     @_abc_1.abstractmethod
@@ -314,6 +334,19 @@ class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
         Finds final transcript segments of the caller's meetings that match a
         query, best match first, with a highlighted snippet of each. Another
         caller's meetings never appear.
+        """
+
+    @_abc_1.abstractmethod
+    def StreamUserEvents(
+        self,
+        request: _user_events_pb2.StreamUserEventsRequest,
+        context: _aio.ServicerContext[_user_events_pb2.StreamUserEventsRequest, _abc.AsyncIterator[_user_events_pb2.StreamUserEventsResponse]],
+    ) -> _abc.AsyncIterator[_user_events_pb2.StreamUserEventsResponse]:
+        """Streams the caller's feed after `after_sequence`: one event per meeting
+        created, changed or deleted, across all of the caller's meetings, first
+        the stored ones, then new ones as they happen, with no gap and no
+        duplicate. The stream stays open until the client leaves or the server
+        shuts down.
         """
 
 def add_MeetingServiceServicer_to_server(servicer: MeetingServiceServicer, server: _aio.Server) -> None: ...

@@ -1,0 +1,94 @@
+"""Finalising LIVE meetings whose stream dropped and was not resumed within the grace.
+
+Any replica sweeps: the meeting's row lock orders it with a resuming call and with the
+other replicas' sweeps, and the lease says whether the last session recognized all the
+audio it stored (released cleanly: the job starts at diarization) or not (its replica
+stopped or died: the job transcribes the recording again). See docs/live.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+
+from gen.meeting.v1 import meeting_pb2
+from meeting_service.db.database import CONNECTION_ERRORS
+from meeting_service.live.session import LiveParts
+from meeting_service.recordings.live_recording import LiveRecording
+from mesh_common.logging import logger
+
+BATCH = 16
+_LOST = (
+    "the live stream's server stopped before all of its audio was transcribed; the recording "
+    "is transcribed again"
+)
+
+
+class LiveSweeper:
+    """Looks for abandoned LIVE meetings every half lease and completes their recordings.
+
+    Args:
+        parts: What live sessions use (the grace and lease times among them).
+    """
+
+    def __init__(self, parts: LiveParts) -> None:
+        self._parts = parts
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Starts sweeping in the background."""
+        self._task = asyncio.create_task(self._loop(), name="live-sweeper")
+
+    async def stop(self) -> None:
+        """Stops sweeping."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def sweep(self) -> int:
+        """Completes the recordings of the meetings abandoned now.
+
+        Returns:
+            How many meetings this call finalised.
+        """
+        parts = self._parts
+        done = 0
+        for mid in await parts.leases.abandoned(parts.pool, parts.grace_s, BATCH):
+            if await self._finalise(mid):
+                done += 1
+        return done
+
+    async def _finalise(self, mid: uuid.UUID) -> bool:
+        parts = self._parts
+        async with parts.pool.acquire() as conn, conn.transaction():
+            row = await parts.meetings.get(conn, mid, for_update=True)
+            # A call may have resumed it, or another replica finalised it, since the query.
+            if row is None or row.status != meeting_pb2.MEETING_STATUS_LIVE:
+                return False
+            if not await parts.leases.is_abandoned(conn, mid, parts.grace_s):
+                return False
+            lease = await parts.leases.get(conn, mid)
+            clean = lease is not None and lease.session_id is None and lease.clean
+            recording = LiveRecording(parts.pool, parts.uploads, parts.store, parts.completion, mid)
+            await recording.resume(conn)
+            if clean:
+                await recording.complete_stored(conn, meeting_pb2.MEETING_STATUS_DIARIZING)
+            else:
+                await recording.complete_stored(conn, meeting_pb2.MEETING_STATUS_QUEUED, _LOST)
+            await parts.leases.delete(conn, mid)
+        logger.bind(meeting_id=str(mid), clean=clean).info(
+            "live meeting not resumed within the grace; job queued"
+        )
+        return True
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._parts.lease_s / 2)
+            try:
+                await self.sweep()
+            except CONNECTION_ERRORS as error:
+                logger.bind(error=repr(error)).warning("could not sweep live meetings")
+            except Exception:
+                logger.exception("sweeping live meetings failed")
