@@ -1,9 +1,11 @@
 """The web console at `/`, in headless Chromium over the whole mesh (mock engine).
 
-A user signs in from a `meeting-mesh dev` style link, creates a meeting, uploads a
-recording through a connection that drops halfway (the console resumes it), watches it
-to COMPLETED with the transcript and summary, renames it, exports it, sees why a live
-socket is refused, and records from a (fake) microphone with finals appearing as spoken.
+A user signs in from a `meeting-mesh dev` style link; the list follows meetings made
+elsewhere over the per-user stream; the user creates a meeting, uploads a recording
+through a connection that drops halfway (the console resumes it), watches it to COMPLETED
+with the transcript and summary, renames it, exports it, sees why a live socket is
+refused, and records from a (fake) microphone at 48 kHz through a connection that drops
+(the console resumes the live socket), with finals appearing as spoken.
 """
 
 from __future__ import annotations
@@ -124,6 +126,32 @@ async def test_a_bad_token_is_shown_and_the_sign_in_form_stays(
     # The token left the address bar, and a refused one is not kept.
     assert await page.evaluate("location.hash") == ""
     assert await page.evaluate("sessionStorage.length") == 0
+
+
+@needs_chromium
+async def test_the_list_follows_meetings_made_elsewhere_over_one_stream(
+    page: Page, gateway: RunningGateway, user: str
+) -> None:
+    streams: list[str] = []
+    page.on("request", lambda r: streams.append(r.url) if "/events" in r.url else None)
+    await _sign_in(page, gateway.url, user)
+    listed = page.locator("#meetings li")
+    async with aiohttp.ClientSession(gateway.url, headers=bearer(user)) as http:
+        async with http.post("/v1/meetings", json={"title": "Made by a script"}) as r:
+            meeting_url = f"/v1/meetings/{(await r.json())['meeting']['id']}"
+        await expect(listed).to_have_count(1)
+        await expect(listed).to_contain_text("Made by a script")
+        await expect(listed).to_contain_text("awaiting audio")
+        rename = {"title": "Renamed by a script"}
+        async with http.patch(meeting_url, params={"updateMask": "title"}, json=rename) as r:
+            assert r.status == 200
+        await expect(listed).to_contain_text("Renamed by a script")
+        async with http.delete(meeting_url) as r:
+            assert r.status == 204
+        await expect(listed).to_have_count(0)
+    await expect(page.locator("#feed-state")).to_have_text("")
+    # Every meeting of the list is followed over one connection: the per-user stream.
+    assert streams == [f"{gateway.url}/v1/events"]
 
 
 @needs_chromium
