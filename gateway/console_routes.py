@@ -69,7 +69,13 @@ def console_operations() -> dict[str, dict[str, Any]]:
 
     files = page("ConsoleFile", "A script, style sheet or worklet of the console.", "text/plain")
     files["parameters"] = [
-        {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+        {
+            "name": "name",
+            "in": "path",
+            "required": True,
+            "description": "The file's name, e.g. `app.js`.",
+            "schema": {"type": "string"},
+        }
     ]
     files["responses"]["404"] = {
         "description": "No such file.",
