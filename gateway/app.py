@@ -15,6 +15,7 @@ from aiohttp import web
 from gateway import state
 from gateway.auth import VERIFIER, auth_middleware, query_token_middleware
 from gateway.channel import open_channel
+from gateway.console_routes import add_console_routes
 from gateway.cors import OriginPolicy, add_allowed_origin_headers, cors_middlewares
 from gateway.events import stream_events, stream_user_events
 from gateway.exports import negotiated_transcript
@@ -43,10 +44,6 @@ async def _openapi(request: web.Request) -> web.StreamResponse:
 
 async def _docs(_request: web.Request) -> web.StreamResponse:
     return web.FileResponse(_DOCS_PAGE, headers={"Cache-Control": "no-cache"})
-
-
-async def _root(_request: web.Request) -> web.StreamResponse:
-    raise web.HTTPFound("/docs")
 
 
 async def _channel_context(app: web.Application) -> AsyncIterator[None]:
@@ -112,6 +109,6 @@ def create_app(settings: GatewaySettings, telemetry: Telemetry | None = None) ->
     app.router.add_route("GET", "/readyz", readyz, name="readyz")
     app.router.add_route("GET", "/openapi.json", _openapi, name="openapi")
     app.router.add_route("GET", "/docs", _docs, name="docs")
-    app.router.add_route("GET", "/", _root, name="root")
     app.router.add_route("GET", "/metrics", metrics_handler(telemetry.registry), name="metrics")
+    add_console_routes(app)
     return app

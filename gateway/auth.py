@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from gateway.console_routes import CONSOLE_ROUTES
 from gateway.http_errors import HttpError, bearer_challenge
 from mesh_common.auth import (
     METADATA_KEY,
@@ -27,8 +28,9 @@ from mesh_common.auth import (
 )
 from mesh_common.errors import MeshError
 
-# Routes anyone may call: liveness, readiness, the API description and the metrics.
-PUBLIC_ROUTES = frozenset({"healthz", "readyz", "openapi", "docs", "root", "metrics"})
+# Routes anyone may call: liveness, readiness, the API description, the metrics and the
+# console's static files (its API calls carry the token).
+PUBLIC_ROUTES = frozenset({"healthz", "readyz", "openapi", "docs", "metrics"}) | CONSOLE_ROUTES
 # Browsers cannot set headers on EventSource and WebSocket, so these also take ?access_token=.
 QUERY_TOKEN_ROUTES = frozenset({"events", "user_events", "live"})
 # WebSocket routes: an upgrade request is authenticated by the handler, after the upgrade.

@@ -19,6 +19,7 @@ from google.api import field_behavior_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
 from gateway import protocols
+from gateway.console_routes import console_operations
 from gateway.events import ERROR_EVENT, EVENT_NAMES, USER_EVENT_NAMES
 from gateway.exports import FORMAT_PARAM, FORMATS, MEDIA_TYPES
 from gateway.jsonpb import INT32_MAX, INT64_MAX
@@ -865,14 +866,6 @@ def build_openapi(server_url: str | None = None) -> dict[str, Any]:
     paths["/readyz"] = _plain("Readyz", "meeting_service is reachable and SERVING.", ("200", "503"))
     paths["/openapi.json"] = _plain("OpenApi", "This document.", ("200",))
     paths["/docs"] = _page("Docs", "This document as a readable page.")
-    paths["/"] = {
-        "get": {
-            "operationId": "Root",
-            "summary": "Redirects to /docs.",
-            "security": [],
-            "responses": {"302": {"description": "To /docs."}},
-        }
-    }
     paths["/metrics"] = {
         "get": {
             "operationId": "Metrics",
@@ -886,6 +879,7 @@ def build_openapi(server_url: str | None = None) -> dict[str, Any]:
             },
         }
     }
+    paths.update(console_operations())
     components = dict(schemas.components)
     components["Error"] = _error_schema()
     components["OpenAIError"] = _openai_error_schema()

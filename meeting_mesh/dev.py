@@ -36,6 +36,7 @@ from grpc_health.v1 import health_pb2
 
 from gen.gpu.v1 import gpu_pb2, gpu_pb2_grpc
 from meeting_mesh import seaweedfs
+from meeting_mesh.tokens import mint
 from mesh_common.grpc_server import check_health
 from mesh_common.settings import CommonSettings, SettingsError, load
 from mesh_common.tls import KeyPair, channel_credentials, ensure_certificates
@@ -447,6 +448,24 @@ def _storage_line(args: argparse.Namespace) -> str:
     return "PostgreSQL"
 
 
+def console_link(url: str, data_dir: Path) -> str:
+    """The console's URL, signed in as user `dev` where this machine can mint tokens.
+
+    The token rides in the fragment, which a browser never sends to the server.
+
+    Args:
+        url: The gateway's URL.
+        data_dir: The mesh's data directory (its signing secret).
+
+    Returns:
+        The link; without a token when the mesh's tokens come from an identity provider.
+    """
+    try:
+        return f"{url}/#token={mint('dev', data_dir=data_dir)}"
+    except SettingsError:
+        return f"{url}/"
+
+
 def _banner(args: argparse.Namespace, data_dir: Path, speech: str) -> str:
     url = f"http://{args.host}:{args.gateway_port}"
     metrics = ", ".join(
@@ -458,8 +477,10 @@ def _banner(args: argparse.Namespace, data_dir: Path, speech: str) -> str:
         )
     )
     env = "" if data_dir == (Path.cwd() / ".mesh") else f"MESH_DATA_DIR={data_dir} "
+    console = console_link(url, data_dir)
     return f"""
 meeting-mesh dev is ready (data in {data_dir})
+  console          {console}
   gateway          {url}   (API: {url}/docs, {url}/openapi.json)
   meeting_service  {args.host}:{args.meeting_port}  (gRPC, reflection: grpcurl -plaintext)
   gpu_proxy        {args.host}:{args.gpu_proxy_port}  (gRPC, mTLS)

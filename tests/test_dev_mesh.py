@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -34,6 +35,7 @@ from meeting_mesh.client import SseEvent, parse_sse
 from meeting_mesh.dev import DEV_BUCKET
 from tests.meeting_service.helpers import make_wav
 from tests.support.meeting import make_token
+from tests.support.secrets import register_secret
 from tests.support.speech import SAMPLE_RATE, VOICES, normalise_words, tools_missing
 
 pytestmark = pytest.mark.skipif(bool(tools_missing()), reason="needs espeak-ng and sox")
@@ -277,6 +279,14 @@ async def test_dev_mesh_transcribes_an_upload_stops_on_sigterm_and_restarts_on_i
         assert "meeting-mesh token --user" in banner
         assert "speech           whisper:tiny.en, languages: en;" in banner
         assert (mesh.data_dir / "postgres" / "PG_VERSION").exists()
+        # The console link signs its user in: the token is in the fragment, not the query.
+        console = re.search(r"console\s+(\S+)/#token=(\S+)", banner)
+        assert console is not None and console[1] == mesh.gateway_url
+        async with _session(mesh, register_secret(console[2])) as http:
+            async with http.get("/") as r:
+                assert "/console/app.js" in await r.text()
+            async with http.get("/v1/meetings") as r:
+                assert r.status == 200
 
         token = mesh.token("newcomer")
         async with _session(mesh, token) as http:

@@ -409,12 +409,8 @@ async def test_the_streaming_protocols_are_described(http: aiohttp.ClientSession
 
 
 @route("GET", "/docs", "success")
-@route("GET", "/", "success")
-async def test_the_root_leads_to_a_readable_page_of_the_api(http: aiohttp.ClientSession) -> None:
-    async with http.get("/", allow_redirects=False) as r:
-        assert r.status == 302
-        assert r.headers["Location"] == "/docs"
-    async with http.get("/") as r:
+async def test_the_api_is_a_readable_page(http: aiohttp.ClientSession) -> None:
+    async with http.get("/docs") as r:
         assert r.status == 200
         assert r.content_type == "text/html"
         page = await r.text()

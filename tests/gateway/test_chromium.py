@@ -5,17 +5,17 @@ and the API page at /docs renders offline."""
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
-import pytest
 import pytest_asyncio
 from aiohttp import web
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Page
 
 from meeting_service.server import RunningMeetingService
+from tests.support.browser import chromium, needs_chromium
 from tests.support.gateway import (
     HEARTBEAT_S,
     RunningGateway,
@@ -25,19 +25,8 @@ from tests.support.gateway import (
 )
 from tests.support.meeting import TEST_JWT_SECRET, make_token
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 WITHIN_MS = 30_000
-pytestmark = pytest.mark.skipif(
-    shutil.which("chromium") is None, reason="needs the Debian chromium package (.ci/run)"
-)
+pytestmark = needs_chromium
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -76,16 +65,10 @@ async def other_origin() -> AsyncIterator[str]:
 
 
 @pytest_asyncio.fixture
-async def page() -> AsyncIterator[Page]:
+async def page(tmp_path: Path) -> AsyncIterator[Page]:
     """A fresh page of headless Chromium."""
-    async with async_playwright() as playwright:
-        browser: Browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS
-        )
-        try:
-            yield await browser.new_page()
-        finally:
-            await browser.close()
+    async with chromium(tmp_path / "profile") as context:
+        yield await context.new_page()
 
 
 async def test_a_page_of_another_origin_follows_a_meeting_until_its_stream_closes(
@@ -155,7 +138,7 @@ async def test_a_page_reads_why_the_live_socket_was_refused(
 
 
 async def test_the_api_page_renders_offline(page: Page, gateway: RunningGateway) -> None:
-    await page.goto(gateway.url + "/")
+    await page.goto(gateway.url + "/docs")
     await page.wait_for_selector("#op-CreateMeeting", timeout=WITHIN_MS)
     await page.wait_for_selector("#schema-UserEvent", timeout=WITHIN_MS)
     assert await page.text_content("#error") == ""
