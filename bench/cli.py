@@ -24,6 +24,7 @@ from bench.model import Result
 from bench.report import machine_info, write_markdown
 from bench.scenarios.asr import asr
 from bench.scenarios.gateway import gateway_overhead, gateway_vs_fastapi
+from bench.scenarios.gpu_scaling import gpu_scaling
 from bench.scenarios.ingest import ingest
 from bench.scenarios.live import live_latency
 from bench.scenarios.proxy import proxy_overhead
@@ -41,6 +42,7 @@ SCENARIOS: dict[str, Scenario] = {
     "proxy_overhead": proxy_overhead,
     "live_latency": live_latency,
     "asr": asr,
+    "gpu_scaling": gpu_scaling,
 }
 
 BENCH_DIR = Path(__file__).resolve().parent

@@ -1,10 +1,10 @@
 """`upload`: a large recording streamed through the gateway into PostgreSQL.
 
 The same bytes (a WAV header, then a tone) are PUT through the gateway, which streams them
-into UploadAudio, and to an aiohttp handler that discards them: the reference for what one
-HTTP connection on this machine carries. A second figure places the rate against what
-PostgreSQL alone takes: the same bytes COPYed from the bench process into a table laid
-out like `audio_chunks`, in rows and transactions as meeting_service writes them. The
+into UploadAudio. The reference is the store alone, in the same run: the same bytes COPYed
+from the bench process into a table laid out like `audio_chunks`, in rows and transactions
+as meeting_service writes them. An aiohttp handler that discards the bytes gives a detail
+(what one HTTP connection on this machine carries; no durable store comes near it). The
 gateway's and meeting_service's peak RSS are
 read from the kernel (VmHWM, reset before each upload) at a small and a large size, after
 an untimed warm-up upload: a streaming path holds the same memory at both.
@@ -119,7 +119,7 @@ def _mib(value: float) -> float:
 
 
 async def upload(context: BenchContext) -> Result:
-    """1 GiB (quick: 256 MiB) through the gateway into PostgreSQL vs. a discarding handler."""
+    """1 GiB (quick: 256 MiB) through the gateway into PostgreSQL vs. PostgreSQL alone."""
     small, large = (32 * MIB, 256 * MIB) if context.quick else (100 * MIB, 1024 * MIB)
     authorization = context.authorization()
     async with context.service("discard") as discard:
@@ -137,14 +137,14 @@ async def upload(context: BenchContext) -> Result:
         postgres_seconds = await _postgres_only(dsn, large, GATEWAY_CHUNK_BYTES)
     postgres_rate = round(large / MIB / postgres_seconds, 1)
     rate = round(large / MIB / second.seconds, 1)
-    reference_rate = round(large / MIB / reference.seconds, 1)
-    share = ratio(rate, reference_rate)
+    discard_rate = round(large / MIB / reference.seconds, 1)
+    share = ratio(rate, postgres_rate)
 
     def flat(at_small: int, at_large: int) -> bool:
         return at_large <= at_small * (1 + RSS_GROWTH_TOLERANCE)
 
     checks = [
-        Check("rate vs discard", f"{share}", ">= 0.3", (share or 0) >= 0.3),
+        Check("rate vs PostgreSQL alone", f"{share}", ">= 0.8", (share or 0) >= 0.8),
         Check(
             "gateway peak RSS small/large",
             f"{_mib(gateway_small)}/{_mib(gateway_large)} MiB",
@@ -162,9 +162,9 @@ async def upload(context: BenchContext) -> Result:
         name="upload",
         value=rate,
         unit="MiB/s",
-        reference=reference_rate,
+        reference=postgres_rate,
         ratio=share,
-        goal="rate >= 0.3x discard; peak RSS flat across sizes and < 200 MiB",
+        goal="rate >= 0.8x PostgreSQL alone; peak RSS flat across sizes and < 200 MiB",
         met=all(c.met for c in checks),
         checks=checks,
         details={
@@ -173,7 +173,8 @@ async def upload(context: BenchContext) -> Result:
             "small_rate_mib_s": round(small / MIB / first.seconds, 1),
             "large_seconds": round(second.seconds, 1),
             "postgres_only_rate_mib_s": postgres_rate,
-            "vs_postgres_only": ratio(rate, postgres_rate),
+            "discard_rate_mib_s": discard_rate,
+            "vs_discard": ratio(rate, discard_rate),
             "gateway_peak_rss_small_mib": _mib(gateway_small),
             "gateway_peak_rss_large_mib": _mib(gateway_large),
             "meeting_peak_rss_small_mib": _mib(meeting_small),
@@ -186,7 +187,7 @@ async def upload(context: BenchContext) -> Result:
             "transaction per chunk), writing each byte to its log and its table on this "
             f"VM's shared disk, and the upload gets {ratio(rate, postgres_rate)} of that; the "
             "rest is the gateway and meeting_service (HTTP parsing, gRPC, the COPY's "
-            "encoding, SHA-256) sharing the 2 cores with it. The discard handler only "
-            "receives the bytes, so no durable store reaches 0.3x of it on this machine."
+            "encoding, SHA-256) sharing the 2 cores with it. The discard handler "
+            "(vs_discard) only receives the bytes: no durable store comes near it."
         ),
     )
