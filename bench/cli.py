@@ -27,6 +27,7 @@ from bench.scenarios.gateway import gateway_overhead, gateway_vs_fastapi
 from bench.scenarios.gpu_scaling import gpu_scaling
 from bench.scenarios.ingest import ingest
 from bench.scenarios.live import live_latency
+from bench.scenarios.pipeline import pipeline_overhead
 from bench.scenarios.proxy import proxy_overhead
 from bench.scenarios.sse import sse_fanout
 from bench.scenarios.upload import upload
@@ -43,6 +44,7 @@ SCENARIOS: dict[str, Scenario] = {
     "live_latency": live_latency,
     "asr": asr,
     "gpu_scaling": gpu_scaling,
+    "pipeline_overhead": pipeline_overhead,
 }
 
 BENCH_DIR = Path(__file__).resolve().parent

@@ -45,6 +45,7 @@ class Services:
         processing: What the job workers use.
         webhooks: Webhook endpoints and deliveries (owner-scoped).
         webhook_delivery: The delivery loops (started by the server).
+        completion: Completes recordings; the server's job workers wake on its jobs.
     """
 
     pool: asyncpg.Pool
@@ -58,6 +59,7 @@ class Services:
     processing: JobParts
     webhooks: WebhooksService
     webhook_delivery: WebhookDispatcher
+    completion: RecordingCompletion
 
 
 def build_services(
@@ -140,6 +142,7 @@ def build_services(
         processing=processing,
         webhooks=WebhooksService(pool, webhooks, box, allow_private=settings.webhook_allow_private),
         webhook_delivery=WebhookDispatcher(pool, webhooks, box, _delivery_policy(settings)),
+        completion=completion,
     )
 
 

@@ -33,9 +33,7 @@ STREAM_COST_S = 0.2
 SLOTS_PER_NODE = 4
 
 
-async def _drive(
-    grpc_channel: grpc.aio.Channel, callers: int, seconds: float, audio: bytes
-) -> int:
+async def _drive(grpc_channel: grpc.aio.Channel, callers: int, seconds: float, audio: bytes) -> int:
     """Runs `callers` closed-loop streams for `seconds`; returns the streams completed."""
     done = 0
     deadline = time.monotonic() + seconds
@@ -110,9 +108,7 @@ async def gpu_scaling(context: BenchContext) -> Result:
     """Throughput against 1, 2 and 4 mock nodes with a fixed cost per stream."""
     audio_s, seconds = (3.0, 4.0) if context.quick else (5.0, 15.0)
     audio = conversation(audio_s)
-    points = [
-        await _point(context, nodes, seconds, audio, STREAM_COST_S) for nodes in NODE_COUNTS
-    ]
+    points = [await _point(context, nodes, seconds, audio, STREAM_COST_S) for nodes in NODE_COUNTS]
     # The same callers with nodes that cost nothing: the most the proxy path carries here.
     ceiling = await _point(context, NODE_COUNTS[-1], seconds, audio, 0.0)
     last = points[-1]
@@ -155,7 +151,8 @@ async def gpu_scaling(context: BenchContext) -> Result:
             f"{where}; with nodes that cost nothing (ceiling) the proxy path carries "
             f"{ceiling['streams_per_s']} streams/s with the proxy busy "
             f"{ceiling['proxy_cores_busy']} cores. A slot is held for the stream's transfer "
-            "as well as its cost, so the nodes' capacity is an upper bound. On 2 cores the proxy, the nodes' transport and the callers (the "
+            "as well as its cost, so the nodes' capacity is an upper bound. On 2 cores the "
+            "proxy, the nodes' transport and the callers (the "
             "bench process) share the CPU, so the proxy's own ceiling is "
             "proxy_streams_per_core_s on a core of its own, not the curve's last point."
         ),

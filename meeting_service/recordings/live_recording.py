@@ -98,7 +98,7 @@ class LiveRecording:
         async with self._pool.acquire() as conn, conn.transaction():
             await self._completion.lock(conn, self._mid)
             await self._uploads.rewrite_chunk(conn, self._mid, 0, pcm.wav_header(data_bytes))
-            return await self._completion.complete(
+            event = await self._completion.complete(
                 conn,
                 self._mid,
                 duration_us=pcm.duration_us(data_bytes),
@@ -107,6 +107,8 @@ class LiveRecording:
                 reason=reason,
                 trace_context=trace_context,
             )
+        self._completion.queued()
+        return event
 
     @property
     def audio_bytes(self) -> int:
