@@ -27,6 +27,7 @@ from bench.scenarios.gateway import gateway_overhead, gateway_vs_fastapi
 from bench.scenarios.gpu_scaling import gpu_scaling
 from bench.scenarios.ingest import ingest
 from bench.scenarios.live import live_latency
+from bench.scenarios.live_real import live_latency_real
 from bench.scenarios.pipeline import pipeline_overhead
 from bench.scenarios.proxy import proxy_overhead
 from bench.scenarios.sse import sse_fanout
@@ -42,6 +43,7 @@ SCENARIOS: dict[str, Scenario] = {
     "ingest": ingest,
     "proxy_overhead": proxy_overhead,
     "live_latency": live_latency,
+    "live_latency_real": live_latency_real,
     "asr": asr,
     "gpu_scaling": gpu_scaling,
     "pipeline_overhead": pipeline_overhead,
