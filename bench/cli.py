@@ -27,6 +27,7 @@ from bench.scenarios.gateway import gateway_overhead, gateway_vs_fastapi
 from bench.scenarios.gpu_scaling import gpu_scaling
 from bench.scenarios.ingest import ingest
 from bench.scenarios.live import live_latency
+from bench.scenarios.listing import list_latency
 from bench.scenarios.live_real import live_latency_real
 from bench.scenarios.pipeline import pipeline_overhead
 from bench.scenarios.proxy import proxy_overhead
@@ -47,6 +48,7 @@ SCENARIOS: dict[str, Scenario] = {
     "asr": asr,
     "gpu_scaling": gpu_scaling,
     "pipeline_overhead": pipeline_overhead,
+    "list_latency": list_latency,
 }
 
 BENCH_DIR = Path(__file__).resolve().parent
