@@ -95,9 +95,7 @@ async def list_latency(context: BenchContext) -> Result:
             deep.append((await _timed_get(http, deep_url, headers))[0])
         picker = random.Random(19)
         gets = [
-            (await _timed_get(http, f"{gateway.url}/v1/meetings/{picker.choice(ids)}", headers))[
-                0
-            ]
+            (await _timed_get(http, f"{gateway.url}/v1/meetings/{picker.choice(ids)}", headers))[0]
             for _ in range(samples)
         ]
     first_p50, deep_p50 = statistics.median(first), statistics.median(deep)
