@@ -97,8 +97,9 @@ async def _streams(model: Any, meeting: Recording, streams: int, live_s: float) 
     with ThreadPoolExecutor(streams) as pool:
 
         async def speaker(number: int) -> None:
-            # Staggered starts, so the streams' lines do not all end at the same moment.
-            origin = time.monotonic() + number * 2.0 / streams
+            # The first line is due at once (the wait before it measures nothing); starts
+            # are staggered so that the streams' lines do not all end at the same moment.
+            origin = time.monotonic() - schedule[0][1] + number * 2.0 / streams
             for audio, end_s in schedule:
                 due = origin + end_s
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
