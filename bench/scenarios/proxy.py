@@ -2,9 +2,9 @@
 
 Both sides use mTLS with the same client certificate and the mock engine, so the
 difference is the proxy's hop: its inbound mTLS server, balancing, replay buffer and pooled
-outbound channel. The stream is a two-voice conversation (tones and pauses) sent in 1 s
-chunks as the pipeline sends decoded audio; the time is from the first message to the last
-segment. Subject and reference alternate; each keeps its median.
+outbound channel. The stream is a two-voice conversation (tones and pauses) sent in the
+pipeline's blocks of decoded audio (`BLOCK_BYTES`, 8 s); the time is from the first
+message to the last segment. Subject and reference alternate; each keeps its median.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ import numpy as np
 from bench.context import BenchContext
 from bench.model import Check, Result, ratio
 from gen.gpu.v1 import gpu_pb2, gpu_pb2_grpc
+from meeting_service.recordings.decode import BLOCK_BYTES
 from mesh_common.tls import KeyPair, channel_credentials
 
 SAMPLE_RATE = 16_000
-CHUNK_BYTES = SAMPLE_RATE * 2  # 1 s of LINEAR16
+CHUNK_BYTES = BLOCK_BYTES  # the pipeline's messages of decoded audio
 
 
 def conversation(seconds: float) -> bytes:
@@ -115,7 +116,7 @@ async def proxy_overhead(context: BenchContext) -> Result:
         checks=[Check("time ratio", f"{share}", "<= 1.2", share is not None and share <= 1.2)],
         details={
             "audio_s": round(len(audio) / 2 / SAMPLE_RATE, 1),
-            "chunk_s": 1.0,
+            "chunk_s": CHUNK_BYTES / 2 / SAMPLE_RATE,
             "segments_per_stream": expected,
             "rounds": rounds,
             "proxy_min_ms": round(min(through) * 1000, 1),
