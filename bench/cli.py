@@ -32,8 +32,10 @@ from bench.scenarios.live import live_latency
 from bench.scenarios.live_real import live_latency_real
 from bench.scenarios.pipeline import pipeline_overhead
 from bench.scenarios.proxy import proxy_overhead
+from bench.scenarios.search import search
 from bench.scenarios.sse import sse_fanout
 from bench.scenarios.upload import upload
+from bench.scenarios.upload_s3 import upload_s3
 
 Scenario = Callable[[BenchContext], Awaitable[Result]]
 
@@ -42,11 +44,13 @@ SCENARIOS: dict[str, Scenario] = {
     "gateway_vs_fastapi": gateway_vs_fastapi,
     "sse_fanout": sse_fanout,
     "upload": upload,
+    "upload_s3": upload_s3,
     "ingest": ingest,
     "proxy_overhead": proxy_overhead,
     "live_latency": live_latency,
     "live_latency_real": live_latency_real,
     "asr": asr,
+    "search": search,
     "gpu_scaling": gpu_scaling,
     "pipeline_overhead": pipeline_overhead,
     "list_latency": list_latency,

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from google.protobuf import json_format
 
 from gen.meeting.v1 import meeting_service_pb2, meeting_service_pb2_grpc
-from mesh_common.auth import METADATA_KEY, TokenVerifier
+from mesh_common.auth import METADATA_KEY, TokenVerifier, bearer_credential
 from mesh_common.errors import MeshError, view_rpc_error
 from mesh_common.telemetry import log_http_access
 
@@ -88,7 +88,7 @@ def create_fastapi_app(meeting_target: str, jwt_secret: str) -> FastAPI:
         request: Request, meeting_id: str, authorization: Annotated[str | None, Header()] = None
     ) -> Any:
         try:
-            request.state.user = verifier.verify(authorization).user
+            request.state.user = (await verifier.verify(bearer_credential(authorization))).user
         except MeshError as error:
             return JSONResponse({"error": {"code": 401, "message": error.message}}, 401)
         assert authorization is not None

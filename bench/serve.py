@@ -7,8 +7,8 @@ production defaults except where CONFIG says otherwise. CONFIG is a JSON object;
 The process then serves until SIGTERM or SIGINT.
 
 Roles: `meeting` (meeting_service), `gateway` (our aiohttp gateway), `fastapi` (the FastAPI
-reference in `bench/fastapi_app.py`), `discard` (a PUT handler that drops the body),
-`gpu_node` (the mock engine, or the real ones with `"engine": "whisper"`), `gpu_proxy`.
+reference in `bench/fastapi_app.py`), `gpu_node` (the mock engine, or the real ones with
+`"engine": "whisper"`), `gpu_proxy`.
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ async def _meeting(config: Config) -> None:
         # recording in the middle of the next measurement.
         pipeline_workers=config.get("pipeline_workers", 0),
         **gpu,
+        # Any other setting, by field name (e.g. the S3 store's).
+        **config.get("settings", {}),
     )
     async with run_meeting_service(settings) as running:
         _announce(config, running.address)
@@ -94,18 +96,6 @@ async def _gateway(config: Config) -> None:
         shutdown_grace_s=1.0,
     )
     await _serve_aiohttp(config, create_app(settings))
-
-
-async def _discard(config: Config) -> None:
-    async def discard(request: web.Request) -> web.Response:
-        received = 0
-        while chunk := await request.content.readany():
-            received += len(chunk)
-        return web.json_response({"received": received})
-
-    app = web.Application()
-    app.router.add_put("/discard", discard)
-    await _serve_aiohttp(config, app)
 
 
 async def _fastapi(config: Config) -> None:
@@ -210,7 +200,6 @@ ROLES: dict[str, Callable[[Config], Coroutine[Any, Any, None]]] = {
     "meeting": _meeting,
     "gateway": _gateway,
     "fastapi": _fastapi,
-    "discard": _discard,
     "gpu_node": _gpu_node,
     "gpu_proxy": _gpu_proxy,
 }

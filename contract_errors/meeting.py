@@ -94,3 +94,21 @@ def unavailable(
     return MeetingError(
         meeting_pb2.ERROR_REASON_BACKEND_UNAVAILABLE, message, metadata, retry_after=retry_after
     )
+
+
+def quota_exceeded(quota: str, limit: int, message: str, *, retry_after: float) -> MeetingError:
+    """Returns the error for a call over one of the caller's quotas.
+
+    Args:
+        quota: The quota's name, for programs (`ErrorInfo.metadata.quota`), e.g.
+            "uploads_per_minute".
+        limit: Its configured value (`ErrorInfo.metadata.limit`).
+        message: What was refused, for people.
+        retry_after: Seconds until the call may succeed.
+    """
+    return MeetingError(
+        meeting_pb2.ERROR_REASON_QUOTA_EXCEEDED,
+        message,
+        {"quota": quota, "limit": str(limit)},
+        retry_after=retry_after,
+    )

@@ -1,7 +1,10 @@
-"""Authentication at the edge: the bearer token is checked here and forwarded inward.
+"""Authentication at the edge: the bearer credential is checked here and forwarded inward.
 
-meeting_service verifies the token again (defence in depth); the gateway checks it first so
-that a bad token is answered 401 with `WWW-Authenticate` without a backend round trip.
+A JWT is verified here, so that a bad token is answered 401 with `WWW-Authenticate`
+without a backend round trip, and again by meeting_service (defence in depth). An API key
+(`mm_...`) is only recognised here and forwarded: its hash, owner and scopes are in
+meeting_service's database, which checks it and the route's scope on the call the route
+makes, so a revoked key is refused from its next request on (docs/security.md).
 """
 
 from __future__ import annotations
@@ -11,8 +14,14 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from gateway.http_errors import HttpError
-from mesh_common.auth import METADATA_KEY, Principal, TokenVerifier
+from gateway.http_errors import HttpError, bearer_challenge
+from mesh_common.auth import (
+    METADATA_KEY,
+    Principal,
+    TokenVerifier,
+    bearer_credential,
+    is_api_key,
+)
 from mesh_common.errors import MeshError
 
 # Routes anyone may call: liveness, readiness, the API description and the metrics.
@@ -22,7 +31,8 @@ QUERY_TOKEN_ROUTES = frozenset({"events", "live"})
 QUERY_TOKEN_PARAM = "access_token"  # noqa: S105 - a parameter name, not a secret
 
 _QUERY_TOKEN_KEY = web.RequestKey("query_access_token", str)
-# Where a request keeps its verified caller: auth_middleware sets it, the access line reads it.
+# Where a request keeps its verified caller: auth_middleware sets it for a JWT (an API key's
+# owner is known to meeting_service only), the access line reads it.
 PRINCIPAL_KEY = web.RequestKey("principal", Principal)
 GRPC_METADATA_KEY = web.RequestKey("grpc_metadata", tuple)
 
@@ -73,24 +83,16 @@ def auth_middleware(verifier: TokenVerifier) -> Middleware:
             return await handler(request)
         authorization = _authorization(request, route_name)
         try:
-            principal = verifier.verify(authorization)
+            credential = bearer_credential(authorization)
+            if not is_api_key(credential):
+                request[PRINCIPAL_KEY] = await verifier.verify(credential)
         except MeshError as error:
-            raise HttpError(
-                error, {"WWW-Authenticate": _challenge(authorization is not None, error.message)}
-            ) from None
-        assert authorization is not None
-        request[PRINCIPAL_KEY] = principal
-        request[GRPC_METADATA_KEY] = ((METADATA_KEY, authorization),)
+            challenge = bearer_challenge(error.message if authorization is not None else None)
+            raise HttpError(error, {"WWW-Authenticate": challenge}) from None
+        request[GRPC_METADATA_KEY] = ((METADATA_KEY, f"Bearer {credential}"),)
         return await handler(request)
 
     return middleware
-
-
-def _challenge(had_token: bool, message: str) -> str:
-    if not had_token:
-        return 'Bearer realm="meeting-mesh"'
-    description = message.replace('"', "'")
-    return f'Bearer realm="meeting-mesh", error="invalid_token", error_description="{description}"'
 
 
 def grpc_metadata(request: web.Request) -> tuple[tuple[str, str], ...]:

@@ -44,6 +44,18 @@ def error_view(error: MeshError | grpc.aio.AioRpcError) -> ErrorView:
     return view_rpc_error(error, _CALLEE_REASONS)
 
 
+def bearer_challenge(message: str | None) -> str:
+    """Returns the `WWW-Authenticate` value of a 401 (RFC 6750).
+
+    Args:
+        message: Why the credential was refused; None when there was none.
+    """
+    if message is None:
+        return 'Bearer realm="meeting-mesh"'
+    description = message.replace('"', "'")
+    return f'Bearer realm="meeting-mesh", error="invalid_token", error_description="{description}"'
+
+
 def error_response(
     error: MeshError | grpc.aio.AioRpcError, headers: dict[str, str] | None = None
 ) -> web.Response:
@@ -58,6 +70,10 @@ def error_response(
     """
     view = error_view(error)
     all_headers = dict(headers or {})
+    if view.http_status == 401:
+        # A credential refused by meeting_service (an API key) is challenged like one
+        # refused here.
+        all_headers.setdefault("WWW-Authenticate", bearer_challenge(view.message))
     if view.retry_after is not None or view.retryable:
         all_headers["Retry-After"] = str(max(1, math.ceil(view.retry_after or 1.0)))
     return web.json_response(view.body(), status=view.http_status, headers=all_headers)

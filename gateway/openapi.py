@@ -20,6 +20,7 @@ from gateway.jsonpb import INT32_MAX, INT64_MAX
 from gateway.openai_api import GRANULARITIES, RESPONSE_FORMATS
 from gateway.rest import RestRoute, rest_routes
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
+from mesh_common.scopes import method_scope
 from mesh_common.validation import rules_of
 
 _SCHEMA_REF = "#/components/schemas/"
@@ -62,12 +63,14 @@ _SEQUENCE_SCHEMA = {"type": "integer", "minimum": 0, "maximum": INT64_MAX}
 _ERROR_STATUSES: dict[str, str] = {
     "400": "Invalid request: a field, parameter or body is malformed (details name it), "
     "or the meeting is in the wrong state.",
-    "401": "Missing or invalid bearer token (see WWW-Authenticate).",
-    "404": "No such meeting for this caller.",
+    "401": "Missing or invalid bearer token or API key (see WWW-Authenticate).",
+    "403": "The API key lacks the scope the operation needs (its security requirement).",
+    "404": "No such meeting (or API key) for this caller.",
     "409": "Conflict: an upload offset that is not the stored size, or a repeated create.",
     "413": "The recording is larger than the limit.",
     "415": "The body's Content-Type is not audio.",
-    "429": "Too much work queued; retry after Retry-After seconds.",
+    "429": "Too much work queued, or a quota of the caller reached; retry after "
+    "Retry-After seconds.",
     "503": "A backend is unavailable; retry after Retry-After seconds.",
     "504": "A backend did not answer in time.",
 }
@@ -213,7 +216,21 @@ def _field_at(message: Descriptor, path: str) -> FieldDescriptor:
     return message.fields_by_name[leaf]
 
 
-_COMMON_ERRORS = ("400", "401", "404", "429", "503", "504")
+_COMMON_ERRORS = ("400", "401", "403", "404", "429", "503", "504")
+
+
+def _security(*rpcs: str, query_token: bool = False) -> list[dict[str, list[str]]]:
+    """Returns an operation's credentials, naming the scopes an API key needs.
+
+    Args:
+        rpcs: The MeetingService methods the route calls; their `(mesh.v1.scope)`
+            options are the scopes.
+        query_token: Whether `?access_token=` is accepted too.
+    """
+    methods = meeting_service_pb2.DESCRIPTOR.services_by_name["MeetingService"].methods_by_name
+    scopes = sorted({method_scope(methods[rpc]) for rpc in rpcs})
+    schemes = ("bearer", "accessToken") if query_token else ("bearer",)
+    return [{scheme: scopes} for scheme in schemes]
 
 
 def _rest_operation(route: RestRoute, schemas: _Schemas) -> dict[str, Any]:
@@ -231,6 +248,7 @@ def _rest_operation(route: RestRoute, schemas: _Schemas) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "operationId": route.name,
         "summary": f"MeetingService.{route.name}",
+        "security": _security(route.name),
         "parameters": parameters,
         "responses": {},
     }
@@ -419,6 +437,7 @@ def _audio_operations(schemas: _Schemas) -> dict[str, Any]:
         "put": {
             "operationId": "UploadAudio",
             "summary": "Upload a whole recording (streamed to MeetingService.UploadAudio).",
+            "security": _security("GetUploadStatus", "UploadAudio"),
             "parameters": [upload_id],
             "requestBody": {"required": True, "content": {"audio/*": binary}},
             "responses": {"200": upload_ok, **upload_errors},
@@ -426,6 +445,7 @@ def _audio_operations(schemas: _Schemas) -> dict[str, Any]:
         "head": {
             "operationId": "GetUploadStatus",
             "summary": "How many bytes are stored (tus-style Upload-Offset).",
+            "security": _security("GetUploadStatus"),
             "parameters": [_id_parameter("GetUploadStatusRequest")],
             "responses": {
                 "200": {
@@ -442,6 +462,7 @@ def _audio_operations(schemas: _Schemas) -> dict[str, Any]:
         "patch": {
             "operationId": "ResumeUpload",
             "summary": "Continue an upload from Upload-Offset.",
+            "security": _security("GetUploadStatus", "UploadAudio"),
             "parameters": [
                 upload_id,
                 {
@@ -467,7 +488,7 @@ def _events_operation() -> dict[str, Any]:
             "summary": "The meeting's events as Server-Sent Events (MeetingService."
             "StreamTranscript). id: is the sequence, event: segment|status|summary|deleted|"
             "error, data: the TranscriptEvent JSON (an error event carries the error body).",
-            "security": [{"bearer": []}, {"accessToken": []}],
+            "security": _security("GetMeeting", "StreamTranscript", query_token=True),
             "parameters": [
                 _id_parameter("StreamTranscriptRequest"),
                 {"name": "after", "in": "query", "schema": _SEQUENCE_SCHEMA},
@@ -490,7 +511,7 @@ def _live_operation() -> dict[str, Any]:
             "operationId": "LiveTranscribe",
             "summary": "WebSocket: binary 16-bit mono PCM frames in, TranscriptEvent JSON out "
             "(MeetingService.LiveTranscribe). Failures close with 4000 + the HTTP status.",
-            "security": [{"bearer": []}, {"accessToken": []}],
+            "security": _security("GetMeeting", "LiveTranscribe", query_token=True),
             "parameters": [
                 _id_parameter("LiveAudioConfig"),
                 {
@@ -586,7 +607,12 @@ def build_openapi(server_url: str | None = None) -> dict[str, Any]:
         "components": {
             "schemas": components,
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A user's JWT (every scope), or an API key (mm_live_...) "
+                    "holding the scopes an operation lists.",
+                },
                 "accessToken": {"type": "apiKey", "in": "query", "name": "access_token"},
             },
         },

@@ -15,6 +15,7 @@ from grpc_health.v1 import health
 
 from gpu_proxy.balancer import Balancer
 from gpu_proxy.credentials import CredentialError, CredentialFiles
+from gpu_proxy.discovery import NodeDiscovery, Resolve, resolve_addresses
 from gpu_proxy.forwarder import Forwarder, RetryPolicy
 from gpu_proxy.metrics import ProxyCollector
 from gpu_proxy.node import Node
@@ -46,7 +47,8 @@ class RunningProxy:
     Attributes:
         server: The gRPC server.
         port: The bound port.
-        nodes: The nodes, in the configured order (breaker state, load, probes).
+        nodes: The nodes in use (breaker state, load, probes): the configured ones in
+            their order, then those found by DNS; changed in place as nodes join or leave.
         balancer: Queue and caps.
         credentials: The client certificate files in use (`generation` counts reloads).
         telemetry: Its tracer provider and metrics registry.
@@ -60,6 +62,7 @@ class RunningProxy:
     credentials: CredentialFiles
     telemetry: Telemetry
     metrics: MetricsEndpoint
+    discovery: NodeDiscovery | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -81,13 +84,18 @@ class RunningProxy:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.server.stop(grace)
+        if self.discovery is not None:
+            await self.discovery.close()
         await asyncio.gather(*(node.close() for node in self.nodes))
         await self.metrics.close()
 
 
 @asynccontextmanager
 async def run_gpu_proxy(
-    settings: GpuProxySettings, *, telemetry: Telemetry | None = None
+    settings: GpuProxySettings,
+    *,
+    telemetry: Telemetry | None = None,
+    resolve: Resolve = resolve_addresses,
 ) -> AsyncIterator[RunningProxy]:
     """Runs the proxy for the duration of the block.
 
@@ -95,6 +103,8 @@ async def run_gpu_proxy(
         settings: Nodes, certificates, caps, timeouts and breaker thresholds.
         telemetry: Tracing and metrics; one for "gpu-proxy" from the `OTEL_*` environment
             when None.
+        resolve: How `gpu_nodes_dns` is resolved (the system resolver; tests pass their
+            own).
 
     Yields:
         The running proxy.
@@ -115,12 +125,15 @@ async def run_gpu_proxy(
     )
     health_changed = asyncio.Event()
 
-    def on_node_change(_: Node) -> None:
+    def on_nodes_change() -> None:
         balancer.wake()
         health_changed.set()
 
-    nodes = [
-        Node(
+    def on_node_change(_: Node) -> None:
+        on_nodes_change()
+
+    def make_node(target: str) -> Node:
+        return Node(
             ChannelPool(
                 target,
                 settings.gpu_proxy_channels_per_node,
@@ -136,8 +149,21 @@ async def run_gpu_proxy(
             health_interval=settings.gpu_proxy_health_interval_s,
             on_change=on_node_change,
         )
-        for target in settings.node_targets()
-    ]
+
+    nodes = [make_node(target) for target in settings.node_targets()]
+    discovery = (
+        NodeDiscovery(
+            settings.gpu_nodes_dns,
+            settings.node_targets(),
+            nodes,
+            make_node,
+            settings.gpu_nodes_dns_interval_s,
+            on_nodes_change,
+            resolve,
+        )
+        if settings.gpu_nodes_dns
+        else None
+    )
     balancer.nodes = nodes
     telemetry.registry.register(ProxyCollector(nodes, balancer))
     forwarder = Forwarder(
@@ -168,8 +194,12 @@ async def run_gpu_proxy(
     )
 
     await asyncio.gather(*(node.start() for node in nodes))
+    if discovery is not None:
+        await discovery.refresh()
     await server.start()
-    proxy = RunningProxy(server, port, nodes, balancer, credentials, telemetry, metrics)
+    proxy = RunningProxy(server, port, nodes, balancer, credentials, telemetry, metrics, discovery)
+    if discovery is not None:
+        proxy._tasks.append(asyncio.create_task(discovery.run(), name="gpu node discovery"))
     proxy._tasks.append(
         asyncio.create_task(_follow_health(health_servicer, balancer, health_changed))
     )
@@ -178,7 +208,7 @@ async def run_gpu_proxy(
             _watch_certificates(credentials, nodes, settings.gpu_proxy_cert_check_interval_s)
         )
     )
-    logger.bind(port=port, metrics_port=metrics.port, nodes=settings.gpu_nodes).info(
+    logger.bind(port=port, metrics_port=metrics.port, nodes=[node.target for node in nodes]).info(
         "gpu proxy serving (mTLS)"
     )
     try:

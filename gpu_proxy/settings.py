@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from mesh_common.settings import CommonSettings
 from mesh_common.tls import KeyPair
@@ -19,10 +19,15 @@ class GpuProxySettings(CommonSettings):
         gpu_proxy_port: Port to listen on; 0 picks a free one (tests).
         gpu_proxy_metrics_port: Port of the Prometheus `/metrics` endpoint (HTTP, on
             `gpu_proxy_host`); 0 picks a free one.
-        gpu_nodes: The GPU nodes, "host:port,host:port" (`MESH_GPU_NODES`).
+        gpu_nodes: GPU nodes that are always used, "host:port,host:port" (`MESH_GPU_NODES`;
+            may be empty when `gpu_nodes_dns` is set).
+        gpu_nodes_dns: A DNS name whose every address is a GPU node, "name:port"
+            (`MESH_GPU_NODES_DNS`, e.g. a Kubernetes headless Service); "" for none.
+        gpu_nodes_dns_interval_s: How often that name is resolved again; nodes that
+            appeared join the pool and nodes that vanished leave it.
         gpu_node_tls_name: The name checked in the certificate of a node addressed by IP
-            (the certificates of `meeting-mesh certs` carry "gpu-node"); nodes addressed by
-            DNS name are checked against that name.
+            (every node found by `gpu_nodes_dns`; the certificates of `meeting-mesh certs`
+            carry "gpu-node"); nodes addressed by DNS name are checked against that name.
         gpu_proxy_cert: The proxy's certificate, presented to nodes and to callers; default
             `<data_dir>/certs/gpu-proxy.pem`.
         gpu_proxy_key: Its key; default `<data_dir>/certs/gpu-proxy.key`.
@@ -56,6 +61,8 @@ class GpuProxySettings(CommonSettings):
     gpu_proxy_port: int = Field(default=50052, ge=0, le=65535)
     gpu_proxy_metrics_port: int = Field(default=9152, ge=0, le=65535)
     gpu_nodes: str = "127.0.0.1:50061"
+    gpu_nodes_dns: str = ""
+    gpu_nodes_dns_interval_s: float = Field(default=10.0, gt=0)
     gpu_node_tls_name: str = "gpu-node"
     gpu_proxy_cert: Path | None = None
     gpu_proxy_key: Path | None = None
@@ -76,21 +83,27 @@ class GpuProxySettings(CommonSettings):
     gpu_proxy_probe_timeout_s: float = Field(default=2.0, gt=0)
     gpu_proxy_health_interval_s: float = Field(default=5.0, gt=0)
 
-    @field_validator("gpu_nodes")
+    @field_validator("gpu_nodes", "gpu_nodes_dns")
     @classmethod
     def _check_nodes(cls, value: str) -> str:
         targets = [part.strip() for part in value.split(",") if part.strip()]
-        if not targets:
-            raise ValueError("name at least one node as host:port")
         for target in targets:
             host, sep, port = target.rpartition(":")
             if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(f"{target!r} is not host:port")
         return ",".join(targets)
 
+    @model_validator(mode="after")
+    def _some_nodes(self) -> GpuProxySettings:
+        if not self.gpu_nodes and not self.gpu_nodes_dns:
+            raise ValueError("name at least one node as host:port, or a DNS name as name:port")
+        if "," in self.gpu_nodes_dns:
+            raise ValueError("MESH_GPU_NODES_DNS takes one name:port")
+        return self
+
     def node_targets(self) -> list[str]:
-        """Returns the nodes' "host:port" targets, in the configured order."""
-        return self.gpu_nodes.split(",")
+        """Returns the static nodes' "host:port" targets, in the configured order."""
+        return self.gpu_nodes.split(",") if self.gpu_nodes else []
 
     def identity(self) -> KeyPair:
         """Returns the proxy's certificate and key files."""

@@ -22,9 +22,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "migrate": ("meeting_service.migrate_cli", "apply database migrations and exit"),
     "certs": ("meeting_mesh.certs_cli", "create a CA and service certificates for mTLS"),
     "token": ("meeting_mesh.token_cli", "print a bearer token the dev mesh accepts"),
-    "upload": ("gateway.upload_cli", "upload a recording and follow its transcript live"),
-    "export": ("gateway.export_cli", "write a meeting's transcript as SRT, WebVTT, text, ..."),
+    "upload": ("meeting_mesh.upload_cli", "upload a recording and follow its transcript live"),
+    "meetings": ("meeting_mesh.meetings_cli", "list, show or delete your meetings"),
+    "search": ("meeting_mesh.search_cli", "find words across your transcripts"),
+    "follow": ("meeting_mesh.follow_cli", "print a meeting's transcript, live until it is over"),
+    "export": ("meeting_mesh.export_cli", "write a meeting's transcript as SRT, WebVTT, text, ..."),
     "webhooks": ("meeting_mesh.webhooks_cli", "add, list and remove webhooks; see deliveries"),
+    "keys": ("meeting_mesh.keys_cli", "create, list and revoke API keys"),
 }
 
 

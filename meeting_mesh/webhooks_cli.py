@@ -7,38 +7,20 @@ the API's JSON with `--json`.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import os
 from typing import Any
 
-import aiohttp
 from rich.console import Console
 from rich.table import Table
 
-from gateway.client import GatewayClient, GatewayError
+from meeting_mesh import connection
+from meeting_mesh.client import GatewayClient
 from meeting_service.webhooks.events import EVENT_TYPES
-from mesh_common.auth import issue_token
-from mesh_common.settings import CommonSettings, SettingsError, load
-
-DEFAULT_URL = "http://127.0.0.1:8080"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Adds this subcommand's arguments."""
-    parser.add_argument(
-        "--url",
-        default=os.environ.get("MESH_GATEWAY_URL", DEFAULT_URL),
-        help=f"the gateway (default: $MESH_GATEWAY_URL or {DEFAULT_URL})",
-    )
-    parser.add_argument(
-        "--token",
-        default=os.environ.get("MESH_TOKEN"),
-        help="bearer token (default: $MESH_TOKEN, else one minted from the data "
-        "directory's dev secret)",
-    )
-    parser.add_argument("--user", default="dev", help="user of the minted dev token (dev)")
-    parser.add_argument("--json", action="store_true", help="print the API's JSON")
+    connection.add_arguments(parser)
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = actions.add_parser("add", help="register an endpoint; prints its secret once")
     add.add_argument("endpoint", help="the http(s) URL events are POSTed to")
@@ -129,30 +111,16 @@ def _show(args: argparse.Namespace, answer: dict[str, Any], console: Console) ->
         console.print(_deliveries_table([answer["delivery"]]))
 
 
-async def _run(args: argparse.Namespace, token: str, console: Console) -> int:
-    async with aiohttp.ClientSession() as session:
-        answer = await _call(args, GatewayClient(session, args.url, token))
-    _show(args, answer, console)
-    return 0
+async def _run(client: GatewayClient, args: argparse.Namespace) -> int:
+    _show(args, await _call(args, client), Console())
+    return connection.OK
 
 
 def run(args: argparse.Namespace) -> int:
     """Runs the action.
 
     Returns:
-        0 on success, 1 when the gateway refused or cannot be reached, 2 for bad settings.
+        0 on success, 1 when the gateway refused or cannot be reached, 2 for bad settings
+        (no secret to mint a token with).
     """
-    console = Console()
-    err = Console(stderr=True)
-    try:
-        token = args.token or issue_token(args.user, load(CommonSettings).signing_secret())
-        return asyncio.run(_run(args, token, console))
-    except SettingsError as error:
-        err.print(f"[red]{error}[/red]")
-        return 2
-    except GatewayError as error:
-        err.print(f"[red]the gateway refused ({error.status}):[/red] {error.message}")
-        return 1
-    except aiohttp.ClientError as error:
-        err.print(f"[red]cannot reach the gateway at {args.url}:[/red] {error}")
-        return 1
+    return connection.run_client(args, lambda client: _run(client, args))

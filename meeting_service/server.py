@@ -16,23 +16,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health
 
 from gen.meeting.v1 import meeting_service_pb2_grpc
+from gen.mesh.v1 import errors_pb2
 from meeting_service.db.database import CONNECTION_ERRORS, Database
 from meeting_service.db.tracing import traced_connection_class
 from meeting_service.metrics import MeetingMetrics
 from meeting_service.processing.worker import PipelineWorkers
-from meeting_service.servicer import SERVICE_NAME, MeetingServicer, NotReady
+from meeting_service.servicer import SERVICE_DESCRIPTOR, SERVICE_NAME, MeetingServicer, NotReady
 from meeting_service.settings import MeetingServiceSettings
 from meeting_service.wiring import Services, build_services
+from mesh_common.auth import Principal
+from mesh_common.errors import MeshError
 from mesh_common.grpc_server import AuthInterceptor, add_health_and_reflection, set_serving
 from mesh_common.logging import logger
 from mesh_common.retry import Backoff
+from mesh_common.scopes import method_scopes
 from mesh_common.telemetry import Telemetry, create_telemetry
 
 # Chunks are at most 4 MiB (the contract); leave room for the message framing.
@@ -122,10 +127,21 @@ async def run_meeting_service(
     metrics = MeetingMetrics(telemetry.registry)
     db = database or await Database.from_settings(settings)
     db.connection_class = traced_connection_class(telemetry.tracer("asyncpg"))
+    running: RunningMeetingService | None = None
+
+    def services() -> Services:
+        if running is None:
+            raise NotReady
+        return running.services
+
     server = grpc.aio.server(
         interceptors=[
             *telemetry.grpc_server_interceptors(),
-            AuthInterceptor(settings.token_verifier()),
+            AuthInterceptor(
+                settings.token_verifier(),
+                scopes=method_scopes(SERVICE_DESCRIPTOR),
+                api_keys=_StoredApiKeys(services),
+            ),
         ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -134,13 +150,6 @@ async def run_meeting_service(
             ("grpc.http2.lookahead_bytes", UPLOAD_WINDOW_BYTES),
         ],
     )
-    running: RunningMeetingService | None = None
-
-    def services() -> Services:
-        if running is None:
-            raise NotReady
-        return running.services
-
     meeting_service_pb2_grpc.add_MeetingServiceServicer_to_server(
         MeetingServicer(services, metrics), server
     )
@@ -191,11 +200,35 @@ async def run_meeting_service(
             await supervisor
         if running._services is not None:
             await running._services.gpu.close()
+            await running._services.recordings.close()
         await db.close()
         await metrics_endpoint.close()
         if owns_telemetry:
             telemetry.shutdown()
         logger.info("meeting service stopped")
+
+
+class _StoredApiKeys:
+    """Checks API keys against meeting_service's database, for the auth interceptor.
+
+    Args:
+        services: Returns the wired services, or raises `NotReady` before the database is
+            up.
+    """
+
+    def __init__(self, services: Callable[[], Services]) -> None:
+        self._services = services
+
+    async def verify_api_key(self, key: str) -> Principal:
+        """Returns the key's owner and scopes; AUTH_UNAVAILABLE without a database."""
+        try:
+            return await self._services().api_keys.verify_api_key(key)
+        except (NotReady, *CONNECTION_ERRORS):  # type: ignore[misc]
+            raise MeshError(
+                errors_pb2.ERROR_REASON_AUTH_UNAVAILABLE,
+                "API keys cannot be checked while the database is unavailable; retry shortly",
+                retry_after=1.0,
+            ) from None
 
 
 def _start_pipeline(services: Services, settings: MeetingServiceSettings) -> PipelineWorkers | None:
@@ -223,6 +256,14 @@ async def _count_jobs(running: RunningMeetingService, services: Services) -> Non
         logger.exception("cannot count jobs for the metrics")
 
 
+async def _sweep(services: Services) -> None:
+    """Aborts abandoned uploads; a failure costs one sweep, never the supervisor."""
+    try:
+        await services.recordings.sweep()
+    except Exception:
+        logger.exception("cannot sweep abandoned uploads")
+
+
 async def _supervise(running: RunningMeetingService, settings: MeetingServiceSettings) -> None:
     """Connects and migrates (with backoff), then keeps health in step with the database."""
     backoff = Backoff(initial=0.2, maximum=5.0)
@@ -243,7 +284,11 @@ async def _supervise(running: RunningMeetingService, settings: MeetingServiceSet
     services.webhook_delivery.start()
     running.ready.set()
     serving: bool | None = None
+    next_sweep = 0.0
     while True:
+        if settings.storage == "s3" and time.monotonic() >= next_sweep:
+            next_sweep = time.monotonic() + settings.s3_sweep_interval_s
+            await _sweep(services)
         healthy = services.hub.listening and await running.database.ping(
             within=settings.health_interval_s
         )

@@ -16,12 +16,15 @@ import grpc
 
 from contract_errors.meeting import MeetingError, unavailable
 from gen.meeting.v1 import (
+    api_keys_pb2,
     exports_pb2,
     meeting_pb2,
     meeting_service_pb2,
     meeting_service_pb2_grpc,
+    search_pb2,
     webhooks_pb2,
 )
+from meeting_service.api_keys.messages import api_key_message
 from meeting_service.db.database import CONNECTION_ERRORS
 from meeting_service.meetings.messages import duration_from_us, timestamp
 from meeting_service.metrics import MeetingMetrics
@@ -39,7 +42,8 @@ _DELIVERY_STATUS = {
     DeliveryStatus.SUCCEEDED: webhooks_pb2.WEBHOOK_DELIVERY_STATUS_SUCCEEDED,
     DeliveryStatus.FAILED: webhooks_pb2.WEBHOOK_DELIVERY_STATUS_FAILED,
 }
-SERVICE_NAME = meeting_service_pb2.DESCRIPTOR.services_by_name["MeetingService"].full_name
+SERVICE_DESCRIPTOR = meeting_service_pb2.DESCRIPTOR.services_by_name["MeetingService"]
+SERVICE_NAME = SERVICE_DESCRIPTOR.full_name
 _TRACEPARENT = "traceparent"
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -264,6 +268,39 @@ class MeetingServicer(meeting_service_pb2_grpc.MeetingServiceServicer):
                 _owner(), request.webhook_id, request.delivery_id
             )
             return webhooks_pb2.RedeliverWebhookResponse(delivery=_delivery(delivery))
+
+    # --- api keys ---
+    async def CreateApiKey(  # noqa: D102
+        self, request: api_keys_pb2.CreateApiKeyRequest, context: Ctx
+    ) -> api_keys_pb2.CreateApiKeyResponse:
+        async with _errors(context):
+            row, secret = await self._services().api_keys.create(
+                current_principal(), request.api_key.name, list(request.api_key.scopes)
+            )
+            return api_keys_pb2.CreateApiKeyResponse(api_key=api_key_message(row), secret=secret)
+
+    async def ListApiKeys(  # noqa: D102
+        self, request: api_keys_pb2.ListApiKeysRequest, context: Ctx
+    ) -> api_keys_pb2.ListApiKeysResponse:
+        async with _errors(context):
+            rows = await self._services().api_keys.list(_owner())
+            return api_keys_pb2.ListApiKeysResponse(api_keys=[api_key_message(r) for r in rows])
+
+    async def RevokeApiKey(  # noqa: D102
+        self, request: api_keys_pb2.RevokeApiKeyRequest, context: Ctx
+    ) -> api_keys_pb2.RevokeApiKeyResponse:
+        async with _errors(context):
+            await self._services().api_keys.revoke(_owner(), request.api_key_id)
+            return api_keys_pb2.RevokeApiKeyResponse()
+
+    # --- search ---
+
+    async def SearchTranscripts(  # noqa: D102
+        self, request: search_pb2.SearchTranscriptsRequest, context: Ctx
+    ) -> search_pb2.SearchTranscriptsResponse:
+        async with _errors(context):
+            hits, token = await self._services().search.search(_owner(), request)
+            return search_pb2.SearchTranscriptsResponse(hits=hits, next_page_token=token)
 
 
 def _webhook(row: EndpointRow) -> webhooks_pb2.Webhook:

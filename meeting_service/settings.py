@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 
@@ -75,6 +76,27 @@ class MeetingServiceSettings(CommonSettings):
             addresses (the dev mesh does; a shared server should not).
         webhook_secret_key: Base64 of 32 bytes that seals the endpoints' signing secrets
             in the database (AES-GCM); unset stores them unsealed.
+        storage: Where recordings' bytes are kept: "postgres" (rows of the database) or
+            "s3" (an S3-compatible object store; docs/meeting_service.md).
+        s3_endpoint: The object store's URL; "" for AWS's endpoint of `s3_region`.
+        s3_bucket: The bucket holding the recordings (it must exist).
+        s3_region: The region requests are signed for.
+        s3_path_style: Address the bucket in the URL's path (most S3-compatible servers).
+        s3_prefix: Start of every recording's object key.
+        s3_part_bytes: Size of the parts a recording is uploaded in (the memory one upload
+            holds; S3 wants at least 5 MiB).
+        s3_access_key_id: Credentials; unset uses the standard AWS chain (`AWS_ACCESS_KEY_ID`
+            and `AWS_SECRET_ACCESS_KEY`, `AWS_SHARED_CREDENTIALS_FILE`, a pod or instance role).
+        s3_secret_access_key: Its secret.
+        s3_abandoned_after_s: Age after which an upload nobody writes to is aborted (its
+            recording then starts again from offset 0).
+        s3_sweep_interval_s: How often abandoned uploads are looked for.
+        quota_concurrent_jobs: Jobs of one caller processed at once; more wait queued.
+            0: no limit. (Quotas: docs/security.md.)
+        quota_live_sessions: Live sessions of one caller at once; 0: no limit.
+        quota_uploads_per_minute: New uploads one caller may start per minute; 0: no
+            limit.
+        quota_stored_bytes: Bytes one caller's recordings may hold; 0: no limit.
     """
 
     database_url: SecretStr | None = Field(
@@ -114,6 +136,21 @@ class MeetingServiceSettings(CommonSettings):
     webhook_disable_after: int = Field(default=100, ge=1)
     webhook_allow_private: bool = False
     webhook_secret_key: SecretStr | None = None
+    storage: Literal["postgres", "s3"] = "postgres"
+    s3_endpoint: str = ""
+    s3_bucket: str = "meeting-mesh-recordings"
+    s3_region: str = "us-east-1"
+    s3_path_style: bool = False
+    s3_prefix: str = "recordings/"
+    s3_part_bytes: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024, le=5 * GIB)
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_abandoned_after_s: float = Field(default=24 * 3600.0, gt=0)
+    s3_sweep_interval_s: float = Field(default=3600.0, gt=0)
+    quota_concurrent_jobs: int = Field(default=0, ge=0)
+    quota_live_sessions: int = Field(default=0, ge=0)
+    quota_uploads_per_minute: int = Field(default=0, ge=0)
+    quota_stored_bytes: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> MeetingServiceSettings:

@@ -13,7 +13,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from contract_errors.meeting import invalid_field
-from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, webhooks_pb2
+from gen.meeting.v1 import api_keys_pb2, meeting_pb2, meeting_service_pb2, webhooks_pb2
 from mesh_common import validation as rules
 
 _MEETING = meeting_pb2.Meeting.DESCRIPTOR.fields_by_name
@@ -27,6 +27,8 @@ _WEBHOOK_ID = webhooks_pb2.DeleteWebhookRequest.DESCRIPTOR.fields_by_name["webho
 _DELIVERIES_PAGE_SIZE = webhooks_pb2.ListWebhookDeliveriesRequest.DESCRIPTOR.fields_by_name[
     "page_size"
 ]
+_API_KEY_NAME = api_keys_pb2.ApiKey.DESCRIPTOR.fields_by_name["name"]
+_API_KEY_ID = api_keys_pb2.RevokeApiKeyRequest.DESCRIPTOR.fields_by_name["api_key_id"]
 
 
 def meeting_id(value: str, field: str = "meeting_id") -> uuid.UUID:
@@ -99,6 +101,17 @@ def page_size(value: int) -> int:
 def content_type(value: str) -> str:
     """Drops the blanks around an upload's media type and checks what is left, which it returns."""
     return _check(_UPLOAD["content_type"], value.strip(), "metadata.content_type")
+
+
+def api_key_name(value: str) -> str:
+    """Checks an API key's name against the rules of `ApiKey.name`."""
+    return _check(_API_KEY_NAME, value, "api_key.name")
+
+
+def api_key_id(value: str) -> uuid.UUID:
+    """Parses an API key id under the rules of `RevokeApiKeyRequest.api_key_id`."""
+    _check(_API_KEY_ID, value)
+    return uuid.UUID(value)
 
 
 def check(message: Message, name: str, path: str) -> None:

@@ -7,19 +7,27 @@ from dataclasses import dataclass
 import asyncpg
 
 from gpu_client import GpuConnection
+from meeting_service.api_keys.repository import ApiKeysRepository
+from meeting_service.api_keys.service import ApiKeysService
 from meeting_service.jobs.repository import JobsRepository
 from meeting_service.live.session import LiveParts, LiveTranscriber
 from meeting_service.meetings.repository import MeetingsRepository
 from meeting_service.meetings.service import MeetingsService
 from meeting_service.processing.job import Deadlines, JobParts
+from meeting_service.quotas.limits import Quotas
+from meeting_service.quotas.repository import QuotasRepository
 from meeting_service.recordings.completion import RecordingCompletion
 from meeting_service.recordings.repository import UploadsRepository
+from meeting_service.recordings.s3_store import S3Options, S3Store
+from meeting_service.recordings.store import PostgresStore, RecordingStore
 from meeting_service.recordings.uploads import UploadsService
 from meeting_service.settings import MeetingServiceSettings
 from meeting_service.transcripts.event_log import EventLog
 from meeting_service.transcripts.hub import EventHub
 from meeting_service.transcripts.reader import TranscriptReader
 from meeting_service.transcripts.repository import EventsRepository
+from meeting_service.transcripts.search import TranscriptSearch
+from meeting_service.transcripts.search_repository import SearchRepository
 from meeting_service.transcripts.writer import TranscriptWriter
 from meeting_service.webhooks.delivery import DeliveryPolicy, WebhookDispatcher
 from meeting_service.webhooks.outbox import WebhookOutbox
@@ -45,6 +53,10 @@ class Services:
         processing: What the job workers use.
         webhooks: Webhook endpoints and deliveries (owner-scoped).
         webhook_delivery: The delivery loops (started by the server).
+        recordings: Where recordings' bytes are kept (closed by the server, which also
+            runs its sweep).
+        api_keys: API keys (owner-scoped management, and the check of each call's key).
+        search: Full-text search across the caller's transcripts.
         completion: Completes recordings; the server's job workers wake on its jobs.
     """
 
@@ -59,7 +71,34 @@ class Services:
     processing: JobParts
     webhooks: WebhooksService
     webhook_delivery: WebhookDispatcher
+    recordings: RecordingStore
+    api_keys: ApiKeysService
+    search: TranscriptSearch
     completion: RecordingCompletion
+
+
+def recording_store(
+    pool: asyncpg.Pool, uploads: UploadsRepository, settings: MeetingServiceSettings
+) -> RecordingStore:
+    """The store `settings.storage` names."""
+    if settings.storage == "postgres":
+        return PostgresStore(pool, uploads)
+    secret = settings.s3_secret_access_key
+    return S3Store(
+        pool,
+        uploads,
+        S3Options(
+            bucket=settings.s3_bucket,
+            endpoint=settings.s3_endpoint,
+            region=settings.s3_region,
+            path_style=settings.s3_path_style,
+            prefix=settings.s3_prefix,
+            part_bytes=settings.s3_part_bytes,
+            abandoned_after_s=settings.s3_abandoned_after_s,
+            access_key_id=settings.s3_access_key_id,
+            secret_access_key=secret.get_secret_value() if secret is not None else None,
+        ),
+    )
 
 
 def build_services(
@@ -93,6 +132,14 @@ def build_services(
     transcripts = TranscriptReader(pool, meetings, events, hub)
     writer = TranscriptWriter(pool, events)
     completion = RecordingCompletion(meetings, uploads, jobs, log)
+    store = recording_store(pool, uploads, settings)
+    quotas = Quotas(
+        QuotasRepository(),
+        concurrent_jobs=settings.quota_concurrent_jobs,
+        live_sessions=settings.quota_live_sessions,
+        uploads_per_minute=settings.quota_uploads_per_minute,
+        stored_bytes=settings.quota_stored_bytes,
+    )
     gpu = GpuConnection(
         settings.gpu_proxy_target,
         settings.gpu_identity(),
@@ -105,6 +152,7 @@ def build_services(
             pool=pool,
             meetings=meetings,
             uploads=uploads,
+            store=store,
             completion=completion,
             log=log,
             writer=writer,
@@ -112,12 +160,14 @@ def build_services(
             gpu=gpu,
             max_s=settings.pipeline_live_max_s,
             follow_s=settings.pipeline_live_follow_s,
+            quotas=quotas,
         )
     )
     processing = JobParts(
         pool=pool,
         meetings=meetings,
         uploads=uploads,
+        store=store,
         jobs=jobs,
         log=log,
         transcripts=transcripts,
@@ -131,17 +181,27 @@ def build_services(
     return Services(
         pool=pool,
         hub=hub,
-        meetings=MeetingsService(pool, meetings, log),
+        meetings=MeetingsService(pool, meetings, log, store),
         uploads=UploadsService(
-            pool, meetings, uploads, log, completion, limit_bytes=settings.upload_limit_bytes
+            pool,
+            meetings,
+            uploads,
+            log,
+            completion,
+            store,
+            limit_bytes=settings.upload_limit_bytes,
+            quotas=quotas,
         ),
         transcripts=transcripts,
         live=live,
         jobs=jobs,
         gpu=gpu,
         processing=processing,
+        search=TranscriptSearch(pool, SearchRepository()),
         webhooks=WebhooksService(pool, webhooks, box, allow_private=settings.webhook_allow_private),
         webhook_delivery=WebhookDispatcher(pool, webhooks, box, _delivery_policy(settings)),
+        recordings=store,
+        api_keys=ApiKeysService(pool, ApiKeysRepository()),
         completion=completion,
     )
 

@@ -6,7 +6,7 @@ import asyncio
 import contextvars
 import inspect
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -14,7 +14,16 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from mesh_common.auth import METADATA_KEY, Principal, TokenVerifier
+from gen.mesh.v1 import errors_pb2
+from mesh_common.auth import (
+    METADATA_KEY,
+    ApiKeyVerifier,
+    Principal,
+    TokenVerifier,
+    bearer_credential,
+    is_api_key,
+    unauthenticated,
+)
 from mesh_common.errors import MeshError
 
 _PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
@@ -79,15 +88,30 @@ async def set_serving(
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Verifies `authorization: Bearer <JWT>` on every call but health and reflection.
+    """Checks the caller's credential and scope on every call but health and reflection.
 
-    The verified caller is available to the handler through `current_principal()`. The
-    check wraps the handler itself (rather than running beside it) so the context variable
-    is set in the task that runs the handler.
+    The credential is `authorization: Bearer <JWT or API key>` metadata; the scope is the
+    method's (`mesh_common.scopes`). The verified caller is available to the handler
+    through `current_principal()`. The check wraps the handler itself (rather than running
+    beside it) so the context variable is set in the task that runs the handler.
+
+    Args:
+        verifier: The verifier of this deployment's tokens.
+        scopes: gRPC method path -> the scope it needs; an API key may call no method
+            missing here.
+        api_keys: Where API keys are checked; without it, API keys are refused.
     """
 
-    def __init__(self, verifier: TokenVerifier) -> None:
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        *,
+        scopes: Mapping[str, str] | None = None,
+        api_keys: ApiKeyVerifier | None = None,
+    ) -> None:
         self._verifier = verifier
+        self._scopes = dict(scopes or {})
+        self._api_keys = api_keys
 
     async def intercept_service(
         self,
@@ -96,28 +120,51 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         ],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        """Wraps the method handler with the token check."""
+        """Wraps the method handler with the credential and scope checks."""
         handler = await continuation(handler_call_details)
         method: str = handler_call_details.method
         if handler is None or method.startswith(_PUBLIC_PREFIXES):
             return handler
-        return wrap_rpc_handler(handler, self._authenticated)
+        scope = self._scopes.get(method)
+
+        def around(
+            context: grpc.aio.ServicerContext[Any, Any],
+        ) -> AbstractAsyncContextManager[None]:
+            return self._authenticated(context, scope)
+
+        return wrap_rpc_handler(handler, around)
 
     @asynccontextmanager
     async def _authenticated(
-        self, context: grpc.aio.ServicerContext[Any, Any]
+        self, context: grpc.aio.ServicerContext[Any, Any], scope: str | None
     ) -> AsyncIterator[None]:
         value = None
         for key, item in context.invocation_metadata() or ():
             if key == METADATA_KEY:
                 value = item if isinstance(item, str) else item.decode()
         try:
-            principal = self._verifier.verify(value)
+            principal = await self._authenticate(value)
+            if not principal.allows(scope):
+                raise MeshError(
+                    errors_pb2.ERROR_REASON_PERMISSION_DENIED,
+                    f"the API key lacks the scope {scope!r} this call needs"
+                    if scope
+                    else "this call is open to user tokens only",
+                    {"scope": scope or ""},
+                )
         except MeshError as error:
             await context.abort_with_status(error.to_status())
             raise  # pragma: no cover - abort_with_status raises
         _principal.set(principal)
         yield
+
+    async def _authenticate(self, authorization: str | None) -> Principal:
+        credential = bearer_credential(authorization)
+        if not is_api_key(credential):
+            return await self._verifier.verify(credential)
+        if self._api_keys is None:
+            raise unauthenticated("API keys are not accepted by this service")
+        return await self._api_keys.verify_api_key(credential)
 
 
 Around = Callable[[grpc.aio.ServicerContext[Any, Any]], AbstractAsyncContextManager[None]]

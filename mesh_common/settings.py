@@ -12,10 +12,11 @@ import secrets
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from mesh_common.auth import TokenVerifier
+from mesh_common.auth import AUDIENCE, LEEWAY_S, TokenVerifier
+from mesh_common.jwks import JwksKeys
 
 
 class SettingsError(Exception):
@@ -32,6 +33,15 @@ class CommonSettings(BaseSettings):
         jwt_secret: HS256 secret for bearer tokens. Without it (and without a public key),
             the dev secret in `data_dir/jwt-secret` is used, created on first need.
         jwt_public_key_file: PEM public key for RS256 tokens; wins over the secret.
+        auth_issuer: The `iss` every token must carry; unset checks none.
+        auth_audience: The `aud` every token must carry.
+        auth_leeway_s: Clock skew tolerated on a token's `exp`, `nbf` and `iat`.
+        auth_jwks_url: An identity provider's JWKS (http or https); when set (or
+            `auth_jwks_file`), tokens are checked against its RS256/ES256 keys only.
+        auth_jwks_file: A JWKS in a file, re-read like the URL.
+        auth_jwks_cache_s: How long fetched keys are used before they are fetched again.
+        auth_jwks_min_refresh_s: Shortest time between fetches caused by a token naming
+            an unknown `kid`.
     """
 
     model_config = SettingsConfigDict(
@@ -43,22 +53,61 @@ class CommonSettings(BaseSettings):
     log_format: Literal["auto", "json", "text"] = "auto"
     jwt_secret: SecretStr | None = None
     jwt_public_key_file: Path | None = None
+    auth_issuer: str | None = None
+    auth_audience: str = Field(default=AUDIENCE, min_length=1)
+    auth_leeway_s: float = Field(default=LEEWAY_S, ge=0)
+    auth_jwks_url: str | None = Field(default=None, pattern=r"^https?://")
+    auth_jwks_file: Path | None = None
+    auth_jwks_cache_s: float = Field(default=300.0, gt=0)
+    auth_jwks_min_refresh_s: float = Field(default=30.0, ge=0)
 
     def token_verifier(self) -> TokenVerifier:
         """Returns the verifier for bearer tokens this service accepts."""
-        if self.jwt_public_key_file is not None:
-            return TokenVerifier(self.jwt_public_key_file.read_text(), algorithm="RS256")
-        return TokenVerifier(self.signing_secret())
+        jwks_source = self.auth_jwks_url or self.auth_jwks_file
+        jwks, key, algorithm = None, "", "HS256"
+        if jwks_source is not None:
+            jwks = JwksKeys(
+                jwks_source,
+                cache_s=self.auth_jwks_cache_s,
+                min_refresh_s=self.auth_jwks_min_refresh_s,
+            )
+        elif self.jwt_public_key_file is not None:
+            key, algorithm = self.jwt_public_key_file.read_text(), "RS256"
+        else:
+            key = self.signing_secret()
+        return TokenVerifier(
+            key,
+            algorithm,
+            audience=self.auth_audience,
+            issuer=self.auth_issuer,
+            leeway_s=self.auth_leeway_s,
+            jwks=jwks,
+        )
 
-    def signing_secret(self) -> str:
+    def signing_secret(self, *, create: bool = True) -> str:
         """Returns the HS256 secret: the configured one, else the data directory's.
 
-        The dev secret is created once (random, 0600) and reused, so tokens printed by
-        `meeting-mesh token` keep working across restarts of the dev mesh.
+        The dev secret is created once (random, 0600) by the first service that needs it
+        and reused, so tokens printed by `meeting-mesh token` keep working across restarts
+        of the dev mesh.
+
+        Args:
+            create: Create the data directory's secret when there is none. A client
+                minting a token passes False: a secret made for it would be one the
+                running mesh does not know.
+
+        Raises:
+            SettingsError: Without `create`, there is no secret to read.
         """
         if self.jwt_secret is not None:
             return self.jwt_secret.get_secret_value()
         path = self.data_dir / "jwt-secret"
+        if not path.exists() and not create:
+            raise SettingsError(
+                f"no signing secret in {path}: start the mesh with this data directory "
+                "first (meeting-mesh dev --data-dir ...), or set MESH_JWT_SECRET to the "
+                "mesh's secret"
+            )
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
             path.touch(mode=0o600)

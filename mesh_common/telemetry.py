@@ -301,9 +301,10 @@ class _ServerTelemetry(grpc.aio.ServerInterceptor):
             code = next((c for c in grpc.StatusCode if c.value[0] == raw), grpc.StatusCode.UNKNOWN)
         code_name = code.name
         try:
-            user = current_principal().user
+            principal = current_principal()
+            user, api_key_id = principal.user, principal.api_key_id
         except LookupError:
-            user = ""
+            user, api_key_id = "", ""
         self._telemetry.grpc_requests.labels(method, code_name).inc()
         self._telemetry.grpc_latency.labels(method).observe(elapsed)
         logger.bind(
@@ -312,6 +313,7 @@ class _ServerTelemetry(grpc.aio.ServerInterceptor):
             code=code_name,
             duration_ms=round(elapsed * 1000, 2),
             user=user,
+            api_key_id=api_key_id,
             peer=peer,
         ).info("{} {}", method, code_name)
         return code

@@ -12,28 +12,30 @@ from mesh_common.errors import MeshError
 SECRET = "test-secret-not-for-production-0123456789abcdef"
 
 
-def _refusal(verifier: TokenVerifier, authorization: str) -> str:
+async def _refusal(verifier: TokenVerifier, token: str) -> str:
     with pytest.raises(MeshError) as caught:
-        verifier.verify(authorization)
+        await verifier.verify(token)
     return caught.value.message
 
 
-def test_a_remembered_token_is_refused_once_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_remembered_token_is_refused_once_it_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     verifier = TokenVerifier(SECRET)
     token = issue_token("alice", SECRET, ttl_s=60)
-    assert verifier.verify(f"Bearer {token}").user == "alice"
-    assert verifier.verify(f"Bearer {token}").user == "alice"  # remembered
+    assert (await verifier.verify(token)).user == "alice"
+    assert (await verifier.verify(token)).user == "alice"  # remembered
     later = time.time() + 60 + 31  # past expiry and the 30 s leeway
     monkeypatch.setattr(time, "time", lambda: later)
-    assert _refusal(verifier, f"Bearer {token}") == "token expired"
+    assert await _refusal(verifier, token) == "token expired"
 
 
-def test_a_changed_token_is_checked_in_full_after_the_original_verified() -> None:
+async def test_a_changed_token_is_checked_in_full_after_the_original_verified() -> None:
     verifier = TokenVerifier(SECRET)
     token = issue_token("alice", SECRET)
-    verifier.verify(f"Bearer {token}")
+    await verifier.verify(token)
     head, payload, signature = token.split(".")
     forged = f"{head}.{payload}.{signature[:-2]}{'AA' if signature[-2:] != 'AA' else 'BB'}"
-    assert _refusal(verifier, f"Bearer {forged}") == "invalid token"
+    assert await _refusal(verifier, forged) == "invalid token"
     other = TokenVerifier("another-secret-that-is-long-enough-for-hs256-0000")
-    assert _refusal(other, f"Bearer {token}") == "invalid token"  # memory is per verifier
+    assert await _refusal(other, token) == "invalid token"  # memory is per verifier

@@ -13,6 +13,9 @@ import pytest
 from google.protobuf import descriptor_pb2
 from grpc_tools import protoc
 
+from gen.meeting.v1 import meeting_service_pb2
+from mesh_common.scopes import grantable_scopes, method_scope
+
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_FILES = sorted(str(p.relative_to(ROOT / "proto")) for p in (ROOT / "proto").rglob("*.proto"))
 
@@ -60,11 +63,28 @@ def test_meeting_service_has_every_rpc_with_its_streaming_shape(
         "GetSummary": (False, False),
         "LiveTranscribe": (True, True),
         "ExportTranscript": (False, False),
+        "SearchTranscripts": (False, False),
         "CreateWebhook": (False, False),
         "ListWebhooks": (False, False),
         "DeleteWebhook": (False, False),
         "ListWebhookDeliveries": (False, False),
         "RedeliverWebhook": (False, False),
+        "CreateApiKey": (False, False),
+        "ListApiKeys": (False, False),
+        "RevokeApiKey": (False, False),
+    }
+
+
+def test_every_meeting_service_rpc_declares_the_scope_it_needs() -> None:
+    service = meeting_service_pb2.DESCRIPTOR.services_by_name["MeetingService"]
+    undeclared = [m.name for m in service.methods if not method_scope(m)]
+    assert undeclared == []
+    assert grantable_scopes(service) == {
+        "meetings:read",
+        "meetings:write",
+        "audio:upload",
+        "webhooks:manage",
+        "keys:manage",
     }
 
 
@@ -207,6 +227,7 @@ def test_every_enum_starts_with_unspecified_zero(
         "gen.meeting.v1.meeting_service_pb2",
         "gen.meeting.v1.meeting_service_pb2_grpc",
         "gen.meeting.v1.exports_pb2",
+        "gen.meeting.v1.search_pb2",
         "gen.meeting.v1.webhooks_pb2",
         "gen.gpu.v1.gpu_pb2",
         "gen.gpu.v1.gpu_pb2_grpc",
@@ -236,5 +257,9 @@ def test_cli_help_lists_every_subcommand_of_the_design() -> None:
         "token",
         "upload",
         "export",
+        "keys",
+        "meetings",
+        "search",
+        "follow",
     ):
         assert f"    {command} " in result.stdout

@@ -27,8 +27,12 @@ from typing import Any
 import aiohttp
 import psutil
 import pytest
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
 
-from gateway.client import SseEvent, parse_sse
+from meeting_mesh.client import SseEvent, parse_sse
+from meeting_mesh.dev import DEV_BUCKET
+from tests.meeting_service.helpers import make_wav
 from tests.support.meeting import make_token
 from tests.support.speech import SAMPLE_RATE, VOICES, normalise_words, tools_missing
 
@@ -316,9 +320,25 @@ async def test_dev_mesh_transcribes_an_upload_stops_on_sigterm_and_restarts_on_i
         assert "meeting-mesh dev: stopped" in again.output()
 
 
-async def test_dev_mesh_stops_everything_when_a_service_dies(workdir: Path) -> None:
+async def test_dev_mesh_with_s3_keeps_recordings_there_and_stops_everything_when_one_dies(
+    workdir: Path,
+) -> None:
+    (s3_port,) = _free_ports(1)
+    audio = make_wav(1.0)
     # The mock engine: which engine runs plays no part here, and it starts at once.
-    async with dev_mesh(workdir, "--engine=mock") as mesh:
+    async with dev_mesh(workdir, "--engine=mock", "--storage=s3", f"--s3-port={s3_port}") as mesh:
+        assert f"S3 http://127.0.0.1:{s3_port}" in "".join(mesh.stdout)
+        async with _session(mesh, mesh.token("s3-user")) as http:
+            async with http.post("/v1/meetings", json={"title": "in s3"}) as r:
+                meeting = (await _json(r, 201))["meeting"]
+            async with http.put(
+                f"/v1/meetings/{meeting['id']}/audio",
+                data=audio,
+                headers={"Content-Type": "audio/wav"},
+            ) as r:
+                assert (await _json(r, 200))["complete"] is True
+        assert await _object(mesh, s3_port, f"recordings/{meeting['id']}") == audio
+
         service = next(
             p for p in mesh.watched.values() if "meeting-service" in " ".join(p.cmdline())
         )
@@ -326,6 +346,24 @@ async def test_dev_mesh_stops_everything_when_a_service_dies(workdir: Path) -> N
         async with asyncio.timeout(STOP_WITHIN):
             code = await mesh.process.wait()
         assert code == 1, mesh.output()
-        # meeting-service had no chance to stop its PostgreSQL; the dev command did.
+        # meeting-service had no chance to stop its PostgreSQL; the dev command did, and
+        # SeaweedFS went with the other children.
         assert _left_running(mesh) == []
     assert "meeting-service exited" in mesh.output()
+
+
+async def _object(mesh: DevMesh, s3_port: int, key: str) -> bytes:
+    """An object of the dev mesh's bucket, read with the identity it made."""
+    secret = (mesh.data_dir / "seaweedfs" / "secret").read_text()
+    async with get_session().create_client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{s3_port}",
+        region_name="us-east-1",
+        aws_access_key_id="meeting-mesh-dev",
+        aws_secret_access_key=secret,
+        config=AioConfig(s3={"addressing_style": "path"}),
+    ) as client:
+        response = await client.get_object(Bucket=DEV_BUCKET, Key=key)
+        async with response["Body"] as body:
+            data: bytes = await body.read()
+            return data

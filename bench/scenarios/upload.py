@@ -1,11 +1,10 @@
 """`upload`: a large recording streamed through the gateway into PostgreSQL.
 
 The same bytes (a WAV header, then a tone) are PUT through the gateway, which streams them
-into UploadAudio. The reference is the store alone, in the same run: the same bytes COPYed
-from the bench process into a table laid out like `audio_chunks`, in rows and transactions
-as meeting_service writes them. An aiohttp handler that discards the bytes gives a detail
-(what one HTTP connection on this machine carries; no durable store comes near it). The
-gateway's and meeting_service's peak RSS are
+into UploadAudio, and measured against what PostgreSQL alone takes in the same run: the
+same bytes COPYed from the bench process into a table laid out like `audio_chunks`, in
+rows and transactions as meeting_service writes them (`upload_s3` does the same for the
+S3 store). The gateway's and meeting_service's peak RSS are
 read from the kernel (VmHWM, reset before each upload) at a small and a large size, after
 an untimed warm-up upload: a streaming path holds the same memory at both.
 """
@@ -69,9 +68,10 @@ async def _new_meeting(gateway: ServiceProcess, authorization: str) -> str:
         return str((await response.json())["meeting"]["id"])
 
 
-async def _upload(
+async def upload_through_gateway(
     gateway: ServiceProcess, meeting: ServiceProcess, authorization: str, size: int
 ) -> tuple[PutResult, int, int]:
+    """PUTs `size` bytes of WAV to a new meeting; returns the result and both peak RSS."""
     meeting_id = await _new_meeting(gateway, authorization)
     for process in (gateway, meeting):
         process.reset_peak_rss()
@@ -122,22 +122,19 @@ async def upload(context: BenchContext) -> Result:
     """1 GiB (quick: 256 MiB) through the gateway into PostgreSQL vs. PostgreSQL alone."""
     small, large = (32 * MIB, 256 * MIB) if context.quick else (100 * MIB, 1024 * MIB)
     authorization = context.authorization()
-    async with context.service("discard") as discard:
-        reference = await put_stream(
-            f"{discard.url}/discard", wav_header(large), tone_block(), large, {}
-        )
-        if reference.status != 200 or reference.body.get("received") != large:
-            raise RuntimeError(f"the discard handler answered {reference}")
     async with context.meeting_and_gateway() as (meeting, gateway, dsn):
         # Untimed: what the services set up once (pool connections, threads) is not
         # memory an upload's size decides.
-        await _upload(gateway, meeting, authorization, WARM_UP_BYTES)
-        first, gateway_small, meeting_small = await _upload(gateway, meeting, authorization, small)
-        second, gateway_large, meeting_large = await _upload(gateway, meeting, authorization, large)
+        await upload_through_gateway(gateway, meeting, authorization, WARM_UP_BYTES)
+        first, gateway_small, meeting_small = await upload_through_gateway(
+            gateway, meeting, authorization, small
+        )
+        second, gateway_large, meeting_large = await upload_through_gateway(
+            gateway, meeting, authorization, large
+        )
         postgres_seconds = await _postgres_only(dsn, large, GATEWAY_CHUNK_BYTES)
     postgres_rate = round(large / MIB / postgres_seconds, 1)
     rate = round(large / MIB / second.seconds, 1)
-    discard_rate = round(large / MIB / reference.seconds, 1)
     share = ratio(rate, postgres_rate)
 
     def flat(at_small: int, at_large: int) -> bool:
@@ -173,8 +170,6 @@ async def upload(context: BenchContext) -> Result:
             "small_rate_mib_s": round(small / MIB / first.seconds, 1),
             "large_seconds": round(second.seconds, 1),
             "postgres_only_rate_mib_s": postgres_rate,
-            "discard_rate_mib_s": discard_rate,
-            "vs_discard": ratio(rate, discard_rate),
             "gateway_peak_rss_small_mib": _mib(gateway_small),
             "gateway_peak_rss_large_mib": _mib(gateway_large),
             "meeting_peak_rss_small_mib": _mib(meeting_small),
@@ -187,7 +182,6 @@ async def upload(context: BenchContext) -> Result:
             "transaction per chunk), writing each byte to its log and its table on this "
             f"VM's shared disk, and the upload gets {ratio(rate, postgres_rate)} of that; the "
             "rest is the gateway and meeting_service (HTTP parsing, gRPC, the COPY's "
-            "encoding, SHA-256) sharing the 2 cores with it. The discard handler "
-            "(vs_discard) only receives the bytes: no durable store comes near it."
+            "encoding, SHA-256) sharing the 2 cores with it."
         ),
     )

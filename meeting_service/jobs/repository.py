@@ -11,9 +11,11 @@ worker's signal to stop.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import enum
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg
@@ -69,6 +71,9 @@ class Job:
         values["status"] = JobStatus(values["status"])
         return cls(**values)
 
+
+# The advisory lock that serialises claims under a per-owner limit ("jobs" in ASCII).
+_CLAIM_LOCK = 0x6A6F6273
 
 _COLUMNS = (
     "id, meeting_id, status, attempts, next_attempt_at, lease_owner, lease_expires_at,"
@@ -132,7 +137,12 @@ class JobsRepository:
         return Job.from_record(record)
 
     async def claim(
-        self, conn: asyncpg.Connection | asyncpg.Pool, worker: str, lease_s: float
+        self,
+        conn: asyncpg.Connection | asyncpg.Pool,
+        worker: str,
+        lease_s: float,
+        *,
+        owner_limit: int = 0,
     ) -> Job | None:
         """Takes the oldest due job: a QUEUED one, or a RUNNING one whose lease expired.
 
@@ -140,19 +150,40 @@ class JobsRepository:
             conn: The connection or pool.
             worker: A name for this worker (unique per process and task).
             lease_s: How long the claim holds without a heartbeat.
+            owner_limit: Most jobs of one meeting owner running at once (0: no limit);
+                the jobs of an owner at the limit stay queued, passed over, until one of
+                theirs ends. Claims are then serialised (an advisory lock) so that two
+                workers cannot both take an owner's last slot.
 
         Returns:
             The claimed job (RUNNING, attempts incremented), or None when none is due.
         """
+        if owner_limit == 0:
+            return await self._claim(conn, worker, lease_s, 0)
+        async with _connection(conn) as held, held.transaction():
+            await held.execute("SELECT pg_advisory_xact_lock($1)", _CLAIM_LOCK)
+            return await self._claim(held, worker, lease_s, owner_limit)
+
+    async def _claim(
+        self,
+        conn: asyncpg.Connection | asyncpg.Pool,
+        worker: str,
+        lease_s: float,
+        owner_limit: int,
+    ) -> Job | None:
         record = await conn.fetchrow(
             f"""
             WITH due AS (
-                SELECT id FROM jobs
-                WHERE (status = 'QUEUED' AND next_attempt_at <= clock_timestamp())
-                   OR (status = 'RUNNING' AND lease_expires_at < clock_timestamp())
-                ORDER BY next_attempt_at, create_time
+                SELECT j.id FROM jobs j JOIN meetings m ON m.id = j.meeting_id
+                WHERE ((j.status = 'QUEUED' AND j.next_attempt_at <= clock_timestamp())
+                   OR (j.status = 'RUNNING' AND j.lease_expires_at < clock_timestamp()))
+                  AND ($3 = 0 OR (
+                      SELECT count(*) FROM jobs r JOIN meetings rm ON rm.id = r.meeting_id
+                      WHERE rm.owner = m.owner AND r.status = 'RUNNING'
+                        AND r.lease_expires_at >= clock_timestamp()) < $3)
+                ORDER BY j.next_attempt_at, j.create_time
                 LIMIT 1
-                FOR UPDATE SKIP LOCKED
+                FOR UPDATE OF j SKIP LOCKED
             )
             UPDATE jobs SET status = 'RUNNING', lease_owner = $1,
                 lease_expires_at = clock_timestamp() + make_interval(secs => $2),
@@ -162,6 +193,7 @@ class JobsRepository:
             """,  # noqa: S608
             worker,
             lease_s,
+            owner_limit,
         )
         return None if record is None else Job.from_record(record)
 
@@ -294,3 +326,15 @@ class JobsRepository:
         if record is None:
             raise JobLost(f"job {job_id} is no longer leased to {worker}")
         return Job.from_record(record)
+
+
+@contextlib.asynccontextmanager
+async def _connection(
+    conn: asyncpg.Connection | asyncpg.Pool,
+) -> AsyncIterator[asyncpg.Connection]:
+    """Yields the connection, or one acquired from the pool for the block."""
+    if isinstance(conn, asyncpg.Pool):
+        async with conn.acquire() as acquired:
+            yield acquired
+    else:
+        yield conn

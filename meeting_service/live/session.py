@@ -43,10 +43,12 @@ from gpu_client import GpuConnection, GpuNotConfigured, GpuStubs, recognize
 from meeting_service import validation
 from meeting_service.db.database import CONNECTION_ERRORS
 from meeting_service.meetings.repository import MeetingsRepository
+from meeting_service.quotas.limits import Quotas
 from meeting_service.recordings import pcm
 from meeting_service.recordings.completion import RecordingCompletion
 from meeting_service.recordings.live_recording import LiveRecording
 from meeting_service.recordings.repository import UploadsRepository
+from meeting_service.recordings.store import RecordingStore
 from meeting_service.transcripts import gpu_results
 from meeting_service.transcripts.event_log import EventLog
 from meeting_service.transcripts.reader import TranscriptReader
@@ -67,6 +69,7 @@ class LiveParts:
         pool: The pool.
         meetings: SQL for meetings.
         uploads: SQL for recordings.
+        store: Where recordings' bytes are kept.
         completion: Completes a recording and queues its job.
         log: Event writes inside a transaction.
         writer: Segments, by group commit.
@@ -74,11 +77,13 @@ class LiveParts:
         gpu: The connection to gpu_proxy.
         max_s: Longest session (the recognition stream's deadline).
         follow_s: How long the call returns the job's events after the audio.
+        quotas: The per-caller limits (live sessions, stored bytes).
     """
 
     pool: asyncpg.Pool
     meetings: MeetingsRepository
     uploads: UploadsRepository
+    store: RecordingStore
     completion: RecordingCompletion
     log: EventLog
     writer: TranscriptWriter
@@ -86,6 +91,7 @@ class LiveParts:
     gpu: GpuConnection
     max_s: float
     follow_s: float
+    quotas: Quotas
 
 
 class LiveTranscriber:
@@ -123,7 +129,8 @@ class LiveTranscriber:
             Every event the session and its job store, in sequence order.
 
         Raises:
-            MeetingError: INVALID_FIELD, UNSUPPORTED_AUDIO, MEETING_NOT_FOUND, WRONG_STATE;
+            MeetingError: INVALID_FIELD, UNSUPPORTED_AUDIO, MEETING_NOT_FOUND, WRONG_STATE,
+                QUOTA_EXCEEDED;
                 BACKEND_UNAVAILABLE when recognition fails.
         """
         try:
@@ -132,7 +139,11 @@ class LiveTranscriber:
             language = validation.language(config.language) if config.language else ""
             gpu = self._parts.gpu.stubs()
             recording = LiveRecording(
-                self._parts.pool, self._parts.uploads, self._parts.completion, mid
+                self._parts.pool,
+                self._parts.uploads,
+                self._parts.store,
+                self._parts.completion,
+                mid,
             )
             meeting_language, started = await self._start(owner, mid, recording)
         except GpuNotConfigured as error:
@@ -207,6 +218,7 @@ class LiveTranscriber:
                 raise wrong_state(
                     status, f"live audio needs a meeting awaiting audio; this one is {status}"
                 )
+            await parts.quotas.check_live_start(conn, owner, mid)
             await recording.start(conn, status)
             event = await parts.log.change_status(conn, mid, meeting_pb2.MEETING_STATUS_LIVE)
         logger.bind(meeting_id=str(mid)).info("live session started")

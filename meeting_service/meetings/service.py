@@ -48,13 +48,31 @@ class MeetingLog(Protocol):
         ...
 
 
+class MeetingRecordings(Protocol):
+    """Where the meeting's recording is kept, as deletion uses it (`recordings.store`).
+
+    Declared here for the same reason as `MeetingLog`.
+    """
+
+    async def delete(self, meeting_id: uuid.UUID) -> None:
+        """Deletes what the store keeps of the recording outside the `uploads` rows."""
+        ...
+
+
 class MeetingsService:
     """The meeting rules, every call scoped to its owner."""
 
-    def __init__(self, pool: asyncpg.Pool, meetings: MeetingsRepository, log: MeetingLog) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        meetings: MeetingsRepository,
+        log: MeetingLog,
+        recordings: MeetingRecordings,
+    ) -> None:
         self._pool = pool
         self._meetings = meetings
         self._log = log
+        self._recordings = recordings
 
     async def create(
         self, owner: str, meeting: meeting_pb2.Meeting, request_id: str
@@ -180,7 +198,7 @@ class MeetingsService:
         return meeting_message(row)
 
     async def delete(self, owner: str, meeting_id: str) -> None:
-        """Deletes a caller's meeting with its audio, transcript and jobs.
+        """Deletes a caller's meeting with its recording, transcript and jobs.
 
         Followers of its stream get a final `deleted` event; a worker processing it loses
         its job (`JobLost`) at its next heartbeat.
@@ -192,6 +210,8 @@ class MeetingsService:
             row = await self._require(conn, owner, meeting_id, for_update=True)
             await self._log.announce_deletion(conn, row.id)
             await self._meetings.delete(conn, row.id)
+        # After the commit: a recording still being received is refused from here on.
+        await self._recordings.delete(row.id)
 
     async def _require(
         self,

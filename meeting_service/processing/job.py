@@ -43,6 +43,7 @@ from meeting_service.meetings.repository import MeetingsRepository
 from meeting_service.recordings.decode import decode_pcm
 from meeting_service.recordings.pcm import BYTES_PER_SECOND, SAMPLE_RATE_HZ
 from meeting_service.recordings.repository import UploadsRepository
+from meeting_service.recordings.store import RecordingStore, reader
 from meeting_service.transcripts import gpu_results
 from meeting_service.transcripts.event_log import EventLog
 from meeting_service.transcripts.reader import TranscriptReader
@@ -137,7 +138,8 @@ class JobParts:
     Attributes:
         pool: The pool.
         meetings: SQL for meetings (a job's meeting).
-        uploads: SQL for recordings (the audio to decode).
+        uploads: SQL for recordings (the size of the audio to decode).
+        store: Where the audio to decode is kept.
         jobs: SQL for jobs.
         log: Status changes and the summary, inside the job's transactions.
         transcripts: The stored segments and status history.
@@ -150,6 +152,7 @@ class JobParts:
     pool: asyncpg.Pool
     meetings: MeetingsRepository
     uploads: UploadsRepository
+    store: RecordingStore
     jobs: JobsRepository
     log: EventLog
     transcripts: TranscriptReader
@@ -260,7 +263,7 @@ class _Run:
         return self._job.meeting_id
 
     def _pcm(self) -> AsyncGenerator[bytes]:
-        return decode_pcm(self._parts.uploads.reader(self._pool, self._mid), self.size)
+        return decode_pcm(reader(self._parts.store, self._mid), self.size)
 
     async def transcribe(self) -> None:
         await self._enter(TRANSCRIBING)

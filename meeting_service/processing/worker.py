@@ -83,7 +83,12 @@ class PipelineWorkers:
         while True:
             job: Job | None = None
             try:
-                job = await self._jobs.claim(self._pool, worker, self._settings.pipeline_lease_s)
+                job = await self._jobs.claim(
+                    self._pool,
+                    worker,
+                    self._settings.pipeline_lease_s,
+                    owner_limit=self._settings.quota_concurrent_jobs,
+                )
                 if job is not None:
                     await self._process(job, worker)
                     continue

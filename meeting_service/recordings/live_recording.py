@@ -1,8 +1,8 @@
 """A live session's recording: PCM stored as a WAV file while it arrives.
 
-The header is written first with a length of 0 and rewritten once the length is known,
-so the recording can be processed again like any upload. Audio is stored in chunks of
-`CHUNK_BYTES` as it passes.
+The header goes first with a length of 0 and is rewritten once the length is known
+(`RecordingWriter.complete(header=...)`), so the recording can be processed again like
+any upload. Audio is handed to the store in chunks of `CHUNK_BYTES` as it passes.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from gen.meeting.v1 import meeting_pb2
 from meeting_service.recordings import pcm
 from meeting_service.recordings.completion import RecordingCompletion
 from meeting_service.recordings.repository import UploadsRepository
+from meeting_service.recordings.store import RecordingStore, RecordingWriter
 
 CONTENT_TYPE = "audio/wav"
 CHUNK_BYTES = 64 * 1024  # 2 s of audio per stored chunk
@@ -27,6 +28,7 @@ class LiveRecording:
     Args:
         pool: The pool.
         uploads: SQL for recordings.
+        store: Where the bytes go.
         completion: Completes the recording and queues its job.
         meeting_id: The meeting.
     """
@@ -35,15 +37,18 @@ class LiveRecording:
         self,
         pool: asyncpg.Pool,
         uploads: UploadsRepository,
+        store: RecordingStore,
         completion: RecordingCompletion,
         meeting_id: uuid.UUID,
     ) -> None:
         self._pool = pool
         self._uploads = uploads
+        self._store = store
         self._completion = completion
         self._mid = meeting_id
-        self._pending = bytearray()
-        self._stored = pcm.WAV_HEADER_BYTES
+        self._writer: RecordingWriter | None = None
+        self._pending = bytearray(pcm.wav_header(0))
+        self._stored = 0
 
     async def start(self, conn: asyncpg.Connection, status: str) -> None:
         """Starts the recording inside the caller's transaction (the meeting is locked).
@@ -55,11 +60,12 @@ class LiveRecording:
         Raises:
             MeetingError: WRONG_STATE when part of an uploaded recording is already stored.
         """
-        await self._uploads.begin(
+        upload = await self._uploads.begin(
             conn, self._mid, content_type=CONTENT_TYPE, total_size=None, sha256=""
         )
-        if await self._uploads.append_chunk(conn, self._mid, 0, pcm.wav_header(0)) is None:
+        if upload.stored_size != 0:
             raise wrong_state(status, "the meeting already holds part of an uploaded recording")
+        self._writer = self._store.writer(upload, keeps_start=True)
 
     async def write(self, audio: bytes) -> None:
         """Adds audio; a full chunk is stored at once.
@@ -91,13 +97,12 @@ class LiveRecording:
         Raises:
             MeetingError: MEETING_NOT_FOUND when the meeting was deleted.
         """
-        if (self._stored + len(self._pending) - pcm.WAV_HEADER_BYTES) % 2:
+        if self.audio_bytes % 2:
             self._pending += b"\0"  # whole samples only
         await self._flush()
         data_bytes = self._stored - pcm.WAV_HEADER_BYTES
+        await self._started().complete(header=pcm.wav_header(data_bytes))
         async with self._pool.acquire() as conn, conn.transaction():
-            await self._completion.lock(conn, self._mid)
-            await self._uploads.rewrite_chunk(conn, self._mid, 0, pcm.wav_header(data_bytes))
             event = await self._completion.complete(
                 conn,
                 self._mid,
@@ -113,15 +118,17 @@ class LiveRecording:
     @property
     def audio_bytes(self) -> int:
         """Bytes of audio stored or waiting to be."""
-        return self._stored - pcm.WAV_HEADER_BYTES + len(self._pending)
+        return max(0, self._stored + len(self._pending) - pcm.WAV_HEADER_BYTES)
 
     async def _flush(self) -> None:
         if not self._pending:
             return
-        data = bytes(self._pending)
-        async with self._pool.acquire() as conn, conn.transaction():
-            size = await self._uploads.append_chunk(conn, self._mid, self._stored, data)
-        if size is None:
+        if await self._started().append(bytes(self._pending)) is None:
             raise not_found(self._mid)
-        self._stored = size
+        self._stored += len(self._pending)
         self._pending.clear()
+
+    def _started(self) -> RecordingWriter:
+        if self._writer is None:
+            raise RuntimeError("the recording was not started")
+        return self._writer

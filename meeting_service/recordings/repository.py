@@ -10,9 +10,7 @@ Rows written before that change (one per received chunk, TOASTed) read the same.
 
 from __future__ import annotations
 
-import functools
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -37,9 +35,20 @@ class UploadRow:
     sha256: str
     sealed: bool
     complete: bool
+    object_upload_id: str | None = None
+    part_etags: tuple[str, ...] = ()
 
 
-_COLUMNS = "meeting_id, content_type, total_size, stored_size, sha256, sealed, complete"
+_COLUMNS = (
+    "meeting_id, content_type, total_size, stored_size, sha256, sealed, complete,"
+    " object_upload_id, part_etags"
+)
+
+
+def _row(record: asyncpg.Record) -> UploadRow:
+    values = dict(record.items())
+    values["part_etags"] = tuple(values["part_etags"])
+    return UploadRow(**values)
 
 
 def audio_rows(
@@ -69,7 +78,7 @@ class UploadsRepository:
             f"SELECT {_COLUMNS} FROM uploads WHERE meeting_id = $1{lock}",  # noqa: S608
             meeting_id,
         )
-        return None if record is None else UploadRow(**dict(record.items()))
+        return None if record is None else _row(record)
 
     async def begin(
         self,
@@ -102,7 +111,7 @@ class UploadsRepository:
             sha256,
         )
         assert record is not None
-        return UploadRow(**dict(record.items()))
+        return _row(record)
 
     async def append_chunk(
         self,
@@ -149,17 +158,105 @@ class UploadsRepository:
         )
         return size
 
-    async def rewrite_chunk(
-        self, conn: asyncpg.Connection, meeting_id: uuid.UUID, offset: int, data: bytes
+    async def rewrite_start(
+        self, conn: asyncpg.Connection | asyncpg.Pool, meeting_id: uuid.UUID, data: bytes
     ) -> None:
-        """Replaces the bytes of a stored row with as many new ones (a file header)."""
+        """Replaces the recording's first bytes with as many new ones (a file header)."""
         await conn.execute(
-            # Typed, or PostgreSQL reads `length($3)` as length(text) and refuses the bytes.
-            "UPDATE audio_chunks SET data = $3::bytea WHERE meeting_id = $1 AND byte_offset = $2"
-            " AND length(data) = length($3::bytea)",
+            "UPDATE audio_chunks SET data = overlay(data PLACING $2::bytea FROM 1)"
+            " WHERE meeting_id = $1 AND byte_offset = 0 AND length(data) >= length($2::bytea)",
+            meeting_id,
+            data,
+        )
+
+    async def add_part(
+        self,
+        conn: asyncpg.Connection | asyncpg.Pool,
+        meeting_id: uuid.UUID,
+        offset: int,
+        size: int,
+        etag: str,
+    ) -> int | None:
+        """Counts an object-storage part of `size` bytes stored from `offset` (part N+1).
+
+        Returns:
+            The new stored size, or None when another writer moved the size (nothing
+            was counted).
+        """
+        stored: int | None = await conn.fetchval(
+            """
+            UPDATE uploads SET stored_size = stored_size + $3,
+                               part_etags = array_append(part_etags, $4),
+                               update_time = clock_timestamp()
+            WHERE meeting_id = $1 AND stored_size = $2 AND NOT sealed
+            RETURNING stored_size
+            """,
             meeting_id,
             offset,
-            data,
+            size,
+            etag,
+        )
+        return stored
+
+    async def replace_part(
+        self, conn: asyncpg.Connection | asyncpg.Pool, meeting_id: uuid.UUID, number: int, etag: str
+    ) -> None:
+        """Records the ETag of a part stored again with the same size (1-based `number`)."""
+        await conn.execute(
+            "UPDATE uploads SET part_etags[$2] = $3 WHERE meeting_id = $1", meeting_id, number, etag
+        )
+
+    async def open_object_upload(
+        self, conn: asyncpg.Connection | asyncpg.Pool, meeting_id: uuid.UUID, upload_id: str
+    ) -> bool:
+        """Records the multipart upload that receives the recording's parts.
+
+        Returns:
+            False when the recording already has one (or is gone): `upload_id` is not kept.
+        """
+        status: str = await conn.execute(
+            "UPDATE uploads SET object_upload_id = $2, update_time = clock_timestamp()"
+            " WHERE meeting_id = $1 AND object_upload_id IS NULL AND stored_size = 0",
+            meeting_id,
+            upload_id,
+        )
+        return status == "UPDATE 1"
+
+    async def close_object_upload(
+        self, conn: asyncpg.Connection | asyncpg.Pool, meeting_id: uuid.UUID
+    ) -> None:
+        """Records that the multipart upload became the recording's object."""
+        await conn.execute(
+            "UPDATE uploads SET object_upload_id = NULL WHERE meeting_id = $1", meeting_id
+        )
+
+    async def object_upload_idle_s(
+        self, conn: asyncpg.Connection | asyncpg.Pool, upload_id: str
+    ) -> float | None:
+        """Seconds since the recording receiving a multipart upload last changed.
+
+        Returns:
+            None when no recording holds `upload_id` (its meeting was deleted, or the
+            upload was never recorded).
+        """
+        idle: float | None = await conn.fetchval(
+            "SELECT extract(epoch FROM clock_timestamp() - update_time)::float8"
+            " FROM uploads WHERE object_upload_id = $1",
+            upload_id,
+        )
+        return idle
+
+    async def forget_object_upload(
+        self, conn: asyncpg.Connection | asyncpg.Pool, upload_id: str
+    ) -> None:
+        """Resets the progress of a recording whose multipart upload was aborted.
+
+        Its next stream starts again at offset 0.
+        """
+        await conn.execute(
+            "UPDATE uploads SET stored_size = 0, part_etags = '{}', object_upload_id = NULL,"
+            " update_time = clock_timestamp() WHERE object_upload_id = $1 AND NOT sealed",
+            upload_id,
         )
 
     async def touch(self, conn: asyncpg.Connection, meeting_id: uuid.UUID) -> None:
@@ -171,6 +268,33 @@ class UploadsRepository:
     async def seal(self, conn: asyncpg.Connection, meeting_id: uuid.UUID) -> None:
         """Stops accepting chunks: the recording is being verified."""
         await conn.execute("UPDATE uploads SET sealed = true WHERE meeting_id = $1", meeting_id)
+
+    async def hold_seal(self, conn: asyncpg.Connection, meeting_id: uuid.UUID) -> None:
+        """Takes the session lock that says the recording's sealer is alive.
+
+        The lock is this connection's until `release_seal`, or until the connection ends
+        (its process died): then `seal_abandoned` says so.
+        """
+        await conn.execute(
+            "SELECT pg_advisory_lock(hashtextextended($1::uuid::text, 17))", meeting_id
+        )
+
+    async def release_seal(self, conn: asyncpg.Connection, meeting_id: uuid.UUID) -> None:
+        """Gives back the lock `hold_seal` took."""
+        await conn.execute(
+            "SELECT pg_advisory_unlock(hashtextextended($1::uuid::text, 17))", meeting_id
+        )
+
+    async def seal_abandoned(self, conn: asyncpg.Connection, meeting_id: uuid.UUID) -> bool:
+        """Whether nobody holds the recording's seal lock.
+
+        Call it inside a transaction: the lock is then held until it ends, so no sealer
+        starts meanwhile.
+        """
+        free: bool = await conn.fetchval(
+            "SELECT pg_try_advisory_xact_lock(hashtextextended($1::uuid::text, 17))", meeting_id
+        )
+        return free
 
     async def unseal(self, conn: asyncpg.Connection, meeting_id: uuid.UUID) -> None:
         """Accepts chunks again (verification could not finish)."""
@@ -230,25 +354,3 @@ class UploadsRepository:
         if offset >= start + len(data):
             return None
         return start, data
-
-    def reader(
-        self, pool: asyncpg.Pool, meeting_id: uuid.UUID
-    ) -> Callable[[int], Awaitable[tuple[int, bytes] | None]]:
-        """`read_at` bound to one recording: the `ReadAt` that `RecordingFile` takes."""
-        return functools.partial(self.read_at, pool, meeting_id)
-
-    async def iter_chunks(self, pool: asyncpg.Pool, meeting_id: uuid.UUID) -> AsyncIterator[bytes]:
-        """Reads the stored recording back in order, one span in memory at a time.
-
-        Args:
-            pool: The pool (one short query per span, so no connection is held between).
-            meeting_id: The meeting.
-
-        Yields:
-            Spans of the recording, in byte order.
-        """
-        offset = 0
-        while (span := await self.read_at(pool, meeting_id, offset)) is not None:
-            start, data = span
-            offset = start + len(data)
-            yield data

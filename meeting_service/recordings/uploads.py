@@ -1,22 +1,28 @@
-"""Uploads: a recording streamed into PostgreSQL chunk by chunk, resumable, then probed.
+"""Uploads: a recording streamed into its store chunk by chunk, resumable, then probed.
 
 The rules:
 - A stream starts at the stored size (0 for a new upload); any other offset is
   FAILED_PRECONDITION and changes nothing.
-- Each chunk is committed as it arrives, so a dropped stream keeps what it sent. Those
-  commits do not wait for the disk (`synchronous_commit` off): nobody has been told about
-  a chunk yet, and PostgreSQL's log is ordered, so a crash can only lose the newest chunks
+- Bytes are stored as they arrive (`store.RecordingWriter`), so a dropped stream keeps
+  what was stored of it: every chunk in PostgreSQL, every whole part in object storage.
+  A client is only ever told the durable stored size. In PostgreSQL the chunk commits do
+  not wait for the disk (`synchronous_commit` off): nobody has been told about a chunk
+  yet, and PostgreSQL's log is ordered, so a crash can only lose the newest chunks
   together with the stored size that counted them, and a client resumes from the size it
   is then told. Whatever answers the client (the completion, the end of a partial
   stream, a rejection) is a durable commit, which makes every chunk before it durable.
 - The recording is complete when `total_size` bytes are stored, or, without a
   `total_size`, when the client ends the stream. It is then checked against its SHA-256
   (hashed while the chunks were stored by a stream that started at offset 0; read back
-  from the database, a span at a time, for a resumed upload) and probed where it lies in
-  the database (`probe_audio` reads a few spans of most formats). A rejected recording
+  from the store, a span at a time, for a resumed upload) and probed where it lies in
+  the store (`probe_audio` reads a few spans of most formats). A rejected recording
   (too large, wrong checksum, not audio) is discarded and the meeting awaits audio again,
   with the reason in `failure_reason`. Good audio gets its duration, the status QUEUED and
   a job, all in one transaction.
+- While a recording is verified it is sealed (no chunk is accepted), and the sealing
+  process holds a session lock in PostgreSQL. A process that dies while sealed loses the
+  lock with its connection; the next stream then takes the recording over and finishes
+  its completion, so a killed replica never leaves an upload stuck.
 """
 
 from __future__ import annotations
@@ -43,9 +49,11 @@ from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
 from meeting_service import validation
 from meeting_service.meetings.messages import meeting_message
 from meeting_service.meetings.repository import MeetingRow, MeetingsRepository
+from meeting_service.quotas.limits import Quotas
 from meeting_service.recordings.completion import RecordingCompletion
 from meeting_service.recordings.probe import AudioInfo, probe_audio
 from meeting_service.recordings.repository import UploadRow, UploadsRepository
+from meeting_service.recordings.store import RecordingStore, RecordingWriter, iter_spans, reader
 from meeting_service.transcripts.event_log import EventLog
 from mesh_common.logging import logger
 from mesh_common.streams import DRAIN_SECONDS, drain, read_ahead
@@ -82,12 +90,16 @@ class UploadsService:
         uploads: UploadsRepository,
         log: EventLog,
         completion: RecordingCompletion,
+        store: RecordingStore,
         *,
         limit_bytes: int,
+        quotas: Quotas,
     ) -> None:
         self._pool = pool
+        self._quotas = quotas
         self._meetings = meetings
         self._uploads = uploads
+        self._store = store
         self._log = log
         self._completion = completion
         self._limit = limit_bytes
@@ -121,7 +133,8 @@ class UploadsService:
 
         Raises:
             MeetingError: INVALID_FIELD, MEETING_NOT_FOUND, WRONG_STATE,
-                UPLOAD_OFFSET_MISMATCH, UPLOAD_TOO_LARGE, UPLOAD_CHECKSUM_MISMATCH, NOT_AUDIO.
+                UPLOAD_OFFSET_MISMATCH, UPLOAD_TOO_LARGE, UPLOAD_CHECKSUM_MISMATCH, NOT_AUDIO,
+                QUOTA_EXCEEDED (at the start, before any byte is stored).
         """
         # The next chunk arrives while this one is committed.
         async with contextlib.aclosing(read_ahead(requests)) as ahead:
@@ -152,13 +165,17 @@ class UploadsService:
         # Hashing the bytes as they pass costs less than reading them back at the end, but
         # only a stream that carries the whole recording can.
         digest = hashlib.sha256() if stored == 0 else None
-        if total is None or stored < total:
-            stored = await self._receive(mid, requests, stored, total, digest)
-        if total is not None and stored < total:
+        writer = self._store.writer(upload)
+        received = stored
+        if total is None or received < total:
+            received = await self._receive(mid, writer, requests, received, total, digest)
+        if total is not None and received < total:
+            stored = writer.end()
             await self._end_partial(mid)
             log.bind(stored_size=stored).info("upload stream ended before the recording did")
             row = await self._owned(self._pool, owner, mid)
             return UploadResult(meeting_message(row), stored, False, None)
+        stored = await writer.complete()
         info = await self._complete(mid, stored, trace_context, digest)
         log.bind(stored_size=stored, duration_us=info.duration_us).info("upload complete")
         row = await self._owned(self._pool, owner, mid)
@@ -167,35 +184,37 @@ class UploadsService:
     async def _receive(
         self,
         mid: uuid.UUID,
+        writer: RecordingWriter,
         requests: AsyncIterator[meeting_service_pb2.UploadAudioRequest],
-        stored: int,
+        received: int,
         total: int | None,
         digest: hashlib._Hash | None,
     ) -> int:
-        """Stores the stream's chunks from `stored` on; returns the new stored size."""
+        """Stores the stream's chunks from `received` on; returns the bytes received."""
         async for request in requests:
             if request.HasField("metadata"):
                 raise invalid_field("metadata", "metadata is only allowed first")
             chunk = request.chunk
             if not chunk:
                 continue
-            if stored + len(chunk) > self._limit:
+            if received + len(chunk) > self._limit:
                 await self._reject(mid, upload_too_large(self._limit))
-            if total is not None and stored + len(chunk) > total:
+            if total is not None and received + len(chunk) > total:
                 await self._reject(
                     mid,
                     invalid_field("chunk", f"more bytes were sent than total_size ({total})"),
                 )
             if digest is None:
-                stored = await self._append(mid, stored, chunk)
+                await self._append(mid, writer, chunk)
             else:
                 # hashlib lets go of the GIL: the hash runs beside the chunk's commit.
-                stored, _ = await asyncio.gather(
-                    self._append(mid, stored, chunk), asyncio.to_thread(digest.update, chunk)
+                await asyncio.gather(
+                    self._append(mid, writer, chunk), asyncio.to_thread(digest.update, chunk)
                 )
-            if total is not None and stored == total:
+            received += len(chunk)
+            if total is not None and received == total:
                 break
-        return stored
+        return received
 
     async def _begin(
         self, owner: str, mid: uuid.UUID, metadata: meeting_service_pb2.UploadMetadata
@@ -216,9 +235,12 @@ class UploadsService:
             existing = await self._uploads.get(conn, mid, for_update=True)
             stored = existing.stored_size if existing else 0
             if existing is not None and existing.sealed:
-                raise wrong_state(
-                    status_name(row.status), "the recording is complete and being checked"
-                )
+                if not await self._uploads.seal_abandoned(conn, mid):
+                    raise wrong_state(
+                        status_name(row.status), "the recording is complete and being checked"
+                    )
+                # Its sealer died before it finished: this stream takes over.
+                await self._uploads.unseal(conn, mid)
             if metadata.offset != stored:
                 raise offset_mismatch(
                     stored, f"the upload must continue at offset {stored}, not {metadata.offset}"
@@ -233,6 +255,9 @@ class UploadsService:
                 raise invalid_field(
                     "metadata.total_size", f"total_size is below the {stored} bytes stored"
                 )
+            await self._quotas.check_upload_start(
+                conn, owner, mid, stored=stored, total=declared if total is None else total
+            )
             upload = await self._uploads.begin(
                 conn, mid, content_type=content_type, total_size=total, sha256=sha256
             )
@@ -240,21 +265,17 @@ class UploadsService:
                 await self._log.change_status(conn, mid, meeting_pb2.MEETING_STATUS_UPLOADING)
             return upload
 
-    async def _append(self, mid: uuid.UUID, offset: int, chunk: bytes) -> int:
-        async with self._pool.acquire() as conn, conn.transaction():
-            # Not yet told to anyone: made durable by the next commit that is (module doc).
-            size = await self._uploads.append_chunk(conn, mid, offset, chunk, wait_for_disk=False)
-            if size is None:
-                # Another stream moved the upload on (or the meeting was deleted).
-                current = await self._uploads.get(conn, mid)
-                if current is None:
-                    raise not_found(mid)
-                raise offset_mismatch(
-                    current.stored_size,
-                    f"another upload stream wrote to this meeting; continue at offset "
-                    f"{current.stored_size}",
-                )
-            return size
+    async def _append(self, mid: uuid.UUID, writer: RecordingWriter, chunk: bytes) -> None:
+        if await writer.append(chunk) is None:
+            # Another stream moved the upload on (or the meeting was deleted).
+            current = await self._uploads.get(self._pool, mid)
+            if current is None:
+                raise not_found(mid)
+            raise offset_mismatch(
+                current.stored_size,
+                f"another upload stream wrote to this meeting; continue at offset "
+                f"{current.stored_size}",
+            )
 
     async def _end_partial(self, mid: uuid.UUID) -> None:
         """Records where a stream that did not complete the recording ended.
@@ -266,6 +287,18 @@ class UploadsService:
             await self._uploads.touch(conn, mid)
 
     async def _complete(
+        self, mid: uuid.UUID, size: int, trace_context: str, digest: hashlib._Hash | None
+    ) -> AudioInfo:
+        # Held while sealed: if this process dies before unsealing, the lock goes with its
+        # connection and a resumed stream may finish the completion (`_begin`).
+        async with self._pool.acquire() as holder:
+            await self._uploads.hold_seal(holder, mid)
+            try:
+                return await self._verify_and_queue(mid, size, trace_context, digest)
+            finally:
+                await self._uploads.release_seal(holder, mid)
+
+    async def _verify_and_queue(
         self, mid: uuid.UUID, size: int, trace_context: str, digest: hashlib._Hash | None
     ) -> AudioInfo:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -287,7 +320,7 @@ class UploadsService:
                     ),
                 )
             try:
-                info = await probe_audio(self._uploads.reader(self._pool, mid), size)
+                info = await probe_audio(reader(self._store, mid), size)
             except MeetingError as error:
                 sealed = False
                 await self._reject(mid, error)
@@ -313,7 +346,7 @@ class UploadsService:
 
     async def _hash(self, mid: uuid.UUID) -> str:
         digest = hashlib.sha256()
-        async for span in self._uploads.iter_chunks(self._pool, mid):
+        async for span in iter_spans(reader(self._store, mid)):
             await asyncio.to_thread(digest.update, span)
         return digest.hexdigest()
 
@@ -325,6 +358,7 @@ class UploadsService:
             await self._log.change_status(
                 conn, mid, meeting_pb2.MEETING_STATUS_AWAITING_AUDIO, error.message
             )
+        await self._store.delete(mid)
         logger.bind(meeting_id=str(mid), reason=error.message).info("recording rejected")
         raise error
 

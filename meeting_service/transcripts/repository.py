@@ -31,6 +31,21 @@ class EventRow:
 
 
 @dataclass(frozen=True)
+class SearchFields:
+    """What search reads of one version of a segment, stored beside its payload.
+
+    The database derives the text search vector from these (migration 0003).
+    """
+
+    text: str
+    speaker: str
+    start_us: int
+    end_us: int
+    final: bool
+    language: str
+
+
+@dataclass(frozen=True)
 class SegmentRow:
     """The current version of one segment (a serialized `meeting.v1.Segment`)."""
 
@@ -141,6 +156,7 @@ class EventsRepository:
         after: int,
         indexes: Sequence[int],
         payloads: Sequence[bytes],
+        fields: Sequence[SearchFields],
     ) -> dt.datetime:
         """Stores a meeting's segment events `after + 1`, `after + 2`, ... in one statement.
 
@@ -156,6 +172,8 @@ class EventsRepository:
             after: Its last sequence before these events.
             indexes: Each segment's index, in sequence order.
             payloads: Each serialized `Segment` (with its `segment_id` and `sequence`).
+            fields: Each segment's searchable fields, in the same order; a segment
+                without a language is stored with its meeting's.
 
         Returns:
             The events' create time (one clock reading for the whole statement).
@@ -164,8 +182,12 @@ class EventsRepository:
         created: dt.datetime = await conn.fetchval(
             """
             WITH input AS (
-                SELECT t.p, t.i, $2::bigint + t.o AS s
-                FROM unnest($3::bytea[], $4::integer[]) WITH ORDINALITY AS t(p, i, o)
+                SELECT t.p, t.i, $2::bigint + t.o AS s, t.text, t.speaker, t.start_us,
+                       t.end_us, t.final, t.language
+                FROM unnest(
+                    $3::bytea[], $4::integer[], $8::text[], $9::text[], $10::bigint[],
+                    $11::bigint[], $12::boolean[], $13::text[]
+                ) WITH ORDINALITY AS t(p, i, text, speaker, start_us, end_us, final, language, o)
             ),
             clock AS (SELECT clock_timestamp() AS t),
             stored_events AS (
@@ -173,11 +195,18 @@ class EventsRepository:
                 SELECT $1, input.s, 'segment', input.p, clock.t FROM input, clock
             ),
             stored_segments AS (
-                INSERT INTO segments (meeting_id, segment_index, sequence, payload)
-                SELECT DISTINCT ON (input.i) $1, input.i, input.s, input.p
+                INSERT INTO segments (meeting_id, segment_index, sequence, payload, text,
+                                      speaker, start_us, end_us, final, language)
+                SELECT DISTINCT ON (input.i) $1, input.i, input.s, input.p, input.text,
+                       input.speaker, input.start_us, input.end_us, input.final,
+                       COALESCE(NULLIF(input.language, ''),
+                                (SELECT m.language FROM meetings m WHERE m.id = $1))
                 FROM input ORDER BY input.i, input.s DESC
                 ON CONFLICT (meeting_id, segment_index)
-                DO UPDATE SET sequence = EXCLUDED.sequence, payload = EXCLUDED.payload
+                DO UPDATE SET sequence = EXCLUDED.sequence, payload = EXCLUDED.payload,
+                              text = EXCLUDED.text, speaker = EXCLUDED.speaker,
+                              start_us = EXCLUDED.start_us, end_us = EXCLUDED.end_us,
+                              final = EXCLUDED.final, language = EXCLUDED.language
             ),
             moved AS (UPDATE meetings SET last_sequence = $5 WHERE id = $1)
             SELECT clock.t FROM clock, pg_notify($6, $7)
@@ -189,6 +218,12 @@ class EventsRepository:
             last,
             notifications.CHANNEL,
             notifications.encode(meeting_id, last),
+            [f.text for f in fields],
+            [f.speaker for f in fields],
+            [f.start_us for f in fields],
+            [f.end_us for f in fields],
+            [f.final for f in fields],
+            [f.language for f in fields],
         )
         return created
 

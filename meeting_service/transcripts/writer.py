@@ -13,7 +13,7 @@ import asyncpg
 from contract_errors.meeting import invalid_field, not_found
 from gen.meeting.v1 import meeting_pb2
 from meeting_service.meetings.messages import timestamp
-from meeting_service.transcripts.repository import EventsRepository
+from meeting_service.transcripts.repository import EventsRepository, SearchFields
 
 
 class _Refused(Exception):
@@ -45,11 +45,13 @@ class _Append:
     `payloads` are the segments serialized with their `segment_id`, less the sequence:
     the sequence's bytes are appended once it is allocated (a field serialized again
     later in a message overrides the earlier value, so this is the stored segment).
+    `fields` are what search reads of each.
     """
 
     meeting_id: uuid.UUID
     indexes: list[int]
     payloads: list[bytes]
+    fields: list[SearchFields]
     fence: Fence | None
     done: asyncio.Future[list[meeting_pb2.TranscriptEvent]]
     size: int
@@ -141,14 +143,16 @@ class TranscriptWriter:
         field = self._id_field
         indexes: list[int] = []
         payloads: list[bytes] = []
+        fields: list[SearchFields] = []
         size = 0
         for segment in segments:
             field.segment_id = prefix + str(segment.index)
             payload = segment.SerializeToString() + field.SerializeToString()
             indexes.append(segment.index)
             payloads.append(payload)
+            fields.append(_search_fields(segment))
             size += len(payload)
-        self._queue.append(_Append(meeting_id, indexes, payloads, fence, future, size))
+        self._queue.append(_Append(meeting_id, indexes, payloads, fields, fence, future, size))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush(), name="transcript-group-commit")
         return future
@@ -272,14 +276,18 @@ class TranscriptWriter:
             after = last[mid]
             indexes: list[int] = []
             payloads: list[bytes] = []
+            fields: list[SearchFields] = []
             sequence = after
             for item in items:
                 indexes += item.indexes
+                fields += item.fields
                 for payload in item.payloads:
                     sequence += 1
                     sequence_field.sequence = sequence
                     payloads.append(payload + sequence_field.SerializeToString())
-            created = await self._events.append_segments(conn, mid, after, indexes, payloads)
+            created = await self._events.append_segments(
+                conn, mid, after, indexes, payloads, fields
+            )
             create_time = timestamp(created)
             text_id = str(mid)
             sequence = after
@@ -296,3 +304,14 @@ class TranscriptWriter:
                     made.append(event)
                 stored[item] = made
         return stored
+
+
+def _search_fields(segment: meeting_pb2.Segment) -> SearchFields:
+    return SearchFields(
+        text=segment.text,
+        speaker=segment.speaker,
+        start_us=segment.start_offset.ToMicroseconds(),
+        end_us=segment.end_offset.ToMicroseconds(),
+        final=segment.final,
+        language=segment.language,
+    )

@@ -231,7 +231,7 @@ def test_every_long_running_container_has_readiness_and_liveness_probes(
             assert int(metrics_port) == ports["metrics"]
 
 
-def test_gpu_nodes_run_on_gpus_behind_a_headless_service_the_proxy_lists(
+def test_gpu_nodes_run_on_gpus_behind_a_headless_service_the_proxy_resolves(
     rendered: Rendered,
 ) -> None:
     nodes = rendered.get("StatefulSet", "gpu-node")
@@ -251,13 +251,14 @@ def test_gpu_nodes_run_on_gpus_behind_a_headless_service_the_proxy_lists(
         nodes["metadata"]["namespace"],
         rendered.config("gpu-node")["MESH_GPU_NODE_PORT"],
     )
-    listed = rendered.config("gpu-proxy")["MESH_GPU_NODES"].split(",")
+    proxy = rendered.config("gpu-proxy")
     svc = service["metadata"]["name"]
-    assert listed == [
-        f"gpu-node-{i}.{svc}.{namespace}.svc:{port}" for i in range(nodes["spec"]["replicas"])
-    ]
+    # The proxy finds every ready node by resolving the headless Service, nothing else.
+    assert proxy["MESH_GPU_NODES"] == ""
+    assert proxy["MESH_GPU_NODES_DNS"] == f"{svc}.{namespace}.svc:{port}"
     certificate = rendered.get("Certificate", "gpu-node")
-    assert f"*.{svc}.{namespace}.svc" in certificate["spec"]["dnsNames"]
+    # Nodes found by DNS are addressed by IP: their certificate is checked for this name.
+    assert proxy["MESH_GPU_NODE_TLS_NAME"] in certificate["spec"]["dnsNames"]
 
 
 def test_scaled_services_have_replicas_an_autoscaler_and_a_disruption_budget(
@@ -340,7 +341,8 @@ def test_every_variable_is_a_setting_and_loads(
         }
         variables = rendered.config(name)
         names = set(variables) | {e["name"] for e in container.get("env", [])}
-        names = {n for n in names if not n.startswith("OTEL_")}  # OpenTelemetry's own
+        # OpenTelemetry's own, and the standard AWS credentials the S3 client reads.
+        names = {n for n in names if not n.startswith(("OTEL_", "AWS_"))}
         assert names <= known, f"{rendered.overlay}: {name} sets {names - known}"
         for variable in list(os.environ):
             if variable.startswith("MESH_") or variable == "DATABASE_URL":
@@ -412,7 +414,8 @@ def test_every_referenced_secret_is_rendered_or_made_by_an_operator_or_documente
     for name, spec in rendered.workloads():
         for entry in _container(spec).get("env", []):
             reference = entry.get("valueFrom", {}).get("secretKeyRef")
-            if reference:
+            # An optional Secret may be absent, but production documents its shape.
+            if reference and (rendered.overlay == "production" or not reference.get("optional")):
                 assert reference["key"] in provided.get(reference["name"], set()), (name, entry)
 
 

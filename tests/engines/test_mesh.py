@@ -23,10 +23,10 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from gateway.client import GatewayClient, SseEvent
 from gpu_node.engines.factory import Engines as NodeEngines
 from gpu_node.server import run_gpu_node
 from gpu_proxy.server import run_gpu_proxy
+from meeting_mesh.client import GatewayClient, SseEvent
 from meeting_service.db.database import Database
 from meeting_service.server import run_meeting_service
 from tests.engines import ENGINES

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from gateway.client import SseEvent, parse_sse
+from meeting_mesh.client import SseEvent, parse_sse
 from meeting_service.db.database import Database
 from meeting_service.server import RunningMeetingService, run_meeting_service
 from tests.support.gateway import (

@@ -11,8 +11,8 @@ import aiohttp
 import grpc
 import pytest
 
-from gateway.export_cli import configure, run
 from gen.meeting.v1 import exports_pb2, meeting_service_pb2_grpc
+from meeting_mesh.export_cli import configure, run
 from meeting_service.server import RunningMeetingService
 from tests.support.exports import assert_well_timed, parse_srt, parse_vtt
 from tests.support.gateway import RunningGateway, error_of, play_pipeline, reason_of, route

@@ -1,31 +1,25 @@
 """The whole path through the gateway: gpu_node (mock engine), gpu_proxy, meeting_service
-with its pipeline, and the gateway; uploads become transcripts, live audio becomes events,
-and `meeting-mesh upload` prints the transcript as it arrives.
+with its pipeline, and the gateway; uploads become transcripts and live audio becomes events.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from pathlib import Path
 
 import aiohttp
 import pytest
 import pytest_asyncio
 
-from gateway.client import GatewayClient, SseEvent
-from gpu_node.server import run_gpu_node
-from gpu_proxy.server import run_gpu_proxy
-from meeting_service.db.database import Database
-from meeting_service.server import RunningMeetingService, run_meeting_service
+from meeting_mesh.client import GatewayClient, SseEvent
+from meeting_service.server import RunningMeetingService
 from tests.gateway.test_live import TIMEOUT, session_end
 from tests.support.gateway import RunningGateway, route
-from tests.support.gpu import as_wav, dialogue, make_pki, node_settings, pcm16, proxy_settings
-from tests.support.meeting import make_token, pipeline_settings
+from tests.support.gpu import as_wav, dialogue, pcm16
+from tests.support.meeting import make_token
+from tests.support.pipeline import run_pipeline_service
 
 WITHIN = 60.0
 LIVE_WITHIN = 20.0  # 2 s of audio; the mock engine answers at once
@@ -37,20 +31,10 @@ async def meeting_service(
     database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[RunningMeetingService]:
     """meeting_service with its pipeline, in front of gpu_proxy and a mock-engine gpu_node."""
-    pki = make_pki(tmp_path_factory.mktemp("pki"))
-    async with AsyncExitStack() as stack:
-        node = await stack.enter_async_context(run_gpu_node(node_settings(pki)))
-        proxy = await stack.enter_async_context(run_gpu_proxy(proxy_settings(pki, [node.address])))
-        settings = pipeline_settings(
-            database_url,
-            tmp_path_factory.mktemp("meeting-service"),
-            pki,
-            proxy.address,
-            pipeline_live_follow_s=WITHIN,
-        )
-        yield await stack.enter_async_context(
-            run_meeting_service(settings, database=Database(database_url))
-        )
+    async with run_pipeline_service(
+        database_url, tmp_path_factory, pipeline_live_follow_s=WITHIN
+    ) as running:
+        yield running
 
 
 async def _follow(client: GatewayClient, meeting_id: str) -> list[SseEvent]:
@@ -125,50 +109,3 @@ async def test_a_meeting_that_has_its_audio_refuses_a_live_session_with_4400(
     assert code == 4400, texts
     assert texts[-1]["error"]["details"][0]["reason"] == "WRONG_STATE"
     assert reason.startswith("FAILED_PRECONDITION: ")
-
-
-async def _run_upload_cli(
-    gateway: RunningGateway, user: str, recording: Path, *extra: str
-) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "meeting_mesh.cli",
-        "upload",
-        str(recording),
-        "--url",
-        gateway.url,
-        "--token",
-        make_token(user),
-        *extra,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "COLUMNS": "120", "NO_COLOR": "1"},
-    )
-    async with asyncio.timeout(WITHIN):
-        out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
-async def test_the_upload_command_prints_the_transcript_with_speakers_until_completed(
-    gateway: RunningGateway, user: str, tmp_path: Path
-) -> None:
-    recording = tmp_path / "standup.wav"
-    recording.write_bytes(as_wav(dialogue(3)))
-    code, out, err = await _run_upload_cli(gateway, user, recording, "--title", "Standup")
-    assert code == 0, (out, err)
-    assert "SPEAKER_1" in out and "SPEAKER_2" in out
-    assert "completed" in out
-    assert "Summary" in out
-
-
-async def test_the_upload_command_exits_1_with_the_servers_message_on_bad_audio(
-    gateway: RunningGateway, user: str, tmp_path: Path
-) -> None:
-    recording = tmp_path / "noise.wav"
-    recording.write_bytes(os.urandom(100_000))
-    code, out, err = await _run_upload_cli(gateway, user, recording)
-    assert code == 1, (out, err)
-    assert "400" in err
-    assert "audio" in err.lower()

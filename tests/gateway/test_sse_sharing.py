@@ -20,8 +20,8 @@ import grpc
 import pytest
 
 from gateway import events as sse
-from gateway.client import SseEvent, parse_sse
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
+from meeting_mesh.client import SseEvent, parse_sse
 from meeting_service.server import RunningMeetingService
 from tests.gateway.test_events import _upload
 from tests.support.gateway import RunningGateway, play_pipeline

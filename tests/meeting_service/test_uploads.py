@@ -16,6 +16,7 @@ from meeting_service.db.database import Database
 from meeting_service.jobs.repository import JobStatus
 from meeting_service.recordings.probe import probe_audio
 from meeting_service.recordings.repository import ROW_BYTES
+from meeting_service.recordings.store import iter_spans, reader
 from meeting_service.server import RunningMeetingService, run_meeting_service
 from tests.meeting_service.helpers import (
     CHUNK,
@@ -47,13 +48,8 @@ async def small_limit_service(
 
 
 async def _stored(running: RunningMeetingService, meeting_id: str) -> bytes:
-    parts = [
-        chunk
-        async for chunk in running.services.processing.uploads.iter_chunks(
-            running.services.pool, uuid.UUID(meeting_id)
-        )
-    ]
-    return b"".join(parts)
+    spans = iter_spans(reader(running.services.recordings, uuid.UUID(meeting_id)))
+    return b"".join([span async for span in spans])
 
 
 async def _status(
@@ -374,3 +370,34 @@ async def test_a_recording_stored_before_page_sized_rows_still_reads_and_probes(
 
     info = await probe_audio(read_at, len(audio))
     assert (info.duration_us, info.codec) == (30_000_000, "pcm_s16le")
+
+
+async def test_a_seal_whose_process_died_is_taken_over_by_the_next_stream(
+    meeting_stub: Stub, meeting_service: RunningMeetingService
+) -> None:
+    owner = user()
+    meeting = await create(meeting_stub, owner)
+    audio = make_wav(2.0)
+    half = len(audio) // 2
+    await meeting_stub.UploadAudio(
+        requests(meeting.id, [audio[:half]], total_size=len(audio)), metadata=auth(owner)
+    )
+    mid = uuid.UUID(meeting.id)
+    repo = meeting_service.services.processing.uploads
+    async with meeting_service.services.pool.acquire() as sealer:
+        await repo.seal(sealer, mid)
+        # The sealer is alive: the recording is being checked.
+        await repo.hold_seal(sealer, mid)
+        code, reason, _ = await _fails(
+            meeting_stub.UploadAudio(
+                requests(meeting.id, [audio[half:]], offset=half), metadata=auth(owner)
+            )
+        )
+        assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "WRONG_STATE")
+        # Its session ends as a dead process's would: the next stream takes over.
+        await repo.release_seal(sealer, mid)
+    response = await meeting_stub.UploadAudio(
+        requests(meeting.id, [audio[half:]], offset=half, sha=sha256(audio)), metadata=auth(owner)
+    )
+    assert response.complete
+    assert await _stored(meeting_service, meeting.id) == audio

@@ -121,6 +121,13 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """The webhook endpoint or delivery does not exist or belongs to someone
     else; `metadata.webhook_id` (and `metadata.delivery_id`) name it.
     """
+    ERROR_REASON_QUOTA_EXCEEDED: _ErrorReason.ValueType  # 18
+    """A per-caller quota (concurrent jobs or live sessions, uploads per
+    minute, stored bytes) is reached; `metadata.quota` names it and
+    `metadata.limit` its value. Retry after the delay in `RetryInfo`.
+    """
+    ERROR_REASON_API_KEY_NOT_FOUND: _ErrorReason.ValueType  # 19
+    """The API key does not exist, belongs to someone else, or is revoked."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Reasons carried in `google.rpc.ErrorInfo.reason` (without the
@@ -170,6 +177,13 @@ ERROR_REASON_WEBHOOK_NOT_FOUND: ErrorReason.ValueType  # 17
 """The webhook endpoint or delivery does not exist or belongs to someone
 else; `metadata.webhook_id` (and `metadata.delivery_id`) name it.
 """
+ERROR_REASON_QUOTA_EXCEEDED: ErrorReason.ValueType  # 18
+"""A per-caller quota (concurrent jobs or live sessions, uploads per
+minute, stored bytes) is reached; `metadata.quota` names it and
+`metadata.limit` its value. Retry after the delay in `RetryInfo`.
+"""
+ERROR_REASON_API_KEY_NOT_FOUND: ErrorReason.ValueType  # 19
+"""The API key does not exist, belongs to someone else, or is revoked."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 @_typing.final

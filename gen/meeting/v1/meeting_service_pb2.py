@@ -26,13 +26,16 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
+from gen.meeting.v1 import api_keys_pb2 as meeting_dot_v1_dot_api__keys__pb2
 from gen.meeting.v1 import exports_pb2 as meeting_dot_v1_dot_exports__pb2
 from gen.meeting.v1 import meeting_pb2 as meeting_dot_v1_dot_meeting__pb2
+from gen.meeting.v1 import search_pb2 as meeting_dot_v1_dot_search__pb2
 from gen.meeting.v1 import webhooks_pb2 as meeting_dot_v1_dot_webhooks__pb2
+from gen.mesh.v1 import auth_pb2 as mesh_dot_v1_dot_auth__pb2
 from gen.mesh.v1 import validate_pb2 as mesh_dot_v1_dot_validate__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n meeting/v1/meeting_service.proto\x12\nmeeting.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x18meeting/v1/exports.proto\x1a\x18meeting/v1/meeting.proto\x1a\x19meeting/v1/webhooks.proto\x1a\x16mesh/v1/validate.proto\"x\n\x14\x43reateMeetingRequest\x12\x33\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingB\x04\xe2\x41\x01\x02R\x07meeting\x12+\n\nrequest_id\x18\x02 \x01(\tB\x0c\xe2\x41\x01\x01\xc2\xf3\x18\x04\x10@0\x01R\trequestId\"F\n\x15\x43reateMeetingResponse\x12-\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingR\x07meeting\"@\n\x11GetMeetingRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\"C\n\x12GetMeetingResponse\x12-\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingR\x07meeting\"e\n\x13ListMeetingsRequest\x12)\n\tpage_size\x18\x01 \x01(\x05\x42\x0c\xe2\x41\x01\x01\xc2\xf3\x18\x04\x38\x00@dR\x08pageSize\x12#\n\npage_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01R\tpageToken\"o\n\x14ListMeetingsResponse\x12/\n\x08meetings\x18\x01 \x03(\x0b\x32\x13.meeting.v1.MeetingR\x08meetings\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8e\x01\n\x14UpdateMeetingRequest\x12\x33\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingB\x04\xe2\x41\x01\x02R\x07meeting\x12\x41\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x02R\nupdateMask\"F\n\x15UpdateMeetingResponse\x12-\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingR\x07meeting\"C\n\x14\x44\x65leteMeetingRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\"\x17\n\x15\x44\x65leteMeetingResponse\"\xce\x02\n\x0eUploadMetadata\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\x12\x32\n\x0c\x63ontent_type\x18\x02 \x01(\tB\x0f\xe2\x41\x01\x02\xc2\xf3\x18\x07\x08\x01\x10\xff\x01\x30\x01R\x0b\x63ontentType\x12.\n\ntotal_size\x18\x03 \x01(\x03\x42\n\xe2\x41\x01\x01\xc2\xf3\x18\x02\x38\x00H\x00R\ttotalSize\x88\x01\x01\x12\"\n\x06offset\x18\x04 \x01(\x03\x42\n\xe2\x41\x01\x01\xc2\xf3\x18\x02\x38\x00R\x06offset\x12#\n\nrequest_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01R\trequestId\x12S\n\x06sha256\x18\x06 \x01(\tB;\xe2\x41\x01\x01\xc2\xf3\x18\x33\x1a\x0c[0-9a-f]{64}\"#64 lowercase hexadecimal charactersR\x06sha256B\r\n\x0b_total_size\"n\n\x12UploadAudioRequest\x12\x38\n\x08metadata\x18\x01 \x01(\x0b\x32\x1a.meeting.v1.UploadMetadataH\x00R\x08metadata\x12\x16\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00R\x05\x63hunkB\x06\n\x04part\"\xb8\x01\n\x13UploadAudioResponse\x12-\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingR\x07meeting\x12\x1f\n\x0bstored_size\x18\x02 \x01(\x03R\nstoredSize\x12\x1a\n\x08\x63omplete\x18\x03 \x01(\x08R\x08\x63omplete\x12\x35\n\x08\x64uration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationR\x08\x64uration\"E\n\x16GetUploadStatusRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\"\xac\x01\n\x17GetUploadStatusResponse\x12\x1f\n\x0bstored_size\x18\x01 \x01(\x03R\nstoredSize\x12\"\n\ntotal_size\x18\x02 \x01(\x03H\x00R\ttotalSize\x88\x01\x01\x12\x1a\n\x08\x63omplete\x18\x03 \x01(\x08R\x08\x63omplete\x12!\n\x0c\x63ontent_type\x18\x04 \x01(\tR\x0b\x63ontentTypeB\r\n\x0b_total_size\"s\n\x17StreamTranscriptRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\x12+\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x01R\rafterSequence\"M\n\x18StreamTranscriptResponse\x12\x31\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1b.meeting.v1.TranscriptEventR\x05\x65vent\"C\n\x14GetTranscriptRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\"\xbc\x01\n\x15GetTranscriptResponse\x12/\n\x08segments\x18\x01 \x03(\x0b\x32\x13.meeting.v1.SegmentR\x08segments\x12\x1a\n\x08speakers\x18\x02 \x03(\tR\x08speakers\x12#\n\rlast_sequence\x18\x03 \x01(\x03R\x0clastSequence\x12\x31\n\x06status\x18\x04 \x01(\x0e\x32\x19.meeting.v1.MeetingStatusR\x06status\"@\n\x11GetSummaryRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\"C\n\x12GetSummaryResponse\x12-\n\x07summary\x18\x01 \x01(\x0b\x32\x13.meeting.v1.SummaryR\x07summary\"\x92\x01\n\x0fLiveAudioConfig\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\x12\x30\n\x11sample_rate_hertz\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01R\x0fsampleRateHertz\x12 \n\x08language\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01R\x08language\"n\n\x15LiveTranscribeRequest\x12\x35\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1b.meeting.v1.LiveAudioConfigH\x00R\x06\x63onfig\x12\x16\n\x05\x61udio\x18\x02 \x01(\x0cH\x00R\x05\x61udioB\x06\n\x04part\"K\n\x16LiveTranscribeResponse\x12\x31\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1b.meeting.v1.TranscriptEventR\x05\x65vent2\xbc\x0f\n\x0eMeetingService\x12s\n\rCreateMeeting\x12 .meeting.v1.CreateMeetingRequest\x1a!.meeting.v1.CreateMeetingResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x0c/v1/meetings:\x07meeting\x12n\n\nGetMeeting\x12\x1d.meeting.v1.GetMeetingRequest\x1a\x1e.meeting.v1.GetMeetingResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/meetings/{meeting_id}\x12g\n\x0cListMeetings\x12\x1f.meeting.v1.ListMeetingsRequest\x1a .meeting.v1.ListMeetingsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/meetings\x12\x80\x01\n\rUpdateMeeting\x12 .meeting.v1.UpdateMeetingRequest\x1a!.meeting.v1.UpdateMeetingResponse\"*\x82\xd3\xe4\x93\x02$2\x19/v1/meetings/{meeting.id}:\x07meeting\x12w\n\rDeleteMeeting\x12 .meeting.v1.DeleteMeetingRequest\x1a!.meeting.v1.DeleteMeetingResponse\"!\x82\xd3\xe4\x93\x02\x1b*\x19/v1/meetings/{meeting_id}\x12P\n\x0bUploadAudio\x12\x1e.meeting.v1.UploadAudioRequest\x1a\x1f.meeting.v1.UploadAudioResponse(\x01\x12Z\n\x0fGetUploadStatus\x12\".meeting.v1.GetUploadStatusRequest\x1a#.meeting.v1.GetUploadStatusResponse\x12_\n\x10StreamTranscript\x12#.meeting.v1.StreamTranscriptRequest\x1a$.meeting.v1.StreamTranscriptResponse0\x01\x12\x82\x01\n\rGetTranscript\x12 .meeting.v1.GetTranscriptRequest\x1a!.meeting.v1.GetTranscriptResponse\",\x82\xd3\xe4\x93\x02&\x12$/v1/meetings/{meeting_id}/transcript\x12v\n\nGetSummary\x12\x1d.meeting.v1.GetSummaryRequest\x1a\x1e.meeting.v1.GetSummaryResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/meetings/{meeting_id}/summary\x12[\n\x0eLiveTranscribe\x12!.meeting.v1.LiveTranscribeRequest\x1a\".meeting.v1.LiveTranscribeResponse(\x01\x30\x01\x12]\n\x10\x45xportTranscript\x12#.meeting.v1.ExportTranscriptRequest\x1a$.meeting.v1.ExportTranscriptResponse\x12s\n\rCreateWebhook\x12 .meeting.v1.CreateWebhookRequest\x1a!.meeting.v1.CreateWebhookResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x0c/v1/webhooks:\x07webhook\x12g\n\x0cListWebhooks\x12\x1f.meeting.v1.ListWebhooksRequest\x1a .meeting.v1.ListWebhooksResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/webhooks\x12w\n\rDeleteWebhook\x12 .meeting.v1.DeleteWebhookRequest\x1a!.meeting.v1.DeleteWebhookResponse\"!\x82\xd3\xe4\x93\x02\x1b*\x19/v1/webhooks/{webhook_id}\x12\x9a\x01\n\x15ListWebhookDeliveries\x12(.meeting.v1.ListWebhookDeliveriesRequest\x1a).meeting.v1.ListWebhookDeliveriesResponse\",\x82\xd3\xe4\x93\x02&\x12$/v1/webhooks/{webhook_id}/deliveries\x12\xa3\x01\n\x10RedeliverWebhook\x12#.meeting.v1.RedeliverWebhookRequest\x1a$.meeting.v1.RedeliverWebhookResponse\"D\x82\xd3\xe4\x93\x02>\"</v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliverb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n meeting/v1/meeting_service.proto\x12\nmeeting.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x19meeting/v1/api_keys.proto\x1a\x18meeting/v1/exports.proto\x1a\x18meeting/v1/meeting.proto\x1a\x17meeting/v1/search.proto\x1a\x19meeting/v1/webhooks.proto\x1a\x12mesh/v1/auth.proto\x1a\x16mesh/v1/validate.proto\"x\n\x14\x43reateMeetingRequest\x12\x33\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingB\x04\xe2\x41\x01\x02R\x07meeting\x12+\n\nrequest_id\x18\x02 \x01(\tB\x0c\xe2\x41\x01\x01\xc2\xf3\x18\x04\x10@0\x01R\trequestId\"F\n\x15\x43reateMeetingResponse\x12-\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingR\x07meeting\"@\n\x11GetMeetingRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\"C\n\x12GetMeetingResponse\x12-\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingR\x07meeting\"e\n\x13ListMeetingsRequest\x12)\n\tpage_size\x18\x01 \x01(\x05\x42\x0c\xe2\x41\x01\x01\xc2\xf3\x18\x04\x38\x00@dR\x08pageSize\x12#\n\npage_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01R\tpageToken\"o\n\x14ListMeetingsResponse\x12/\n\x08meetings\x18\x01 \x03(\x0b\x32\x13.meeting.v1.MeetingR\x08meetings\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8e\x01\n\x14UpdateMeetingRequest\x12\x33\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingB\x04\xe2\x41\x01\x02R\x07meeting\x12\x41\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x02R\nupdateMask\"F\n\x15UpdateMeetingResponse\x12-\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingR\x07meeting\"C\n\x14\x44\x65leteMeetingRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\"\x17\n\x15\x44\x65leteMeetingResponse\"\xce\x02\n\x0eUploadMetadata\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\x12\x32\n\x0c\x63ontent_type\x18\x02 \x01(\tB\x0f\xe2\x41\x01\x02\xc2\xf3\x18\x07\x08\x01\x10\xff\x01\x30\x01R\x0b\x63ontentType\x12.\n\ntotal_size\x18\x03 \x01(\x03\x42\n\xe2\x41\x01\x01\xc2\xf3\x18\x02\x38\x00H\x00R\ttotalSize\x88\x01\x01\x12\"\n\x06offset\x18\x04 \x01(\x03\x42\n\xe2\x41\x01\x01\xc2\xf3\x18\x02\x38\x00R\x06offset\x12#\n\nrequest_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01R\trequestId\x12S\n\x06sha256\x18\x06 \x01(\tB;\xe2\x41\x01\x01\xc2\xf3\x18\x33\x1a\x0c[0-9a-f]{64}\"#64 lowercase hexadecimal charactersR\x06sha256B\r\n\x0b_total_size\"n\n\x12UploadAudioRequest\x12\x38\n\x08metadata\x18\x01 \x01(\x0b\x32\x1a.meeting.v1.UploadMetadataH\x00R\x08metadata\x12\x16\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00R\x05\x63hunkB\x06\n\x04part\"\xb8\x01\n\x13UploadAudioResponse\x12-\n\x07meeting\x18\x01 \x01(\x0b\x32\x13.meeting.v1.MeetingR\x07meeting\x12\x1f\n\x0bstored_size\x18\x02 \x01(\x03R\nstoredSize\x12\x1a\n\x08\x63omplete\x18\x03 \x01(\x08R\x08\x63omplete\x12\x35\n\x08\x64uration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationR\x08\x64uration\"E\n\x16GetUploadStatusRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\"\xac\x01\n\x17GetUploadStatusResponse\x12\x1f\n\x0bstored_size\x18\x01 \x01(\x03R\nstoredSize\x12\"\n\ntotal_size\x18\x02 \x01(\x03H\x00R\ttotalSize\x88\x01\x01\x12\x1a\n\x08\x63omplete\x18\x03 \x01(\x08R\x08\x63omplete\x12!\n\x0c\x63ontent_type\x18\x04 \x01(\tR\x0b\x63ontentTypeB\r\n\x0b_total_size\"s\n\x17StreamTranscriptRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\x12+\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x01R\rafterSequence\"M\n\x18StreamTranscriptResponse\x12\x31\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1b.meeting.v1.TranscriptEventR\x05\x65vent\"C\n\x14GetTranscriptRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\"\xbc\x01\n\x15GetTranscriptResponse\x12/\n\x08segments\x18\x01 \x03(\x0b\x32\x13.meeting.v1.SegmentR\x08segments\x12\x1a\n\x08speakers\x18\x02 \x03(\tR\x08speakers\x12#\n\rlast_sequence\x18\x03 \x01(\x03R\x0clastSequence\x12\x31\n\x06status\x18\x04 \x01(\x0e\x32\x19.meeting.v1.MeetingStatusR\x06status\"@\n\x11GetSummaryRequest\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\"C\n\x12GetSummaryResponse\x12-\n\x07summary\x18\x01 \x01(\x0b\x32\x13.meeting.v1.SummaryR\x07summary\"\x92\x01\n\x0fLiveAudioConfig\x12+\n\nmeeting_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\tmeetingId\x12\x30\n\x11sample_rate_hertz\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01R\x0fsampleRateHertz\x12 \n\x08language\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01R\x08language\"n\n\x15LiveTranscribeRequest\x12\x35\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1b.meeting.v1.LiveAudioConfigH\x00R\x06\x63onfig\x12\x16\n\x05\x61udio\x18\x02 \x01(\x0cH\x00R\x05\x61udioB\x06\n\x04part\"K\n\x16LiveTranscribeResponse\x12\x31\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1b.meeting.v1.TranscriptEventR\x05\x65vent2\xfa\x15\n\x0eMeetingService\x12\x85\x01\n\rCreateMeeting\x12 .meeting.v1.CreateMeetingRequest\x1a!.meeting.v1.CreateMeetingResponse\"/\xc2\x8c\x19\x0emeetings:write\x82\xd3\xe4\x93\x02\x17\"\x0c/v1/meetings:\x07meeting\x12\x7f\n\nGetMeeting\x12\x1d.meeting.v1.GetMeetingRequest\x1a\x1e.meeting.v1.GetMeetingResponse\"2\xc2\x8c\x19\rmeetings:read\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/meetings/{meeting_id}\x12x\n\x0cListMeetings\x12\x1f.meeting.v1.ListMeetingsRequest\x1a .meeting.v1.ListMeetingsResponse\"%\xc2\x8c\x19\rmeetings:read\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/meetings\x12\x92\x01\n\rUpdateMeeting\x12 .meeting.v1.UpdateMeetingRequest\x1a!.meeting.v1.UpdateMeetingResponse\"<\xc2\x8c\x19\x0emeetings:write\x82\xd3\xe4\x93\x02$2\x19/v1/meetings/{meeting.id}:\x07meeting\x12\x89\x01\n\rDeleteMeeting\x12 .meeting.v1.DeleteMeetingRequest\x1a!.meeting.v1.DeleteMeetingResponse\"3\xc2\x8c\x19\x0emeetings:write\x82\xd3\xe4\x93\x02\x1b*\x19/v1/meetings/{meeting_id}\x12\x62\n\x0bUploadAudio\x12\x1e.meeting.v1.UploadAudioRequest\x1a\x1f.meeting.v1.UploadAudioResponse\"\x10\xc2\x8c\x19\x0c\x61udio:upload(\x01\x12l\n\x0fGetUploadStatus\x12\".meeting.v1.GetUploadStatusRequest\x1a#.meeting.v1.GetUploadStatusResponse\"\x10\xc2\x8c\x19\x0c\x61udio:upload\x12r\n\x10StreamTranscript\x12#.meeting.v1.StreamTranscriptRequest\x1a$.meeting.v1.StreamTranscriptResponse\"\x11\xc2\x8c\x19\rmeetings:read0\x01\x12\x93\x01\n\rGetTranscript\x12 .meeting.v1.GetTranscriptRequest\x1a!.meeting.v1.GetTranscriptResponse\"=\xc2\x8c\x19\rmeetings:read\x82\xd3\xe4\x93\x02&\x12$/v1/meetings/{meeting_id}/transcript\x12\x87\x01\n\nGetSummary\x12\x1d.meeting.v1.GetSummaryRequest\x1a\x1e.meeting.v1.GetSummaryResponse\":\xc2\x8c\x19\rmeetings:read\x82\xd3\xe4\x93\x02#\x12!/v1/meetings/{meeting_id}/summary\x12m\n\x0eLiveTranscribe\x12!.meeting.v1.LiveTranscribeRequest\x1a\".meeting.v1.LiveTranscribeResponse\"\x10\xc2\x8c\x19\x0c\x61udio:upload(\x01\x30\x01\x12p\n\x10\x45xportTranscript\x12#.meeting.v1.ExportTranscriptRequest\x1a$.meeting.v1.ExportTranscriptResponse\"\x11\xc2\x8c\x19\rmeetings:read\x12\x86\x01\n\rCreateWebhook\x12 .meeting.v1.CreateWebhookRequest\x1a!.meeting.v1.CreateWebhookResponse\"0\xc2\x8c\x19\x0fwebhooks:manage\x82\xd3\xe4\x93\x02\x17\"\x0c/v1/webhooks:\x07webhook\x12z\n\x0cListWebhooks\x12\x1f.meeting.v1.ListWebhooksRequest\x1a .meeting.v1.ListWebhooksResponse\"\'\xc2\x8c\x19\x0fwebhooks:manage\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/webhooks\x12\x8a\x01\n\rDeleteWebhook\x12 .meeting.v1.DeleteWebhookRequest\x1a!.meeting.v1.DeleteWebhookResponse\"4\xc2\x8c\x19\x0fwebhooks:manage\x82\xd3\xe4\x93\x02\x1b*\x19/v1/webhooks/{webhook_id}\x12\xad\x01\n\x15ListWebhookDeliveries\x12(.meeting.v1.ListWebhookDeliveriesRequest\x1a).meeting.v1.ListWebhookDeliveriesResponse\"?\xc2\x8c\x19\x0fwebhooks:manage\x82\xd3\xe4\x93\x02&\x12$/v1/webhooks/{webhook_id}/deliveries\x12\xb6\x01\n\x10RedeliverWebhook\x12#.meeting.v1.RedeliverWebhookRequest\x1a$.meeting.v1.RedeliverWebhookResponse\"W\xc2\x8c\x19\x0fwebhooks:manage\x82\xd3\xe4\x93\x02>\"</v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver\x12\x7f\n\x0c\x43reateApiKey\x12\x1f.meeting.v1.CreateApiKeyRequest\x1a .meeting.v1.CreateApiKeyResponse\",\xc2\x8c\x19\x0bkeys:manage\x82\xd3\xe4\x93\x02\x17\"\x0c/v1/api-keys:\x07\x61pi_key\x12s\n\x0bListApiKeys\x12\x1e.meeting.v1.ListApiKeysRequest\x1a\x1f.meeting.v1.ListApiKeysResponse\"#\xc2\x8c\x19\x0bkeys:manage\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/api-keys\x12\x83\x01\n\x0cRevokeApiKey\x12\x1f.meeting.v1.RevokeApiKeyRequest\x1a .meeting.v1.RevokeApiKeyResponse\"0\xc2\x8c\x19\x0bkeys:manage\x82\xd3\xe4\x93\x02\x1b*\x19/v1/api-keys/{api_key_id}\x12\x85\x01\n\x11SearchTranscripts\x12$.meeting.v1.SearchTranscriptsRequest\x1a%.meeting.v1.SearchTranscriptsResponse\"#\xc2\x8c\x19\rmeetings:read\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/searchb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -84,77 +87,95 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LIVEAUDIOCONFIG'].fields_by_name['language']._loaded_options = None
   _globals['_LIVEAUDIOCONFIG'].fields_by_name['language']._serialized_options = b'\342A\001\001'
   _globals['_MEETINGSERVICE'].methods_by_name['CreateMeeting']._loaded_options = None
-  _globals['_MEETINGSERVICE'].methods_by_name['CreateMeeting']._serialized_options = b'\202\323\344\223\002\027\"\014/v1/meetings:\007meeting'
+  _globals['_MEETINGSERVICE'].methods_by_name['CreateMeeting']._serialized_options = b'\302\214\031\016meetings:write\202\323\344\223\002\027\"\014/v1/meetings:\007meeting'
   _globals['_MEETINGSERVICE'].methods_by_name['GetMeeting']._loaded_options = None
-  _globals['_MEETINGSERVICE'].methods_by_name['GetMeeting']._serialized_options = b'\202\323\344\223\002\033\022\031/v1/meetings/{meeting_id}'
+  _globals['_MEETINGSERVICE'].methods_by_name['GetMeeting']._serialized_options = b'\302\214\031\rmeetings:read\202\323\344\223\002\033\022\031/v1/meetings/{meeting_id}'
   _globals['_MEETINGSERVICE'].methods_by_name['ListMeetings']._loaded_options = None
-  _globals['_MEETINGSERVICE'].methods_by_name['ListMeetings']._serialized_options = b'\202\323\344\223\002\016\022\014/v1/meetings'
+  _globals['_MEETINGSERVICE'].methods_by_name['ListMeetings']._serialized_options = b'\302\214\031\rmeetings:read\202\323\344\223\002\016\022\014/v1/meetings'
   _globals['_MEETINGSERVICE'].methods_by_name['UpdateMeeting']._loaded_options = None
-  _globals['_MEETINGSERVICE'].methods_by_name['UpdateMeeting']._serialized_options = b'\202\323\344\223\002$2\031/v1/meetings/{meeting.id}:\007meeting'
+  _globals['_MEETINGSERVICE'].methods_by_name['UpdateMeeting']._serialized_options = b'\302\214\031\016meetings:write\202\323\344\223\002$2\031/v1/meetings/{meeting.id}:\007meeting'
   _globals['_MEETINGSERVICE'].methods_by_name['DeleteMeeting']._loaded_options = None
-  _globals['_MEETINGSERVICE'].methods_by_name['DeleteMeeting']._serialized_options = b'\202\323\344\223\002\033*\031/v1/meetings/{meeting_id}'
+  _globals['_MEETINGSERVICE'].methods_by_name['DeleteMeeting']._serialized_options = b'\302\214\031\016meetings:write\202\323\344\223\002\033*\031/v1/meetings/{meeting_id}'
+  _globals['_MEETINGSERVICE'].methods_by_name['UploadAudio']._loaded_options = None
+  _globals['_MEETINGSERVICE'].methods_by_name['UploadAudio']._serialized_options = b'\302\214\031\014audio:upload'
+  _globals['_MEETINGSERVICE'].methods_by_name['GetUploadStatus']._loaded_options = None
+  _globals['_MEETINGSERVICE'].methods_by_name['GetUploadStatus']._serialized_options = b'\302\214\031\014audio:upload'
+  _globals['_MEETINGSERVICE'].methods_by_name['StreamTranscript']._loaded_options = None
+  _globals['_MEETINGSERVICE'].methods_by_name['StreamTranscript']._serialized_options = b'\302\214\031\rmeetings:read'
   _globals['_MEETINGSERVICE'].methods_by_name['GetTranscript']._loaded_options = None
-  _globals['_MEETINGSERVICE'].methods_by_name['GetTranscript']._serialized_options = b'\202\323\344\223\002&\022$/v1/meetings/{meeting_id}/transcript'
+  _globals['_MEETINGSERVICE'].methods_by_name['GetTranscript']._serialized_options = b'\302\214\031\rmeetings:read\202\323\344\223\002&\022$/v1/meetings/{meeting_id}/transcript'
   _globals['_MEETINGSERVICE'].methods_by_name['GetSummary']._loaded_options = None
-  _globals['_MEETINGSERVICE'].methods_by_name['GetSummary']._serialized_options = b'\202\323\344\223\002#\022!/v1/meetings/{meeting_id}/summary'
+  _globals['_MEETINGSERVICE'].methods_by_name['GetSummary']._serialized_options = b'\302\214\031\rmeetings:read\202\323\344\223\002#\022!/v1/meetings/{meeting_id}/summary'
+  _globals['_MEETINGSERVICE'].methods_by_name['LiveTranscribe']._loaded_options = None
+  _globals['_MEETINGSERVICE'].methods_by_name['LiveTranscribe']._serialized_options = b'\302\214\031\014audio:upload'
+  _globals['_MEETINGSERVICE'].methods_by_name['ExportTranscript']._loaded_options = None
+  _globals['_MEETINGSERVICE'].methods_by_name['ExportTranscript']._serialized_options = b'\302\214\031\rmeetings:read'
   _globals['_MEETINGSERVICE'].methods_by_name['CreateWebhook']._loaded_options = None
-  _globals['_MEETINGSERVICE'].methods_by_name['CreateWebhook']._serialized_options = b'\202\323\344\223\002\027\"\014/v1/webhooks:\007webhook'
+  _globals['_MEETINGSERVICE'].methods_by_name['CreateWebhook']._serialized_options = b'\302\214\031\017webhooks:manage\202\323\344\223\002\027\"\014/v1/webhooks:\007webhook'
   _globals['_MEETINGSERVICE'].methods_by_name['ListWebhooks']._loaded_options = None
-  _globals['_MEETINGSERVICE'].methods_by_name['ListWebhooks']._serialized_options = b'\202\323\344\223\002\016\022\014/v1/webhooks'
+  _globals['_MEETINGSERVICE'].methods_by_name['ListWebhooks']._serialized_options = b'\302\214\031\017webhooks:manage\202\323\344\223\002\016\022\014/v1/webhooks'
   _globals['_MEETINGSERVICE'].methods_by_name['DeleteWebhook']._loaded_options = None
-  _globals['_MEETINGSERVICE'].methods_by_name['DeleteWebhook']._serialized_options = b'\202\323\344\223\002\033*\031/v1/webhooks/{webhook_id}'
+  _globals['_MEETINGSERVICE'].methods_by_name['DeleteWebhook']._serialized_options = b'\302\214\031\017webhooks:manage\202\323\344\223\002\033*\031/v1/webhooks/{webhook_id}'
   _globals['_MEETINGSERVICE'].methods_by_name['ListWebhookDeliveries']._loaded_options = None
-  _globals['_MEETINGSERVICE'].methods_by_name['ListWebhookDeliveries']._serialized_options = b'\202\323\344\223\002&\022$/v1/webhooks/{webhook_id}/deliveries'
+  _globals['_MEETINGSERVICE'].methods_by_name['ListWebhookDeliveries']._serialized_options = b'\302\214\031\017webhooks:manage\202\323\344\223\002&\022$/v1/webhooks/{webhook_id}/deliveries'
   _globals['_MEETINGSERVICE'].methods_by_name['RedeliverWebhook']._loaded_options = None
-  _globals['_MEETINGSERVICE'].methods_by_name['RedeliverWebhook']._serialized_options = b'\202\323\344\223\002>\"</v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver'
-  _globals['_CREATEMEETINGREQUEST']._serialized_start=280
-  _globals['_CREATEMEETINGREQUEST']._serialized_end=400
-  _globals['_CREATEMEETINGRESPONSE']._serialized_start=402
-  _globals['_CREATEMEETINGRESPONSE']._serialized_end=472
-  _globals['_GETMEETINGREQUEST']._serialized_start=474
-  _globals['_GETMEETINGREQUEST']._serialized_end=538
-  _globals['_GETMEETINGRESPONSE']._serialized_start=540
-  _globals['_GETMEETINGRESPONSE']._serialized_end=607
-  _globals['_LISTMEETINGSREQUEST']._serialized_start=609
-  _globals['_LISTMEETINGSREQUEST']._serialized_end=710
-  _globals['_LISTMEETINGSRESPONSE']._serialized_start=712
-  _globals['_LISTMEETINGSRESPONSE']._serialized_end=823
-  _globals['_UPDATEMEETINGREQUEST']._serialized_start=826
-  _globals['_UPDATEMEETINGREQUEST']._serialized_end=968
-  _globals['_UPDATEMEETINGRESPONSE']._serialized_start=970
-  _globals['_UPDATEMEETINGRESPONSE']._serialized_end=1040
-  _globals['_DELETEMEETINGREQUEST']._serialized_start=1042
-  _globals['_DELETEMEETINGREQUEST']._serialized_end=1109
-  _globals['_DELETEMEETINGRESPONSE']._serialized_start=1111
-  _globals['_DELETEMEETINGRESPONSE']._serialized_end=1134
-  _globals['_UPLOADMETADATA']._serialized_start=1137
-  _globals['_UPLOADMETADATA']._serialized_end=1471
-  _globals['_UPLOADAUDIOREQUEST']._serialized_start=1473
-  _globals['_UPLOADAUDIOREQUEST']._serialized_end=1583
-  _globals['_UPLOADAUDIORESPONSE']._serialized_start=1586
-  _globals['_UPLOADAUDIORESPONSE']._serialized_end=1770
-  _globals['_GETUPLOADSTATUSREQUEST']._serialized_start=1772
-  _globals['_GETUPLOADSTATUSREQUEST']._serialized_end=1841
-  _globals['_GETUPLOADSTATUSRESPONSE']._serialized_start=1844
-  _globals['_GETUPLOADSTATUSRESPONSE']._serialized_end=2016
-  _globals['_STREAMTRANSCRIPTREQUEST']._serialized_start=2018
-  _globals['_STREAMTRANSCRIPTREQUEST']._serialized_end=2133
-  _globals['_STREAMTRANSCRIPTRESPONSE']._serialized_start=2135
-  _globals['_STREAMTRANSCRIPTRESPONSE']._serialized_end=2212
-  _globals['_GETTRANSCRIPTREQUEST']._serialized_start=2214
-  _globals['_GETTRANSCRIPTREQUEST']._serialized_end=2281
-  _globals['_GETTRANSCRIPTRESPONSE']._serialized_start=2284
-  _globals['_GETTRANSCRIPTRESPONSE']._serialized_end=2472
-  _globals['_GETSUMMARYREQUEST']._serialized_start=2474
-  _globals['_GETSUMMARYREQUEST']._serialized_end=2538
-  _globals['_GETSUMMARYRESPONSE']._serialized_start=2540
-  _globals['_GETSUMMARYRESPONSE']._serialized_end=2607
-  _globals['_LIVEAUDIOCONFIG']._serialized_start=2610
-  _globals['_LIVEAUDIOCONFIG']._serialized_end=2756
-  _globals['_LIVETRANSCRIBEREQUEST']._serialized_start=2758
-  _globals['_LIVETRANSCRIBEREQUEST']._serialized_end=2868
-  _globals['_LIVETRANSCRIBERESPONSE']._serialized_start=2870
-  _globals['_LIVETRANSCRIBERESPONSE']._serialized_end=2945
-  _globals['_MEETINGSERVICE']._serialized_start=2948
-  _globals['_MEETINGSERVICE']._serialized_end=4928
+  _globals['_MEETINGSERVICE'].methods_by_name['RedeliverWebhook']._serialized_options = b'\302\214\031\017webhooks:manage\202\323\344\223\002>\"</v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver'
+  _globals['_MEETINGSERVICE'].methods_by_name['CreateApiKey']._loaded_options = None
+  _globals['_MEETINGSERVICE'].methods_by_name['CreateApiKey']._serialized_options = b'\302\214\031\013keys:manage\202\323\344\223\002\027\"\014/v1/api-keys:\007api_key'
+  _globals['_MEETINGSERVICE'].methods_by_name['ListApiKeys']._loaded_options = None
+  _globals['_MEETINGSERVICE'].methods_by_name['ListApiKeys']._serialized_options = b'\302\214\031\013keys:manage\202\323\344\223\002\016\022\014/v1/api-keys'
+  _globals['_MEETINGSERVICE'].methods_by_name['RevokeApiKey']._loaded_options = None
+  _globals['_MEETINGSERVICE'].methods_by_name['RevokeApiKey']._serialized_options = b'\302\214\031\013keys:manage\202\323\344\223\002\033*\031/v1/api-keys/{api_key_id}'
+  _globals['_MEETINGSERVICE'].methods_by_name['SearchTranscripts']._loaded_options = None
+  _globals['_MEETINGSERVICE'].methods_by_name['SearchTranscripts']._serialized_options = b'\302\214\031\rmeetings:read\202\323\344\223\002\014\022\n/v1/search'
+  _globals['_CREATEMEETINGREQUEST']._serialized_start=352
+  _globals['_CREATEMEETINGREQUEST']._serialized_end=472
+  _globals['_CREATEMEETINGRESPONSE']._serialized_start=474
+  _globals['_CREATEMEETINGRESPONSE']._serialized_end=544
+  _globals['_GETMEETINGREQUEST']._serialized_start=546
+  _globals['_GETMEETINGREQUEST']._serialized_end=610
+  _globals['_GETMEETINGRESPONSE']._serialized_start=612
+  _globals['_GETMEETINGRESPONSE']._serialized_end=679
+  _globals['_LISTMEETINGSREQUEST']._serialized_start=681
+  _globals['_LISTMEETINGSREQUEST']._serialized_end=782
+  _globals['_LISTMEETINGSRESPONSE']._serialized_start=784
+  _globals['_LISTMEETINGSRESPONSE']._serialized_end=895
+  _globals['_UPDATEMEETINGREQUEST']._serialized_start=898
+  _globals['_UPDATEMEETINGREQUEST']._serialized_end=1040
+  _globals['_UPDATEMEETINGRESPONSE']._serialized_start=1042
+  _globals['_UPDATEMEETINGRESPONSE']._serialized_end=1112
+  _globals['_DELETEMEETINGREQUEST']._serialized_start=1114
+  _globals['_DELETEMEETINGREQUEST']._serialized_end=1181
+  _globals['_DELETEMEETINGRESPONSE']._serialized_start=1183
+  _globals['_DELETEMEETINGRESPONSE']._serialized_end=1206
+  _globals['_UPLOADMETADATA']._serialized_start=1209
+  _globals['_UPLOADMETADATA']._serialized_end=1543
+  _globals['_UPLOADAUDIOREQUEST']._serialized_start=1545
+  _globals['_UPLOADAUDIOREQUEST']._serialized_end=1655
+  _globals['_UPLOADAUDIORESPONSE']._serialized_start=1658
+  _globals['_UPLOADAUDIORESPONSE']._serialized_end=1842
+  _globals['_GETUPLOADSTATUSREQUEST']._serialized_start=1844
+  _globals['_GETUPLOADSTATUSREQUEST']._serialized_end=1913
+  _globals['_GETUPLOADSTATUSRESPONSE']._serialized_start=1916
+  _globals['_GETUPLOADSTATUSRESPONSE']._serialized_end=2088
+  _globals['_STREAMTRANSCRIPTREQUEST']._serialized_start=2090
+  _globals['_STREAMTRANSCRIPTREQUEST']._serialized_end=2205
+  _globals['_STREAMTRANSCRIPTRESPONSE']._serialized_start=2207
+  _globals['_STREAMTRANSCRIPTRESPONSE']._serialized_end=2284
+  _globals['_GETTRANSCRIPTREQUEST']._serialized_start=2286
+  _globals['_GETTRANSCRIPTREQUEST']._serialized_end=2353
+  _globals['_GETTRANSCRIPTRESPONSE']._serialized_start=2356
+  _globals['_GETTRANSCRIPTRESPONSE']._serialized_end=2544
+  _globals['_GETSUMMARYREQUEST']._serialized_start=2546
+  _globals['_GETSUMMARYREQUEST']._serialized_end=2610
+  _globals['_GETSUMMARYRESPONSE']._serialized_start=2612
+  _globals['_GETSUMMARYRESPONSE']._serialized_end=2679
+  _globals['_LIVEAUDIOCONFIG']._serialized_start=2682
+  _globals['_LIVEAUDIOCONFIG']._serialized_end=2828
+  _globals['_LIVETRANSCRIBEREQUEST']._serialized_start=2830
+  _globals['_LIVETRANSCRIBEREQUEST']._serialized_end=2940
+  _globals['_LIVETRANSCRIBERESPONSE']._serialized_start=2942
+  _globals['_LIVETRANSCRIBERESPONSE']._serialized_end=3017
+  _globals['_MEETINGSERVICE']._serialized_start=3020
+  _globals['_MEETINGSERVICE']._serialized_end=5830
 # @@protoc_insertion_point(module_scope)

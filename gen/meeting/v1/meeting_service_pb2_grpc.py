@@ -3,8 +3,10 @@
 import grpc
 import warnings
 
+from gen.meeting.v1 import api_keys_pb2 as meeting_dot_v1_dot_api__keys__pb2
 from gen.meeting.v1 import exports_pb2 as meeting_dot_v1_dot_exports__pb2
 from gen.meeting.v1 import meeting_service_pb2 as meeting_dot_v1_dot_meeting__service__pb2
+from gen.meeting.v1 import search_pb2 as meeting_dot_v1_dot_search__pb2
 from gen.meeting.v1 import webhooks_pb2 as meeting_dot_v1_dot_webhooks__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -30,8 +32,9 @@ if _version_not_supported:
 class MeetingServiceStub:
     """Meetings, their audio, and their transcripts.
 
-    Every call needs `authorization: Bearer <JWT>` metadata; every call is
-    scoped to the token's subject. Errors are `google.rpc.Status` with a
+    Every call needs `authorization: Bearer <JWT or API key>` metadata; every
+    call is scoped to the token's subject (a key's owner), and an API key must
+    hold the method's `(mesh.v1.scope)`. Errors are `google.rpc.Status` with a
     `google.rpc.ErrorInfo` whose reason is a `meeting.v1.ErrorReason`.
     """
 
@@ -126,13 +129,34 @@ class MeetingServiceStub:
                 request_serializer=meeting_dot_v1_dot_webhooks__pb2.RedeliverWebhookRequest.SerializeToString,
                 response_deserializer=meeting_dot_v1_dot_webhooks__pb2.RedeliverWebhookResponse.FromString,
                 _registered_method=True)
+        self.CreateApiKey = channel.unary_unary(
+                '/meeting.v1.MeetingService/CreateApiKey',
+                request_serializer=meeting_dot_v1_dot_api__keys__pb2.CreateApiKeyRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_api__keys__pb2.CreateApiKeyResponse.FromString,
+                _registered_method=True)
+        self.ListApiKeys = channel.unary_unary(
+                '/meeting.v1.MeetingService/ListApiKeys',
+                request_serializer=meeting_dot_v1_dot_api__keys__pb2.ListApiKeysRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_api__keys__pb2.ListApiKeysResponse.FromString,
+                _registered_method=True)
+        self.RevokeApiKey = channel.unary_unary(
+                '/meeting.v1.MeetingService/RevokeApiKey',
+                request_serializer=meeting_dot_v1_dot_api__keys__pb2.RevokeApiKeyRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_api__keys__pb2.RevokeApiKeyResponse.FromString,
+                _registered_method=True)
+        self.SearchTranscripts = channel.unary_unary(
+                '/meeting.v1.MeetingService/SearchTranscripts',
+                request_serializer=meeting_dot_v1_dot_search__pb2.SearchTranscriptsRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_search__pb2.SearchTranscriptsResponse.FromString,
+                _registered_method=True)
 
 
 class MeetingServiceServicer:
     """Meetings, their audio, and their transcripts.
 
-    Every call needs `authorization: Bearer <JWT>` metadata; every call is
-    scoped to the token's subject. Errors are `google.rpc.Status` with a
+    Every call needs `authorization: Bearer <JWT or API key>` metadata; every
+    call is scoped to the token's subject (a key's owner), and an API key must
+    hold the method's `(mesh.v1.scope)`. Errors are `google.rpc.Status` with a
     `google.rpc.ErrorInfo` whose reason is a `meeting.v1.ErrorReason`.
     """
 
@@ -186,7 +210,8 @@ class MeetingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetUploadStatus(self, request, context):
-        """Tells how much of a meeting's recording is stored.
+        """Tells how much of a meeting's recording is stored. Part of uploading (it
+        tells where to resume), so it needs the upload's scope.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -269,6 +294,39 @@ class MeetingServiceServicer:
     def RedeliverWebhook(self, request, context):
         """Sends a delivery again now (same event id), whatever became of it, and
         enables its endpoint again if it was disabled.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateApiKey(self, request, context):
+        """--- api keys ---
+        Creates an API key for the caller; the response holds the key, shown
+        this once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListApiKeys(self, request, context):
+        """Lists the caller's API keys (never the keys themselves).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeApiKey(self, request, context):
+        """Revokes one of the caller's API keys: it is refused from the next call on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchTranscripts(self, request, context):
+        """--- search ---
+        Finds final transcript segments of the caller's meetings that match a
+        query, best match first, with a highlighted snippet of each. Another
+        caller's meetings never appear.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -362,6 +420,26 @@ def add_MeetingServiceServicer_to_server(servicer, server):
                     request_deserializer=meeting_dot_v1_dot_webhooks__pb2.RedeliverWebhookRequest.FromString,
                     response_serializer=meeting_dot_v1_dot_webhooks__pb2.RedeliverWebhookResponse.SerializeToString,
             ),
+            'CreateApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateApiKey,
+                    request_deserializer=meeting_dot_v1_dot_api__keys__pb2.CreateApiKeyRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_api__keys__pb2.CreateApiKeyResponse.SerializeToString,
+            ),
+            'ListApiKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApiKeys,
+                    request_deserializer=meeting_dot_v1_dot_api__keys__pb2.ListApiKeysRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_api__keys__pb2.ListApiKeysResponse.SerializeToString,
+            ),
+            'RevokeApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeApiKey,
+                    request_deserializer=meeting_dot_v1_dot_api__keys__pb2.RevokeApiKeyRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_api__keys__pb2.RevokeApiKeyResponse.SerializeToString,
+            ),
+            'SearchTranscripts': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchTranscripts,
+                    request_deserializer=meeting_dot_v1_dot_search__pb2.SearchTranscriptsRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_search__pb2.SearchTranscriptsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'meeting.v1.MeetingService', rpc_method_handlers)
@@ -373,8 +451,9 @@ def add_MeetingServiceServicer_to_server(servicer, server):
 class MeetingService:
     """Meetings, their audio, and their transcripts.
 
-    Every call needs `authorization: Bearer <JWT>` metadata; every call is
-    scoped to the token's subject. Errors are `google.rpc.Status` with a
+    Every call needs `authorization: Bearer <JWT or API key>` metadata; every
+    call is scoped to the token's subject (a key's owner), and an API key must
+    hold the method's `(mesh.v1.scope)`. Errors are `google.rpc.Status` with a
     `google.rpc.ErrorInfo` whose reason is a `meeting.v1.ErrorReason`.
     """
 
@@ -827,6 +906,114 @@ class MeetingService:
             '/meeting.v1.MeetingService/RedeliverWebhook',
             meeting_dot_v1_dot_webhooks__pb2.RedeliverWebhookRequest.SerializeToString,
             meeting_dot_v1_dot_webhooks__pb2.RedeliverWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/CreateApiKey',
+            meeting_dot_v1_dot_api__keys__pb2.CreateApiKeyRequest.SerializeToString,
+            meeting_dot_v1_dot_api__keys__pb2.CreateApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApiKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/ListApiKeys',
+            meeting_dot_v1_dot_api__keys__pb2.ListApiKeysRequest.SerializeToString,
+            meeting_dot_v1_dot_api__keys__pb2.ListApiKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/RevokeApiKey',
+            meeting_dot_v1_dot_api__keys__pb2.RevokeApiKeyRequest.SerializeToString,
+            meeting_dot_v1_dot_api__keys__pb2.RevokeApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchTranscripts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/SearchTranscripts',
+            meeting_dot_v1_dot_search__pb2.SearchTranscriptsRequest.SerializeToString,
+            meeting_dot_v1_dot_search__pb2.SearchTranscriptsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,8 +5,10 @@ isort:skip_file
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from gen.meeting.v1 import api_keys_pb2 as _api_keys_pb2
 from gen.meeting.v1 import exports_pb2 as _exports_pb2
 from gen.meeting.v1 import meeting_service_pb2 as _meeting_service_pb2
+from gen.meeting.v1 import search_pb2 as _search_pb2
 from gen.meeting.v1 import webhooks_pb2 as _webhooks_pb2
 import abc as _abc_1
 
@@ -17,8 +19,9 @@ GRPC_VERSION: str
 class MeetingServiceStub:
     """Meetings, their audio, and their transcripts.
 
-    Every call needs `authorization: Bearer <JWT>` metadata; every call is
-    scoped to the token's subject. Errors are `google.rpc.Status` with a
+    Every call needs `authorization: Bearer <JWT or API key>` metadata; every
+    call is scoped to the token's subject (a key's owner), and an API key must
+    hold the method's `(mesh.v1.scope)`. Errors are `google.rpc.Status` with a
     `google.rpc.ErrorInfo` whose reason is a `meeting.v1.ErrorReason`.
     """
 
@@ -45,7 +48,9 @@ class MeetingServiceStub:
     it is audio, a processing job is queued.
     """
     GetUploadStatus: _aio.UnaryUnaryMultiCallable[_meeting_service_pb2.GetUploadStatusRequest, _meeting_service_pb2.GetUploadStatusResponse]
-    """Tells how much of a meeting's recording is stored."""
+    """Tells how much of a meeting's recording is stored. Part of uploading (it
+    tells where to resume), so it needs the upload's scope.
+    """
     StreamTranscript: _aio.UnaryStreamMultiCallable[_meeting_service_pb2.StreamTranscriptRequest, _meeting_service_pb2.StreamTranscriptResponse]
     """Streams the meeting's events after `after_sequence`: first the stored
     ones, then new ones as they happen, with no gap and no duplicate. The
@@ -83,12 +88,28 @@ class MeetingServiceStub:
     """Sends a delivery again now (same event id), whatever became of it, and
     enables its endpoint again if it was disabled.
     """
+    CreateApiKey: _aio.UnaryUnaryMultiCallable[_api_keys_pb2.CreateApiKeyRequest, _api_keys_pb2.CreateApiKeyResponse]
+    """--- api keys ---
+    Creates an API key for the caller; the response holds the key, shown
+    this once.
+    """
+    ListApiKeys: _aio.UnaryUnaryMultiCallable[_api_keys_pb2.ListApiKeysRequest, _api_keys_pb2.ListApiKeysResponse]
+    """Lists the caller's API keys (never the keys themselves)."""
+    RevokeApiKey: _aio.UnaryUnaryMultiCallable[_api_keys_pb2.RevokeApiKeyRequest, _api_keys_pb2.RevokeApiKeyResponse]
+    """Revokes one of the caller's API keys: it is refused from the next call on."""
+    SearchTranscripts: _aio.UnaryUnaryMultiCallable[_search_pb2.SearchTranscriptsRequest, _search_pb2.SearchTranscriptsResponse]
+    """--- search ---
+    Finds final transcript segments of the caller's meetings that match a
+    query, best match first, with a highlighted snippet of each. Another
+    caller's meetings never appear.
+    """
 
 class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Meetings, their audio, and their transcripts.
 
-    Every call needs `authorization: Bearer <JWT>` metadata; every call is
-    scoped to the token's subject. Errors are `google.rpc.Status` with a
+    Every call needs `authorization: Bearer <JWT or API key>` metadata; every
+    call is scoped to the token's subject (a key's owner), and an API key must
+    hold the method's `(mesh.v1.scope)`. Errors are `google.rpc.Status` with a
     `google.rpc.ErrorInfo` whose reason is a `meeting.v1.ErrorReason`.
     """
 
@@ -155,7 +176,9 @@ class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _meeting_service_pb2.GetUploadStatusRequest,
         context: _aio.ServicerContext[_meeting_service_pb2.GetUploadStatusRequest, _abc.Awaitable[_meeting_service_pb2.GetUploadStatusResponse]],
     ) -> _abc.Awaitable[_meeting_service_pb2.GetUploadStatusResponse]:
-        """Tells how much of a meeting's recording is stored."""
+        """Tells how much of a meeting's recording is stored. Part of uploading (it
+        tells where to resume), so it needs the upload's scope.
+        """
 
     @_abc_1.abstractmethod
     def StreamTranscript(
@@ -252,6 +275,45 @@ class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _abc.Awaitable[_webhooks_pb2.RedeliverWebhookResponse]:
         """Sends a delivery again now (same event id), whatever became of it, and
         enables its endpoint again if it was disabled.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateApiKey(
+        self,
+        request: _api_keys_pb2.CreateApiKeyRequest,
+        context: _aio.ServicerContext[_api_keys_pb2.CreateApiKeyRequest, _abc.Awaitable[_api_keys_pb2.CreateApiKeyResponse]],
+    ) -> _abc.Awaitable[_api_keys_pb2.CreateApiKeyResponse]:
+        """--- api keys ---
+        Creates an API key for the caller; the response holds the key, shown
+        this once.
+        """
+
+    @_abc_1.abstractmethod
+    def ListApiKeys(
+        self,
+        request: _api_keys_pb2.ListApiKeysRequest,
+        context: _aio.ServicerContext[_api_keys_pb2.ListApiKeysRequest, _abc.Awaitable[_api_keys_pb2.ListApiKeysResponse]],
+    ) -> _abc.Awaitable[_api_keys_pb2.ListApiKeysResponse]:
+        """Lists the caller's API keys (never the keys themselves)."""
+
+    @_abc_1.abstractmethod
+    def RevokeApiKey(
+        self,
+        request: _api_keys_pb2.RevokeApiKeyRequest,
+        context: _aio.ServicerContext[_api_keys_pb2.RevokeApiKeyRequest, _abc.Awaitable[_api_keys_pb2.RevokeApiKeyResponse]],
+    ) -> _abc.Awaitable[_api_keys_pb2.RevokeApiKeyResponse]:
+        """Revokes one of the caller's API keys: it is refused from the next call on."""
+
+    @_abc_1.abstractmethod
+    def SearchTranscripts(
+        self,
+        request: _search_pb2.SearchTranscriptsRequest,
+        context: _aio.ServicerContext[_search_pb2.SearchTranscriptsRequest, _abc.Awaitable[_search_pb2.SearchTranscriptsResponse]],
+    ) -> _abc.Awaitable[_search_pb2.SearchTranscriptsResponse]:
+        """--- search ---
+        Finds final transcript segments of the caller's meetings that match a
+        query, best match first, with a highlighted snippet of each. Another
+        caller's meetings never appear.
         """
 
 def add_MeetingServiceServicer_to_server(servicer: MeetingServiceServicer, server: _aio.Server) -> None: ...

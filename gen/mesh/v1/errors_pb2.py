@@ -26,7 +26,7 @@ from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor
 from google.rpc import code_pb2 as google_dot_rpc_dot_code__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14mesh/v1/errors.proto\x12\x07mesh.v1\x1a google/protobuf/descriptor.proto\x1a\x15google/rpc/code.proto\"\xae\x01\n\x0c\x45rrorMapping\x12-\n\tgrpc_code\x18\x01 \x01(\x0e\x32\x10.google.rpc.CodeR\x08grpcCode\x12\x1f\n\x0bhttp_status\x18\x02 \x01(\x05R\nhttpStatus\x12\x30\n\x14websocket_close_code\x18\x03 \x01(\x05R\x12websocketCloseCode\x12\x1c\n\tretryable\x18\x04 \x01(\x08R\tretryable*\xc5\x02\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12.\n\x1c\x45RROR_REASON_UNAUTHENTICATED\x10\x01\x1a\x0c\xa2\x86\x19\x08\x08\x10\x10\x91\x03\x18\xb1\"\x12.\n\x1c\x45RROR_REASON_ROUTE_NOT_FOUND\x10\x02\x1a\x0c\xa2\x86\x19\x08\x08\x05\x10\x94\x03\x18\xb4\"\x12\x31\n\x1f\x45RROR_REASON_METHOD_NOT_ALLOWED\x10\x03\x1a\x0c\xa2\x86\x19\x08\x08\x0c\x10\x95\x03\x18\xb5\"\x12\x30\n\x1e\x45RROR_REASON_REQUEST_TOO_LARGE\x10\x04\x1a\x0c\xa2\x86\x19\x08\x08\x08\x10\x9d\x03\x18\xbd\"\x12*\n\x18\x45RROR_REASON_BAD_REQUEST\x10\x05\x1a\x0c\xa2\x86\x19\x08\x08\x03\x10\x90\x03\x18\xb0\"\x12\'\n\x15\x45RROR_REASON_INTERNAL\x10\x06\x1a\x0c\xa2\x86\x19\x08\x08\r\x10\xf4\x03\x18\x94#:P\n\x05\x65rror\x12!.google.protobuf.EnumValueOptions\x18\xe4\x90\x03 \x01(\x0b\x32\x15.mesh.v1.ErrorMappingR\x05\x65rrorb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14mesh/v1/errors.proto\x12\x07mesh.v1\x1a google/protobuf/descriptor.proto\x1a\x15google/rpc/code.proto\"\xae\x01\n\x0c\x45rrorMapping\x12-\n\tgrpc_code\x18\x01 \x01(\x0e\x32\x10.google.rpc.CodeR\x08grpcCode\x12\x1f\n\x0bhttp_status\x18\x02 \x01(\x05R\nhttpStatus\x12\x30\n\x14websocket_close_code\x18\x03 \x01(\x05R\x12websocketCloseCode\x12\x1c\n\tretryable\x18\x04 \x01(\x08R\tretryable*\xaa\x03\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12.\n\x1c\x45RROR_REASON_UNAUTHENTICATED\x10\x01\x1a\x0c\xa2\x86\x19\x08\x08\x10\x10\x91\x03\x18\xb1\"\x12.\n\x1c\x45RROR_REASON_ROUTE_NOT_FOUND\x10\x02\x1a\x0c\xa2\x86\x19\x08\x08\x05\x10\x94\x03\x18\xb4\"\x12\x31\n\x1f\x45RROR_REASON_METHOD_NOT_ALLOWED\x10\x03\x1a\x0c\xa2\x86\x19\x08\x08\x0c\x10\x95\x03\x18\xb5\"\x12\x30\n\x1e\x45RROR_REASON_REQUEST_TOO_LARGE\x10\x04\x1a\x0c\xa2\x86\x19\x08\x08\x08\x10\x9d\x03\x18\xbd\"\x12*\n\x18\x45RROR_REASON_BAD_REQUEST\x10\x05\x1a\x0c\xa2\x86\x19\x08\x08\x03\x10\x90\x03\x18\xb0\"\x12\'\n\x15\x45RROR_REASON_INTERNAL\x10\x06\x1a\x0c\xa2\x86\x19\x08\x08\r\x10\xf4\x03\x18\x94#\x12\x30\n\x1e\x45RROR_REASON_PERMISSION_DENIED\x10\x07\x1a\x0c\xa2\x86\x19\x08\x08\x07\x10\x93\x03\x18\xb3\"\x12\x31\n\x1d\x45RROR_REASON_AUTH_UNAVAILABLE\x10\x08\x1a\x0e\xa2\x86\x19\n\x08\x0e\x10\xf7\x03\x18\x97# \x01:P\n\x05\x65rror\x12!.google.protobuf.EnumValueOptions\x18\xe4\x90\x03 \x01(\x0b\x32\x15.mesh.v1.ErrorMappingR\x05\x65rrorb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,8 +45,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ERRORREASON'].values_by_name["ERROR_REASON_BAD_REQUEST"]._serialized_options = b'\242\206\031\010\010\003\020\220\003\030\260\"'
   _globals['_ERRORREASON'].values_by_name["ERROR_REASON_INTERNAL"]._loaded_options = None
   _globals['_ERRORREASON'].values_by_name["ERROR_REASON_INTERNAL"]._serialized_options = b'\242\206\031\010\010\r\020\364\003\030\224#'
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_PERMISSION_DENIED"]._loaded_options = None
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_PERMISSION_DENIED"]._serialized_options = b'\242\206\031\010\010\007\020\223\003\030\263\"'
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_AUTH_UNAVAILABLE"]._loaded_options = None
+  _globals['_ERRORREASON'].values_by_name["ERROR_REASON_AUTH_UNAVAILABLE"]._serialized_options = b'\242\206\031\n\010\016\020\367\003\030\227# \001'
   _globals['_ERRORREASON']._serialized_start=268
-  _globals['_ERRORREASON']._serialized_end=593
+  _globals['_ERRORREASON']._serialized_end=694
   _globals['_ERRORMAPPING']._serialized_start=91
   _globals['_ERRORMAPPING']._serialized_end=265
 # @@protoc_insertion_point(module_scope)

@@ -42,6 +42,14 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """A fault of the server itself (a bug); it is logged there, the message says
     no more.
     """
+    ERROR_REASON_PERMISSION_DENIED: _ErrorReason.ValueType  # 7
+    """The caller is authenticated but its credential (an API key) lacks the
+    scope the method needs; `metadata.scope` names it.
+    """
+    ERROR_REASON_AUTH_UNAVAILABLE: _ErrorReason.ValueType  # 8
+    """Something the check of a credential needs (the identity provider's keys,
+    the database of API keys) cannot be reached; retry later.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Reasons any service of the mesh may send, whatever its contract."""
@@ -61,6 +69,14 @@ ERROR_REASON_BAD_REQUEST: ErrorReason.ValueType  # 5
 ERROR_REASON_INTERNAL: ErrorReason.ValueType  # 6
 """A fault of the server itself (a bug); it is logged there, the message says
 no more.
+"""
+ERROR_REASON_PERMISSION_DENIED: ErrorReason.ValueType  # 7
+"""The caller is authenticated but its credential (an API key) lacks the
+scope the method needs; `metadata.scope` names it.
+"""
+ERROR_REASON_AUTH_UNAVAILABLE: ErrorReason.ValueType  # 8
+"""Something the check of a credential needs (the identity provider's keys,
+the database of API keys) cannot be reached; retry later.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 

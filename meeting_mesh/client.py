@@ -1,15 +1,15 @@
-"""A small asynchronous client of the gateway's HTTP API (used by `meeting-mesh upload`).
+"""A small asynchronous client of the gateway's HTTP API, for the `meeting-mesh` commands.
 
-It speaks only HTTP, like any other client: create a meeting, upload a recording with
-resume (HEAD for the stored offset, PATCH for the rest), and follow the event stream with
-`Last-Event-ID` reconnects.
+It speaks only HTTP, like any other client: meetings, search, transcripts and summaries,
+uploads with resume (HEAD for the stored offset, PATCH for the rest), and the event stream
+with `Last-Event-ID` reconnects.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,7 +116,7 @@ class GatewayClient:
         path: str,
         *,
         body: dict[str, Any] | None = None,
-        params: dict[str, str] | None = None,
+        params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
     ) -> dict[str, Any]:
         """Calls a unary REST route.
 
@@ -124,7 +124,7 @@ class GatewayClient:
             method: "GET", "POST", "DELETE"...
             path: The route's path ("/v1/webhooks").
             body: The JSON body, if any.
-            params: Query parameters.
+            params: Query parameters (pairs, for a repeated one).
 
         Returns:
             The JSON answer ({} for an empty one).
@@ -141,11 +141,15 @@ class GatewayClient:
             answer: dict[str, Any] = await response.json()
             return answer
 
-    async def create_meeting(self, title: str) -> dict[str, Any]:
+    async def create_meeting(
+        self, title: str, *, language: str = "", expected_speakers: int = 0
+    ) -> dict[str, Any]:
         """Creates a meeting.
 
         Args:
             title: Its title.
+            language: Its spoken language (BCP-47), "" to detect it.
+            expected_speakers: How many people speak, 0 when unknown.
 
         Returns:
             The meeting JSON.
@@ -153,12 +157,52 @@ class GatewayClient:
         Raises:
             GatewayError: The gateway refused.
         """
-        async with self._session.post(
-            f"{self._base}/v1/meetings", json={"title": title}, headers=self._auth
-        ) as response:
-            await _raise_for_error(response)
-            meeting: dict[str, Any] = (await response.json())["meeting"]
-            return meeting
+        body: dict[str, Any] = {"title": title}
+        if language:
+            body["language"] = language
+        if expected_speakers:
+            body["expectedSpeakers"] = expected_speakers
+        meeting: dict[str, Any] = (await self.call("POST", "/v1/meetings", body=body))["meeting"]
+        return meeting
+
+    async def meeting(self, meeting_id: str) -> dict[str, Any]:
+        """Returns one meeting's JSON.
+
+        Raises:
+            GatewayError: The gateway refused (404 for a meeting that is not the caller's).
+        """
+        meeting: dict[str, Any] = (await self.call("GET", f"/v1/meetings/{meeting_id}"))["meeting"]
+        return meeting
+
+    async def list_meetings(self, page_size: int = 0, page_token: str = "") -> dict[str, Any]:
+        """Returns one page of the caller's meetings, newest first (ListMeetings' JSON).
+
+        Raises:
+            GatewayError: The gateway refused.
+        """
+        params = {"pageSize": str(page_size)} if page_size else {}
+        if page_token:
+            params["pageToken"] = page_token
+        return await self.call("GET", "/v1/meetings", params=params)
+
+    async def delete_meeting(self, meeting_id: str) -> None:
+        """Deletes a meeting with its audio and transcript.
+
+        Raises:
+            GatewayError: The gateway refused.
+        """
+        await self.call("DELETE", f"/v1/meetings/{meeting_id}")
+
+    async def search(self, params: list[tuple[str, str]]) -> dict[str, Any]:
+        """Returns one page of a search across the caller's meetings (its JSON).
+
+        Args:
+            params: The query parameters of `GET /v1/search` ("q", "pageToken"...).
+
+        Raises:
+            GatewayError: The gateway refused.
+        """
+        return await self.call("GET", "/v1/search", params=params)
 
     async def transcript(self, meeting_id: str) -> dict[str, Any]:
         """Returns the meeting's current transcript (GetTranscript's JSON).
@@ -172,12 +216,18 @@ class GatewayClient:
         Raises:
             GatewayError: The gateway refused.
         """
-        async with self._session.get(
-            f"{self._base}/v1/meetings/{meeting_id}/transcript", headers=self._auth
-        ) as response:
-            await _raise_for_error(response)
-            body: dict[str, Any] = await response.json()
-            return body
+        return await self.call("GET", f"/v1/meetings/{meeting_id}/transcript")
+
+    async def summary(self, meeting_id: str) -> dict[str, Any]:
+        """Returns the meeting's summary JSON (a 400 NOT_READY before it is written).
+
+        Raises:
+            GatewayError: The gateway refused.
+        """
+        summary: dict[str, Any] = (await self.call("GET", f"/v1/meetings/{meeting_id}/summary"))[
+            "summary"
+        ]
+        return summary
 
     async def export(self, meeting_id: str, export_format: str) -> tuple[bytes, str]:
         """Returns the meeting's transcript as a file (`?format=`).
@@ -201,6 +251,50 @@ class GatewayClient:
             disposition = response.content_disposition
             filename = disposition.filename if disposition and disposition.filename else ""
             return await response.read(), filename
+
+    async def create_api_key(self, name: str, scopes: list[str]) -> dict[str, Any]:
+        """Creates an API key for this user.
+
+        Args:
+            name: The key's name.
+            scopes: What it may do.
+
+        Returns:
+            CreateApiKey's JSON: `apiKey` and `secret` (the key, shown this once).
+
+        Raises:
+            GatewayError: The gateway refused.
+        """
+        async with self._session.post(
+            f"{self._base}/v1/api-keys",
+            json={"name": name, "scopes": scopes},
+            headers=self._auth,
+        ) as response:
+            await _raise_for_error(response)
+            created: dict[str, Any] = await response.json()
+            return created
+
+    async def api_keys(self) -> list[dict[str, Any]]:
+        """Lists this user's API keys (never the keys themselves).
+
+        Raises:
+            GatewayError: The gateway refused.
+        """
+        async with self._session.get(f"{self._base}/v1/api-keys", headers=self._auth) as response:
+            await _raise_for_error(response)
+            keys: list[dict[str, Any]] = (await response.json()).get("apiKeys", [])
+            return keys
+
+    async def revoke_api_key(self, key_id: str) -> None:
+        """Revokes one of this user's API keys.
+
+        Raises:
+            GatewayError: The gateway refused (404 for a key that is not the user's).
+        """
+        async with self._session.delete(
+            f"{self._base}/v1/api-keys/{key_id}", headers=self._auth
+        ) as response:
+            await _raise_for_error(response)
 
     async def stored_offset(self, meeting_id: str) -> tuple[int, bool]:
         """Asks how much of the recording is stored.
@@ -229,6 +323,7 @@ class GatewayClient:
         *,
         on_progress: Callable[[int], None] = lambda _: None,
         attempts: int = 5,
+        resume: bool = False,
     ) -> dict[str, Any]:
         """Uploads a file, resuming from the stored offset after a dropped connection.
 
@@ -238,6 +333,8 @@ class GatewayClient:
             content_type: Its media type ("audio/wav").
             on_progress: Called with the number of bytes the server has or was sent.
             attempts: How many connections to try before giving up.
+            resume: Continue an upload an earlier run started: ask for the stored size
+                first and send only the rest.
 
         Returns:
             The UploadAudioResponse JSON of the final request.
@@ -249,6 +346,15 @@ class GatewayClient:
         size = (await asyncio.to_thread(path.stat)).st_size
         url = f"{self._base}/v1/meetings/{meeting_id}/audio"
         offset = 0
+        if resume:
+            offset, complete = await self.stored_offset(meeting_id)
+            on_progress(offset)
+            if complete:
+                return {"storedSize": str(offset), "complete": True}
+            if offset > size:
+                raise ValueError(
+                    f"the server holds {offset} bytes, more than {path.name} has ({size})"
+                )
         for attempt in range(attempts):
             headers = {
                 **self._auth,

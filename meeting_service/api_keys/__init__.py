@@ -1,0 +1,1 @@
+"""API keys: credentials of server-to-server callers (docs/security.md)."""

@@ -1,0 +1,1 @@
+"""Per-caller quotas (docs/security.md)."""

@@ -1,0 +1,327 @@
+"""Recordings in S3-compatible object storage, one object per recording.
+
+A recording is received as a multipart upload whose parts are written as the bytes
+arrive: a writer holds at most one part (`part_bytes`, at least the 5 MiB S3 asks of
+every part but the last) before it stores it, so memory stays flat whatever the size.
+Each stored part is counted in PostgreSQL (`uploads.stored_size`, its ETag in
+`uploads.part_etags`, the upload's id in `uploads.object_upload_id`) only after S3 has
+it, so the size a client is told is what S3 durably holds; bytes held in memory when a
+stream drops are sent again by the resumed stream. A part that S3 stored but PostgreSQL
+never counted is replaced when the resumed stream stores the same part number.
+
+A recording smaller than one part is stored with one PUT at completion. A writer asked
+to rewrite the recording's first bytes (the live recording's WAV header, whose length
+is known at the end) keeps a copy of the first part and stores it again, with the new
+header, before completing: one part's memory more, no copy of the object.
+
+Multipart uploads nobody has written to for `abandoned_after_s` are aborted by `sweep`,
+and their recordings start again from offset 0. Reads are ranged GETs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import asyncpg
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.exceptions import ClientError
+
+from contract_errors.meeting import not_found, offset_mismatch
+from meeting_service.recordings.repository import UploadRow, UploadsRepository
+from meeting_service.recordings.store import RecordingWriter
+from mesh_common.logging import logger
+
+if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
+
+    from types_aiobotocore_s3 import S3Client
+
+MIN_PART_BYTES = 5 * 1024 * 1024  # S3's floor for every part but the last
+SPAN_BYTES = 1024 * 1024  # one ranged GET
+
+
+@dataclass(frozen=True)
+class S3Options:
+    """Where and how recordings are stored.
+
+    Attributes:
+        bucket: The bucket (it must exist).
+        endpoint: The server's URL; "" for AWS's endpoint of `region`.
+        region: The region requests are signed for.
+        path_style: Address the bucket in the path (most S3-compatible servers)
+            rather than in the host name.
+        prefix: Start of every object key.
+        part_bytes: Size of the parts of a multipart upload (the last may be smaller).
+        abandoned_after_s: Age after which an upload nobody writes to is aborted.
+        access_key_id: Credentials; None uses the standard AWS chain (`AWS_*`
+            variables, the shared credentials file, an instance or pod role).
+        secret_access_key: Its secret.
+    """
+
+    bucket: str
+    endpoint: str = ""
+    region: str = "us-east-1"
+    path_style: bool = False
+    prefix: str = "recordings/"
+    part_bytes: int = 8 * 1024 * 1024
+    abandoned_after_s: float = 24 * 3600.0
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+
+
+class S3Store:
+    """Keeps recordings as objects `<prefix><meeting id>` in one bucket."""
+
+    def __init__(self, pool: asyncpg.Pool, uploads: UploadsRepository, options: S3Options) -> None:
+        self.pool = pool
+        self.uploads = uploads
+        self.options = options
+        self._client: S3Client | None = None
+        self._context: AbstractAsyncContextManager[S3Client] | None = None
+        self._opening = asyncio.Lock()
+
+    async def client(self) -> S3Client:
+        """The S3 client, created on first use."""
+        async with self._opening:
+            if self._client is None:
+                options = self.options
+                self._context = get_session().create_client(
+                    "s3",
+                    endpoint_url=options.endpoint or None,
+                    region_name=options.region,
+                    aws_access_key_id=options.access_key_id,
+                    aws_secret_access_key=options.secret_access_key,
+                    config=AioConfig(
+                        s3={"addressing_style": "path" if options.path_style else "auto"},
+                        retries={"mode": "standard"},
+                    ),
+                )
+                self._client = await self._context.__aenter__()
+            return self._client
+
+    def key(self, meeting_id: uuid.UUID) -> str:
+        """The object key of a meeting's recording."""
+        return f"{self.options.prefix}{meeting_id}"
+
+    def writer(self, upload: UploadRow, *, keeps_start: bool = False) -> RecordingWriter:  # noqa: D102
+        return _S3Writer(self, upload, keeps_start=keeps_start)
+
+    async def read_at(self, meeting_id: uuid.UUID, offset: int) -> tuple[int, bytes] | None:  # noqa: D102
+        client = await self.client()
+        try:
+            response = await client.get_object(
+                Bucket=self.options.bucket,
+                Key=self.key(meeting_id),
+                Range=f"bytes={offset}-{offset + SPAN_BYTES - 1}",
+            )
+        except ClientError as error:
+            if _code(error) in {"InvalidRange", "NoSuchKey", "404", "416"}:
+                return None
+            raise
+        async with response["Body"] as body:
+            data = await body.read()
+        return (offset, data) if data else None
+
+    async def delete(self, meeting_id: uuid.UUID) -> None:
+        """Deletes the recording's object and aborts its multipart uploads."""
+        client = await self.client()
+        key = self.key(meeting_id)
+        await client.delete_object(Bucket=self.options.bucket, Key=key)
+        listing = await client.list_multipart_uploads(Bucket=self.options.bucket, Prefix=key)
+        for upload in listing.get("Uploads", []):
+            if upload.get("Key") == key and "UploadId" in upload:
+                await self.abort(key, upload["UploadId"])
+
+    async def sweep(self) -> int:
+        """Aborts the multipart uploads nobody has written to for `abandoned_after_s`.
+
+        An upload counts as written to when its recording's row last changed (each
+        stored part changes it); one no recording holds counts from its start.
+        """
+        client = await self.client()
+        limit = self.options.abandoned_after_s
+        aborted = 0
+        pages = client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=self.options.bucket, Prefix=self.options.prefix
+        )
+        async for page in pages:
+            for upload in page.get("Uploads", []):
+                key, upload_id = upload.get("Key"), upload.get("UploadId")
+                started = upload.get("Initiated")
+                if key is None or upload_id is None or started is None:
+                    continue
+                if time.time() - started.timestamp() < limit:
+                    continue
+                idle = await self.uploads.object_upload_idle_s(self.pool, upload_id)
+                if idle is not None and idle < limit:
+                    continue
+                await self.abort(key, upload_id)
+                await self.uploads.forget_object_upload(self.pool, upload_id)
+                logger.bind(key=key, upload_id=upload_id).info("abandoned upload aborted")
+                aborted += 1
+        return aborted
+
+    async def close(self) -> None:  # noqa: D102
+        if self._context is not None:
+            await self._context.__aexit__(None, None, None)
+            self._context = self._client = None
+
+    async def abort(self, key: str, upload_id: str) -> None:
+        """Aborts a multipart upload (one already gone is fine)."""
+        client = await self.client()
+        try:
+            await client.abort_multipart_upload(
+                Bucket=self.options.bucket, Key=key, UploadId=upload_id
+            )
+        except ClientError as error:
+            if _code(error) not in {"NoSuchUpload", "404"}:
+                raise
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+class _S3Writer:
+    """One stream's writer: buffers up to a part, stores it, counts it in PostgreSQL."""
+
+    def __init__(self, store: S3Store, upload: UploadRow, *, keeps_start: bool) -> None:
+        self._store = store
+        self._mid = upload.meeting_id
+        self._key = store.key(upload.meeting_id)
+        self._stored = upload.stored_size
+        self._upload_id = upload.object_upload_id
+        self._etags = list(upload.part_etags)
+        self._buffer = bytearray()
+        self._keeps_start = keeps_start
+        self._first_part = b""
+
+    async def append(self, data: bytes) -> int | None:
+        self._buffer += data
+        if len(self._buffer) < self._store.options.part_bytes:
+            return self._stored
+        return await self._store_part()
+
+    async def complete(self, header: bytes = b"") -> int:
+        options = self._store.options
+        client = await self._store.client()
+        if header and not self._etags:
+            self._buffer[: len(header)] = header
+        elif header:
+            await self._restore_first_part(header)
+        if self._upload_id is None and not self._etags:
+            # Smaller than one part: one PUT.
+            if self._buffer:
+                await client.put_object(
+                    Bucket=options.bucket, Key=self._key, Body=bytes(self._buffer)
+                )
+                stored = await self._store.uploads.add_part(
+                    self._store.pool, self._mid, 0, len(self._buffer), ""
+                )
+                if stored is None:
+                    await self._lost()
+                    raise AssertionError("unreachable")
+                self._stored = stored
+                self._buffer.clear()
+            return self._stored
+        if self._upload_id is None:
+            return self._stored  # completed by an earlier stream
+        if self._buffer and await self._store_part() is None:
+            await self._lost()
+        parts = [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(self._etags, 1)]
+        try:
+            await client.complete_multipart_upload(
+                Bucket=options.bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+            )
+        except ClientError as error:
+            # Completed by an earlier stream that was interrupted before recording it.
+            if _code(error) != "NoSuchUpload" or await self._object_size() != self._stored:
+                raise
+        await self._store.uploads.close_object_upload(self._store.pool, self._mid)
+        self._upload_id = None
+        return self._stored
+
+    def end(self) -> int:
+        self._buffer.clear()
+        return self._stored
+
+    async def _store_part(self) -> int | None:
+        store = self._store
+        client = await store.client()
+        if self._upload_id is None:
+            created = await client.create_multipart_upload(
+                Bucket=store.options.bucket, Key=self._key
+            )
+            upload_id = created["UploadId"]
+            if not await store.uploads.open_object_upload(store.pool, self._mid, upload_id):
+                await store.abort(self._key, upload_id)
+                return None
+            self._upload_id = upload_id
+        data = bytes(self._buffer)
+        number = len(self._etags) + 1
+        try:
+            response = await client.upload_part(
+                Bucket=store.options.bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=data,
+            )
+        except ClientError as error:
+            if _code(error) == "NoSuchUpload":
+                return None  # aborted: the meeting was deleted, or the upload abandoned
+            raise
+        stored = await store.uploads.add_part(
+            store.pool, self._mid, self._stored, len(data), response["ETag"]
+        )
+        if stored is None:
+            return None
+        if number == 1 and self._keeps_start:
+            self._first_part = data
+        self._etags.append(response["ETag"])
+        self._stored = stored
+        self._buffer.clear()
+        return stored
+
+    async def _lost(self) -> None:
+        """Raises why a part could not be counted; a deleted meeting's bytes are deleted."""
+        current = await self._store.uploads.get(self._store.pool, self._mid)
+        if current is None:
+            await self._store.delete(self._mid)
+            raise not_found(self._mid)
+        raise offset_mismatch(
+            current.stored_size,
+            f"another upload stream wrote to this meeting; continue at offset "
+            f"{current.stored_size}",
+        )
+
+    async def _restore_first_part(self, header: bytes) -> None:
+        if not self._first_part:
+            raise RuntimeError("the first part was not kept: create the writer with keeps_start")
+        store = self._store
+        client = await store.client()
+        data = header + self._first_part[len(header) :]
+        assert self._upload_id is not None
+        response = await client.upload_part(
+            Bucket=store.options.bucket,
+            Key=self._key,
+            UploadId=self._upload_id,
+            PartNumber=1,
+            Body=data,
+        )
+        await store.uploads.replace_part(store.pool, self._mid, 1, response["ETag"])
+        self._etags[0] = response["ETag"]
+        self._first_part = b""
+
+    async def _object_size(self) -> int:
+        client = await self._store.client()
+        head = await client.head_object(Bucket=self._store.options.bucket, Key=self._key)
+        return head["ContentLength"]

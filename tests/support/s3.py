@@ -1,0 +1,66 @@
+"""A real S3 server for tests: one SeaweedFS per session, a fresh bucket per module.
+
+Fixtures (exposed by `tests/conftest.py`):
+
+- `s3_server`: the session's `SeaweedFS` (`weed mini` on loopback).
+- `s3_bucket`: the name of an empty bucket of this module's own.
+
+`s3_settings(server, bucket)` gives the meeting service's settings for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest_asyncio
+from pydantic import SecretStr
+
+from meeting_mesh import seaweedfs
+from meeting_mesh.seaweedfs import SeaweedFS
+
+
+def s3_settings(server: SeaweedFS, bucket: str) -> dict[str, Any]:
+    """MeetingServiceSettings fields storing recordings in `bucket` of `server`."""
+    return {
+        "storage": "s3",
+        "s3_endpoint": server.endpoint,
+        "s3_bucket": bucket,
+        "s3_path_style": True,
+        "s3_access_key_id": server.access_key_id,
+        "s3_secret_access_key": SecretStr(server.secret_access_key),
+        "s3_part_bytes": 5 * 1024 * 1024,
+    }
+
+
+@pytest_asyncio.fixture(scope="session")
+async def s3_server() -> AsyncIterator[SeaweedFS]:
+    """The session's SeaweedFS S3 server."""
+    directory = Path(tempfile.mkdtemp(prefix="mesh-test-s3-"))
+    port = seaweedfs.free_port()
+    server = SeaweedFS(f"http://127.0.0.1:{port}", "mesh-test", uuid.uuid4().hex)
+    process = await seaweedfs.start(directory, server, s3_port=port)
+    try:
+        yield server
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), 10.0)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest_asyncio.fixture(scope="module")
+async def s3_bucket(s3_server: SeaweedFS) -> str:
+    """An empty bucket for this module."""
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    await seaweedfs.create_bucket(s3_server, bucket)
+    return bucket
