@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 
 from gateway import state
-from gateway.auth import auth_middleware, query_token_middleware
+from gateway.auth import VERIFIER, auth_middleware, query_token_middleware
 from gateway.channel import open_channel
-from gateway.events import stream_events
+from gateway.cors import OriginPolicy, add_allowed_origin_headers, cors_middlewares
+from gateway.events import stream_events, stream_user_events
 from gateway.exports import negotiated_transcript
 from gateway.health import healthz, readyz
 from gateway.live import live
@@ -31,10 +33,20 @@ from mesh_common.telemetry import Telemetry, create_telemetry
 
 # JSON bodies are small; recordings are streamed and never go through this limit.
 _MAX_JSON_BODY_BYTES = 1024 * 1024
+# The API description as a page: it renders /openapi.json in the browser, offline.
+_DOCS_PAGE = Path(__file__).parent / "static" / "docs.html"
 
 
 async def _openapi(request: web.Request) -> web.StreamResponse:
     return web.json_response(build_openapi(f"{request.scheme}://{request.host}"))
+
+
+async def _docs(_request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(_DOCS_PAGE, headers={"Cache-Control": "no-cache"})
+
+
+async def _root(_request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/docs")
 
 
 async def _channel_context(app: web.Application) -> AsyncIterator[None]:
@@ -66,20 +78,24 @@ def create_app(settings: GatewaySettings, telemetry: Telemetry | None = None) ->
     """
     telemetry = telemetry or create_telemetry("gateway")
     metrics = GatewayMetrics(telemetry.registry)
+    origins = OriginPolicy(settings.cors_origins)
     app = web.Application(
         middlewares=[
             query_token_middleware,
             telemetry_middleware(telemetry, metrics),
+            *cors_middlewares(origins),
             error_middleware,
             openai_error_middleware,
-            auth_middleware(settings.token_verifier()),
+            auth_middleware,
         ],
         client_max_size=_MAX_JSON_BODY_BYTES,
     )
     app[state.SETTINGS] = settings
+    app[VERIFIER] = settings.token_verifier()
     app[state.TELEMETRY] = telemetry
     app[state.METRICS] = metrics
     app[state.STOPPING] = asyncio.Event()
+    add_allowed_origin_headers(app, origins)
     app.cleanup_ctx.append(_channel_context)
     app.on_shutdown.append(_begin_stopping)
 
@@ -90,9 +106,12 @@ def create_app(settings: GatewaySettings, telemetry: Telemetry | None = None) ->
     app.router.add_route("PATCH", audio, patch_audio, name="patch_audio")
     app.router.add_route("GET", "/v1/meetings/{meeting_id}/events", stream_events, name="events")
     app.router.add_route("GET", "/v1/meetings/{meeting_id}/live", live, name="live")
+    app.router.add_route("GET", "/v1/events", stream_user_events, name="user_events")
     add_openai_routes(app)
     app.router.add_route("GET", "/healthz", healthz, name="healthz")
     app.router.add_route("GET", "/readyz", readyz, name="readyz")
     app.router.add_route("GET", "/openapi.json", _openapi, name="openapi")
+    app.router.add_route("GET", "/docs", _docs, name="docs")
+    app.router.add_route("GET", "/", _root, name="root")
     app.router.add_route("GET", "/metrics", metrics_handler(telemetry.registry), name="metrics")
     return app

@@ -5,6 +5,10 @@ without a backend round trip, and again by meeting_service (defence in depth). A
 (`mm_...`) is only recognised here and forwarded: its hash, owner and scopes are in
 meeting_service's database, which checks it and the route's scope on the call the route
 makes, so a revoked key is refused from its next request on (docs/security.md).
+
+A WebSocket upgrade is the exception: a browser sees no HTTP status of a refused upgrade,
+only close code 1006, so the live route accepts the upgrade first and authenticates itself
+(gateway/live.py), closing with 4401 and a reason when the token is bad.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from gateway.http_errors import HttpError, bearer_challenge
 from mesh_common.auth import (
@@ -25,9 +28,11 @@ from mesh_common.auth import (
 from mesh_common.errors import MeshError
 
 # Routes anyone may call: liveness, readiness, the API description and the metrics.
-PUBLIC_ROUTES = frozenset({"healthz", "readyz", "openapi", "metrics"})
+PUBLIC_ROUTES = frozenset({"healthz", "readyz", "openapi", "docs", "root", "metrics"})
 # Browsers cannot set headers on EventSource and WebSocket, so these also take ?access_token=.
-QUERY_TOKEN_ROUTES = frozenset({"events", "live"})
+QUERY_TOKEN_ROUTES = frozenset({"events", "user_events", "live"})
+# WebSocket routes: an upgrade request is authenticated by the handler, after the upgrade.
+WEBSOCKET_ROUTES = frozenset({"live"})
 QUERY_TOKEN_PARAM = "access_token"  # noqa: S105 - a parameter name, not a secret
 
 _QUERY_TOKEN_KEY = web.RequestKey("query_access_token", str)
@@ -35,11 +40,21 @@ _QUERY_TOKEN_KEY = web.RequestKey("query_access_token", str)
 # owner is known to meeting_service only), the access line reads it.
 PRINCIPAL_KEY = web.RequestKey("principal", Principal)
 GRPC_METADATA_KEY = web.RequestKey("grpc_metadata", tuple)
+VERIFIER = web.AppKey("token_verifier", TokenVerifier)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _authorization(request: web.Request, route_name: str | None) -> str | None:
+def request_authorization(request: web.Request) -> str | None:
+    """Returns the request's `Authorization`, or its query token as one where allowed.
+
+    Args:
+        request: The HTTP request.
+
+    Returns:
+        The credentials ("Bearer ..."), or None when the request carries none.
+    """
+    route_name = request.match_info.route.name
     header = request.headers.get("Authorization")
     if header:
         return header
@@ -66,33 +81,51 @@ async def query_token_middleware(request: web.Request, handler: Handler) -> web.
     return await handler(stripped)
 
 
-def auth_middleware(verifier: TokenVerifier) -> Middleware:
-    """Returns the middleware that authenticates every non-public route.
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Authenticates every non-public route (a WebSocket upgrade: in its handler).
 
     Args:
-        verifier: The verifier of this deployment's tokens.
+        request: The HTTP request.
+        handler: The next handler.
 
     Returns:
-        The aiohttp middleware.
+        The handler's response.
+
+    Raises:
+        HttpError: 401 with `WWW-Authenticate` for a missing or bad token.
     """
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        route_name = request.match_info.route.name
-        if route_name in PUBLIC_ROUTES or request.match_info.http_exception is not None:
-            return await handler(request)
-        authorization = _authorization(request, route_name)
-        try:
-            credential = bearer_credential(authorization)
-            if not is_api_key(credential):
-                request[PRINCIPAL_KEY] = await verifier.verify(credential)
-        except MeshError as error:
-            challenge = bearer_challenge(error.message if authorization is not None else None)
-            raise HttpError(error, {"WWW-Authenticate": challenge}) from None
-        request[GRPC_METADATA_KEY] = ((METADATA_KEY, f"Bearer {credential}"),)
+    route_name = request.match_info.route.name
+    if route_name in PUBLIC_ROUTES or request.match_info.http_exception is not None:
         return await handler(request)
+    if route_name in WEBSOCKET_ROUTES and _is_upgrade(request):
+        return await handler(request)
+    await authenticate(request, request_authorization(request))
+    return await handler(request)
 
-    return middleware
+
+def _is_upgrade(request: web.Request) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
+
+
+async def authenticate(request: web.Request, authorization: str | None) -> None:
+    """Verifies credentials and records the caller and the metadata on the request.
+
+    Args:
+        request: The HTTP request (it keeps the caller and the gRPC metadata).
+        authorization: The credentials ("Bearer ..."), None when there are none.
+
+    Raises:
+        HttpError: 401 with `WWW-Authenticate` for missing or bad credentials.
+    """
+    try:
+        credential = bearer_credential(authorization)
+        if not is_api_key(credential):
+            request[PRINCIPAL_KEY] = await request.app[VERIFIER].verify(credential)
+    except MeshError as error:
+        challenge = bearer_challenge(error.message if authorization is not None else None)
+        raise HttpError(error, {"WWW-Authenticate": challenge}) from None
+    request[GRPC_METADATA_KEY] = ((METADATA_KEY, f"Bearer {credential}"),)
 
 
 def grpc_metadata(request: web.Request) -> tuple[tuple[str, str], ...]:

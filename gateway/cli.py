@@ -13,6 +13,7 @@ import sys
 from aiohttp import web
 
 from gateway.app import create_app
+from gateway.connections import GatewayRunner
 from gateway.settings import GatewaySettings
 from mesh_common.grpc_server import wait_for_shutdown_signal
 from mesh_common.logging import configure_logging, logger
@@ -36,11 +37,7 @@ async def serve(settings: GatewaySettings) -> None:
     Args:
         settings: The gateway's settings.
     """
-    runner = web.AppRunner(
-        create_app(settings),
-        access_log=None,  # the telemetry middleware logs requests, without query strings
-        shutdown_timeout=settings.shutdown_grace_s,
-    )
+    runner = GatewayRunner(create_app(settings), settings)
     await runner.setup()
     site = web.TCPSite(runner, settings.gateway_host, settings.gateway_port)
     await site.start()

@@ -1,9 +1,15 @@
-"""Server-Sent Events: a meeting's StreamTranscript as `text/event-stream`.
+"""Server-Sent Events: a meeting's StreamTranscript and the caller's StreamUserEvents.
 
-Each event is written as `id: <sequence>`, `event: <kind>`, `data: <TranscriptEvent JSON>`.
-A reconnecting EventSource sends `Last-Event-ID`, which becomes `after_sequence`, so the
+Each event is written as `id: <sequence>`, `event: <kind>`, `data: <event JSON>`. A
+reconnecting EventSource sends `Last-Event-ID`, which becomes `after_sequence`, so the
 client continues exactly after the last event it saw (no gap, no duplicate). An error in the
-middle of the stream is sent as an `error` event (no `id:`, so the resume point stays).
+middle of the stream is sent as a `stream_error` event (no `id:`, so the resume point
+stays); the name is not EventSource's own `error`, which reports a broken connection.
+
+A meeting's stream ends after its final status event (COMPLETED or FAILED) or its
+`deleted` event. A request for an ended meeting with nothing after its resume point is
+answered 204 No Content, which tells an EventSource to stop reconnecting (the SSE
+specification's way to end a stream for good).
 """
 
 from __future__ import annotations
@@ -23,7 +29,12 @@ from gateway import state
 from gateway.auth import PRINCIPAL_KEY, grpc_metadata
 from gateway.http_errors import error_view
 from gateway.jsonpb import non_negative_int, to_json_text
-from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
+from gen.meeting.v1 import (
+    meeting_pb2,
+    meeting_service_pb2,
+    meeting_service_pb2_grpc,
+    user_events_pb2,
+)
 from mesh_common.logging import logger
 
 # TranscriptEvent's `kind` oneof -> SSE event name.
@@ -33,8 +44,18 @@ EVENT_NAMES: dict[str, str] = {
     "summary": "summary",
     "deleted": "deleted",
 }
-ERROR_EVENT = "error"
+# UserEvent's `kind` oneof -> SSE event name on the caller's feed.
+USER_EVENT_NAMES: dict[str, str] = {"meeting": "meeting", "deleted": "deleted"}
+ERROR_EVENT = "stream_error"
 HEARTBEAT = b": heartbeat\n\n"
+# The statuses after which StreamTranscript ends (the contract says so).
+_ENDED = frozenset({meeting_pb2.MEETING_STATUS_COMPLETED, meeting_pb2.MEETING_STATUS_FAILED})
+_SSE_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+    "Connection": "keep-alive",
+}
 
 
 def _after_sequence(request: web.Request) -> int:
@@ -56,12 +77,14 @@ def _check_query(request: web.Request) -> None:
             )
 
 
-def format_event(event: meeting_pb2.TranscriptEvent) -> bytes:
-    """Renders a transcript event as one SSE message.
+def format_event(event: meeting_pb2.TranscriptEvent | user_events_pb2.UserEvent) -> bytes:
+    """Renders a transcript or feed event as one SSE message.
 
     Every subscriber of a meeting receives the same events, and JSON encoding is by far
     the gateway's largest cost per event, so renderings are kept in `RENDERED`, keyed
     by the event's serialized bytes: one encoding per event, whatever the subscribers.
+    A feed event (`UserEvent`) has one reader, its caller's connection: it is rendered
+    directly.
 
     Args:
         event: The event.
@@ -69,12 +92,15 @@ def format_event(event: meeting_pb2.TranscriptEvent) -> bytes:
     Returns:
         The bytes to write, ending with the blank line that dispatches it.
     """
+    if isinstance(event, user_events_pb2.UserEvent):
+        return _render(event)
     return RENDERED.render(event)
 
 
-def _render(event: meeting_pb2.TranscriptEvent) -> bytes:
-    kind = event.WhichOneof("kind")
-    name = EVENT_NAMES.get(kind or "", "message")
+def _render(event: meeting_pb2.TranscriptEvent | user_events_pb2.UserEvent) -> bytes:
+    kind = event.WhichOneof("kind") or ""
+    names = USER_EVENT_NAMES if isinstance(event, user_events_pb2.UserEvent) else EVENT_NAMES
+    name = names.get(kind, "message")
     return f"id: {event.sequence}\nevent: {name}\ndata: {to_json_text(event)}\n\n".encode()
 
 
@@ -137,8 +163,9 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         request: The HTTP request.
 
     Returns:
-        The event stream, ended when the meeting is deleted, the service ends the stream,
-        the client leaves, or the gateway stops.
+        The event stream, ended after the final status or `deleted` event, when the
+        service ends the stream, the client leaves, or the gateway stops; 204 for an
+        ended meeting with no event after the resume point.
 
     Raises:
         MeetingError: INVALID_FIELD for a bad resume point.
@@ -150,30 +177,32 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     settings = state.settings(request)
     stub = state.stub(request)
     metadata = grpc_metadata(request)
-    await stub.GetMeeting(
+    found: meeting_service_pb2.GetMeetingResponse = await stub.GetMeeting(
         meeting_service_pb2.GetMeetingRequest(meeting_id=meeting_id),
         metadata=metadata,
         timeout=settings.unary_timeout_s,
     )
 
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream; charset=utf-8",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-            "Connection": "keep-alive",
-        }
-    )
+    call: StreamCall | None = None
+    first: Any = None
+    if found.meeting.status in _ENDED:
+        # Its stream sends what is stored and ends: nothing more can come. Read its first
+        # answer before the headers, so that "nothing after the resume point" is a 204.
+        call = _open(stub, meeting_id, after, metadata)
+        first = await call.read()
+        if first is grpc.aio.EOF:
+            return web.Response(status=204, headers={"Cache-Control": "no-cache"})
+
+    response = web.StreamResponse(headers=_SSE_HEADERS)
     await response.prepare(request)
     await response.write(f"retry: {settings.sse_retry_ms}\n\n".encode())
     heartbeat = settings.sse_heartbeat_s
     stopping = asyncio.ensure_future(request.app[state.STOPPING].wait())
     shared: SharedStream | None = None
-    call: StreamCall | None = None
     try:
         with state.metrics(request).sse_open.track_inprogress():
             principal = request.get(PRINCIPAL_KEY)
-            if principal is not None:
+            if call is None and principal is not None:
                 key = (meeting_id, principal.user)
                 shared = _shared_streams(request.app).join(key, after, stub, metadata)
             if shared is not None:
@@ -183,7 +212,10 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
                 after = behind  # it fell behind what the shared stream keeps
                 shared.leave()
                 shared = None
-            call = _open(stub, meeting_id, after, metadata)
+            if call is None:
+                call = _open(stub, meeting_id, after, metadata)
+            else:
+                await response.write(format_event(first.event))
             await _pump(call, response, heartbeat, stopping)
     except ConnectionError:
         pass  # the client left; nothing to tell it
@@ -196,10 +228,57 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def stream_user_events(request: web.Request) -> web.StreamResponse:
+    """Serves `GET /v1/events`: the caller's feed (StreamUserEvents) as SSE.
+
+    One connection follows every meeting of the caller: `meeting` events carry a meeting
+    after each change (created, status, title...), `deleted` events a deleted meeting's
+    id; `id:` is the caller's feed sequence, so `Last-Event-ID` resumes exactly.
+
+    Args:
+        request: The HTTP request.
+
+    Returns:
+        The event stream, ended when the client leaves or the gateway stops.
+
+    Raises:
+        MeetingError: INVALID_FIELD for a bad resume point.
+        grpc.aio.AioRpcError: meeting_service refused the call (an unknown API key...).
+    """
+    _check_query(request)
+    after = _after_sequence(request)
+    settings = state.settings(request)
+    call: UserStreamCall = state.stub(request).StreamUserEvents(
+        user_events_pb2.StreamUserEventsRequest(after_sequence=after),
+        metadata=grpc_metadata(request),
+    )
+    # meeting_service sends its headers once the caller is accepted (an API key is checked
+    # there, not here): a refusal is still answered with its HTTP status, not in the stream.
+    await asyncio.wait_for(call.initial_metadata(), settings.unary_timeout_s)
+    if call.done():
+        await call.read()  # raises the call's error
+    response = web.StreamResponse(headers=_SSE_HEADERS)
+    stopping = asyncio.ensure_future(request.app[state.STOPPING].wait())
+    try:
+        await response.prepare(request)
+        await response.write(f"retry: {settings.sse_retry_ms}\n\n".encode())
+        with state.metrics(request).sse_open.track_inprogress():
+            await _pump(call, response, settings.sse_heartbeat_s, stopping)
+    except ConnectionError:
+        pass  # the client left; nothing to tell it
+    finally:
+        stopping.cancel()
+        call.cancel()
+    return response
+
+
 StreamCall = grpc.aio.UnaryStreamCall[
     meeting_service_pb2.StreamTranscriptRequest, meeting_service_pb2.StreamTranscriptResponse
 ]
 StreamKey = tuple[str, str]
+UserStreamCall = grpc.aio.UnaryStreamCall[
+    user_events_pb2.StreamUserEventsRequest, user_events_pb2.StreamUserEventsResponse
+]
 
 # What a shared stream keeps for its followers: those a little behind, and those that join
 # with a resume point it still holds. A follower further behind gets a call of its own.
@@ -417,7 +496,7 @@ class SharedStream:
 
 
 async def _pump(
-    call: StreamCall,
+    call: StreamCall | UserStreamCall,
     response: web.StreamResponse,
     heartbeat_s: float,
     stopping: asyncio.Future[Any],

@@ -30,6 +30,22 @@ class HttpError(Exception):
         self.headers = headers
 
 
+def request_timeout(what: str, within_s: float) -> HttpError:
+    """The 408 for a request whose body did not arrive in time; the connection closes.
+
+    Args:
+        what: What was late ("the request body").
+        within_s: The time it had.
+    """
+    return HttpError(
+        MeshError(
+            errors_pb2.ERROR_REASON_REQUEST_TIMEOUT,
+            f"{what} did not arrive within {within_s:g} s",
+        ),
+        {"Connection": "close"},
+    )
+
+
 def error_view(error: MeshError | grpc.aio.AioRpcError) -> ErrorView:
     """Returns what a client is told about an error of the gateway or of meeting_service.
 

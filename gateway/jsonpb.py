@@ -11,6 +11,7 @@ nesting and number length that answer a hostile body with 400 or 413, never 500.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable
@@ -21,7 +22,8 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from contract_errors.meeting import MeetingError, invalid_field
-from gateway.http_errors import HttpError
+from gateway import state
+from gateway.http_errors import HttpError, request_timeout
 
 _FIELD_IN_MESSAGE = re.compile(r'no field named "([^"]+)"|parse (\w+) field|field "?([\w.]+)"?')
 
@@ -157,8 +159,13 @@ async def read_json_body(request: web.Request) -> Any:
     coding = request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower()
     if coding not in _CONTENT_CODINGS:
         raise invalid_field("body", f"unsupported Content-Encoding {coding!r}")
+    within_s = state.settings(request).body_timeout_s
     try:
-        raw = await request.read()
+        async with asyncio.timeout(within_s):
+            raw = await request.read()
+    except TimeoutError:
+        request.content.feed_eof()  # the rest is not waited for; the connection closes
+        raise request_timeout("the request body", within_s) from None
     except web.RequestPayloadError:
         # Nothing more of this body can be read: ending it keeps aiohttp from draining it
         # after the answer (which fails again, and logs), and the connection is closed.

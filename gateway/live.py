@@ -5,11 +5,19 @@ The client sends binary frames of 16-bit little-endian mono PCM (16 kHz unless
 frame `{"type": "end"}` to say the audio is over. Each event the service produces is sent
 back as a text frame holding the TranscriptEvent JSON plus `"event"`, its kind, as on SSE.
 
+The upgrade is always accepted, so that a browser learns why a session cannot start (a
+refused upgrade only shows it close code 1006). The token comes in the `Authorization`
+header, in `?access_token=`, or, since a browser's WebSocket can send no header, as the
+first text frame `{"type": "auth", "token": "<JWT>"}` within `AUTH_FRAME_WAIT_S`; then the
+parameters and the meeting are checked. A request that is not an upgrade is answered by
+HTTP status, like any route.
+
 Every failure closes the socket with a code and a reason: the close code the error table
-gives the error's reason (4400 bad audio, 4404 unknown meeting, 4503 unavailable...; 4000 +
-the HTTP status for a gRPC code without a reason), after a last text frame holding the
-JSON error body. 1001 means the
-gateway is stopping, 1003 a frame the protocol does not allow, 1000 a normal end.
+gives the error's reason (4400 bad parameters, bad audio or a meeting that does not await
+audio, 4401 missing or bad token, 4404 unknown meeting or another user's, 4503
+unavailable...; 4000 + the HTTP status for a gRPC code without a reason), after a last
+text frame holding the JSON error body. 1001 means the gateway is stopping, 1003 a frame
+the protocol does not allow, 1000 a normal end.
 """
 
 from __future__ import annotations
@@ -23,16 +31,19 @@ from typing import Any
 import grpc
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from contract_errors.meeting import invalid_field
+from contract_errors.meeting import MeetingError, invalid_field
 from gateway import state
-from gateway.auth import grpc_metadata
+from gateway.auth import authenticate, grpc_metadata, request_authorization
 from gateway.events import EVENT_NAMES
-from gateway.http_errors import error_view
-from gateway.jsonpb import INT32_MAX, non_negative_int, to_json
-from gen.meeting.v1 import meeting_service_pb2
+from gateway.http_errors import HttpError, error_view
+from gateway.jsonpb import INT32_MAX, decode_json, non_negative_int, to_json
+from gen.meeting.v1 import meeting_service_pb2, meeting_service_pb2_grpc
+from mesh_common.errors import MeshError
 
 _MAX_REASON_BYTES = 123  # RFC 6455: the close reason fits a 125-byte control frame
 LIVE_ACCEPT_WAIT_S = 1.0
+# How long a client without a token in the request has to send its auth frame.
+AUTH_FRAME_WAIT_S = 10.0
 _QUEUED_FRAMES = 32  # audio frames waiting for gRPC flow control before the socket is paused
 _LiveCall = grpc.aio.StreamStreamCall[
     meeting_service_pb2.LiveTranscribeRequest, meeting_service_pb2.LiveTranscribeResponse
@@ -43,7 +54,9 @@ class _ClientProtocolError(Exception):
     """The client sent something the live protocol does not allow."""
 
 
-async def close_with_error(ws: web.WebSocketResponse, failure: grpc.aio.AioRpcError) -> None:
+async def close_with_error(
+    ws: web.WebSocketResponse, failure: MeshError | grpc.aio.AioRpcError
+) -> None:
     """Sends the JSON error body as a last text frame, then closes with the error's code.
 
     Args:
@@ -79,24 +92,95 @@ async def live(request: web.Request) -> web.StreamResponse:
         request: The HTTP request.
 
     Returns:
-        The WebSocket response, closed when the session ends.
+        The WebSocket response, closed when the session ends (or cannot start).
 
     Raises:
-        MeetingError: Before the upgrade, INVALID_FIELD for bad parameters.
-        grpc.aio.AioRpcError: Before the upgrade, GetMeeting's error (NOT_FOUND for a
-            meeting the caller does not own).
+        MeetingError: For a request that is not an upgrade, INVALID_FIELD for bad
+            parameters.
+        grpc.aio.AioRpcError: For a request that is not an upgrade, GetMeeting's error.
+    """
+    ws = web.WebSocketResponse(heartbeat=30.0)
+    if not ws.can_prepare(request):
+        # Not an upgrade: answered by HTTP status like any route (then 400 by `prepare`).
+        await _checked(request)
+    await ws.prepare(request)
+    try:
+        await _authenticate(request, ws)
+        config = await _checked(request)
+    except HttpError as refused:
+        await close_with_error(ws, refused.error)
+        return ws
+    except (MeshError, grpc.aio.AioRpcError) as refused:
+        await close_with_error(ws, refused)
+        return ws
+    except _ClientProtocolError as error:
+        await ws.close(
+            code=WSCloseCode.UNSUPPORTED_DATA, message=str(error).encode()[:_MAX_REASON_BYTES]
+        )
+        return ws
+    await _session(request, ws, state.stub(request), grpc_metadata(request), config)
+    return ws
+
+
+async def _checked(request: web.Request) -> meeting_service_pb2.LiveAudioConfig:
+    """Checks the parameters and that the authenticated caller owns the meeting.
+
+    Raises:
+        MeetingError: INVALID_FIELD for bad parameters.
+        grpc.aio.AioRpcError: GetMeeting's error (NOT_FOUND for a meeting the caller
+            does not own).
     """
     config = _config(request)
-    stub = state.stub(request)
-    metadata = grpc_metadata(request)
-    await stub.GetMeeting(
+    await state.stub(request).GetMeeting(
         meeting_service_pb2.GetMeetingRequest(meeting_id=config.meeting_id),
-        metadata=metadata,
+        metadata=grpc_metadata(request),
         timeout=state.settings(request).unary_timeout_s,
     )
+    return config
 
-    ws = web.WebSocketResponse(heartbeat=30.0)
-    await ws.prepare(request)
+
+async def _authenticate(request: web.Request, ws: web.WebSocketResponse) -> None:
+    """Authenticates by the request's token, or else by the client's first frame.
+
+    Raises:
+        HttpError: UNAUTHENTICATED for a missing or bad token.
+        _ClientProtocolError: The first frame is not an auth frame.
+    """
+    authorization = request_authorization(request)
+    if authorization is None:
+        token = await _auth_frame(ws)
+        authorization = f"Bearer {token}" if token else None
+    await authenticate(request, authorization)
+
+
+async def _auth_frame(ws: web.WebSocketResponse) -> str | None:
+    """Reads `{"type": "auth", "token": ...}`; None when no text frame came in time."""
+    try:
+        message = await ws.receive(timeout=AUTH_FRAME_WAIT_S)
+    except TimeoutError:
+        return None
+    if message.type != WSMsgType.TEXT:
+        return None
+    try:
+        value = json.loads(message.data)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict) or value.get("type") != "auth":
+        raise _ClientProtocolError(
+            'without a token in the request, the first frame must be {"type": "auth", '
+            '"token": "<JWT>"}'
+        )
+    token = value.get("token")
+    return token if isinstance(token, str) else None
+
+
+async def _session(
+    request: web.Request,
+    ws: web.WebSocketResponse,
+    stub: meeting_service_pb2_grpc.MeetingServiceStub,
+    metadata: tuple[tuple[str, str], ...],
+    config: meeting_service_pb2.LiveAudioConfig,
+) -> None:
     # Only the uplink task reads the socket; the gRPC request stream reads this queue, so
     # a call that ends early never leaves a second reader on the socket.
     audio: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=_QUEUED_FRAMES)
@@ -122,7 +206,6 @@ async def live(request: web.Request) -> web.StreamResponse:
             task.cancel()
         call.cancel()
         open_sockets.dec()
-    return ws
 
 
 async def _close(
@@ -200,9 +283,10 @@ async def _uplink(ws: web.WebSocketResponse, audio: asyncio.Queue[bytes | None])
 
 
 def _is_end(text: str) -> bool:
+    # The bounded decoder: a frame nested thousands deep is "not the end", not a crash.
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
+        value = decode_json(text.encode())
+    except MeetingError:
         return False
     return isinstance(value, dict) and value.get("type") == "end"
 

@@ -22,6 +22,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _AIOHTTP_REASONS = {
     404: errors_pb2.ERROR_REASON_ROUTE_NOT_FOUND,
     405: errors_pb2.ERROR_REASON_METHOD_NOT_ALLOWED,
+    408: errors_pb2.ERROR_REASON_REQUEST_TIMEOUT,
     413: errors_pb2.ERROR_REASON_REQUEST_TOO_LARGE,
 }
 

@@ -3,29 +3,40 @@
 Schemas come from the protobuf descriptors with the JSON mapping the gateway uses
 (lowerCamelCase names, enums by name, 64-bit integers as strings), so the document cannot
 drift from the messages; each field's limits come from its `(mesh.v1.rules)` options, the
-rules meeting_service checks (mesh_common.validation). The route list comes from the same
-derivation the router uses, and a test compares the document's operations with the routes
-the app serves.
+rules meeting_service checks (mesh_common.validation). Every message, field, enum value and
+RPC is described by its comment in the contract (`gen/*/comments.py`, written at generation
+time); the streaming protocols (SSE and the live WebSocket) by `gateway/protocols.py`. The
+route list comes from the same derivation the router uses, and a test compares the
+document's operations with the routes the app serves.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from google.api import field_behavior_pb2
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
+from gateway import protocols
+from gateway.events import ERROR_EVENT, EVENT_NAMES, USER_EVENT_NAMES
 from gateway.exports import FORMAT_PARAM, FORMATS, MEDIA_TYPES
 from gateway.jsonpb import INT32_MAX, INT64_MAX
 from gateway.openai_api import GRANULARITIES, RESPONSE_FORMATS
-from gateway.rest import RestRoute, rest_routes
-from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
-from mesh_common.scopes import method_scope
+from gateway.rest import SERVICE, RestRoute, rest_routes
+from gateway.upload import ACCEPTED_TYPES
+from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, user_events_pb2
+from gen.meeting.v1.comments import COMMENTS
+from mesh_common.scopes import grantable_scopes, method_scope
 from mesh_common.validation import rules_of
 
 _SCHEMA_REF = "#/components/schemas/"
 _WELL_KNOWN: dict[str, dict[str, Any]] = {
-    "google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
+    "google.protobuf.Timestamp": {
+        "type": "string",
+        "format": "date-time",
+        "description": 'An RFC 3339 time in UTC, e.g. "2026-01-31T09:30:00.123Z".',
+    },
     "google.protobuf.Duration": {
         "type": "string",
         "pattern": r"^-?[0-9]+(\.[0-9]{1,9})?s$",
@@ -76,6 +87,34 @@ _ERROR_STATUSES: dict[str, str] = {
 }
 
 
+def comment(full_name: str) -> str:
+    """Returns the contract's comment on a declaration ("" when it has none).
+
+    Args:
+        full_name: The declaration's full name ("meeting.v1.Meeting.title").
+
+    Returns:
+        The comment's text.
+    """
+    # Lines of one paragraph are joined; blank lines separate paragraphs.
+    return re.sub(r"(?<!\n)\n(?!\n)", " ", COMMENTS.get(full_name, ""))
+
+
+def _describe(schema: dict[str, Any], *parts: str) -> dict[str, Any]:
+    """Puts `parts` before the schema's own description, as paragraphs."""
+    text = "\n\n".join(p for p in (*parts, schema.get("description", "")) if p)
+    if text:
+        schema["description"] = text
+    return schema
+
+
+def _enum_description(enum: EnumDescriptor) -> str:
+    values = "\n".join(
+        f"- `{v.name}`: {comment(f'{enum.file.package}.{v.name}')}" for v in enum.values
+    )
+    return f"{comment(enum.full_name)}\n\n{values}".strip()
+
+
 class _Schemas:
     """Collects component schemas for messages as they are referenced."""
 
@@ -93,26 +132,46 @@ class _Schemas:
 
     def _message(self, descriptor: Descriptor) -> dict[str, Any]:
         properties = {f.json_name: self.field(f) for f in descriptor.fields}
-        return {"type": "object", "properties": properties, "additionalProperties": False}
+        schema = {"type": "object", "properties": properties, "additionalProperties": False}
+        required = [f.json_name for f in descriptor.fields if rules_of(f).required]
+        if required:
+            schema["required"] = required
+        oneofs = [
+            f"`{oneof.name}`: {comment(oneof.full_name)} At most one of "
+            + ", ".join(f"`{f.json_name}`" for f in oneof.fields)
+            + " is set."
+            for oneof in descriptor.oneofs
+            if not oneof.name.startswith("_")  # proto3 `optional` fields' synthetic oneofs
+        ]
+        return _describe(schema, comment(descriptor.full_name), *oneofs)
 
     def field(self, field: FieldDescriptor) -> dict[str, Any]:
         schema = self._single(field)
+        schema.update(_rules_schema(field))  # the rules hold for each item of a list
+        if field.full_name == "meeting.v1.ApiKey.scopes":
+            # The scopes a key can hold are those some method needs: no list of its own.
+            schema["enum"] = sorted(grantable_scopes(SERVICE))
         if field.is_repeated:
             schema = {"type": "array", "items": schema}
-        schema.update(_rules_schema(field))
+            if rules_of(field).required:
+                schema["minItems"] = 1
         if field.full_name == "meeting.v1.UpdateMeetingRequest.update_mask":
             schema.update(_UPDATE_MASK_SCHEMA)
         behaviors = field.GetOptions().Extensions[field_behavior_pb2.field_behavior]
         if field_behavior_pb2.OUTPUT_ONLY in behaviors:
             # Set by the server; ignored when a client sends it.
             schema["readOnly"] = True
-        return schema
+        return _describe(schema, comment(field.full_name))
 
     def _single(self, field: FieldDescriptor) -> dict[str, Any]:
         if field.message_type is not None:
             return self.ref(field.message_type)
         if field.enum_type is not None:
-            return {"type": "string", "enum": [v.name for v in field.enum_type.values]}
+            return {
+                "type": "string",
+                "enum": [v.name for v in field.enum_type.values],
+                "description": _enum_description(field.enum_type),
+            }
         if field.type in _INT64_TYPES:
             return {"type": "string", "pattern": r"^-?[0-9]+$", "description": "64-bit integer"}
         if field.type in _INT32_TYPES:
@@ -154,17 +213,25 @@ def _rules_schema(field: FieldDescriptor) -> dict[str, Any]:
 def _error_schema() -> dict[str, Any]:
     return {
         "type": "object",
+        "description": "Every error answer of the gateway.",
         "required": ["error"],
         "properties": {
             "error": {
                 "type": "object",
+                "description": "The error: its HTTP status, gRPC code, message and details.",
                 "required": ["code", "status", "message", "details"],
                 "properties": {
                     "code": {"type": "integer", "description": "The HTTP status."},
                     "status": {"type": "string", "description": "The gRPC status code name."},
-                    "message": {"type": "string"},
+                    "message": {
+                        "type": "string",
+                        "description": "What went wrong, for people; clients switch on the "
+                        "reason in `details`, never on this text.",
+                    },
                     "details": {
                         "type": "array",
+                        "description": "google.rpc.ErrorInfo (reason, domain, metadata), "
+                        "and RetryInfo when the call may be retried later.",
                         "items": {
                             "type": "object",
                             "description": "google.rpc.ErrorInfo: reason, domain, metadata.",
@@ -193,12 +260,13 @@ def _errors(*statuses: str) -> dict[str, Any]:
 
 def _id_parameter(request: str) -> dict[str, Any]:
     """The `meeting_id` path parameter of a route that fills `request`'s meeting_id."""
+    field = _REQUESTS[request].fields_by_name["meeting_id"]
     return {
         "name": "meeting_id",
         "in": "path",
         "required": True,
-        "schema": _string_schema(_REQUESTS[request].fields_by_name["meeting_id"]),
-        "description": "Id of the meeting.",
+        "schema": _string_schema(field),
+        "description": comment(field.full_name) or "Id of the meeting.",
     }
 
 
@@ -233,6 +301,14 @@ def _security(*rpcs: str, query_token: bool = False) -> list[dict[str, list[str]
     return [{scheme: scopes} for scheme in schemes]
 
 
+def _method_text(name: str, *more: str) -> dict[str, str]:
+    """The summary (first sentence) and description of an RPC, from its comment."""
+    text = comment(SERVICE.methods_by_name[name].full_name)
+    first = text.split(". ")[0].rstrip(".")
+    description = "\n\n".join([text, *more, f"(MeetingService.{name})"])
+    return {"summary": first, "description": description}
+
+
 def _rest_operation(route: RestRoute, schemas: _Schemas) -> dict[str, Any]:
     parameters: list[dict[str, Any]] = [
         {
@@ -240,14 +316,23 @@ def _rest_operation(route: RestRoute, schemas: _Schemas) -> dict[str, Any]:
             "in": "path",
             "required": True,
             "schema": _string_schema(_field_at(route.method.input_type, path)),
+            "description": comment(_field_at(route.method.input_type, path).full_name),
         }
         for var, path in route.variables.items()
     ]
     for field in route.query_fields():
-        parameters.append({"name": field.json_name, "in": "query", "schema": schemas.field(field)})
+        parameters.append(
+            {
+                "name": field.json_name,
+                "in": "query",
+                "required": rules_of(field).required,
+                "schema": schemas.field(field),
+                "description": comment(field.full_name),
+            }
+        )
     operation: dict[str, Any] = {
         "operationId": route.name,
-        "summary": f"MeetingService.{route.name}",
+        **_method_text(route.name),
         "security": _security(route.name),
         "parameters": parameters,
         "responses": {},
@@ -260,7 +345,8 @@ def _rest_operation(route: RestRoute, schemas: _Schemas) -> dict[str, Any]:
         )
         assert body_type is not None
         body_schema = schemas.ref(body_type)
-        required = False
+        # A body with a required field is itself required.
+        required = any(rules_of(f).required for f in body_type.fields)
         if "update_mask" in route.method.input_type.fields_by_name:
             # Without a mask, the body's fields are the ones to change: an empty body with
             # no mask changes nothing and is refused.
@@ -311,16 +397,28 @@ def _add_exports(operation: dict[str, Any]) -> None:
 def _openai_error_schema() -> dict[str, Any]:
     return {
         "type": "object",
+        "description": "An error of the OpenAI-compatible routes, in OpenAI's shape.",
         "required": ["error"],
         "properties": {
             "error": {
                 "type": "object",
+                "description": "The error.",
                 "required": ["message", "type", "param", "code"],
                 "properties": {
-                    "message": {"type": "string"},
-                    "type": {"type": "string"},
-                    "param": {"type": ["string", "null"]},
-                    "code": {"type": ["string", "null"]},
+                    "message": {"type": "string", "description": "What went wrong."},
+                    "type": {
+                        "type": "string",
+                        "description": 'OpenAI\'s error type ("invalid_request_error"...).',
+                    },
+                    "param": {
+                        "type": ["string", "null"],
+                        "description": "The form field at fault, when one is.",
+                    },
+                    "code": {
+                        "type": ["string", "null"],
+                        "description": 'The error\'s reason in lowercase ("not_audio"); '
+                        '"invalid_api_key" for a missing or bad token.',
+                    },
                 },
             }
         },
@@ -351,16 +449,41 @@ def _openai_form() -> dict[str, Any]:
                     "type": "object",
                     "required": ["file"],
                     "properties": {
-                        "file": {"type": "string", "format": "binary"},
-                        "model": {"type": "string"},
-                        "language": {"type": "string"},
-                        "prompt": {"type": "string"},
-                        "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS)},
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "The recording, streamed into a new meeting.",
+                        },
+                        "model": {
+                            "type": "string",
+                            "description": "Any id of /v1/models; each runs the mesh's own "
+                            "recognizer.",
+                        },
+                        "language": {
+                            "type": "string",
+                            "description": "The spoken language (BCP-47), as the meeting's "
+                            "`language`.",
+                        },
+                        "prompt": {
+                            "type": "string",
+                            "description": "Accepted for compatibility; not used.",
+                        },
+                        "response_format": {
+                            "type": "string",
+                            "enum": list(RESPONSE_FORMATS),
+                            "description": "How the transcript is answered.",
+                        },
                         "timestamp_granularities[]": {
                             "type": "array",
                             "items": {"type": "string", "enum": list(GRANULARITIES)},
+                            "description": "With verbose_json: segment and/or word timings.",
                         },
-                        "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+                        "temperature": {
+                            "type": "number",
+                            "minimum": 0,
+                            "maximum": 1,
+                            "description": "Accepted for compatibility (0 to 1); not used.",
+                        },
                     },
                 }
             }
@@ -420,8 +543,21 @@ def _audio_operations(schemas: _Schemas) -> dict[str, Any]:
     # Upload-Offset is the stream's UploadMetadata.offset.
     offset = _REQUESTS["UploadMetadata"].fields_by_name["offset"]
     offset_schema = {"type": "integer", "maximum": INT64_MAX, **_rules_schema(offset)}
-    offset_header = {"Upload-Offset": {"schema": offset_schema}}
+    offset_header = {
+        "Upload-Offset": {
+            "schema": offset_schema,
+            "description": "Bytes of the recording stored: the offset to resume from.",
+        }
+    }
     binary = {"schema": {"type": "string", "format": "binary"}}
+    recording = {media_type: binary for media_type in ACCEPTED_TYPES}
+    types = (
+        "The body is the recording, declared as `audio/*`, `video/*` (a container with an "
+        "audio track, e.g. `video/mp4` or `video/webm`) or `application/octet-stream`; "
+        "meeting_service probes it and refuses one with no decodable audio (400 NOT_AUDIO), "
+        "leaving the meeting awaiting audio with `failureReason` saying why. Any other type "
+        "is 415."
+    )
     upload_ok = {
         "description": "Stored; the response tells how much and whether it is complete.",
         "headers": offset_header,
@@ -436,15 +572,19 @@ def _audio_operations(schemas: _Schemas) -> dict[str, Any]:
     return {
         "put": {
             "operationId": "UploadAudio",
-            "summary": "Upload a whole recording (streamed to MeetingService.UploadAudio).",
+            **_method_text("UploadAudio", types),
             "security": _security("GetUploadStatus", "UploadAudio"),
             "parameters": [upload_id],
-            "requestBody": {"required": True, "content": {"audio/*": binary}},
+            "requestBody": {"required": True, "content": recording},
             "responses": {"200": upload_ok, **upload_errors},
         },
         "head": {
             "operationId": "GetUploadStatus",
-            "summary": "How many bytes are stored (tus-style Upload-Offset).",
+            **_method_text(
+                "GetUploadStatus",
+                "Answered tus-style in headers: `Upload-Offset`, `Upload-Length` and "
+                "`Upload-Complete`.",
+            ),
             "security": _security("GetUploadStatus"),
             "parameters": [_id_parameter("GetUploadStatusRequest")],
             "responses": {
@@ -452,8 +592,14 @@ def _audio_operations(schemas: _Schemas) -> dict[str, Any]:
                     "description": "Upload-Offset is the offset to resume from.",
                     "headers": {
                         **offset_header,
-                        "Upload-Length": {"schema": {"type": "integer"}},
-                        "Upload-Complete": {"schema": {"type": "string"}},
+                        "Upload-Length": {
+                            "schema": {"type": "integer"},
+                            "description": "The declared size of the whole recording.",
+                        },
+                        "Upload-Complete": {
+                            "schema": {"type": "string", "enum": ["true", "false"]},
+                            "description": "Whether the recording is complete.",
+                        },
                     },
                 },
                 **{code: {"description": _ERROR_STATUSES[code]} for code in _COMMON_ERRORS},
@@ -461,7 +607,10 @@ def _audio_operations(schemas: _Schemas) -> dict[str, Any]:
         },
         "patch": {
             "operationId": "ResumeUpload",
-            "summary": "Continue an upload from Upload-Offset.",
+            "summary": "Continue an upload from Upload-Offset",
+            "description": "Sends the rest of a recording after a dropped upload: "
+            "`Upload-Offset` must be the stored size (HEAD tells it), else 409 and nothing is "
+            "written. " + types + " (MeetingService.UploadAudio)",
             "security": _security("GetUploadStatus", "UploadAudio"),
             "parameters": [
                 upload_id,
@@ -470,34 +619,85 @@ def _audio_operations(schemas: _Schemas) -> dict[str, Any]:
                     "in": "header",
                     "required": True,
                     "schema": offset_schema,
+                    "description": comment(offset.full_name),
                 },
             ],
             "requestBody": {
                 "required": True,
-                "content": {"application/offset+octet-stream": binary, "audio/*": binary},
+                "content": {"application/offset+octet-stream": binary, **recording},
             },
             "responses": {"200": upload_ok, **upload_errors},
         },
     }
 
 
-def _events_operation() -> dict[str, Any]:
+def _resume_parameters(sequence: FieldDescriptor) -> list[dict[str, Any]]:
+    described = comment(sequence.full_name)
+    return [
+        {"name": "after", "in": "query", "schema": _SEQUENCE_SCHEMA, "description": described},
+        {
+            "name": "Last-Event-ID",
+            "in": "header",
+            "schema": _SEQUENCE_SCHEMA,
+            "description": f"{described} Sent by a reconnecting EventSource; wins over `after`.",
+        },
+    ]
+
+
+def _event_stream(names: list[str], data: dict[str, Any]) -> dict[str, Any]:
+    """The answer of an SSE route: its schema is one event's (OpenAPI 3.2's reading)."""
+    event = {
+        "type": "object",
+        "description": "One Server-Sent Event, as an EventSource hands it over.",
+        "properties": {
+            "id": {
+                "type": "string",
+                "pattern": "^[0-9]+$",
+                "description": "The event's sequence: what Last-Event-ID resumes after. "
+                f"Absent on `{ERROR_EVENT}`.",
+            },
+            "event": {
+                "type": "string",
+                "enum": [*names, ERROR_EVENT],
+                "description": "The event's name (EventSource: addEventListener(name, ...)).",
+            },
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": data,
+                "description": "The event as JSON; the error body on `" + ERROR_EVENT + "`.",
+            },
+            "retry": {
+                "type": "integer",
+                "description": "Milliseconds an EventSource waits before reconnecting.",
+            },
+        },
+    }
+    return {
+        "description": "The event stream (see the operation's description).",
+        "content": {"text/event-stream": {"schema": event}},
+    }
+
+
+def _events_operation(schemas: _Schemas) -> dict[str, Any]:
+    request = _REQUESTS["StreamTranscriptRequest"]
     return {
         "get": {
             "operationId": "StreamEvents",
-            "summary": "The meeting's events as Server-Sent Events (MeetingService."
-            "StreamTranscript). id: is the sequence, event: segment|status|summary|deleted|"
-            "error, data: the TranscriptEvent JSON (an error event carries the error body).",
+            **_method_text("StreamTranscript", protocols.MEETING_EVENTS, protocols.SSE),
             "security": _security("GetMeeting", "StreamTranscript", query_token=True),
             "parameters": [
                 _id_parameter("StreamTranscriptRequest"),
-                {"name": "after", "in": "query", "schema": _SEQUENCE_SCHEMA},
-                {"name": "Last-Event-ID", "in": "header", "schema": _SEQUENCE_SCHEMA},
+                *_resume_parameters(request.fields_by_name["after_sequence"]),
             ],
             "responses": {
-                "200": {
-                    "description": "The event stream.",
-                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "200": _event_stream(
+                    list(EVENT_NAMES.values()),
+                    schemas.ref(meeting_pb2.TranscriptEvent.DESCRIPTOR),
+                ),
+                "204": {
+                    "description": "The meeting has ended and the client has its final "
+                    "event: nothing more will come (EventSource stops reconnecting)."
                 },
                 **_errors(*_COMMON_ERRORS),
             },
@@ -505,19 +705,40 @@ def _events_operation() -> dict[str, Any]:
     }
 
 
-def _live_operation() -> dict[str, Any]:
+def _user_events_operation(schemas: _Schemas) -> dict[str, Any]:
+    request = user_events_pb2.StreamUserEventsRequest.DESCRIPTOR
+    return {
+        "get": {
+            "operationId": "StreamUserEvents",
+            **_method_text("StreamUserEvents", protocols.USER_EVENTS, protocols.SSE),
+            "security": _security("StreamUserEvents", query_token=True),
+            "parameters": _resume_parameters(request.fields_by_name["after_sequence"]),
+            "responses": {
+                "200": _event_stream(
+                    list(USER_EVENT_NAMES.values()),
+                    schemas.ref(user_events_pb2.UserEvent.DESCRIPTOR),
+                ),
+                **_errors("400", "401", "503"),
+            },
+        }
+    }
+
+
+def _live_operation(schemas: _Schemas) -> dict[str, Any]:
+    config = _REQUESTS["LiveAudioConfig"]
     return {
         "get": {
             "operationId": "LiveTranscribe",
-            "summary": "WebSocket: binary 16-bit mono PCM frames in, TranscriptEvent JSON out "
-            "(MeetingService.LiveTranscribe). Failures close with 4000 + the HTTP status.",
-            "security": _security("GetMeeting", "LiveTranscribe", query_token=True),
+            **_method_text("LiveTranscribe", protocols.LIVE),
+            # {}: the token may also come in the first frame, after the upgrade.
+            "security": [*_security("GetMeeting", "LiveTranscribe", query_token=True), {}],
             "parameters": [
                 _id_parameter("LiveAudioConfig"),
                 {
                     "name": "sample_rate",
                     "in": "query",
                     "schema": {"type": "integer", "minimum": 0, "maximum": INT32_MAX},
+                    "description": comment(config.fields_by_name["sample_rate_hertz"].full_name),
                 },
                 {
                     "name": "language",
@@ -526,10 +747,17 @@ def _live_operation() -> dict[str, Any]:
                     "schema": _string_schema(
                         meeting_pb2.Meeting.DESCRIPTOR.fields_by_name["language"]
                     ),
+                    "description": comment(config.fields_by_name["language"].full_name),
                 },
             ],
             "responses": {
-                "101": {"description": "Switching to the WebSocket protocol."},
+                "101": {
+                    "description": "Switching to the WebSocket protocol; every outcome, "
+                    "failures included, is then told by frames and the close code. The "
+                    "HTTP error answers are for requests that are not an upgrade (400 once "
+                    "the parameters and the meeting are good).",
+                    "x-message-data": schemas.ref(meeting_pb2.TranscriptEvent.DESCRIPTOR),
+                },
                 **_errors(*_COMMON_ERRORS),
             },
         }
@@ -554,6 +782,22 @@ def _plain(operation_id: str, summary: str, statuses: tuple[str, ...]) -> dict[s
     }
 
 
+def _page(operation_id: str, summary: str) -> dict[str, Any]:
+    return {
+        "get": {
+            "operationId": operation_id,
+            "summary": summary,
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": summary,
+                    "content": {"text/html": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    }
+
+
 def build_openapi(server_url: str | None = None) -> dict[str, Any]:
     """Builds the OpenAPI 3.1 document.
 
@@ -569,13 +813,22 @@ def build_openapi(server_url: str | None = None) -> dict[str, Any]:
         template = route.path
         paths.setdefault(template, {})[route.http_method.lower()] = _rest_operation(route, schemas)
     paths["/v1/meetings/{meeting_id}/audio"] = _audio_operations(schemas)
-    paths["/v1/meetings/{meeting_id}/events"] = _events_operation()
-    paths["/v1/meetings/{meeting_id}/live"] = _live_operation()
-    schemas.ref(meeting_service_pb2.StreamTranscriptResponse.DESCRIPTOR)
+    paths["/v1/meetings/{meeting_id}/events"] = _events_operation(schemas)
+    paths["/v1/meetings/{meeting_id}/live"] = _live_operation(schemas)
+    paths["/v1/events"] = _user_events_operation(schemas)
     paths.update(_openai_operations())
     paths["/healthz"] = _plain("Healthz", "The process is up.", ("200",))
     paths["/readyz"] = _plain("Readyz", "meeting_service is reachable and SERVING.", ("200", "503"))
     paths["/openapi.json"] = _plain("OpenApi", "This document.", ("200",))
+    paths["/docs"] = _page("Docs", "This document as a readable page.")
+    paths["/"] = {
+        "get": {
+            "operationId": "Root",
+            "summary": "Redirects to /docs.",
+            "security": [],
+            "responses": {"302": {"description": "To /docs."}},
+        }
+    }
     paths["/metrics"] = {
         "get": {
             "operationId": "Metrics",

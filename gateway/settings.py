@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import json
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
 from mesh_common.settings import CommonSettings
 
@@ -28,6 +32,20 @@ class GatewaySettings(CommonSettings):
             complete before it answers 504 (the meeting goes on).
         openai_model_ids: The model ids `GET /v1/models` lists; a transcription may name
             any model, and every one runs the mesh's own recognizer.
+        cors_origins: Origins whose pages may call the API from a browser: exact ones
+            (`https://app.example.com`) or with any port (`http://localhost:*`); a JSON
+            list or a comma-separated string. Empty (the default): none.
+        header_timeout_s: How long a new connection may take to send its first request's
+            headers; then it is closed (a client that opens connections and sends
+            headers slowly cannot hold them).
+        body_timeout_s: How long a JSON request body may take to arrive in full (then
+            the answer is 408 and the connection is closed), and how long the unread rest
+            of a refused request's body is read and dropped, to keep the connection, before
+            it is closed instead.
+        upload_idle_timeout_s: The longest pause in an upload's body; then the answer is
+            408, the bytes received are kept and the upload resumes with HEAD and PATCH.
+        keepalive_timeout_s: How long an idle keep-alive connection stays open (longer than
+            the idle timeout of a load balancer in front, so the balancer closes first).
     """
 
     gateway_host: str = "127.0.0.1"
@@ -41,3 +59,19 @@ class GatewaySettings(CommonSettings):
     shutdown_grace_s: float = Field(default=5.0, ge=0)
     openai_wait_s: float = Field(default=3600.0, gt=0)
     openai_model_ids: list[str] = Field(default=["whisper-1", "meeting-mesh"], min_length=1)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [o.strip() for o in text.split(",") if o.strip()]
+        return value
+
+    header_timeout_s: float = Field(default=15.0, gt=0)
+    body_timeout_s: float = Field(default=10.0, gt=0)
+    upload_idle_timeout_s: float = Field(default=60.0, gt=0)
+    keepalive_timeout_s: float = Field(default=75.0, gt=0)

@@ -23,38 +23,52 @@ from contract_errors.meeting import (
 )
 from gateway import state
 from gateway.auth import grpc_metadata
-from gateway.http_errors import HttpError
+from gateway.http_errors import HttpError, request_timeout
 from gateway.jsonpb import non_negative_int, to_json
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
 
 UPLOAD_OFFSET = "Upload-Offset"
 UPLOAD_LENGTH = "Upload-Length"
-# tus's media type for PATCH bodies; audio types are accepted there too.
+# tus's media type for PATCH bodies; the recording's own types are accepted there too.
 TUS_CONTENT_TYPE = "application/offset+octet-stream"
-
-
-class _BodyTooLarge(Exception):
-    """The body crossed the size limit while it was being read."""
+_MEDIA_PREFIXES = ("audio/", "video/")
+_OCTET_STREAM = "application/octet-stream"
+# The media types a recording may be declared as.
+ACCEPTED_TYPES = ("audio/*", "video/*", _OCTET_STREAM)
 
 
 class _BodyBroken(Exception):
     """The client went away (or sent a short body) in the middle of the upload."""
 
 
+class _BodyStalled(_BodyBroken):
+    """The body paused longer than `upload_idle_timeout_s`."""
+
+
 def _audio_content_type(request: web.Request, *, allow_tus: bool) -> str | None:
+    """Returns the recording's media type, or None for a tus PATCH body (no type of its own).
+
+    Any media type that may hold audio is taken: audio, video containers (a browser calls a
+    meeting recording `video/mp4` or `video/webm`) and `application/octet-stream` (what a
+    browser sends for a file it cannot name). meeting_service's probe decides whether the
+    recording has decodable audio.
+
+    Raises:
+        HttpError: UNSUPPORTED_CONTENT_TYPE (415) for any other type.
+    """
     content_type = request.content_type
-    if content_type.startswith("audio/"):
+    if content_type.startswith(_MEDIA_PREFIXES) or content_type == _OCTET_STREAM:
         return content_type
     if allow_tus and content_type == TUS_CONTENT_TYPE:
         return None
-    accepted = "audio/*" + (f" or {TUS_CONTENT_TYPE}" if allow_tus else "")
+    accepted = ", ".join([*ACCEPTED_TYPES, *([TUS_CONTENT_TYPE] if allow_tus else [])])
     raise HttpError(
         MeetingError(
             meeting_pb2.ERROR_REASON_UNSUPPORTED_CONTENT_TYPE,
-            f"unsupported Content-Type {content_type!r}: a recording must be {accepted}",
+            f"unsupported Content-Type {content_type!r}: a recording must be one of {accepted}",
             {"content_type": content_type},
         ),
-        {"Accept": "audio/*"},
+        {"Accept": ", ".join(ACCEPTED_TYPES)},
     )
 
 
@@ -69,18 +83,28 @@ Reader = Callable[[int], Awaitable[bytes]]
 """Reads at most n bytes of a recording; b"" at its end."""
 
 
-async def _body_chunks(read: Reader, chunk_size: int, budget: int) -> AsyncIterator[bytes]:
+async def _body_chunks(
+    read: Reader, chunk_size: int, budget: int, idle_s: float
+) -> AsyncIterator[bytes]:
     """Yields a recording in chunks of `chunk_size` (the last may be shorter).
 
+    The chunk that crosses `budget` is yielded too, and nothing after it: meeting_service,
+    told the same limit (`UploadMetadata.size_limit`), refuses that chunk and discards
+    the recording, so a body too large is not left behind as a partial upload to resume
+    (as it would be were the call cancelled, like a dropped connection).
+
     Raises:
-        _BodyTooLarge: More than `budget` bytes arrived.
+        _BodyStalled: No byte came for `idle_s` seconds.
         _BodyBroken: The connection broke before the declared length arrived.
     """
     buffer = bytearray()
     received = 0
     while True:
         try:
-            data = await read(chunk_size - len(buffer))
+            async with asyncio.timeout(idle_s):
+                data = await read(chunk_size - len(buffer))
+        except TimeoutError:
+            raise _BodyStalled from None
         except (ConnectionError, OSError, ValueError) as error:
             raise _BodyBroken(str(error)) from None
         except Exception as error:  # aiohttp's payload errors have no common public base
@@ -90,9 +114,10 @@ async def _body_chunks(read: Reader, chunk_size: int, budget: int) -> AsyncItera
         if not data:
             break
         received += len(data)
-        if received > budget:
-            raise _BodyTooLarge
         buffer += data
+        if received > budget:
+            yield bytes(buffer)
+            return
         if len(buffer) >= chunk_size:
             yield bytes(buffer)
             buffer.clear()
@@ -121,22 +146,35 @@ async def stream_upload(
         The service's answer.
 
     Raises:
-        MeetingError: UPLOAD_TOO_LARGE over the limit, INVALID_FIELD for a body that
-            ended early.
-        grpc.aio.AioRpcError: The service's error.
+        MeetingError: INVALID_FIELD for a body that ended early.
+        HttpError: REQUEST_TIMEOUT for a body that stalled.
+        grpc.aio.AioRpcError: The service's error (UPLOAD_TOO_LARGE over the limit).
     """
     settings = state.settings(request)
+    upload.size_limit = settings.max_upload_bytes
     budget = settings.max_upload_bytes - upload.offset
     body_failure: list[Exception] = []
     received = state.metrics(request).upload_bytes
+    # The task grpc reads the messages in: it may still wait for body bytes when the call
+    # has ended (refused mid-body), and must stop before the answer goes out, or aiohttp's
+    # own read of the rest of the body fails beside it.
+    body_reader: list[asyncio.Task[object]] = []
 
     async def messages() -> AsyncIterator[meeting_service_pb2.UploadAudioRequest]:
+        task = asyncio.current_task()
+        if task is not None:
+            body_reader.append(task)
         yield meeting_service_pb2.UploadAudioRequest(metadata=upload)
         try:
-            async for chunk in _body_chunks(read, settings.upload_chunk_bytes, budget):
+            chunks = _body_chunks(
+                read, settings.upload_chunk_bytes, budget, settings.upload_idle_timeout_s
+            )
+            async for chunk in chunks:
                 received.inc(len(chunk))
                 yield meeting_service_pb2.UploadAudioRequest(chunk=chunk)
-        except (_BodyTooLarge, _BodyBroken) as error:
+        except _BodyBroken as error:
+            if isinstance(error, _BodyStalled):
+                request.content.feed_eof()  # the rest is not waited for; the connection closes
             # Raising here makes grpc cancel the call rather than end the stream: an ended
             # stream would complete a truncated recording.
             body_failure.append(error)
@@ -148,7 +186,7 @@ async def stream_upload(
         )
     except grpc.aio.AioRpcError:
         # The call failed because our side of it did: the body's failure is the answer.
-        failure = _body_error(body_failure, settings.max_upload_bytes)
+        failure = _body_error(body_failure, settings.upload_idle_timeout_s)
         if failure is None:
             raise
         raise failure from None
@@ -156,18 +194,28 @@ async def stream_upload(
         # grpc reports a call it cancelled itself (our body failed) as CancelledError;
         # a cancellation of this task, rather than of the call, goes on up.
         current = asyncio.current_task()
-        failure = _body_error(body_failure, settings.max_upload_bytes)
+        failure = _body_error(body_failure, settings.upload_idle_timeout_s)
         if failure is None or (current is not None and current.cancelling()):
             raise
         raise failure from None
+    finally:
+        await _stop_reading(body_reader)
     return response
 
 
-def _body_error(failures: list[Exception], limit: int) -> MeetingError | None:
+async def _stop_reading(readers: list[asyncio.Task[object]]) -> None:
+    pending = [task for task in readers if not task.done() and task is not asyncio.current_task()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=1.0)
+
+
+def _body_error(failures: list[Exception], idle_s: float) -> MeetingError | HttpError | None:
     if not failures:
         return None
-    if isinstance(failures[0], _BodyTooLarge):
-        return upload_too_large(limit)
+    if isinstance(failures[0], _BodyStalled):
+        return request_timeout("the next bytes of the upload", idle_s)
     return invalid_field("body", f"the request body ended early: {failures[0]}")
 
 
@@ -182,8 +230,9 @@ async def put_audio(request: web.Request) -> web.StreamResponse:
 
     Raises:
         MeetingError: UPLOAD_TOO_LARGE over the limit.
-        HttpError: UNSUPPORTED_CONTENT_TYPE for a non-audio type; UPLOAD_OFFSET_MISMATCH
-            when part of a recording is already stored (resume with PATCH).
+        HttpError: UNSUPPORTED_CONTENT_TYPE for a type that cannot hold audio;
+            UPLOAD_OFFSET_MISMATCH when part of a recording is already stored (resume
+            with PATCH).
         grpc.aio.AioRpcError: The service's error.
     """
     content_type = _audio_content_type(request, allow_tus=False)

@@ -24,9 +24,9 @@ from gen.gpu.v1 import gpu_pb2
 from gpu_proxy.balancer import Balancer
 from gpu_proxy.node import Node
 from gpu_proxy.replay import ReplayBuffer
-from gpu_proxy.retry import NODE_FAILURES, effective_code
+from gpu_proxy.retry import NODE_FAILURES
 from mesh_common.logging import logger
-from mesh_common.retry import RETRYABLE_CODES, backoff_delay
+from mesh_common.retry import RETRYABLE_CODES, backoff_delay, effective_code
 from mesh_common.streams import read_ahead
 
 # Opens a call on a channel: (channel, requests of this attempt or None, timeout) -> the
@@ -163,8 +163,19 @@ class Forwarder:
                                 requests.commit()
                             node.breaker.record_success()
                         yield response
-                except grpc.aio.AioRpcError as error:
-                    code = effective_code(error)
+                except (grpc.aio.AioRpcError, asyncio.CancelledError) as error:
+                    task = asyncio.current_task()
+                    if isinstance(error, asyncio.CancelledError) and (
+                        task is None or task.cancelling()
+                    ):
+                        node.breaker.record_call_abandoned()  # our caller left
+                        raise
+                    # A call cancelled under us had its channel closed: its node vanished.
+                    code = (
+                        effective_code(error)
+                        if isinstance(error, grpc.aio.AioRpcError)
+                        else grpc.StatusCode.UNAVAILABLE
+                    )
                     self._report(node, code)
                     retry = (
                         not received
@@ -174,7 +185,7 @@ class Forwarder:
                     )
                     log = logger.bind(node=node.target, method=method, code=code.name)
                     if not retry:
-                        log.warning("gpu call failed: {}", error.details())
+                        log.warning("gpu call failed: {}", _details(error))
                         raise _failure(error, node, received, requests) from None
                     log.info("gpu call failed before any response; retrying elsewhere")
                 except BaseException:
@@ -208,14 +219,19 @@ class Forwarder:
             node.breaker.record_success()  # it answered; the answer is the caller's business
 
 
+def _details(error: grpc.aio.AioRpcError | asyncio.CancelledError) -> str:
+    if isinstance(error, grpc.aio.AioRpcError):
+        return error.details() or error.code().name
+    return "the node stopped answering"
+
+
 def _failure(
-    error: grpc.aio.AioRpcError,
+    error: grpc.aio.AioRpcError | asyncio.CancelledError,
     node: Node,
     received: bool,
     requests: ReplayBuffer[Any] | None,
 ) -> Exception:
-    code = effective_code(error)
-    if code not in NODE_FAILURES:
+    if isinstance(error, grpc.aio.AioRpcError) and effective_code(error) not in NODE_FAILURES:
         return NodeStatusError.from_rpc_error(error)
     if received:
         why = "after it had sent responses; retry the whole call"

@@ -4,7 +4,8 @@ While the breaker is open, the pool's channels are dropped (so they stop reconne
 the node is probed with `grpc.health.v1` checks on a fresh connection each time, with a
 growing interval; a node answering SERVING goes half-open. While it is closed, the node is
 health-checked every few seconds on a pool channel, so a node that dies between calls is
-noticed without a call failing on it.
+noticed without a call failing on it, and one that vanished under its calls (no answer,
+no FIN, no RST) has them failed within `health_interval + probe_timeout`.
 """
 
 from __future__ import annotations
@@ -112,7 +113,12 @@ class Node:
             if self.breaker.state is BreakerState.CLOSED and not await self._healthy(
                 self.pool.channel()
             ):
-                self._log.warning("gpu node failed its health check")
+                self._log.warning("gpu node failed its health check; failing its calls")
+                # It does not answer even a health check (gone, or its network vanished
+                # without a FIN or RST): calls waiting on it would wait for their
+                # deadlines. Closing their channels fails them now, and the forwarder
+                # moves them to another node or reports UNAVAILABLE.
+                self.pool.retire(grace=None)
                 self.breaker.trip()
 
     async def _healthy(self, channel: grpc.aio.Channel) -> bool:

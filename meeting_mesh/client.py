@@ -400,7 +400,9 @@ class GatewayClient:
             reconnects: How many consecutive failed connections to tolerate.
 
         Yields:
-            Each event once; the stream ends when the server ends it, after `deleted`.
+            Each event once; the stream ends when the server ends it: after the final
+            status (COMPLETED or FAILED) or `deleted`, or at once (204) when the meeting
+            had ended before `after`.
 
         Raises:
             GatewayError: The gateway refused the stream.

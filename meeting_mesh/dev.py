@@ -265,10 +265,26 @@ def plan(args: argparse.Namespace, data_dir: Path) -> list[Child]:
                 "MESH_GATEWAY_HOST": host,
                 "MESH_GATEWAY_PORT": str(args.gateway_port),
                 "MESH_MEETING_SERVICE_TARGET": meeting,
+                "MESH_CORS_ORIGINS": os.environ.get(
+                    "MESH_CORS_ORIGINS", dev_cors_origins(host, args.gateway_port)
+                ),
             },
             http_probe(f"http://{host}:{args.gateway_port}/readyz"),
         ),
     ]
+
+
+def dev_cors_origins(host: str, gateway_port: int) -> str:
+    """The origins whose pages may call the dev gateway: its own, and any local port.
+
+    Args:
+        host: The gateway's host.
+        gateway_port: The gateway's port.
+
+    Returns:
+        The comma-separated `MESH_CORS_ORIGINS` value.
+    """
+    return f"http://{host}:{gateway_port},http://localhost:*,http://127.0.0.1:*"
 
 
 async def wait_healthy(child: Child, limit: float) -> None:
@@ -414,7 +430,7 @@ def _banner(args: argparse.Namespace, data_dir: Path) -> str:
     env = "" if data_dir == (Path.cwd() / ".mesh") else f"MESH_DATA_DIR={data_dir} "
     return f"""
 meeting-mesh dev is ready (data in {data_dir})
-  gateway          {url}   (API description: {url}/openapi.json)
+  gateway          {url}   (API: {url}/docs, {url}/openapi.json)
   meeting_service  {args.host}:{args.meeting_port}  (gRPC, reflection: grpcurl -plaintext)
   gpu_proxy        {args.host}:{args.gpu_proxy_port}  (gRPC, mTLS)
   gpu_node         {args.host}:{args.gpu_node_port}  (gRPC, mTLS, engine {args.engine})

@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+import asyncpg
 import grpc
 from grpc_health.v1 import health
 
@@ -265,16 +266,12 @@ async def _sweep(services: Services) -> None:
 
 
 async def _supervise(running: RunningMeetingService, settings: MeetingServiceSettings) -> None:
-    """Connects and migrates (with backoff), then keeps health in step with the database."""
-    backoff = Backoff(initial=0.2, maximum=5.0)
-    while True:
-        try:
-            pool = await running.database.open()
-            break
-        except CONNECTION_ERRORS as error:
-            delay = backoff.next_delay()
-            logger.bind(error=repr(error), retry_in=delay).warning("database not reachable yet")
-            await asyncio.sleep(delay)
+    """Connects and migrates (with backoff), then keeps health in step with the database.
+
+    Nothing ends it but cancellation: a check that fails in an unforeseen way is logged
+    and counts as unhealthy, so health can never freeze at its last answer.
+    """
+    pool = await _open_database(running.database)
     services = build_services(pool, running.database.dsn, settings, running.telemetry)
     await services.hub.start()
     with contextlib.suppress(TimeoutError):
@@ -289,13 +286,46 @@ async def _supervise(running: RunningMeetingService, settings: MeetingServiceSet
         if settings.storage == "s3" and time.monotonic() >= next_sweep:
             next_sweep = time.monotonic() + settings.s3_sweep_interval_s
             await _sweep(services)
-        healthy = services.hub.listening and await running.database.ping(
-            within=settings.health_interval_s
-        )
+        try:
+            healthy = services.hub.listening and await running.database.ping(
+                within=settings.health_interval_s
+            )
+        except Exception:
+            logger.exception("the database health check failed")
+            healthy = False
         if healthy != serving:
             serving = healthy
             await set_serving(running.health, [SERVICE_NAME], healthy)
-            logger.bind(serving=healthy).info("meeting service health changed")
+            log = logger.bind(serving=healthy)
+            if healthy:
+                log.info("meeting service health changed")
+            else:
+                log.warning("meeting service health changed: the database is unavailable")
         if healthy:
             await _count_jobs(running, services)
         await asyncio.sleep(settings.health_interval_s)
+
+
+async def _open_database(database: Database) -> asyncpg.Pool:
+    """Connects and migrates, retrying with backoff until it works.
+
+    Every failed try is logged at once with its cause and the database it tried (password
+    masked): refused, unreachable, wrong credentials or unknown database are WARNINGs (the
+    database or its settings may yet be fixed); anything else, such as a schema this code
+    does not know, is an ERROR, and is retried as well.
+    """
+    backoff = Backoff(initial=0.2, maximum=5.0)
+    while True:
+        try:
+            return await database.open()
+        except CONNECTION_ERRORS as error:
+            level, problem = "WARNING", "database not reachable yet"
+            cause: BaseException = error
+        except Exception as error:
+            level, problem = "ERROR", "cannot open the database"
+            cause = error
+        delay = backoff.next_delay()
+        logger.bind(database=database.where, error=repr(cause), retry_in=round(delay, 2)).log(
+            level, f"{problem}: {cause}"
+        )
+        await asyncio.sleep(delay)

@@ -22,6 +22,7 @@ from gen.meeting.v1 import (
     meeting_service_pb2,
     meeting_service_pb2_grpc,
     search_pb2,
+    user_events_pb2,
     webhooks_pb2,
 )
 from meeting_service.api_keys.messages import api_key_message
@@ -301,6 +302,21 @@ class MeetingServicer(meeting_service_pb2_grpc.MeetingServiceServicer):
         async with _errors(context):
             hits, token = await self._services().search.search(_owner(), request)
             return search_pb2.SearchTranscriptsResponse(hits=hits, next_page_token=token)
+
+    # --- user events ---
+
+    async def StreamUserEvents(  # noqa: D102
+        self, request: user_events_pb2.StreamUserEventsRequest, context: Ctx
+    ) -> AsyncIterator[user_events_pb2.StreamUserEventsResponse]:
+        async with _errors(context):
+            events = self._services().transcripts.stream_user(_owner(), request.after_sequence)
+            # Headers now, before any event: the gateway waits for them to know the caller
+            # was accepted (a feed can be quiet for long).
+            await context.send_initial_metadata(())
+            with self._metrics.streams_open.track_inprogress():
+                async with contextlib.aclosing(events):
+                    async for event in events:
+                        yield user_events_pb2.StreamUserEventsResponse(event=event)
 
 
 def _webhook(row: EndpointRow) -> webhooks_pb2.Webhook:

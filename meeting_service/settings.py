@@ -53,11 +53,17 @@ class MeetingServiceSettings(CommonSettings):
         pipeline_workers: Jobs one process runs at once; 0 runs none (LiveTranscribe still
             works). See docs/pipeline.md for how the pipeline behaves.
         pipeline_poll_interval_s: How often an idle worker looks for a queued job.
-        pipeline_lease_s: How long a claimed job stays this worker's without a heartbeat;
-            after that another worker takes it over.
+        pipeline_lease_s: How long a claimed job stays this worker's without a heartbeat
+            (sent every third of it); after that another worker takes it over, so a dead
+            worker's job is taken over within this plus `pipeline_poll_interval_s`.
         pipeline_max_attempts: Attempts per job before the meeting is FAILED.
         pipeline_backoff_initial_s: Delay before the first retry (exponential, full jitter).
         pipeline_backoff_max_s: Longest delay between retries.
+        pipeline_gpu_wait_max_s: How long a job waits for a GPU node (none up, every one
+            busy or failing) before its meeting is FAILED; tries that find none are not
+            attempts.
+        pipeline_gpu_wait_retry_max_s: Longest delay between two such tries, so a job
+            resumes soon after a node returns.
         pipeline_gpu_deadline_base_s: Fixed part of every GPU call's deadline.
         pipeline_gpu_deadline_per_audio_s: Deadline seconds added per second of audio.
         pipeline_live_max_s: Longest live session (the deadline of its recognition stream).
@@ -119,10 +125,12 @@ class MeetingServiceSettings(CommonSettings):
     gpu_proxy_tls_name: str = ""
     pipeline_workers: int = Field(default=2, ge=0, le=64)
     pipeline_poll_interval_s: float = Field(default=1.0, gt=0)
-    pipeline_lease_s: float = Field(default=30.0, gt=0)
+    pipeline_lease_s: float = Field(default=8.0, gt=0)
     pipeline_max_attempts: int = Field(default=5, ge=1)
     pipeline_backoff_initial_s: float = Field(default=5.0, gt=0)
     pipeline_backoff_max_s: float = Field(default=300.0, gt=0)
+    pipeline_gpu_wait_max_s: float = Field(default=6 * 3600.0, gt=0)
+    pipeline_gpu_wait_retry_max_s: float = Field(default=30.0, gt=0)
     pipeline_gpu_deadline_base_s: float = Field(default=60.0, gt=0)
     pipeline_gpu_deadline_per_audio_s: float = Field(default=1.0, ge=0)
     pipeline_live_max_s: float = Field(default=4 * 3600.0, gt=0)

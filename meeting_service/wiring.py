@@ -25,7 +25,7 @@ from meeting_service.settings import MeetingServiceSettings
 from meeting_service.transcripts.event_log import EventLog
 from meeting_service.transcripts.hub import EventHub
 from meeting_service.transcripts.reader import TranscriptReader
-from meeting_service.transcripts.repository import EventsRepository
+from meeting_service.transcripts.repository import EventsRepository, UserEventsRepository
 from meeting_service.transcripts.search import TranscriptSearch
 from meeting_service.transcripts.search_repository import SearchRepository
 from meeting_service.transcripts.writer import TranscriptWriter
@@ -118,6 +118,7 @@ def build_services(
     meetings = MeetingsRepository()
     uploads = UploadsRepository()
     events = EventsRepository()
+    user_events = UserEventsRepository()
     jobs = JobsRepository()
     webhooks = WebhooksRepository()
     box = SecretBox(settings.webhook_sealing_key())
@@ -126,10 +127,11 @@ def build_services(
         dsn,
         pool,
         events,
+        user_events,
         queue_size=settings.stream_queue_size,
         check_interval=settings.health_interval_s,
     )
-    transcripts = TranscriptReader(pool, meetings, events, hub)
+    transcripts = TranscriptReader(pool, meetings, events, user_events, hub)
     writer = TranscriptWriter(pool, events)
     completion = RecordingCompletion(meetings, uploads, jobs, log)
     store = recording_store(pool, uploads, settings)

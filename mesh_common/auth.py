@@ -13,6 +13,7 @@ where their hashes are stored (meeting_service), through an `ApiKeyVerifier`
 from __future__ import annotations
 
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -173,6 +174,10 @@ class TokenVerifier:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise unauthenticated("token has no subject")
+        if any(unicodedata.category(char) == "Cc" for char in subject):
+            # A subject names an owner in every store and log; a control character (NUL,
+            # which PostgreSQL text cannot hold, above all) is no one's name.
+            raise unauthenticated("token subject holds a control character")
         principal = Principal(user=subject)
         if len(self._verified) >= _VERIFIED_ENTRIES:
             self._verified.clear()

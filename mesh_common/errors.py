@@ -23,7 +23,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from gen.mesh.v1 import errors_pb2
-from mesh_common.retry import RETRYABLE_CODES
+from mesh_common.retry import RETRYABLE_CODES, effective_code
 
 DOMAIN = "meeting-mesh"
 _PREFIX = "ERROR_REASON_"
@@ -257,7 +257,7 @@ def view_rpc_error(error: grpc.aio.AioRpcError, reasons: Iterable[ErrorEnum] = (
     Returns:
         The statuses, message, details and retry delay.
     """
-    code: grpc.StatusCode = error.code()
+    code = effective_code(error)
     message: str = error.details() or code.name
     details: list[dict[str, Any]] = []
     retry_after: float | None = None

@@ -26,6 +26,27 @@ RETRYABLE_CODES = frozenset(
 
 _RANDOM = random.Random()
 
+# What a grpc.aio client reports when the server ended a call while it was writing
+# (grpc/grpc#36066): the real status is lost. Our servers drain a stream before failing it
+# where they can, so for a call to them this means it ended abruptly (the server was
+# killed, the connection reset, or the drain ran out of time).
+_LOST_STATUS_DETAILS = "Internal error from Core"
+
+
+def effective_code(error: grpc.aio.AioRpcError) -> grpc.StatusCode:
+    """Returns the status code a failed call stands for.
+
+    Args:
+        error: The failed call.
+
+    Returns:
+        UNAVAILABLE for a status lost to the grpc.aio write race; the code otherwise.
+    """
+    code: grpc.StatusCode = error.code()
+    if code is grpc.StatusCode.INTERNAL and error.details() == _LOST_STATUS_DETAILS:
+        return grpc.StatusCode.UNAVAILABLE
+    return code
+
 
 def backoff_delay(
     attempt: int, *, initial: float, maximum: float, rng: random.Random = _RANDOM

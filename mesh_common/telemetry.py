@@ -21,6 +21,7 @@ a trace sampled upstream is still followed.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import time
@@ -100,10 +101,16 @@ def server_span(
     """
     span = tracer.start_span(name, context=_TRACE_CONTEXT.extract(carrier), kind=SpanKind.SERVER)
     token = otel_context.attach(trace.set_span_in_context(span))
+    attached_in = asyncio.current_task()
     try:
         yield span
     finally:
-        otel_context.detach(token)
+        # A streaming handler that grpc stops iterating without closing it is closed
+        # later by the event loop's async-generator finalizer, in a task of its own: the
+        # token is not of that task's context, and detaching it there fails (with an
+        # ERROR and a traceback). The context it was attached in is gone with its task.
+        if asyncio.current_task() is attached_in:
+            otel_context.detach(token)
         span.end()
 
 

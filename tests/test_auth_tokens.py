@@ -39,3 +39,13 @@ async def test_a_changed_token_is_checked_in_full_after_the_original_verified() 
     assert await _refusal(verifier, forged) == "invalid token"
     other = TokenVerifier("another-secret-that-is-long-enough-for-hs256-0000")
     assert await _refusal(other, token) == "invalid token"  # memory is per verifier
+
+
+@pytest.mark.parametrize("subject", ["ali\x00ce", "alice\n", "\x7f"])
+async def test_a_subject_with_a_control_character_is_refused(subject: str) -> None:
+    token = issue_token(subject, SECRET)
+    assert await _refusal(TokenVerifier(SECRET), token) == (
+        "token subject holds a control character"
+    )
+    principal = await TokenVerifier(SECRET).verify(issue_token("Zoë Ng", SECRET))
+    assert principal.user == "Zoë Ng"

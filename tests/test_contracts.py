@@ -72,6 +72,7 @@ def test_meeting_service_has_every_rpc_with_its_streaming_shape(
         "CreateApiKey": (False, False),
         "ListApiKeys": (False, False),
         "RevokeApiKey": (False, False),
+        "StreamUserEvents": (False, True),
     }
 
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import random
 
+import grpc
+
+from meeting_service.processing.failures import classify
+from mesh_common.errors import view_rpc_error
 from mesh_common.retry import Backoff, backoff_delay
 
 
@@ -25,3 +29,20 @@ def test_a_reconnect_loop_waits_longer_after_each_failure_and_starts_over_after_
         backoff.reset()
         assert backoff.next_delay() <= 0.1
         backoff.next_delay()
+
+
+def test_a_status_lost_to_the_write_race_reads_as_unavailable_everywhere() -> None:
+    lost = grpc.aio.AioRpcError(
+        grpc.StatusCode.INTERNAL,
+        grpc.aio.Metadata(),
+        grpc.aio.Metadata(),
+        "Internal error from Core",
+    )
+    assert view_rpc_error(lost).grpc_code is grpc.StatusCode.UNAVAILABLE
+    assert view_rpc_error(lost).http_status == 503
+    failure = classify(lost, "speech recognition")
+    assert failure.waits_for_gpu and failure.reason.startswith("waiting for a GPU node")
+    refused = grpc.aio.AioRpcError(
+        grpc.StatusCode.INVALID_ARGUMENT, grpc.aio.Metadata(), grpc.aio.Metadata(), "bad audio"
+    )
+    assert not classify(refused, "speech recognition").retryable

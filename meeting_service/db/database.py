@@ -10,16 +10,27 @@ import asyncpg
 from meeting_service.db.embedded import EmbeddedPostgres
 from meeting_service.db.migrate import apply_migrations
 from meeting_service.settings import MeetingServiceSettings
+from mesh_common.logging import redact
 
-# asyncpg and the OS report a lost or refused database in several ways; they all mean
-# "the backend is unavailable", never a bug in the request.
+# asyncpg and the OS report a lost or refused database in many ways; they all mean "the
+# backend is unavailable", never a bug in the request: refused or reset connections,
+# timeouts, a server starting or shutting down, "too many connections" (53300), and a
+# server that refuses who we are or where we ask to go (class 28, 3D000), which an
+# operator fixes without restarting this service. Every caller (health, calls, the LISTEN
+# hub, the job workers) treats them alike: wait, retry, answer UNAVAILABLE meanwhile.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
+    TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+    asyncpg.InvalidCatalogNameError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
-    TimeoutError,
+    asyncpg.CrashShutdownError,
+    asyncpg.DatabaseDroppedError,
+    asyncpg.IdleSessionTimeoutError,
 )
 
 
@@ -40,6 +51,11 @@ class Database:
     pool_max: int = 10
     pool: asyncpg.Pool | None = field(default=None, init=False)
     connection_class: type[asyncpg.Connection] = field(default=asyncpg.Connection, init=False)
+
+    @property
+    def where(self) -> str:
+        """The DSN with its password masked, for log lines."""
+        return redact(self.dsn)
 
     @classmethod
     async def from_settings(cls, settings: MeetingServiceSettings) -> Database:

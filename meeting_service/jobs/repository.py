@@ -46,12 +46,15 @@ class Job:
         id: The job.
         meeting_id: The meeting to process.
         status: Where it is.
-        attempts: How many times it was claimed (this claim included).
+        attempts: How many times it was claimed (this claim included), less the tries that
+            only found no GPU node to run on (see `gpu_waits`).
         next_attempt_at: Earliest time it may be claimed.
         lease_owner: The worker holding it while RUNNING.
         lease_expires_at: When that worker's claim lapses.
         last_error: Why the last attempt failed.
         trace_context: W3C `traceparent` of the upload that queued it ("" when none).
+        gpu_wait_since: When its tries began finding no GPU node (None while they do not).
+        gpu_waits: How many tries in a row found no GPU node.
     """
 
     id: uuid.UUID
@@ -63,6 +66,8 @@ class Job:
     lease_expires_at: dt.datetime | None
     last_error: str
     trace_context: str
+    gpu_wait_since: dt.datetime | None = None
+    gpu_waits: int = 0
 
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> Job:
@@ -77,7 +82,7 @@ _CLAIM_LOCK = 0x6A6F6273
 
 _COLUMNS = (
     "id, meeting_id, status, attempts, next_attempt_at, lease_owner, lease_expires_at,"
-    " last_error, trace_context"
+    " last_error, trace_context, gpu_wait_since, gpu_waits"
 )
 
 
@@ -235,7 +240,7 @@ class JobsRepository:
         Raises:
             JobLost: The job is gone or not leased to `worker`.
         """
-        await self._finish(conn, job_id, worker, JobStatus.SUCCEEDED, "", None)
+        await self._finish(conn, job_id, worker, JobStatus.SUCCEEDED, "", None, False)
 
     async def fail(
         self,
@@ -245,6 +250,7 @@ class JobsRepository:
         error: str,
         *,
         retry_in: float | None,
+        gpu_wait: bool = False,
     ) -> Job:
         """Ends this worker's attempt with an error.
 
@@ -255,6 +261,9 @@ class JobsRepository:
             error: Why, in words a user can read.
             retry_in: Seconds until it may be claimed again (see
                 `mesh_common.retry.backoff_delay`); None gives up (FAILED).
+            gpu_wait: The attempt found no GPU node: it is not counted in `attempts`, and
+                the job's wait for one goes on (`gpu_wait_since`, `gpu_waits`). Any other
+                end of an attempt ends that wait.
 
         Returns:
             The job after the change.
@@ -263,7 +272,7 @@ class JobsRepository:
             JobLost: The job is gone or not leased to `worker`.
         """
         status = JobStatus.FAILED if retry_in is None else JobStatus.QUEUED
-        return await self._finish(conn, job_id, worker, status, error, retry_in)
+        return await self._finish(conn, job_id, worker, status, error, retry_in, gpu_wait)
 
     async def check_lease(self, conn: asyncpg.Connection, job_id: uuid.UUID, worker: str) -> None:
         """Fences a job's writes: passes only while `worker` holds the job.
@@ -307,12 +316,17 @@ class JobsRepository:
         status: JobStatus,
         error: str,
         retry_in: float | None,
+        gpu_wait: bool,
     ) -> Job:
         record = await conn.fetchrow(
             f"""
             UPDATE jobs SET status = $3, last_error = $4, lease_owner = NULL,
                 lease_expires_at = NULL,
                 next_attempt_at = clock_timestamp() + make_interval(secs => COALESCE($5, 0)),
+                attempts = attempts - CASE WHEN $6 THEN 1 ELSE 0 END,
+                gpu_waits = CASE WHEN $6 THEN gpu_waits + 1 ELSE 0 END,
+                gpu_wait_since = CASE WHEN $6
+                    THEN COALESCE(gpu_wait_since, clock_timestamp()) END,
                 update_time = clock_timestamp()
             WHERE id = $1 AND status = 'RUNNING' AND lease_owner = $2
             RETURNING {_COLUMNS}
@@ -322,6 +336,7 @@ class JobsRepository:
             status.value,
             error,
             retry_in,
+            gpu_wait,
         )
         if record is None:
             raise JobLost(f"job {job_id} is no longer leased to {worker}")

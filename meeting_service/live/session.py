@@ -58,7 +58,6 @@ from mesh_common.streams import DRAIN_SECONDS, drain
 
 AUDIO_QUEUE_MESSAGES = 64
 _SEAL_ERRORS: tuple[type[BaseException], ...] = (MeetingError, *CONNECTION_ERRORS)
-_ENDED = frozenset({meeting_pb2.MEETING_STATUS_COMPLETED, meeting_pb2.MEETING_STATUS_FAILED})
 
 
 @dataclass(frozen=True)
@@ -238,10 +237,6 @@ class LiveTranscriber:
                 except (TimeoutError, StopAsyncIteration):
                     return
                 yield event
-                if event.HasField("deleted") or (
-                    event.HasField("status_change") and event.status_change.status in _ENDED
-                ):
-                    return
 
 
 class _Session:

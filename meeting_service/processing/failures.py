@@ -23,6 +23,10 @@ _WHAT_HAPPENED: dict[grpc.StatusCode, str] = {
     grpc.StatusCode.UNKNOWN: "the GPU service failed",
     grpc.StatusCode.CANCELLED: "the GPU service cancelled the work",
 }
+# The GPU service has no node to run the work on (none up, every breaker open, every node
+# busy, or gpu_proxy itself unreachable): no fault of the recording, so the job waits for a
+# node rather than spending its attempts.
+_NO_GPU_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
 # Beyond the codes any caller retries at once, a later attempt of the whole job also
 # outlives a slow fleet or a crashed engine; a refusal of the request itself (bad audio,
 # unknown method) would only repeat.
@@ -41,11 +45,14 @@ class Failure:
         reason: What happened, for `failure_reason` and the status event.
         retryable: Whether another attempt may succeed.
         retry_after: The least delay before it, when the service said so.
+        waits_for_gpu: No GPU node could take the work: the job waits for one (see
+            `pipeline_gpu_wait_max_s`) and the attempt does not count.
     """
 
     reason: str
     retryable: bool
     retry_after: float | None = None
+    waits_for_gpu: bool = False
 
 
 def classify(error: BaseException, step: str) -> Failure:
@@ -59,9 +66,17 @@ def classify(error: BaseException, step: str) -> Failure:
         The failure.
     """
     if isinstance(error, grpc.aio.AioRpcError):
-        code = error.code()
         view = view_rpc_error(error, (gpu_pb2.ErrorReason,))
-        detail = (error.details() or code.name).strip()
+        code = view.grpc_code
+        detail = view.message.strip()
+        if code in _NO_GPU_CODES:
+            what = _WHAT_HAPPENED[code]
+            return Failure(
+                f"waiting for a GPU node: {step} failed: {what} ({detail})",
+                True,
+                view.retry_after,
+                waits_for_gpu=True,
+            )
         if view.retryable or code in _TRANSIENT_CODES:
             what = _WHAT_HAPPENED.get(code, "the GPU service failed")
             return Failure(f"{step} failed: {what} ({detail})", True, view.retry_after)

@@ -7,13 +7,18 @@ heartbeat extends its lease, and looks again; an idle loop looks every
 or taken over cancels the run at once. A failed attempt is announced as a status change
 back to QUEUED with the reason and tried again after an exponential, jittered delay, up to
 `pipeline_max_attempts`; then, or at once for failures that cannot pass (undecodable
-audio, a request the GPU service refuses), the meeting is FAILED with the reason.
+audio, a request the GPU service refuses), the meeting is FAILED with the reason. An
+attempt that found no GPU node is not the recording's fault and is not counted: the job
+waits in the queue (QUEUED, "waiting for a GPU node: ..."), tried again with backoff up to
+`pipeline_gpu_wait_retry_max_s`, until a node takes it or `pipeline_gpu_wait_max_s` has
+passed since its wait began.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import os
 import socket
 import uuid
@@ -150,6 +155,9 @@ class PipelineWorkers:
                 logger.bind(job_id=str(job.id), error=repr(error)).warning("heartbeat failed")
 
     async def _fail(self, job: Job, worker: str, failure: Failure) -> None:
+        if failure.waits_for_gpu:
+            await self._wait_for_gpu(job, worker, failure)
+            return
         max_attempts = self._settings.pipeline_max_attempts
         if not failure.retryable or job.attempts >= max_attempts:
             await self._give_up(job, worker, failure)
@@ -172,6 +180,34 @@ class PipelineWorkers:
                 conn, job.meeting_id, meeting_pb2.MEETING_STATUS_QUEUED, announced
             )
             await self._jobs.fail(conn, job.id, worker, failure.reason, retry_in=delay)
+
+        await self._finish(job, requeue)
+
+    async def _wait_for_gpu(self, job: Job, worker: str, failure: Failure) -> None:
+        settings = self._settings
+        since = job.gpu_wait_since
+        waited = 0.0 if since is None else (dt.datetime.now(dt.UTC) - since).total_seconds()
+        if waited >= settings.pipeline_gpu_wait_max_s:
+            reason = f"{failure.reason} (no GPU node came back within {waited:.0f} s)"
+            await self._give_up(job, worker, Failure(reason, False))
+            return
+        delay = max(
+            backoff_delay(
+                job.gpu_waits + 1,
+                initial=settings.pipeline_backoff_initial_s,
+                maximum=settings.pipeline_gpu_wait_retry_max_s,
+            ),
+            failure.retry_after or 0.0,
+        )
+        announced = f"{failure.reason}; trying again in {delay:.0f} s"
+
+        async def requeue(conn: asyncpg.Connection) -> None:
+            await self._log.change_status(
+                conn, job.meeting_id, meeting_pb2.MEETING_STATUS_QUEUED, announced
+            )
+            await self._jobs.fail(
+                conn, job.id, worker, failure.reason, retry_in=delay, gpu_wait=True
+            )
 
         await self._finish(job, requeue)
 

@@ -157,7 +157,11 @@ class UploadsService:
             raise invalid_field("metadata", "the first message must carry the metadata")
         metadata = first.metadata
         mid = validation.meeting_id(metadata.meeting_id, "metadata.meeting_id")
-        upload = await self._begin(owner, mid, metadata)
+        limit = self._limit
+        if metadata.HasField("size_limit"):
+            validation.check(metadata, "size_limit", "metadata.size_limit")
+            limit = min(limit, metadata.size_limit)
+        upload = await self._begin(owner, mid, metadata, limit)
         log = logger.bind(meeting_id=str(mid), request_id=metadata.request_id)
         stored = upload.stored_size
         total = upload.total_size
@@ -168,7 +172,7 @@ class UploadsService:
         writer = self._store.writer(upload)
         received = stored
         if total is None or received < total:
-            received = await self._receive(mid, writer, requests, received, total, digest)
+            received = await self._receive(mid, writer, requests, received, total, digest, limit)
         if total is not None and received < total:
             stored = writer.end()
             await self._end_partial(mid)
@@ -189,6 +193,7 @@ class UploadsService:
         received: int,
         total: int | None,
         digest: hashlib._Hash | None,
+        limit: int,
     ) -> int:
         """Stores the stream's chunks from `received` on; returns the bytes received."""
         async for request in requests:
@@ -197,8 +202,8 @@ class UploadsService:
             chunk = request.chunk
             if not chunk:
                 continue
-            if received + len(chunk) > self._limit:
-                await self._reject(mid, upload_too_large(self._limit))
+            if received + len(chunk) > limit:
+                await self._reject(mid, upload_too_large(limit))
             if total is not None and received + len(chunk) > total:
                 await self._reject(
                     mid,
@@ -217,14 +222,18 @@ class UploadsService:
         return received
 
     async def _begin(
-        self, owner: str, mid: uuid.UUID, metadata: meeting_service_pb2.UploadMetadata
+        self,
+        owner: str,
+        mid: uuid.UUID,
+        metadata: meeting_service_pb2.UploadMetadata,
+        limit: int,
     ) -> UploadRow:
         content_type = validation.content_type(metadata.content_type)
         validation.request_id(metadata.request_id)
         validation.check(metadata, "total_size", "metadata.total_size")
         total = metadata.total_size if metadata.HasField("total_size") else None
-        if total is not None and total > self._limit:
-            raise upload_too_large(self._limit)
+        if total is not None and total > limit:
+            raise upload_too_large(limit)
         validation.check(metadata, "offset", "metadata.offset")
         sha256 = validation.sha256(metadata.sha256)
         async with self._pool.acquire() as conn, conn.transaction():

@@ -10,6 +10,9 @@ that reads slowly never slows the others nor grows memory, and a burst of events
 than the buffer (one group commit of many segments) loses nothing. After the LISTEN
 connection is lost and regained, every cursor is caught up from the table, so
 notifications missed in between lose nothing.
+
+Users' feeds (`USER_CHANNEL`) are fanned out the same way, keyed by owner instead of
+meeting: the same buffers, cursors and catch-up, without an end.
 """
 
 from __future__ import annotations
@@ -18,15 +21,16 @@ import asyncio
 import contextlib
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import asyncpg
 
-from gen.meeting.v1 import meeting_pb2
+from gen.meeting.v1 import meeting_pb2, user_events_pb2
 from meeting_service.db.database import CONNECTION_ERRORS, round_trip
 from meeting_service.transcripts import messages, notifications
-from meeting_service.transcripts.repository import EventsRepository
+from meeting_service.transcripts.repository import EventsRepository, UserEventsRepository
 from mesh_common.logging import logger
 from mesh_common.retry import Backoff
 
@@ -45,19 +49,23 @@ class HubClosed(Exception):
     """The hub is shutting down (the server is stopping)."""
 
 
-class Subscription:
-    """A subscriber's view of one meeting's new events, in sequence order."""
+class _Sequenced(Protocol):
+    @property
+    def sequence(self) -> int: ...
 
-    def __init__(self, meeting_id: uuid.UUID, limit: int) -> None:
-        self.meeting_id = meeting_id
+
+class Subscription[E: _Sequenced]:
+    """A subscriber's view of one meeting's (or one owner's) new events, in sequence order."""
+
+    def __init__(self, limit: int) -> None:
         self._limit = limit
-        self._items: deque[meeting_pb2.TranscriptEvent] = deque()
+        self._items: deque[E] = deque()
         self._wake = asyncio.Event()
         self._lagging = False
         self._closed = False
         self.lags = 0  # how many times it fell behind (for tests and metrics)
 
-    def offer(self, event: meeting_pb2.TranscriptEvent, *, force: bool = False) -> None:
+    def offer(self, event: E, *, force: bool = False) -> None:
         """Buffers an event, or drops it when the buffer is full (see `SubscriberLagged`).
 
         Args:
@@ -80,7 +88,7 @@ class Subscription:
         self._closed = True
         self._wake.set()
 
-    async def next(self) -> meeting_pb2.TranscriptEvent:
+    async def next(self) -> E:
         """Waits for the next event.
 
         Raises:
@@ -101,15 +109,123 @@ class Subscription:
 
 
 @dataclass
-class _Channel:
-    """Subscribers of one meeting and what the hub has read for them."""
+class _Channel[E: _Sequenced]:
+    """Subscribers of one meeting (or owner) and what the hub has read for them."""
 
-    subscribers: set[Subscription] = field(default_factory=set)
+    subscribers: set[Subscription[E]] = field(default_factory=set)
     cursor: int | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     dirty: bool = False
     deleted_at: int | None = None
     task: asyncio.Task[None] | None = None
+
+
+class _Fanout[K: Hashable, E: _Sequenced]:
+    """The channels of one kind of key (meetings or owners) and their reads.
+
+    Args:
+        name: What a key is, for logs ("meeting", "owner").
+        queue_size: Each subscriber's buffer.
+        last: Reads a key's newest sequence.
+        after: Reads a key's events after a sequence, oldest first, at most a batch.
+        final: Builds the last event of a key that ended at a sequence (a deleted meeting).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        queue_size: int,
+        last: Callable[[K], Awaitable[int]],
+        after: Callable[[K, int, int], Awaitable[list[E]]],
+        final: Callable[[K, int], E] | None = None,
+    ) -> None:
+        self._name = name
+        self._queue_size = queue_size
+        self._last = last
+        self._after = after
+        self._final = final
+        self.channels: dict[K, _Channel[E]] = {}
+
+    def close(self) -> None:
+        for channel in self.channels.values():
+            for subscription in channel.subscribers:
+                subscription.close()
+            if channel.task is not None:
+                channel.task.cancel()
+        self.channels.clear()
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, key: K) -> AsyncIterator[Subscription[E]]:
+        channel = self.channels.setdefault(key, _Channel())
+        subscription: Subscription[E] = Subscription(self._queue_size)
+        channel.subscribers.add(subscription)
+        try:
+            if channel.cursor is None:
+                async with channel.lock:
+                    if channel.cursor is None:
+                        channel.cursor = await self._last(key)
+            yield subscription
+        finally:
+            channel.subscribers.discard(subscription)
+            if not channel.subscribers and self.channels.get(key) is channel:
+                del self.channels[key]
+                if channel.task is not None:
+                    channel.task.cancel()
+
+    def notify(self, key: K, *, ended_at: int | None = None) -> None:
+        """A key's log moved on (or ended at `ended_at`): read it for its subscribers."""
+        channel = self.channels.get(key)
+        if channel is None:
+            return
+        if ended_at is not None:
+            channel.deleted_at = ended_at
+        self.kick(key, channel)
+
+    def kick(self, key: K, channel: _Channel[E]) -> None:
+        channel.dirty = True
+        if channel.task is None or channel.task.done():
+            channel.task = asyncio.create_task(self._drain(key, channel))
+
+    def kick_all(self) -> None:
+        for key, channel in list(self.channels.items()):
+            self.kick(key, channel)
+
+    async def _drain(self, key: K, channel: _Channel[E]) -> None:
+        # Notifications that arrive while a read runs only set `dirty`, so a burst of
+        # events costs a few reads, not one per event.
+        try:
+            while channel.dirty and channel.subscribers:
+                channel.dirty = False
+                async with channel.lock:
+                    if channel.cursor is None:
+                        continue
+                    await self._deliver_new(key, channel)
+                    if channel.deleted_at is not None and self._final is not None:
+                        self._deliver_final(channel, self._final(key, channel.deleted_at))
+                        return
+        except CONNECTION_ERRORS as error:
+            # The listener catches every channel up once the database is back.
+            logger.bind(**{self._name: str(key)}, error=repr(error)).warning(
+                "could not read new events"
+            )
+
+    async def _deliver_new(self, key: K, channel: _Channel[E]) -> None:
+        assert channel.cursor is not None
+        while True:
+            events = await self._after(key, channel.cursor, _FETCH_BATCH)
+            subscribers = list(channel.subscribers)
+            for event in events:
+                for subscription in subscribers:
+                    subscription.offer(event)
+                channel.cursor = event.sequence
+            if len(events) < _FETCH_BATCH:
+                return
+
+    def _deliver_final(self, channel: _Channel[E], event: E) -> None:
+        for subscription in channel.subscribers:
+            subscription.offer(event, force=True)
+            subscription.close()
+        channel.subscribers.clear()
 
 
 class EventHub:
@@ -120,19 +236,39 @@ class EventHub:
         dsn: str,
         pool: asyncpg.Pool,
         events: EventsRepository,
+        user_events: UserEventsRepository,
         *,
         queue_size: int,
         check_interval: float = 2.0,
     ) -> None:
         self._dsn = dsn
-        self._pool = pool
-        self._events = events
-        self._queue_size = queue_size
         self._check_interval = check_interval
-        self._channels: dict[uuid.UUID, _Channel] = {}
         self._listening = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+
+        async def meeting_events(
+            meeting_id: uuid.UUID, after: int, limit: int
+        ) -> list[meeting_pb2.TranscriptEvent]:
+            rows = await events.list_after(pool, meeting_id, after, limit)
+            return [messages.event(row) for row in rows]
+
+        async def owner_events(
+            owner: str, after: int, limit: int
+        ) -> list[user_events_pb2.UserEvent]:
+            rows = await user_events.list_after(pool, owner, after, limit)
+            return [messages.user_event(row) for row in rows]
+
+        self._meetings: _Fanout[uuid.UUID, meeting_pb2.TranscriptEvent] = _Fanout(
+            "meeting_id",
+            queue_size,
+            lambda meeting_id: events.last_sequence(pool, meeting_id),
+            meeting_events,
+            _deleted_event,
+        )
+        self._owners: _Fanout[str, user_events_pb2.UserEvent] = _Fanout(
+            "owner", queue_size, lambda owner: user_events.last_sequence(pool, owner), owner_events
+        )
 
     @property
     def listening(self) -> bool:
@@ -141,12 +277,12 @@ class EventHub:
 
     def subscriber_count(self, meeting_id: uuid.UUID) -> int:
         """How many subscribers a meeting has."""
-        channel = self._channels.get(meeting_id)
+        channel = self._meetings.channels.get(meeting_id)
         return 0 if channel is None else len(channel.subscribers)
 
     def lag_count(self, meeting_id: uuid.UUID) -> int:
         """How many times a meeting's current subscribers fell behind their buffer."""
-        channel = self._channels.get(meeting_id)
+        channel = self._meetings.channels.get(meeting_id)
         return 0 if channel is None else sum(s.lags for s in channel.subscribers)
 
     async def start(self) -> None:
@@ -164,19 +300,17 @@ class EventHub:
     async def close(self) -> None:
         """Ends every subscription and stops listening."""
         self._closing = True
-        for channel in self._channels.values():
-            for subscription in channel.subscribers:
-                subscription.close()
-            if channel.task is not None:
-                channel.task.cancel()
-        self._channels.clear()
+        self._meetings.close()
+        self._owners.close()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, meeting_id: uuid.UUID) -> AsyncIterator[Subscription]:
+    async def subscribe(
+        self, meeting_id: uuid.UUID
+    ) -> AsyncIterator[Subscription[meeting_pb2.TranscriptEvent]]:
         """Subscribes to a meeting's events committed from now on.
 
         Every event committed after this returns reaches the subscription (unless it is
@@ -194,21 +328,22 @@ class EventHub:
         """
         if self._closing:
             raise HubClosed
-        channel = self._channels.setdefault(meeting_id, _Channel())
-        subscription = Subscription(meeting_id, self._queue_size)
-        channel.subscribers.add(subscription)
-        try:
-            if channel.cursor is None:
-                async with channel.lock:
-                    if channel.cursor is None:
-                        channel.cursor = await self._events.last_sequence(self._pool, meeting_id)
+        async with self._meetings.subscribe(meeting_id) as subscription:
             yield subscription
-        finally:
-            channel.subscribers.discard(subscription)
-            if not channel.subscribers and self._channels.get(meeting_id) is channel:
-                del self._channels[meeting_id]
-                if channel.task is not None:
-                    channel.task.cancel()
+
+    @contextlib.asynccontextmanager
+    async def subscribe_owner(
+        self, owner: str
+    ) -> AsyncIterator[Subscription[user_events_pb2.UserEvent]]:
+        """Subscribes to an owner's feed events committed from now on (as `subscribe`).
+
+        Raises:
+            HubClosed: The hub is shutting down.
+        """
+        if self._closing:
+            raise HubClosed
+        async with self._owners.subscribe(owner) as subscription:
+            yield subscription
 
     def _on_notification(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         try:
@@ -216,61 +351,18 @@ class EventHub:
         except ValueError:
             logger.bind(payload=payload[:200]).warning("ignoring malformed event notification")
             return
-        channel = self._channels.get(notification.meeting_id)
-        if channel is None:
-            return
-        if notification.deleted:
-            channel.deleted_at = notification.sequence
-        self._kick(notification.meeting_id, channel)
-
-    def _kick(self, meeting_id: uuid.UUID, channel: _Channel) -> None:
-        channel.dirty = True
-        if channel.task is None or channel.task.done():
-            channel.task = asyncio.create_task(self._drain(meeting_id, channel))
-
-    async def _drain(self, meeting_id: uuid.UUID, channel: _Channel) -> None:
-        # Notifications that arrive while a read runs only set `dirty`, so a burst of
-        # events costs a few reads, not one per event.
-        try:
-            while channel.dirty and channel.subscribers:
-                channel.dirty = False
-                async with channel.lock:
-                    if channel.cursor is None:
-                        continue
-                    await self._deliver_new(meeting_id, channel)
-                    if channel.deleted_at is not None:
-                        self._deliver_deleted(meeting_id, channel, channel.deleted_at)
-                        return
-        except CONNECTION_ERRORS as error:
-            # The listener catches every channel up once the database is back.
-            logger.bind(meeting_id=str(meeting_id), error=repr(error)).warning(
-                "could not read new events"
-            )
-
-    async def _deliver_new(self, meeting_id: uuid.UUID, channel: _Channel) -> None:
-        assert channel.cursor is not None
-        while True:
-            rows = await self._events.list_after(
-                self._pool, meeting_id, channel.cursor, _FETCH_BATCH
-            )
-            subscribers = list(channel.subscribers)
-            for row in rows:
-                event = messages.event(row)
-                for subscription in subscribers:
-                    subscription.offer(event)
-                channel.cursor = row.sequence
-            if len(rows) < _FETCH_BATCH:
-                return
-
-    def _deliver_deleted(self, meeting_id: uuid.UUID, channel: _Channel, sequence: int) -> None:
-        event = meeting_pb2.TranscriptEvent(
-            sequence=sequence, meeting_id=str(meeting_id), deleted=meeting_pb2.MeetingDeleted()
+        self._meetings.notify(
+            notification.meeting_id,
+            ended_at=notification.sequence if notification.deleted else None,
         )
-        event.create_time.GetCurrentTime()
-        for subscription in channel.subscribers:
-            subscription.offer(event, force=True)
-            subscription.close()
-        channel.subscribers.clear()
+
+    def _on_user_notification(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            notification = notifications.decode_user(payload)
+        except ValueError:
+            logger.bind(payload=payload[:200]).warning("ignoring malformed feed notification")
+            return
+        self._owners.notify(notification.owner)
 
     async def _listen_forever(self) -> None:
         backoff = Backoff(initial=0.1, maximum=2.0)
@@ -281,11 +373,14 @@ class EventHub:
                 lost = asyncio.Event()
                 connection.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await connection.add_listener(notifications.CHANNEL, self._on_notification)
+                await connection.add_listener(
+                    notifications.USER_CHANNEL, self._on_user_notification
+                )
                 self._listening.set()
                 logger.info("listening for transcript events")
                 backoff.reset()
-                for meeting_id, channel in list(self._channels.items()):
-                    self._kick(meeting_id, channel)
+                self._meetings.kick_all()
+                self._owners.kick_all()
                 while not lost.is_set():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(lost.wait(), self._check_interval)
@@ -293,9 +388,21 @@ class EventHub:
                         await round_trip(connection, self._check_interval)
             except CONNECTION_ERRORS as error:
                 logger.bind(error=repr(error)).warning("event listener lost the database")
+            except Exception:
+                # Subscribers depend on this loop: whatever went wrong, it must not end
+                # (health is NOT_SERVING until it listens again).
+                logger.exception("event listener failed; it starts again")
             finally:
                 self._listening.clear()
                 if connection is not None:
                     connection.terminate()
             if not self._closing:
                 await asyncio.sleep(backoff.next_delay())
+
+
+def _deleted_event(meeting_id: uuid.UUID, sequence: int) -> meeting_pb2.TranscriptEvent:
+    event = meeting_pb2.TranscriptEvent(
+        sequence=sequence, meeting_id=str(meeting_id), deleted=meeting_pb2.MeetingDeleted()
+    )
+    event.create_time.GetCurrentTime()
+    return event

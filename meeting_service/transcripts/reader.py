@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 
 import asyncpg
 
 from contract_errors.meeting import MeetingError, invalid_field, not_found, not_ready, unavailable
-from gen.meeting.v1 import meeting_pb2
+from gen.meeting.v1 import meeting_pb2, user_events_pb2
 from meeting_service.meetings.messages import meeting_message
 from meeting_service.meetings.repository import MeetingsRepository
 from meeting_service.transcripts import exports, messages
-from meeting_service.transcripts.hub import EventHub, HubClosed, SubscriberLagged
-from meeting_service.transcripts.repository import EventsRepository
+from meeting_service.transcripts.hub import EventHub, HubClosed, SubscriberLagged, Subscription
+from meeting_service.transcripts.repository import EventsRepository, UserEventsRepository
 from meeting_service.validation import meeting_id as parse_id
 
 _REPLAY_BATCH = 500
+# A meeting's final statuses: its event stream ends after either.
+ENDED = frozenset({meeting_pb2.MEETING_STATUS_COMPLETED, meeting_pb2.MEETING_STATUS_FAILED})
 # Before any recording is processed there is no transcript to show.
 _NOT_STARTED = frozenset(
     {
@@ -58,11 +60,13 @@ class TranscriptReader:
         pool: asyncpg.Pool,
         meetings: MeetingsRepository,
         events: EventsRepository,
+        user_events: UserEventsRepository,
         hub: EventHub,
     ) -> None:
         self._pool = pool
         self._meetings = meetings
         self._events = events
+        self._user_events = user_events
         self._hub = hub
 
     async def get_transcript(self, owner: str, meeting_id: str) -> Transcript:
@@ -137,11 +141,12 @@ class TranscriptReader:
     async def stream(
         self, owner: str, meeting_id: str, after_sequence: int
     ) -> AsyncGenerator[meeting_pb2.TranscriptEvent]:
-        """Yields a caller's meeting's events after `after_sequence`, then new ones forever.
+        """Yields a caller's meeting's events after `after_sequence`, then new ones.
 
         Subscribes first and reads the stored log second, then skips live events it has
         already yielded: nothing committed in between is missed or repeated. Ends after
-        the `deleted` event.
+        the meeting's final status event (`ENDED`), after the `deleted` event, and at
+        once, after the stored events, on a meeting that had already ended.
 
         Args:
             owner: The caller.
@@ -166,35 +171,58 @@ class TranscriptReader:
         except HubClosed:
             raise _shutting_down(after_sequence) from None
         try:
-            if await self._meetings.get(self._pool, mid, owner=owner) is None:
+            row = await self._meetings.get(self._pool, mid, owner=owner)
+            if row is None:
                 raise not_found(mid)
-            last = after_sequence
-            async for event in self._read_stored(mid, last, None):
+
+            def read(after: int, up_to: int | None) -> AsyncIterator[meeting_pb2.TranscriptEvent]:
+                return self._read_stored(mid, after, up_to)
+
+            # The row was read after subscribing: an ended meeting's final event is stored.
+            live = row.status not in ENDED
+            async for event in _follow(subscription, read, after_sequence, live=live):
                 yield event
-                last = event.sequence
-            while True:
-                try:
-                    event = await subscription.next()
-                except SubscriberLagged:
-                    # Its buffer filled (it reads slowly, or a burst outgrew it): what it
-                    # missed is in the table; live events are buffered again from now.
-                    async for missed in self._read_stored(mid, last, None):
-                        yield missed
-                        last = missed.sequence
-                    continue
-                except HubClosed:
-                    raise _shutting_down(last) from None
-                if event.sequence <= last:
-                    continue
-                if event.sequence > last + 1 and not event.HasField("deleted"):
-                    # Defensive: fill any hole from the table rather than skip events.
-                    async for missed in self._read_stored(mid, last, event.sequence - 1):
-                        yield missed
-                        last = missed.sequence
-                yield event
-                last = event.sequence
-                if event.HasField("deleted"):
+                if event.HasField("deleted") or (
+                    event.HasField("status_change") and event.status_change.status in ENDED
+                ):
                     return
+        finally:
+            with contextlib.suppress(Exception):
+                await subscribing.__aexit__(None, None, None)
+
+    async def stream_user(
+        self, owner: str, after_sequence: int
+    ) -> AsyncGenerator[user_events_pb2.UserEvent]:
+        """Yields the caller's feed events after `after_sequence`, then new ones forever.
+
+        As `stream`, for the feed of every meeting of the caller (`UserEvent`).
+
+        Raises:
+            MeetingError: INVALID_FIELD for a negative sequence; BACKEND_UNAVAILABLE when
+                the server shuts down.
+        """
+        if after_sequence < 0:
+            raise invalid_field("after_sequence", "after_sequence must be 0 or more")
+        try:
+            subscribing = self._hub.subscribe_owner(owner)
+            subscription = await subscribing.__aenter__()
+        except HubClosed:
+            raise _shutting_down(after_sequence) from None
+
+        async def read(after: int, up_to: int | None) -> AsyncIterator[user_events_pb2.UserEvent]:
+            while True:
+                rows = await self._user_events.list_after(self._pool, owner, after, _REPLAY_BATCH)
+                for row in rows:
+                    if up_to is not None and row.sequence > up_to:
+                        return
+                    yield messages.user_event(row)
+                    after = row.sequence
+                if len(rows) < _REPLAY_BATCH:
+                    return
+
+        try:
+            async for event in _follow(subscription, read, after_sequence, live=True):
+                yield event
         finally:
             with contextlib.suppress(Exception):
                 await subscribing.__aexit__(None, None, None)
@@ -223,6 +251,53 @@ class TranscriptReader:
                 after = row.sequence
             if len(rows) < _REPLAY_BATCH:
                 return
+
+
+async def _follow[E: meeting_pb2.TranscriptEvent | user_events_pb2.UserEvent](
+    subscription: Subscription[E],
+    read: Callable[[int, int | None], AsyncIterator[E]],
+    after: int,
+    *,
+    live: bool,
+) -> AsyncIterator[E]:
+    """Yields the stored events after `after`, then (when `live`) the subscription's.
+
+    Live events already yielded are skipped; a hole, or a lag of the subscription, is
+    filled from the table, so the events come once each, in sequence order.
+
+    Raises:
+        MeetingError: BACKEND_UNAVAILABLE when the hub closes.
+    """
+    last = after
+    async for event in read(last, None):
+        yield event
+        last = event.sequence
+    while live:
+        try:
+            event = await subscription.next()
+        except SubscriberLagged:
+            # Its buffer filled (it reads slowly, or a burst outgrew it): what it missed
+            # is in the table; live events are buffered again from now.
+            async for missed in read(last, None):
+                yield missed
+                last = missed.sequence
+            continue
+        except HubClosed:
+            raise _shutting_down(last) from None
+        if event.sequence <= last:
+            continue
+        if event.sequence > last + 1 and not _is_deletion(event):
+            # Defensive: fill any hole from the table rather than skip events.
+            async for missed in read(last, event.sequence - 1):
+                yield missed
+                last = missed.sequence
+        yield event
+        last = event.sequence
+
+
+def _is_deletion(event: meeting_pb2.TranscriptEvent | user_events_pb2.UserEvent) -> bool:
+    # A meeting's `deleted` event is never stored, so the hole before it stays.
+    return isinstance(event, meeting_pb2.TranscriptEvent) and event.HasField("deleted")
 
 
 def _shutting_down(last: int) -> MeetingError:

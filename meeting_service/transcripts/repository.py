@@ -3,7 +3,8 @@
 This module also owns the meeting's event counter, `meetings.last_sequence`: both ways of
 allocating sequences (`allocate` for one event, `lock_meetings` + `append_segments` for a
 group commit) take the same row lock, so writers of one meeting are serialised and
-sequences become visible in order.
+sequences become visible in order. Each user's feed of meeting changes (`user_events`) is
+written by the trigger of migration 0008; `UserEventsRepository` reads it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from gen.meeting.v1 import meeting_pb2
+from meeting_service.meetings.repository import MeetingRow
 from meeting_service.transcripts import notifications
 
 
@@ -265,3 +267,68 @@ class EventsRepository:
             meeting_id,
         )
         return [meeting_pb2.StatusChange.FromString(r["payload"]).status for r in records]
+
+
+@dataclass(frozen=True)
+class UserEventRow:
+    """One event of a user's feed: the meeting after the change, or None once deleted."""
+
+    sequence: int
+    meeting_id: uuid.UUID
+    create_time: dt.datetime
+    meeting: MeetingRow | None
+
+
+class UserEventsRepository:
+    """Reads each user's feed of meeting changes (`user_feeds`, `user_events`)."""
+
+    async def last_sequence(self, conn: asyncpg.Connection | asyncpg.Pool, owner: str) -> int:
+        """Reads the newest sequence of an owner's feed (0 when it has none)."""
+        value: int | None = await conn.fetchval(
+            "SELECT last_sequence FROM user_feeds WHERE owner = $1", owner
+        )
+        return value or 0
+
+    async def list_after(
+        self, conn: asyncpg.Connection | asyncpg.Pool, owner: str, after: int, limit: int
+    ) -> list[UserEventRow]:
+        """Reads an owner's feed events with a sequence above `after`, oldest first."""
+        records = await conn.fetch(
+            """
+            SELECT sequence, meeting_id, deleted, title, language, expected_speakers, status,
+                   failure_reason, duration_us, content_type, audio_size_bytes,
+                   meeting_create_time, meeting_update_time, create_time
+            FROM user_events WHERE owner = $1 AND sequence > $2 ORDER BY sequence LIMIT $3
+            """,
+            owner,
+            after,
+            limit,
+        )
+        return [
+            UserEventRow(
+                sequence=r["sequence"],
+                meeting_id=r["meeting_id"],
+                create_time=r["create_time"],
+                meeting=None if r["deleted"] else _feed_meeting(owner, r),
+            )
+            for r in records
+        ]
+
+
+def _feed_meeting(owner: str, record: asyncpg.Record) -> MeetingRow:
+    return MeetingRow(
+        id=record["meeting_id"],
+        owner=owner,
+        title=record["title"],
+        language=record["language"],
+        expected_speakers=record["expected_speakers"],
+        status=record["status"],
+        failure_reason=record["failure_reason"],
+        duration_us=record["duration_us"],
+        content_type=record["content_type"],
+        last_sequence=0,
+        summary=None,
+        create_time=record["meeting_create_time"],
+        update_time=record["meeting_update_time"],
+        audio_size_bytes=record["audio_size_bytes"],
+    )

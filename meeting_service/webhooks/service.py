@@ -150,10 +150,7 @@ class WebhooksService:
 
 def _event_types(values: Sequence[str]) -> list[str]:
     if not values:
-        raise invalid_field(
-            "webhook.event_types",
-            f"webhook.event_types needs at least one of {', '.join(EVENT_TYPES)}",
-        )
+        return list(EVENT_TYPES)
     unknown = sorted(set(values) - set(EVENT_TYPES))
     if unknown:
         raise invalid_field(

@@ -147,7 +147,7 @@ async def test_ownership_and_resume_point_are_checked_before_the_stream_opens(
             await error_of(r)
 
 
-async def test_a_failure_mid_stream_is_an_error_event_then_the_end(
+async def test_a_failure_mid_stream_is_a_stream_error_event_then_the_end(
     database_url: str,
     tmp_path_factory: pytest.TempPathFactory,
     as_user: dict[str, str],
@@ -166,7 +166,7 @@ async def test_a_failure_mid_stream_is_an_error_event_then_the_end(
             async with asyncio.timeout(WITHIN):
                 rest = [e async for e in events]
             response.release()
-    assert [e.event for e in rest] == ["error"]
+    assert [e.event for e in rest] == ["stream_error"]
     assert rest[0].id == ""  # no id: the client's resume point stays at the last event
     assert rest[0].data["error"]["code"] == 503
     assert rest[0].data["error"]["status"] == "UNAVAILABLE"

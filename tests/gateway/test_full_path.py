@@ -18,6 +18,7 @@ from meeting_service.server import RunningMeetingService
 from tests.gateway.test_live import TIMEOUT, session_end
 from tests.support.gateway import RunningGateway, route
 from tests.support.gpu import as_wav, dialogue, pcm16
+from tests.support.media import as_video
 from tests.support.meeting import make_token
 from tests.support.pipeline import run_pipeline_service
 
@@ -68,6 +69,30 @@ async def test_an_upload_becomes_a_transcript_that_streams_live_over_sse(
     assert any(e.event == "summary" for e in events)
     assert len(transcript["segments"]) == 4
     assert set(transcript["speakers"]) == {"SPEAKER_1", "SPEAKER_2"}
+
+
+async def test_a_video_recording_is_transcribed_and_its_event_stream_ends(
+    gateway: RunningGateway, user: str, tmp_path: Path
+) -> None:
+    recording = tmp_path / "zoom.mp4"
+    recording.write_bytes(as_video(dialogue(2), "mp4"))
+    token = make_token(user)
+    async with aiohttp.ClientSession() as session:
+        client = GatewayClient(session, gateway.url, token)
+        meeting = await client.create_meeting("a Zoom recording")
+        stored = await client.upload(meeting["id"], recording, "video/mp4")
+        assert stored["complete"] is True
+        async with asyncio.timeout(WITHIN):
+            # No break: the server ends the stream after COMPLETED.
+            events = [event async for event in client.events(meeting["id"])]
+        async with session.get(
+            f"{gateway.url}/v1/meetings/{meeting['id']}/events",
+            headers={"Authorization": f"Bearer {token}", "Last-Event-ID": events[-1].id},
+        ) as r:
+            assert r.status == 204
+        transcript = await client.transcript(meeting["id"])
+    assert events[-1].data["statusChange"]["status"] == "MEETING_STATUS_COMPLETED"
+    assert len(transcript["segments"]) == 2
 
 
 @route("GET", "/v1/meetings/{meeting_id}/live", "success")

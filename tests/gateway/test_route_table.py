@@ -23,7 +23,13 @@ from tests.support.gateway import error_of, gateway_settings, route, run_gateway
 
 # Routes that cannot fail for a caller: liveness and the documents are answered from the
 # process itself, whatever its state (a wrong method is aiohttp's 405, the same for all).
-NO_FAILURE_MODE = {("GET", "/healthz"), ("GET", "/openapi.json"), ("GET", "/metrics")}
+NO_FAILURE_MODE = {
+    ("GET", "/healthz"),
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+    ("GET", "/"),
+    ("GET", "/metrics"),
+}
 
 
 def _served() -> set[tuple[str, str]]:

@@ -213,7 +213,7 @@ async def test_a_failed_call_ends_every_follower_with_the_error_event() -> None:
     for response in responses:
         text = b"".join(response.written).decode()
         assert text.startswith("id: 1\n")
-        assert text.split("\n\n")[1].startswith("event: error\ndata: {")
+        assert text.split("\n\n")[1].startswith("event: stream_error\ndata: {")
         assert '"status":"UNAVAILABLE"' in text
     assert stream.ended
     # An ended stream is not joined again: the next follower gets a new call.

@@ -6,7 +6,7 @@ import grpc
 from grpc.aio import Metadata
 
 from gpu_proxy.breaker import BreakerState, CircuitBreaker
-from gpu_proxy.retry import effective_code
+from mesh_common.retry import effective_code
 
 
 def state(breaker: CircuitBreaker) -> BreakerState:

@@ -24,6 +24,7 @@ from google.protobuf.message import Message
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc, webhooks_pb2
 from meeting_service.db.database import Database
 from meeting_service.server import RunningMeetingService, run_meeting_service
+from meeting_service.webhooks.events import EVENT_TYPES
 from tests.meeting_service.helpers import create, user
 from tests.support.meeting import auth, error_reason, meeting_settings
 from tests.support.transcripts import change_status
@@ -253,15 +254,23 @@ async def test_a_public_address_is_accepted_and_bad_event_types_are_not(stub: St
     owner = user()
     created = await register(stub, owner, "http://93.184.215.14/hook", "meeting.deleted")
     assert list(created.webhook.event_types) == ["meeting.deleted"]
-    for types in ([], ["meeting.exploded"]):
-        with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await stub.CreateWebhook(
-                webhooks_pb2.CreateWebhookRequest(
-                    webhook=webhooks_pb2.Webhook(url="http://93.184.215.14/", event_types=types)
-                ),
-                metadata=auth(owner),
-            )
-        assert error_reason(refused.value)[2] == {"field": "webhook.event_types"}
+    every = await stub.CreateWebhook(
+        webhooks_pb2.CreateWebhookRequest(
+            webhook=webhooks_pb2.Webhook(url="http://93.184.215.14/")
+        ),
+        metadata=auth(owner),
+    )
+    assert list(every.webhook.event_types) == list(EVENT_TYPES)  # none named: every type
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.CreateWebhook(
+            webhooks_pb2.CreateWebhookRequest(
+                webhook=webhooks_pb2.Webhook(
+                    url="http://93.184.215.14/", event_types=["meeting.exploded"]
+                )
+            ),
+            metadata=auth(owner),
+        )
+    assert error_reason(refused.value)[2] == {"field": "webhook.event_types"}
 
 
 async def test_a_replica_that_allows_no_private_address_does_not_deliver_to_one(

@@ -20,6 +20,7 @@ from google.protobuf import duration_pb2
 from pydantic import SecretStr
 
 from gateway.app import create_app
+from gateway.connections import GatewayRunner
 from gateway.settings import GatewaySettings
 from gen.meeting.v1 import meeting_pb2
 from meeting_service.server import RunningMeetingService
@@ -79,7 +80,7 @@ async def run_gateway(
         The running gateway.
     """
     app = create_app(settings, telemetry)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.shutdown_grace_s)
+    runner = GatewayRunner(app, settings)
     await runner.setup()
     site = web.TCPSite(runner, settings.gateway_host, settings.gateway_port)
     await site.start()

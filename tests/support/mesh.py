@@ -97,6 +97,8 @@ async def run_mesh(
     data_dir: Path,
     *,
     engines: Sequence[Engines | None] = (None,),
+    absent_nodes: Sequence[str] = (),
+    proxy_overrides: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Mesh]:
     """Runs gpu_node(s), gpu_proxy and meeting_service (with its workers) on loopback.
@@ -106,6 +108,9 @@ async def run_mesh(
         pki: The run's certificates.
         data_dir: Scratch directory.
         engines: One entry per node: its engines, or None for the mock engine.
+        absent_nodes: Further node addresses for gpu_proxy, where no node runs yet
+            (`Mesh.start_node(port=...)` starts one there).
+        proxy_overrides: gpu_proxy settings.
         **overrides: meeting_service settings.
     """
     async with AsyncExitStack() as stack:
@@ -113,7 +118,11 @@ async def run_mesh(
             await stack.enter_async_context(run_gpu_node(node_settings(pki), e)) for e in engines
         ]
         proxy = await stack.enter_async_context(
-            run_gpu_proxy(proxy_settings(pki, [n.address for n in nodes]))
+            run_gpu_proxy(
+                proxy_settings(
+                    pki, [*(n.address for n in nodes), *absent_nodes], **(proxy_overrides or {})
+                )
+            )
         )
         settings = pipeline_settings(
             db_url, data_dir, pki, proxy.address, **{**PIPELINE_TEST_SETTINGS, **overrides}

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from gen.mesh.v1 import validate_pb2 as mesh_dot_v1_dot_validate__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19meeting/v1/api_keys.proto\x12\nmeeting.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16mesh/v1/validate.proto\"\x85\x02\n\x06\x41piKey\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03R\x02id\x12 \n\x04name\x18\x02 \x01(\tB\x0c\xe2\x41\x01\x01\xc2\xf3\x18\x04\x10\x64\x30\x01R\x04name\x12\x1c\n\x06scopes\x18\x03 \x03(\tB\x04\xe2\x41\x01\x02R\x06scopes\x12\x1c\n\x06prefix\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03R\x06prefix\x12\x41\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\ncreateTime\x12\x44\n\rlast_use_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\x0blastUseTime\"H\n\x13\x43reateApiKeyRequest\x12\x31\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x12.meeting.v1.ApiKeyB\x04\xe2\x41\x01\x02R\x06\x61piKey\"[\n\x14\x43reateApiKeyResponse\x12+\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x12.meeting.v1.ApiKeyR\x06\x61piKey\x12\x16\n\x06secret\x18\x02 \x01(\tR\x06secret\"\x14\n\x12ListApiKeysRequest\"D\n\x13ListApiKeysResponse\x12-\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x12.meeting.v1.ApiKeyR\x07\x61piKeys\"A\n\x13RevokeApiKeyRequest\x12*\n\napi_key_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\x08\x61piKeyId\"\x16\n\x14RevokeApiKeyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19meeting/v1/api_keys.proto\x12\nmeeting.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16mesh/v1/validate.proto\"\x8b\x02\n\x06\x41piKey\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03R\x02id\x12 \n\x04name\x18\x02 \x01(\tB\x0c\xe2\x41\x01\x01\xc2\xf3\x18\x04\x10\x64\x30\x01R\x04name\x12\"\n\x06scopes\x18\x03 \x03(\tB\n\xe2\x41\x01\x02\xc2\xf3\x18\x02\x08\x01R\x06scopes\x12\x1c\n\x06prefix\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03R\x06prefix\x12\x41\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\ncreateTime\x12\x44\n\rlast_use_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\x0blastUseTime\"H\n\x13\x43reateApiKeyRequest\x12\x31\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x12.meeting.v1.ApiKeyB\x04\xe2\x41\x01\x02R\x06\x61piKey\"[\n\x14\x43reateApiKeyResponse\x12+\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x12.meeting.v1.ApiKeyR\x06\x61piKey\x12\x16\n\x06secret\x18\x02 \x01(\tR\x06secret\"\x14\n\x12ListApiKeysRequest\"D\n\x13ListApiKeysResponse\x12-\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x12.meeting.v1.ApiKeyR\x07\x61piKeys\"A\n\x13RevokeApiKeyRequest\x12*\n\napi_key_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\x08\x61piKeyId\"\x16\n\x14RevokeApiKeyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,7 +39,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_APIKEY'].fields_by_name['name']._loaded_options = None
   _globals['_APIKEY'].fields_by_name['name']._serialized_options = b'\342A\001\001\302\363\030\004\020d0\001'
   _globals['_APIKEY'].fields_by_name['scopes']._loaded_options = None
-  _globals['_APIKEY'].fields_by_name['scopes']._serialized_options = b'\342A\001\002'
+  _globals['_APIKEY'].fields_by_name['scopes']._serialized_options = b'\342A\001\002\302\363\030\002\010\001'
   _globals['_APIKEY'].fields_by_name['prefix']._loaded_options = None
   _globals['_APIKEY'].fields_by_name['prefix']._serialized_options = b'\342A\001\003'
   _globals['_APIKEY'].fields_by_name['create_time']._loaded_options = None
@@ -51,17 +51,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REVOKEAPIKEYREQUEST'].fields_by_name['api_key_id']._loaded_options = None
   _globals['_REVOKEAPIKEYREQUEST'].fields_by_name['api_key_id']._serialized_options = b'\342A\001\002\302\363\030\004\010\001(\001'
   _globals['_APIKEY']._serialized_start=132
-  _globals['_APIKEY']._serialized_end=393
-  _globals['_CREATEAPIKEYREQUEST']._serialized_start=395
-  _globals['_CREATEAPIKEYREQUEST']._serialized_end=467
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=469
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=560
-  _globals['_LISTAPIKEYSREQUEST']._serialized_start=562
-  _globals['_LISTAPIKEYSREQUEST']._serialized_end=582
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=584
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=652
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=654
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=719
-  _globals['_REVOKEAPIKEYRESPONSE']._serialized_start=721
-  _globals['_REVOKEAPIKEYRESPONSE']._serialized_end=743
+  _globals['_APIKEY']._serialized_end=399
+  _globals['_CREATEAPIKEYREQUEST']._serialized_start=401
+  _globals['_CREATEAPIKEYREQUEST']._serialized_end=473
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=475
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=566
+  _globals['_LISTAPIKEYSREQUEST']._serialized_start=568
+  _globals['_LISTAPIKEYSREQUEST']._serialized_end=588
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=590
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=658
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=660
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=725
+  _globals['_REVOKEAPIKEYRESPONSE']._serialized_start=727
+  _globals['_REVOKEAPIKEYRESPONSE']._serialized_end=749
 # @@protoc_insertion_point(module_scope)

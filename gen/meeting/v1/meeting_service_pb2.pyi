@@ -288,6 +288,7 @@ class UploadMetadata(_message.Message):
     OFFSET_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     SHA256_FIELD_NUMBER: _builtins.int
+    SIZE_LIMIT_FIELD_NUMBER: _builtins.int
     meeting_id: _builtins.str
     """Id of the meeting the recording belongs to. Required."""
     content_type: _builtins.str
@@ -310,6 +311,14 @@ class UploadMetadata(_message.Message):
     """Lowercase hex SHA-256 of the whole recording; verified when the upload
     completes. Optional.
     """
+    size_limit: _builtins.int
+    """The caller's own limit on the recording's size in bytes, when it is lower
+    than the service's: a stream whose bytes pass it is refused with
+    UPLOAD_TOO_LARGE and the recording is discarded, as past the service's
+    limit (a proxy forwarding a body of unknown length says so when the body
+    crosses its limit, rather than cancel, which would keep the bytes stored
+    for a resume). Optional.
+    """
     def __init__(
         self,
         *,
@@ -319,13 +328,19 @@ class UploadMetadata(_message.Message):
         offset: _builtins.int = ...,
         request_id: _builtins.str = ...,
         sha256: _builtins.str = ...,
+        size_limit: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_total_size", b"_total_size", "total_size", b"total_size"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_size_limit", b"_size_limit", "_total_size", b"_total_size", "size_limit", b"size_limit", "total_size", b"total_size"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_total_size", b"_total_size", "content_type", b"content_type", "meeting_id", b"meeting_id", "offset", b"offset", "request_id", b"request_id", "sha256", b"sha256", "total_size", b"total_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_size_limit", b"_size_limit", "_total_size", b"_total_size", "content_type", b"content_type", "meeting_id", b"meeting_id", "offset", b"offset", "request_id", b"request_id", "sha256", b"sha256", "size_limit", b"size_limit", "total_size", b"total_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__size_limit: _TypeAlias = _typing.Literal["size_limit"]  # noqa: Y015
+    _WhichOneofArgType__size_limit: _TypeAlias = _typing.Literal["_size_limit", b"_size_limit"]  # noqa: Y015
     _WhichOneofReturnType__total_size: _TypeAlias = _typing.Literal["total_size"]  # noqa: Y015
     _WhichOneofArgType__total_size: _TypeAlias = _typing.Literal["_total_size", b"_total_size"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__size_limit) -> _WhichOneofReturnType__size_limit | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__total_size) -> _WhichOneofReturnType__total_size | None: ...
 
 Global___UploadMetadata: _TypeAlias = UploadMetadata  # noqa: Y015

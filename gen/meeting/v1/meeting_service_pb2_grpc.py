@@ -7,6 +7,7 @@ from gen.meeting.v1 import api_keys_pb2 as meeting_dot_v1_dot_api__keys__pb2
 from gen.meeting.v1 import exports_pb2 as meeting_dot_v1_dot_exports__pb2
 from gen.meeting.v1 import meeting_service_pb2 as meeting_dot_v1_dot_meeting__service__pb2
 from gen.meeting.v1 import search_pb2 as meeting_dot_v1_dot_search__pb2
+from gen.meeting.v1 import user_events_pb2 as meeting_dot_v1_dot_user__events__pb2
 from gen.meeting.v1 import webhooks_pb2 as meeting_dot_v1_dot_webhooks__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -149,6 +150,11 @@ class MeetingServiceStub:
                 request_serializer=meeting_dot_v1_dot_search__pb2.SearchTranscriptsRequest.SerializeToString,
                 response_deserializer=meeting_dot_v1_dot_search__pb2.SearchTranscriptsResponse.FromString,
                 _registered_method=True)
+        self.StreamUserEvents = channel.unary_stream(
+                '/meeting.v1.MeetingService/StreamUserEvents',
+                request_serializer=meeting_dot_v1_dot_user__events__pb2.StreamUserEventsRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_user__events__pb2.StreamUserEventsResponse.FromString,
+                _registered_method=True)
 
 
 class MeetingServiceServicer:
@@ -220,8 +226,11 @@ class MeetingServiceServicer:
     def StreamTranscript(self, request, context):
         """Streams the meeting's events after `after_sequence`: first the stored
         ones, then new ones as they happen, with no gap and no duplicate. The
-        stream stays open until the client leaves, the meeting is deleted (a
-        `deleted` event is the last one), or the server shuts down.
+        stream ends after the meeting's final status event (COMPLETED or
+        FAILED: nothing follows it), after its `deleted` event, or when the
+        client leaves or the server shuts down. On a meeting that has ended, it
+        sends the stored events after `after_sequence` and ends, with no event
+        when the client already has the final one.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -327,6 +336,17 @@ class MeetingServiceServicer:
         Finds final transcript segments of the caller's meetings that match a
         query, best match first, with a highlighted snippet of each. Another
         caller's meetings never appear.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamUserEvents(self, request, context):
+        """Streams the caller's feed after `after_sequence`: one event per meeting
+        created, changed or deleted, across all of the caller's meetings, first
+        the stored ones, then new ones as they happen, with no gap and no
+        duplicate. The stream stays open until the client leaves or the server
+        shuts down.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -439,6 +459,11 @@ def add_MeetingServiceServicer_to_server(servicer, server):
                     servicer.SearchTranscripts,
                     request_deserializer=meeting_dot_v1_dot_search__pb2.SearchTranscriptsRequest.FromString,
                     response_serializer=meeting_dot_v1_dot_search__pb2.SearchTranscriptsResponse.SerializeToString,
+            ),
+            'StreamUserEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamUserEvents,
+                    request_deserializer=meeting_dot_v1_dot_user__events__pb2.StreamUserEventsRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_user__events__pb2.StreamUserEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1014,6 +1039,33 @@ class MeetingService:
             '/meeting.v1.MeetingService/SearchTranscripts',
             meeting_dot_v1_dot_search__pb2.SearchTranscriptsRequest.SerializeToString,
             meeting_dot_v1_dot_search__pb2.SearchTranscriptsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamUserEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/meeting.v1.MeetingService/StreamUserEvents',
+            meeting_dot_v1_dot_user__events__pb2.StreamUserEventsRequest.SerializeToString,
+            meeting_dot_v1_dot_user__events__pb2.StreamUserEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -9,6 +9,7 @@ from gen.meeting.v1 import api_keys_pb2 as _api_keys_pb2
 from gen.meeting.v1 import exports_pb2 as _exports_pb2
 from gen.meeting.v1 import meeting_service_pb2 as _meeting_service_pb2
 from gen.meeting.v1 import search_pb2 as _search_pb2
+from gen.meeting.v1 import user_events_pb2 as _user_events_pb2
 from gen.meeting.v1 import webhooks_pb2 as _webhooks_pb2
 import abc as _abc_1
 
@@ -54,8 +55,11 @@ class MeetingServiceStub:
     StreamTranscript: _aio.UnaryStreamMultiCallable[_meeting_service_pb2.StreamTranscriptRequest, _meeting_service_pb2.StreamTranscriptResponse]
     """Streams the meeting's events after `after_sequence`: first the stored
     ones, then new ones as they happen, with no gap and no duplicate. The
-    stream stays open until the client leaves, the meeting is deleted (a
-    `deleted` event is the last one), or the server shuts down.
+    stream ends after the meeting's final status event (COMPLETED or
+    FAILED: nothing follows it), after its `deleted` event, or when the
+    client leaves or the server shuts down. On a meeting that has ended, it
+    sends the stored events after `after_sequence` and ends, with no event
+    when the client already has the final one.
     """
     GetTranscript: _aio.UnaryUnaryMultiCallable[_meeting_service_pb2.GetTranscriptRequest, _meeting_service_pb2.GetTranscriptResponse]
     """Returns the current transcript: the latest version of every segment."""
@@ -102,6 +106,13 @@ class MeetingServiceStub:
     Finds final transcript segments of the caller's meetings that match a
     query, best match first, with a highlighted snippet of each. Another
     caller's meetings never appear.
+    """
+    StreamUserEvents: _aio.UnaryStreamMultiCallable[_user_events_pb2.StreamUserEventsRequest, _user_events_pb2.StreamUserEventsResponse]
+    """Streams the caller's feed after `after_sequence`: one event per meeting
+    created, changed or deleted, across all of the caller's meetings, first
+    the stored ones, then new ones as they happen, with no gap and no
+    duplicate. The stream stays open until the client leaves or the server
+    shuts down.
     """
 
 class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -188,8 +199,11 @@ class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _abc.AsyncIterator[_meeting_service_pb2.StreamTranscriptResponse]:
         """Streams the meeting's events after `after_sequence`: first the stored
         ones, then new ones as they happen, with no gap and no duplicate. The
-        stream stays open until the client leaves, the meeting is deleted (a
-        `deleted` event is the last one), or the server shuts down.
+        stream ends after the meeting's final status event (COMPLETED or
+        FAILED: nothing follows it), after its `deleted` event, or when the
+        client leaves or the server shuts down. On a meeting that has ended, it
+        sends the stored events after `after_sequence` and ends, with no event
+        when the client already has the final one.
         """
 
     @_abc_1.abstractmethod
@@ -314,6 +328,19 @@ class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
         Finds final transcript segments of the caller's meetings that match a
         query, best match first, with a highlighted snippet of each. Another
         caller's meetings never appear.
+        """
+
+    @_abc_1.abstractmethod
+    def StreamUserEvents(
+        self,
+        request: _user_events_pb2.StreamUserEventsRequest,
+        context: _aio.ServicerContext[_user_events_pb2.StreamUserEventsRequest, _abc.AsyncIterator[_user_events_pb2.StreamUserEventsResponse]],
+    ) -> _abc.AsyncIterator[_user_events_pb2.StreamUserEventsResponse]:
+        """Streams the caller's feed after `after_sequence`: one event per meeting
+        created, changed or deleted, across all of the caller's meetings, first
+        the stored ones, then new ones as they happen, with no gap and no
+        duplicate. The stream stays open until the client leaves or the server
+        shuts down.
         """
 
 def add_MeetingServiceServicer_to_server(servicer: MeetingServiceServicer, server: _aio.Server) -> None: ...

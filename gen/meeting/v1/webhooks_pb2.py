@@ -28,7 +28,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from gen.mesh.v1 import validate_pb2 as mesh_dot_v1_dot_validate__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19meeting/v1/webhooks.proto\x12\nmeeting.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16mesh/v1/validate.proto\"\xed\x02\n\x07Webhook\x12\x1a\n\x02id\x18\x01 \x01(\tB\n\xe2\x41\x01\x03\xc2\xf3\x18\x02(\x01R\x02id\x12!\n\x03url\x18\x02 \x01(\tB\x0f\xe2\x41\x01\x02\xc2\xf3\x18\x07\x08\x01\x10\x80\x10\x30\x01R\x03url\x12%\n\x0b\x65vent_types\x18\x03 \x03(\tB\x04\xe2\x41\x01\x02R\neventTypes\x12/\n\x0b\x64\x65scription\x18\x04 \x01(\tB\r\xe2\x41\x01\x01\xc2\xf3\x18\x05\x10\x80\x02\x30\x01R\x0b\x64\x65scription\x12 \n\x08\x64isabled\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x03R\x08\x64isabled\x12-\n\x0f\x64isabled_reason\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03R\x0e\x64isabledReason\x12\x37\n\x14\x63onsecutive_failures\x18\x07 \x01(\x05\x42\x04\xe2\x41\x01\x03R\x13\x63onsecutiveFailures\x12\x41\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\ncreateTime\"\xfc\x01\n\x0eWebhookAttempt\x12\x18\n\x07\x61ttempt\x18\x01 \x01(\x05R\x07\x61ttempt\x12\x1f\n\x0bstatus_code\x18\x02 \x01(\x05R\nstatusCode\x12\x33\n\x07latency\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationR\x07latency\x12\x14\n\x05\x65rror\x18\x04 \x01(\tR\x05\x65rror\x12\'\n\x0fresponse_prefix\x18\x05 \x01(\tR\x0eresponsePrefix\x12;\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\"\xb0\x03\n\x0fWebhookDelivery\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n\nwebhook_id\x18\x02 \x01(\tR\twebhookId\x12\x19\n\x08\x65vent_id\x18\x03 \x01(\tR\x07\x65ventId\x12\x1d\n\nevent_type\x18\x04 \x01(\tR\teventType\x12\x1d\n\nmeeting_id\x18\x05 \x01(\tR\tmeetingId\x12\x39\n\x06status\x18\x06 \x01(\x0e\x32!.meeting.v1.WebhookDeliveryStatusR\x06status\x12\x46\n\x11next_attempt_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0fnextAttemptTime\x12\x1d\n\nlast_error\x18\x08 \x01(\tR\tlastError\x12\x36\n\x08\x61ttempts\x18\t \x03(\x0b\x32\x1a.meeting.v1.WebhookAttemptR\x08\x61ttempts\x12;\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\"K\n\x14\x43reateWebhookRequest\x12\x33\n\x07webhook\x18\x01 \x01(\x0b\x32\x13.meeting.v1.WebhookB\x04\xe2\x41\x01\x02R\x07webhook\"^\n\x15\x43reateWebhookResponse\x12-\n\x07webhook\x18\x01 \x01(\x0b\x32\x13.meeting.v1.WebhookR\x07webhook\x12\x16\n\x06secret\x18\x02 \x01(\tR\x06secret\"\x15\n\x13ListWebhooksRequest\"G\n\x14ListWebhooksResponse\x12/\n\x08webhooks\x18\x01 \x03(\x0b\x32\x13.meeting.v1.WebhookR\x08webhooks\"C\n\x14\x44\x65leteWebhookRequest\x12+\n\nwebhook_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\twebhookId\"\x17\n\x15\x44\x65leteWebhookResponse\"\x9b\x01\n\x1cListWebhookDeliveriesRequest\x12+\n\nwebhook_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\twebhookId\x12)\n\tpage_size\x18\x02 \x01(\x05\x42\x0c\xe2\x41\x01\x01\xc2\xf3\x18\x04\x38\x00@dR\x08pageSize\x12#\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01R\tpageToken\"\x84\x01\n\x1dListWebhookDeliveriesResponse\x12;\n\ndeliveries\x18\x01 \x03(\x0b\x32\x1b.meeting.v1.WebhookDeliveryR\ndeliveries\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"u\n\x17RedeliverWebhookRequest\x12+\n\nwebhook_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\twebhookId\x12-\n\x0b\x64\x65livery_id\x18\x02 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\ndeliveryId\"S\n\x18RedeliverWebhookResponse\x12\x37\n\x08\x64\x65livery\x18\x01 \x01(\x0b\x32\x1b.meeting.v1.WebhookDeliveryR\x08\x64\x65livery*\xb0\x01\n\x15WebhookDeliveryStatus\x12\'\n#WEBHOOK_DELIVERY_STATUS_UNSPECIFIED\x10\x00\x12#\n\x1fWEBHOOK_DELIVERY_STATUS_PENDING\x10\x01\x12%\n!WEBHOOK_DELIVERY_STATUS_SUCCEEDED\x10\x02\x12\"\n\x1eWEBHOOK_DELIVERY_STATUS_FAILED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19meeting/v1/webhooks.proto\x12\nmeeting.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16mesh/v1/validate.proto\"\xe7\x02\n\x07Webhook\x12\x1a\n\x02id\x18\x01 \x01(\tB\n\xe2\x41\x01\x03\xc2\xf3\x18\x02(\x01R\x02id\x12!\n\x03url\x18\x02 \x01(\tB\x0f\xe2\x41\x01\x02\xc2\xf3\x18\x07\x08\x01\x10\x80\x10\x30\x01R\x03url\x12\x1f\n\x0b\x65vent_types\x18\x03 \x03(\tR\neventTypes\x12/\n\x0b\x64\x65scription\x18\x04 \x01(\tB\r\xe2\x41\x01\x01\xc2\xf3\x18\x05\x10\x80\x02\x30\x01R\x0b\x64\x65scription\x12 \n\x08\x64isabled\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x03R\x08\x64isabled\x12-\n\x0f\x64isabled_reason\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03R\x0e\x64isabledReason\x12\x37\n\x14\x63onsecutive_failures\x18\x07 \x01(\x05\x42\x04\xe2\x41\x01\x03R\x13\x63onsecutiveFailures\x12\x41\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\ncreateTime\"\xfc\x01\n\x0eWebhookAttempt\x12\x18\n\x07\x61ttempt\x18\x01 \x01(\x05R\x07\x61ttempt\x12\x1f\n\x0bstatus_code\x18\x02 \x01(\x05R\nstatusCode\x12\x33\n\x07latency\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationR\x07latency\x12\x14\n\x05\x65rror\x18\x04 \x01(\tR\x05\x65rror\x12\'\n\x0fresponse_prefix\x18\x05 \x01(\tR\x0eresponsePrefix\x12;\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\"\xb0\x03\n\x0fWebhookDelivery\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n\nwebhook_id\x18\x02 \x01(\tR\twebhookId\x12\x19\n\x08\x65vent_id\x18\x03 \x01(\tR\x07\x65ventId\x12\x1d\n\nevent_type\x18\x04 \x01(\tR\teventType\x12\x1d\n\nmeeting_id\x18\x05 \x01(\tR\tmeetingId\x12\x39\n\x06status\x18\x06 \x01(\x0e\x32!.meeting.v1.WebhookDeliveryStatusR\x06status\x12\x46\n\x11next_attempt_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0fnextAttemptTime\x12\x1d\n\nlast_error\x18\x08 \x01(\tR\tlastError\x12\x36\n\x08\x61ttempts\x18\t \x03(\x0b\x32\x1a.meeting.v1.WebhookAttemptR\x08\x61ttempts\x12;\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\"K\n\x14\x43reateWebhookRequest\x12\x33\n\x07webhook\x18\x01 \x01(\x0b\x32\x13.meeting.v1.WebhookB\x04\xe2\x41\x01\x02R\x07webhook\"^\n\x15\x43reateWebhookResponse\x12-\n\x07webhook\x18\x01 \x01(\x0b\x32\x13.meeting.v1.WebhookR\x07webhook\x12\x16\n\x06secret\x18\x02 \x01(\tR\x06secret\"\x15\n\x13ListWebhooksRequest\"G\n\x14ListWebhooksResponse\x12/\n\x08webhooks\x18\x01 \x03(\x0b\x32\x13.meeting.v1.WebhookR\x08webhooks\"C\n\x14\x44\x65leteWebhookRequest\x12+\n\nwebhook_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\twebhookId\"\x17\n\x15\x44\x65leteWebhookResponse\"\x9b\x01\n\x1cListWebhookDeliveriesRequest\x12+\n\nwebhook_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\twebhookId\x12)\n\tpage_size\x18\x02 \x01(\x05\x42\x0c\xe2\x41\x01\x01\xc2\xf3\x18\x04\x38\x00@dR\x08pageSize\x12#\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01R\tpageToken\"\x84\x01\n\x1dListWebhookDeliveriesResponse\x12;\n\ndeliveries\x18\x01 \x03(\x0b\x32\x1b.meeting.v1.WebhookDeliveryR\ndeliveries\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"u\n\x17RedeliverWebhookRequest\x12+\n\nwebhook_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\twebhookId\x12-\n\x0b\x64\x65livery_id\x18\x02 \x01(\tB\x0c\xe2\x41\x01\x02\xc2\xf3\x18\x04\x08\x01(\x01R\ndeliveryId\"S\n\x18RedeliverWebhookResponse\x12\x37\n\x08\x64\x65livery\x18\x01 \x01(\x0b\x32\x1b.meeting.v1.WebhookDeliveryR\x08\x64\x65livery*\xb0\x01\n\x15WebhookDeliveryStatus\x12\'\n#WEBHOOK_DELIVERY_STATUS_UNSPECIFIED\x10\x00\x12#\n\x1fWEBHOOK_DELIVERY_STATUS_PENDING\x10\x01\x12%\n!WEBHOOK_DELIVERY_STATUS_SUCCEEDED\x10\x02\x12\"\n\x1eWEBHOOK_DELIVERY_STATUS_FAILED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,8 +39,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WEBHOOK'].fields_by_name['id']._serialized_options = b'\342A\001\003\302\363\030\002(\001'
   _globals['_WEBHOOK'].fields_by_name['url']._loaded_options = None
   _globals['_WEBHOOK'].fields_by_name['url']._serialized_options = b'\342A\001\002\302\363\030\007\010\001\020\200\0200\001'
-  _globals['_WEBHOOK'].fields_by_name['event_types']._loaded_options = None
-  _globals['_WEBHOOK'].fields_by_name['event_types']._serialized_options = b'\342A\001\002'
   _globals['_WEBHOOK'].fields_by_name['description']._loaded_options = None
   _globals['_WEBHOOK'].fields_by_name['description']._serialized_options = b'\342A\001\001\302\363\030\005\020\200\0020\001'
   _globals['_WEBHOOK'].fields_by_name['disabled']._loaded_options = None
@@ -65,32 +63,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REDELIVERWEBHOOKREQUEST'].fields_by_name['webhook_id']._serialized_options = b'\342A\001\002\302\363\030\004\010\001(\001'
   _globals['_REDELIVERWEBHOOKREQUEST'].fields_by_name['delivery_id']._loaded_options = None
   _globals['_REDELIVERWEBHOOKREQUEST'].fields_by_name['delivery_id']._serialized_options = b'\342A\001\002\302\363\030\004\010\001(\001'
-  _globals['_WEBHOOKDELIVERYSTATUS']._serialized_start=2082
-  _globals['_WEBHOOKDELIVERYSTATUS']._serialized_end=2258
+  _globals['_WEBHOOKDELIVERYSTATUS']._serialized_start=2076
+  _globals['_WEBHOOKDELIVERYSTATUS']._serialized_end=2252
   _globals['_WEBHOOK']._serialized_start=164
-  _globals['_WEBHOOK']._serialized_end=529
-  _globals['_WEBHOOKATTEMPT']._serialized_start=532
-  _globals['_WEBHOOKATTEMPT']._serialized_end=784
-  _globals['_WEBHOOKDELIVERY']._serialized_start=787
-  _globals['_WEBHOOKDELIVERY']._serialized_end=1219
-  _globals['_CREATEWEBHOOKREQUEST']._serialized_start=1221
-  _globals['_CREATEWEBHOOKREQUEST']._serialized_end=1296
-  _globals['_CREATEWEBHOOKRESPONSE']._serialized_start=1298
-  _globals['_CREATEWEBHOOKRESPONSE']._serialized_end=1392
-  _globals['_LISTWEBHOOKSREQUEST']._serialized_start=1394
-  _globals['_LISTWEBHOOKSREQUEST']._serialized_end=1415
-  _globals['_LISTWEBHOOKSRESPONSE']._serialized_start=1417
-  _globals['_LISTWEBHOOKSRESPONSE']._serialized_end=1488
-  _globals['_DELETEWEBHOOKREQUEST']._serialized_start=1490
-  _globals['_DELETEWEBHOOKREQUEST']._serialized_end=1557
-  _globals['_DELETEWEBHOOKRESPONSE']._serialized_start=1559
-  _globals['_DELETEWEBHOOKRESPONSE']._serialized_end=1582
-  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_start=1585
-  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_end=1740
-  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_start=1743
-  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_end=1875
-  _globals['_REDELIVERWEBHOOKREQUEST']._serialized_start=1877
-  _globals['_REDELIVERWEBHOOKREQUEST']._serialized_end=1994
-  _globals['_REDELIVERWEBHOOKRESPONSE']._serialized_start=1996
-  _globals['_REDELIVERWEBHOOKRESPONSE']._serialized_end=2079
+  _globals['_WEBHOOK']._serialized_end=523
+  _globals['_WEBHOOKATTEMPT']._serialized_start=526
+  _globals['_WEBHOOKATTEMPT']._serialized_end=778
+  _globals['_WEBHOOKDELIVERY']._serialized_start=781
+  _globals['_WEBHOOKDELIVERY']._serialized_end=1213
+  _globals['_CREATEWEBHOOKREQUEST']._serialized_start=1215
+  _globals['_CREATEWEBHOOKREQUEST']._serialized_end=1290
+  _globals['_CREATEWEBHOOKRESPONSE']._serialized_start=1292
+  _globals['_CREATEWEBHOOKRESPONSE']._serialized_end=1386
+  _globals['_LISTWEBHOOKSREQUEST']._serialized_start=1388
+  _globals['_LISTWEBHOOKSREQUEST']._serialized_end=1409
+  _globals['_LISTWEBHOOKSRESPONSE']._serialized_start=1411
+  _globals['_LISTWEBHOOKSRESPONSE']._serialized_end=1482
+  _globals['_DELETEWEBHOOKREQUEST']._serialized_start=1484
+  _globals['_DELETEWEBHOOKREQUEST']._serialized_end=1551
+  _globals['_DELETEWEBHOOKRESPONSE']._serialized_start=1553
+  _globals['_DELETEWEBHOOKRESPONSE']._serialized_end=1576
+  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_start=1579
+  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_end=1734
+  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_start=1737
+  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_end=1869
+  _globals['_REDELIVERWEBHOOKREQUEST']._serialized_start=1871
+  _globals['_REDELIVERWEBHOOKREQUEST']._serialized_end=1988
+  _globals['_REDELIVERWEBHOOKRESPONSE']._serialized_start=1990
+  _globals['_REDELIVERWEBHOOKRESPONSE']._serialized_end=2073
 # @@protoc_insertion_point(module_scope)

@@ -84,8 +84,9 @@ class Webhook(_message.Message):
     """Failed attempts since the last successful one."""
     @_builtins.property
     def event_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """The event types sent to it, at least one of `meeting.completed`,
-        `meeting.failed`, `transcript.ready` and `meeting.deleted`. Required.
+        """The event types sent to it: `meeting.completed`, `meeting.failed`,
+        `transcript.ready` and `meeting.deleted`. Empty at creation means every
+        type.
         """
 
     @_builtins.property

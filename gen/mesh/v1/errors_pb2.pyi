@@ -50,6 +50,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """Something the check of a credential needs (the identity provider's keys,
     the database of API keys) cannot be reached; retry later.
     """
+    ERROR_REASON_REQUEST_TIMEOUT: _ErrorReason.ValueType  # 9
+    """The HTTP request (its headers or its body) did not arrive in time; the
+    connection is closed. Whatever the request would have done, it did not.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Reasons any service of the mesh may send, whatever its contract."""
@@ -77,6 +81,10 @@ scope the method needs; `metadata.scope` names it.
 ERROR_REASON_AUTH_UNAVAILABLE: ErrorReason.ValueType  # 8
 """Something the check of a credential needs (the identity provider's keys,
 the database of API keys) cannot be reached; retry later.
+"""
+ERROR_REASON_REQUEST_TIMEOUT: ErrorReason.ValueType  # 9
+"""The HTTP request (its headers or its body) did not arrive in time; the
+connection is closed. Whatever the request would have done, it did not.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
