@@ -19,13 +19,18 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from bench import curves
 from bench.context import BenchContext, bench_context
 from bench.model import Result
 from bench.report import machine_info, write_markdown
 from bench.scenarios.asr import asr
 from bench.scenarios.gateway import gateway_overhead, gateway_vs_fastapi
+from bench.scenarios.gpu_scaling import gpu_scaling
 from bench.scenarios.ingest import ingest
+from bench.scenarios.listing import list_latency
 from bench.scenarios.live import live_cadence, live_latency
+from bench.scenarios.live_real import live_latency_real
+from bench.scenarios.pipeline import pipeline_overhead
 from bench.scenarios.proxy import proxy_overhead
 from bench.scenarios.search import search
 from bench.scenarios.sse import sse_fanout
@@ -44,8 +49,12 @@ SCENARIOS: dict[str, Scenario] = {
     "proxy_overhead": proxy_overhead,
     "live_latency": live_latency,
     "live_cadence": live_cadence,
+    "live_latency_real": live_latency_real,
     "asr": asr,
     "search": search,
+    "gpu_scaling": gpu_scaling,
+    "pipeline_overhead": pipeline_overhead,
+    "list_latency": list_latency,
 }
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -163,5 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     latest.write_text(json.dumps(document, indent=2) + "\n")
     write_markdown(results_dir / "RESULTS.md", document)
+    load = document["machine"]["load_average_at_end"]
+    curves.write(
+        document["scenarios"],
+        results_dir / "results",
+        f"`{command.strip()}`, load average at the end {load}.",
+    )
     console.print(f"wrote {latest} and {results_dir / 'RESULTS.md'} ({elapsed:.0f} s)")
     return 1 if any(r.met is False and r.value is None for r in results) else 0

@@ -7,8 +7,9 @@ production defaults except where CONFIG says otherwise. CONFIG is a JSON object;
 The process then serves until SIGTERM or SIGINT.
 
 Roles: `meeting` (meeting_service), `gateway` (our aiohttp gateway), `fastapi` (the FastAPI
-reference in `bench/fastapi_app.py`), `gpu_node` (mock engine; `batch_speed` paces its batch
-recognition, see `bench/paced_engine.py`), `gpu_proxy` (`max_streams_per_node`).
+reference in `bench/fastapi_app.py`), `gpu_node` (the mock engine, or the real ones with
+`"engine": "whisper"`; `batch_speed` paces batch recognition, see `bench/paced_engine.py`),
+`gpu_proxy` (`max_streams_per_node`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import SecretStr
 
+from gpu_node.engines.base import RecognitionEngine
+from gpu_node.engines.factory import Engines
 from mesh_common.grpc_server import wait_for_shutdown_signal
 from mesh_common.logging import configure_logging
 from mesh_common.tls import KeyPair
@@ -129,9 +132,34 @@ def _pair(config: Config, name: str) -> KeyPair:
     return KeyPair(cert=directory / f"{name}.pem", key=directory / f"{name}.key")
 
 
-async def _gpu_node(config: Config) -> None:
+def _engines(config: Config) -> Engines:
+    """The node's engines: the mock (with an optional fixed cost per recognition stream)
+    or the real ones (`asr_model`, `asr_threads`) as `create_real_engines` builds them."""
+    from gpu_node.engines.mock import (
+        MockDiarizationEngine,
+        MockRecognitionEngine,
+        MockSummarizationEngine,
+    )
+
+    if config.get("engine", "mock") == "whisper":
+        from gpu_node.engines.real import create_real_engines
+
+        return Engines(
+            *create_real_engines(
+                asr_model=config.get("asr_model", "tiny.en"),
+                asr_device="cpu",
+                asr_threads=config.get("asr_threads", 0),
+            )
+        )
     from bench.paced_engine import PacedBatchRecognizer
-    from gpu_node.engines.factory import Engines, create_engines
+
+    recognition: RecognitionEngine = MockRecognitionEngine(config.get("stream_cost_s", 0.0))
+    if "batch_speed" in config:
+        recognition = PacedBatchRecognizer(recognition, float(config["batch_speed"]))
+    return Engines(recognition, MockDiarizationEngine(), MockSummarizationEngine())
+
+
+async def _gpu_node(config: Config) -> None:
     from gpu_node.server import run_gpu_node
     from gpu_node.settings import GpuNodeSettings
 
@@ -143,17 +171,9 @@ async def _gpu_node(config: Config) -> None:
         gpu_node_cert=identity.cert,
         gpu_node_key=identity.key,
         gpu_node_ca=Path(config["pki_dir"]) / "ca.pem",
-        gpu_node_engine="mock",
+        gpu_node_max_concurrent_calls=config.get("max_concurrent_calls", 16),
     )
-    engines = None
-    if "batch_speed" in config:
-        mock = create_engines("mock")
-        engines = Engines(
-            PacedBatchRecognizer(mock.recognition, float(config["batch_speed"])),
-            mock.diarization,
-            mock.summarization,
-        )
-    async with run_gpu_node(settings, engines) as node:
+    async with run_gpu_node(settings, engines=_engines(config)) as node:
         _announce(config, node.address)
         await wait_for_shutdown_signal()
 
@@ -172,6 +192,7 @@ async def _gpu_proxy(config: Config) -> None:
         gpu_proxy_key=identity.key,
         gpu_proxy_ca=Path(config["pki_dir"]) / "ca.pem",
         gpu_proxy_max_streams_per_node=config.get("max_streams_per_node", 4),
+        gpu_proxy_queue_length=config.get("queue_length", 32),
     )
     async with run_gpu_proxy(settings) as proxy:
         _announce(config, proxy.address)

@@ -243,6 +243,7 @@ def _start_pipeline(services: Services, settings: MeetingServiceSettings) -> Pip
         logger.bind(problem=problem).warning("processing jobs is off on this replica")
         return None
     workers = PipelineWorkers(services.processing, settings)
+    services.completion.on_queued(workers.wake)
     workers.start()
     return workers
 

@@ -66,6 +66,7 @@ class Services:
             server).
         speakers: Speaker names (owner-scoped).
         voices: Voice profiles (owner-scoped).
+        completion: Completes recordings; the server's job workers wake on its jobs.
     """
 
     pool: asyncpg.Pool
@@ -85,6 +86,7 @@ class Services:
     live_sweeper: LiveSweeper
     speakers: SpeakerNaming
     voices: VoicesService
+    completion: RecordingCompletion
 
 
 def recording_store(
@@ -231,6 +233,7 @@ def build_services(
         live_sweeper=LiveSweeper(live_parts),
         speakers=speakers,
         voices=VoicesService(pool, meetings, voices),
+        completion=completion,
     )
 
 

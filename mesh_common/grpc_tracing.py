@@ -19,7 +19,16 @@ from typing import Any
 import grpc
 from opentelemetry import trace
 from opentelemetry.propagate import inject
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.trace.sampling import ParentBased
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 
 # Probes of health (every few seconds, per node) would bury the traces of real work.
 UNTRACED_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
@@ -39,18 +48,39 @@ class _Tracing:
     def __init__(self, tracer: trace.Tracer) -> None:
         self._tracer = tracer
         self._ending: set[asyncio.Task[None]] = set()
+        # Under a parent-based sampler a child of an unsampled span is never sampled, so
+        # its context can be made here without the SDK's span (sampler, attributes, span
+        # object: most of what tracing costs per call when nothing is recorded).
+        sampler = getattr(tracer, "sampler", None)
+        ids = getattr(tracer, "id_generator", None)
+        self._unsampled_ids: IdGenerator | None = (
+            ids if isinstance(sampler, ParentBased) and isinstance(ids, IdGenerator) else None
+        )
 
     def start(self, method: str, metadata: Metadata) -> tuple[trace.Span | None, Metadata]:
         """Starts a call's span; returns it (None when untraced) and the call's metadata."""
         if method.startswith(UNTRACED_PREFIXES):
             return None, metadata
+        parent = trace.get_current_span().get_span_context()
+        if self._unsampled_ids is not None and parent.is_valid and not parent.trace_flags.sampled:
+            # What the SDK would make: the parent's trace and trace state, a new span id.
+            child = SpanContext(
+                trace_id=parent.trace_id,
+                span_id=self._unsampled_ids.generate_span_id(),
+                is_remote=False,
+                trace_flags=TraceFlags(TraceFlags.DEFAULT),
+                trace_state=parent.trace_state,
+            )
+            carrier: dict[str, str] = {}
+            inject(carrier, context=trace.set_span_in_context(NonRecordingSpan(child)))
+            return None, (*(metadata or ()), *carrier.items())
         service, _, name = method.lstrip("/").partition("/")
         span = self._tracer.start_span(
             method.lstrip("/"),
             kind=SpanKind.CLIENT,
             attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
         )
-        carrier: dict[str, str] = {}
+        carrier = {}
         inject(carrier, context=trace.set_span_in_context(span))
         traced = (*(metadata or ()), *carrier.items())
         if not span.is_recording():

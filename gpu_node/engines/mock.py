@@ -19,6 +19,7 @@ without models:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from collections import Counter
@@ -177,13 +178,22 @@ def _duration(seconds: float) -> duration_pb2.Duration:
 
 
 class MockRecognitionEngine:
-    """Speech by energy; text that says what was found. See the module docstring."""
+    """Speech by energy; text that says what was found. See the module docstring.
+
+    Args:
+        stream_cost_s: Seconds each stream waits, without using the CPU, once its audio has
+            ended and before its last segments: a stand-in for a GPU's fixed work per
+            stream, so benchmarks can give nodes a capacity (docs/bench.md, `gpu_scaling`).
+    """
 
     name = NAME
     # Its text is English whatever was spoken.
     languages: Sequence[str] = ("en",)
     translates = False
     takes_vocabulary = False
+
+    def __init__(self, stream_cost_s: float = 0.0) -> None:
+        self._stream_cost_s = stream_cost_s
 
     async def recognize(
         self, config: gpu_pb2.RecognitionConfig, audio: AsyncIterator[Audio]
@@ -207,6 +217,8 @@ class MockRecognitionEngine:
             for run in segmenter.push(chunk):
                 yield _segment(run, index, offset, language)
                 index += run.final
+        if self._stream_cost_s:
+            await asyncio.sleep(self._stream_cost_s)
         for run in segmenter.flush():
             yield _segment(run, index, offset, language)
 

@@ -542,6 +542,7 @@ class _Session:
                 status, reason = meeting_pb2.MEETING_STATUS_DIARIZING, ""
             event = await self._recording.complete_stored(conn, status, reason, self._trace_context)
             await parts.leases.delete(conn, self._mid)
+        parts.completion.queued()
         self._log.bind(audio_bytes=self._recording.audio_bytes, failed=failure is not None).info(
             "live session ended; job queued"
         )

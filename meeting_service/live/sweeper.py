@@ -78,6 +78,7 @@ class LiveSweeper:
             else:
                 await recording.complete_stored(conn, meeting_pb2.MEETING_STATUS_QUEUED, _LOST)
             await parts.leases.delete(conn, mid)
+        parts.completion.queued()
         logger.bind(meeting_id=str(mid), clean=clean).info(
             "live meeting not resumed within the grace; job queued"
         )

@@ -7,6 +7,7 @@ rule "a complete recording always has exactly one job queued with it" lives in o
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 import asyncpg
 
@@ -32,6 +33,20 @@ class RecordingCompletion:
         self._uploads = uploads
         self._jobs = jobs
         self._log = log
+        self._on_queued: list[Callable[[], None]] = []
+
+    def on_queued(self, callback: Callable[[], None]) -> None:
+        """Registers what `queued` calls (this process's job workers' wake-up)."""
+        self._on_queued.append(callback)
+
+    def queued(self) -> None:
+        """Says that a transaction which called `complete` has committed.
+
+        Workers of this process then claim the job at once instead of at their next poll;
+        a job is only claimable once committed, so the callers say so after the commit.
+        """
+        for callback in self._on_queued:
+            callback()
 
     async def lock(self, conn: asyncpg.Connection, meeting_id: uuid.UUID) -> None:
         """Locks the meeting's row, which every write about its recording takes first.

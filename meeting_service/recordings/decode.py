@@ -21,7 +21,10 @@ import av
 from meeting_service.recordings.pcm import SAMPLE_RATE_HZ
 from meeting_service.recordings.recording_file import ReadAt, RecordingFile
 
-BLOCK_BYTES = 64 * 1024  # 2 s of PCM per block handed to the loop
+# 8 s of PCM per block handed to the loop, and per message of the GPU calls: every message
+# costs each hop (gpu_proxy, the node) the same transport work whatever its size, and the
+# contract allows up to 1 MiB (docs/bench.md, `proxy_overhead`).
+BLOCK_BYTES = 256 * 1024
 QUEUE_BLOCKS = 8
 
 

@@ -342,6 +342,7 @@ class UploadsService:
                     status=meeting_pb2.MEETING_STATUS_QUEUED,
                     trace_context=trace_context,
                 )
+            self._completion.queued()
             sealed = False
             return info
         finally:

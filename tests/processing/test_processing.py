@@ -90,6 +90,18 @@ async def test_silence_completes_with_an_empty_transcript(
         assert list((await transcript(mesh, meeting.id)).segments) == []
 
 
+async def test_an_upload_wakes_the_workers_rather_than_waiting_for_their_next_poll(
+    db_url: str, pki: Pki, tmp_path: Path
+) -> None:
+    # Workers that would look for a job only once an hour: the upload's own wake-up is
+    # what starts its job.
+    async with run_mesh(db_url, pki, tmp_path, pipeline_poll_interval_s=3600.0) as mesh:
+        meeting = await create_meeting(mesh)
+        await upload(mesh, meeting.id, as_wav(dialogue(2)))
+        events = await follow(mesh, meeting.id)
+        assert statuses(events)[-1] == "COMPLETED"
+
+
 async def test_a_recording_that_breaks_after_upload_fails_with_a_readable_reason(
     db_url: str, pki: Pki, tmp_path: Path
 ) -> None:

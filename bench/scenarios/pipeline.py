@@ -1,0 +1,267 @@
+"""`pipeline_overhead`: a recording through the whole mesh against its engines alone.
+
+A two-voice espeak meeting (tests/support/speech.py, repeated to a few minutes; quick: once,
+about 27 s) is uploaded through the gateway to a mesh running the real engines (tiny.en)
+on one gpu_node behind gpu_proxy, with one job worker. The time is from the upload's
+answer to the COMPLETED status arriving on a StreamTranscript call. The reference is the
+same engines in one process (`bench/pipeline_engine.py`, same model, same threads) on the
+same decoded audio with the same requests. Both sides are warmed up first (the mesh by a
+job on the recording's first seconds). Subject and reference alternate (quick: once each,
+full: twice) and each keeps its best.
+
+Where the difference goes: the status changes arrive on the stream as the job enters each
+stage, so the mesh's stages (queue claim, recognition with its decode, transfers and
+segment writes, diarization with its second decode, summary and the completing write) sit
+beside the reference's; the CPU each service used during the run is reported too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import grpc
+import numpy as np
+
+from bench.context import BenchContext
+from bench.model import Check, Result, ratio
+from bench.processes import ServiceProcess
+from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
+from tests.support.speech import SAMPLE_RATE, make_meeting, write_wav
+
+NAME = "pipeline_overhead"
+GOAL_RATIO = 1.10
+MODEL = "tiny.en"
+WARM_UP_S = 8.0
+STATUS = meeting_pb2.MeetingStatus
+STAGES = (
+    ("claim", "upload answered", STATUS.MEETING_STATUS_TRANSCRIBING),
+    ("recognition", "TRANSCRIBING", STATUS.MEETING_STATUS_DIARIZING),
+    ("diarization", "DIARIZING", STATUS.MEETING_STATUS_SUMMARIZING),
+    ("summary", "SUMMARIZING", STATUS.MEETING_STATUS_COMPLETED),
+)
+
+
+def recording(directory: Path, seconds: float) -> tuple[Path, Path]:
+    """The espeak meeting repeated to at least `seconds`, and its first seconds alone.
+
+    Returns:
+        (the recording's WAV, the warm-up WAV).
+    """
+    meeting = make_meeting(directory / "speech")
+    repeats = max(1, int(np.ceil(seconds / meeting.duration_s)))
+    whole = directory / "pipeline.wav"
+    write_wav(whole, np.tile(meeting.audio, repeats))
+    warm = directory / "pipeline-warm-up.wav"
+    write_wav(warm, meeting.audio[: int(WARM_UP_S * SAMPLE_RATE)])
+    return whole, warm
+
+
+async def reference(wav: Path) -> dict[str, float]:
+    """The engines alone on `wav`, in a fresh process (figures of `bench.pipeline_engine`)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.pipeline_engine",
+        str(wav),
+        "--model",
+        MODEL,
+        "--warm-up-s",
+        str(WARM_UP_S),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "MESH_LOG_LEVEL": "WARNING"},
+    )
+    out, err = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"bench.pipeline_engine failed:\n{err.decode()[-2000:]}")
+    figures: dict[str, float] = json.loads(out.decode().strip().splitlines()[-1])
+    return figures
+
+
+@dataclass
+class MeshRun:
+    """One recording through the mesh.
+
+    Attributes:
+        total_s: Upload answered to COMPLETED arriving.
+        stages: Seconds of each stage (claim, recognition, diarization, summary).
+        segments: Final segments stored.
+        cpu_s: CPU seconds each service used during the run.
+    """
+
+    total_s: float
+    stages: dict[str, float]
+    segments: int
+    cpu_s: dict[str, float] = field(default_factory=dict)
+
+
+async def _follow(
+    stub: meeting_service_pb2_grpc.MeetingServiceStub,
+    meeting_id: str,
+    authorization: str,
+    opened: asyncio.Event,
+) -> tuple[dict[int, float], int]:
+    """Arrival time (monotonic) of each status change until COMPLETED, and final segments."""
+    arrived: dict[int, float] = {}
+    finals: set[int] = set()
+    call = stub.StreamTranscript(
+        meeting_service_pb2.StreamTranscriptRequest(meeting_id=meeting_id),
+        metadata=(("authorization", authorization),),
+    )
+    async for response in call:
+        opened.set()
+        if not response.HasField("event"):
+            continue
+        event = response.event
+        if event.HasField("segment") and event.segment.final:
+            finals.add(event.segment.index)
+        if event.HasField("status_change"):
+            status = event.status_change.status
+            arrived.setdefault(status, time.monotonic())
+            if status == STATUS.MEETING_STATUS_FAILED:
+                raise RuntimeError(f"the job failed: {event.status_change.reason}")
+            if status == STATUS.MEETING_STATUS_COMPLETED:
+                call.cancel()
+                break
+    return arrived, len(finals)
+
+
+async def run_through_mesh(
+    http: aiohttp.ClientSession,
+    gateway: ServiceProcess,
+    meeting: ServiceProcess,
+    authorization: str,
+    wav: Path,
+    services: list[ServiceProcess],
+) -> MeshRun:
+    """Uploads `wav` to a new meeting and waits for COMPLETED."""
+    headers = {"Authorization": authorization}
+    async with http.post(
+        f"{gateway.url}/v1/meetings", json={"title": "pipeline"}, headers=headers
+    ) as created:
+        created.raise_for_status()
+        meeting_id = str((await created.json())["meeting"]["id"])
+    body = await asyncio.to_thread(wav.read_bytes)
+    async with grpc.aio.insecure_channel(meeting.address) as channel:
+        stub = meeting_service_pb2_grpc.MeetingServiceStub(channel)
+        opened = asyncio.Event()
+        following = asyncio.create_task(_follow(stub, meeting_id, authorization, opened))
+        await asyncio.wait_for(opened.wait(), 30)
+        cpu_before = {s.role: s.cpu_seconds() for s in services}
+        async with http.put(
+            f"{gateway.url}/v1/meetings/{meeting_id}/audio",
+            data=body,
+            headers={**headers, "Content-Type": "audio/wav"},
+        ) as uploaded:
+            answer = await uploaded.json()
+            if uploaded.status != 200 or not answer.get("complete"):
+                raise RuntimeError(f"the upload failed: {uploaded.status} {answer}")
+        uploaded_at = time.monotonic()
+        arrived, segments = await asyncio.wait_for(following, 1800)
+    cpu = {s.role: round(s.cpu_seconds() - cpu_before[s.role], 2) for s in services}
+    stages: dict[str, float] = {}
+    previous = uploaded_at
+    for stage, _, until in STAGES:
+        at = arrived.get(until, previous)
+        stages[stage] = at - previous
+        previous = at
+    return MeshRun(previous - uploaded_at, stages, segments, cpu)
+
+
+async def pipeline_overhead(context: BenchContext) -> Result:
+    """Upload answered to COMPLETED through the mesh, over the engines alone."""
+    seconds, rounds = (20.0, 1) if context.quick else (180.0, 2)
+    wav, warm_wav = await asyncio.to_thread(recording, context.workdir / "pipeline", seconds)
+    authorization = context.authorization()
+    pki = context.pki()
+    references: list[dict[str, float]] = []
+    runs: list[MeshRun] = []
+    async with contextlib.AsyncExitStack() as stack:
+        node = await stack.enter_async_context(
+            context.service("gpu_node", pki_dir=str(pki), engine="whisper", asr_model=MODEL)
+        )
+        proxy = await stack.enter_async_context(
+            context.service("gpu_proxy", pki_dir=str(pki), nodes=[node.address])
+        )
+        meeting, gateway, _ = await stack.enter_async_context(
+            context.meeting_and_gateway(
+                gpu_proxy_target=proxy.address, pki_dir=str(pki), pipeline_workers=1
+            )
+        )
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        services = [node, proxy, meeting, gateway]
+        await run_through_mesh(http, gateway, meeting, authorization, warm_wav, services)
+        for _ in range(rounds):
+            references.append(await reference(wav))
+            runs.append(
+                await run_through_mesh(http, gateway, meeting, authorization, wav, services)
+            )
+    best_ref = min(references, key=lambda r: r["total_s"])
+    best = min(runs, key=lambda r: r.total_s)
+    value, reference_s = round(best.total_s, 2), round(best_ref["total_s"], 2)
+    share = ratio(value, reference_s)
+    alone = {
+        "claim": 0.0,
+        "recognition": best_ref["decode_s"] + best_ref["recognition_s"],
+        "diarization": best_ref["diarization_s"],
+        "summary": best_ref["summary_s"],
+    }
+    details: dict[str, object] = {
+        "audio_s": round(best_ref["audio_s"], 1),
+        "model": MODEL,
+        "rounds": rounds,
+        "segments_mesh": best.segments,
+        "segments_alone": int(best_ref["segments"]),
+        "speakers_alone": int(best_ref["speakers"]),
+        "mesh_runs_s": [round(r.total_s, 2) for r in runs],
+        "alone_runs_s": [round(r["total_s"], 2) for r in references],
+        "alone_cpu_s": round(best_ref["cpu_s"], 2),
+        **{f"cpu_s_{role}": cpu for role, cpu in best.cpu_s.items()},
+    }
+    for stage, since, until in STAGES:
+        details[f"{stage}_mesh_s"] = round(best.stages[stage], 3)
+        details[f"{stage}_alone_s"] = round(alone[stage], 3)
+        details[f"{stage}_added_s"] = round(best.stages[stage] - alone[stage], 3)
+        details[f"{stage}_span"] = f"{since} -> {STATUS.Name(until)}"
+    checks = [
+        Check(
+            "time ratio",
+            f"{share}",
+            f"<= {GOAL_RATIO}",
+            share is not None and share <= GOAL_RATIO,
+        ),
+        Check(
+            "same final segments",
+            f"{best.segments}/{int(best_ref['segments'])}",
+            "equal",
+            best.segments == int(best_ref["segments"]),
+        ),
+    ]
+    added = {stage: round(best.stages[stage] - alone[stage], 2) for stage, _, _ in STAGES}
+    return Result(
+        name=NAME,
+        value=value,
+        unit="s (upload answered to COMPLETED)",
+        reference=reference_s,
+        ratio=share,
+        goal=f"<= {GOAL_RATIO}x the engines alone",
+        met=all(c.met for c in checks),
+        checks=checks,
+        details=details,
+        limits=(
+            f"CPU on 2 cores: the engines use every core in both runs, and in the mesh the "
+            f"gateway, meeting_service, gpu_proxy and PostgreSQL take theirs from the same "
+            f"cores (cpu_s_*). Seconds added per stage: {added} (claim: the worker's claim "
+            "and first status write; recognition: decode, transfers and segment writes; "
+            "diarization: the second decode and the whole recording sent again; summary: "
+            "the summary's and the completion's writes)."
+        ),
+    )
