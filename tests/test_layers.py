@@ -17,7 +17,16 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("gateway", "meeting_service", "gpu_proxy", "gpu_node")
 # In dependency order: each aggregate may import only those before it.
-AGGREGATES = ("meetings", "jobs", "webhooks", "transcripts", "quotas", "recordings", "api_keys")
+AGGREGATES = (
+    "meetings",
+    "jobs",
+    "webhooks",
+    "transcripts",
+    "quotas",
+    "recordings",
+    "api_keys",
+    "voices",
+)
 ABOVE_AGGREGATES = ("processing", "live", "wiring", "servicer", "server")
 
 
