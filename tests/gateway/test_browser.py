@@ -28,6 +28,7 @@ from tests.support.gateway import (
     reason_of,
     route,
     run_gateway,
+    take_events,
 )
 from tests.support.gpu import dialogue
 from tests.support.media import as_video
@@ -51,16 +52,6 @@ async def gateway(meeting_service: RunningMeetingService) -> AsyncIterator[Runni
     )
     async with run_gateway(settings) as running:
         yield running
-
-
-async def _take(events: AsyncIterator[SseEvent], count: int) -> list[SseEvent]:
-    taken: list[SseEvent] = []
-    async with asyncio.timeout(WITHIN):
-        async for event in events:
-            taken.append(event)
-            if len(taken) == count:
-                break
-    return taken
 
 
 async def _all(response: aiohttp.ClientResponse) -> list[SseEvent]:
@@ -172,7 +163,7 @@ async def test_the_stream_ends_after_completed_and_a_resume_past_it_is_204(
 ) -> None:
     url = f"/v1/meetings/{meeting_id}/events"
     async with http.get(url, headers=as_user) as r:
-        first = await _take(parse_sse(r.content), 1)
+        first = await take_events(parse_sse(r.content), 1)
         await play_pipeline(meeting_service, meeting_id, ["Hello.", "Bye."])
         rest = await _all(r)  # ends by itself after COMPLETED
     events = first + rest
@@ -248,7 +239,7 @@ async def test_one_stream_follows_every_meeting_of_the_caller_and_resumes_exactl
         assert r.headers["Content-Type"].startswith("text/event-stream")
         assert r.headers["Access-Control-Allow-Origin"] == PAGE
         events = parse_sse(r.content)
-        replayed = await _take(events, 1)
+        replayed = await take_events(events, 1)
         second = await _create(http, as_user, "two")
         await change_status(services, uuid.UUID(first), meeting_pb2.MEETING_STATUS_QUEUED)
         await change_status(services, uuid.UUID(second), meeting_pb2.MEETING_STATUS_QUEUED)
@@ -256,7 +247,7 @@ async def test_one_stream_follows_every_meeting_of_the_caller_and_resumes_exactl
             f"/v1/meetings/{second}", json={"title": "renamed"}, headers=as_user
         ) as patched:
             assert patched.status == 200
-        live = await _take(events, 4)
+        live = await take_events(events, 4)
     seen = replayed + live
     assert _feed(seen) == [
         ("meeting", first, "MEETING_STATUS_AWAITING_AUDIO"),
@@ -275,7 +266,7 @@ async def test_one_stream_follows_every_meeting_of_the_caller_and_resumes_exactl
         assert deleted.status == 204
     await change_status(services, uuid.UUID(second), meeting_pb2.MEETING_STATUS_FAILED, "why")
     async with http.get("/v1/events", headers={**as_user, "Last-Event-ID": "3"}) as r:
-        resumed = await _take(parse_sse(r.content), 4)
+        resumed = await take_events(parse_sse(r.content), 4)
     assert [e.id for e in resumed] == ["4", "5", "6", "7"]
     assert _feed(resumed) == [
         ("meeting", second, "MEETING_STATUS_QUEUED"),
@@ -286,7 +277,7 @@ async def test_one_stream_follows_every_meeting_of_the_caller_and_resumes_exactl
     assert resumed[-1].data["meeting"]["failureReason"] == "why"
     # From the start: the deleted meeting's earlier events gave way to its deletion.
     async with http.get("/v1/events", headers=as_user) as r:
-        whole = await _take(parse_sse(r.content), 5)
+        whole = await take_events(parse_sse(r.content), 5)
     assert [e.id for e in whole] == ["2", "4", "5", "6", "7"]
 
 

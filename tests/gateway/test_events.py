@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -20,6 +19,7 @@ from tests.support.gateway import (
     play_pipeline,
     route,
     run_gateway,
+    take_events,
     wav_bytes,
 )
 from tests.support.meeting import TEST_JWT_SECRET, meeting_settings
@@ -34,16 +34,6 @@ async def _upload(http: aiohttp.ClientSession, meeting_id: str, headers: dict[st
         headers={**headers, "Content-Type": "audio/wav"},
     ) as r:
         assert r.status == 200, await r.text()
-
-
-async def _take(events: AsyncIterator[SseEvent], count: int) -> list[SseEvent]:
-    taken = []
-    async with asyncio.timeout(WITHIN):
-        async for event in events:
-            taken.append(event)
-            if len(taken) == count:
-                break
-    return taken
 
 
 def _sequences(events: list[SseEvent]) -> list[int]:
@@ -65,12 +55,12 @@ async def test_replay_then_live_tail_with_sse_framing(
         assert r.headers["X-Accel-Buffering"] == "no"
         assert (await r.content.readline()) == b"retry: 500\n"
         events = parse_sse(r.content)
-        replayed = await _take(events, 3)
+        replayed = await take_events(events, 3)
         assert [e.event for e in replayed] == ["status"] * 3
         assert replayed[-1].data["statusChange"]["status"] == "MEETING_STATUS_QUEUED"
         # Live: what the pipeline stores now arrives on the open stream.
         await play_pipeline(meeting_service, meeting_id, ["One.", "Two."])
-        live = await _take(events, 5)
+        live = await take_events(events, 5)
     assert [e.event for e in live] == ["status", "segment", "segment", "summary", "status"]
     assert _sequences(replayed + live) == list(range(1, 9))
     assert all(e.data["sequence"] == e.id for e in replayed + live)
@@ -89,14 +79,14 @@ async def test_last_event_id_and_after_resume_with_no_gap_or_duplicate(
     async with aiohttp.ClientSession(gateway.url) as http:
         await _upload(http, meeting_id, as_user)
         async with http.get(url, headers=as_user) as r:
-            first = await _take(parse_sse(r.content), 2)
+            first = await take_events(parse_sse(r.content), 2)
         # The client went away after event 2; more happens while it is gone.
         await play_pipeline(meeting_service, meeting_id, ["A.", "B.", "C."])
         headers = {**as_user, "Last-Event-ID": first[-1].id}
         async with http.get(url, headers=headers) as r:
-            rest = await _take(parse_sse(r.content), 7)
+            rest = await take_events(parse_sse(r.content), 7)
         async with http.get(url, params={"after": "5"}, headers=as_user) as r:
-            after = await _take(parse_sse(r.content), 1)
+            after = await take_events(parse_sse(r.content), 1)
     seen = _sequences(first + rest)
     assert seen == list(range(1, 10))
     assert len(set(seen)) == len(seen)
@@ -120,7 +110,7 @@ async def test_deletion_is_the_last_event_and_ends_the_stream(
 ) -> None:
     async with http.get(f"/v1/meetings/{meeting_id}/events", headers=as_user) as r:
         events = parse_sse(r.content)
-        await _take(events, 1)
+        await take_events(events, 1)
         async with http.delete(f"/v1/meetings/{meeting_id}", headers=as_user) as deleted:
             assert deleted.status == 204
         async with asyncio.timeout(WITHIN):
@@ -160,7 +150,7 @@ async def test_a_failure_mid_stream_is_a_stream_error_event_then_the_end(
                 meeting_id = (await r.json())["meeting"]["id"]
             response = await http.get(f"/v1/meetings/{meeting_id}/events", headers=as_user)
             events = parse_sse(response.content)
-            await _take(events, 1)
+            await take_events(events, 1)
             # meeting_service stops: its streams end with UNAVAILABLE.
             await doomed.services.hub.close()
             async with asyncio.timeout(WITHIN):
@@ -180,7 +170,7 @@ async def test_streams_end_cleanly_when_the_gateway_stops(
         gw = await stack.enter_async_context(run_gateway(settings))
         response = await http.get(f"{gw.url}/v1/meetings/{meeting_id}/events", headers=as_user)
         events = parse_sse(response.content)
-        await _take(events, 1)
+        await take_events(events, 1)
         stopping = asyncio.ensure_future(stack.aclose())
         async with asyncio.timeout(WITHIN):
             rest = [e async for e in events]  # the body ends; no connection error

@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import aiohttp
 from google.protobuf import duration_pb2
 
 from gen.meeting.v1 import meeting_pb2
-from meeting_mesh.client import SseEvent, parse_sse
+from meeting_mesh.client import parse_sse
 from meeting_service.server import RunningMeetingService
-from tests.support.gateway import bearer, error_of, reason_of, route
+from tests.support.gateway import bearer, error_of, reason_of, route, take_events
 from tests.support.transcripts import change_status, store_summary
-
-WITHIN = 30.0
-
-
-async def _take(events: AsyncIterator[SseEvent], count: int) -> list[SseEvent]:
-    taken = []
-    async with asyncio.timeout(WITHIN):
-        async for event in events:
-            taken.append(event)
-            if len(taken) == count:
-                break
-    return taken
 
 
 async def _processed(
@@ -70,7 +56,7 @@ async def test_a_rename_reaches_the_transcript_the_summary_and_an_open_stream(
     await _processed(meeting_service, meeting_id, complete=False)  # events 1-6
     async with http.get(f"/v1/meetings/{meeting_id}/events", headers=as_user) as stream:
         events = parse_sse(stream.content)
-        assert len(await _take(events, 6)) == 6
+        assert len(await take_events(events, 6)) == 6
         async with http.patch(
             f"/v1/meetings/{meeting_id}/speakers/SPEAKER_2",
             json={"name": "  Maria "},
@@ -79,7 +65,7 @@ async def test_a_rename_reaches_the_transcript_the_summary_and_an_open_stream(
             assert r.status == 200, await r.text()
             assert await r.json() == {"speakerNames": {"SPEAKER_2": "Maria"}}
         # The open stream sees her two segments and the summary again, with her name.
-        renamed = await _take(events, 3)
+        renamed = await take_events(events, 3)
     assert [e.event for e in renamed] == ["segment", "segment", "summary"]
     assert [e.data["segment"]["speakerName"] for e in renamed[:2]] == ["Maria", "Maria"]
     assert [e.data["segment"]["speaker"] for e in renamed[:2]] == ["SPEAKER_2", "SPEAKER_2"]
@@ -124,7 +110,7 @@ async def test_a_rename_reaches_the_transcript_the_summary_and_an_open_stream(
     resume = {**as_user, "Last-Event-ID": str(done.sequence)}
     async with http.get(f"/v1/meetings/{meeting_id}/events", headers=resume) as stream:
         assert stream.status == 200
-        later = await _take(parse_sse(stream.content), 1)
+        later = await take_events(parse_sse(stream.content), 1)
     assert later[0].data["segment"]["speakerName"] == "Ann"
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -21,22 +21,12 @@ import pytest
 
 from gateway import events as sse
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
-from meeting_mesh.client import SseEvent, parse_sse
+from meeting_mesh.client import parse_sse
 from meeting_service.server import RunningMeetingService
 from tests.gateway.test_events import _upload
-from tests.support.gateway import RunningGateway, play_pipeline
+from tests.support.gateway import RunningGateway, play_pipeline, take_events
 
 WITHIN = 30.0
-
-
-async def _take(events: AsyncIterator[SseEvent], count: int) -> list[SseEvent]:
-    taken = []
-    async with asyncio.timeout(WITHIN):
-        async for event in events:
-            taken.append(event)
-            if len(taken) == count:
-                break
-    return taken
 
 
 async def _until(check: Callable[[], bool]) -> None:
@@ -61,11 +51,11 @@ async def test_a_users_connections_share_one_call(
             await stack.enter_async_context(http.get(url, headers=as_user)) for _ in range(3)
         ]
         streams = [parse_sse(r.content) for r in responses]
-        firsts = [await _take(s, 1) for s in streams]
+        firsts = [await take_events(s, 1) for s in streams]
         assert [[e.id for e in f] for f in firsts] == [["1"]] * 3
         assert hub.subscriber_count(mid) == 1  # one StreamTranscript for three connections
         await play_pipeline(meeting_service, meeting_id, ["One.", "Two."])
-        lives = [await _take(s, 5) for s in streams]
+        lives = [await take_events(s, 5) for s in streams]
     for live in lives:
         assert [int(e.id) for e in live] == list(range(2, 7))
         assert [e.event for e in live] == ["status", "segment", "segment", "summary", "status"]
@@ -89,8 +79,8 @@ async def test_an_older_resume_point_gets_a_call_of_its_own(
             # It needs events 1-3, which the shared call never had: a call of its own.
             await _until(lambda: hub.subscriber_count(mid) == 2)
             await play_pipeline(meeting_service, meeting_id, ["A."])
-            from_late = await _take(parse_sse(late.content), 4)
-            from_early = await _take(parse_sse(early.content), 7)
+            from_late = await take_events(parse_sse(late.content), 4)
+            from_early = await take_events(parse_sse(early.content), 7)
     assert [int(e.id) for e in from_late] == [4, 5, 6, 7]
     assert [int(e.id) for e in from_early] == list(range(1, 8))
 

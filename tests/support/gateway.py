@@ -23,6 +23,7 @@ from gateway.app import create_app
 from gateway.connections import GatewayRunner
 from gateway.settings import GatewaySettings
 from gen.meeting.v1 import meeting_pb2
+from meeting_mesh.client import SseEvent
 from meeting_service.server import RunningMeetingService
 from mesh_common.telemetry import Telemetry
 from tests.support.meeting import make_token
@@ -209,3 +210,16 @@ async def play_pipeline(
         meeting_service.services, mid, meeting_pb2.Summary(text=" ".join(texts), backend="test")
     )
     await change_status(meeting_service.services, mid, meeting_pb2.MEETING_STATUS_COMPLETED)
+
+
+async def take_events(
+    events: AsyncIterator[SseEvent], count: int, within: float = 30.0
+) -> list[SseEvent]:
+    """Reads the next `count` events of a stream (bounded by `within` seconds)."""
+    taken: list[SseEvent] = []
+    async with asyncio.timeout(within):
+        async for event in events:
+            taken.append(event)
+            if len(taken) == count:
+                break
+    return taken
