@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -186,16 +186,20 @@ async def run_meeting_service(
         yield running
     finally:
         await set_serving(health_servicer, [SERVICE_NAME], False)
+        # The background parts stop first, all within one grace period: a part that does
+        # not stop in time (a job's release waiting on a lock) must not keep the process
+        # from exiting, nor keep it accepting calls meanwhile.
+        deadline = asyncio.get_running_loop().time() + settings.grace_s
         if running.pipeline is not None:
-            await running.pipeline.stop()
+            await _stop_within(running.pipeline.stop(), "job workers", deadline)
         if running._services is not None:
-            await running._services.webhook_delivery.stop()
-        if running._services is not None:
-            await running._services.live_sweeper.stop()
-            await running._services.live.close()
+            parts = running._services
+            await _stop_within(parts.webhook_delivery.stop(), "webhook delivery", deadline)
+            await _stop_within(parts.live_sweeper.stop(), "live sweeper", deadline)
+            await _stop_within(parts.live.close(), "live sessions", deadline)
             # Streams would otherwise hold the grace period open; they end with
             # UNAVAILABLE and their clients resume elsewhere by sequence.
-            await running._services.hub.close()
+            await _stop_within(parts.hub.close(), "event hub", deadline)
         await server.stop(settings.grace_s)
         supervisor.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -208,6 +212,16 @@ async def run_meeting_service(
         if owns_telemetry:
             telemetry.shutdown()
         logger.info("meeting service stopped")
+
+
+async def _stop_within(stopping: Awaitable[None], part: str, deadline: float) -> None:
+    """Waits for a part to stop, until the shared deadline (a loop time) at the latest."""
+    left = max(0.0, deadline - asyncio.get_running_loop().time())
+    try:
+        async with asyncio.timeout(left):
+            await stopping
+    except TimeoutError:
+        logger.bind(part=part).warning("a part did not stop within the grace period")
 
 
 class _StoredApiKeys:
