@@ -14,11 +14,15 @@ import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
+from aiobotocore.session import ClientCreatorContext, get_session
 from botocore.exceptions import ClientError
+
+if TYPE_CHECKING:  # stubs only: a dev dependency
+    from types_aiobotocore_s3 import S3Client
 
 # The listeners of `weed mini`, each given its own port.
 _PORT_FLAGS = (
@@ -135,16 +139,21 @@ async def answers(endpoint: str) -> bool:
         return False
 
 
-async def create_bucket(server: SeaweedFS, bucket: str) -> None:
-    """Creates `bucket` unless it exists."""
-    async with get_session().create_client(
+def s3_client(server: SeaweedFS) -> ClientCreatorContext[S3Client]:
+    """An S3 client of the server: its endpoint and credentials, path-style addressing."""
+    return get_session().create_client(
         "s3",
         endpoint_url=server.endpoint,
         region_name="us-east-1",
         aws_access_key_id=server.access_key_id,
         aws_secret_access_key=server.secret_access_key,
         config=AioConfig(s3={"addressing_style": "path"}),
-    ) as client:
+    )
+
+
+async def create_bucket(server: SeaweedFS, bucket: str) -> None:
+    """Creates `bucket` unless it exists."""
+    async with s3_client(server) as client:
         try:
             await client.create_bucket(Bucket=bucket)
         except ClientError as error:

@@ -16,9 +16,6 @@ import signal
 import time
 from collections.abc import AsyncIterator
 
-from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
-
 from bench.context import BenchContext
 from bench.model import Check, Result, ratio
 from bench.scenarios.upload import (
@@ -52,14 +49,7 @@ async def _seaweedfs(context: BenchContext) -> AsyncIterator[SeaweedFS]:
 async def _direct(server: SeaweedFS, size: int) -> float:
     """Seconds to put `size` bytes into the server as one multipart upload of PART_BYTES."""
     block = tone_block(PART_BYTES)
-    async with get_session().create_client(
-        "s3",
-        endpoint_url=server.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=server.access_key_id,
-        aws_secret_access_key=server.secret_access_key,
-        config=AioConfig(s3={"addressing_style": "path"}),
-    ) as client:
+    async with seaweedfs.s3_client(server) as client:
         key = f"direct/{secrets.token_hex(8)}"
         started = time.perf_counter()
         created = await client.create_multipart_upload(Bucket=BUCKET, Key=key)
