@@ -103,7 +103,7 @@ class Load:
                 ) as response:
                     body = await response.read()
                     if response.status == expect:
-                        self._record(start, gateway, method, "ok")
+                        self._record(start, gateway, f"{method} {path}", "ok")
                         data = await response.json() if body else {}
                         return data, dict(response.headers)
                     outcome, detail = "failed", f"{response.status} {body[:300]!r}"
@@ -158,7 +158,7 @@ class Load:
                 ) as response:
                     body = await response.read()
                     if response.status == 200:
-                        self._record(start, gateway, method, "ok")
+                        self._record(start, gateway, f"{method} {path}", "ok")
                         return
                     outcome, detail = "failed", f"{response.status} {body[:300]!r}"
             except aiohttp.ClientError as error:

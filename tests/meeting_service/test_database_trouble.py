@@ -26,7 +26,7 @@ from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2
 from meeting_service.db.database import Database
 from meeting_service.db.embedded import free_port
 from meeting_service.server import run_meeting_service
-from tests.meeting_service.helpers import create, next_event, user
+from tests.meeting_service.helpers import StreamCall, create, next_event, user
 from tests.meeting_service.test_health import NOT_SERVING, SERVING, HealthWatch
 from tests.support.fault_proxy import FaultProxy
 from tests.support.log_capture import LogLine, captured_logs
@@ -85,6 +85,18 @@ def _says_why(fragment: str) -> Callable[[LogLine], bool]:
         )
 
     return match
+
+
+async def _followed_meeting(
+    stub: meeting_service_pb2_grpc.MeetingServiceStub, owner: str
+) -> tuple[meeting_pb2.Meeting, StreamCall]:
+    """A new meeting of `owner` and its transcript stream, its first event already read."""
+    meeting = await create(stub, owner)
+    stream = stub.StreamTranscript(
+        meeting_service_pb2.StreamTranscriptRequest(meeting_id=meeting.id), metadata=auth(owner)
+    )
+    assert (await next_event(stream)).sequence == 1
+    return meeting, stream
 
 
 @pytest.mark.parametrize(
@@ -156,12 +168,7 @@ async def test_too_many_connections_is_a_lost_database_and_everything_recovers(
                 stub = meeting_service_pb2_grpc.MeetingServiceStub(channel)
                 watch = HealthWatch(channel)
                 await watch.until(SERVING)
-                meeting = await create(stub, owner)
-                stream = stub.StreamTranscript(
-                    meeting_service_pb2.StreamTranscriptRequest(meeting_id=meeting.id),
-                    metadata=auth(owner),
-                )
-                assert (await next_event(stream)).sequence == 1
+                meeting, stream = await _followed_meeting(stub, owner)
 
                 # The database restarts and, for a while, refuses every new session of
                 # this role with SQLSTATE 53300.
@@ -219,12 +226,7 @@ async def test_a_database_network_that_blackholes_or_resets_is_survived(
                 stub = meeting_service_pb2_grpc.MeetingServiceStub(channel)
                 watch = HealthWatch(channel)
                 await watch.until(SERVING)
-                meeting = await create(stub, owner)
-                stream = stub.StreamTranscript(
-                    meeting_service_pb2.StreamTranscriptRequest(meeting_id=meeting.id),
-                    metadata=auth(owner),
-                )
-                assert (await next_event(stream)).sequence == 1
+                meeting, stream = await _followed_meeting(stub, owner)
                 mid = uuid.UUID(meeting.id)
 
                 # Bytes stop, nobody is told: found by the health check's deadline.
