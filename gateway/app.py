@@ -47,9 +47,7 @@ async def _docs(_request: web.Request) -> web.StreamResponse:
 
 
 async def _channel_context(app: web.Application) -> AsyncIterator[None]:
-    channel = app[state.TELEMETRY].trace_channel(
-        open_channel(app[state.SETTINGS].meeting_service_target)
-    )
+    channel = app[state.TELEMETRY].trace_channel(open_channel(app[state.SETTINGS]))
     app[state.CHANNEL] = channel
     app[state.STUB] = meeting_service_pb2_grpc.MeetingServiceStub(channel)
     yield

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
@@ -23,6 +24,7 @@ class GpuConnection:
         identity: This service's client certificate and key.
         ca: The CA gpu_proxy's certificate must chain to.
         tls_name: Name to check in gpu_proxy's certificate; None checks the target's host.
+        keepalive: The channel's keepalive options (`mesh_common.keepalive`).
         trace_channel: Wraps the channel in the service's tracing.
     """
 
@@ -32,12 +34,14 @@ class GpuConnection:
         identity: KeyPair,
         ca: Path,
         tls_name: str | None = None,
+        keepalive: Sequence[tuple[str, int]] = (),
         trace_channel: ChannelWrapper = untraced,
     ) -> None:
         self.target = target
         self._identity = identity
         self._ca = ca
         self._tls_name = tls_name
+        self._keepalive = keepalive
         self._trace_channel = trace_channel
         self._channel: grpc.aio.Channel | None = None
         self._stubs: GpuStubs | None = None
@@ -64,7 +68,13 @@ class GpuConnection:
             if problem is not None:
                 raise GpuNotConfigured(problem)
             self._channel = self._trace_channel(
-                connect(self.target, self._identity, self._ca, tls_name=self._tls_name)
+                connect(
+                    self.target,
+                    self._identity,
+                    self._ca,
+                    tls_name=self._tls_name,
+                    keepalive=self._keepalive,
+                )
             )
             self._stubs = GpuStubs.of(self._channel)
         return self._stubs

@@ -39,6 +39,7 @@ from meeting_service.webhooks.outbox import WebhookOutbox
 from meeting_service.webhooks.repository import WebhooksRepository
 from meeting_service.webhooks.service import WebhooksService
 from meeting_service.webhooks.signing import SecretBox
+from mesh_common.keepalive import channel_options
 from mesh_common.telemetry import Telemetry
 
 
@@ -167,6 +168,7 @@ def build_services(
         settings.gpu_identity(),
         settings.gpu_ca(),
         settings.gpu_proxy_tls_name or None,
+        channel_options(settings),
         telemetry.trace_channel,
     )
     live_parts = LiveParts(
