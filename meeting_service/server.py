@@ -129,6 +129,8 @@ async def run_meeting_service(
     metrics = MeetingMetrics(telemetry.registry)
     db = database or await Database.from_settings(settings)
     db.connection_class = traced_connection_class(telemetry.tracer("asyncpg"))
+    db.query_timeout_s = settings.db_query_timeout_s
+    db.connect_timeout_s = settings.db_connect_timeout_s
     running: RunningMeetingService | None = None
 
     def services() -> Services:
