@@ -178,6 +178,7 @@ async def run_gpu_proxy(
             settings.gpu_proxy_max_attempts,
             settings.gpu_proxy_backoff_initial_s,
             settings.gpu_proxy_backoff_max_s,
+            settings.grpc_connect_timeout_s,
         ),
     )
     server = grpc.aio.server(

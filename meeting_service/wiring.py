@@ -151,6 +151,7 @@ def build_services(
         user_events,
         queue_size=settings.stream_queue_size,
         check_interval=settings.health_interval_s,
+        connect_timeout=settings.db_connect_timeout_s,
     )
     transcripts = TranscriptReader(pool, meetings, events, user_events, hub)
     writer = TranscriptWriter(pool, events)
@@ -170,6 +171,7 @@ def build_services(
         settings.gpu_proxy_tls_name or None,
         channel_options(settings),
         telemetry.trace_channel,
+        settings.grpc_connect_timeout_s,
     )
     live_parts = LiveParts(
         pool=pool,

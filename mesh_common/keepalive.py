@@ -15,6 +15,10 @@ The values are the `grpc_keepalive_*` settings (`mesh_common.settings.CommonSett
 
 from __future__ import annotations
 
+import asyncio
+
+import grpc
+
 from mesh_common.settings import CommonSettings
 
 # Pings a server tolerates too soon (below its minimum) before it closes the connection.
@@ -71,3 +75,33 @@ def server_options(settings: CommonSettings) -> list[tuple[str, int]]:
         ("grpc.http2.min_ping_interval_without_data_ms", _ms(settings.grpc_keepalive_min_s)),
         ("grpc.http2.max_ping_strikes", _MAX_PING_STRIKES),
     ]
+
+
+_CONNECTING = (grpc.ChannelConnectivity.IDLE, grpc.ChannelConnectivity.CONNECTING)
+
+
+async def connects(channel: grpc.aio.Channel, within: float) -> bool:
+    """Waits until the channel has a connection, or its attempt to make one failed.
+
+    A call on a channel that is still connecting waits for the connection until its own
+    deadline, so a peer that accepts TCP but never finishes the handshake (silent behind a
+    proxy or a load balancer) would cost a call its whole deadline; asked first, the
+    caller can try elsewhere, or say that the peer is unreachable, within `within`.
+
+    Args:
+        channel: The channel (connected here if idle).
+        within: Seconds to wait.
+
+    Returns:
+        False when it is still connecting after `within` seconds; True when it is
+        connected, or failed to connect (a call then fails at once with UNAVAILABLE).
+    """
+    state = channel.get_state(try_to_connect=True)
+    try:
+        async with asyncio.timeout(within):
+            while state in _CONNECTING:
+                await channel.wait_for_state_change(state)
+                state = channel.get_state(try_to_connect=True)
+    except TimeoutError:
+        return False
+    return True

@@ -47,6 +47,9 @@ class CommonSettings(BaseSettings):
             counts as dead: a silent peer is found within the two added together.
         grpc_keepalive_min_s: The shortest interval between a client's pings a gRPC
             server accepts; at most `grpc_keepalive_s`.
+        grpc_connect_timeout_s: How long a GPU call waits for its channel to connect
+            before the peer counts as unreachable (gpu_proxy tries another node;
+            meeting_service's job waits for a GPU without spending an attempt).
     """
 
     model_config = SettingsConfigDict(
@@ -68,6 +71,7 @@ class CommonSettings(BaseSettings):
     grpc_keepalive_s: float = Field(default=10.0, gt=0)
     grpc_keepalive_timeout_s: float = Field(default=5.0, gt=0)
     grpc_keepalive_min_s: float = Field(default=5.0, gt=0)
+    grpc_connect_timeout_s: float = Field(default=5.0, gt=0)
 
     @model_validator(mode="after")
     def _check_keepalive(self) -> CommonSettings:
