@@ -34,6 +34,7 @@ from bench.scenarios.pipeline import pipeline_overhead
 from bench.scenarios.proxy import proxy_overhead
 from bench.scenarios.search import search
 from bench.scenarios.sse import sse_fanout
+from bench.scenarios.summaries import summaries
 from bench.scenarios.upload import upload
 from bench.scenarios.upload_s3 import upload_s3
 
@@ -55,6 +56,7 @@ SCENARIOS: dict[str, Scenario] = {
     "gpu_scaling": gpu_scaling,
     "pipeline_overhead": pipeline_overhead,
     "list_latency": list_latency,
+    "summaries": summaries,
 }
 
 BENCH_DIR = Path(__file__).resolve().parent
