@@ -48,9 +48,7 @@ async def test_the_node_health_port_answers_health_in_plaintext_and_serves_nothi
             # No business service and no reflection: nothing to learn or call here.
             gpu = GpuStubs.of(channel)
             with pytest.raises(grpc.aio.AioRpcError) as refused:
-                await gpu.summarization.Summarize(
-                    gpu_pb2.SummarizeRequest(), timeout=WAIT
-                )
+                await gpu.summarization.Summarize(gpu_pb2.SummarizeRequest(), timeout=WAIT)
             assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
             reflect = channel.stream_stream(
                 "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
@@ -112,9 +110,7 @@ async def test_the_proxy_health_port_follows_whether_a_node_is_usable(
                 assert await check_health(probe, LIVENESS_SERVICE) == SERVING
                 gpu = GpuStubs.of(probe)
                 with pytest.raises(grpc.aio.AioRpcError) as refused:
-                    await gpu.summarization.Summarize(
-                        gpu_pb2.SummarizeRequest(), timeout=WAIT
-                    )
+                    await gpu.summarization.Summarize(gpu_pb2.SummarizeRequest(), timeout=WAIT)
                 assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
