@@ -162,10 +162,12 @@ class Forwarder:
                 received = False
                 try:
                     channel = node.pool.channel()
-                    connect_within = self._policy.connect_timeout
-                    if remaining is not None:
-                        connect_within = min(connect_within, remaining)
-                    if not await connects(channel, connect_within):
+                    connect_timeout = self._policy.connect_timeout
+                    # Only a whole connect timeout is the node's failure; a shorter wait
+                    # is cut by the caller's deadline, which the call itself keeps.
+                    if (remaining is None or remaining > connect_timeout) and not (
+                        await connects(channel, connect_timeout)
+                    ):
                         raise _NeverConnected
                     call, responses = open_call(channel, stream, remaining)
                     if on_accepted is not None:

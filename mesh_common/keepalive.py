@@ -97,6 +97,8 @@ async def connects(channel: grpc.aio.Channel, within: float) -> bool:
         connected, or failed to connect (a call then fails at once with UNAVAILABLE).
     """
     state = channel.get_state(try_to_connect=True)
+    if state not in _CONNECTING:
+        return True
     try:
         async with asyncio.timeout(within):
             while state in _CONNECTING:
