@@ -22,11 +22,11 @@ import pytest
 import pytest_asyncio
 
 from gen.meeting.v1 import meeting_pb2
-from meeting_mesh.client import SseEvent, parse_sse
+from meeting_mesh.client import GatewayClient, SseEvent, parse_sse
 from meeting_service.db.database import Database
 from meeting_service.server import RunningMeetingService, run_meeting_service
 from tests.support.fault_proxy import FaultProxy
-from tests.support.gateway import bearer, gateway_settings, run_gateway, wait_until
+from tests.support.gateway import bearer, gateway_settings, make_token, run_gateway, wait_until
 from tests.support.log_capture import captured_logs
 from tests.support.meeting import TEST_JWT_SECRET, meeting_settings
 from tests.support.transcripts import change_status
@@ -176,6 +176,55 @@ async def test_a_silent_replica_is_found_and_the_stream_resumes_exactly(
                 await source.close()
         assert source.errors[0].data["error"]["status"] == "UNAVAILABLE"
         assert not logs.errors()
+
+
+async def test_the_cli_follows_a_meeting_through_a_silent_replica(
+    meeting_service: RunningMeetingService,
+) -> None:
+    # `meeting-mesh follow` reads the stream through GatewayClient.events(): the gateway's
+    # `stream_error` UNAVAILABLE is not shown to the user but resumed from, on the target's
+    # other address, until the meeting's final status ends the stream.
+    host, _, port = meeting_service.address.rpartition(":")
+    user = f"user-{uuid.uuid4().hex[:12]}"
+    async with AsyncExitStack() as stack:
+        proxies = [await stack.enter_async_context(FaultProxy(host, int(port))) for _ in range(2)]
+        settings = gateway_settings(
+            "ipv4:" + ",".join(proxy.address for proxy in proxies),
+            TEST_JWT_SECRET,
+            unary_timeout_s=UNARY_TIMEOUT_S,
+            grpc_keepalive_s=KEEPALIVE_S,
+            grpc_keepalive_timeout_s=KEEPALIVE_S,
+            grpc_keepalive_min_s=KEEPALIVE_S,
+        )
+        gateway = await stack.enter_async_context(run_gateway(settings))
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        client = GatewayClient(http, gateway.url, make_token(user))
+        meeting_id = (await client.call("POST", "/v1/meetings", body={"title": "cli"}))["meeting"][
+            "id"
+        ]
+        seen: list[SseEvent] = []
+
+        async def follow() -> None:
+            async for event in client.events(meeting_id):
+                seen.append(event)
+
+        following = asyncio.create_task(follow())
+        try:
+            await wait_until(lambda: _seen(seen, 1), within=WITHIN_S)
+            proxies[0].blackhole()
+            mid = uuid.UUID(meeting_id)
+            for status in [*STATUSES, meeting_pb2.MEETING_STATUS_COMPLETED]:
+                await change_status(meeting_service.services, mid, status)
+            async with asyncio.timeout(WITHIN_S * 2):
+                await following  # ends after COMPLETED
+        finally:
+            following.cancel()
+    assert [event.event for event in seen if event.event == "stream_error"] == []
+    assert [int(event.id) for event in seen] == [1, 2, 3, 4, 5]
+
+
+async def _seen(events: list[SseEvent], count: int) -> bool:
+    return len(events) >= count
 
 
 async def _has(source: EventSource, count: int) -> bool:
