@@ -28,7 +28,7 @@ from contract_errors.meeting import invalid_field
 from gateway import state
 from gateway.auth import PRINCIPAL_KEY, grpc_metadata
 from gateway.http_errors import error_view
-from gateway.jsonpb import non_negative_int, to_json_text
+from gateway.jsonpb import non_negative_int, to_json_bytes
 from gen.meeting.v1 import (
     meeting_pb2,
     meeting_service_pb2,
@@ -101,7 +101,11 @@ def _render(event: meeting_pb2.TranscriptEvent | user_events_pb2.UserEvent) -> b
     kind = event.WhichOneof("kind") or ""
     names = USER_EVENT_NAMES if isinstance(event, user_events_pb2.UserEvent) else EVENT_NAMES
     name = names.get(kind, "message")
-    return f"id: {event.sequence}\nevent: {name}\ndata: {to_json_text(event)}\n\n".encode()
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (
+        event.sequence,
+        name.encode(),
+        to_json_bytes(event),
+    )
 
 
 class RenderCache:
