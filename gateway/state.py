@@ -20,8 +20,40 @@ CHANNEL = web.AppKey("channel", grpc.aio.Channel)
 TELEMETRY = web.AppKey("telemetry", Telemetry)
 METRICS = web.AppKey("metrics", GatewayMetrics)
 STUB = web.AppKey("stub", meeting_service_pb2_grpc.MeetingServiceStub)
+
+
+class Stopping:
+    """Whether the gateway has begun to stop, and the one future its streams wait on.
+
+    One future for the whole gateway rather than a task per stream waiting on an event: an
+    open event stream holds nothing of its own to learn that the gateway stops.
+    """
+
+    def __init__(self) -> None:
+        self._set = False
+        self._future: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        """The gateway begins to stop: every stream waiting on `future()` is woken."""
+        self._set = True
+        if self._future is not None and not self._future.done():
+            self._future.set_result(None)
+
+    def is_set(self) -> bool:
+        """Whether the gateway has begun to stop."""
+        return self._set
+
+    def future(self) -> asyncio.Future[None]:
+        """Done once the gateway stops. Shared by every stream: wait on it, never cancel it."""
+        if self._future is None:
+            self._future = asyncio.get_running_loop().create_future()
+            if self._set:
+                self._future.set_result(None)
+        return self._future
+
+
 # Set when the gateway begins to stop: event streams and WebSockets end cleanly on it.
-STOPPING = web.AppKey("stopping", asyncio.Event)
+STOPPING = web.AppKey("stopping", Stopping)
 
 
 def stub(request: web.Request) -> meeting_service_pb2_grpc.MeetingServiceStub:
