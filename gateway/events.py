@@ -233,6 +233,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     except ConnectionError:
         pass  # the client left; nothing to tell it
     finally:
+        request.app[state.STOPPING].release(stopping)
         if shared is not None:
             shared.leave()
         if call is not None:
@@ -279,6 +280,7 @@ async def stream_user_events(request: web.Request) -> web.StreamResponse:
     except ConnectionError:
         pass  # the client left; nothing to tell it
     finally:
+        request.app[state.STOPPING].release(stopping)
         call.cancel()
     return response
 

@@ -228,6 +228,7 @@ async def _session(
         call.cancel()
         await _close(ws, uplink, downlink, stopping)
     finally:
+        request.app[state.STOPPING].release(stopping)
         for task in (uplink, downlink, acceptance):
             task.cancel()
         call.cancel()

@@ -23,33 +23,43 @@ STUB = web.AppKey("stub", meeting_service_pb2_grpc.MeetingServiceStub)
 
 
 class Stopping:
-    """Whether the gateway has begun to stop, and the one future its streams wait on.
+    """Whether the gateway has begun to stop, and a future for each stream to wait on.
 
-    One future for the whole gateway rather than a task per stream waiting on an event: an
-    open event stream holds nothing of its own to learn that the gateway stops.
+    A plain future per stream rather than a task per stream waiting on an event: an open
+    event stream holds little to learn that the gateway stops. Not one future shared by
+    all: a stream that waits on a future with `asyncio.wait` removes its callback from it
+    afterwards, a scan of every other stream's callback on a shared one.
     """
 
     def __init__(self) -> None:
         self._set = False
-        self._future: asyncio.Future[None] | None = None
+        self._waiting: set[asyncio.Future[None]] = set()
 
     def set(self) -> None:
-        """The gateway begins to stop: every stream waiting on `future()` is woken."""
+        """The gateway begins to stop: every stream's future is done."""
         self._set = True
-        if self._future is not None and not self._future.done():
-            self._future.set_result(None)
+        for future in self._waiting:
+            if not future.done():
+                future.set_result(None)
+        self._waiting.clear()
 
     def is_set(self) -> bool:
         """Whether the gateway has begun to stop."""
         return self._set
 
     def future(self) -> asyncio.Future[None]:
-        """Done once the gateway stops. Shared by every stream: wait on it, never cancel it."""
-        if self._future is None:
-            self._future = asyncio.get_running_loop().create_future()
-            if self._set:
-                self._future.set_result(None)
-        return self._future
+        """A stream's own future, done once the gateway stops; `release` it when it ends."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._set:
+            future.set_result(None)
+        else:
+            self._waiting.add(future)
+        return future
+
+    def release(self, future: asyncio.Future[None]) -> None:
+        """Forgets a stream's future (its stream ended)."""
+        self._waiting.discard(future)
+        future.cancel()
 
 
 # Set when the gateway begins to stop: event streams and WebSockets end cleanly on it.
