@@ -26,9 +26,9 @@ from meeting_mesh.client import GatewayClient, SseEvent, parse_sse
 from meeting_service.db.database import Database
 from meeting_service.server import RunningMeetingService, run_meeting_service
 from tests.support.fault_proxy import FaultProxy
-from tests.support.gateway import bearer, gateway_settings, make_token, run_gateway, wait_until
+from tests.support.gateway import bearer, gateway_settings, run_gateway, wait_until
 from tests.support.log_capture import captured_logs
-from tests.support.meeting import TEST_JWT_SECRET, meeting_settings
+from tests.support.meeting import TEST_JWT_SECRET, make_token, meeting_settings
 from tests.support.transcripts import change_status
 
 KEEPALIVE_S = 0.5
