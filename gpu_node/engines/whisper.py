@@ -15,11 +15,12 @@ label a segment gets is wrong for half of it; such segments are split at the pau
 their word timings. Live mode cuts the stream into utterances by
 energy (`whisper_utterances`): each utterance becomes one segment, sent final as soon as
 `asr_live_silence_s` of silence ends it, preceded (with `interim_results`) by partial
-hypotheses every `asr_live_partial_interval_s` of new audio. The audio is read on its own
-task, so decoding never holds the stream back; a partial is skipped while a final waits or
-the live decoder is busy. Live decodes are greedy and encode about the utterance's length
-of audio instead of a 30 s window (`whisper_window`), so each costs a fraction of a batch
-window's decode and a live stream keeps up with real time on a couple of CPU cores.
+hypotheses every `asr_live_partial_interval_s` of new audio. A partial is decoded beside
+the reading of the audio, one at a time and only while the live decoder is free, so only a
+final's own decode holds the stream back. Live decodes are greedy and encode about the
+utterance's length of audio instead of a 30 s window (`whisper_window`), so each costs a
+fraction of a batch window's decode and a live stream keeps up with real time on a couple
+of CPU cores.
 """
 
 from __future__ import annotations
