@@ -7,6 +7,7 @@ Importing this module is cheap; faster-whisper, CTranslate2 and yake are importe
 from __future__ import annotations
 
 from gpu_node.engines.base import DiarizationEngine, RecognitionEngine, SummarizationEngine
+from gpu_node.engines.live_first import LiveFirst
 from gpu_node.engines.real_settings import RealEngineSettings
 from gpu_node.engines.speakers import ResemblyzerDiarizationEngine
 from gpu_node.engines.summaries import FallbackSummarizer, OpenAICompatibleSummarizer
@@ -54,6 +55,7 @@ def create_real_engines(
         settings.asr_live_max_concurrency,
     )
     model = load_model(resolve_model(settings.asr_model, settings.models_dir()), placement)
+    live_first = LiveFirst(settings.live_first_max_wait_s)
     recognition = WhisperRecognitionEngine(
         model,
         model_label(settings.asr_model),
@@ -66,12 +68,14 @@ def create_real_engines(
             max_utterance_s=settings.asr_live_max_utterance_s,
             partial_interval_s=settings.asr_live_partial_interval_s,
         ),
+        live_first=live_first,
     )
     diarization = ResemblyzerDiarizationEngine(
         VoiceEncoder(),
         max_speakers=settings.diarization_max_speakers,
         min_silhouette=settings.diarization_min_silhouette,
         max_concurrency=placement.workers,
+        live_first=live_first,
     )
     extractive = ExtractiveSummarizer(settings.summary_max_sentences)
     summarization: SummarizationEngine = extractive

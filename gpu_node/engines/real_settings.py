@@ -32,6 +32,9 @@ class RealEngineSettings(CommonSettings):
         asr_live_silence_s: Silence that ends a live utterance.
         asr_live_max_utterance_s: Longest live utterance before it is cut.
         asr_live_partial_interval_s: Audio between two partial results of one utterance.
+        live_first_max_wait_s: Longest a batch step (a Whisper model call, a voice
+            embedding) pauses while a live final is decoded on the node
+            (`gpu_node.engines.live_first`); 0 never pauses.
         model_cache_dir: Where the multilingual base model is joined once; default
             `$XDG_CACHE_HOME/meeting-mesh/models` (or `~/.cache/...`).
         diarization_max_speakers: Upper bound when estimating the number of speakers.
@@ -55,6 +58,7 @@ class RealEngineSettings(CommonSettings):
     asr_live_silence_s: float = Field(default=0.6, gt=0.0, le=5.0)
     asr_live_max_utterance_s: float = Field(default=15.0, ge=2.0, le=30.0)
     asr_live_partial_interval_s: float = Field(default=1.0, gt=0.0)
+    live_first_max_wait_s: float = Field(default=2.0, ge=0.0)
     model_cache_dir: Path | None = None
     diarization_max_speakers: int = Field(default=8, ge=1)
     diarization_min_silhouette: float = Field(default=0.1, ge=0.0, le=1.0)

@@ -11,6 +11,7 @@ from google.protobuf import duration_pb2
 
 from gen.gpu.v1 import gpu_pb2
 from gpu_node.engines.base import SAMPLE_RATE, Audio
+from gpu_node.engines.live_first import LiveFirst
 from gpu_node.engines.speakers_clustering import cluster_speakers, first_appearance_order
 from gpu_node.engines.voice_encoder import VoiceEncoder
 from gpu_node.engines.whisper_utterances import find_utterances
@@ -54,6 +55,7 @@ class ResemblyzerDiarizationEngine:
         max_speakers: int = 8,
         min_silhouette: float = 0.1,
         max_concurrency: int = 1,
+        live_first: LiveFirst | None = None,
     ) -> None:
         """Creates the engine.
 
@@ -62,11 +64,14 @@ class ResemblyzerDiarizationEngine:
             max_speakers: Upper bound when the count is estimated.
             min_silhouette: Clustering quality below which one speaker is assumed.
             max_concurrency: Diarizations computed at once; others wait their turn.
+            live_first: The node's gate: each span's embedding waits for live finals
+                (None: never waits).
         """
         self._encoder = encoder
         self._max_speakers = max_speakers
         self._min_silhouette = min_silhouette
         self._slots = asyncio.Semaphore(max_concurrency)
+        self._live_first = live_first or LiveFirst(0.0)
 
     async def diarize(
         self, config: gpu_pb2.DiarizationConfig, audio: Audio
@@ -89,9 +94,7 @@ class ResemblyzerDiarizationEngine:
             return gpu_pb2.DiarizeResponse(speaker_count=0, engine=self.name)
         # Clustering numbers speakers by first appearance, so embed in time order.
         spans.sort(key=lambda span: (span.start, span.index))
-        embeddings = np.stack(
-            [self._encoder.embed_utterance(self._clip(audio, span)) for span in spans]
-        )
+        embeddings = np.stack([self._embed(self._clip(audio, span)) for span in spans])
         labels = self._cluster(config, spans, embeddings)
         turns = [
             gpu_pb2.SpeakerTurn(
@@ -112,6 +115,10 @@ class ResemblyzerDiarizationEngine:
             engine=self.name,
             voices=_voices(spans, embeddings, labels),
         )
+
+    def _embed(self, clip: Audio) -> np.ndarray:
+        self._live_first.yield_to_live()
+        return self._encoder.embed_utterance(clip)
 
     def _cluster(
         self, config: gpu_pb2.DiarizationConfig, spans: list[_Span], embeddings: np.ndarray

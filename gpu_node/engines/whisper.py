@@ -20,7 +20,8 @@ the reading of the audio, one at a time and only while the live decoder is free,
 final's own decode holds the stream back. Live decodes are greedy and encode about the
 utterance's length of audio instead of a 30 s window (`whisper_window`), so each costs a
 fraction of a batch window's decode and a live stream keeps up with real time on a couple
-of CPU cores.
+of CPU cores. While a live final is decoded, batch decodes on the same node pause between
+their CTranslate2 calls (`live_first`), so the final has the cores to itself.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from google.protobuf import duration_pb2
 
 from gen.gpu.v1 import gpu_pb2
 from gpu_node.engines.base import SAMPLE_RATE, Audio
+from gpu_node.engines.live_first import LiveFirst, batch_view
 from gpu_node.engines.whisper_utterances import (
     Utterance,
     UtteranceSegmenter,
@@ -222,6 +224,7 @@ class WhisperRecognitionEngine:
         beam_size: int = 5,
         batch_window_s: float = 600.0,
         live: LiveOptions | None = None,
+        live_first: LiveFirst | None = None,
     ) -> None:
         """Creates the engine.
 
@@ -233,15 +236,18 @@ class WhisperRecognitionEngine:
             beam_size: Beam width of batch decodes (live decodes are greedy).
             batch_window_s: Longest stretch of batch audio decoded in one piece.
             live: How live audio is cut into utterances.
+            live_first: The node's gate that pauses batch work during live finals
+                (None: batch never pauses).
         """
         self.name = name
         self.languages: Sequence[str] = sorted(model.supported_languages)
         self.translates = bool(model.model.is_multilingual)
         self.takes_vocabulary = True
-        self._model = model
         self._live = live or LiveOptions()
         from gpu_node.engines.whisper_window import short_window
 
+        self._live_first = live_first or LiveFirst(0.0)
+        self._batch_model = batch_view(model, self._live_first)
         self._live_model = short_window(model, self._live.min_window_s)
         self._slots = asyncio.Semaphore(max_concurrency)
         self._live_slots = asyncio.Semaphore(live_concurrency)
@@ -370,9 +376,13 @@ class WhisperRecognitionEngine:
         async def end_of(utterance: Utterance) -> AsyncIterator[gpu_pb2.RecognizedSegment]:
             """The utterance's partial still in flight, if any, then its final."""
             nonlocal index, partial_tried_at, partial_out
-            if (segment := await partial_done(wait=True)) is not None:
-                yield segment
-            final = await finish(utterance)
+            # Batch work pauses from the end of the utterance to its final, the partial
+            # still in flight included; the gate is not held while a segment is yielded.
+            with self._live_first.live():
+                last_partial = await partial_done(wait=True)
+                final = await finish(utterance)
+            if last_partial is not None:
+                yield last_partial
             if final is not None:
                 yield final
                 index += 1
@@ -446,7 +456,7 @@ class WhisperRecognitionEngine:
             "condition_on_previous_text": False,
             "initial_prompt": prompt,
         }
-        model = self._live_model if live else self._model
+        model = self._live_model if live else self._batch_model
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
         stop = threading.Event()
