@@ -1,0 +1,151 @@
+"""Voice profiles from recordings of a voice alone, over REST, with the mock engine's voices
+(a tone's pitch): a profile made from a recording names that voice in a later meeting;
+a recording that is not audio, too short, silent, too long or too large is refused and
+changes nothing; another user's profile can be neither improved nor matched."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+import pytest_asyncio
+
+from meeting_service.server import RunningMeetingService
+from tests.support.gateway import bearer, error_of, reason_of, route, wait_until
+from tests.support.gpu import as_wav, make_pki, silence, tone
+from tests.support.mesh import run_mesh
+
+LOW, HIGH = 180.0, 420.0
+MAX_SAMPLE_S = 20.0
+PROFILE_FIELDS = {"id", "name", "sampleCount", "createTime", "updateTime"}
+
+
+@pytest_asyncio.fixture(scope="module")
+async def meeting_service(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[RunningMeetingService]:
+    """meeting_service with its pipeline, gpu_proxy and a mock-engine gpu_node."""
+    async with run_mesh(
+        database_url,
+        make_pki(tmp_path_factory.mktemp("pki")),
+        tmp_path_factory.mktemp("mesh"),
+        voice_sample_max_s=MAX_SAMPLE_S,
+    ) as mesh:
+        yield mesh.service
+
+
+def _voice(frequency: float, seconds: float = 4.0) -> bytes:
+    return as_wav(np.concatenate([silence(0.3), tone(seconds, frequency), silence(0.3)]))
+
+
+async def _enroll(
+    http: aiohttp.ClientSession, headers: dict[str, str], name: str, body: bytes
+) -> aiohttp.ClientResponse:
+    return await http.post(
+        "/v1/voiceProfiles:fromAudio",
+        params={"name": name},
+        data=body,
+        headers={**headers, "Content-Type": "audio/wav"},
+    )
+
+
+async def _profiles(http: aiohttp.ClientSession, headers: dict[str, str]) -> list[Any]:
+    async with http.get("/v1/voiceProfiles", headers=headers) as r:
+        assert r.status == 200
+        profiles: list[Any] = (await r.json()).get("voiceProfiles", [])
+        return profiles
+
+
+async def _speakers(http: aiohttp.ClientSession, headers: dict[str, str]) -> list[str]:
+    """Processes a meeting of a low then a high voice; returns who each segment shows."""
+    meeting = np.concatenate(
+        [silence(0.4), tone(1.5, LOW), silence(0.7), tone(1.5, HIGH), silence(0.4)]
+    )
+    async with http.post("/v1/meetings", json={"title": "later"}, headers=headers) as r:
+        meeting_id = (await r.json())["meeting"]["id"]
+    upload = {**headers, "Content-Type": "audio/wav"}
+    async with http.put(
+        f"/v1/meetings/{meeting_id}/audio", data=as_wav(meeting), headers=upload
+    ) as r:
+        assert r.status == 200, await r.text()
+
+    async def completed() -> bool:
+        async with http.get(f"/v1/meetings/{meeting_id}", headers=headers) as r:
+            status: str = (await r.json())["meeting"]["status"]
+            assert status != "MEETING_STATUS_FAILED"
+            return status == "MEETING_STATUS_COMPLETED"
+
+    await wait_until(completed)
+    async with http.get(f"/v1/meetings/{meeting_id}/transcript", headers=headers) as r:
+        segments = (await r.json())["segments"]
+    return [s.get("speakerName") or s["speaker"] for s in segments]
+
+
+@route("POST", "/v1/voiceProfiles:fromAudio", "success")
+@route("POST", "/v1/voiceProfiles/{voice_profile_id}/audio", "success")
+async def test_a_profile_from_a_recording_names_that_voice_in_a_later_meeting(
+    http: aiohttp.ClientSession, as_user: dict[str, str]
+) -> None:
+    async with await _enroll(http, as_user, " Lou ", _voice(LOW)) as r:
+        assert r.status == 201, await r.text()
+        profile = (await r.json())["voiceProfile"]
+    assert set(profile) == PROFILE_FIELDS  # no vector in any answer
+    assert (profile["name"], profile["sampleCount"]) == ("Lou", 1)
+
+    async with http.post(
+        f"/v1/voiceProfiles/{profile['id']}/audio",
+        data=_voice(LOW, 3.5),
+        headers={**as_user, "Content-Type": "application/octet-stream"},
+    ) as r:
+        assert r.status == 201, await r.text()
+        assert (await r.json())["voiceProfile"]["sampleCount"] == 2
+
+    shown = await _speakers(http, as_user)
+    assert shown[0] == "Lou" and shown[1].startswith("SPEAKER_"), shown
+    # Another user's meeting of the same voices: the profile is not theirs.
+    assert all(name.startswith("SPEAKER_") for name in await _speakers(http, bearer("other")))
+
+
+@route("POST", "/v1/voiceProfiles:fromAudio", "failure")
+async def test_a_recording_that_cannot_make_a_voice_is_refused_and_changes_nothing(
+    http: aiohttp.ClientSession, as_user: dict[str, str]
+) -> None:
+    refused = {
+        b"this is a text file, not a recording\n" * 40: ("NOT_AUDIO", "not audio"),
+        b"": ("INVALID_FIELD", "audio is required"),
+        _voice(LOW, 1.0): ("INVALID_FIELD", "only 1.0 s of speech"),
+        as_wav(silence(5.0)): ("INVALID_FIELD", "no speech"),
+        _voice(LOW, MAX_SAMPLE_S + 1): ("INVALID_FIELD", f"longer than {MAX_SAMPLE_S:g} s"),
+    }
+    for body, (reason, words) in refused.items():
+        async with await _enroll(http, as_user, "Lou", body) as r:
+            assert r.status == 400, await r.text()
+            error = await error_of(r)
+        assert reason_of(error) == reason and words in error["message"], error
+    async with await _enroll(http, as_user, "Lou", bytes(4 * 1024 * 1024 + 1)) as r:
+        assert r.status == 413
+    async with await _enroll(http, as_user, "  ", _voice(LOW)) as r:
+        assert r.status == 400
+        assert "name" in (await error_of(r))["message"]
+    assert await _profiles(http, as_user) == []
+
+
+@route("POST", "/v1/voiceProfiles/{voice_profile_id}/audio", "failure")
+async def test_another_users_profile_takes_no_recording(
+    http: aiohttp.ClientSession, as_user: dict[str, str]
+) -> None:
+    async with await _enroll(http, as_user, "Lou", _voice(LOW)) as r:
+        pid = (await r.json())["voiceProfile"]["id"]
+    path = f"/v1/voiceProfiles/{pid}/audio"
+    async with http.post(path, data=_voice(HIGH), headers=bearer("intruder")) as r:
+        assert r.status == 404
+        assert reason_of(await error_of(r)) == "VOICE_PROFILE_NOT_FOUND"
+    async with http.post(path, data=b"not audio at all", headers=as_user) as r:
+        assert r.status == 400
+        assert reason_of(await error_of(r)) == "NOT_AUDIO"
+    async with http.post("/v1/voiceProfiles/not-a-uuid/audio", data=_voice(LOW)) as r:
+        assert r.status == 401
+    assert [p["sampleCount"] for p in await _profiles(http, as_user)] == [1]
