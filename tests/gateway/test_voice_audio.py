@@ -5,7 +5,10 @@ changes nothing; another user's profile can be neither improved nor matched."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -13,9 +16,11 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
+from meeting_mesh.cli import main
 from meeting_service.server import RunningMeetingService
-from tests.support.gateway import bearer, error_of, reason_of, route, wait_until
+from tests.support.gateway import RunningGateway, bearer, error_of, reason_of, route, wait_until
 from tests.support.gpu import as_wav, make_pki, silence, tone
+from tests.support.meeting import make_token
 from tests.support.mesh import run_mesh
 
 LOW, HIGH = 180.0, 420.0
@@ -149,3 +154,39 @@ async def test_another_users_profile_takes_no_recording(
     async with http.post("/v1/voiceProfiles/not-a-uuid/audio", data=_voice(LOW)) as r:
         assert r.status == 401
     assert [p["sampleCount"] for p in await _profiles(http, as_user)] == [1]
+
+
+async def test_profiles_are_kept_with_the_cli(
+    gateway: RunningGateway, user: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    token = make_token(user)
+
+    async def cli(*args: str) -> tuple[int, Any, str]:
+        # In a thread: the command runs its own event loop, as from a terminal.
+        argv = ["voices", "--url", gateway.url, "--token", token, "--json", *args]
+        code = await asyncio.to_thread(main, argv)
+        captured = capsys.readouterr()
+        return code, json.loads(captured.out) if captured.out else None, captured.err
+
+    recording = tmp_path / "lou.wav"
+    recording.write_bytes(_voice(LOW))
+    code, answer, err = await cli("enroll", "Lou", str(recording))
+    assert code == 0, err
+    pid = answer["voiceProfile"]["id"]
+    code, answer, err = await cli("add", pid, str(recording))
+    assert (code, answer["voiceProfile"]["sampleCount"]) == (0, 2), err
+    code, answer, err = await cli("rename", pid, "Louise")
+    assert (code, answer["voiceProfile"]["name"]) == (0, "Louise"), err
+    code, answer, _ = await cli("list")
+    assert [(p["name"], p["sampleCount"]) for p in answer["voiceProfiles"]] == [("Louise", 2)]
+
+    text = tmp_path / "notes.txt"
+    text.write_text("not a recording\n" * 50)
+    code, _, err = await cli("add", pid, str(text))
+    assert code == 1 and "not audio" in err, err
+    code, _, err = await cli("enroll", "Lou", str(tmp_path / "missing.wav"))
+    assert code == 2 and "cannot read" in err, err
+    code, _, err = await cli("delete", pid)
+    assert code == 0, err
+    code, answer, _ = await cli("list")
+    assert answer == {"voiceProfiles": []}
