@@ -18,8 +18,9 @@ import pytest_asyncio
 
 from meeting_mesh.cli import main
 from meeting_service.server import RunningMeetingService
+from tests.gateway.test_live import TIMEOUT, session_end
 from tests.support.gateway import RunningGateway, bearer, error_of, reason_of, route, wait_until
-from tests.support.gpu import as_wav, make_pki, silence, tone
+from tests.support.gpu import as_wav, make_pki, pcm16, silence, tone
 from tests.support.meeting import make_token
 from tests.support.mesh import run_mesh
 
@@ -64,11 +65,15 @@ async def _profiles(http: aiohttp.ClientSession, headers: dict[str, str]) -> lis
         return profiles
 
 
-async def _speakers(http: aiohttp.ClientSession, headers: dict[str, str]) -> list[str]:
-    """Processes a meeting of a low then a high voice; returns who each segment shows."""
-    meeting = np.concatenate(
+def _meeting() -> np.ndarray:
+    return np.concatenate(
         [silence(0.4), tone(1.5, LOW), silence(0.7), tone(1.5, HIGH), silence(0.4)]
     )
+
+
+async def _speakers(http: aiohttp.ClientSession, headers: dict[str, str]) -> list[str]:
+    """Processes a meeting of a low then a high voice; returns who each segment shows."""
+    meeting = _meeting()
     async with http.post("/v1/meetings", json={"title": "later"}, headers=headers) as r:
         meeting_id = (await r.json())["meeting"]["id"]
     upload = {**headers, "Content-Type": "audio/wav"}
@@ -154,6 +159,33 @@ async def test_another_users_profile_takes_no_recording(
     async with http.post("/v1/voiceProfiles/not-a-uuid/audio", data=_voice(LOW)) as r:
         assert r.status == 401
     assert [p["sampleCount"] for p in await _profiles(http, as_user)] == [1]
+
+
+async def test_a_live_sessions_speakers_take_profile_names_when_its_job_ends(
+    http: aiohttp.ClientSession, as_user: dict[str, str], meeting_id: str
+) -> None:
+    # Live recognition labels no speakers; the job that diarizes the session at its end
+    # names them, and the session's socket (still open for that job's events) sees it.
+    async with await _enroll(http, as_user, "Lou", _voice(LOW)) as r:
+        assert r.status == 201
+    data = pcm16(_meeting())
+    async with http.ws_connect(
+        f"/v1/meetings/{meeting_id}/live",
+        headers=as_user,
+        params={"encoding": "linear16", "sample_rate": "16000"},
+        timeout=TIMEOUT,
+    ) as ws:
+        for start in range(0, len(data), 3200):
+            await ws.send_bytes(data[start : start + 3200])
+        await ws.send_str(json.dumps({"type": "end"}))
+        texts, code, _ = await session_end(ws)
+    assert code == 1000, texts[-1:]
+    segments = [t["segment"] for t in texts if t["event"] == "segment"]
+    live = [s for s in segments if not s.get("speaker")]
+    assert live and not any(s.get("speakerName") for s in live), segments
+    last = {s.get("index", 0): s for s in segments}  # each segment's last version
+    shown = [last[i].get("speakerName") or last[i]["speaker"] for i in sorted(last)]
+    assert shown[0] == "Lou" and shown[1].startswith("SPEAKER_"), shown
 
 
 async def test_profiles_are_kept_with_the_cli(
