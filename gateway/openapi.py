@@ -370,7 +370,10 @@ def _rest_operation(route: RestRoute, schemas: _Schemas) -> dict[str, Any]:
         operation["requestBody"] = {
             "required": rules.required,
             "description": comment(raw.full_name),
-            "content": {"application/octet-stream": {"schema": binary}, "*/*": {"schema": binary}},
+            "content": {
+                "application/octet-stream": {"schema": binary},
+                "audio/*": {"schema": binary},
+            },
         }
     elif route.body:
         body_type = (
