@@ -114,6 +114,9 @@ class MeetingServiceSettings(CommonSettings):
         quota_uploads_per_minute: New uploads one caller may start per minute; 0: no
             limit.
         quota_stored_bytes: Bytes one caller's recordings may hold; 0: no limit.
+        voice_sample_min_speech_s: Least speech a recording of a voice alone must hold to
+            make a voice profile's sample (less embeds too unreliably to name anyone).
+        voice_sample_max_s: Longest such recording (its decoded audio is held whole).
     """
 
     database_url: SecretStr | None = Field(
@@ -174,6 +177,8 @@ class MeetingServiceSettings(CommonSettings):
     quota_live_sessions: int = Field(default=0, ge=0)
     quota_uploads_per_minute: int = Field(default=0, ge=0)
     quota_stored_bytes: int = Field(default=0, ge=0)
+    voice_sample_min_speech_s: float = Field(default=3.0, ge=0)
+    voice_sample_max_s: float = Field(default=120.0, gt=0)
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> MeetingServiceSettings:
