@@ -58,6 +58,11 @@ from meeting_service.transcripts.event_log import EventLog
 from mesh_common.logging import logger
 from mesh_common.streams import DRAIN_SECONDS, drain, read_ahead
 
+# Chunks received ahead of the one being stored: an object store takes a whole part at
+# once (8 MiB by default, the gateway's chunks are 1 MiB), and the stream keeps flowing
+# while it does. Bounded, so a stream holds at most this many chunks more in memory.
+READ_AHEAD_CHUNKS = 8
+
 _UPLOADABLE = frozenset(
     {meeting_pb2.MEETING_STATUS_AWAITING_AUDIO, meeting_pb2.MEETING_STATUS_UPLOADING}
 )
@@ -136,8 +141,8 @@ class UploadsService:
                 UPLOAD_OFFSET_MISMATCH, UPLOAD_TOO_LARGE, UPLOAD_CHECKSUM_MISMATCH, NOT_AUDIO,
                 QUOTA_EXCEEDED (at the start, before any byte is stored).
         """
-        # The next chunk arrives while this one is committed.
-        async with contextlib.aclosing(read_ahead(requests)) as ahead:
+        # The next chunks arrive while this one is stored.
+        async with contextlib.aclosing(read_ahead(requests, READ_AHEAD_CHUNKS)) as ahead:
             try:
                 return await self._upload(owner, ahead, trace_context)
             except MeetingError:
