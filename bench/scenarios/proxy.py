@@ -3,7 +3,7 @@
 Both sides use mTLS with the same client certificate and the mock engine, so the
 difference is the proxy's hop: its inbound mTLS server, balancing, replay buffer and pooled
 outbound channel. The stream is a two-voice conversation (tones and pauses) sent in the
-pipeline's blocks of decoded audio (`BLOCK_BYTES`, 1 MiB); the time is from the first
+pipeline's blocks of decoded audio (`BLOCK_BYTES`, 8 s); the time is from the first
 message to the last segment. Subject and reference alternate; each keeps its median.
 """
 
@@ -132,10 +132,11 @@ async def proxy_overhead(context: BenchContext) -> Result:
             f"CPU on 2 cores: the proxy is a third process spending {proxy_ms} ms of CPU per "
             f"stream beside the node's {node_ms} ms (mock engine), on cores the caller and "
             "the node already share. Its work is per message (mTLS decrypt and encrypt, "
-            "HTTP/2, grpc.aio's per-message completion-queue round trip), with audio in the "
-            "largest messages the contract allows (1 MiB) and one message per segment (the "
-            "contract's RecognizeResponse holds one); our own Python per message (request and "
-            "response read-ahead) is a few per cent of the proxy's profile, the rest is grpc "
-            "core and TLS."
+            "HTTP/2, grpc.aio's per-message completion-queue round trip) and store-and-"
+            "forward: a message reaches the node only once the proxy has all of it, so larger "
+            "audio messages cost less CPU but delay the node's start; segments come back one "
+            "per message (the contract's RecognizeResponse holds one). Our own Python per "
+            "message (request and response read-ahead) is a few per cent of the proxy's "
+            "profile; the rest is grpc core and TLS."
         ),
     )

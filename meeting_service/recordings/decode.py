@@ -21,13 +21,11 @@ import av
 from meeting_service.recordings.pcm import SAMPLE_RATE_HZ
 from meeting_service.recordings.recording_file import ReadAt, RecordingFile
 
-# The most audio the contract allows in one message of the GPU calls (1 MiB, about 33 s of
-# PCM), per block handed to the loop and per message: every message costs each hop
-# (gpu_proxy, the node) the same per-message work whatever its size (docs/bench.md,
-# `proxy_overhead`).
-BLOCK_BYTES = 1 << 20
-# Blocks decoded ahead of the call that sends them (2 MiB of PCM).
-QUEUE_BLOCKS = 2
+# 8 s of PCM per block handed to the loop, and per message of the GPU calls: every message
+# costs each hop (gpu_proxy, the node) the same transport work whatever its size, and the
+# contract allows up to 1 MiB (docs/bench.md, `proxy_overhead`).
+BLOCK_BYTES = 256 * 1024
+QUEUE_BLOCKS = 8
 
 
 class UndecodableRecording(Exception):
