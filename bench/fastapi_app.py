@@ -5,8 +5,12 @@ token, calls MeetingService.GetMeeting over one grpc.aio channel, and answers th
 JSON (protobuf JSON mapping, same field rules) with the same error table. Only the route
 the benchmark drives exists; it shares our token verifier and error table, and writes the
 same structured access line per request (`access_logged`, a plain ASGI wrapper, not
-Starlette's slower `BaseHTTPMiddleware`), so both sides do the same work per request. What
-it leaves out: a trace span and request metrics, which the gateway keeps.
+Starlette's slower `BaseHTTPMiddleware`), so both sides do the same work per request. The
+JSON is written as a FastAPI app writes a protobuf answer, with protobuf's own
+`json_format.MessageToDict` and `JSONResponse`; the gateway's mapping compiled per message
+type (gateway/protojson.py) gives the same JSON and is the gateway's own work, not lent
+to the reference. What it leaves out: a trace span and request metrics, which the gateway
+keeps.
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ only the channel to meeting_service, so any number of gateways can run side by s
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -47,9 +46,7 @@ async def _docs(_request: web.Request) -> web.StreamResponse:
 
 
 async def _channel_context(app: web.Application) -> AsyncIterator[None]:
-    channel = app[state.TELEMETRY].trace_channel(
-        open_channel(app[state.SETTINGS].meeting_service_target)
-    )
+    channel = app[state.TELEMETRY].trace_channel(open_channel(app[state.SETTINGS]))
     app[state.CHANNEL] = channel
     app[state.STUB] = meeting_service_pb2_grpc.MeetingServiceStub(channel)
     yield
@@ -91,7 +88,7 @@ def create_app(settings: GatewaySettings, telemetry: Telemetry | None = None) ->
     app[VERIFIER] = settings.token_verifier()
     app[state.TELEMETRY] = telemetry
     app[state.METRICS] = metrics
-    app[state.STOPPING] = asyncio.Event()
+    app[state.STOPPING] = state.Stopping()
     add_allowed_origin_headers(app, origins)
     app.cleanup_ctx.append(_channel_context)
     app.on_shutdown.append(_begin_stopping)

@@ -12,7 +12,9 @@ import json
 
 import grpc
 
+from gateway.settings import GatewaySettings
 from gen.meeting.v1 import meeting_service_pb2
+from mesh_common.keepalive import channel_options
 
 _SERVICE = meeting_service_pb2.DESCRIPTOR.services_by_name["MeetingService"]
 _HEALTH_SERVICE = "grpc.health.v1.Health"
@@ -52,25 +54,27 @@ def service_config() -> str:
     )
 
 
-# Pings no more often than gRPC servers accept by default (5 minutes without data), so an
-# idle event stream is never closed by the server with "too many pings".
 CHANNEL_OPTIONS: list[tuple[str, str | int]] = [
     ("grpc.service_config", service_config()),
     ("grpc.enable_retries", 1),
-    ("grpc.keepalive_time_ms", 300_000),
-    ("grpc.keepalive_timeout_ms", 20_000),
-    ("grpc.keepalive_permit_without_calls", 0),
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
 ]
 
 
-def open_channel(target: str) -> grpc.aio.Channel:
+def open_channel(settings: GatewaySettings) -> grpc.aio.Channel:
     """Opens the channel to meeting_service (connects lazily, reconnects by itself).
 
+    A replica that goes silent (its machine or network gone) is found by keepalive
+    within `grpc_keepalive_s + grpc_keepalive_timeout_s`: its streams end UNAVAILABLE
+    (their SSE clients resume by sequence) and the channel connects again, to the next
+    address of the target when it lists several.
+
     Args:
-        target: "host:port" of meeting_service.
+        settings: `meeting_service_target` ("host:port", or `ipv4:a:p,b:q` for several
+            replicas) and the keepalive settings.
 
     Returns:
         The channel; close it with `await channel.close()`.
     """
-    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+    options = CHANNEL_OPTIONS + channel_options(settings)
+    return grpc.aio.insecure_channel(settings.meeting_service_target, options=options)

@@ -28,7 +28,8 @@ from contract_errors.meeting import invalid_field
 from gateway import state
 from gateway.auth import PRINCIPAL_KEY, grpc_metadata
 from gateway.http_errors import error_view
-from gateway.jsonpb import non_negative_int, to_json_text
+from gateway.jsonpb import non_negative_int, to_json_bytes
+from gateway.single_flight import SingleFlight
 from gen.meeting.v1 import (
     meeting_pb2,
     meeting_service_pb2,
@@ -101,7 +102,11 @@ def _render(event: meeting_pb2.TranscriptEvent | user_events_pb2.UserEvent) -> b
     kind = event.WhichOneof("kind") or ""
     names = USER_EVENT_NAMES if isinstance(event, user_events_pb2.UserEvent) else EVENT_NAMES
     name = names.get(kind, "message")
-    return f"id: {event.sequence}\nevent: {name}\ndata: {to_json_text(event)}\n\n".encode()
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (
+        event.sequence,
+        name.encode(),
+        to_json_bytes(event),
+    )
 
 
 class RenderCache:
@@ -177,15 +182,23 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     settings = state.settings(request)
     stub = state.stub(request)
     metadata = grpc_metadata(request)
-    found: meeting_service_pb2.GetMeetingResponse = await stub.GetMeeting(
-        meeting_service_pb2.GetMeetingRequest(meeting_id=meeting_id),
-        metadata=metadata,
-        timeout=settings.unary_timeout_s,
-    )
+
+    async def get_meeting() -> meeting_service_pb2.GetMeetingResponse:
+        found: meeting_service_pb2.GetMeetingResponse = await stub.GetMeeting(
+            meeting_service_pb2.GetMeetingRequest(meeting_id=meeting_id),
+            metadata=metadata,
+            timeout=settings.unary_timeout_s,
+        )
+        return found
+
+    # The same meeting asked with the same credentials gets the same answer: a burst of
+    # subscribers shares one call.
+    checks = _shared_streams(request.app).checks
+    ended = (await checks.run((meeting_id, metadata), get_meeting)).meeting.status in _ENDED
 
     call: StreamCall | None = None
     first: Any = None
-    if found.meeting.status in _ENDED:
+    if ended:
         # Its stream sends what is stored and ends: nothing more can come. Read its first
         # answer before the headers, so that "nothing after the resume point" is a 204.
         call = _open(stub, meeting_id, after, metadata)
@@ -197,7 +210,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     await response.write(f"retry: {settings.sse_retry_ms}\n\n".encode())
     heartbeat = settings.sse_heartbeat_s
-    stopping = asyncio.ensure_future(request.app[state.STOPPING].wait())
+    stopping = request.app[state.STOPPING].future()
     shared: SharedStream | None = None
     try:
         with state.metrics(request).sse_open.track_inprogress():
@@ -220,7 +233,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     except ConnectionError:
         pass  # the client left; nothing to tell it
     finally:
-        stopping.cancel()
+        request.app[state.STOPPING].release(stopping)
         if shared is not None:
             shared.leave()
         if call is not None:
@@ -258,7 +271,7 @@ async def stream_user_events(request: web.Request) -> web.StreamResponse:
     if call.done():
         await call.read()  # raises the call's error
     response = web.StreamResponse(headers=_SSE_HEADERS)
-    stopping = asyncio.ensure_future(request.app[state.STOPPING].wait())
+    stopping = request.app[state.STOPPING].future()
     try:
         await response.prepare(request)
         await response.write(f"retry: {settings.sse_retry_ms}\n\n".encode())
@@ -267,7 +280,7 @@ async def stream_user_events(request: web.Request) -> web.StreamResponse:
     except ConnectionError:
         pass  # the client left; nothing to tell it
     finally:
-        stopping.cancel()
+        request.app[state.STOPPING].release(stopping)
         call.cancel()
     return response
 
@@ -303,11 +316,15 @@ class SharedStreams:
 
     Every SSE connection of a user on a meeting (only its owner may follow it) reads
     the same events, so one call to meeting_service serves them all: one gRPC message
-    and one JSON encoding per event in the gateway, not one per connection.
+    and one JSON encoding per event in the gateway, not one per connection. The
+    ownership checks that come before a stream opens are shared the same way while in
+    flight (`checks`).
     """
 
     def __init__(self) -> None:
         self._streams: dict[StreamKey, SharedStream] = {}
+        # The ownership checks (GetMeeting) in flight, shared by identical requests.
+        self.checks: SingleFlight[meeting_service_pb2.GetMeetingResponse] = SingleFlight()
 
     def join(
         self,

@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
+import orjson
 from aiohttp import hdrs, web
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -24,6 +25,7 @@ from google.protobuf.message import Message
 from contract_errors.meeting import MeetingError, invalid_field
 from gateway import state
 from gateway.http_errors import HttpError, request_timeout
+from gateway.protojson import message_to_json
 
 _FIELD_IN_MESSAGE = re.compile(r'no field named "([^"]+)"|parse (\w+) field|field "?([\w.]+)"?')
 
@@ -45,21 +47,43 @@ def to_json(message: Message) -> dict[str, Any]:
         message: Any protobuf message.
 
     Returns:
-        A dict ready for `json.dumps`.
+        A dict ready for a JSON encoder.
     """
-    return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+    return cast(dict[str, Any], message_to_json(message))
 
 
-def to_json_text(message: Message) -> str:
-    """Returns a message as compact one-line JSON (for SSE `data:` and WebSocket frames).
+def to_json_bytes(message: Message) -> bytes:
+    """Returns a message as compact one-line UTF-8 JSON (REST bodies, SSE `data:` lines).
 
     Args:
         message: Any protobuf message.
 
     Returns:
-        The JSON text.
+        The JSON text, encoded.
     """
-    return json.dumps(to_json(message), separators=(",", ":"))
+    return orjson.dumps(message_to_json(message))
+
+
+def json_body(
+    message: Message, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """Returns the JSON response of a message.
+
+    Args:
+        message: The message answered.
+        status: The HTTP status.
+        headers: Headers besides `Content-Type`.
+
+    Returns:
+        The response (`application/json; charset=utf-8`, as `web.json_response` answers).
+    """
+    return web.Response(
+        body=to_json_bytes(message),
+        status=status,
+        headers=headers,
+        content_type="application/json",
+        charset="utf-8",
+    )
 
 
 INT32_MAX = 2**31 - 1

@@ -213,7 +213,7 @@ async def _session(
     acceptance = asyncio.ensure_future(_await_acceptance(call, accepted))
     uplink = asyncio.ensure_future(_uplink(ws, audio, ended))
     downlink = asyncio.ensure_future(_downlink(ws, call))
-    stopping = asyncio.ensure_future(request.app[state.STOPPING].wait())
+    stopping = request.app[state.STOPPING].future()
     open_sockets = state.metrics(request).websockets_open
     open_sockets.inc()
     try:
@@ -228,7 +228,8 @@ async def _session(
         call.cancel()
         await _close(ws, uplink, downlink, stopping)
     finally:
-        for task in (uplink, downlink, stopping, acceptance):
+        request.app[state.STOPPING].release(stopping)
+        for task in (uplink, downlink, acceptance):
             task.cancel()
         call.cancel()
         open_sockets.dec()

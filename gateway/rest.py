@@ -23,7 +23,7 @@ from google.protobuf.message import Message
 from contract_errors.meeting import invalid_field
 from gateway import state
 from gateway.auth import grpc_metadata
-from gateway.jsonpb import merge_json, read_json_body, to_json
+from gateway.jsonpb import json_body, merge_json, read_json_body
 from gen.meeting.v1 import meeting_service_pb2
 
 SERVICE = meeting_service_pb2.DESCRIPTOR.services_by_name["MeetingService"]
@@ -229,7 +229,7 @@ def make_handler(route: RestRoute) -> Callable[[web.Request], Awaitable[web.Stre
         )
         if route.success_status == 204:
             return web.Response(status=204)
-        return web.json_response(to_json(response), status=route.success_status)
+        return json_body(response, route.success_status)
 
     handler.__name__ = f"rest_{route.method.name}"
     handler.__doc__ = route.method.name

@@ -12,6 +12,7 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from opentelemetry import trace
+from prometheus_client import Counter, Histogram
 
 from gateway.auth import PRINCIPAL_KEY, Handler
 from gateway.metrics import GatewayMetrics
@@ -32,6 +33,7 @@ def telemetry_middleware(telemetry: Telemetry, metrics: GatewayMetrics) -> Middl
         The aiohttp middleware.
     """
     tracer = telemetry.tracer("aiohttp")
+    series = _RouteSeries(metrics)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -62,10 +64,33 @@ def telemetry_middleware(telemetry: Telemetry, metrics: GatewayMetrics) -> Middl
                     )
                     if status >= 500:
                         span.set_status(trace.Status(trace.StatusCode.ERROR))
-                metrics.http_requests.labels(template, request.method, str(status)).inc()
-                metrics.http_latency.labels(template, request.method).observe(elapsed)
+                count, latency = series(template, request.method, status)
+                count.inc()
+                latency.observe(elapsed)
                 principal = request.get(PRINCIPAL_KEY)
                 user = principal.user if principal is not None else ""
                 log_http_access(request.method, template, status, elapsed, user)
 
     return middleware
+
+
+class _RouteSeries:
+    """Each (route, method, status)'s request counter and latency histogram, looked up once.
+
+    The labels are the ones the registry keeps a series for anyway, so this holds no more
+    than the registry does.
+    """
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self._metrics = metrics
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def __call__(self, route: str, method: str, status: int) -> tuple[Counter, Histogram]:
+        key = (route, method, status)
+        found = self._series.get(key)
+        if found is None:
+            found = self._series[key] = (
+                self._metrics.http_requests.labels(route, method, str(status)),
+                self._metrics.http_latency.labels(route, method),
+            )
+        return found

@@ -24,7 +24,7 @@ from contract_errors.meeting import (
 from gateway import state
 from gateway.auth import grpc_metadata
 from gateway.http_errors import HttpError, request_timeout
-from gateway.jsonpb import non_negative_int, to_json
+from gateway.jsonpb import json_body, non_negative_int
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
 
 UPLOAD_OFFSET = "Upload-Offset"
@@ -134,7 +134,7 @@ async def _stream_upload(
     request: web.Request, upload: meeting_service_pb2.UploadMetadata
 ) -> web.Response:
     response = await stream_upload(request, upload, request.content.read)
-    return web.json_response(to_json(response), headers={UPLOAD_OFFSET: str(response.stored_size)})
+    return json_body(response, headers={UPLOAD_OFFSET: str(response.stored_size)})
 
 
 async def stream_upload(

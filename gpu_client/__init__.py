@@ -6,13 +6,14 @@ It depends only on the contract and `mesh_common`, so a caller needs nothing of 
 from gpu_client.calls import diarize, recognize
 from gpu_client.capabilities import FleetCapabilities
 from gpu_client.channel import GpuStubs, connect
-from gpu_client.connection import GpuConnection, GpuNotConfigured
+from gpu_client.connection import GpuConnection, GpuNotConfigured, GpuUnreachable
 
 __all__ = [
     "FleetCapabilities",
     "GpuConnection",
     "GpuNotConfigured",
     "GpuStubs",
+    "GpuUnreachable",
     "connect",
     "diarize",
     "recognize",

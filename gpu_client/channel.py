@@ -16,6 +16,7 @@ retries the job. A RESOURCE_EXHAUSTED answer carries a `RetryInfo` delay, read w
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,7 @@ def connect(
     ca: Path,
     *,
     tls_name: str | None = None,
+    keepalive: Sequence[tuple[str, int]] = (),
 ) -> grpc.aio.Channel:
     """Opens an mTLS channel to the GPU proxy.
 
@@ -60,6 +62,7 @@ def connect(
         ca: The CA the proxy's certificate must chain to.
         tls_name: The name to check in the proxy's certificate when `target` is an address
             the certificate does not name.
+        keepalive: The keepalive options (`mesh_common.keepalive.channel_options`).
 
     Returns:
         The channel; close it when done.
@@ -69,6 +72,7 @@ def connect(
         ("grpc.enable_retries", 1),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        *keepalive,
     ]
     if tls_name:
         options.append(("grpc.ssl_target_name_override", tls_name))

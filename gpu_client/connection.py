@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
 
 from gpu_client.channel import GpuStubs, connect
 from mesh_common.grpc_tracing import ChannelWrapper, untraced
+from mesh_common.keepalive import connects
 from mesh_common.tls import KeyPair
 
 
 class GpuNotConfigured(Exception):
     """The client certificate (or the CA) for gpu_proxy is missing; the message says which."""
+
+
+class GpuUnreachable(Exception):
+    """gpu_proxy did not finish connecting within the connect timeout; the message says where."""
 
 
 class GpuConnection:
@@ -23,6 +29,8 @@ class GpuConnection:
         identity: This service's client certificate and key.
         ca: The CA gpu_proxy's certificate must chain to.
         tls_name: Name to check in gpu_proxy's certificate; None checks the target's host.
+        keepalive: The channel's keepalive options (`mesh_common.keepalive`).
+        connect_timeout: How long `connected_stubs` waits for a connection.
         trace_channel: Wraps the channel in the service's tracing.
     """
 
@@ -32,12 +40,16 @@ class GpuConnection:
         identity: KeyPair,
         ca: Path,
         tls_name: str | None = None,
+        keepalive: Sequence[tuple[str, int]] = (),
         trace_channel: ChannelWrapper = untraced,
+        connect_timeout: float = 5.0,
     ) -> None:
         self.target = target
         self._identity = identity
         self._ca = ca
         self._tls_name = tls_name
+        self._keepalive = keepalive
+        self._connect_timeout = connect_timeout
         self._trace_channel = trace_channel
         self._channel: grpc.aio.Channel | None = None
         self._stubs: GpuStubs | None = None
@@ -64,10 +76,32 @@ class GpuConnection:
             if problem is not None:
                 raise GpuNotConfigured(problem)
             self._channel = self._trace_channel(
-                connect(self.target, self._identity, self._ca, tls_name=self._tls_name)
+                connect(
+                    self.target,
+                    self._identity,
+                    self._ca,
+                    tls_name=self._tls_name,
+                    keepalive=self._keepalive,
+                )
             )
             self._stubs = GpuStubs.of(self._channel)
         return self._stubs
+
+    async def connected_stubs(self) -> GpuStubs:
+        """Returns the stubs once the channel has a connection (or failed to make one).
+
+        Raises:
+            GpuNotConfigured: A certificate file is missing.
+            GpuUnreachable: Still connecting after the connect timeout: a call would
+                wait for it until its deadline.
+        """
+        stubs = self.stubs()
+        assert self._channel is not None
+        if not await connects(self._channel, self._connect_timeout):
+            raise GpuUnreachable(
+                f"gpu_proxy at {self.target} did not connect within {self._connect_timeout:g} s"
+            )
+        return stubs
 
     async def close(self) -> None:
         """Closes the channel (calls in flight are cancelled)."""

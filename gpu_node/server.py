@@ -20,6 +20,7 @@ from gpu_node.servicers import SERVICE_NAMES, add_servicers
 from gpu_node.settings import GpuNodeSettings
 from mesh_common.grpc_server import add_health_and_reflection, set_serving
 from mesh_common.health_port import HealthPort, serve_health_port
+from mesh_common.keepalive import server_options
 from mesh_common.lanes import BATCH, LIVE
 from mesh_common.logging import logger
 from mesh_common.metrics_endpoint import MetricsEndpoint
@@ -109,6 +110,7 @@ async def run_gpu_node(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
+            *server_options(settings),
         ],
     )
     add_servicers(server, engines, admission, settings.gpu_node_max_diarize_s)

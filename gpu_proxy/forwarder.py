@@ -3,7 +3,8 @@
 One loop serves every call shape (unary, client streaming, bidirectional): lease a node
 from the balancer, open the call on one of its channels with what is left of the caller's
 deadline, relay responses (reading each next one while the previous one goes to the
-caller). A failure before the first response is retried on another node
+caller). An attempt whose channel does not connect within the connect timeout, and a failure
+before the first response, are retried on another node
 (the request stream replayed from `ReplayBuffer`) after a jittered backoff; a failure after
 it goes back to the caller, who resumes at a higher level (the pipeline retries the job).
 Every outcome is reported to the node's circuit breaker.
@@ -25,6 +26,7 @@ from gpu_proxy.balancer import Balancer
 from gpu_proxy.node import Node
 from gpu_proxy.replay import ReplayBuffer
 from gpu_proxy.retry import NODE_FAILURES
+from mesh_common.keepalive import connects
 from mesh_common.lanes import BATCH, Lane
 from mesh_common.logging import logger
 from mesh_common.retry import RETRYABLE_CODES, backoff_delay, effective_code
@@ -88,11 +90,19 @@ class RetryPolicy:
         max_attempts: Attempts in all, across nodes.
         backoff_initial: Backoff ceiling after the first failure, in seconds.
         backoff_max: Largest backoff ceiling.
+        connect_timeout: How long an attempt waits for its channel to connect; a node
+            still connecting then is tried no longer (a failure of the node, counted by
+            its breaker) and the call moves on, rather than spend the caller's deadline.
     """
 
     max_attempts: int
     backoff_initial: float
     backoff_max: float
+    connect_timeout: float = 5.0
+
+
+class _NeverConnected(Exception):
+    """The attempt's channel did not connect within the connect timeout."""
 
 
 class Forwarder:
@@ -151,7 +161,15 @@ class Forwarder:
                 stream = requests.attempt() if requests is not None else None
                 received = False
                 try:
-                    call, responses = open_call(node.pool.channel(), stream, remaining)
+                    channel = node.pool.channel()
+                    connect_timeout = self._policy.connect_timeout
+                    # Only a whole connect timeout is the node's failure; a shorter wait
+                    # is cut by the caller's deadline, which the call itself keeps.
+                    if (remaining is None or remaining > connect_timeout) and not (
+                        await connects(channel, connect_timeout)
+                    ):
+                        raise _NeverConnected
+                    call, responses = open_call(channel, stream, remaining)
                     if on_accepted is not None:
                         await call.initial_metadata()
                         if not call.done():
@@ -166,6 +184,18 @@ class Forwarder:
                                 requests.commit()
                             node.breaker.record_success()
                         yield response
+                except _NeverConnected:
+                    self._report(node, grpc.StatusCode.UNAVAILABLE)
+                    log = logger.bind(node=node.target, method=method)
+                    if attempt >= self._policy.max_attempts:
+                        log.warning("gpu node did not connect")
+                        raise GpuError(
+                            gpu_pb2.ERROR_REASON_BACKEND_UNAVAILABLE,
+                            "GPU node did not connect on every attempt",
+                            {"node": node.target, "cause": "node_failed"},
+                            retry_after=1.0,
+                        ) from None
+                    log.info("gpu node did not connect; retrying elsewhere")
                 except (grpc.aio.AioRpcError, asyncio.CancelledError) as error:
                     task = asyncio.current_task()
                     if isinstance(error, asyncio.CancelledError) and (

@@ -29,6 +29,8 @@ class ChannelPool:
             (re)made.
         tls_name: The name to check in the node's certificate, when not the host's.
         max_message_bytes: Largest message sent or received.
+        keepalive: The keepalive options (`mesh_common.keepalive.channel_options`), so
+            a node that went silent is found on an idle stream too.
         trace_channel: Wraps every channel in the service's tracing.
     """
 
@@ -39,6 +41,7 @@ class ChannelPool:
         credentials: Callable[[], grpc.ChannelCredentials],
         tls_name: str | None,
         max_message_bytes: int,
+        keepalive: Sequence[tuple[str, int]] = (),
         trace_channel: ChannelWrapper = untraced,
     ) -> None:
         self.target = target
@@ -49,9 +52,7 @@ class ChannelPool:
             ("grpc.use_local_subchannel_pool", 1),
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
-            # Notice a silently dead node on an idle stream within a minute.
-            ("grpc.keepalive_time_ms", 30_000),
-            ("grpc.keepalive_timeout_ms", 10_000),
+            *keepalive,
         ]
         if tls_name:
             self._options.append(("grpc.ssl_target_name_override", tls_name))

@@ -32,6 +32,7 @@ from gpu_proxy.servicers import (
 from gpu_proxy.settings import GpuProxySettings
 from mesh_common.grpc_server import add_health_and_reflection, set_serving
 from mesh_common.health_port import HealthPort, serve_health_port
+from mesh_common.keepalive import channel_options, server_options
 from mesh_common.logging import logger
 from mesh_common.metrics_endpoint import MetricsEndpoint
 from mesh_common.telemetry import Telemetry, create_telemetry
@@ -154,6 +155,7 @@ async def run_gpu_proxy(
                 lambda: credentials.credentials,
                 settings.tls_name_for(target),
                 MAX_MESSAGE_BYTES,
+                channel_options(settings),
                 telemetry.trace_channel,
             ),
             breaker_failures=settings.gpu_proxy_breaker_failures,
@@ -186,6 +188,7 @@ async def run_gpu_proxy(
             settings.gpu_proxy_max_attempts,
             settings.gpu_proxy_backoff_initial_s,
             settings.gpu_proxy_backoff_max_s,
+            settings.grpc_connect_timeout_s,
         ),
     )
     server = grpc.aio.server(
@@ -194,6 +197,7 @@ async def run_gpu_proxy(
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
+            *server_options(settings),
         ],
     )
     servicers = ProxyServicers(forwarder, settings.gpu_proxy_replay_buffer_bytes)

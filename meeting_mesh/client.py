@@ -16,9 +16,16 @@ from typing import Any
 
 import aiohttp
 
-from mesh_common.retry import backoff_delay
+from mesh_common.retry import RETRYABLE_CODES, backoff_delay
 
 READ_BLOCK_BYTES = 256 * 1024
+
+# A `stream_error` with one of these statuses means the gateway lost its way to the service
+# (a replica died, a peer went silent): the stream resumes from `Last-Event-ID` like after a
+# dropped connection. Any other status would fail the same way again.
+_RESUMABLE_STREAM_ERRORS = frozenset(
+    {code.name for code in RETRYABLE_CODES} | {"DEADLINE_EXCEEDED"}
+)
 
 
 class GatewayError(Exception):
@@ -402,7 +409,9 @@ class GatewayClient:
         Yields:
             Each event once; the stream ends when the server ends it: after the final
             status (COMPLETED or FAILED) or `deleted`, or at once (204) when the meeting
-            had ended before `after`.
+            had ended before `after`. A `stream_error` that may pass (UNAVAILABLE, ...) is
+            not yielded: the stream reconnects as after a dropped connection; any other
+            `stream_error` is yielded and ends the stream.
 
         Raises:
             GatewayError: The gateway refused the stream.
@@ -422,6 +431,8 @@ class GatewayClient:
                     async for event in parse_sse(response.content):
                         if event.id:
                             last = int(event.id)
+                        if _resumable(event):
+                            raise aiohttp.ClientPayloadError(event.data["error"]["message"])
                         yield event
                         if event.event == "deleted":
                             return
@@ -431,6 +442,13 @@ class GatewayClient:
                 if failures > reconnects:
                     raise
                 await asyncio.sleep(backoff_delay(failures, initial=1.0, maximum=8.0))
+
+
+def _resumable(event: SseEvent) -> bool:
+    if event.event != "stream_error":
+        return False
+    error = event.data.get("error")
+    return isinstance(error, dict) and error.get("status") in _RESUMABLE_STREAM_ERRORS
 
 
 async def _file_blocks(

@@ -36,6 +36,7 @@ from meeting_service.wiring import Services, build_services
 from mesh_common.auth import Principal
 from mesh_common.errors import MeshError
 from mesh_common.grpc_server import AuthInterceptor, add_health_and_reflection, set_serving
+from mesh_common.keepalive import server_options
 from mesh_common.logging import logger
 from mesh_common.retry import Backoff
 from mesh_common.scopes import method_scopes
@@ -128,6 +129,8 @@ async def run_meeting_service(
     metrics = MeetingMetrics(telemetry.registry)
     db = database or await Database.from_settings(settings)
     db.connection_class = traced_connection_class(telemetry.tracer("asyncpg"))
+    db.query_timeout_s = settings.db_query_timeout_s
+    db.connect_timeout_s = settings.db_connect_timeout_s
     running: RunningMeetingService | None = None
 
     def services() -> Services:
@@ -149,6 +152,7 @@ async def run_meeting_service(
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.http2.bdp_probe", 0),
             ("grpc.http2.lookahead_bytes", UPLOAD_WINDOW_BYTES),
+            *server_options(settings),
         ],
     )
     meeting_service_pb2_grpc.add_MeetingServiceServicer_to_server(

@@ -32,6 +32,11 @@ class MeetingServiceSettings(CommonSettings):
             `<data_dir>/postgres`.
         db_pool_min: Connections the pool keeps open.
         db_pool_max: Most connections the pool opens.
+        db_query_timeout_s: Longest a query may take (a statement the server does not
+            answer, the server's network silent): then it is cancelled and the call answers
+            UNAVAILABLE. A database that answers nothing is a lost database within this
+            bound. Migrations, on a connection of their own, have none.
+        db_connect_timeout_s: Longest a new connection may take to be established.
         meeting_host: Interface the gRPC server binds.
         meeting_port: Port of the gRPC server; 0 picks a free one (tests).
         meeting_metrics_port: Port of the Prometheus `/metrics` endpoint (HTTP, on
@@ -116,6 +121,8 @@ class MeetingServiceSettings(CommonSettings):
     )
     db_pool_min: int = Field(default=2, ge=0, le=100)
     db_pool_max: int = Field(default=10, ge=1, le=500)
+    db_query_timeout_s: float = Field(default=15.0, gt=0)
+    db_connect_timeout_s: float = Field(default=10.0, gt=0)
     meeting_host: str = "127.0.0.1"
     meeting_port: int = Field(default=50051, ge=0, le=65535)
     meeting_metrics_port: int = Field(default=9151, ge=0, le=65535)

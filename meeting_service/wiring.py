@@ -39,6 +39,7 @@ from meeting_service.webhooks.outbox import WebhookOutbox
 from meeting_service.webhooks.repository import WebhooksRepository
 from meeting_service.webhooks.service import WebhooksService
 from meeting_service.webhooks.signing import SecretBox
+from mesh_common.keepalive import channel_options
 from mesh_common.telemetry import Telemetry
 
 
@@ -150,6 +151,7 @@ def build_services(
         user_events,
         queue_size=settings.stream_queue_size,
         check_interval=settings.health_interval_s,
+        connect_timeout=settings.db_connect_timeout_s,
     )
     transcripts = TranscriptReader(pool, meetings, events, user_events, hub)
     writer = TranscriptWriter(pool, events)
@@ -167,7 +169,9 @@ def build_services(
         settings.gpu_identity(),
         settings.gpu_ca(),
         settings.gpu_proxy_tls_name or None,
+        channel_options(settings),
         telemetry.trace_channel,
+        settings.grpc_connect_timeout_s,
     )
     live_parts = LiveParts(
         pool=pool,

@@ -12,7 +12,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mesh_common.auth import AUDIENCE, LEEWAY_S, TokenVerifier
@@ -42,6 +42,14 @@ class CommonSettings(BaseSettings):
         auth_jwks_cache_s: How long fetched keys are used before they are fetched again.
         auth_jwks_min_refresh_s: Shortest time between fetches caused by a token naming
             an unknown `kid`.
+        grpc_keepalive_s: How often a gRPC client pings its server (`mesh_common.keepalive`).
+        grpc_keepalive_timeout_s: How long a ping's answer may take before the connection
+            counts as dead: a silent peer is found within the two added together.
+        grpc_keepalive_min_s: The shortest interval between a client's pings a gRPC
+            server accepts; at most `grpc_keepalive_s`.
+        grpc_connect_timeout_s: How long a GPU call waits for its channel to connect
+            before the peer counts as unreachable (gpu_proxy tries another node;
+            meeting_service's job waits for a GPU without spending an attempt).
     """
 
     model_config = SettingsConfigDict(
@@ -60,6 +68,19 @@ class CommonSettings(BaseSettings):
     auth_jwks_file: Path | None = None
     auth_jwks_cache_s: float = Field(default=300.0, gt=0)
     auth_jwks_min_refresh_s: float = Field(default=30.0, ge=0)
+    grpc_keepalive_s: float = Field(default=10.0, gt=0)
+    grpc_keepalive_timeout_s: float = Field(default=5.0, gt=0)
+    grpc_keepalive_min_s: float = Field(default=5.0, gt=0)
+    grpc_connect_timeout_s: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check_keepalive(self) -> CommonSettings:
+        if self.grpc_keepalive_min_s > self.grpc_keepalive_s:
+            raise ValueError(
+                "MESH_GRPC_KEEPALIVE_MIN_S must not exceed MESH_GRPC_KEEPALIVE_S: a server "
+                "would refuse the pings of its own clients"
+            )
+        return self
 
     def token_verifier(self) -> TokenVerifier:
         """Returns the verifier for bearer tokens this service accepts."""

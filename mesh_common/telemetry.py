@@ -41,8 +41,9 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -54,6 +55,8 @@ from mesh_common.metrics_endpoint import MetricsEndpoint, serve_metrics
 # Request-duration histogram buckets, in seconds, of every service's gRPC and HTTP series.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _TRACE_CONTEXT = TraceContextTextMapPropagator()
+# The sampler of a service with nowhere to send spans: only traces sampled upstream record.
+_NO_UNSAMPLED_ROOTS = ParentBased(ALWAYS_OFF)
 
 
 def current_traceparent() -> str:
@@ -99,7 +102,10 @@ def server_span(
     Yields:
         The span; it ends when the block does.
     """
-    span = tracer.start_span(name, context=_TRACE_CONTEXT.extract(carrier), kind=SpanKind.SERVER)
+    parent = _TRACE_CONTEXT.extract(carrier)
+    span = _unsampled_span(tracer, parent) or tracer.start_span(
+        name, context=parent, kind=SpanKind.SERVER
+    )
     token = otel_context.attach(trace.set_span_in_context(span))
     attached_in = asyncio.current_task()
     try:
@@ -112,6 +118,32 @@ def server_span(
         if asyncio.current_task() is attached_in:
             otel_context.detach(token)
         span.end()
+
+
+def _unsampled_span(tracer: trace.Tracer, parent: otel_context.Context) -> trace.Span | None:
+    """The span the SDK would make under `_NO_UNSAMPLED_ROOTS` for an unsampled call, or None.
+
+    Under that sampler a call with no sampled parent is never recorded, so its span is only
+    a context: the parent's trace (or a new one) and a new span id. Made here, it skips the
+    SDK's sampler, attributes and span object, most of what a span costs when nothing is
+    recorded. Under any other sampler the SDK decides (None).
+    """
+    if getattr(tracer, "sampler", None) is not _NO_UNSAMPLED_ROOTS:
+        return None
+    ids = getattr(tracer, "id_generator", None)
+    context = trace.get_current_span(parent).get_span_context()
+    if context.trace_flags.sampled or not isinstance(ids, IdGenerator):
+        return None
+    valid = context.is_valid
+    return trace.NonRecordingSpan(
+        SpanContext(
+            trace_id=context.trace_id if valid else ids.generate_trace_id(),
+            span_id=ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=TraceFlags(TraceFlags.DEFAULT),
+            trace_state=context.trace_state if valid else None,
+        )
+    )
 
 
 def log_http_access(method: str, route: str, status: int, seconds: float, user: str) -> None:
@@ -224,7 +256,7 @@ def create_telemetry(service: str, exporter: SpanExporter | None = None) -> Tele
     configured = _exporter_from_env() if exporter is None else None
     sampler = None  # the SDK's: OTEL_TRACES_SAMPLER, else parentbased_always_on
     if exporter is None and configured is None and not os.environ.get("OTEL_TRACES_SAMPLER"):
-        sampler = ParentBased(ALWAYS_OFF)  # nothing would receive the spans (module doc)
+        sampler = _NO_UNSAMPLED_ROOTS  # nothing would receive the spans (module doc)
     provider = TracerProvider(resource=resource, sampler=sampler)
     if exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(exporter))

@@ -221,7 +221,8 @@ async def gateway_vs_fastapi(context: BenchContext) -> Result:
             "concurrency": CONCURRENCY,
             "rounds": rounds,
             "fastapi_stack": (
-                "FastAPI + uvicorn (asyncio loop, httptools parser, the gateway's access line)"
+                "FastAPI + uvicorn (asyncio loop, httptools parser, the gateway's access line, "
+                "json_format.MessageToDict + JSONResponse)"
             ),
             **_figures("gateway", subject),
             **_figures("fastapi", reference),
@@ -232,8 +233,11 @@ async def gateway_vs_fastapi(context: BenchContext) -> Result:
             "CPU on 2 cores: both front ends share meeting_service, PostgreSQL and h2load, "
             "so throughput moves with each front end's CPU per request (gateway "
             f"{_mean(our_cpu)} ms, FastAPI {_mean(their_cpu)} ms, means over the rounds). "
-            "Both verify the token, translate to gRPC and back with the same JSON mapping "
-            "and write the same access line; the gateway also starts a span per request "
-            "and per gRPC call and counts the request in its metrics."
+            "Both verify the token, call GetMeeting on one grpc.aio channel, answer the "
+            "same JSON (the protobuf JSON mapping) and write the same access line; the "
+            "reference writes the JSON as a FastAPI app does (json_format.MessageToDict, "
+            "JSONResponse), the gateway with its mapping compiled per message type "
+            "(gateway/protojson.py) and orjson. The gateway also starts a span per request "
+            "and per gRPC call, sends the traceparent and counts the request in its metrics."
         ),
     )

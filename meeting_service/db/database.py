@@ -43,6 +43,11 @@ class Database:
         embedded: The embedded server this process started, if any.
         pool: The pool, once `open()` succeeded.
         connection_class: The class of the pool's connections (the service's tracing one).
+        query_timeout_s: Longest a query on the pool may take (`db_query_timeout_s`);
+            then asyncpg cancels it, raises TimeoutError (a lost database, as every
+            `CONNECTION_ERRORS`) and drops the connection unless the server acknowledges
+            the cancel within as long again.
+        connect_timeout_s: Longest a new connection may take (`db_connect_timeout_s`).
     """
 
     dsn: str
@@ -51,6 +56,8 @@ class Database:
     pool_max: int = 10
     pool: asyncpg.Pool | None = field(default=None, init=False)
     connection_class: type[asyncpg.Connection] = field(default=asyncpg.Connection, init=False)
+    query_timeout_s: float = field(default=15.0, init=False)
+    connect_timeout_s: float = field(default=10.0, init=False)
 
     @property
     def where(self) -> str:
@@ -97,13 +104,23 @@ class Database:
                 self.dsn,
                 min_size=self.pool_min,
                 max_size=self.pool_max,
-                timeout=10,
+                timeout=self.connect_timeout_s,
+                command_timeout=self.query_timeout_s,
                 connection_class=self.connection_class,
                 reset=_keep_session,
             )
             try:
-                async with pool.acquire() as connection:
+                # Its own connection, with no query timeout: a migration may rewrite a
+                # large table, or wait for another replica's.
+                connection = await asyncpg.connect(
+                    self.dsn,
+                    timeout=self.connect_timeout_s,
+                    connection_class=self.connection_class,
+                )
+                try:
                     await apply_migrations(connection)
+                finally:
+                    await connection.close(timeout=self.connect_timeout_s)
             except BaseException:
                 await pool.close()
                 raise

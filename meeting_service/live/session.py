@@ -57,7 +57,7 @@ from contract_errors.meeting import (
 )
 from gen.gpu.v1 import gpu_pb2
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
-from gpu_client import GpuConnection, GpuNotConfigured, GpuStubs, recognize
+from gpu_client import GpuConnection, GpuNotConfigured, GpuStubs, GpuUnreachable, recognize
 from meeting_service import validation
 from meeting_service.db.database import CONNECTION_ERRORS
 from meeting_service.live import audio_input
@@ -206,7 +206,7 @@ class LiveTranscriber:
             mid = validation.meeting_id(config.meeting_id, "config.meeting_id")
             language = validation.language(config.language) if config.language else ""
             convert = audio_input.converter(config)
-            gpu = self._parts.gpu.stubs()
+            gpu = await self._parts.gpu.connected_stubs()
             recording = LiveRecording(
                 self._parts.pool,
                 self._parts.uploads,
@@ -220,6 +220,12 @@ class LiveTranscriber:
             logger.bind(error=str(error)).error("LiveTranscribe cannot reach the GPU service")
             raise unavailable(
                 "live transcription is unavailable on this server", retry_after=30.0
+            ) from None
+        except GpuUnreachable as error:
+            await drain(requests, DRAIN_SECONDS)
+            logger.bind(error=str(error)).warning("LiveTranscribe cannot reach the GPU service")
+            raise unavailable(
+                "the GPU service is unreachable; retry shortly", retry_after=5.0
             ) from None
         except MeetingError:
             await drain(requests, DRAIN_SECONDS)

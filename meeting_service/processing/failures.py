@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import grpc
 
 from gen.gpu.v1 import gpu_pb2
-from gpu_client import GpuNotConfigured
+from gpu_client import GpuNotConfigured, GpuUnreachable
 from meeting_service.db.database import CONNECTION_ERRORS
 from meeting_service.recordings.decode import UndecodableRecording
 from mesh_common.errors import view_rpc_error
@@ -84,6 +84,9 @@ def classify(error: BaseException, step: str) -> Failure:
     if isinstance(error, UndecodableRecording):
         # The same bytes decode the same way every time: retrying cannot help.
         return Failure(str(error), False)
+    if isinstance(error, GpuUnreachable):
+        # Not the recording's fault: the job waits for the GPU service like for a node.
+        return Failure(f"waiting for a GPU node: {step} failed: {error}", True, waits_for_gpu=True)
     if isinstance(error, GpuNotConfigured):
         return Failure(f"{step} failed: this server cannot reach the GPU service ({error})", True)
     if isinstance(error, CONNECTION_ERRORS):

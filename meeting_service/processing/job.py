@@ -287,7 +287,9 @@ class _Run:
         unstored: deque[Stored] = deque()
         try:
             async with contextlib.aclosing(self._pcm()) as pcm:
-                segments = recognize(self._gpu.stubs(), config, pcm, deadline=self.deadline)
+                segments = recognize(
+                    await self._gpu.connected_stubs(), config, pcm, deadline=self.deadline
+                )
                 async with contextlib.aclosing(segments):
                     async for recognized in segments:
                         if not recognized.is_final:
@@ -314,7 +316,9 @@ class _Run:
             spans=[gpu_results.span(s) for s in stored],
         )
         async with contextlib.aclosing(self._pcm()) as pcm:
-            diarized = await diarize(self._gpu.stubs(), config, pcm, deadline=self.deadline)
+            diarized = await diarize(
+                await self._gpu.connected_stubs(), config, pcm, deadline=self.deadline
+            )
         voices = [
             Voice(v.speaker, v.encoder, list(v.embedding), v.speech_seconds)
             for v in diarized.voices
@@ -340,7 +344,8 @@ class _Run:
         request = gpu_pb2.SummarizeRequest(
             lines=gpu_results.transcript_lines(stored), language=language
         )
-        response = await self._gpu.stubs().summarization.Summarize(request, timeout=self.deadline)
+        gpu = await self._gpu.connected_stubs()
+        response = await gpu.summarization.Summarize(request, timeout=self.deadline)
         summary = gpu_results.summary(response, stored)
         await self._write(lambda conn: self._parts.log.put_summary(conn, self._mid, summary))
 

@@ -229,7 +229,12 @@ class _Fanout[K: Hashable, E: _Sequenced]:
 
 
 class EventHub:
-    """The process's LISTEN connection and its subscribers."""
+    """The process's LISTEN connection and its subscribers.
+
+    The connection is asked a trivial query every `check_interval` seconds, answered
+    within as long: a database that went silent (no FIN, no RST) is found within twice
+    `check_interval`, and the connection is made again (within `connect_timeout` a try).
+    """
 
     def __init__(
         self,
@@ -240,9 +245,11 @@ class EventHub:
         *,
         queue_size: int,
         check_interval: float = 2.0,
+        connect_timeout: float = 10.0,
     ) -> None:
         self._dsn = dsn
         self._check_interval = check_interval
+        self._connect_timeout = connect_timeout
         self._listening = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
@@ -369,7 +376,7 @@ class EventHub:
         while not self._closing:
             connection: asyncpg.Connection | None = None
             try:
-                connection = await asyncpg.connect(self._dsn, timeout=5)
+                connection = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
                 lost = asyncio.Event()
                 connection.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await connection.add_listener(notifications.CHANNEL, self._on_notification)

@@ -26,6 +26,7 @@ from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2
 from meeting_service.db.database import Database
 from meeting_service.db.embedded import free_port
 from meeting_service.server import run_meeting_service
+from mesh_common.errors import view_rpc_error
 from tests.meeting_service.helpers import StreamCall, create, next_event, user
 from tests.meeting_service.test_health import NOT_SERVING, SERVING, HealthWatch
 from tests.support.fault_proxy import FaultProxy
@@ -249,6 +250,76 @@ async def test_a_database_network_that_blackholes_or_resets_is_survived(
                             assert error.code() is grpc.StatusCode.UNAVAILABLE
                 await change_status(running.services, mid, meeting_pb2.MEETING_STATUS_TRANSCRIBING)
                 assert (await next_event(stream)).sequence == 3
+                stream.cancel()
+                watch.cancel()
+        assert not logs.errors()
+
+
+QUERY_TIMEOUT_S = 1.0
+
+
+@pytest.mark.parametrize("fault", ["blackhole", "half-open"])
+async def test_a_silent_database_is_a_lost_database_within_the_query_timeout(
+    fault: str, database_url: str, tmp_path: Path
+) -> None:
+    """A blackhole (nothing flows either way, on old and new connections) or a half-open
+    network (the server's side of every open connection gone, new ones fine): no call
+    waits longer than the query timeout (and its cancel) for an answer; each is answered
+    UNAVAILABLE with a retry delay or succeeds, and the service recovers by itself."""
+    host_port = database_url.split("@", 1)[1].split("/", 1)[0]
+    host, _, port = host_port.rpartition(":")
+    owner = user()
+    async with FaultProxy(host, int(port)) as network:
+        dsn = database_url.replace(host_port, network.address)
+        settings = meeting_settings(dsn, tmp_path, db_query_timeout_s=QUERY_TIMEOUT_S)
+        # The query's timeout, its cancel's, and the call around them; a bound, not a
+        # timing: without query timeouts the call would wait for ever.
+        answered_within = 2 * QUERY_TIMEOUT_S + 5
+        with captured_logs() as logs:
+            async with (
+                run_meeting_service(settings, database=Database(dsn)) as running,
+                grpc.aio.insecure_channel(running.address) as channel,
+            ):
+                stub = meeting_service_pb2_grpc.MeetingServiceStub(channel)
+                watch = HealthWatch(channel)
+                await watch.until(SERVING)
+                meeting, stream = await _followed_meeting(stub, owner)
+                mid = uuid.UUID(meeting.id)
+
+                if fault == "blackhole":
+                    network.blackhole()
+                else:
+                    network.half_open()
+                unavailable = 0
+                async with asyncio.timeout(answered_within):
+                    try:
+                        await stub.ListMeetings(
+                            meeting_service_pb2.ListMeetingsRequest(), metadata=auth(owner)
+                        )
+                    except grpc.aio.AioRpcError as error:
+                        code, reason, _ = error_reason(error)
+                        assert (code, reason) == (
+                            grpc.StatusCode.UNAVAILABLE,
+                            "BACKEND_UNAVAILABLE",
+                        )
+                        assert (view_rpc_error(error).retry_after or 0) >= 1  # Retry-After
+                        unavailable += 1
+                if fault == "blackhole":
+                    assert unavailable == 1  # nothing can succeed while nothing flows
+                    await watch.until(NOT_SERVING, within=answered_within)
+                    network.heal()
+
+                # The LISTEN connection (checked by a bounded round trip) comes back too.
+                await watch.until(SERVING, within=30)
+                await change_status(running.services, mid, meeting_pb2.MEETING_STATUS_QUEUED)
+                assert (await next_event(stream)).sequence == 2
+                async with asyncio.timeout(30):
+                    while True:
+                        try:
+                            await create(stub, owner)
+                            break
+                        except grpc.aio.AioRpcError as error:
+                            assert error.code() is grpc.StatusCode.UNAVAILABLE
                 stream.cancel()
                 watch.cancel()
         assert not logs.errors()
