@@ -145,8 +145,9 @@ class MeetingServicer(meeting_service_pb2_grpc.MeetingServiceServicer):
         async with _errors(context):
             result = await self._services().uploads.upload(
                 _owner(),
-                self._metrics.count_upload(request_iterator),
+                request_iterator,
                 trace_context=_trace_context(context),
+                count_bytes=self._metrics.upload_bytes.inc,
             )
             response = meeting_service_pb2.UploadAudioResponse(
                 meeting=result.meeting, stored_size=result.stored_size, complete=result.complete
