@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 
+from meeting_service.voices.matching import DEFAULT_THRESHOLD
 from mesh_common.settings import CommonSettings
 from mesh_common.tls import KeyPair
 
@@ -117,6 +118,9 @@ class MeetingServiceSettings(CommonSettings):
         voice_sample_min_speech_s: Least speech a recording of a voice alone must hold to
             make a voice profile's sample (less embeds too unreliably to name anyone).
         voice_sample_max_s: Longest such recording (its decoded audio is held whole).
+        voice_match_threshold: Lowest cosine similarity between a speaker's voice and a
+            profile's that names the speaker after it. Higher names fewer strangers and
+            misses more of the enrolled; how it was calibrated is in docs/engines.md.
     """
 
     database_url: SecretStr | None = Field(
@@ -179,6 +183,7 @@ class MeetingServiceSettings(CommonSettings):
     quota_stored_bytes: int = Field(default=0, ge=0)
     voice_sample_min_speech_s: float = Field(default=3.0, ge=0)
     voice_sample_max_s: float = Field(default=120.0, gt=0)
+    voice_match_threshold: float = Field(default=DEFAULT_THRESHOLD, gt=0, le=1)
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> MeetingServiceSettings:

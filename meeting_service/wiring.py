@@ -210,6 +210,7 @@ def build_services(
             settings.pipeline_gpu_deadline_base_s, settings.pipeline_gpu_deadline_per_audio_s
         ),
         tracer=telemetry.tracer(),
+        voice_match_threshold=settings.voice_match_threshold,
     )
     return Services(
         pool=pool,
