@@ -152,6 +152,8 @@ class JobParts:
         speakers: The speaker names a match gives.
         deadlines: Deadlines of the GPU calls.
         tracer: The spans of jobs and their stages.
+        voice_match_threshold: Lowest cosine similarity that names a speaker after a
+            profile.
     """
 
     pool: asyncpg.Pool
@@ -167,6 +169,7 @@ class JobParts:
     speakers: SpeakerNaming
     deadlines: Deadlines
     tracer: trace.Tracer
+    voice_match_threshold: float
 
 
 class JobRunner:
@@ -329,7 +332,7 @@ class _Run:
                 conn, self._owner, voices[0].encoder if voices else ""
             )
             return await self._parts.speakers.name_unnamed(
-                conn, self._mid, names_for(voices, known)
+                conn, self._mid, names_for(voices, known, self._parts.voice_match_threshold)
             )
 
         names = await self._write(keep_voices)
