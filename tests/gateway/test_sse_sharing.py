@@ -118,13 +118,19 @@ class _FakeCall:
 
 
 class _FakeResponse:
-    """Collects what a follower writes; `gate` holds its writes while cleared."""
+    """Collects what a follower writes; `gate` holds its writes while cleared (a slow client)."""
 
     def __init__(self) -> None:
         self.written: list[bytes] = []
         self.gate = asyncio.Event()
         self.gate.set()
         self.waiting = asyncio.Event()
+
+    def write_nowait(self, data: bytes) -> bool:
+        if not self.gate.is_set():
+            return False  # a backed-up connection: the follower writes it itself
+        self.written.append(data)
+        return True
 
     async def write(self, data: bytes) -> None:
         if not self.gate.is_set():
