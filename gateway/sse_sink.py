@@ -47,7 +47,7 @@ class ResponseSink:
         ConnectionResetError: The client already left.
     """
 
-    __slots__ = ("_chunked", "_response", "_transport")
+    __slots__ = ("_chunked", "_response", "_transport", "_writer")
 
     def __init__(self, response: web.StreamResponse, writer: AbstractStreamWriter | None) -> None:
         if not isinstance(writer, StreamWriter):
@@ -56,6 +56,7 @@ class ResponseSink:
         if transport is None:
             raise ConnectionResetError("the client left")
         self._response = response
+        self._writer = writer
         self._transport = transport
         self._chunked = writer.chunked
 
@@ -72,7 +73,7 @@ class ResponseSink:
     async def write(self, data: bytes) -> None:
         """Writes `data` through the response, then waits until the client reads enough."""
         await self._response.write(data)
-        await self._response.drain()
+        await self._writer.drain()
 
 
 _last_chunk: tuple[bytes, bytes] = (b"", b"")

@@ -94,6 +94,7 @@ async def _point(
             await asyncio.wait_for(all_warm.wait(), WARM_WAIT_S)
             gateway_open = gateway.rss()
             meeting_open = meeting.rss()
+            gateway_cpu, bench_cpu = gateway.cpu_seconds(), time.process_time()
             committed: dict[int, float] = {}
             interval = 1.0 / rate
             next_at = time.monotonic()
@@ -103,6 +104,8 @@ async def _point(
                 next_at += interval
                 await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             await asyncio.wait_for(asyncio.gather(*tasks), 120)
+            gateway_cpu = gateway.cpu_seconds() - gateway_cpu
+            bench_cpu = time.process_time() - bench_cpu
         finally:
             for task in tasks:
                 task.cancel()
@@ -124,6 +127,10 @@ async def _point(
         "max_ms": round(max(latencies, default=0.0), 1),
         "gateway_kib_per_subscriber": per_subscriber_kib,
         "meeting_service_kib_per_subscriber": meeting_kib,
+        # CPU per (event, subscriber) while the events flow: the gateway's writes against
+        # the bench process's reads (and the commits), to tell which side is the limit.
+        "gateway_cpu_us_per_delivery": round(gateway_cpu / max(delivered, 1) * 1e6, 1),
+        "bench_cpu_us_per_delivery": round(bench_cpu / max(delivered, 1) * 1e6, 1),
         "messages_delivered": delivered,
         "messages_expected": subscribers * events,
     }
