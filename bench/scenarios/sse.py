@@ -178,11 +178,14 @@ async def sse_fanout(context: BenchContext) -> Result:
         checks=checks,
         details={"points": points, **last},
         limits=(
-            "CPU on 2 cores: the gateway shares one StreamTranscript call per (meeting, "
-            "user) among its SSE connections and renders each event once, so the per-event "
-            "cost left is one SSE write (and a wake-up) per subscriber in the gateway; the "
-            "subscribers' own reads, in the bench process, take as much again. The event "
-            "rate falls as subscribers grow (events_per_s) so one process can read them "
-            "all. p50 is the first subscribers served, p99 the last of each burst."
+            "CPU on 2 cores shared with the bench process (and the machine's other load): "
+            "the gateway shares one StreamTranscript call per (meeting, user), renders each "
+            "event once and writes it to every live subscriber's transport from one loop, "
+            "so an event costs one send per subscriber there (gateway_cpu_us_per_delivery, "
+            "mostly the kernel's loopback TCP); the subscribers' reads in the bench process "
+            "cost about as much again (bench_cpu_us_per_delivery), so neither side alone "
+            "is the limit: each burst is both sides' CPU in turn. The event rate falls as "
+            "subscribers grow (events_per_s) so one process can read them all. p50 is the "
+            "first subscribers served, p99 the last of each burst."
         ),
     )
