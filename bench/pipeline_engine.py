@@ -22,10 +22,11 @@ from pathlib import Path
 from gen.gpu.v1 import gpu_pb2
 from gpu_node.engines.base import SAMPLE_RATE, Audio, pcm16_to_float
 from gpu_node.engines.factory import Engines
+from meeting_service.recordings.decode import BLOCK_BYTES
 
-# The job sends decoded audio in 1 s messages; the node hands each to the engine as it
-# arrives, so the reference feeds the engine the same pieces.
-CHUNK_SAMPLES = SAMPLE_RATE
+# The job sends decoded audio in messages of `BLOCK_BYTES`; the node hands each to the
+# engine as it arrives, so the reference feeds the engine the same pieces.
+CHUNK_SAMPLES = BLOCK_BYTES // 2
 
 
 def decode(path: Path) -> Audio:

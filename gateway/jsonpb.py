@@ -5,8 +5,9 @@ lowerCamelCase and the proto's snake_case names are accepted in. Fields with no 
 always written, so clients see `"title": ""` rather than a missing key. Enums are written by
 name, 64-bit integers as strings, timestamps as RFC 3339 and durations as "1.5s".
 
-Request bodies are read here too (`read_json_body`), within limits of size, content coding,
-nesting and number length that answer a hostile body with 400 or 413, never 500.
+Request bodies are read here too (`read_json_body`, `read_body`), within limits of size,
+content coding, nesting and number length that answer a hostile body with 400 or 413, never
+500.
 """
 
 from __future__ import annotations
@@ -162,10 +163,7 @@ def _path_to_nul(value: Any, path: str = "") -> str | None:
 
 
 async def read_json_body(request: web.Request) -> Any:
-    """Reads and decodes a JSON request body.
-
-    A body whose declared length is over the application's `client_max_size` is refused
-    before any of it is read.
+    """Reads and decodes a JSON request body, within the application's `client_max_size`.
 
     Args:
         request: The HTTP request.
@@ -177,16 +175,40 @@ async def read_json_body(request: web.Request) -> Any:
         MeetingError, HttpError: INVALID_FIELD (400) when the body cannot be decoded.
         web.HTTPRequestEntityTooLarge: The body is longer than the limit.
     """
-    limit = request.client_max_size
+    raw = await read_body(request)
+    return decode_json(raw) if raw.strip() else {}
+
+
+async def read_body(request: web.Request, limit: int | None = None) -> bytes:
+    """Reads a whole request body, refusing one over a size limit.
+
+    A body whose declared length is over the limit is refused before any of it is read.
+
+    Args:
+        request: The HTTP request.
+        limit: Most bytes of the (decoded) body; the application's `client_max_size` by
+            default.
+
+    Returns:
+        The body.
+
+    Raises:
+        MeetingError, HttpError: INVALID_FIELD (400) when the body cannot be decoded.
+        web.HTTPRequestEntityTooLarge: The body is longer than the limit.
+    """
+    if limit is None:
+        limit = request.client_max_size
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     coding = request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower()
     if coding not in _CONTENT_CODINGS:
         raise invalid_field("body", f"unsupported Content-Encoding {coding!r}")
     within_s = state.settings(request).body_timeout_s
+    # A clone reads the same body under its own limit.
+    reader = request if limit == request.client_max_size else request.clone(client_max_size=limit)
     try:
         async with asyncio.timeout(within_s):
-            raw = await request.read()
+            return await reader.read()
     except TimeoutError:
         request.content.feed_eof()  # the rest is not waited for; the connection closes
         raise request_timeout("the request body", within_s) from None
@@ -198,7 +220,6 @@ async def read_json_body(request: web.Request) -> Any:
             invalid_field("body", f"body cannot be decoded as {coding}"),
             {hdrs.CONNECTION: "close"},
         ) from None
-    return decode_json(raw) if raw.strip() else {}
 
 
 def decode_json(raw: bytes) -> Any:

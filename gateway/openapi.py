@@ -361,7 +361,21 @@ def _rest_operation(route: RestRoute, schemas: _Schemas) -> dict[str, Any]:
         "parameters": parameters,
         "responses": {},
     }
-    if route.body:
+    raw = route.raw_body
+    if raw is not None:
+        rules = rules_of(raw)
+        binary: dict[str, Any] = {"type": "string", "format": "binary"}
+        if rules.HasField("max_bytes"):
+            binary["maxLength"] = rules.max_bytes
+        operation["requestBody"] = {
+            "required": rules.required,
+            "description": comment(raw.full_name),
+            "content": {
+                "application/octet-stream": {"schema": binary},
+                "audio/*": {"schema": binary},
+            },
+        }
+    elif route.body:
         body_type = (
             route.method.input_type
             if route.body == "*"
@@ -391,6 +405,8 @@ def _rest_operation(route: RestRoute, schemas: _Schemas) -> dict[str, Any]:
     if route.name == "GetTranscript":
         _add_exports(operation)
     errors = [*_COMMON_ERRORS, "409"] if route.http_method == "POST" else list(_COMMON_ERRORS)
+    if raw is not None:
+        errors.append("413")
     operation["responses"].update(_errors(*errors))
     return operation
 

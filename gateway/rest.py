@@ -3,7 +3,9 @@
 The mapping from URL to RPC lives in one place, the `.proto`: each annotated method of
 MeetingService becomes a route whose path variables fill request fields, whose body (when the
 annotation names one) fills the named field, and whose query parameters fill the remaining
-fields. Only the streaming routes (upload, events, live) are written by hand.
+fields. A body that fills a `bytes` field is that field's raw bytes (a recording), within
+the field's `max_bytes` rule; any other body is JSON. Only the streaming routes (upload,
+events, live) are written by hand.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from google.protobuf.message import Message
 from contract_errors.meeting import invalid_field
 from gateway import state
 from gateway.auth import grpc_metadata
-from gateway.jsonpb import json_body, merge_json, read_json_body
+from gateway.jsonpb import json_body, merge_json, read_body, read_json_body
 from gen.meeting.v1 import meeting_service_pb2
+from mesh_common.validation import rules_of
 
 SERVICE = meeting_service_pb2.DESCRIPTOR.services_by_name["MeetingService"]
 _VARIABLE = re.compile(r"\{([\w.]+)\}")
@@ -66,6 +69,14 @@ class RestRoute:
         if self.body == "*":
             return []
         return [f for f in self.method.input_type.fields if f.name not in taken]
+
+    @property
+    def raw_body(self) -> FieldDescriptor | None:
+        """The `bytes` field the body fills as it is, when the body is one."""
+        if self.body in ("", "*"):
+            return None
+        field = self.method.input_type.fields_by_name[self.body]
+        return field if field.type == FieldDescriptor.TYPE_BYTES else None
 
     @functools.cached_property
     def query_parameters(self) -> dict[str, FieldDescriptor]:
@@ -170,7 +181,12 @@ async def build_request(route: RestRoute, request: web.Request) -> Message:
     """
     message = _message_class(route.method.input_type)()
     body_keys: list[str] = []
-    if route.body:
+    raw = route.raw_body
+    if raw is not None:
+        rules = rules_of(raw)
+        limit = rules.max_bytes if rules.HasField("max_bytes") else None
+        setattr(message, raw.name, await read_body(request, limit))
+    elif route.body:
         value = await read_json_body(request)
         if route.body == "*":
             merge_json(value, message, "body")

@@ -97,12 +97,15 @@ async def _body_chunks(
         _BodyStalled: No byte came for `idle_s` seconds.
         _BodyBroken: The connection broke before the declared length arrived.
     """
-    buffer = bytearray()
+    # The reads that make up the next chunk, joined once (a chunk that one read filled
+    # goes on as it is, with no copy).
+    pieces: list[bytes] = []
+    held = 0
     received = 0
     while True:
         try:
             async with asyncio.timeout(idle_s):
-                data = await read(chunk_size - len(buffer))
+                data = await read(chunk_size - held)
         except TimeoutError:
             raise _BodyStalled from None
         except (ConnectionError, OSError, ValueError) as error:
@@ -114,15 +117,17 @@ async def _body_chunks(
         if not data:
             break
         received += len(data)
-        buffer += data
+        pieces.append(data)
+        held += len(data)
         if received > budget:
-            yield bytes(buffer)
+            yield b"".join(pieces)
             return
-        if len(buffer) >= chunk_size:
-            yield bytes(buffer)
-            buffer.clear()
-    if buffer:
-        yield bytes(buffer)
+        if held >= chunk_size:
+            yield b"".join(pieces)
+            pieces = []
+            held = 0
+    if pieces:
+        yield b"".join(pieces)
 
 
 async def _stream_upload(

@@ -71,8 +71,9 @@ async def decode_audio(
     async for request in requests:
         if request.WhichOneof("part") != "audio":
             raise invalid("config", "only the first message may carry config")
-        on_bytes(len(request.audio))
-        data = carry + request.audio
+        audio = request.audio  # read once: each read of a bytes field copies it (upb)
+        on_bytes(len(audio))
+        data = carry + audio
         cut = len(data) - len(data) % 2
         carry = data[cut:]
         if cut:

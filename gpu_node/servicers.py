@@ -97,8 +97,9 @@ class DiarizationServicer(gpu_pb2_grpc.SpeakerDiarizationServiceServicer):
                 async for request in request_iterator:
                     if request.WhichOneof("part") != "audio":
                         raise invalid("config", "only the first message may carry config")
-                    pcm += request.audio
-                    self._admission.audio_bytes["Diarize"] += len(request.audio)
+                    data = request.audio  # read once: each read copies it (upb)
+                    pcm += data
+                    self._admission.audio_bytes["Diarize"] += len(data)
                     if len(pcm) > self._max_bytes:
                         raise invalid(
                             "audio",

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("meeting_mesh.export_cli", "write a meeting's transcript as SRT, WebVTT, text, ..."),
     "webhooks": ("meeting_mesh.webhooks_cli", "add, list and remove webhooks; see deliveries"),
     "keys": ("meeting_mesh.keys_cli", "create, list and revoke API keys"),
+    "voices": ("meeting_mesh.voices_cli", "keep voice profiles that name speakers"),
 }
 
 

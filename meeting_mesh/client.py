@@ -148,6 +148,30 @@ class GatewayClient:
             answer: dict[str, Any] = await response.json()
             return answer
 
+    async def send_body(
+        self, path: str, body: bytes, *, params: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """POSTs bytes as they are (a recording) to a route whose body is a `bytes` field.
+
+        Args:
+            path: The route's path.
+            body: The bytes.
+            params: Query parameters.
+
+        Returns:
+            The JSON answer.
+
+        Raises:
+            GatewayError: The gateway refused.
+        """
+        headers = {**self._auth, "Content-Type": "application/octet-stream"}
+        async with self._session.post(
+            f"{self._base}{path}", data=body, params=params, headers=headers
+        ) as response:
+            await _raise_for_error(response)
+            answer: dict[str, Any] = await response.json()
+            return answer
+
     async def create_meeting(
         self, title: str, *, language: str = "", expected_speakers: int = 0
     ) -> dict[str, Any]:

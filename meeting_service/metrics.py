@@ -12,11 +12,8 @@ Served on `meeting_metrics_port` at `/metrics`:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from gen.meeting.v1 import meeting_service_pb2
 from meeting_service.jobs.repository import JobStats
 
 
@@ -53,13 +50,3 @@ class MeetingMetrics:
         for status, count in stats.counts.items():
             self.jobs.labels(status.value).set(count)
         self.oldest_queued_age.set(stats.oldest_queued_age_s)
-
-    async def count_upload(
-        self, requests: AsyncIterator[meeting_service_pb2.UploadAudioRequest]
-    ) -> AsyncIterator[meeting_service_pb2.UploadAudioRequest]:
-        """Passes an upload's messages on, counting the audio bytes as they arrive."""
-        async for request in requests:
-            # Read once: each read of a bytes field copies it (upb).
-            if chunk := request.chunk:
-                self.upload_bytes.inc(len(chunk))
-            yield request

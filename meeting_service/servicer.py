@@ -24,6 +24,7 @@ from gen.meeting.v1 import (
     search_pb2,
     speakers_pb2,
     user_events_pb2,
+    voice_audio_pb2,
     voices_pb2,
     webhooks_pb2,
 )
@@ -144,8 +145,9 @@ class MeetingServicer(meeting_service_pb2_grpc.MeetingServiceServicer):
         async with _errors(context):
             result = await self._services().uploads.upload(
                 _owner(),
-                self._metrics.count_upload(request_iterator),
+                request_iterator,
                 trace_context=_trace_context(context),
+                count_bytes=self._metrics.upload_bytes.inc,
             )
             response = meeting_service_pb2.UploadAudioResponse(
                 meeting=result.meeting, stored_size=result.stored_size, complete=result.complete
@@ -370,6 +372,24 @@ class MeetingServicer(meeting_service_pb2_grpc.MeetingServiceServicer):
         async with _errors(context):
             await self._services().voices.delete(_owner(), request.voice_profile_id)
             return voices_pb2.DeleteVoiceProfileResponse()
+
+    async def CreateVoiceProfileFromAudio(  # noqa: D102
+        self, request: voice_audio_pb2.CreateVoiceProfileFromAudioRequest, context: Ctx
+    ) -> voice_audio_pb2.CreateVoiceProfileFromAudioResponse:
+        async with _errors(context):
+            profile = await self._services().voices.create_from_audio(
+                _owner(), request.name, request.audio
+            )
+            return voice_audio_pb2.CreateVoiceProfileFromAudioResponse(voice_profile=profile)
+
+    async def AddVoiceAudio(  # noqa: D102
+        self, request: voice_audio_pb2.AddVoiceAudioRequest, context: Ctx
+    ) -> voice_audio_pb2.AddVoiceAudioResponse:
+        async with _errors(context):
+            profile = await self._services().voices.add_audio(
+                _owner(), request.voice_profile_id, request.audio
+            )
+            return voice_audio_pb2.AddVoiceAudioResponse(voice_profile=profile)
 
 
 def _webhook(row: EndpointRow) -> webhooks_pb2.Webhook:

@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 
+from meeting_service.voices.matching import DEFAULT_THRESHOLD
 from mesh_common.settings import CommonSettings
 from mesh_common.tls import KeyPair
 
@@ -114,6 +115,12 @@ class MeetingServiceSettings(CommonSettings):
         quota_uploads_per_minute: New uploads one caller may start per minute; 0: no
             limit.
         quota_stored_bytes: Bytes one caller's recordings may hold; 0: no limit.
+        voice_sample_min_speech_s: Least speech a recording of a voice alone must hold to
+            make a voice profile's sample (less embeds too unreliably to name anyone).
+        voice_sample_max_s: Longest such recording (its decoded audio is held whole).
+        voice_match_threshold: Lowest cosine similarity between a speaker's voice and a
+            profile's that names the speaker after it. Higher names fewer strangers and
+            misses more of the enrolled; how it was calibrated is in docs/engines.md.
     """
 
     database_url: SecretStr | None = Field(
@@ -174,6 +181,9 @@ class MeetingServiceSettings(CommonSettings):
     quota_live_sessions: int = Field(default=0, ge=0)
     quota_uploads_per_minute: int = Field(default=0, ge=0)
     quota_stored_bytes: int = Field(default=0, ge=0)
+    voice_sample_min_speech_s: float = Field(default=3.0, ge=0)
+    voice_sample_max_s: float = Field(default=120.0, gt=0)
+    voice_match_threshold: float = Field(default=DEFAULT_THRESHOLD, gt=0, le=1)
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> MeetingServiceSettings:

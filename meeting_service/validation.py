@@ -143,11 +143,11 @@ def check(message: Message, name: str, path: str) -> None:
     _check(descriptor.fields_by_name[name], getattr(message, name), path)
 
 
-def _check[T: (str, int)](descriptor: FieldDescriptor, value: T, path: str = "") -> T:
+def _check[T: (str, bytes, int)](descriptor: FieldDescriptor, value: T, path: str = "") -> T:
     return _apply(rules.rules_of(descriptor), value, path or descriptor.name)
 
 
-def _apply[T: (str, int)](field_rules: rules.FieldRules, value: T, path: str) -> T:
+def _apply[T: (str, bytes, int)](field_rules: rules.FieldRules, value: T, path: str) -> T:
     try:
         rules.check_value(field_rules, value, path)
     except rules.FieldViolation as violation:

@@ -32,6 +32,7 @@ from meeting_service.transcripts.search import TranscriptSearch
 from meeting_service.transcripts.search_repository import SearchRepository
 from meeting_service.transcripts.speakers import SpeakerNaming
 from meeting_service.transcripts.writer import TranscriptWriter
+from meeting_service.voices.recorded import RecordedVoices, SampleLimits
 from meeting_service.voices.repository import VoicesRepository
 from meeting_service.voices.service import VoicesService
 from meeting_service.webhooks.delivery import DeliveryPolicy, WebhookDispatcher
@@ -209,6 +210,7 @@ def build_services(
             settings.pipeline_gpu_deadline_base_s, settings.pipeline_gpu_deadline_per_audio_s
         ),
         tracer=telemetry.tracer(),
+        voice_match_threshold=settings.voice_match_threshold,
     )
     return Services(
         pool=pool,
@@ -236,7 +238,16 @@ def build_services(
         api_keys=ApiKeysService(pool, ApiKeysRepository()),
         live_sweeper=LiveSweeper(live_parts),
         speakers=speakers,
-        voices=VoicesService(pool, meetings, voices),
+        voices=VoicesService(
+            pool,
+            meetings,
+            voices,
+            RecordedVoices(
+                gpu,
+                processing.deadlines.for_audio,
+                SampleLimits(settings.voice_sample_min_speech_s, settings.voice_sample_max_s),
+            ),
+        ),
         completion=completion,
     )
 

@@ -16,6 +16,7 @@ UNAVAILABLE (grpc/grpc#36066; fix proposed in grpc/grpc#43486). Two habits avoid
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, Protocol, cast
 
@@ -74,27 +75,43 @@ async def gated_requests[T](
         yield request
 
 
-async def read_ahead[T](items: AsyncIterator[T]) -> AsyncGenerator[T]:
-    """Yields the items of a stream while the next one is already being read.
+async def read_ahead[T](items: AsyncIterator[T], depth: int = 1) -> AsyncGenerator[T]:
+    """Yields the items of a stream while the next ones are already being read.
 
     A consumer that awaits other I/O for each item (a database write) then overlaps it
-    with receiving the next. Close it (`contextlib.aclosing`) when done: that stops the
-    read in flight. Until then, reading on (`drain`) loses nothing.
+    with receiving the next; a consumer whose I/O comes in bursts (a part stored every few
+    items) keeps the stream flowing meanwhile with a larger `depth`. Close it
+    (`contextlib.aclosing`) when done: that stops the reads in flight. Until then, reading
+    on (`drain`) loses nothing.
 
     Args:
         items: The stream.
+        depth: How many items are read ahead of the consumer at most.
 
     Yields:
         Its items, in order.
     """
     end = object()
-    pending: asyncio.Future[T | object] = asyncio.ensure_future(anext(items, end))
+
+    async def after(previous: asyncio.Future[object] | None) -> object:
+        # One read at a time, in order: each waits for the one before it.
+        if previous is not None and await previous is end:
+            return end
+        return await anext(items, end)
+
+    pending: deque[asyncio.Future[object]] = deque()
+    last: asyncio.Future[object] | None = None
+    for _ in range(depth):
+        last = asyncio.ensure_future(after(last))
+        pending.append(last)
     try:
-        while (item := await pending) is not end:
-            pending = asyncio.ensure_future(anext(items, end))
+        while (item := await pending.popleft()) is not end:
+            last = asyncio.ensure_future(after(last))
+            pending.append(last)
             yield cast(T, item)
     finally:
-        pending.cancel()
+        for read in pending:
+            read.cancel()
 
 
 def start_gated[C: _StartedCall](

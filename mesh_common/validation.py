@@ -44,12 +44,12 @@ def rules_of(field: FieldDescriptor) -> FieldRules:
     return rules
 
 
-def check_value(rules: FieldRules, value: str | int, path: str) -> None:
+def check_value(rules: FieldRules, value: str | bytes | int, path: str) -> None:
     """Checks one value against rules.
 
     Args:
         rules: The rules.
-        value: A string or an integer, as the field holds it.
+        value: A string, bytes or an integer, as the field holds it.
         path: How the field is named in a violation.
 
     Raises:
@@ -57,6 +57,9 @@ def check_value(rules: FieldRules, value: str | int, path: str) -> None:
     """
     if isinstance(value, str):
         _check_text(rules, value, path)
+        return
+    if isinstance(value, bytes):
+        _check_bytes(rules, value, path)
         return
     if rules.HasField("min") and rules.HasField("max") and not rules.min <= value <= rules.max:
         raise FieldViolation(path, f"{path} must be {rules.min} to {rules.max}")
@@ -83,7 +86,7 @@ def check_items(rules: FieldRules, values: Sequence[str | int], path: str) -> No
         check_value(rules, value, f"{path}[{position}]")
 
 
-def check_field(field: FieldDescriptor, value: str | int, path: str | None = None) -> None:
+def check_field(field: FieldDescriptor, value: str | bytes | int, path: str | None = None) -> None:
     """Checks a value against the rules of the field it is meant for.
 
     Args:
@@ -125,7 +128,7 @@ def check_message(message: Message, prefix: str = "") -> None:
             continue  # an `optional` field left unset has no value to check
         if field.is_repeated:
             check_items(rules, list(value), path)
-        elif isinstance(value, (str, int)):
+        elif isinstance(value, (str, bytes, int)):
             check_value(rules, value, path)
 
 
@@ -143,6 +146,13 @@ def _check_text(rules: FieldRules, value: str, path: str) -> None:
     if rules.pattern and not _compiled(rules.pattern).fullmatch(value):
         wanted = rules.pattern_description or f"text matching {rules.pattern}"
         raise FieldViolation(path, f"{path} must be {wanted}")
+
+
+def _check_bytes(rules: FieldRules, value: bytes, path: str) -> None:
+    if not value and rules.required:
+        raise FieldViolation(path, f"{path} is required")
+    if rules.HasField("max_bytes") and len(value) > rules.max_bytes:
+        raise FieldViolation(path, f"{path} is longer than {rules.max_bytes} bytes")
 
 
 def _is_uuid(value: str) -> bool:

@@ -79,6 +79,8 @@ def test_meeting_service_has_every_rpc_with_its_streaming_shape(
         "ListVoiceProfiles": (False, False),
         "RenameVoiceProfile": (False, False),
         "DeleteVoiceProfile": (False, False),
+        "CreateVoiceProfileFromAudio": (False, False),
+        "AddVoiceAudio": (False, False),
     }
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
 
-from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
+from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, voice_audio_pb2
 from mesh_common.validation import FieldViolation, check_field, check_message
 
 _MEETING = meeting_pb2.Meeting.DESCRIPTOR.fields_by_name
 _UPLOAD = meeting_service_pb2.UploadMetadata.DESCRIPTOR.fields_by_name
+_AUDIO = voice_audio_pb2.AddVoiceAudioRequest.DESCRIPTOR.fields_by_name["audio"]
 _ID = "0b6a3c52-8d4e-4a56-9a43-6f1f3c1b2d7e"
 
 
@@ -39,10 +40,12 @@ _ID = "0b6a3c52-8d4e-4a56-9a43-6f1f3c1b2d7e"
             "sha256",
             "sha256 must be 64 lowercase hexadecimal characters",
         ),
+        (_AUDIO, b"", "audio", "audio is required"),
+        (_AUDIO, bytes(4 * 1024 * 1024 + 1), "audio", "audio is longer than 4194304 bytes"),
     ],
 )
 def test_a_value_that_breaks_its_fields_rules_is_a_violation_naming_the_field(
-    field: FieldDescriptor, value: str | int, path: str, message: str
+    field: FieldDescriptor, value: str | bytes | int, path: str, message: str
 ) -> None:
     with pytest.raises(FieldViolation) as raised:
         check_field(field, value)
@@ -59,11 +62,14 @@ def test_a_value_that_breaks_its_fields_rules_is_a_violation_naming_the_field(
         (_UPLOAD["sha256"], ""),
         (_UPLOAD["sha256"], "ab" * 32),
         (_UPLOAD["meeting_id"], _ID),
+        (_AUDIO, bytes(4 * 1024 * 1024)),
         # A field with no rules takes any value of its type.
         (_MEETING["failure_reason"], "x\x00" * 1000),
     ],
 )
-def test_a_value_within_its_fields_rules_passes(field: FieldDescriptor, value: str | int) -> None:
+def test_a_value_within_its_fields_rules_passes(
+    field: FieldDescriptor, value: str | bytes | int
+) -> None:
     check_field(field, value)
 
 

@@ -70,3 +70,22 @@ async def test_reading_on_after_a_consumer_stopped_loses_nothing() -> None:
             break  # the consumer gave up with item 3 already read ahead
     assert await drain(relayed, 5.0)
     assert responses.pulled == 5
+
+
+async def test_a_deeper_read_ahead_reads_that_many_and_no_more() -> None:
+    """What an upload does while its store takes a whole part at once."""
+    responses = _Responses(10)
+    relayed = read_ahead(responses, depth=4)
+    assert await anext(relayed) == 1
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert responses.pulled == 5  # the first, then four read while it is handled
+    assert [r async for r in relayed] == list(range(2, 11))
+
+
+async def test_a_failure_deep_in_the_read_ahead_reaches_the_consumer_in_order() -> None:
+    responses = _Responses(10, fail_at=3)
+    relayed = read_ahead(responses, depth=4)
+    assert [await anext(relayed) for _ in range(3)] == [1, 2, 3]
+    with pytest.raises(RuntimeError):
+        await anext(relayed)

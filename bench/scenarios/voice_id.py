@@ -8,7 +8,10 @@ at another pitch and speed (the synthesizer's nearest thing to a different perso
 same accent). Each voice of the later meeting is matched to the profiles as meeting_service
 does (`meeting_service.voices.matching.assign`): cosine similarity, optimal assignment, a
 threshold; once with all ten in one meeting, once with each voice alone in a meeting (no
-other voice competes for its nearest profile: the harder case for strangers).
+other voice competes for its nearest profile: the harder case for strangers). The same
+again with profiles enrolled from one recording of each voice alone saying the enrollment
+sentences, heard as gpu_node hears an uploaded sample (`CreateVoiceProfileFromAudio`: the
+diarizer finds the speech itself and embeds it as one speaker): details `recorded_*`.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import numpy.typing as npt
 
 from bench.context import BenchContext
 from bench.model import Check, Result
+from gen.gpu.v1 import gpu_pb2
+from gpu_node.engines.speakers import ResemblyzerDiarizationEngine
 from gpu_node.engines.voice_encoder import VoiceEncoder
 from meeting_service.voices.matching import DEFAULT_THRESHOLD, assign
 from tests.support.speech import speak
@@ -64,15 +69,30 @@ def _centroid(
     return centroid / np.linalg.norm(centroid)
 
 
-def _embed(enrolling: int, later_lines: int) -> tuple[dict[str, Vector], dict[str, Vector]]:
-    """The enrolled profiles and every voice's centroid in the later meeting."""
+def _recorded(
+    encoder: VoiceEncoder, voice: tuple[str, ...], lines: tuple[str, ...], where: Path
+) -> Vector:
+    """The voice of one recording of the lines, as gpu_node hears an uploaded sample."""
+    audio = speak([(voice, line) for line in lines], where)
+    config = gpu_pb2.DiarizationConfig(num_speakers=1)
+    response = asyncio.run(ResemblyzerDiarizationEngine(encoder).diarize(config, audio))
+    (heard,) = response.voices
+    return np.asarray(heard.embedding)
+
+
+def _embed(
+    enrolling: int, later_lines: int
+) -> tuple[dict[str, Vector], dict[str, Vector], dict[str, Vector]]:
+    """The profiles enrolled from meetings and from recordings, and every voice's centroid
+    in the later meeting."""
     encoder = VoiceEncoder()
     with tempfile.TemporaryDirectory() as scratch:
         where = Path(scratch)
         first, later = FIRST_MEETING[:enrolling], LATER_MEETING[:later_lines]
         enrolled = {name: _centroid(encoder, VOICES[name], first, where) for name in ENROLLED}
+        recorded = {name: _recorded(encoder, VOICES[name], first, where) for name in ENROLLED}
         heard = {name: _centroid(encoder, voice, later, where) for name, voice in VOICES.items()}
-    return enrolled, heard
+    return enrolled, recorded, heard
 
 
 def _rates(
@@ -101,7 +121,7 @@ def _rates(
 async def voice_id(context: BenchContext) -> Result:
     """Three sentences per meeting (quick: two to enroll, one later)."""
     enrolling, later_lines = (2, 1) if context.quick else (3, 3)
-    enrolled, heard = await asyncio.to_thread(_embed, enrolling, later_lines)
+    enrolled, recorded, heard = await asyncio.to_thread(_embed, enrolling, later_lines)
     same = [float(heard[n] @ enrolled[n]) for n in ENROLLED]
     different = [float(heard[n] @ enrolled[o]) for n in VOICES for o in ENROLLED if o != n]
     details: dict[str, Any] = {
@@ -117,7 +137,14 @@ async def voice_id(context: BenchContext) -> Result:
     for threshold in THRESHOLDS:
         for key, value in _rates(enrolled, heard, threshold).items():
             details[f"{key}_at_{threshold:g}"] = value
+    recorded_same = [float(heard[n] @ recorded[n]) for n in ENROLLED]
+    details["recorded_same_voice_similarity_min"] = round(min(recorded_same), 3)
+    details["recorded_same_voice_similarity_mean"] = round(float(np.mean(recorded_same)), 3)
+    for threshold in THRESHOLDS:
+        for key, value in _rates(recorded, heard, threshold).items():
+            details[f"recorded_{key}_at_{threshold:g}"] = value
     at_default = _rates(enrolled, heard, DEFAULT_THRESHOLD)
+    recorded_at_default = _rates(recorded, heard, DEFAULT_THRESHOLD)
     details["strangers_named_alone_at_default"] = (
         ", ".join(
             f"{name} as {profile} ({float(heard[name] @ enrolled[profile]):.3f})"
@@ -134,6 +161,12 @@ async def voice_id(context: BenchContext) -> Result:
             f"{at_default['identified_alone']:g}",
             f">= {ACCURACY_GOAL:g}",
             at_default["identified_alone"] >= ACCURACY_GOAL,
+        ),
+        Check(
+            f"voices enrolled from a recording named, each alone, threshold {DEFAULT_THRESHOLD:g}",
+            f"{recorded_at_default['identified_alone']:g}",
+            f">= {ACCURACY_GOAL:g}",
+            recorded_at_default["identified_alone"] >= ACCURACY_GOAL,
         ),
         Check(
             "enrolled voices given another's name",

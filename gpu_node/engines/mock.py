@@ -11,7 +11,9 @@ without models:
   come every second of an open segment, then the final version.
 - **Diarization** labels each span by its zero-crossing rate (a rough pitch proxy): spans
   sort by it and split at the widest relative gaps, so a low and a high voice get two
-  labels, and one voice gets one.
+  labels, and one voice gets one. Each speaker's voice is that rate as a bump on a log
+  scale (encoder `mock-zcr`): voices 25 % apart are far below any sane match threshold,
+  the same tone matches itself.
 - **Summarization** picks the sentences with the most frequent content words, finds action
   items with the rule "<Name> will <verb> ..." ("I will ..." takes the line's speaker), and
   lists the most frequent content words as keywords.
@@ -43,6 +45,11 @@ WORD_SAMPLES = 6400  # one token per 400 ms
 PARTIAL_EVERY_FRAMES = 33  # about one partial per second of an open segment
 DEFAULT_SUMMARY_SENTENCES = 3
 _SPEAKER_GAP_RATIO = 1.25  # spans whose ZCR differs by more than 25 % are other voices
+VOICE_ENCODER = "mock-zcr"
+# The voice embedding's bumps: centres on a log scale of the ZCR from 0.002 to 1, spaced
+# half a speaker gap apart, each as wide as the spacing.
+_VOICE_STEP = float(np.log(_SPEAKER_GAP_RATIO)) / 2
+_VOICE_CENTRES = np.arange(np.log(0.002), _VOICE_STEP, _VOICE_STEP)
 _DEFAULT_MAX_SPEAKERS = 8
 
 
@@ -334,7 +341,26 @@ class MockDiarizationEngine:
             turn.span.start_offset.CopyFrom(_duration(_seconds(start)))
             turn.span.end_offset.CopyFrom(_duration(_seconds(end)))
         response.speaker_count = len(labels)
+        for group, label in labels.items():
+            mine = [
+                (end - start, feature)
+                for (start, end, _), feature, g in zip(spans, features, groups, strict=True)
+                if g == group
+            ]
+            seconds = sum(length for length, _ in mine) / SAMPLE_RATE
+            rate = sum(length * feature for length, feature in mine) / max(1, seconds * SAMPLE_RATE)
+            response.voices.add(
+                speaker=label,
+                embedding=_voice_embedding(rate),
+                speech_seconds=seconds,
+                encoder=VOICE_ENCODER,
+            )
         return response
+
+
+def _voice_embedding(rate: float) -> list[float]:
+    bumps = np.exp(-0.5 * ((np.log(max(rate, 1e-4)) - _VOICE_CENTRES) / _VOICE_STEP) ** 2)
+    return [float(x) for x in bumps / np.linalg.norm(bumps)]
 
 
 def _loud_part(samples: Audio) -> Audio:

@@ -14,14 +14,20 @@ processes with CTranslate2's numerics), and when two people spoke them, the one 
 label a segment gets is wrong for half of it; such segments are split at the pause, by
 their word timings. Live mode cuts the stream into utterances by
 energy (`whisper_utterances`): each utterance becomes one segment, sent final as soon as
-`asr_live_silence_s` of silence ends it, preceded (with `interim_results`) by greedy partial
-hypotheses every `asr_live_partial_interval_s` of new audio.
+`asr_live_silence_s` of silence ends it, preceded (with `interim_results`) by partial
+hypotheses every `asr_live_partial_interval_s` of new audio. A partial is decoded beside
+the reading of the audio, one at a time and only while the live decoder is free, so only a
+final's own decode holds the stream back. Live decodes are greedy and encode about the
+utterance's length of audio instead of a 30 s window (`whisper_window`), so each costs a
+fraction of a batch window's decode and a live stream keeps up with real time on a couple
+of CPU cores.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import dataclasses
 import itertools
 import math
@@ -36,6 +42,7 @@ from google.protobuf import duration_pb2
 from gen.gpu.v1 import gpu_pb2
 from gpu_node.engines.base import SAMPLE_RATE, Audio
 from gpu_node.engines.whisper_utterances import (
+    Utterance,
     UtteranceSegmenter,
     find_utterances,
     quietest_cut,
@@ -56,11 +63,14 @@ class LiveOptions:
         silence_s: Silence that ends an utterance (the latency floor of a final segment).
         max_utterance_s: Longest utterance; longer speech is cut there.
         partial_interval_s: New audio between two partial hypotheses.
+        min_window_s: Shortest window Whisper's encoder reads for a live decode
+            (`whisper_window`); an utterance longer than that gets its own length.
     """
 
     silence_s: float = 0.6
     max_utterance_s: float = 15.0
     partial_interval_s: float = 1.0
+    min_window_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -220,7 +230,7 @@ class WhisperRecognitionEngine:
             name: Engine label, e.g. "whisper:tiny.en".
             max_concurrency: Batch decodes that may run at once; further ones wait.
             live_concurrency: Live decodes that may run at once, besides the batch ones.
-            beam_size: Beam width of final decodes.
+            beam_size: Beam width of batch decodes (live decodes are greedy).
             batch_window_s: Longest stretch of batch audio decoded in one piece.
             live: How live audio is cut into utterances.
         """
@@ -229,11 +239,14 @@ class WhisperRecognitionEngine:
         self.translates = bool(model.model.is_multilingual)
         self.takes_vocabulary = True
         self._model = model
+        self._live = live or LiveOptions()
+        from gpu_node.engines.whisper_window import short_window
+
+        self._live_model = short_window(model, self._live.min_window_s)
         self._slots = asyncio.Semaphore(max_concurrency)
         self._live_slots = asyncio.Semaphore(live_concurrency)
         self._beam_size = beam_size
         self._window = int(batch_window_s * SAMPLE_RATE)
-        self._live = live or LiveOptions()
 
     async def recognize(
         self, config: gpu_pb2.RecognitionConfig, audio: AsyncIterator[Audio]
@@ -305,59 +318,94 @@ class WhisperRecognitionEngine:
         )
         interval = int(self._live.partial_interval_s * SAMPLE_RATE)
         index = 0
-        partial_sent_at = 0  # utterance length when its last partial was made
+        partial_tried_at = 0  # utterance length at its last partial decode
+        partial_out = False  # whether a partial of the current index went out
+        # At most one partial decode runs, beside the reading of the audio, so the stream
+        # is never held back by a partial; it is awaited before its utterance's final.
+        partial: asyncio.Task[gpu_pb2.RecognizedSegment | None] | None = None
 
-        async def finish(utterance_audio: Audio, start: int) -> gpu_pb2.RecognizedSegment | None:
+        async def make_partial(current: Utterance) -> gpu_pb2.RecognizedSegment | None:
+            decoded = [
+                item
+                async for item in self._decode(
+                    current.audio, language, prompt, final=False, live=True
+                )
+            ]
+            if not decoded:
+                return None
+            return build_segment(index, decoded, base + current.start / SAMPLE_RATE, is_final=False)
+
+        async def finish(utterance: Utterance) -> gpu_pb2.RecognizedSegment | None:
             nonlocal language
             decoded = [
                 item
                 async for item in self._decode(
-                    utterance_audio, language, prompt, final=True, live=True
+                    utterance.audio, language, prompt, final=True, live=True
                 )
             ]
-            offset = base + start / SAMPLE_RATE
+            offset = base + utterance.start / SAMPLE_RATE
             if decoded:
                 language = language or decoded[0].language
                 return build_segment(index, decoded, offset, is_final=True)
-            if partial_sent_at:
+            if partial_out:
                 # A partial went out for this index: close it, even though VAD found no words.
                 return gpu_pb2.RecognizedSegment(
                     segment_index=index,
                     start_offset=_duration(offset),
-                    end_offset=_duration(offset + len(utterance_audio) / SAMPLE_RATE),
+                    end_offset=_duration(offset + len(utterance.audio) / SAMPLE_RATE),
                     is_final=True,
                     language=language or "",
                 )
             return None
 
-        async for chunk in audio:
-            for utterance in segmenter.feed(chunk):
-                final = await finish(utterance.audio, utterance.start)
-                if final is not None:
-                    yield final
-                    index += 1
-                partial_sent_at = 0
-            current = segmenter.current()
-            if (
-                config.interim_results
-                and current is not None
-                and len(current.audio) - partial_sent_at >= interval
-            ):
-                decoded = [
-                    item
-                    async for item in self._decode(
-                        current.audio, language, prompt, final=False, live=True
-                    )
-                ]
-                partial_sent_at = len(current.audio)
-                if decoded:
-                    offset = base + current.start / SAMPLE_RATE
-                    yield build_segment(index, decoded, offset, is_final=False)
-        last = segmenter.flush()
-        if last is not None:
-            final = await finish(last.audio, last.start)
+        async def partial_done(wait: bool) -> gpu_pb2.RecognizedSegment | None:
+            """The in-flight partial's segment once it is decoded (awaited when `wait`)."""
+            nonlocal partial, partial_out
+            if partial is None or not (wait or partial.done()):
+                return None
+            segment, partial = await partial, None
+            partial_out = partial_out or segment is not None
+            return segment
+
+        async def end_of(utterance: Utterance) -> AsyncIterator[gpu_pb2.RecognizedSegment]:
+            """The utterance's partial still in flight, if any, then its final."""
+            nonlocal index, partial_tried_at, partial_out
+            if (segment := await partial_done(wait=True)) is not None:
+                yield segment
+            final = await finish(utterance)
             if final is not None:
                 yield final
+                index += 1
+            partial_tried_at, partial_out = 0, False
+
+        try:
+            async for chunk in audio:
+                for utterance in segmenter.feed(chunk):
+                    async for segment in end_of(utterance):
+                        yield segment
+                if (ready := await partial_done(wait=False)) is not None:
+                    yield ready
+                current = segmenter.current()
+                # A partial starts only when none is in flight and the live decoder is
+                # free: it is replaced within a second, so it never queues behind a decode.
+                if (
+                    config.interim_results
+                    and current is not None
+                    and partial is None
+                    and len(current.audio) - partial_tried_at >= interval
+                    and not self._live_slots.locked()
+                ):
+                    partial_tried_at = len(current.audio)
+                    partial = asyncio.create_task(make_partial(current))
+            last = segmenter.flush()
+            if last is not None:
+                async for segment in end_of(last):
+                    yield segment
+        finally:
+            if partial is not None:
+                partial.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await partial
 
     async def _decode(
         self,
@@ -370,8 +418,10 @@ class WhisperRecognitionEngine:
     ) -> AsyncIterator[_Decoded]:
         """Runs faster-whisper in a worker thread, yielding segments as they are decoded.
 
-        Final decodes use beam search, word timings and Silero VAD; partials use greedy
-        decoding without them, as they are replaced within a second anyway.
+        Final decodes have word timings and Silero VAD; partials have neither, as they
+        are replaced within a second anyway. Batch finals use beam search. Live decodes
+        are greedy and encode a window about as long as their audio (`whisper_window`)
+        rather than Whisper's 30 s, since someone waits for each of them.
 
         Args:
             audio: Samples to decode.
@@ -389,13 +439,14 @@ class WhisperRecognitionEngine:
         """
         options: dict[str, Any] = {
             "language": language,
-            "beam_size": self._beam_size if final else 1,
+            "beam_size": self._beam_size if final and not live else 1,
             "word_timestamps": final,
             "vad_filter": final,
             "without_timestamps": not final,
             "condition_on_previous_text": False,
             "initial_prompt": prompt,
         }
+        model = self._live_model if live else self._model
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
         stop = threading.Event()
@@ -408,7 +459,7 @@ class WhisperRecognitionEngine:
 
         def work() -> None:
             try:
-                segments, info = self._model.transcribe(audio, **options)
+                segments, info = model.transcribe(audio, **options)
                 for segment in segments:
                     if stop.is_set():
                         break

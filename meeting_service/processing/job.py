@@ -152,6 +152,8 @@ class JobParts:
         speakers: The speaker names a match gives.
         deadlines: Deadlines of the GPU calls.
         tracer: The spans of jobs and their stages.
+        voice_match_threshold: Lowest cosine similarity that names a speaker after a
+            profile.
     """
 
     pool: asyncpg.Pool
@@ -167,6 +169,7 @@ class JobParts:
     speakers: SpeakerNaming
     deadlines: Deadlines
     tracer: trace.Tracer
+    voice_match_threshold: float
 
 
 class JobRunner:
@@ -233,12 +236,6 @@ class JobRunner:
                 raise
             except Exception as error:
                 raise StageFailed(step_stage, error) from error
-        try:
-            await run.complete()
-        except (JobLost, StageFailed):
-            raise
-        except Exception as error:
-            raise StageFailed(SUMMARIZING, error) from error
         log.info("job completed")
 
 
@@ -301,14 +298,18 @@ class _Run:
             await self._stored(*unstored)
 
     async def diarize(self) -> None:
-        await self._enter(DIARIZING)
         stored = await self._parts.transcripts.final_segments(self._mid)
+        heard = gpu_results.language_heard(stored) if stored else None
+
+        async def detected(conn: asyncpg.Connection) -> None:
+            if heard is not None:
+                await self._parts.meetings.set_detected_language(conn, self._mid, heard)
+
+        # Every final segment is stored before this stage is entered, so the language
+        # heard is written with the stage's status, in one commit.
+        await self._enter(DIARIZING, detected)
         if not stored:
             return
-        heard = gpu_results.language_heard(stored)
-        await self._write(
-            lambda conn: self._parts.meetings.set_detected_language(conn, self._mid, heard)
-        )
         config = gpu_pb2.DiarizationConfig(
             encoding=gpu_pb2.AUDIO_ENCODING_LINEAR16,
             sample_rate_hertz=SAMPLE_RATE_HZ,
@@ -331,7 +332,7 @@ class _Run:
                 conn, self._owner, voices[0].encoder if voices else ""
             )
             return await self._parts.speakers.name_unnamed(
-                conn, self._mid, names_for(voices, known)
+                conn, self._mid, names_for(voices, known, self._parts.voice_match_threshold)
             )
 
         names = await self._write(keep_voices)
@@ -347,19 +348,34 @@ class _Run:
         gpu = await self._gpu.connected_stubs()
         response = await gpu.summarization.Summarize(request, timeout=self.deadline)
         summary = gpu_results.summary(response, stored)
-        await self._write(lambda conn: self._parts.log.put_summary(conn, self._mid, summary))
 
-    async def complete(self) -> None:
+        # The summary, COMPLETED and the job's end commit together: the meeting never shows
+        # a summary without being completed, and the job ends in one commit.
         async def finish(conn: asyncpg.Connection) -> None:
+            await self._parts.log.put_summary(conn, self._mid, summary)
             await self._parts.log.change_status(conn, self._mid, COMPLETED)
             await self._parts.jobs.complete(conn, self._job.id, self._lease.worker)
 
         await self._write(finish, fenced=False)  # `complete` checks the lease itself
 
-    async def _enter(self, stage: Status) -> None:
+    async def _enter(
+        self,
+        stage: Status,
+        also: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
+    ) -> None:
+        """Announces the stage (with `also` written in the same transaction), once."""
         if self._status == stage:
-            return  # resumed after a worker died in this stage: nothing new to announce
-        await self._write(lambda conn: self._parts.log.change_status(conn, self._mid, stage))
+            # Resumed after a worker died in this stage: nothing new to announce.
+            if also is not None:
+                await self._write(also)
+            return
+
+        async def enter(conn: asyncpg.Connection) -> None:
+            if also is not None:
+                await also(conn)
+            await self._parts.log.change_status(conn, self._mid, stage)
+
+        await self._write(enter)
         self._status = stage
 
     async def _store_segments(self, segments: Sequence[meeting_pb2.Segment]) -> None:

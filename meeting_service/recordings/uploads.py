@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -57,6 +57,11 @@ from meeting_service.recordings.store import RecordingStore, RecordingWriter, it
 from meeting_service.transcripts.event_log import EventLog
 from mesh_common.logging import logger
 from mesh_common.streams import DRAIN_SECONDS, drain, read_ahead
+
+# Chunks received ahead of the one being stored: an object store takes a whole part at
+# once (8 MiB by default, the gateway's chunks are 1 MiB), and the stream keeps flowing
+# while it does. Bounded, so a stream holds at most this many chunks more in memory.
+READ_AHEAD_CHUNKS = 8
 
 _UPLOADABLE = frozenset(
     {meeting_pb2.MEETING_STATUS_AWAITING_AUDIO, meeting_pb2.MEETING_STATUS_UPLOADING}
@@ -120,6 +125,7 @@ class UploadsService:
         requests: AsyncIterator[meeting_service_pb2.UploadAudioRequest],
         *,
         trace_context: str = "",
+        count_bytes: Callable[[int], object] = lambda _: None,
     ) -> UploadResult:
         """Stores one upload stream.
 
@@ -127,6 +133,8 @@ class UploadsService:
             owner: The caller.
             requests: The stream: metadata first, then chunks.
             trace_context: W3C traceparent to hand to the processing job.
+            count_bytes: Told the size of each chunk as it is taken from the stream (a
+                metric; reading a chunk out of its message again would copy it).
 
         Returns:
             How it ended.
@@ -136,10 +144,10 @@ class UploadsService:
                 UPLOAD_OFFSET_MISMATCH, UPLOAD_TOO_LARGE, UPLOAD_CHECKSUM_MISMATCH, NOT_AUDIO,
                 QUOTA_EXCEEDED (at the start, before any byte is stored).
         """
-        # The next chunk arrives while this one is committed.
-        async with contextlib.aclosing(read_ahead(requests)) as ahead:
+        # The next chunks arrive while this one is stored.
+        async with contextlib.aclosing(read_ahead(requests, READ_AHEAD_CHUNKS)) as ahead:
             try:
-                return await self._upload(owner, ahead, trace_context)
+                return await self._upload(owner, ahead, trace_context, count_bytes)
             except MeetingError:
                 # Read on (bounded) before refusing: a status sent while the client is
                 # still writing reaches it as INTERNAL instead (mesh_common.streams).
@@ -151,6 +159,7 @@ class UploadsService:
         owner: str,
         requests: AsyncIterator[meeting_service_pb2.UploadAudioRequest],
         trace_context: str,
+        count_bytes: Callable[[int], object],
     ) -> UploadResult:
         first = await anext(requests, None)
         if first is None or not first.HasField("metadata"):
@@ -172,7 +181,9 @@ class UploadsService:
         writer = self._store.writer(upload)
         received = stored
         if total is None or received < total:
-            received = await self._receive(mid, writer, requests, received, total, digest, limit)
+            received = await self._receive(
+                mid, writer, requests, received, total, digest, limit, count_bytes
+            )
         if total is not None and received < total:
             stored = writer.end()
             await self._end_partial(mid)
@@ -194,14 +205,16 @@ class UploadsService:
         total: int | None,
         digest: hashlib._Hash | None,
         limit: int,
+        count_bytes: Callable[[int], object],
     ) -> int:
         """Stores the stream's chunks from `received` on; returns the bytes received."""
         async for request in requests:
             if request.HasField("metadata"):
                 raise invalid_field("metadata", "metadata is only allowed first")
-            chunk = request.chunk
+            chunk = request.chunk  # read once: each read of a bytes field copies it (upb)
             if not chunk:
                 continue
+            count_bytes(len(chunk))
             if received + len(chunk) > limit:
                 await self._reject(mid, upload_too_large(limit))
             if total is not None and received + len(chunk) > total:

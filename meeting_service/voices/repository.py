@@ -105,13 +105,29 @@ class VoicesRepository:
             INSERT INTO voice_samples
                 (profile_id, meeting_id, label, encoder, embedding, speech_seconds)
             VALUES ($1, $2, $3, $4, $5, $6)
-            ON CONFLICT (profile_id, meeting_id, label) DO UPDATE
+            ON CONFLICT (profile_id, meeting_id, label) WHERE meeting_id IS NOT NULL DO UPDATE
             SET encoder = EXCLUDED.encoder, embedding = EXCLUDED.embedding,
                 speech_seconds = EXCLUDED.speech_seconds, create_time = clock_timestamp()
             """,
             profile_id,
             meeting_id,
             voice.label,
+            voice.encoder,
+            voice.embedding,
+            voice.speech_seconds,
+        )
+        await conn.execute(
+            "UPDATE voice_profiles SET update_time = clock_timestamp() WHERE id = $1", profile_id
+        )
+
+    async def add_recorded_sample(
+        self, conn: asyncpg.Connection, profile_id: uuid.UUID, voice: Voice
+    ) -> None:
+        """Adds the voice of a recording of it alone (from no meeting) to a profile."""
+        await conn.execute(
+            "INSERT INTO voice_samples (profile_id, encoder, embedding, speech_seconds)"
+            " VALUES ($1, $2, $3, $4)",
+            profile_id,
             voice.encoder,
             voice.embedding,
             voice.speech_seconds,

@@ -1,4 +1,4 @@
-"""Voice profiles: a caller's named voices, made from speakers of their processed meetings.
+"""Voice profiles: a caller's named voices, from meetings' speakers or recordings of a voice.
 
 Every call is scoped to its owner: another owner's profile reads as missing, and a sample
 can only come from one of the caller's own meetings. The vectors stay in the database:
@@ -12,13 +12,15 @@ import uuid
 import asyncpg
 
 from contract_errors.meeting import MeetingError, not_found, speaker_not_found
-from gen.meeting.v1 import meeting_pb2, voices_pb2
+from gen.meeting.v1 import meeting_pb2, voice_audio_pb2, voices_pb2
 from meeting_service import validation
 from meeting_service.meetings.messages import timestamp
 from meeting_service.meetings.repository import MeetingsRepository
+from meeting_service.voices.recorded import RecordedVoices
 from meeting_service.voices.repository import ProfileRow, Voice, VoicesRepository
 
 _NAME = voices_pb2.CreateVoiceProfileRequest
+_AUDIO = voice_audio_pb2.AddVoiceAudioRequest
 
 
 def profile_message(row: ProfileRow) -> voices_pb2.VoiceProfile:
@@ -45,11 +47,16 @@ class VoicesService:
     """Voice profiles, every call scoped to its owner."""
 
     def __init__(
-        self, pool: asyncpg.Pool, meetings: MeetingsRepository, voices: VoicesRepository
+        self,
+        pool: asyncpg.Pool,
+        meetings: MeetingsRepository,
+        voices: VoicesRepository,
+        recorded: RecordedVoices,
     ) -> None:
         self._pool = pool
         self._meetings = meetings
         self._voices = voices
+        self._recorded = recorded
 
     async def create(
         self, owner: str, name: str, sample: voices_pb2.VoiceSample
@@ -83,6 +90,43 @@ class VoicesService:
             await self._require(conn, owner, pid)
             meeting_id, voice = await self._sample(conn, owner, sample)
             await self._voices.add_sample(conn, pid, meeting_id, voice)
+            row = await self._require(conn, owner, pid)
+        return profile_message(row)
+
+    async def create_from_audio(
+        self, owner: str, name: str, audio: bytes
+    ) -> voices_pb2.VoiceProfile:
+        """Creates a profile from a recording of the voice alone.
+
+        Raises:
+            MeetingError: INVALID_FIELD (also for a recording too long or with too little
+                speech); NOT_AUDIO; BACKEND_UNAVAILABLE.
+        """
+        name = _name(name)
+        voice = await self._recorded.hear(_audio(audio))
+        async with self._pool.acquire() as conn, conn.transaction():
+            profile_id = await self._voices.create_profile(conn, owner, name)
+            await self._voices.add_recorded_sample(conn, profile_id, voice)
+            row = await self._require(conn, owner, profile_id)
+        return profile_message(row)
+
+    async def add_audio(self, owner: str, profile_id: str, audio: bytes) -> voices_pb2.VoiceProfile:
+        """Adds a recording of the voice alone to a caller's profile.
+
+        Raises:
+            MeetingError: INVALID_FIELD; VOICE_PROFILE_NOT_FOUND; NOT_AUDIO;
+                BACKEND_UNAVAILABLE.
+        """
+        pid = _profile_id(profile_id)
+        _audio(audio)
+        # Refused before the GPU hears anything; checked again where the sample is added,
+        # in case the profile was deleted meanwhile.
+        async with self._pool.acquire() as conn:
+            await self._require(conn, owner, pid)
+        voice = await self._recorded.hear(audio)
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self._require(conn, owner, pid)
+            await self._voices.add_recorded_sample(conn, pid, voice)
             row = await self._require(conn, owner, pid)
         return profile_message(row)
 
@@ -146,6 +190,11 @@ def _name(name: str) -> str:
     request = _NAME(name=name.strip())
     validation.check(request, "name", "name")
     return request.name
+
+
+def _audio(audio: bytes) -> bytes:
+    validation.check(_AUDIO(audio=audio), "audio", "audio")
+    return audio
 
 
 def _profile_id(value: str) -> uuid.UUID:

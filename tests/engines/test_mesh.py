@@ -55,11 +55,11 @@ WITHIN_S = 60.0
 FRAME_S = 0.1
 # Product bound for live audio: each final segment reaches the WebSocket client within this
 # long after the last audio of its utterance was sent. The engine closes an utterance once
-# ASR_LIVE_SILENCE_S (0.6 s) of silence has been fed, then runs one beam-5 decode of that
-# utterance (docs/engines.md measured a whole 30 s window, tiny.en int8 on 2 CPU cores, in
-# 1.3 s; one utterance of a few seconds is a fraction of that, and the greedy partials in
-# between keep up with real time), then the segment crosses gpu_proxy, meeting_service's
-# store and the gateway (milliseconds). 4 s leaves room for a loaded 2-core machine.
+# ASR_LIVE_SILENCE_S (0.6 s) of silence has been fed, then runs one greedy decode of that
+# utterance over a 10 s encoder window (docs/engines.md, "Live recognition": about a quarter
+# of a CPU second with tiny.en; the partials in between never hold the audio back), then
+# the segment crosses gpu_proxy, meeting_service's store and the gateway (milliseconds).
+# 4 s leaves room for a loaded 2-core machine.
 LIVE_FINAL_WITHIN_S = 4.0
 MAX_WER = 0.15
 _ENDED = {"MEETING_STATUS_COMPLETED", "MEETING_STATUS_FAILED"}

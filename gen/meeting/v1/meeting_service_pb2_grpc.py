@@ -9,6 +9,7 @@ from gen.meeting.v1 import meeting_service_pb2 as meeting_dot_v1_dot_meeting__se
 from gen.meeting.v1 import search_pb2 as meeting_dot_v1_dot_search__pb2
 from gen.meeting.v1 import speakers_pb2 as meeting_dot_v1_dot_speakers__pb2
 from gen.meeting.v1 import user_events_pb2 as meeting_dot_v1_dot_user__events__pb2
+from gen.meeting.v1 import voice_audio_pb2 as meeting_dot_v1_dot_voice__audio__pb2
 from gen.meeting.v1 import voices_pb2 as meeting_dot_v1_dot_voices__pb2
 from gen.meeting.v1 import webhooks_pb2 as meeting_dot_v1_dot_webhooks__pb2
 
@@ -186,6 +187,16 @@ class MeetingServiceStub:
                 '/meeting.v1.MeetingService/DeleteVoiceProfile',
                 request_serializer=meeting_dot_v1_dot_voices__pb2.DeleteVoiceProfileRequest.SerializeToString,
                 response_deserializer=meeting_dot_v1_dot_voices__pb2.DeleteVoiceProfileResponse.FromString,
+                _registered_method=True)
+        self.CreateVoiceProfileFromAudio = channel.unary_unary(
+                '/meeting.v1.MeetingService/CreateVoiceProfileFromAudio',
+                request_serializer=meeting_dot_v1_dot_voice__audio__pb2.CreateVoiceProfileFromAudioRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_voice__audio__pb2.CreateVoiceProfileFromAudioResponse.FromString,
+                _registered_method=True)
+        self.AddVoiceAudio = channel.unary_unary(
+                '/meeting.v1.MeetingService/AddVoiceAudio',
+                request_serializer=meeting_dot_v1_dot_voice__audio__pb2.AddVoiceAudioRequest.SerializeToString,
+                response_deserializer=meeting_dot_v1_dot_voice__audio__pb2.AddVoiceAudioResponse.FromString,
                 _registered_method=True)
 
 
@@ -437,6 +448,25 @@ class MeetingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateVoiceProfileFromAudio(self, request, context):
+        """Keeps a voice under a name, from a recording of that voice alone (the
+        speaker encoder of the GPU service hears it). Meetings processed from
+        then on name a speaker with that voice after it. A recording that is not
+        audio, holds too little speech or is too long is refused and changes
+        nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddVoiceAudio(self, request, context):
+        """Adds a recording of the voice alone to a profile, so it is recognized
+        more surely; refused as `CreateVoiceProfileFromAudio` refuses one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MeetingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -579,6 +609,16 @@ def add_MeetingServiceServicer_to_server(servicer, server):
                     servicer.DeleteVoiceProfile,
                     request_deserializer=meeting_dot_v1_dot_voices__pb2.DeleteVoiceProfileRequest.FromString,
                     response_serializer=meeting_dot_v1_dot_voices__pb2.DeleteVoiceProfileResponse.SerializeToString,
+            ),
+            'CreateVoiceProfileFromAudio': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateVoiceProfileFromAudio,
+                    request_deserializer=meeting_dot_v1_dot_voice__audio__pb2.CreateVoiceProfileFromAudioRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_voice__audio__pb2.CreateVoiceProfileFromAudioResponse.SerializeToString,
+            ),
+            'AddVoiceAudio': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddVoiceAudio,
+                    request_deserializer=meeting_dot_v1_dot_voice__audio__pb2.AddVoiceAudioRequest.FromString,
+                    response_serializer=meeting_dot_v1_dot_voice__audio__pb2.AddVoiceAudioResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1343,6 +1383,60 @@ class MeetingService:
             '/meeting.v1.MeetingService/DeleteVoiceProfile',
             meeting_dot_v1_dot_voices__pb2.DeleteVoiceProfileRequest.SerializeToString,
             meeting_dot_v1_dot_voices__pb2.DeleteVoiceProfileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateVoiceProfileFromAudio(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/CreateVoiceProfileFromAudio',
+            meeting_dot_v1_dot_voice__audio__pb2.CreateVoiceProfileFromAudioRequest.SerializeToString,
+            meeting_dot_v1_dot_voice__audio__pb2.CreateVoiceProfileFromAudioResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddVoiceAudio(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meeting.v1.MeetingService/AddVoiceAudio',
+            meeting_dot_v1_dot_voice__audio__pb2.AddVoiceAudioRequest.SerializeToString,
+            meeting_dot_v1_dot_voice__audio__pb2.AddVoiceAudioResponse.FromString,
             options,
             channel_credentials,
             insecure,

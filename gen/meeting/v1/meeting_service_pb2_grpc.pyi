@@ -11,6 +11,7 @@ from gen.meeting.v1 import meeting_service_pb2 as _meeting_service_pb2
 from gen.meeting.v1 import search_pb2 as _search_pb2
 from gen.meeting.v1 import speakers_pb2 as _speakers_pb2
 from gen.meeting.v1 import user_events_pb2 as _user_events_pb2
+from gen.meeting.v1 import voice_audio_pb2 as _voice_audio_pb2
 from gen.meeting.v1 import voices_pb2 as _voices_pb2
 from gen.meeting.v1 import webhooks_pb2 as _webhooks_pb2
 import abc as _abc_1
@@ -142,6 +143,17 @@ class MeetingServiceStub:
     """Renames a voice profile (meetings named before keep the old name)."""
     DeleteVoiceProfile: _aio.UnaryUnaryMultiCallable[_voices_pb2.DeleteVoiceProfileRequest, _voices_pb2.DeleteVoiceProfileResponse]
     """Deletes a voice profile with every sample of the voice."""
+    CreateVoiceProfileFromAudio: _aio.UnaryUnaryMultiCallable[_voice_audio_pb2.CreateVoiceProfileFromAudioRequest, _voice_audio_pb2.CreateVoiceProfileFromAudioResponse]
+    """Keeps a voice under a name, from a recording of that voice alone (the
+    speaker encoder of the GPU service hears it). Meetings processed from
+    then on name a speaker with that voice after it. A recording that is not
+    audio, holds too little speech or is too long is refused and changes
+    nothing.
+    """
+    AddVoiceAudio: _aio.UnaryUnaryMultiCallable[_voice_audio_pb2.AddVoiceAudioRequest, _voice_audio_pb2.AddVoiceAudioResponse]
+    """Adds a recording of the voice alone to a profile, so it is recognized
+    more surely; refused as `CreateVoiceProfileFromAudio` refuses one.
+    """
 
 class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Meetings, their audio, and their transcripts.
@@ -432,5 +444,28 @@ class MeetingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _aio.ServicerContext[_voices_pb2.DeleteVoiceProfileRequest, _abc.Awaitable[_voices_pb2.DeleteVoiceProfileResponse]],
     ) -> _abc.Awaitable[_voices_pb2.DeleteVoiceProfileResponse]:
         """Deletes a voice profile with every sample of the voice."""
+
+    @_abc_1.abstractmethod
+    def CreateVoiceProfileFromAudio(
+        self,
+        request: _voice_audio_pb2.CreateVoiceProfileFromAudioRequest,
+        context: _aio.ServicerContext[_voice_audio_pb2.CreateVoiceProfileFromAudioRequest, _abc.Awaitable[_voice_audio_pb2.CreateVoiceProfileFromAudioResponse]],
+    ) -> _abc.Awaitable[_voice_audio_pb2.CreateVoiceProfileFromAudioResponse]:
+        """Keeps a voice under a name, from a recording of that voice alone (the
+        speaker encoder of the GPU service hears it). Meetings processed from
+        then on name a speaker with that voice after it. A recording that is not
+        audio, holds too little speech or is too long is refused and changes
+        nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def AddVoiceAudio(
+        self,
+        request: _voice_audio_pb2.AddVoiceAudioRequest,
+        context: _aio.ServicerContext[_voice_audio_pb2.AddVoiceAudioRequest, _abc.Awaitable[_voice_audio_pb2.AddVoiceAudioResponse]],
+    ) -> _abc.Awaitable[_voice_audio_pb2.AddVoiceAudioResponse]:
+        """Adds a recording of the voice alone to a profile, so it is recognized
+        more surely; refused as `CreateVoiceProfileFromAudio` refuses one.
+        """
 
 def add_MeetingServiceServicer_to_server(servicer: MeetingServiceServicer, server: _aio.Server) -> None: ...

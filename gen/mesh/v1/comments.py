@@ -19,6 +19,7 @@ COMMENTS: dict[str, str] = {
     'mesh.v1.ErrorReason': 'Reasons any service of the mesh may send, whatever its contract.',
     'mesh.v1.FieldRules': 'What a field\'s value must be beyond its type. A server checks a request\nagainst these rules (mesh_common/validation.py) and the gateway\'s OpenAPI\ndocument states them (gateway/openapi.py), so each limit is written once:\non the field it constrains.\n\nThe empty string is a string field\'s "not set": only `required` refuses it;\n`pattern` and `uuid` apply to non-empty strings.',
     'mesh.v1.FieldRules.max': 'Largest value the integer may take.',
+    'mesh.v1.FieldRules.max_bytes': 'Most bytes a `bytes` field may hold (`required` refuses it empty). A\nroute whose body is such a field refuses a longer body before reading it.',
     'mesh.v1.FieldRules.max_items': 'Most items a repeated field may hold; the other rules apply to each item.',
     'mesh.v1.FieldRules.max_len': 'Most characters (Unicode code points) the string may hold.',
     'mesh.v1.FieldRules.min': 'Smallest value the integer may take.',

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16mesh/v1/validate.proto\x12\x07mesh.v1\x1a google/protobuf/descriptor.proto\"\xbe\x02\n\nFieldRules\x12\x1a\n\x08required\x18\x01 \x01(\x08R\x08required\x12\x1c\n\x07max_len\x18\x02 \x01(\rH\x00R\x06maxLen\x88\x01\x01\x12\x18\n\x07pattern\x18\x03 \x01(\tR\x07pattern\x12/\n\x13pattern_description\x18\x04 \x01(\tR\x12patternDescription\x12\x12\n\x04uuid\x18\x05 \x01(\x08R\x04uuid\x12\x1d\n\nplain_text\x18\x06 \x01(\x08R\tplainText\x12\x15\n\x03min\x18\x07 \x01(\x03H\x01R\x03min\x88\x01\x01\x12\x15\n\x03max\x18\x08 \x01(\x03H\x02R\x03max\x88\x01\x01\x12 \n\tmax_items\x18\t \x01(\rH\x03R\x08maxItems\x88\x01\x01\x42\n\n\x08_max_lenB\x06\n\x04_minB\x06\n\x04_maxB\x0c\n\n_max_items:J\n\x05rules\x12\x1d.google.protobuf.FieldOptions\x18\xb8\x8e\x03 \x01(\x0b\x32\x13.mesh.v1.FieldRulesR\x05rulesb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16mesh/v1/validate.proto\x12\x07mesh.v1\x1a google/protobuf/descriptor.proto\"\xee\x02\n\nFieldRules\x12\x1a\n\x08required\x18\x01 \x01(\x08R\x08required\x12\x1c\n\x07max_len\x18\x02 \x01(\rH\x00R\x06maxLen\x88\x01\x01\x12\x18\n\x07pattern\x18\x03 \x01(\tR\x07pattern\x12/\n\x13pattern_description\x18\x04 \x01(\tR\x12patternDescription\x12\x12\n\x04uuid\x18\x05 \x01(\x08R\x04uuid\x12\x1d\n\nplain_text\x18\x06 \x01(\x08R\tplainText\x12\x15\n\x03min\x18\x07 \x01(\x03H\x01R\x03min\x88\x01\x01\x12\x15\n\x03max\x18\x08 \x01(\x03H\x02R\x03max\x88\x01\x01\x12 \n\tmax_items\x18\t \x01(\rH\x03R\x08maxItems\x88\x01\x01\x12 \n\tmax_bytes\x18\n \x01(\x04H\x04R\x08maxBytes\x88\x01\x01\x42\n\n\x08_max_lenB\x06\n\x04_minB\x06\n\x04_maxB\x0c\n\n_max_itemsB\x0c\n\n_max_bytes:J\n\x05rules\x12\x1d.google.protobuf.FieldOptions\x18\xb8\x8e\x03 \x01(\x0b\x32\x13.mesh.v1.FieldRulesR\x05rulesb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,5 +33,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mesh.v1.validate_pb2', _glo
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_FIELDRULES']._serialized_start=70
-  _globals['_FIELDRULES']._serialized_end=388
+  _globals['_FIELDRULES']._serialized_end=436
 # @@protoc_insertion_point(module_scope)

@@ -40,6 +40,7 @@ class FieldRules(_message.Message):
     MIN_FIELD_NUMBER: _builtins.int
     MAX_FIELD_NUMBER: _builtins.int
     MAX_ITEMS_FIELD_NUMBER: _builtins.int
+    MAX_BYTES_FIELD_NUMBER: _builtins.int
     required: _builtins.bool
     """The string must not be empty."""
     max_len: _builtins.int
@@ -60,6 +61,10 @@ class FieldRules(_message.Message):
     """Largest value the integer may take."""
     max_items: _builtins.int
     """Most items a repeated field may hold; the other rules apply to each item."""
+    max_bytes: _builtins.int
+    """Most bytes a `bytes` field may hold (`required` refuses it empty). A
+    route whose body is such a field refuses a longer body before reading it.
+    """
     def __init__(
         self,
         *,
@@ -72,13 +77,16 @@ class FieldRules(_message.Message):
         min: _builtins.int | None = ...,
         max: _builtins.int | None = ...,
         max_items: _builtins.int | None = ...,
+        max_bytes: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_max", b"_max", "_max_items", b"_max_items", "_max_len", b"_max_len", "_min", b"_min", "max", b"max", "max_items", b"max_items", "max_len", b"max_len", "min", b"min"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max", b"_max", "_max_bytes", b"_max_bytes", "_max_items", b"_max_items", "_max_len", b"_max_len", "_min", b"_min", "max", b"max", "max_bytes", b"max_bytes", "max_items", b"max_items", "max_len", b"max_len", "min", b"min"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max", b"_max", "_max_items", b"_max_items", "_max_len", b"_max_len", "_min", b"_min", "max", b"max", "max_items", b"max_items", "max_len", b"max_len", "min", b"min", "pattern", b"pattern", "pattern_description", b"pattern_description", "plain_text", b"plain_text", "required", b"required", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max", b"_max", "_max_bytes", b"_max_bytes", "_max_items", b"_max_items", "_max_len", b"_max_len", "_min", b"_min", "max", b"max", "max_bytes", b"max_bytes", "max_items", b"max_items", "max_len", b"max_len", "min", b"min", "pattern", b"pattern", "pattern_description", b"pattern_description", "plain_text", b"plain_text", "required", b"required", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max: _TypeAlias = _typing.Literal["max"]  # noqa: Y015
     _WhichOneofArgType__max: _TypeAlias = _typing.Literal["_max", b"_max"]  # noqa: Y015
+    _WhichOneofReturnType__max_bytes: _TypeAlias = _typing.Literal["max_bytes"]  # noqa: Y015
+    _WhichOneofArgType__max_bytes: _TypeAlias = _typing.Literal["_max_bytes", b"_max_bytes"]  # noqa: Y015
     _WhichOneofReturnType__max_items: _TypeAlias = _typing.Literal["max_items"]  # noqa: Y015
     _WhichOneofArgType__max_items: _TypeAlias = _typing.Literal["_max_items", b"_max_items"]  # noqa: Y015
     _WhichOneofReturnType__max_len: _TypeAlias = _typing.Literal["max_len"]  # noqa: Y015
@@ -87,6 +95,8 @@ class FieldRules(_message.Message):
     _WhichOneofArgType__min: _TypeAlias = _typing.Literal["_min", b"_min"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__max) -> _WhichOneofReturnType__max | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_bytes) -> _WhichOneofReturnType__max_bytes | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__max_items) -> _WhichOneofReturnType__max_items | None: ...
     @_typing.overload
