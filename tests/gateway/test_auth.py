@@ -53,6 +53,8 @@ PROTECTED = [
     ("POST", f"/v1/voiceProfiles/{_ID}/samples"),
     ("PATCH", f"/v1/voiceProfiles/{_ID}"),
     ("DELETE", f"/v1/voiceProfiles/{_ID}"),
+    ("POST", "/v1/voiceProfiles:fromAudio?name=Maria"),
+    ("POST", f"/v1/voiceProfiles/{_ID}/audio"),
     ("GET", "/v1/search?q=anything"),
 ]
 BAD_CREDENTIALS = {
