@@ -1,7 +1,7 @@
 """Bare asyncio HTTP/1.1 clients for the load generator: cheaper per byte than any library.
 
 `put_stream` streams a large body from one repeated block (no file, no copy per request);
-`sse_subscribe` reads an event stream line by line and only parses the `id:` lines.
+`sse_subscribe` reads an event stream as it arrives and only parses the `id:` lines.
 """
 
 from __future__ import annotations
@@ -88,6 +88,79 @@ async def put_stream(
     return PutResult(status, body, seconds)
 
 
+_ID = b"\nid: "
+
+
+class _EventReader(asyncio.Protocol):
+    """Reads one SSE response as it arrives, calling back for each `id:` line.
+
+    A protocol rather than a stream reader: each block of a stream is handled in the
+    loop's own callback, with no task to wake per subscriber per event, so that one
+    process can read thousands of streams.
+    """
+
+    def __init__(
+        self,
+        on_event: Callable[[int, float], None],
+        connected: Callable[[], None],
+        last_sequence: int,
+        done: asyncio.Future[None],
+    ) -> None:
+        self._on_event = on_event
+        self._connected = connected
+        self._last_sequence = last_sequence
+        self._done = done
+        self._in_body = False
+        self._pending = b""
+        self._transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        when = time.time()
+        pending = self._pending + data
+        if not self._in_body:
+            head_end = pending.find(b"\r\n\r\n")
+            if head_end < 0:
+                self._pending = pending
+                return
+            status_line = pending[: pending.find(b"\r\n")]
+            if b" 200 " not in status_line:
+                self._finish(RuntimeError(f"event stream answered {status_line!r}"))
+                return
+            self._in_body = True
+            self._connected()
+            pending = pending[head_end + 2 :]  # keeps the "\r\n" before the first chunk
+        # Each event's `id:` line begins a chunk (after its size line); nothing else matters.
+        start = 0
+        while (found := pending.find(_ID, start)) >= 0:
+            end = pending.find(b"\n", found + len(_ID))
+            if end < 0:
+                break
+            sequence = int(pending[found + len(_ID) : end])
+            self._on_event(sequence, when)
+            if sequence >= self._last_sequence:
+                self._finish(None)
+                return
+            start = end
+        else:
+            start = max(start, len(pending) - len(_ID) + 1)
+        self._pending = pending[start:]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish(exc)
+
+    def _finish(self, error: BaseException | None) -> None:
+        if not self._done.done():
+            if error is None:
+                self._done.set_result(None)
+            else:
+                self._done.set_exception(error)
+        if self._transport is not None:
+            self._transport.close()
+
+
 async def sse_subscribe(
     url: str,
     authorization: str,
@@ -106,31 +179,23 @@ async def sse_subscribe(
 
     Raises:
         RuntimeError: The stream answered other than 200.
+        ConnectionError: The connection broke.
     """
     parts = urlsplit(url)
-    reader, writer = await asyncio.open_connection(parts.hostname, parts.port, limit=1 << 20)
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    transport, _ = await loop.create_connection(
+        lambda: _EventReader(on_event, connected, last_sequence, done),
+        parts.hostname or "127.0.0.1",
+        parts.port or 80,
+    )
     try:
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         request = (
             f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
             f"Authorization: {authorization}\r\nAccept: text/event-stream\r\n\r\n"
         )
-        writer.write(request.encode())
-        status_line = await reader.readline()
-        if b" 200 " not in status_line:
-            raise RuntimeError(f"event stream answered {status_line!r}")
-        while await reader.readline() not in (b"\r\n", b""):
-            pass
-        connected()
-        # The body is chunked; chunk-size lines are skipped like any line that is not `id:`.
-        while True:
-            line = await reader.readline()
-            if not line:
-                return
-            if line.startswith(b"id: "):
-                sequence = int(line[4:])
-                on_event(sequence, time.time())
-                if sequence >= last_sequence:
-                    return
+        transport.write(request.encode())
+        await done
     finally:
-        writer.close()
+        transport.close()

@@ -30,6 +30,7 @@ from gateway.auth import PRINCIPAL_KEY, grpc_metadata
 from gateway.http_errors import error_view
 from gateway.jsonpb import non_negative_int, to_json_bytes
 from gateway.single_flight import SingleFlight
+from gateway.sse_sink import ResponseSink, Sink
 from gen.meeting.v1 import (
     meeting_pb2,
     meeting_service_pb2,
@@ -207,7 +208,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
             return web.Response(status=204, headers={"Cache-Control": "no-cache"})
 
     response = web.StreamResponse(headers=_SSE_HEADERS)
-    await response.prepare(request)
+    writer = await response.prepare(request)
     await response.write(f"retry: {settings.sse_retry_ms}\n\n".encode())
     heartbeat = settings.sse_heartbeat_s
     stopping = request.app[state.STOPPING].future()
@@ -219,7 +220,9 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
                 key = (meeting_id, principal.user)
                 shared = _shared_streams(request.app).join(key, after, stub, metadata)
             if shared is not None:
-                behind = await shared.follow(after, response, heartbeat, stopping)
+                behind = await shared.follow(
+                    after, ResponseSink(response, writer), heartbeat, stopping
+                )
                 if behind is None:
                     return response
                 after = behind  # it fell behind what the shared stream keeps
@@ -363,13 +366,40 @@ def _shared_streams(app: web.Application) -> SharedStreams:
     return registry
 
 
+class _Follower:
+    """A follower that has every kept event: the stream writes it each new one itself.
+
+    `done` resolves to None when the follower is finished (the stream ended, the gateway
+    stops), or to the stream position of the first event it must write on its own (its
+    connection was backed up); it fails with ConnectionError when its client left.
+    """
+
+    __slots__ = ("done", "position", "sink")
+
+    def __init__(self, sink: Sink, position: int, done: asyncio.Future[int | None]) -> None:
+        self.sink = sink
+        self.position = position  # the last sequence it has
+        self.done = done
+
+    def finish(self, result: int | None) -> None:
+        if not self.done.done():
+            self.done.set_result(result)
+
+    def stop(self, _: asyncio.Future[Any]) -> None:
+        self.finish(None)
+
+
 class SharedStream:
     """One StreamTranscript call, its events rendered once, read by many SSE connections.
 
     The rendered events are kept in order (the last `SHARED_EVENTS`, at most
-    `SHARED_BYTES`); each follower writes those after its own position, so a follower
-    that reads slowly only holds up itself, and one that falls behind what is kept is
-    told so and continues on a call of its own from where it was.
+    `SHARED_BYTES`). A follower first writes those after its own position; once it has
+    them all it is live: the stream's reader writes each new event to every live
+    follower's connection from one loop, and one timer per stream sends the heartbeats,
+    so an event costs a live follower one write and nothing else. A follower whose
+    connection is backed up leaves the live set and writes the kept events itself at its
+    client's pace, so a slow reader only holds up itself; one that falls behind what is
+    kept is told so and continues on a call of its own from where it was.
 
     Args:
         registry: Where the stream is registered (it leaves when it ends).
@@ -391,7 +421,9 @@ class SharedStream:
         self._bytes = 0
         self._dropped = after  # events up to this sequence are not (or no longer) kept
         self._end: bytes | None = None  # once ended: b"" (clean) or an error event
-        self._changed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._live: set[_Follower] = set()
+        self._heartbeat_s = 0.0
+        self._beat: asyncio.TimerHandle | None = None
         self._task = asyncio.create_task(self._read(), name=f"sse-shared-{key[0]}")
 
     @property
@@ -414,7 +446,7 @@ class SharedStream:
     async def follow(
         self,
         after: int,
-        response: web.StreamResponse,
+        sink: Sink,
         heartbeat_s: float,
         stopping: asyncio.Future[Any],
     ) -> int | None:
@@ -422,13 +454,16 @@ class SharedStream:
 
         Args:
             after: The follower's resume point.
-            response: Its response.
+            sink: Its response.
             heartbeat_s: Idle time before a heartbeat comment.
             stopping: Done when the gateway stops.
 
         Returns:
             None when the stream ended (or the gateway stops); the last sequence written
             when the follower fell behind what is kept.
+
+        Raises:
+            ConnectionError: The client left.
         """
         position = after
         index = self._first_after(position)
@@ -450,29 +485,72 @@ class SharedStream:
                     pending = keep
                 position = max(position, newest)
                 if pending:
-                    await response.write(b"".join(pending))
+                    await sink.write(b"".join(pending))
                 continue
             if self._end is not None:
                 if self._end:
-                    await response.write(self._end)
+                    await sink.write(self._end)
                 return None
-            done, _ = await asyncio.wait(
-                {self._changed, stopping},
-                timeout=heartbeat_s,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if stopping in done:
+            if stopping.done():
                 return None
-            if not done:
-                await response.write(HEARTBEAT)
+            follower = _Follower(sink, position, asyncio.get_running_loop().create_future())
+            self._go_live(follower, heartbeat_s)
+            stopping.add_done_callback(follower.stop)
+            try:
+                resume = await follower.done
+            finally:
+                stopping.remove_done_callback(follower.stop)
+                self._live.discard(follower)
+            if resume is None:
+                return None
+            position, index = follower.position, resume
 
     def _first_after(self, sequence: int) -> int:
         # The stream position of the first kept event after `sequence`.
         return self._offset + bisect.bisect_right(self._sequences, sequence)
 
-    def _wake(self) -> None:
-        changed, self._changed = self._changed, asyncio.get_running_loop().create_future()
-        changed.set_result(None)
+    def _go_live(self, follower: _Follower, heartbeat_s: float) -> None:
+        self._live.add(follower)
+        if self._beat is None:
+            self._heartbeat_s = heartbeat_s
+            self._beat = asyncio.get_running_loop().call_later(heartbeat_s, self._heartbeat)
+
+    def _heartbeat(self) -> None:
+        # Nothing was written for a heartbeat interval (an event re-arms the timer).
+        for follower in tuple(self._live):
+            try:
+                follower.sink.write_nowait(HEARTBEAT)  # a backed-up connection is not idle
+            except ConnectionError as error:
+                self._live.discard(follower)
+                if not follower.done.done():
+                    follower.done.set_exception(error)
+        self._rearm()
+
+    def _rearm(self) -> None:
+        if self._beat is not None:
+            self._beat.cancel()
+            self._beat = None
+        if self._live and self._end is None:
+            loop = asyncio.get_running_loop()
+            self._beat = loop.call_later(self._heartbeat_s, self._heartbeat)
+
+    def _deliver(self, sequence: int, rendered: bytes) -> None:
+        # The event at stream position `_offset + len(_rendered) - 1` to every live follower.
+        left: list[_Follower] = []
+        for follower in self._live:
+            if follower.position >= sequence:
+                continue  # it joined ahead of the call and has this one
+            try:
+                if follower.sink.write_nowait(rendered):
+                    follower.position = sequence
+                    continue
+                follower.finish(self._offset + len(self._rendered) - 1)
+            except ConnectionError as error:
+                if not follower.done.done():
+                    follower.done.set_exception(error)
+            left.append(follower)
+        self._live.difference_update(left)
+        self._rearm()
 
     def _keep(self, sequence: int, rendered: bytes) -> None:
         self._sequences.append(sequence)
@@ -492,6 +570,21 @@ class SharedStream:
             del self._rendered[:drop]
             self._offset += drop
 
+    def _finish_all(self) -> None:
+        # The call is over: live followers get its end (or write it themselves if backed up).
+        end = self._end or b""
+        for follower in self._live:
+            try:
+                if not end or follower.sink.write_nowait(end):
+                    follower.finish(None)
+                else:
+                    follower.finish(self._offset + len(self._rendered))
+            except ConnectionError as error:
+                if not follower.done.done():
+                    follower.done.set_exception(error)
+        self._live.clear()
+        self._rearm()
+
     async def _read(self) -> None:
         end = b""
         try:
@@ -500,8 +593,9 @@ class SharedStream:
                 if not isinstance(item, meeting_service_pb2.StreamTranscriptResponse):
                     break  # EOF: the service ended the stream (after `deleted`)
                 event = item.event
-                self._keep(event.sequence, format_event(event))
-                self._wake()
+                rendered = format_event(event)
+                self._keep(event.sequence, rendered)
+                self._deliver(event.sequence, rendered)
         except grpc.aio.AioRpcError as error:
             if error.code() != grpc.StatusCode.CANCELLED:
                 logger.bind(code=error.code().name).info("event stream failed")
@@ -509,7 +603,7 @@ class SharedStream:
         finally:
             self._end = end
             self._registry._forget(self)
-            self._wake()
+            self._finish_all()
 
 
 async def _pump(

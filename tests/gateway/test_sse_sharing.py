@@ -118,13 +118,19 @@ class _FakeCall:
 
 
 class _FakeResponse:
-    """Collects what a follower writes; `gate` holds its writes while cleared."""
+    """Collects what a follower writes; `gate` holds its writes while cleared (a slow client)."""
 
     def __init__(self) -> None:
         self.written: list[bytes] = []
         self.gate = asyncio.Event()
         self.gate.set()
         self.waiting = asyncio.Event()
+
+    def write_nowait(self, data: bytes) -> bool:
+        if not self.gate.is_set():
+            return False  # a backed-up connection: the follower writes it itself
+        self.written.append(data)
+        return True
 
     async def write(self, data: bytes) -> None:
         if not self.gate.is_set():
@@ -147,7 +153,7 @@ def _shared(after: int = 0) -> tuple[sse.SharedStreams, sse.SharedStream, _FakeC
 
 def _follow(stream: sse.SharedStream, after: int, response: _FakeResponse) -> Awaitable[int | None]:
     never = asyncio.get_running_loop().create_future()
-    return asyncio.ensure_future(stream.follow(after, response, 30.0, never))  # type: ignore[arg-type]
+    return asyncio.ensure_future(stream.follow(after, response, 30.0, never))
 
 
 async def test_followers_get_exactly_the_events_after_their_own_position() -> None:
@@ -190,6 +196,26 @@ async def test_a_follower_that_falls_behind_is_told_where_it_stopped(
     assert slow.sequences() == [1]
     assert stopped_at == 1
     assert not stream.holds_after(1)
+
+
+async def test_a_follower_backed_up_for_a_while_catches_up_and_misses_nothing() -> None:
+    _, stream, call = _shared()
+    fast, hiccup = _FakeResponse(), _FakeResponse()
+    following = [_follow(stream, 0, fast), _follow(stream, 0, hiccup)]
+    call.push(1)
+    await _until(lambda: hiccup.sequences() == [1])
+    hiccup.gate.clear()
+    call.push(2)
+    await hiccup.waiting.wait()  # writing event 2 itself, at its client's pace
+    for sequence in (3, 4):
+        call.push(sequence)
+    await _until(lambda: fast.sequences()[-1:] == [4])
+    hiccup.gate.set()
+    await _until(lambda: hiccup.sequences()[-1:] == [4])
+    call.push(5)  # live again: the stream writes it
+    call.end()
+    assert await asyncio.gather(*following) == [None, None]
+    assert hiccup.sequences() == fast.sequences() == [1, 2, 3, 4, 5]
 
 
 async def test_a_failed_call_ends_every_follower_with_the_error_event() -> None:
