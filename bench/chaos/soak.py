@@ -184,7 +184,7 @@ async def _run(options: Options, load: Load, killer: Killer, outcome: Outcome) -
     outcome.counts = {
         "meetings": len(load.meetings),
         "uploads": len(load.meetings) - len(load.live_meetings),
-        "uploads resumed (PATCH from a stored offset)": load.resumed_uploads,
+        "uploads resumed (PATCH from a stored offset)": len(load.resumed_uploads),
         "live WebSocket sessions": len(load.live_meetings),
         "live sockets resumed after a drop": load.live_resumes,
         "SSE subscribers": len(load.sequences),

@@ -94,7 +94,8 @@ class Load:
         patience_s: How long one operation is retried before the load gives up on it.
         cut_every: Every this many uploads of a worker is a big one cut on purpose and
             resumed (0: none).
-        resumed_uploads: Uploads continued with `PATCH` from a stored offset.
+        resumed_uploads: The meetings whose upload continued with `PATCH` from a stored
+            offset.
         live_meetings: Meetings transcribed over the live WebSocket.
         live_resumes: Live sockets opened again after a drop.
     """
@@ -109,7 +110,7 @@ class Load:
     finals: dict[str, str] = field(default_factory=dict)
     subscribers: list[asyncio.Task[None]] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
-    resumed_uploads: int = 0
+    resumed_uploads: set[str] = field(default_factory=set)
     live_meetings: list[str] = field(default_factory=list)
     live_resumes: int = 0
 
@@ -208,11 +209,14 @@ class Load:
                     return True
                 offset = int(headers["Upload-Offset"])
             if offset:
-                self.resumed_uploads += 1
+                self.resumed_uploads.add(meeting_id)
             method, extra = ("PATCH", {"Upload-Offset": str(offset)}) if offset else ("PUT", {})
             body: bytes | AsyncIterator[bytes] = data[offset:]
             if cut and attempt == 1:
                 body = _cut_body(data, CUT_AT)
+                # A chunked body declares its length, as a resumable client does: without
+                # it, the end of the stream is the end of the recording.
+                extra["Upload-Length"] = str(len(data))
             try:
                 async with self.session.request(
                     method,
