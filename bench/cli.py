@@ -34,8 +34,11 @@ from bench.scenarios.pipeline import pipeline_overhead
 from bench.scenarios.proxy import proxy_overhead
 from bench.scenarios.search import search
 from bench.scenarios.sse import sse_fanout
+from bench.scenarios.summaries import summaries
 from bench.scenarios.upload import upload
 from bench.scenarios.upload_s3 import upload_s3
+from bench.scenarios.vocabulary import vocabulary
+from bench.scenarios.voice_id import voice_id
 
 Scenario = Callable[[BenchContext], Awaitable[Result]]
 
@@ -55,6 +58,9 @@ SCENARIOS: dict[str, Scenario] = {
     "gpu_scaling": gpu_scaling,
     "pipeline_overhead": pipeline_overhead,
     "list_latency": list_latency,
+    "summaries": summaries,
+    "vocabulary": vocabulary,
+    "voice_id": voice_id,
 }
 
 BENCH_DIR = Path(__file__).resolve().parent

@@ -19,6 +19,7 @@ from gpu_node.metrics import AdmissionCollector
 from gpu_node.servicers import SERVICE_NAMES, add_servicers
 from gpu_node.settings import GpuNodeSettings
 from mesh_common.grpc_server import add_health_and_reflection, set_serving
+from mesh_common.health_port import HealthPort, serve_health_port
 from mesh_common.lanes import BATCH, LIVE
 from mesh_common.logging import logger
 from mesh_common.metrics_endpoint import MetricsEndpoint
@@ -40,6 +41,7 @@ class RunningNode:
         engines: The engines it serves with.
         telemetry: Its tracer provider and metrics registry.
         metrics: Its `/metrics` endpoint.
+        health_port: Its plaintext health-only server, when the settings ask for one.
     """
 
     server: grpc.aio.Server
@@ -49,6 +51,7 @@ class RunningNode:
     telemetry: Telemetry
     metrics: MetricsEndpoint
     _health: health.aio.HealthServicer
+    health_port: HealthPort | None = None
 
     @property
     def address(self) -> str:
@@ -65,6 +68,8 @@ class RunningNode:
         if grace is not None:
             await set_serving(self._health, SERVICE_NAMES, False)
         await self.server.stop(grace)
+        if self.health_port is not None:
+            await self.health_port.stop()
         await self.metrics.close()
 
 
@@ -107,7 +112,7 @@ async def run_gpu_node(
         ],
     )
     add_servicers(server, engines, admission, settings.gpu_node_max_diarize_s)
-    health_servicer = add_health_and_reflection(server, SERVICE_NAMES)
+    health_servicer = await add_health_and_reflection(server, SERVICE_NAMES)
     address = f"{settings.gpu_node_host}:{settings.gpu_node_port}"
     credentials = server_credentials(settings.identity(), settings.client_ca())
     port = server.add_secure_port(address, credentials)
@@ -117,9 +122,16 @@ async def run_gpu_node(
     await server.start()
     await set_serving(health_servicer, SERVICE_NAMES, True)
     node = RunningNode(server, port, admission, engines, telemetry, metrics, health_servicer)
-    logger.bind(port=port, metrics_port=metrics.port, engine=engines.recognition.name).info(
-        "gpu node serving (mTLS)"
-    )
+    if settings.gpu_node_health_port is not None:
+        node.health_port = await serve_health_port(
+            settings.gpu_node_host, settings.gpu_node_health_port, health_servicer
+        )
+    logger.bind(
+        port=port,
+        metrics_port=metrics.port,
+        health_port=node.health_port.port if node.health_port else None,
+        engine=engines.recognition.name,
+    ).info("gpu node serving (mTLS)")
     try:
         yield node
     finally:

@@ -21,6 +21,9 @@ class GpuNodeSettings(CommonSettings):
         gpu_node_port: Port to listen on; 0 picks a free one (tests).
         gpu_node_metrics_port: Port of the Prometheus `/metrics` endpoint (HTTP, on
             `gpu_node_host`); 0 picks a free one.
+        gpu_node_health_port: Port of a plaintext server with only `grpc.health.v1` (on
+            `gpu_node_host`), for probes without a client certificate such as the kubelet's
+            `grpc:` probe; None (the default) for none, 0 picks a free one.
         gpu_node_cert: The node's certificate (PEM); default `<data_dir>/certs/gpu-node.pem`.
         gpu_node_key: Its private key; default `<data_dir>/certs/gpu-node.key`.
         gpu_node_ca: The CA that client certificates must chain to; default
@@ -38,6 +41,7 @@ class GpuNodeSettings(CommonSettings):
     gpu_node_host: str = "127.0.0.1"
     gpu_node_port: int = Field(default=50061, ge=0, le=65535)
     gpu_node_metrics_port: int = Field(default=9161, ge=0, le=65535)
+    gpu_node_health_port: int | None = Field(default=None, ge=0, le=65535)
     gpu_node_cert: Path | None = None
     gpu_node_key: Path | None = None
     gpu_node_ca: Path | None = None

@@ -31,6 +31,7 @@ from gpu_proxy.servicers import (
 )
 from gpu_proxy.settings import GpuProxySettings
 from mesh_common.grpc_server import add_health_and_reflection, set_serving
+from mesh_common.health_port import HealthPort, serve_health_port
 from mesh_common.logging import logger
 from mesh_common.metrics_endpoint import MetricsEndpoint
 from mesh_common.telemetry import Telemetry, create_telemetry
@@ -56,6 +57,8 @@ class RunningProxy:
         credentials: The client certificate files in use (`generation` counts reloads).
         telemetry: Its tracer provider and metrics registry.
         metrics: Its `/metrics` endpoint.
+        health: Its health servicer.
+        health_port: Its plaintext health-only server, when the settings ask for one.
     """
 
     server: grpc.aio.Server
@@ -65,7 +68,9 @@ class RunningProxy:
     credentials: CredentialFiles
     telemetry: Telemetry
     metrics: MetricsEndpoint
+    health: health.aio.HealthServicer
     discovery: NodeDiscovery | None = None
+    health_port: HealthPort | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -81,12 +86,17 @@ class RunningProxy:
         """Stops serving, then closes the channels to the nodes.
 
         Args:
-            grace: Seconds in-flight calls get to finish; None cancels them.
+            grace: Seconds in-flight calls get to finish after health turns NOT_SERVING;
+                None cancels them at once.
         """
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if grace is not None:
+            await set_serving(self.health, SERVICE_NAMES, False)
         await self.server.stop(grace)
+        if self.health_port is not None:
+            await self.health_port.stop()
         if self.discovery is not None:
             await self.discovery.close()
         await asyncio.gather(*(node.close() for node in self.nodes))
@@ -191,7 +201,7 @@ async def run_gpu_proxy(
     gpu_pb2_grpc.add_CapabilitiesServiceServicer_to_server(
         CapabilitiesServicer(nodes, settings.gpu_proxy_probe_timeout_s), server
     )
-    health_servicer = add_health_and_reflection(server, SERVICE_NAMES)
+    health_servicer = await add_health_and_reflection(server, SERVICE_NAMES)
     address = f"{settings.gpu_proxy_host}:{settings.gpu_proxy_port}"
     port = server.add_secure_port(address, server_credentials(settings.identity(), settings.ca()))
     if port == 0:
@@ -204,7 +214,13 @@ async def run_gpu_proxy(
     if discovery is not None:
         await discovery.refresh()
     await server.start()
-    proxy = RunningProxy(server, port, nodes, balancer, credentials, telemetry, metrics, discovery)
+    proxy = RunningProxy(
+        server, port, nodes, balancer, credentials, telemetry, metrics, health_servicer, discovery
+    )
+    if settings.gpu_proxy_health_port is not None:
+        proxy.health_port = await serve_health_port(
+            settings.gpu_proxy_host, settings.gpu_proxy_health_port, health_servicer
+        )
     if discovery is not None:
         proxy._tasks.append(asyncio.create_task(discovery.run(), name="gpu node discovery"))
     proxy._tasks.append(
@@ -215,9 +231,12 @@ async def run_gpu_proxy(
             _watch_certificates(credentials, nodes, settings.gpu_proxy_cert_check_interval_s)
         )
     )
-    logger.bind(port=port, metrics_port=metrics.port, nodes=[node.target for node in nodes]).info(
-        "gpu proxy serving (mTLS)"
-    )
+    logger.bind(
+        port=port,
+        metrics_port=metrics.port,
+        health_port=proxy.health_port.port if proxy.health_port else None,
+        nodes=[node.target for node in nodes],
+    ).info("gpu proxy serving (mTLS)")
     try:
         yield proxy
     finally:

@@ -19,6 +19,9 @@ class GpuProxySettings(CommonSettings):
         gpu_proxy_port: Port to listen on; 0 picks a free one (tests).
         gpu_proxy_metrics_port: Port of the Prometheus `/metrics` endpoint (HTTP, on
             `gpu_proxy_host`); 0 picks a free one.
+        gpu_proxy_health_port: Port of a plaintext server with only `grpc.health.v1` (on
+            `gpu_proxy_host`), for probes without a client certificate such as the
+            kubelet's `grpc:` probe; None (the default) for none, 0 picks a free one.
         gpu_nodes: GPU nodes that are always used, "host:port,host:port" (`MESH_GPU_NODES`;
             may be empty when `gpu_nodes_dns` is set).
         gpu_nodes_dns: A DNS name whose every address is a GPU node, "name:port"
@@ -63,6 +66,7 @@ class GpuProxySettings(CommonSettings):
     gpu_proxy_host: str = "127.0.0.1"
     gpu_proxy_port: int = Field(default=50052, ge=0, le=65535)
     gpu_proxy_metrics_port: int = Field(default=9152, ge=0, le=65535)
+    gpu_proxy_health_port: int | None = Field(default=None, ge=0, le=65535)
     gpu_nodes: str = "127.0.0.1:50061"
     gpu_nodes_dns: str = ""
     gpu_nodes_dns_interval_s: float = Field(default=10.0, gt=0)

@@ -154,7 +154,7 @@ async def run_meeting_service(
     meeting_service_pb2_grpc.add_MeetingServiceServicer_to_server(
         MeetingServicer(services, metrics), server
     )
-    health_servicer = add_health_and_reflection(server, [SERVICE_NAME])
+    health_servicer = await add_health_and_reflection(server, [SERVICE_NAME])
     port = server.add_insecure_port(settings.meeting_address)
     try:
         if port == 0:

@@ -28,6 +28,11 @@ from mesh_common.errors import MeshError
 
 _PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
+# The health status a liveness probe asks for: SERVING for as long as the process's event
+# loop answers. The servers' own statuses follow their database or their nodes, which a
+# restart would not bring back, so they are for readiness only.
+LIVENESS_SERVICE = "liveness"
+
 _principal: contextvars.ContextVar[Principal] = contextvars.ContextVar("principal")
 
 
@@ -40,12 +45,13 @@ def current_principal() -> Principal:
     return _principal.get()
 
 
-def add_health_and_reflection(
+async def add_health_and_reflection(
     server: grpc.aio.Server, service_names: Iterable[str]
 ) -> health.aio.HealthServicer:
     """Adds `grpc.health.v1.Health` and reflection for the given services.
 
-    Every named service starts NOT_SERVING; the caller flips them when ready.
+    The named services are unknown until the caller sets them (`set_serving`); the
+    `LIVENESS_SERVICE` status is SERVING from the start and never changes.
 
     Args:
         server: The server, not yet started.
@@ -56,6 +62,7 @@ def add_health_and_reflection(
     """
     names = list(service_names)
     servicer = health.aio.HealthServicer()
+    await servicer.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     reflection.enable_server_reflection(
         [

@@ -8,12 +8,15 @@ what a user of the harness relies on: the table, and a results file with every f
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from bench.scenarios.summaries import BEFORE_COMMIT
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -76,3 +79,48 @@ def test_unknown_scenario_is_refused_with_the_list() -> None:
     )
     assert done.returncode == 2
     assert "gateway_overhead" in done.stderr
+
+
+def test_summaries_scores_before_and_now_and_checks_the_llm_fallback(tmp_path: Path) -> None:
+    # The before engine comes from the repository's history (`git show`); a shallow clone
+    # scores only now. The fallback checks run against a loopback stub.
+    has_before = (
+        subprocess.run(
+            ["git", "-C", str(REPO), "cat-file", "-e", f"{BEFORE_COMMIT}^{{commit}}"],
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 0
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--only",
+            "summaries",
+            "--results-dir",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k != "MESH_SUMMARY_LLM_URL"},
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    (result,) = json.loads((tmp_path / "results" / "latest.json").read_text())["scenarios"]
+    assert result["name"] == "summaries"
+    details = result["details"]
+    for engine in ("before", "now") if has_before else ("now",):
+        for subset in ("all", "tuned", "held_out"):
+            assert 0 <= details[f"{engine}_{subset}_items_recall"] <= 1
+    assert details["now_held_out_f1"] > 0
+    assert not any(key.startswith("llm_") for key in details)
+    fallback = [c for c in result["checks"] if "fallback" in c["what"] or "quot" in c["what"]]
+    assert len(fallback) == 4
+    assert all(c["met"] for c in fallback), fallback
+    assert "MESH_SUMMARY_LLM_URL is not set" in result["limits"]

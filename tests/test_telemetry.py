@@ -45,7 +45,7 @@ async def echo_server(telemetry: Telemetry) -> AsyncIterator[str]:
             )
         ]
     )
-    health = add_health_and_reflection(server, [])
+    health = await add_health_and_reflection(server, [])
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     await set_serving(health, [], True)

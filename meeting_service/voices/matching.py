@@ -16,7 +16,7 @@ from meeting_service.voices.repository import ProfileVoice, Voice
 Vectors = npt.NDArray[np.floating]
 
 # Cosine similarity a speaker's centroid must reach to take a profile's name; calibrated on
-# generated voices by bench/voices.py (figures in docs/engines.md).
+# generated voices by the bench's `voice_id` scenario (figures in docs/engines.md).
 DEFAULT_THRESHOLD = 0.9
 
 

@@ -25,9 +25,12 @@ from gateway.settings import GatewaySettings
 from gpu_node.engines.real_settings import RealEngineSettings
 from gpu_node.settings import GpuNodeSettings
 from gpu_proxy.settings import GpuProxySettings
+from meeting_service.servicer import SERVICE_NAME as MEETING_SERVICE
 from meeting_service.settings import MeetingServiceSettings
+from mesh_common.grpc_server import LIVENESS_SERVICE
 
-KUBERNETES = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
+ROOT = Path(__file__).resolve().parents[2]
+KUBERNETES = ROOT / "deploy" / "kubernetes"
 OVERLAYS = ("dev", "production")
 # The oldest cluster the manifests are for (the preStop `sleep` action is on by default from
 # 1.30) and the newest schema kubernetes-validate has.
@@ -48,7 +51,8 @@ SETTINGS: dict[str, tuple[type[BaseSettings], ...]] = {
 GPU_GRACE_S = 10.0
 # Time after the grace period for the last cleanup (closing pools, flushing telemetry).
 STOP_MARGIN_S = 5.0
-MTLS_PROBE = "/etc/meeting-mesh/probes/mtls_health.py"
+# The servers whose gRPC port is mTLS only: the kubelet's probe asks their health port.
+MTLS_SERVERS = ("gpu-proxy", "gpu-node")
 INTERNAL_CALLER = {"meeting-mesh.io/internal-caller": "true"}
 
 Object = dict[str, Any]
@@ -125,6 +129,12 @@ def _container(spec: Object) -> Object:
     return result
 
 
+def _env(rendered: Rendered, name: str) -> dict[str, Object]:
+    """Returns the `env` entries of a workload's container, by variable."""
+    entries = _container(dict(rendered.workloads())[name]).get("env", [])
+    return {entry["name"]: entry for entry in entries}
+
+
 def _selects(selector: Object, labels: dict[str, str]) -> bool:
     """Whether a label selector (matchLabels and matchExpressions) selects these labels."""
     if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
@@ -193,9 +203,12 @@ def test_every_container_is_hardened_and_sized(rendered: Rendered) -> None:
             assert {"/tmp", data_dir} <= writable, where
 
 
-def test_every_long_running_container_has_readiness_and_liveness_probes(
-    rendered: Rendered,
-) -> None:
+def _prefix(name: str) -> str:
+    """The settings prefix of a GPU service: `gpu-proxy` -> `MESH_GPU_PROXY`."""
+    return "MESH_" + name.upper().replace("-", "_")
+
+
+def test_every_long_running_container_has_native_probes(rendered: Rendered) -> None:
     for name, spec in rendered.workloads():
         container = _container(spec)
         if name == "migrate":
@@ -204,31 +217,37 @@ def test_every_long_running_container_has_readiness_and_liveness_probes(
         readiness, liveness = container["readinessProbe"], container["livenessProbe"]
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         config = rendered.config(name)
-        match name:
-            case "gateway":
-                assert readiness["httpGet"] == {"path": "/readyz", "port": "http"}
-                assert liveness["httpGet"] == {"path": "/healthz", "port": "http"}
-            case "meeting-service":
-                assert readiness["grpc"] == {
-                    "port": ports["grpc"],
-                    "service": "meeting.v1.MeetingService",
-                }
-            case "gpu-proxy" | "gpu-node":
-                # mTLS only: the probe script presents the pod's certificate.
-                prefix = "MESH_" + name.upper().replace("-", "_")
-                assert readiness["exec"]["command"] == ["python", MTLS_PROBE, prefix]
-                assert int(config[f"{prefix}_PORT"]) == ports["grpc"]
-                assert {f"{prefix}_CERT", f"{prefix}_KEY", f"{prefix}_CA"} <= set(config)
-                mounts = {m["mountPath"] for m in container["volumeMounts"]}
-                assert str(Path(MTLS_PROBE).parent) in mounts
-            case other:
-                pytest.fail(f"no probe rule for {other}")
-        if name != "gateway":
-            # Health follows dependencies (database, nodes); liveness asks only whether the
-            # event loop answers, on the metrics endpoint it serves.
-            assert liveness["httpGet"] == {"path": "/metrics", "port": "metrics"}
-            metrics_port = next(v for k, v in config.items() if k.endswith("_METRICS_PORT"))
-            assert int(metrics_port) == ports["metrics"]
+        if name == "gateway":
+            # HTTP only (no gRPC server): its own endpoints.
+            assert readiness["httpGet"] == {"path": "/readyz", "port": "http"}
+            assert liveness["httpGet"] == {"path": "/healthz", "port": "http"}
+            continue
+        # Every gRPC server: the kubelet's own grpc probes. Readiness follows dependencies
+        # (database, nodes); liveness asks the status that only says the event loop answers,
+        # so a database outage never restarts pods.
+        if name in MTLS_SERVERS:
+            # mTLS only, which the kubelet cannot speak: the plaintext health-only port.
+            prefix = _prefix(name)
+            probed = int(config[f"{prefix}_HEALTH_PORT"])
+            assert probed == ports["health"] != int(config[f"{prefix}_PORT"]) == ports["grpc"]
+            assert readiness["grpc"] == {"port": probed}
+        elif name == "meeting-service":
+            probed = int(config["MESH_MEETING_PORT"])
+            assert probed == ports["grpc"]
+            assert readiness["grpc"] == {"port": probed, "service": MEETING_SERVICE}
+        else:
+            pytest.fail(f"no probe rule for {name}")
+        assert liveness["grpc"] == {"port": probed, "service": LIVENESS_SERVICE}
+        if "startupProbe" in container:
+            assert container["startupProbe"]["grpc"] == liveness["grpc"], name
+        assert set(readiness) & {"exec", "httpGet", "tcpSocket"} == set(), name
+
+
+def test_no_pod_opens_a_health_port_to_other_pods(rendered: Rendered) -> None:
+    # Plaintext, so only the pod's node (the kubelet's probes) may reach it, which
+    # NetworkPolicies always allow.
+    for name in MTLS_SERVERS:
+        assert _allowed(rendered, name, "health") == [], name
 
 
 def test_gpu_nodes_run_on_gpus_behind_a_headless_service_the_proxy_resolves(
@@ -276,14 +295,23 @@ def test_scaled_services_have_replicas_an_autoscaler_and_a_disruption_budget(
         assert autoscaler["spec"]["maxReplicas"] > autoscaler["spec"]["minReplicas"]
         if rendered.overlay == "production":
             assert deployment["spec"]["replicas"] >= 2, name
+        for requests in _container(deployment["spec"]["template"]["spec"])["resources"].values():
+            assert "cpu" in requests  # the autoscaler's utilisation is relative to it
+
+
+def test_every_long_running_workload_has_one_disruption_budget(rendered: Rendered) -> None:
+    for obj in rendered.objects:
+        if obj["kind"] not in {"Deployment", "StatefulSet"}:
+            continue
+        name = obj["metadata"]["name"]
         budgets = [
             pdb
             for pdb in rendered.of("PodDisruptionBudget")
             if _selects(pdb["spec"]["selector"], rendered.pod_labels(name))
         ]
         assert len(budgets) == 1, name
-        for requests in _container(deployment["spec"]["template"]["spec"])["resources"].values():
-            assert "cpu" in requests  # the autoscaler's utilisation is relative to it
+        # A drain takes one pod at a time; never all of them.
+        assert budgets[0]["spec"].get("maxUnavailable") == 1, name
 
 
 def _allowed(rendered: Rendered, target: str, port: str) -> list[Object]:
@@ -377,7 +405,6 @@ def test_certificates_come_from_the_mesh_ca_and_are_mounted_whole(rendered: Rend
         assert certificate["spec"]["privateKey"]["algorithm"] == "ECDSA"
         if secret_name != ca_secret:
             assert certificate["spec"]["issuerRef"]["name"] == "meeting-mesh-ca"
-            assert "client auth" in certificate["spec"]["usages"]
     for name, spec in rendered.workloads():
         container = _container(spec)
         tls = {v["name"]: v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v}
@@ -389,10 +416,15 @@ def test_certificates_come_from_the_mesh_ca_and_are_mounted_whole(rendered: Rend
                 for variable, value in rendered.config(name).items():
                     if variable.endswith(("_CERT", "_KEY", "_CA")):
                         assert Path(value).parent == Path(mount["mountPath"]), variable
-    for name in ("gpu-proxy", "gpu-node"):
-        assert "server auth" in rendered.get("Certificate", name)["spec"]["usages"]
-        # The readiness probe connects to localhost and checks the name.
-        assert "localhost" in rendered.get("Certificate", name)["spec"]["dnsNames"]
+    # Each pair can do what its service does with it, and no more.
+    usages = {
+        "gpu-proxy": {"server auth", "client auth"},  # to meeting-service; to the nodes
+        "gpu-node": {"server auth"},
+        "meeting-service": {"client auth"},
+    }
+    for name, expected in usages.items():
+        granted = set(rendered.get("Certificate", name)["spec"]["usages"])
+        assert granted & {"server auth", "client auth"} == expected, name
     assert "gpu-proxy" in rendered.get("Certificate", "gpu-proxy")["spec"]["dnsNames"]
 
 
@@ -463,3 +495,74 @@ def test_containers_run_commands_the_image_has(rendered: Rendered) -> None:
     for name, spec in rendered.workloads():
         (command,) = _container(spec)["args"]
         assert f"    {command} " in result.stdout, name
+
+
+def test_pods_run_as_the_user_the_image_declares(rendered: Rendered) -> None:
+    containerfile = (ROOT / "Containerfile").read_text()
+    users = {line.split()[1] for line in containerfile.splitlines() if line.startswith("USER ")}
+    assert len(users) == 1, users  # every stage that runs a service: one numeric user
+    uid, _, gid = users.pop().partition(":")
+    for name, spec in rendered.workloads():
+        pod = spec["securityContext"]
+        assert (str(pod["runAsUser"]), str(pod["runAsGroup"])) == (uid, gid), name
+        assert int(uid) != 0
+
+
+def test_the_migration_job_runs_once_with_the_database_from_a_secret(rendered: Rendered) -> None:
+    job = rendered.get("Job", "migrate")
+    spec = job["spec"]["template"]["spec"]
+    assert spec["restartPolicy"] in {"OnFailure", "Never"}
+    assert job["spec"]["backoffLimit"] >= 1 and job["spec"]["ttlSecondsAfterFinished"] > 0
+    assert _container(spec)["args"] == ["migrate"]
+    assert "secretKeyRef" in _env(rendered, "migrate")["DATABASE_URL"]["valueFrom"]
+
+
+SECRET_VARIABLES = ("DATABASE_URL", "MESH_JWT_SECRET", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+def test_secrets_come_only_from_secrets(rendered: Rendered) -> None:
+    for config_map in rendered.of("ConfigMap"):
+        assert not set(config_map.get("data", {})) & set(SECRET_VARIABLES), config_map
+    for name, spec in rendered.workloads():
+        for entry in _container(spec).get("env", []):
+            if entry["name"] in SECRET_VARIABLES:
+                assert "secretKeyRef" in entry.get("valueFrom", {}), (name, entry["name"])
+    # The two services that check tokens share one signing key.
+    gateway, meeting = (
+        _env(rendered, name)["MESH_JWT_SECRET"] for name in ("gateway", "meeting-service")
+    )
+    assert gateway["valueFrom"] == meeting["valueFrom"]
+
+
+def test_recordings_go_to_s3_in_production_and_postgres_in_the_dev_cluster(
+    rendered: Rendered,
+) -> None:
+    config = rendered.config("meeting-service")
+    if rendered.overlay == "production":
+        assert config["MESH_STORAGE"] == "s3"
+        assert config["MESH_S3_BUCKET"] and config["MESH_S3_REGION"]
+        variables = {
+            e["name"]: e for e in _container(dict(rendered.workloads())["meeting-service"])["env"]
+        }
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            # Optional: without the Secret the pod's own identity is used.
+            assert variables[name]["valueFrom"]["secretKeyRef"]["optional"] is True
+    else:
+        assert config["MESH_STORAGE"] == "postgres"
+
+
+def test_the_dev_cluster_runs_its_own_postgresql(rendered: Rendered) -> None:
+    clusters = rendered.of("Cluster")
+    if rendered.overlay == "production":
+        assert clusters == []  # an external database, from the meeting-mesh-database Secret
+        return
+    (cluster,) = clusters
+    assert cluster["apiVersion"] == "postgresql.cnpg.io/v1"
+    app_secret = f"{cluster['metadata']['name']}-app"
+    for name in ("meeting-service", "migrate"):
+        (url,) = [
+            e
+            for e in _container(dict(rendered.workloads())[name])["env"]
+            if e["name"] == "DATABASE_URL"
+        ]
+        assert url["valueFrom"]["secretKeyRef"]["name"] == app_secret, name

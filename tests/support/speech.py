@@ -37,7 +37,7 @@ SCRIPT: tuple[tuple[str, str], ...] = (
 )
 
 # A line whose name tiny.en mis-hears without a vocabulary ("Priya will" as "We'll"; see
-# bench/vocabulary.py).
+# the bench's `vocabulary` scenario).
 PRIYA = (("-v", "en-us", "-p", "40", "-s", "160"), "Priya will send the report on Friday.")
 
 PAUSE_S = 0.8
