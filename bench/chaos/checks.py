@@ -77,8 +77,11 @@ async def transcripts_are_contiguous(load: Load) -> tuple[Check, Check]:
         async with gate:
             try:
                 replays[meeting_id] = await _replay(load, meeting_id)
+            except aiohttp.ClientResponseError as error:
+                # Its repr holds the request's headers, the token among them.
+                replays[meeting_id] = ([], f"HTTP {error.status}")
             except (aiohttp.ClientError, TimeoutError) as error:
-                replays[meeting_id] = ([], repr(error))
+                replays[meeting_id] = ([], type(error).__name__)
 
     await asyncio.gather(*(replay(m) for m in load.meetings))
     statuses = [status for _, status in replays.values()]

@@ -86,9 +86,9 @@ async def _object_store(directory: Path) -> AsyncIterator[SeaweedFS]:
 
 @contextlib.asynccontextmanager
 async def _database(directory: Path) -> AsyncIterator[EmbeddedPostgres]:
-    # Durability off: only processes die here, never the machine, so the page cache
-    # keeps every write a killed PostgreSQL made.
-    postgres = EmbeddedPostgres(directory, port=free_port(), durable=False)
+    # Durable (synchronous commits): with them off, a SIGKILLed PostgreSQL loses the
+    # commits still in its WAL buffers, acknowledged meetings among them.
+    postgres = EmbeddedPostgres(directory, port=free_port(), durable=True)
     await postgres.start()
     try:
         yield postgres
