@@ -91,6 +91,8 @@ class ReplicaMesh:
                 {
                     **common,
                     **s3.settings(bucket),
+                    # The smallest part S3 allows: an upload cut after it resumes from it.
+                    "MESH_S3_PART_BYTES": str(5 * 1024 * 1024),
                     "DATABASE_URL": database_url,
                     "MESH_MEETING_PORT": str(port),
                     "MESH_MEETING_METRICS_PORT": "0",
