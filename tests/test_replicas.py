@@ -58,6 +58,9 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("replicas")
 
 
+# Eight processes started, four killed and eight restarted one at a time: several minutes
+# on a loaded 2-core machine, more than the suite's default bound.
+@pytest.mark.timeout(900)
 async def test_replicas_share_the_work_and_survive_kills_and_a_rolling_restart(
     postgres_admin_dsn: str, s3_server: SeaweedFS, s3_bucket: str, scratch: Path
 ) -> None:
