@@ -40,31 +40,56 @@ BATCH_TIMES_LIVE = 20
 FOLLOW_S = 30.0
 WARM_UP_FOLLOW_S = 300.0
 SILENCE_S = RealEngineSettings.model_fields["asr_live_silence_s"].default
-type Arrivals = list[tuple[float, float]]  # (end offset in the audio, arrival time)
+# A meeting's statuses until its live audio ends; any other comes after its last live final.
+_NOT_YET_ENDED = ("MEETING_STATUS_AWAITING_AUDIO", "MEETING_STATUS_LIVE")
 
 
-def _end_s(event: dict[str, object]) -> float | None:
-    segment = event.get("segment")
-    if not isinstance(segment, dict) or not segment.get("final"):
-        return None
-    return float(str(segment.get("endOffset", "0s")).rstrip("s"))
+class Finals:
+    """The finals of one live session as a client sees them arrive, on one stream.
+
+    Only a segment's first final is the live one: the job queued when the session ends
+    stores every segment again (final, with its speaker), which is not live latency. The
+    meeting leaving LIVE (DIARIZING after a clean end) comes after the session's last
+    final is stored, so a stream is read no further than that.
+
+    Attributes:
+        arrivals: Segment index: (end offset in the audio, arrival time).
+        ended: The meeting has left LIVE; no live final can follow.
+    """
+
+    def __init__(self) -> None:
+        self.arrivals: dict[int, tuple[float, float]] = {}
+        self.ended = False
+
+    def take(self, event: dict[str, object], arrived: float) -> None:
+        """Records one transcript event (the JSON of the REST contract)."""
+        segment = event.get("segment")
+        if isinstance(segment, dict) and segment.get("final"):
+            end = float(str(segment.get("endOffset", "0s")).rstrip("s"))
+            self.arrivals.setdefault(int(segment.get("index", 0)), (end, arrived))
+        change = event.get("statusChange")
+        if isinstance(change, dict) and change.get("status") not in _NOT_YET_ENDED:
+            self.ended = True
 
 
 async def _sse_finals(
-    http: aiohttp.ClientSession, url: str, headers: dict[str, str], into: Arrivals
+    http: aiohttp.ClientSession, url: str, headers: dict[str, str], into: Finals
 ) -> None:
     async with http.get(url, headers=headers) as response:
         response.raise_for_status()
         async for line in response.content:
-            if line.startswith(b"data: ") and (end := _end_s(json.loads(line[6:]))) is not None:
-                into.append((end, time.time()))
+            if line.startswith(b"data: "):
+                into.take(json.loads(line[6:]), time.time())
+                if into.ended:
+                    return
 
 
-async def _ws_finals(ws: aiohttp.ClientWebSocketResponse, into: Arrivals) -> None:
+async def _ws_finals(ws: aiohttp.ClientWebSocketResponse, into: Finals) -> None:
     async for message in ws:
         if message.type == aiohttp.WSMsgType.TEXT:
-            if (end := _end_s(json.loads(message.data))) is not None:
-                into.append((end, time.time()))
+            into.take(json.loads(message.data), time.time())
+            if into.ended:
+                return
         elif message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.ERROR):
             return
 
@@ -94,8 +119,8 @@ async def session(
     meeting_id = await _create(http, gateway, headers)
     base = f"{gateway.url}/v1/meetings/{meeting_id}"
     frame = int(FRAME_S * SAMPLE_RATE) * 2
-    over_sse: Arrivals = []
-    over_ws: Arrivals = []
+    over_sse = Finals()
+    over_ws = Finals()
     sent_at: list[float] = []
     async with http.ws_connect(f"{base}/live?sample_rate={SAMPLE_RATE}", headers=headers) as ws:
         sse = asyncio.create_task(_sse_finals(http, f"{base}/events", headers, over_sse))
@@ -108,26 +133,25 @@ async def session(
             await ws.send_bytes(pcm[offset : offset + frame])
             sent_at.append(time.time())
         await ws.send_str(json.dumps({"type": "end"}))
-        await asyncio.wait({downlink}, timeout=follow_s)
-        if not downlink.done():
-            downlink.cancel()  # finals still missing are counted by the caller
-        elif ws.close_code not in (None, 1000):
+        # Both streams end once the meeting leaves LIVE; finals still missing after
+        # `follow_s` are counted by the caller.
+        await asyncio.wait({downlink, sse}, timeout=follow_s)
+        if downlink.done() and not over_ws.ended and ws.close_code not in (None, 1000):
             raise RuntimeError(f"the live session ended with close code {ws.close_code}")
-        # The socket closes once every final is stored; the SSE stream may trail by a hop.
-        for _ in range(100):
-            if len(over_sse) >= len(over_ws):
-                break
-            await asyncio.sleep(0.05)
-        sse.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sse
+        for task in (downlink, sse):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def latency_ms(end_s: float, arrived: float) -> float:
         # The frame holding the segment's end: frame k carries [k, k+1) * FRAME_S.
         index = min(len(sent_at) - 1, int(end_s / FRAME_S))
         return max(0.0, (arrived - sent_at[index]) * 1000)
 
-    return [latency_ms(*a) for a in over_sse], [latency_ms(*a) for a in over_ws]
+    return (
+        [latency_ms(*a) for a in over_sse.arrivals.values()],
+        [latency_ms(*a) for a in over_ws.arrivals.values()],
+    )
 
 
 async def _batch_running(
