@@ -159,6 +159,48 @@ class UploadsService:
                 await drain(ahead, DRAIN_SECONDS)
                 raise
 
+    async def finish_abandoned_seals(self) -> int:
+        """Finishes the completion of sealed recordings whose sealer is gone.
+
+        A sealer that died, or whose call was cancelled, before its recording was
+        complete leaves it sealed with nobody to finish it: such a recording is verified
+        and queued here (or rejected, as its own stream would have), without waiting for
+        a client to resume it. One whose declared `total_size` is not all stored is
+        unsealed instead, to be resumed.
+
+        Returns:
+            How many recordings were taken over.
+        """
+        taken = 0
+        for mid in await self._uploads.sealed(self._pool):
+            async with self._pool.acquire() as holder:
+                if not await self._uploads.try_hold_seal(holder, mid):
+                    continue  # its sealer is alive
+                try:
+                    taken += await self._finish_sealed(mid)
+                finally:
+                    await self._uploads.release_seal(holder, mid)
+        return taken
+
+    async def _finish_sealed(self, mid: uuid.UUID) -> int:
+        upload = await self._uploads.get(self._pool, mid)
+        if upload is None or not upload.sealed or upload.complete:
+            return 0  # finished meanwhile
+        log = logger.bind(meeting_id=str(mid), stored_size=upload.stored_size)
+        if upload.total_size is not None and upload.stored_size < upload.total_size:
+            async with self._pool.acquire() as conn:
+                await self._uploads.unseal(conn, mid)
+            log.info("abandoned seal lifted: the recording is not all stored")
+            return 1
+        try:
+            stored = await self._store.writer(upload).complete()
+            info = await self._verify_and_queue(mid, stored, "", None)
+        except MeetingError as error:
+            log.bind(reason=error.message).info("abandoned sealed upload not completed")
+            return 1
+        log.bind(duration_us=info.duration_us).info("abandoned sealed upload completed")
+        return 1
+
     async def _upload(
         self,
         owner: str,
