@@ -25,7 +25,7 @@ from gateway import state
 from gateway.auth import grpc_metadata
 from gateway.http_errors import HttpError, request_timeout
 from gateway.jsonpb import json_body, non_negative_int
-from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
+from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, upload_end_pb2
 
 UPLOAD_OFFSET = "Upload-Offset"
 UPLOAD_LENGTH = "Upload-Length"
@@ -157,6 +157,10 @@ async def stream_upload(
     """
     settings = state.settings(request)
     upload.size_limit = settings.max_upload_bytes
+    # The recording ends only with the `end` sent once the whole body was read: when the
+    # client goes away, grpc.aio may show meeting_service an ordinary end of stream
+    # before the cancelled call, which must not complete a truncated recording.
+    upload.explicit_end = True
     budget = settings.max_upload_bytes - upload.offset
     body_failure: list[Exception] = []
     received = state.metrics(request).upload_bytes
@@ -174,9 +178,14 @@ async def stream_upload(
             chunks = _body_chunks(
                 read, settings.upload_chunk_bytes, budget, settings.upload_idle_timeout_s
             )
+            sent = 0
             async for chunk in chunks:
                 received.inc(len(chunk))
+                sent += len(chunk)
                 yield meeting_service_pb2.UploadAudioRequest(chunk=chunk)
+            if sent <= budget:  # past it, meeting_service refuses the last chunk
+                end = upload_end_pb2.UploadEnd(total_size=upload.offset + sent)
+                yield meeting_service_pb2.UploadAudioRequest(end=end)
         except _BodyBroken as error:
             if isinstance(error, _BodyStalled):
                 request.content.feed_eof()  # the rest is not waited for; the connection closes

@@ -284,6 +284,16 @@ async def _sweep(services: Services) -> None:
         logger.exception("cannot sweep abandoned uploads")
 
 
+async def _finish_seals(services: Services) -> None:
+    """Completes sealed uploads whose sealer is gone; a failure costs one pass."""
+    try:
+        await services.uploads.finish_abandoned_seals()
+    except CONNECTION_ERRORS:
+        pass  # health reports the outage
+    except Exception:
+        logger.exception("cannot finish abandoned sealed uploads")
+
+
 async def _supervise(running: RunningMeetingService, settings: MeetingServiceSettings) -> None:
     """Connects and migrates (with backoff), then keeps health in step with the database.
 
@@ -301,11 +311,14 @@ async def _supervise(running: RunningMeetingService, settings: MeetingServiceSet
     services.live_sweeper.start()
     running.ready.set()
     serving: bool | None = None
-    next_sweep = 0.0
+    next_sweep = next_seal_sweep = 0.0
     while True:
         if settings.storage == "s3" and time.monotonic() >= next_sweep:
             next_sweep = time.monotonic() + settings.s3_sweep_interval_s
             await _sweep(services)
+        if time.monotonic() >= next_seal_sweep:
+            next_seal_sweep = time.monotonic() + settings.seal_sweep_interval_s
+            await _finish_seals(services)
         try:
             healthy = services.hub.listening and await running.database.ping(
                 within=settings.health_interval_s

@@ -109,6 +109,8 @@ class MeetingServiceSettings(CommonSettings):
         s3_abandoned_after_s: Age after which an upload nobody writes to is aborted (its
             recording then starts again from offset 0).
         s3_sweep_interval_s: How often abandoned uploads are looked for.
+        seal_sweep_interval_s: How often recordings left sealed by a sealer that is
+            gone (a killed replica, a cancelled call) are looked for and completed.
         quota_concurrent_jobs: Jobs of one caller processed at once; more wait queued.
             0: no limit. (Quotas: docs/security.md.)
         quota_live_sessions: Live sessions of one caller at once; 0: no limit.
@@ -177,6 +179,7 @@ class MeetingServiceSettings(CommonSettings):
     s3_secret_access_key: SecretStr | None = None
     s3_abandoned_after_s: float = Field(default=24 * 3600.0, gt=0)
     s3_sweep_interval_s: float = Field(default=3600.0, gt=0)
+    seal_sweep_interval_s: float = Field(default=30.0, gt=0)
     quota_concurrent_jobs: int = Field(default=0, ge=0)
     quota_live_sessions: int = Field(default=0, ge=0)
     quota_uploads_per_minute: int = Field(default=0, ge=0)

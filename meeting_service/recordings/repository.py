@@ -279,6 +279,18 @@ class UploadsRepository:
             "SELECT pg_advisory_lock(hashtextextended($1::uuid::text, 17))", meeting_id
         )
 
+    async def try_hold_seal(self, conn: asyncpg.Connection, meeting_id: uuid.UUID) -> bool:
+        """Takes the lock of `hold_seal` unless a live sealer holds it; says whether it did."""
+        taken: bool = await conn.fetchval(
+            "SELECT pg_try_advisory_lock(hashtextextended($1::uuid::text, 17))", meeting_id
+        )
+        return taken
+
+    async def sealed(self, conn: asyncpg.Connection | asyncpg.Pool) -> list[uuid.UUID]:
+        """The meetings whose recording is sealed but not complete."""
+        records = await conn.fetch("SELECT meeting_id FROM uploads WHERE sealed AND NOT complete")
+        return [record["meeting_id"] for record in records]
+
     async def release_seal(self, conn: asyncpg.Connection, meeting_id: uuid.UUID) -> None:
         """Gives back the lock `hold_seal` took."""
         await conn.execute(

@@ -11,18 +11,23 @@ The rules:
   together with the stored size that counted them, and a client resumes from the size it
   is then told. Whatever answers the client (the completion, the end of a partial
   stream, a rejection) is a durable commit, which makes every chunk before it durable.
-- The recording is complete when `total_size` bytes are stored, or, without a
-  `total_size`, when the client ends the stream. It is then checked against its SHA-256
-  (hashed while the chunks were stored by a stream that started at offset 0; read back
-  from the store, a span at a time, for a resumed upload) and probed where it lies in
-  the store (`probe_audio` reads a few spans of most formats). A rejected recording
-  (too large, wrong checksum, not audio) is discarded and the meeting awaits audio again,
-  with the reason in `failure_reason`. Good audio gets its duration, the status QUEUED and
-  a job, all in one transaction.
+- A stream whose metadata sets `explicit_end` completes the recording only with its
+  `end` message, whose `total_size` must be the bytes received; a stream of it that ends
+  without one was interrupted (a client gone, a proxy's call cancelled, which grpc.aio
+  ends as a normal end of stream before it cancels the handler) and keeps its bytes for
+  a resume. Otherwise the recording is complete when `total_size` bytes are stored, or,
+  without a `total_size`, when the client ends the stream. It is then checked against
+  its SHA-256 (hashed while the chunks were stored by a stream that started at offset 0;
+  read back from the store, a span at a time, for a resumed upload) and probed where it
+  lies in the store (`probe_audio` reads a few spans of most formats). A rejected
+  recording (too large, wrong checksum, not audio) is discarded and the meeting awaits
+  audio again, with the reason in `failure_reason`. Good audio gets its duration, the
+  status QUEUED and a job, all in one transaction.
 - While a recording is verified it is sealed (no chunk is accepted), and the sealing
   process holds a session lock in PostgreSQL. A process that dies while sealed loses the
   lock with its connection; the next stream then takes the recording over and finishes
-  its completion, so a killed replica never leaves an upload stuck.
+  its completion, and without one `finish_abandoned_seals` (called periodically by every
+  replica) does, so a killed replica never leaves an upload stuck.
 """
 
 from __future__ import annotations
@@ -154,6 +159,48 @@ class UploadsService:
                 await drain(ahead, DRAIN_SECONDS)
                 raise
 
+    async def finish_abandoned_seals(self) -> int:
+        """Finishes the completion of sealed recordings whose sealer is gone.
+
+        A sealer that died, or whose call was cancelled, before its recording was
+        complete leaves it sealed with nobody to finish it: such a recording is verified
+        and queued here (or rejected, as its own stream would have), without waiting for
+        a client to resume it. One whose declared `total_size` is not all stored is
+        unsealed instead, to be resumed.
+
+        Returns:
+            How many recordings were taken over.
+        """
+        taken = 0
+        for mid in await self._uploads.sealed(self._pool):
+            async with self._pool.acquire() as holder:
+                if not await self._uploads.try_hold_seal(holder, mid):
+                    continue  # its sealer is alive
+                try:
+                    taken += await self._finish_sealed(mid)
+                finally:
+                    await self._uploads.release_seal(holder, mid)
+        return taken
+
+    async def _finish_sealed(self, mid: uuid.UUID) -> int:
+        upload = await self._uploads.get(self._pool, mid)
+        if upload is None or not upload.sealed or upload.complete:
+            return 0  # finished meanwhile
+        log = logger.bind(meeting_id=str(mid), stored_size=upload.stored_size)
+        if upload.total_size is not None and upload.stored_size < upload.total_size:
+            async with self._pool.acquire() as conn:
+                await self._uploads.unseal(conn, mid)
+            log.info("abandoned seal lifted: the recording is not all stored")
+            return 1
+        try:
+            stored = await self._store.writer(upload).complete()
+            info = await self._verify_and_queue(mid, stored, "", None)
+        except MeetingError as error:
+            log.bind(reason=error.message).info("abandoned sealed upload not completed")
+            return 1
+        log.bind(duration_us=info.duration_us).info("abandoned sealed upload completed")
+        return 1
+
     async def _upload(
         self,
         owner: str,
@@ -179,12 +226,27 @@ class UploadsService:
         # only a stream that carries the whole recording can.
         digest = hashlib.sha256() if stored == 0 else None
         writer = self._store.writer(upload)
-        received = stored
-        if total is None or received < total:
-            received = await self._receive(
-                mid, writer, requests, received, total, digest, limit, count_bytes
+        explicit = metadata.explicit_end
+        received, end = stored, None
+        if explicit or total is None or received < total:
+            received, end = await self._receive(
+                mid, writer, requests, received, total, digest, limit, count_bytes, explicit
             )
-        if total is not None and received < total:
+        if end is not None and (end != received or (total is not None and end != total)):
+            # Nothing completes, nothing stored is lost: the client learns where to resume.
+            stored = writer.end()
+            await self._end_partial(mid)
+            if end != received:
+                raise offset_mismatch(
+                    stored,
+                    f"the stream ends the recording at {end} bytes but carried {received}; "
+                    f"continue at offset {stored}",
+                )
+            raise invalid_field(
+                "end.total_size", f"the end at {end} bytes differs from the total_size {total}"
+            )
+        ended = end is not None or (not explicit and (total is None or received == total))
+        if not ended:
             stored = writer.end()
             await self._end_partial(mid)
             log.bind(stored_size=stored).info("upload stream ended before the recording did")
@@ -206,11 +268,20 @@ class UploadsService:
         digest: hashlib._Hash | None,
         limit: int,
         count_bytes: Callable[[int], object],
-    ) -> int:
-        """Stores the stream's chunks from `received` on; returns the bytes received."""
+        explicit_end: bool,
+    ) -> tuple[int, int | None]:
+        """Stores the stream's chunks from `received` on.
+
+        Returns:
+            The bytes received, and the `total_size` of the stream's `end` (None without
+            one).
+        """
         async for request in requests:
             if request.HasField("metadata"):
                 raise invalid_field("metadata", "metadata is only allowed first")
+            if request.HasField("end"):
+                validation.check(request.end, "total_size", "end.total_size")
+                return received, request.end.total_size
             chunk = request.chunk  # read once: each read of a bytes field copies it (upb)
             if not chunk:
                 continue
@@ -230,9 +301,9 @@ class UploadsService:
                     self._append(mid, writer, chunk), asyncio.to_thread(digest.update, chunk)
                 )
             received += len(chunk)
-            if total is not None and received == total:
+            if not explicit_end and total is not None and received == total:
                 break
-        return received
+        return received, None
 
     async def _begin(
         self,

@@ -11,6 +11,7 @@ from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from gen.meeting.v1 import live_audio_pb2 as _live_audio_pb2
 from gen.meeting.v1 import meeting_pb2 as _meeting_pb2
+from gen.meeting.v1 import upload_end_pb2 as _upload_end_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -290,6 +291,7 @@ class UploadMetadata(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     SHA256_FIELD_NUMBER: _builtins.int
     SIZE_LIMIT_FIELD_NUMBER: _builtins.int
+    EXPLICIT_END_FIELD_NUMBER: _builtins.int
     meeting_id: _builtins.str
     """Id of the meeting the recording belongs to. Required."""
     content_type: _builtins.str
@@ -298,7 +300,8 @@ class UploadMetadata(_message.Message):
     """
     total_size: _builtins.int
     """Size of the whole recording in bytes, when known. Optional: without it,
-    the end of the stream ends the upload.
+    the recording ends with an `end` message, or, unless `explicit_end` is
+    set, with the end of the stream.
     """
     offset: _builtins.int
     """Byte offset this stream starts at: 0 for a new upload, the stored size
@@ -320,6 +323,14 @@ class UploadMetadata(_message.Message):
     crosses its limit, rather than cancel, which would keep the bytes stored
     for a resume). Optional.
     """
+    explicit_end: _builtins.bool
+    """True when this stream says where the recording ends with an `end`
+    message: a stream that ends without one was interrupted, and its bytes
+    are kept to resume from, but nothing completes. Without it, the end of
+    the stream also ends a recording of unknown `total_size`, so a stream a
+    proxy or a broken connection cut short would complete a truncated
+    recording: every client should set it and send `end`. Optional.
+    """
     def __init__(
         self,
         *,
@@ -330,10 +341,11 @@ class UploadMetadata(_message.Message):
         request_id: _builtins.str = ...,
         sha256: _builtins.str = ...,
         size_limit: _builtins.int | None = ...,
+        explicit_end: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_size_limit", b"_size_limit", "_total_size", b"_total_size", "size_limit", b"size_limit", "total_size", b"total_size"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_size_limit", b"_size_limit", "_total_size", b"_total_size", "content_type", b"content_type", "meeting_id", b"meeting_id", "offset", b"offset", "request_id", b"request_id", "sha256", b"sha256", "size_limit", b"size_limit", "total_size", b"total_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_size_limit", b"_size_limit", "_total_size", b"_total_size", "content_type", b"content_type", "explicit_end", b"explicit_end", "meeting_id", b"meeting_id", "offset", b"offset", "request_id", b"request_id", "sha256", b"sha256", "size_limit", b"size_limit", "total_size", b"total_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__size_limit: _TypeAlias = _typing.Literal["size_limit"]  # noqa: Y015
     _WhichOneofArgType__size_limit: _TypeAlias = _typing.Literal["_size_limit", b"_size_limit"]  # noqa: Y015
@@ -348,29 +360,37 @@ Global___UploadMetadata: _TypeAlias = UploadMetadata  # noqa: Y015
 
 @_typing.final
 class UploadAudioRequest(_message.Message):
-    """Request of MeetingService.UploadAudio: metadata first, then chunks."""
+    """Request of MeetingService.UploadAudio: metadata first, then chunks, then
+    (with `UploadMetadata.explicit_end`) the end.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     METADATA_FIELD_NUMBER: _builtins.int
     CHUNK_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
     chunk: _builtins.bytes
     """The next bytes of the recording, at most 4 MiB per message."""
     @_builtins.property
     def metadata(self) -> Global___UploadMetadata:
         """The first message."""
 
+    @_builtins.property
+    def end(self) -> _upload_end_pb2.UploadEnd:
+        """The end of the recording; nothing may follow it."""
+
     def __init__(
         self,
         *,
         metadata: Global___UploadMetadata | None = ...,
         chunk: _builtins.bytes = ...,
+        end: _upload_end_pb2.UploadEnd | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "metadata", b"metadata", "part", b"part"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "end", b"end", "metadata", b"metadata", "part", b"part"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "metadata", b"metadata", "part", b"part"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "end", b"end", "metadata", b"metadata", "part", b"part"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["metadata", "chunk"]  # noqa: Y015
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["metadata", "chunk", "end"]  # noqa: Y015
     _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
 
