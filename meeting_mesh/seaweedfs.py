@@ -8,10 +8,14 @@ identity, written to `s3.json` in its directory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import secrets
 import shutil
+import signal
 import socket
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -190,3 +194,34 @@ async def start(directory: Path, server: SeaweedFS, *, s3_port: int) -> asyncio.
         await process.wait()
         raise
     return process
+
+
+@contextlib.asynccontextmanager
+async def running(
+    directory: Path, access_key_id: str, bucket: str | None = None
+) -> AsyncIterator[SeaweedFS]:
+    """A SeaweedFS on a free loopback port with a fresh secret, stopped on exit.
+
+    Args:
+        directory: Its data and log directory (made if missing).
+        access_key_id: The identity its S3 API accepts.
+        bucket: A bucket to create first, if any.
+
+    Yields:
+        The server, answering.
+    """
+    await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+    port = free_port()
+    server = SeaweedFS(f"http://127.0.0.1:{port}", access_key_id, secrets.token_hex(16))
+    process = await start(directory, server, s3_port=port)
+    try:
+        if bucket is not None:
+            await create_bucket(server, bucket)
+        yield server
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), 10.0)
+        except TimeoutError:
+            process.kill()
+            await process.wait()

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import shutil
-import signal
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -68,20 +66,8 @@ class Outcome:
 
 @contextlib.asynccontextmanager
 async def _object_store(directory: Path) -> AsyncIterator[SeaweedFS]:
-    await asyncio.to_thread(directory.mkdir, parents=True)
-    port = seaweedfs.free_port()
-    server = SeaweedFS(f"http://127.0.0.1:{port}", "mesh-chaos", secrets.token_hex(16))
-    process = await seaweedfs.start(directory, server, s3_port=port)
-    try:
-        await seaweedfs.create_bucket(server, BUCKET)
+    async with seaweedfs.running(directory, "mesh-chaos", BUCKET) as server:
         yield server
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), 10.0)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
 
 
 @contextlib.asynccontextmanager

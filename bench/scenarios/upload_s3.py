@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import signal
 import statistics
 import time
 from collections.abc import AsyncIterator
@@ -38,15 +37,8 @@ RSS_LIMIT_MIB = 250
 
 @contextlib.asynccontextmanager
 async def _seaweedfs(context: BenchContext) -> AsyncIterator[SeaweedFS]:
-    port = seaweedfs.free_port()
-    server = SeaweedFS(f"http://127.0.0.1:{port}", "bench", secrets.token_hex(16))
-    process = await seaweedfs.start(context.workdir / "seaweedfs", server, s3_port=port)
-    try:
-        await seaweedfs.create_bucket(server, BUCKET)
+    async with seaweedfs.running(context.workdir / "seaweedfs", "bench", BUCKET) as server:
         yield server
-    finally:
-        process.send_signal(signal.SIGTERM)
-        await process.wait()
 
 
 async def _direct(server: SeaweedFS, size: int) -> float:

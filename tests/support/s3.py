@@ -10,9 +10,7 @@ Fixtures (exposed by `tests/conftest.py`):
 
 from __future__ import annotations
 
-import asyncio
 import shutil
-import signal
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
@@ -43,18 +41,10 @@ def s3_settings(server: SeaweedFS, bucket: str) -> dict[str, Any]:
 async def s3_server() -> AsyncIterator[SeaweedFS]:
     """The session's SeaweedFS S3 server."""
     directory = Path(tempfile.mkdtemp(prefix="mesh-test-s3-"))
-    port = seaweedfs.free_port()
-    server = SeaweedFS(f"http://127.0.0.1:{port}", "mesh-test", uuid.uuid4().hex)
-    process = await seaweedfs.start(directory, server, s3_port=port)
     try:
-        yield server
+        async with seaweedfs.running(directory, "mesh-test") as server:
+            yield server
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), 10.0)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
         shutil.rmtree(directory, ignore_errors=True)
 
 
