@@ -16,6 +16,8 @@ import statistics
 import struct
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import aiohttp
 import asyncpg
@@ -91,6 +93,43 @@ async def upload_through_gateway(
     return result, gateway.peak_rss(), meeting.peak_rss()
 
 
+@dataclass
+class Rounds:
+    """The timed rounds of an upload scenario: the mesh and its reference, alternated.
+
+    Attributes:
+        mesh_seconds: Each large upload's time through the gateway.
+        reference_seconds: Each reference run's time (the store alone).
+        gateway_peak: The gateway's highest peak RSS over the large uploads.
+        meeting_peak: meeting_service's highest peak RSS over them.
+    """
+
+    mesh_seconds: list[float] = field(default_factory=list)
+    reference_seconds: list[float] = field(default_factory=list)
+    gateway_peak: int = 0
+    meeting_peak: int = 0
+
+
+async def alternate(
+    gateway: ServiceProcess,
+    meeting: ServiceProcess,
+    authorization: str,
+    size: int,
+    reference: Callable[[], Awaitable[float]],
+) -> Rounds:
+    """`ROUNDS` large uploads through the gateway, each followed by one reference run."""
+    rounds = Rounds()
+    for _ in range(ROUNDS):
+        result, at_gateway, at_meeting = await upload_through_gateway(
+            gateway, meeting, authorization, size
+        )
+        rounds.mesh_seconds.append(result.seconds)
+        rounds.gateway_peak = max(rounds.gateway_peak, at_gateway)
+        rounds.meeting_peak = max(rounds.meeting_peak, at_meeting)
+        rounds.reference_seconds.append(await reference())
+    return rounds
+
+
 async def _postgres_only(dsn: str, size: int, chunk: int) -> float:
     """Seconds PostgreSQL alone takes to store `size` bytes as meeting_service does.
 
@@ -133,19 +172,16 @@ async def upload(context: BenchContext) -> Result:
         first, gateway_small, meeting_small = await upload_through_gateway(
             gateway, meeting, authorization, small
         )
-        mesh_seconds: list[float] = []
-        postgres_seconds: list[float] = []
-        gateway_large = meeting_large = 0
-        for _ in range(ROUNDS):
-            second, at_gateway, at_meeting = await upload_through_gateway(
-                gateway, meeting, authorization, large
-            )
-            mesh_seconds.append(second.seconds)
-            gateway_large = max(gateway_large, at_gateway)
-            meeting_large = max(meeting_large, at_meeting)
-            postgres_seconds.append(await _postgres_only(dsn, large, GATEWAY_CHUNK_BYTES))
-    postgres_rate = round(large / MIB / statistics.median(postgres_seconds), 1)
-    rate = round(large / MIB / statistics.median(mesh_seconds), 1)
+        rounds = await alternate(
+            gateway,
+            meeting,
+            authorization,
+            large,
+            lambda: _postgres_only(dsn, large, GATEWAY_CHUNK_BYTES),
+        )
+    gateway_large, meeting_large = rounds.gateway_peak, rounds.meeting_peak
+    postgres_rate = round(large / MIB / statistics.median(rounds.reference_seconds), 1)
+    rate = round(large / MIB / statistics.median(rounds.mesh_seconds), 1)
     share = ratio(rate, postgres_rate)
 
     def flat(at_small: int, at_large: int) -> bool:
@@ -179,7 +215,7 @@ async def upload(context: BenchContext) -> Result:
             "small_mib": _mib(small),
             "large_mib": _mib(large),
             "small_rate_mib_s": round(small / MIB / first.seconds, 1),
-            "large_seconds": round(statistics.median(mesh_seconds), 1),
+            "large_seconds": round(statistics.median(rounds.mesh_seconds), 1),
             "rounds": ROUNDS,
             "postgres_only_rate_mib_s": postgres_rate,
             "gateway_peak_rss_small_mib": _mib(gateway_small),

@@ -24,6 +24,7 @@ from bench.scenarios.upload import (
     ROUNDS,
     RSS_GROWTH_TOLERANCE,
     WARM_UP_BYTES,
+    alternate,
     tone_block,
     upload_through_gateway,
 )
@@ -84,19 +85,12 @@ async def upload_s3(context: BenchContext) -> Result:
             first, gateway_small, meeting_small = await upload_through_gateway(
                 gateway, meeting, authorization, small
             )
-            mesh_seconds: list[float] = []
-            direct_seconds: list[float] = []
-            gateway_large = meeting_large = 0
-            for _ in range(ROUNDS):
-                second, at_gateway, at_meeting = await upload_through_gateway(
-                    gateway, meeting, authorization, large
-                )
-                mesh_seconds.append(second.seconds)
-                gateway_large = max(gateway_large, at_gateway)
-                meeting_large = max(meeting_large, at_meeting)
-                direct_seconds.append(await _direct(server, large))
-    rate = round(large / MIB / statistics.median(mesh_seconds), 1)
-    direct_rate = round(large / MIB / statistics.median(direct_seconds), 1)
+            rounds = await alternate(
+                gateway, meeting, authorization, large, lambda: _direct(server, large)
+            )
+    gateway_large, meeting_large = rounds.gateway_peak, rounds.meeting_peak
+    rate = round(large / MIB / statistics.median(rounds.mesh_seconds), 1)
+    direct_rate = round(large / MIB / statistics.median(rounds.reference_seconds), 1)
     share = ratio(rate, direct_rate)
 
     def flat(at_small: int, at_large: int) -> bool:
@@ -131,7 +125,7 @@ async def upload_s3(context: BenchContext) -> Result:
             "large_mib": _mib(large),
             "part_mib": _mib(PART_BYTES),
             "small_rate_mib_s": round(small / MIB / first.seconds, 1),
-            "large_seconds": round(statistics.median(mesh_seconds), 1),
+            "large_seconds": round(statistics.median(rounds.mesh_seconds), 1),
             "rounds": ROUNDS,
             "s3_only_rate_mib_s": direct_rate,
             "gateway_peak_rss_small_mib": _mib(gateway_small),
