@@ -13,7 +13,6 @@ import json
 import secrets
 import shutil
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,6 +23,8 @@ import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import ClientCreatorContext, get_session
 from botocore.exceptions import ClientError
+
+from mesh_common.ports import free_port, free_ports
 
 if TYPE_CHECKING:  # stubs only: a dev dependency
     from types_aiobotocore_s3 import S3Client
@@ -79,14 +80,6 @@ def weed_binary() -> str:
     return found
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago on `host`."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def command(
     directory: Path, server: SeaweedFS, *, host: str = "127.0.0.1", s3_port: int
 ) -> list[str]:
@@ -114,7 +107,8 @@ def command(
             }
         )
     )
-    ports = [f"-{flag}={free_port(host)}" for flag in _PORT_FLAGS]
+    chosen = free_ports(len(_PORT_FLAGS), host)
+    ports = [f"-{flag}={port}" for flag, port in zip(_PORT_FLAGS, chosen, strict=True)]
     return [
         weed_binary(),
         "mini",

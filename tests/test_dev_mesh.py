@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from aiobotocore.session import get_session
 
 from meeting_mesh.client import SseEvent, parse_sse
 from meeting_mesh.dev import DEV_BUCKET
+from mesh_common.ports import free_ports
 from tests.meeting_service.helpers import make_wav
 from tests.support.meeting import make_token
 from tests.support.secrets import register_secret
@@ -55,17 +55,6 @@ def _command() -> list[str]:
     if script.exists():
         return [str(script)]
     return [sys.executable, "-m", "meeting_mesh.cli"]
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _environment() -> dict[str, str]:
@@ -186,7 +175,7 @@ async def dev_mesh(cwd: Path, *args: str) -> AsyncIterator[DevMesh]:
     The block must stop it (`DevMesh.stop`); if it does not (a failed assertion), the
     mesh is killed on the way out so that nothing outlives the test.
     """
-    gateway, meeting, proxy, node = _free_ports(4)
+    gateway, meeting, proxy, node = free_ports(4)
     stderr_path = cwd / "dev.stderr.log"
     with stderr_path.open("wb") as stderr:
         process = await asyncio.create_subprocess_exec(
@@ -334,7 +323,7 @@ async def test_dev_mesh_transcribes_an_upload_stops_on_sigterm_and_restarts_on_i
 async def test_dev_mesh_with_s3_keeps_recordings_there_and_stops_everything_when_one_dies(
     workdir: Path,
 ) -> None:
-    (s3_port,) = _free_ports(1)
+    (s3_port,) = free_ports(1)
     audio = make_wav(1.0)
     # The mock engine: which engine runs plays no part here, and it starts at once.
     async with dev_mesh(workdir, "--engine=mock", "--storage=s3", f"--s3-port={s3_port}") as mesh:

@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from mesh_common.grpc_server import add_health_and_reflection, check_health, set_serving
 from mesh_common.logging import logger
+from mesh_common.ports import free_port
 from mesh_common.telemetry import (
     Telemetry,
     context_from_traceparent,
@@ -127,11 +128,7 @@ def test_a_traceparent_round_trips_and_garbage_starts_a_new_trace() -> None:
 async def test_a_dead_collector_costs_spans_not_requests(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import socket
-
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        dead = probe.getsockname()[1]
+    dead = free_port()  # a port nothing listens on
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{dead}")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")

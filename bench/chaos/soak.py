@@ -19,8 +19,9 @@ from bench.chaos.faults import Kill, Killer
 from bench.chaos.sampling import Run, Sampler
 from meeting_mesh import seaweedfs
 from meeting_mesh.seaweedfs import SeaweedFS
-from meeting_service.db.embedded import EmbeddedPostgres, free_port
+from meeting_service.db.embedded import EmbeddedPostgres
 from mesh_common.logging import logger
+from mesh_common.ports import free_port
 from tests.support.meeting import make_token
 from tests.support.postgres import create_database
 from tests.support.replica_load import Load, running_load

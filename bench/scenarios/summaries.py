@@ -25,7 +25,6 @@ import contextlib
 import importlib.util
 import json
 import os
-import socket
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -45,6 +44,7 @@ from gpu_node.engines.summaries import (
     SummaryBackendError,
 )
 from gpu_node.engines.summaries_extractive import ExtractiveSummarizer
+from mesh_common.ports import free_port
 
 BEFORE_COMMIT = "c8248c8"
 _BEFORE_PATH = "gpu_node/engines/summaries_extractive.py"
@@ -195,13 +195,6 @@ async def _stub_llm() -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 async def _fallback_checks(extractive: ExtractiveSummarizer) -> list[Check]:
     expected = [
         (await extractive.summarize(_lines(m), "en", 3)).SerializeToString() for m in MEETINGS
@@ -211,7 +204,7 @@ async def _fallback_checks(extractive: ExtractiveSummarizer) -> list[Check]:
         failing = {
             "HTTP 500": f"{stub}/error/v1",
             "an answer that is not JSON": f"{stub}/prose/v1",
-            "an unreachable server": f"http://127.0.0.1:{_closed_port()}/v1",
+            "an unreachable server": f"http://127.0.0.1:{free_port()}/v1",
         }
         for what, url in failing.items():
             engine = FallbackSummarizer(

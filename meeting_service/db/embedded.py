@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
-import socket
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ with warnings.catch_warnings():
     )
 
 from mesh_common.logging import logger
+from mesh_common.ports import free_port
 
 _SYSTEM_USER = "embedded_postgres"
 _SUPERUSER = "postgres"
@@ -37,14 +37,6 @@ _START_TIMEOUT_S = 60
 
 class EmbeddedPostgresError(RuntimeError):
     """The embedded server could not be initialised, started or stopped."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """Returns a TCP port that was free a moment ago on `host`."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -15,6 +14,7 @@ from pydantic import SecretStr
 from gen.gpu.v1 import gpu_pb2
 from gpu_node.engines.summaries import FallbackSummarizer, OpenAICompatibleSummarizer
 from gpu_node.engines.summaries_extractive import ExtractiveSummarizer, split_sentences
+from mesh_common.ports import free_port
 from tests.engines import ENGINES
 from tests.support.speech import SCRIPT
 
@@ -173,9 +173,7 @@ async def test_extractive_fallback_when_the_llm_server_fails(
 
 
 async def test_extractive_fallback_when_the_llm_server_is_unreachable() -> None:
-    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # nothing listens there
     result = await summarizer(f"http://127.0.0.1:{port}/v1").summarize(LINES, "en", 2)
     assert result.engine == "extractive"
     assert_faithful(result.summary, LINES)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-import socket
 from types import ModuleType
 
 import aiohttp
@@ -19,6 +18,7 @@ import pytest
 import tests.gateway
 from gateway.app import create_app
 from gateway.openapi import build_openapi
+from mesh_common.ports import free_port
 from tests.support.gateway import error_of, gateway_settings, route, run_gateway
 
 # Routes that cannot fail for a caller: liveness and the documents are answered from the
@@ -91,9 +91,7 @@ def test_the_openapi_document_describes_exactly_the_routes_served() -> None:
 
 @route("GET", "/readyz", "failure")
 async def test_readyz_is_503_with_a_reason_while_meeting_service_is_unreachable() -> None:
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        dead = f"127.0.0.1:{probe.getsockname()[1]}"
+    dead = f"127.0.0.1:{free_port()}"  # a port nothing listens on
     async with (
         run_gateway(gateway_settings(dead, "s" * 32, unary_timeout_s=1.0)) as gateway,
         aiohttp.ClientSession(gateway.url) as http,

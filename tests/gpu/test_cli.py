@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,16 +13,11 @@ from grpc_health.v1 import health_pb2
 
 from gen.gpu.v1 import gpu_pb2
 from gpu_client.channel import GpuStubs, connect
+from mesh_common.ports import free_port
 from mesh_common.tls import KeyPair
 from tests.support.gpu import WAIT, wait_health
 
 COMMAND = [sys.executable, "-m", "meeting_mesh.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def start(args: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:

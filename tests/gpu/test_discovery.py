@@ -16,6 +16,7 @@ from gen.gpu.v1 import gpu_pb2
 from gpu_node.server import RunningNode, run_gpu_node
 from gpu_proxy.server import RunningProxy, run_gpu_proxy
 from mesh_common.grpc_server import check_health
+from mesh_common.ports import free_port
 from mesh_common.streams import start_gated
 from tests.support.gpu import (
     WAIT,
@@ -49,13 +50,6 @@ class Dns:
         return list(self.addresses)
 
 
-def free_port_on(host: str) -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 def targets(proxy: RunningProxy) -> list[str]:
     return [node.target for node in proxy.nodes]
 
@@ -65,7 +59,7 @@ def started(node: RunningNode) -> int:
 
 
 async def test_nodes_join_and_leave_as_the_name_resolves_differently(pki: Pki) -> None:
-    port = free_port_on("127.0.0.2")
+    port = free_port("127.0.0.2")
     first_target, second_target = f"127.0.0.2:{port}", f"127.0.0.3:{port}"
     dns = Dns(["127.0.0.2"])
     settings = proxy_settings(
@@ -120,7 +114,7 @@ async def test_nodes_join_and_leave_as_the_name_resolves_differently(pki: Pki) -
 
 
 async def test_a_name_with_no_node_yet_serves_once_one_appears(pki: Pki) -> None:
-    port = free_port_on("127.0.0.4")
+    port = free_port("127.0.0.4")
     dns = Dns([])
     settings = proxy_settings(
         pki, [], gpu_nodes_dns=f"{NAME}:{port}", gpu_nodes_dns_interval_s=0.05

@@ -24,9 +24,9 @@ import pytest_asyncio
 
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
 from meeting_service.db.database import Database
-from meeting_service.db.embedded import free_port
 from meeting_service.server import run_meeting_service
 from mesh_common.errors import view_rpc_error
+from mesh_common.ports import free_port
 from tests.meeting_service.helpers import StreamCall, create, next_event, user
 from tests.meeting_service.test_health import NOT_SERVING, SERVING, HealthWatch
 from tests.support.fault_proxy import FaultProxy

@@ -15,8 +15,9 @@ from grpc_health.v1 import health_pb2
 
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
 from meeting_service.db.database import Database
-from meeting_service.db.embedded import EmbeddedPostgres, free_port
+from meeting_service.db.embedded import EmbeddedPostgres
 from meeting_service.server import run_meeting_service
+from mesh_common.ports import free_port
 from tests.meeting_service.helpers import create, health_stub, next_event, user
 from tests.support.meeting import auth, error_reason, meeting_settings
 from tests.support.postgres import start_throwaway_server

@@ -20,7 +20,7 @@ from gen.gpu.v1 import gpu_pb2
 from gen.meeting.v1 import meeting_pb2
 from gpu_node.server import run_gpu_node
 from gpu_proxy.server import run_gpu_proxy
-from meeting_service.db.embedded import free_port
+from mesh_common.ports import free_port
 from tests.support.fault_proxy import FaultProxy
 from tests.support.gpu import Pki, as_wav, node_settings, proxy_settings, stubs
 from tests.support.log_capture import captured_logs

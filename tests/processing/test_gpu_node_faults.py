@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 from gen.meeting.v1 import meeting_pb2
-from meeting_service.db.embedded import free_port
+from mesh_common.ports import free_port
 from tests.support.fault_proxy import FaultProxy
 from tests.support.gpu import Pki, as_wav
 from tests.support.mesh import (

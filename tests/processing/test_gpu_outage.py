@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 from gen.meeting.v1 import meeting_pb2
-from meeting_service.db.embedded import free_port
+from mesh_common.ports import free_port
 from tests.support.gpu import Pki, as_wav
 from tests.support.log_capture import captured_logs
 from tests.support.mesh import (

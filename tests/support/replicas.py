@@ -18,7 +18,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from meeting_mesh.dev import Child, HealthProbe, grpc_probe, http_probe, wait_healthy
-from meeting_mesh.seaweedfs import SeaweedFS, free_port
+from meeting_mesh.seaweedfs import SeaweedFS
+from mesh_common.ports import free_port
 from mesh_common.tls import ensure_certificates
 from tests.support.meeting import TEST_JWT_SECRET
 
