@@ -1,13 +1,15 @@
 """The real engines in one process on one recording: the reference of `pipeline_overhead`.
 
-Usage: python -m bench.pipeline_engine WAV [--model tiny.en] [--threads 0] [--warm-up-s 8]
+Usage: python -m bench.pipeline_engine WAV [--model tiny.en] [--threads 0] [--blas-threads 1]
+[--warm-up-s 8]
 
 Loads the engines through `create_real_engines` as gpu_node does (same model, same
 threads), warms them up on the recording's first seconds (as the mesh's node is warmed up
 by a first job), then runs what a processing job asks of the GPU, on the same decoded
 audio and with the same requests: recognition in batch mode, diarization of the final
 segments' spans, a summary of the labelled lines. Prints one JSON object: each stage's
-wall time and the process's CPU time, the segment count and the speakers found.
+wall time (and when recognition's first final segment came), the process's CPU time, the
+segment count and the speakers found.
 """
 
 from __future__ import annotations
@@ -47,11 +49,12 @@ async def process(engines: Engines, audio: Audio) -> dict[str, float | int]:
         sample_rate_hertz=SAMPLE_RATE,
         mode=gpu_pb2.RECOGNITION_MODE_BATCH,
     )
-    finals = [
-        segment
-        async for segment in engines.recognition.recognize(config, _chunks(audio))
-        if segment.is_final
-    ]
+    finals: list[gpu_pb2.RecognizedSegment] = []
+    first = started
+    async for segment in engines.recognition.recognize(config, _chunks(audio)):
+        if segment.is_final:
+            first = first if finals else time.perf_counter()
+            finals.append(segment)
     recognized = time.perf_counter()
     spans = [gpu_pb2.TimeSpan(start_offset=s.start_offset, end_offset=s.end_offset) for s in finals]
     diarized = await engines.diarization.diarize(gpu_pb2.DiarizationConfig(spans=spans), audio)
@@ -66,6 +69,7 @@ async def process(engines: Engines, audio: Audio) -> dict[str, float | int]:
     await engines.summarization.summarize(lines, "en", 0)
     done = time.perf_counter()
     return {
+        "first_segment_s": first - started,
         "recognition_s": recognized - started,
         "diarization_s": labelled - recognized,
         "summary_s": done - labelled,
@@ -80,13 +84,19 @@ async def main(argv: list[str] | None = None) -> None:
     parser.add_argument("wav", type=Path)
     parser.add_argument("--model", default="tiny.en")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--blas-threads", type=int, default=None)
     parser.add_argument("--warm-up-s", type=float, default=8.0)
     args = parser.parse_args(argv)
 
     from gpu_node.engines.real import create_real_engines
 
     engines = Engines(
-        *create_real_engines(asr_model=args.model, asr_device="cpu", asr_threads=args.threads)
+        *create_real_engines(
+            asr_model=args.model,
+            asr_device="cpu",
+            asr_threads=args.threads,
+            blas_threads=args.blas_threads,
+        )
     )
     audio = decode(args.wav)
     await process(engines, audio[: int(args.warm_up_s * SAMPLE_RATE)])
