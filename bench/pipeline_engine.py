@@ -18,27 +18,22 @@ import argparse
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 from gen.gpu.v1 import gpu_pb2
-from gpu_node.engines.base import SAMPLE_RATE, Audio, pcm16_to_float
+from gpu_node.engines.base import SAMPLE_RATE, Audio, in_blocks, pcm16_to_float
 from gpu_node.engines.factory import Engines
 from meeting_service.recordings.decode import BLOCK_BYTES
 
-# The job sends decoded audio in messages of `BLOCK_BYTES`; the node hands each to the
-# engine as it arrives, so the reference feeds the engine the same pieces.
+# The job sends decoded audio in messages of `BLOCK_BYTES`, to recognition and again to
+# diarization; the node hands each to the engine as it arrives, so the reference feeds
+# both engines the same pieces.
 CHUNK_SAMPLES = BLOCK_BYTES // 2
 
 
 def decode(path: Path) -> Audio:
     """The WAV's samples as the node receives them (LINEAR16 after the 44-byte header)."""
     return pcm16_to_float(path.read_bytes()[44:])
-
-
-async def _chunks(audio: Audio) -> AsyncIterator[Audio]:
-    for start in range(0, len(audio), CHUNK_SAMPLES):
-        yield audio[start : start + CHUNK_SAMPLES]
 
 
 async def process(engines: Engines, audio: Audio) -> dict[str, float | int]:
@@ -51,13 +46,15 @@ async def process(engines: Engines, audio: Audio) -> dict[str, float | int]:
     )
     finals: list[gpu_pb2.RecognizedSegment] = []
     first = started
-    async for segment in engines.recognition.recognize(config, _chunks(audio)):
+    async for segment in engines.recognition.recognize(config, in_blocks(audio, CHUNK_SAMPLES)):
         if segment.is_final:
             first = first if finals else time.perf_counter()
             finals.append(segment)
     recognized = time.perf_counter()
     spans = [gpu_pb2.TimeSpan(start_offset=s.start_offset, end_offset=s.end_offset) for s in finals]
-    diarized = await engines.diarization.diarize(gpu_pb2.DiarizationConfig(spans=spans), audio)
+    diarized = await engines.diarization.diarize(
+        gpu_pb2.DiarizationConfig(spans=spans), in_blocks(audio, CHUNK_SAMPLES)
+    )
     speakers = {turn.span_index: turn.speaker for turn in diarized.turns}
     labelled = time.perf_counter()
     lines = [
