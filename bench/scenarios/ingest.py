@@ -38,6 +38,7 @@ from bench.model import Check, Result, ratio
 from bench.transcript_writer import meeting_uuid, segment, transcript_writer
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
 from meeting_service.transcripts.notifications import CHANNEL
+from meeting_service.transcripts.repository import SearchFields
 from meeting_service.transcripts.writer import TranscriptWriter
 
 # Segments a producer may have handed over and not yet seen durable.
@@ -146,7 +147,7 @@ async def _copy_once(
         stored_segment.sequence = sequence
         payload = stored_segment.SerializeToString()
         events.append((mid, sequence, "segment", payload))
-        rows.append((mid, item.index, sequence, payload))
+        rows.append((mid, item.index, sequence, payload, *SearchFields.of(item)))
     started = time.monotonic()
     async with pool.acquire() as conn, conn.transaction():
         await conn.copy_records_to_table(
@@ -155,7 +156,13 @@ async def _copy_once(
         await conn.copy_records_to_table(
             "segments",
             records=rows,
-            columns=["meeting_id", "segment_index", "sequence", "payload"],
+            columns=[
+                "meeting_id",
+                "segment_index",
+                "sequence",
+                "payload",
+                *SearchFields._fields,
+            ],
         )
     return time.monotonic() - started
 
