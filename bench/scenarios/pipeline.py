@@ -351,10 +351,10 @@ async def pipeline_overhead(context: BenchContext) -> Result:
             f"in both runs (the node's CPU {best.cpu_s.get('gpu_node')} s against the "
             f"reference's {round(best_ref['cpu_s'], 2)} s), and in the mesh meeting_service, "
             "gpu_proxy, the gateway and PostgreSQL take theirs from the same cores "
-            f"(cpu_ratio {details['cpu_ratio']}). On the critical path the mesh adds most in "
-            "`audio_in`: batch recognition waits for the whole recording, so its decode and "
-            "transfer come before the engine's first window (though alone they cost less "
-            "than that phase has added, docs/bench.md); the other phases are commits of a "
-            f"few ms each. Seconds added per phase: {added} ({where})."
+            f"(cpu_ratio {details['cpu_ratio']}); their wall times swing with that load by "
+            "more than the mesh's whole cost. On the critical path the mesh adds the claim, "
+            "commits of a few ms each, and in `audio_in` the recording's decode and transfer, "
+            "which batch recognition waits for in full before its first window. Seconds "
+            f"added per phase: {added} ({where})."
         ),
     )
