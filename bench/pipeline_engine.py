@@ -46,10 +46,11 @@ async def process(engines: Engines, audio: Audio) -> dict[str, float | int]:
     )
     finals: list[gpu_pb2.RecognizedSegment] = []
     first = started
-    async for segment in engines.recognition.recognize(config, in_blocks(audio, CHUNK_SAMPLES)):
-        if segment.is_final:
-            first = first if finals else time.perf_counter()
-            finals.append(segment)
+    async for batch in engines.recognition.recognize(config, in_blocks(audio, CHUNK_SAMPLES)):
+        for segment in batch:
+            if segment.is_final:
+                first = first if finals else time.perf_counter()
+                finals.append(segment)
     recognized = time.perf_counter()
     spans = [gpu_pb2.TimeSpan(start_offset=s.start_offset, end_offset=s.end_offset) for s in finals]
     diarized = await engines.diarization.diarize(
