@@ -134,7 +134,8 @@ def _pair(config: Config, name: str) -> KeyPair:
 
 def _engines(config: Config) -> Engines:
     """The node's engines: the mock (with an optional fixed cost per recognition stream)
-    or the real ones (`asr_model`, `asr_threads`) as `create_real_engines` builds them."""
+    or the real ones (`asr_model`, `asr_threads`, `blas_threads`) as `create_real_engines`
+    builds them."""
     from gpu_node.engines.mock import (
         MockDiarizationEngine,
         MockRecognitionEngine,
@@ -149,6 +150,7 @@ def _engines(config: Config) -> Engines:
                 asr_model=config.get("asr_model", "tiny.en"),
                 asr_device="cpu",
                 asr_threads=config.get("asr_threads", 0),
+                blas_threads=config.get("blas_threads"),
             )
         )
     from bench.paced_engine import PacedBatchRecognizer

@@ -52,7 +52,7 @@ def check_format(encoding: int, sample_rate_hertz: int) -> None:
 
 
 async def decode_audio(
-    requests: AsyncIterator[gpu_pb2.RecognizeRequest],
+    requests: AsyncIterator[gpu_pb2.RecognizeRequest] | AsyncIterator[gpu_pb2.DiarizeRequest],
     on_bytes: Callable[[int], None] = lambda _: None,
 ) -> AsyncIterator[Audio]:
     """Decodes the audio messages that follow the config.

@@ -16,7 +16,7 @@ import grpc
 
 from gen.gpu.v1 import gpu_pb2, gpu_pb2_grpc
 from gpu_node.admission import Admission
-from gpu_node.engines.base import SAMPLE_RATE, RecognitionEngine, pcm16_to_float
+from gpu_node.engines.base import SAMPLE_RATE, RecognitionEngine
 from gpu_node.engines.factory import Engines
 from gpu_node.requests import check_format, decode_audio, invalid
 from mesh_common.errors import MeshError, abort
@@ -91,7 +91,7 @@ class DiarizationServicer(gpu_pb2_grpc.SpeakerDiarizationServiceServicer):
     async def Diarize(
         self, request_iterator: AsyncIterator[gpu_pb2.DiarizeRequest], context: Context
     ) -> gpu_pb2.DiarizeResponse:
-        """Reads the whole recording, then labels its spans (see gpu.proto)."""
+        """Labels the recording's spans, handing its audio to the engine as it arrives."""
         accepted = False
         try:
             with self._admission.admit("Diarize"):
@@ -101,21 +101,19 @@ class DiarizationServicer(gpu_pb2_grpc.SpeakerDiarizationServiceServicer):
                 if first is None or first.WhichOneof("part") != "config":
                     raise invalid("config", "the first message must carry config")
                 check_format(first.config.encoding, first.config.sample_rate_hertz)
-                # Kept as int16 while it arrives: half the memory of float32.
-                pcm = bytearray()
-                async for request in request_iterator:
-                    if request.WhichOneof("part") != "audio":
-                        raise invalid("config", "only the first message may carry config")
-                    data = request.audio  # read once: each read copies it (upb)
-                    pcm += data
-                    self._admission.audio_bytes["Diarize"] += len(data)
-                    if len(pcm) > self._max_bytes:
+                received = 0
+
+                def count(size: int) -> None:
+                    nonlocal received
+                    received += size
+                    self._admission.audio_bytes["Diarize"] += size
+                    if received > self._max_bytes:
                         raise invalid(
                             "audio",
                             f"recording longer than {self._max_bytes // 2 // SAMPLE_RATE} s",
                         )
-                audio = pcm16_to_float(bytes(pcm[: len(pcm) - len(pcm) % 2]))
-                del pcm
+
+                audio = decode_audio(request_iterator, count)
                 return await self._engine.diarize(first.config, audio)
         except MeshError as error:
             if accepted:

@@ -27,6 +27,7 @@ import numpy.typing as npt
 from bench.context import BenchContext
 from bench.model import Check, Result
 from gen.gpu.v1 import gpu_pb2
+from gpu_node.engines.base import SAMPLE_RATE, in_blocks
 from gpu_node.engines.speakers import ResemblyzerDiarizationEngine
 from gpu_node.engines.voice_encoder import VoiceEncoder
 from meeting_service.voices.matching import DEFAULT_THRESHOLD, assign
@@ -75,7 +76,9 @@ def _recorded(
     """The voice of one recording of the lines, as gpu_node hears an uploaded sample."""
     audio = speak([(voice, line) for line in lines], where)
     config = gpu_pb2.DiarizationConfig(num_speakers=1)
-    response = asyncio.run(ResemblyzerDiarizationEngine(encoder).diarize(config, audio))
+    response = asyncio.run(
+        ResemblyzerDiarizationEngine(encoder).diarize(config, in_blocks(audio, 8 * SAMPLE_RATE))
+    )
     (heard,) = response.voices
     return np.asarray(heard.embedding)
 

@@ -69,13 +69,14 @@ class DiarizationEngine(Protocol):
     name: str
 
     async def diarize(
-        self, config: gpu_pb2.DiarizationConfig, audio: Audio
+        self, config: gpu_pb2.DiarizationConfig, audio: AsyncIterator[Audio]
     ) -> gpu_pb2.DiarizeResponse:
         """Labels who spoke when.
 
         Args:
             config: Speaker count hints and the spans to label.
-            audio: The whole recording, 16 kHz mono float32.
+            audio: The whole recording, 16 kHz mono float32, in chunks as it arrives (an
+                engine may start on the spans whose audio is there before the rest).
 
         Returns:
             Turns in time order (as the contract says): one per span in `config.spans`,
@@ -105,6 +106,26 @@ class SummarizationEngine(Protocol):
             Summary text, action items, keywords and the engine's name.
         """
         ...
+
+
+async def in_blocks(audio: Audio, block_samples: int) -> AsyncIterator[Audio]:
+    """Hands recorded audio to an engine in blocks, as a stream would bring it.
+
+    Args:
+        audio: The samples.
+        block_samples: Samples per block (the last may be shorter).
+
+    Yields:
+        Views of `audio`, in order.
+    """
+    for start in range(0, len(audio), block_samples):
+        yield audio[start : start + block_samples]
+
+
+async def joined(audio: AsyncIterator[Audio]) -> Audio:
+    """Reads a stream of audio to its end and returns it as one array."""
+    chunks = [chunk async for chunk in audio]
+    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
 
 
 def pcm16_to_float(data: bytes) -> Audio:

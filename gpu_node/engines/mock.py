@@ -32,7 +32,7 @@ import numpy as np
 from google.protobuf import duration_pb2
 
 from gen.gpu.v1 import gpu_pb2
-from gpu_node.engines.base import SAMPLE_RATE, Audio, SegmentBatch
+from gpu_node.engines.base import SAMPLE_RATE, Audio, SegmentBatch, joined
 
 NAME = "mock"
 
@@ -317,17 +317,18 @@ class MockDiarizationEngine:
     name = NAME
 
     async def diarize(
-        self, config: gpu_pb2.DiarizationConfig, audio: Audio
+        self, config: gpu_pb2.DiarizationConfig, chunks: AsyncIterator[Audio]
     ) -> gpu_pb2.DiarizeResponse:
         """Labels each span (or each run of speech found by energy).
 
         Args:
             config: Speaker count hints and the spans to label.
-            audio: The whole recording.
+            chunks: The whole recording, read to its end first.
 
         Returns:
             One turn per span, labels in order of first appearance.
         """
+        audio = await joined(chunks)
         spans: list[tuple[int, int, int]] = []  # (start sample, end sample, span index)
         if config.spans:
             for i, span in enumerate(config.spans):

@@ -26,6 +26,23 @@ from mesh_common.settings import load
 __all__ = ["RealEngineSettings", "create_real_engines"]
 
 
+def _limit_blas_threads(threads: int) -> None:
+    """Caps the threads of the BLAS libraries loaded in the process (numpy's).
+
+    The voice encoder's matrices are small (a few rows by 256), so BLAS threads beyond one
+    spend their time waiting for each other; on a loaded CPU they also spin against
+    CTranslate2's own threads (docs/engines.md, "Threads").
+
+    Args:
+        threads: Threads per BLAS call; 0 keeps the libraries' default.
+    """
+    if threads == 0:
+        return
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads, user_api="blas")
+
+
 def create_real_engines(
     **overrides: object,
 ) -> tuple[RecognitionEngine, DiarizationEngine, SummarizationEngine]:
@@ -47,6 +64,7 @@ def create_real_engines(
             asked for without a GPU.
     """
     settings = load(RealEngineSettings, **overrides)
+    _limit_blas_threads(settings.blas_threads)
     placement = choose_placement(
         settings.asr_device,
         settings.asr_compute_type,
@@ -96,6 +114,7 @@ def create_real_engines(
         device=placement.device,
         compute_type=placement.compute_type,
         threads=placement.threads,
+        blas_threads=settings.blas_threads,
         concurrency=placement.workers,
         diarization=diarization.name,
         summarization=summarization.name,

@@ -21,6 +21,8 @@ class RealEngineSettings(CommonSettings):
         asr_device: "auto" (CUDA when CTranslate2 sees a GPU, else CPU), "cpu" or "cuda".
         asr_compute_type: CTranslate2 compute type; "auto" is float16 on CUDA, int8 on CPU.
         asr_threads: CPU threads per transcription; 0 means every core.
+        blas_threads: Threads of numpy's BLAS (the voice encoder's LSTM, Whisper's mel
+            features) for the whole process; 0 leaves BLAS its own default (every core).
         asr_max_concurrency: Transcriptions run at once (others wait); 0 means 1 on CPU
             (one already uses every core) and 2 on CUDA.
         asr_live_max_concurrency: Live decodes run at once besides those transcriptions
@@ -51,6 +53,7 @@ class RealEngineSettings(CommonSettings):
     asr_device: Literal["auto", "cpu", "cuda"] = "auto"
     asr_compute_type: str = "auto"
     asr_threads: int = Field(default=0, ge=0)
+    blas_threads: int = Field(default=1, ge=0)
     asr_max_concurrency: int = Field(default=0, ge=0)
     asr_live_max_concurrency: int = Field(default=1, ge=1)
     asr_beam_size: int = Field(default=5, ge=1, le=20)

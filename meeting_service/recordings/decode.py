@@ -1,10 +1,13 @@
 """Decoding a stored recording to 16 kHz mono LINEAR16, as a stream.
 
-PyAV reads the recording through `RecordingFile`, a file object whose reads fetch one
-stored span at a time from PostgreSQL (so no recording is ever whole in memory, and
-containers that seek, like MP4, still work). Decoding blocks, so it runs in a thread; the
-PCM it produces crosses back to the event loop through a bounded queue, which holds the
-decoder back when the consumer (a GPU stream) is slower.
+A WAV already in that format with the plain 44-byte header (`pcm.is_plain_wav`: a live
+session's recording, most WAV writers' output) needs no decoding: its bytes past the header
+are copied out span by span. Anything else is decoded: PyAV reads the recording through
+`RecordingFile`, a file object whose reads fetch one stored span at a time from PostgreSQL
+(so no recording is ever whole in memory, and containers that seek, like MP4, still work).
+Decoding blocks, so it runs in a thread; the PCM it produces crosses back to the event loop
+through a bounded queue, which holds the decoder back when the consumer (a GPU stream) is
+slower.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 
 import av
 
-from meeting_service.recordings.pcm import SAMPLE_RATE_HZ
+from meeting_service.recordings.pcm import SAMPLE_RATE_HZ, WAV_HEADER_BYTES, is_plain_wav
 from meeting_service.recordings.recording_file import ReadAt, RecordingFile
 
 # 8 s of PCM per block handed to the loop, and per message of the GPU calls: every message
@@ -46,7 +49,8 @@ async def decode_pcm(
 ) -> AsyncGenerator[bytes]:
     """Decodes a stored recording to 16 kHz mono s16le PCM, block by block.
 
-    Close the iterator (`contextlib.aclosing`) when stopping early: that stops the thread.
+    Close the iterator (`contextlib.aclosing`) when stopping early: that stops the thread
+    decoding it, if any.
 
     Args:
         read_at: Reads the chunk holding an offset (see `RecordingFile`).
@@ -60,6 +64,42 @@ async def decode_pcm(
         UndecodableRecording: The bytes are not decodable audio.
         Exception: Whatever `read_at` raised (a lost database), unchanged.
     """
+    first = await read_at(0) if size > 0 else None
+    if first is not None and first[0] == 0 and is_plain_wav(first[1], size):
+        blocks = _copied(read_at, first, size, block_bytes)
+    else:
+        blocks = _decoded(read_at, size, block_bytes)
+    async with contextlib.aclosing(blocks):
+        async for block in blocks:
+            yield block
+
+
+async def _copied(
+    read_at: ReadAt, span: tuple[int, bytes], size: int, block_bytes: int
+) -> AsyncGenerator[bytes]:
+    """The PCM of a plain WAV: its bytes past the header, in blocks, as stored."""
+    pending = bytearray()
+    offset = WAV_HEADER_BYTES
+    while offset < size:
+        start, data = span
+        if not start <= offset < start + len(data):
+            found = await read_at(offset)
+            if found is None:
+                break  # fewer bytes stored than the size says: the rest is not there
+            span = found
+            continue
+        piece = data[offset - start : size - start]
+        pending += piece
+        offset += len(piece)
+        while len(pending) >= block_bytes:
+            yield bytes(pending[:block_bytes])
+            del pending[:block_bytes]
+    if pending:
+        yield bytes(pending)
+
+
+async def _decoded(read_at: ReadAt, size: int, block_bytes: int) -> AsyncGenerator[bytes]:
+    """Decodes with PyAV in a thread (see the module's docstring)."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[bytes | _End] = asyncio.Queue(QUEUE_BLOCKS)
     stop = threading.Event()

@@ -28,3 +28,23 @@ def wav_header(data_bytes: int) -> bytes:
         + b"data"
         + struct.pack("<I", data_bytes)
     )
+
+
+def is_plain_wav(head: bytes, size: int) -> bool:
+    """Whether a file is a WAV of the format with exactly `wav_header`'s header.
+
+    Such a file's PCM is all of it past `WAV_HEADER_BYTES`.
+
+    Args:
+        head: The file's first bytes (at least the header's).
+        size: The file's size in bytes.
+
+    Returns:
+        True for such a file (a live session's recording, most plain WAV writers).
+    """
+    data_bytes = size - WAV_HEADER_BYTES
+    return (
+        data_bytes >= 0
+        and data_bytes % 2 == 0
+        and head[:WAV_HEADER_BYTES] == wav_header(data_bytes)
+    )

@@ -63,7 +63,7 @@ async def test_batch_is_never_starved_by_live_finals(model_cache: Path, meeting:
     # Live finals back to back for the whole job: each step still goes on after its wait.
     with gate.live():
         segments = [s async for batch in engine.recognize(BATCH, chunked(audio)) for s in batch]
-        diarized = await diarization.diarize(gpu_pb2.DiarizationConfig(), audio)
+        diarized = await diarization.diarize(gpu_pb2.DiarizationConfig(), chunked(audio))
     assert word_error_rate(text, " ".join(s.text for s in segments)) < 0.15
     assert diarized.speaker_count >= 1
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from gen.gpu.v1 import gpu_pb2
 from gpu_node.engines.summaries_extractive import split_sentences
 from tests.engines import ENGINES
-from tests.support.engines import Engines, seconds
+from tests.support.engines import Engines, chunked, seconds
 from tests.support.speech import Recording
 
 pytestmark = ENGINES
@@ -33,7 +33,8 @@ async def test_recognized_segments_get_the_right_speakers_and_a_faithful_summary
         gpu_pb2.TimeSpan(start_offset=s.start_offset, end_offset=s.end_offset)
         for s in batch_segments
     ]
-    turns = (await diarization.diarize(gpu_pb2.DiarizationConfig(spans=spans), meeting.audio)).turns
+    config = gpu_pb2.DiarizationConfig(spans=spans)
+    turns = (await diarization.diarize(config, chunked(meeting.audio))).turns
     label_of = {turn.span_index: turn.speaker for turn in turns}
     pairs = [(label_of[i], script_speaker(meeting, s)) for i, s in enumerate(batch_segments)]
     majority = {

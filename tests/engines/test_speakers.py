@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from gen.gpu.v1 import gpu_pb2
 from gpu_node.engines.voice_encoder import VoiceEncoder
 from gpu_node.engines.voice_encoder_weights import CheckpointError, load_legacy_checkpoint
 from tests.engines import ENGINES
-from tests.support.engines import Engines, seconds
+from tests.support.engines import Engines, chunked, seconds
 from tests.support.speech import Recording
 
 pytestmark = ENGINES
@@ -57,7 +58,7 @@ async def test_each_script_line_gets_its_speaker(
     engines: Engines, meeting: Recording, num_speakers: int
 ) -> None:
     config = gpu_pb2.DiarizationConfig(num_speakers=num_speakers, spans=script_spans(meeting))
-    result = await engines[1].diarize(config, meeting.audio)
+    result = await engines[1].diarize(config, chunked(meeting.audio))
     assert result.speaker_count == 2
     assert result.engine == "resemblyzer"
     assert sorted(turn.span_index for turn in result.turns) == list(range(len(meeting.lines)))
@@ -70,7 +71,9 @@ async def test_each_script_line_gets_its_speaker(
 async def test_speech_is_found_when_no_spans_are_given(
     engines: Engines, meeting: Recording
 ) -> None:
-    result = await engines[1].diarize(gpu_pb2.DiarizationConfig(num_speakers=2), meeting.audio)
+    result = await engines[1].diarize(
+        gpu_pb2.DiarizationConfig(num_speakers=2), chunked(meeting.audio)
+    )
     assert result.speaker_count == 2
     assert all(turn.span_index == -1 for turn in result.turns)
     pairs = [
@@ -84,8 +87,41 @@ async def test_speech_is_found_when_no_spans_are_given(
 
 
 async def test_empty_audio_has_no_speakers(engines: Engines) -> None:
-    result = await engines[1].diarize(gpu_pb2.DiarizationConfig(), np.zeros(16000, np.float32))
+    result = await engines[1].diarize(
+        gpu_pb2.DiarizationConfig(), chunked(np.zeros(16000, np.float32))
+    )
     assert result.speaker_count == 0 and not result.turns
+
+
+async def test_labels_do_not_depend_on_how_the_audio_arrives(
+    engines: Engines, meeting: Recording
+) -> None:
+    # Spans are embedded as their audio arrives: small chunks, chunks cut inside spans,
+    # a span past the end and one too short to embed alone must label as the whole does.
+    spans = [
+        *script_spans(meeting),
+        gpu_pb2.TimeSpan(start_offset=duration(3.0), end_offset=duration(3.05)),
+        gpu_pb2.TimeSpan(
+            start_offset=duration(meeting.duration_s + 1),
+            end_offset=duration(meeting.duration_s + 2),
+        ),
+    ]
+    config = gpu_pb2.DiarizationConfig(spans=spans)
+    whole = await engines[1].diarize(config, chunked(meeting.audio, chunk_s=meeting.duration_s))
+    for chunk_s in (0.5, 1.37):
+        assert await engines[1].diarize(config, chunked(meeting.audio, chunk_s=chunk_s)) == whole
+
+
+async def test_a_failed_read_is_the_diarizations_error(
+    engines: Engines, meeting: Recording
+) -> None:
+    async def broken() -> AsyncIterator[np.ndarray]:
+        yield meeting.audio[: 16000 * 5]
+        raise ConnectionError("the stream broke")
+
+    config = gpu_pb2.DiarizationConfig(spans=script_spans(meeting))
+    with pytest.raises(ConnectionError, match="the stream broke"):
+        await engines[1].diarize(config, broken())
 
 
 def test_embeddings_are_unit_length_and_closer_within_a_voice(meeting: Recording) -> None:
@@ -126,7 +162,9 @@ async def test_one_voice_is_estimated_as_one_speaker(
         for s, line in zip(script_spans(meeting), meeting.lines, strict=True)
         if line.speaker == voice
     ]
-    result = await engines[1].diarize(gpu_pb2.DiarizationConfig(spans=spans), meeting.audio)
+    result = await engines[1].diarize(
+        gpu_pb2.DiarizationConfig(spans=spans), chunked(meeting.audio)
+    )
     assert result.speaker_count == 1
     assert {turn.speaker for turn in result.turns} == {"SPEAKER_1"}
 
@@ -148,7 +186,7 @@ async def test_labels_do_not_hinge_on_where_span_edges_fall(
                 for line in meeting.lines
             ]
             config = gpu_pb2.DiarizationConfig(num_speakers=num_speakers, spans=spans)
-            result = await engines[1].diarize(config, meeting.audio)
+            result = await engines[1].diarize(config, chunked(meeting.audio))
             pairs = [(t.speaker, meeting.lines[t.span_index].speaker) for t in result.turns]
             assert result.speaker_count == 2, (lead, tail, pairs)
             assert_consistent(pairs)

@@ -18,6 +18,7 @@ from gpu_node.engines.mock import (
     MockRecognitionEngine,
     MockSummarizationEngine,
 )
+from tests.support.engines import chunked
 from tests.support.gpu import conversation, silence, tone
 
 
@@ -104,23 +105,27 @@ async def test_diarization_labels_voices_by_pitch_in_order_of_appearance() -> No
             gpu_pb2.TimeSpan(start_offset=s.start_offset, end_offset=s.end_offset) for s in segments
         ]
     )
-    result = await MockDiarizationEngine().diarize(config, audio)
+    result = await MockDiarizationEngine().diarize(config, chunked(audio))
     assert [t.speaker for t in result.turns] == ["SPEAKER_1", "SPEAKER_2", "SPEAKER_1"]
     assert [t.span_index for t in result.turns] == [0, 1, 2]
     assert result.speaker_count == 2
-    assert await MockDiarizationEngine().diarize(config, audio) == result
+    assert await MockDiarizationEngine().diarize(config, chunked(audio)) == result
 
     one = await MockDiarizationEngine().diarize(
-        gpu_pb2.DiarizationConfig(num_speakers=1, spans=config.spans), audio
+        gpu_pb2.DiarizationConfig(num_speakers=1, spans=config.spans), chunked(audio)
     )
     assert {t.speaker for t in one.turns} == {"SPEAKER_1"}
 
 
 async def test_diarization_without_spans_finds_speech_itself() -> None:
-    result = await MockDiarizationEngine().diarize(gpu_pb2.DiarizationConfig(), conversation())
+    result = await MockDiarizationEngine().diarize(
+        gpu_pb2.DiarizationConfig(), chunked(conversation())
+    )
     assert [t.span_index for t in result.turns] == [-1, -1, -1]
     assert [t.speaker for t in result.turns] == ["SPEAKER_1", "SPEAKER_2", "SPEAKER_1"]
-    empty = await MockDiarizationEngine().diarize(gpu_pb2.DiarizationConfig(), silence(2.0))
+    empty = await MockDiarizationEngine().diarize(
+        gpu_pb2.DiarizationConfig(), chunked(silence(2.0))
+    )
     assert list(empty.turns) == [] and empty.speaker_count == 0
 
 

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+from google.protobuf import duration_pb2
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
@@ -197,3 +198,23 @@ async def test_beyond_its_call_limit_a_node_fails_fast_with_a_retry_hint(
         for call in calls:
             assert [r async for r in call] == []
         await summarize_with(channel)
+
+
+async def test_a_recording_over_the_diarization_limit_is_refused(pki: Pki) -> None:
+    async with run_gpu_node(node_settings(pki, gpu_node_max_diarize_s=1.0)) as small:
+        channel, gpu = stubs(pki, small.address)
+        async with channel:
+            config = gpu_pb2.DiarizationConfig(
+                spans=[gpu_pb2.TimeSpan(end_offset=duration_pb2.Duration(seconds=1))]
+            )
+            audio = pcm16(conversation())
+            requests = [gpu_pb2.DiarizeRequest(config=config)] + [
+                gpu_pb2.DiarizeRequest(audio=audio[i : i + 8_000])
+                for i in range(0, len(audio), 8_000)
+            ]
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await gpu.diarization.Diarize(iter(requests), timeout=WAIT)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            view = view_rpc_error(refused.value)
+            assert view.details[0]["metadata"] == {"field": "audio"}
+            assert "longer than 1 s" in view.message
