@@ -221,7 +221,7 @@ class _S3Writer:
                     Bucket=options.bucket, Key=self._key, Body=bytes(self._buffer)
                 )
                 stored = await self._store.uploads.add_part(
-                    self._store.pool, self._mid, 0, len(self._buffer), ""
+                    self._store.pool, self._mid, 0, len(self._buffer), "", last=True
                 )
                 if stored is None:
                     await self._lost()
@@ -231,7 +231,7 @@ class _S3Writer:
             return self._stored
         if self._upload_id is None:
             return self._stored  # completed by an earlier stream
-        if self._buffer and await self._store_part() is None:
+        if self._buffer and await self._store_part(last=True) is None:
             await self._lost()
         parts = [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(self._etags, 1)]
         try:
@@ -253,7 +253,7 @@ class _S3Writer:
         self._buffer.clear()
         return self._stored
 
-    async def _store_part(self) -> int | None:
+    async def _store_part(self, *, last: bool = False) -> int | None:
         store = self._store
         client = await store.client()
         if self._upload_id is None:
@@ -280,7 +280,7 @@ class _S3Writer:
                 return None  # aborted: the meeting was deleted, or the upload abandoned
             raise
         stored = await store.uploads.add_part(
-            store.pool, self._mid, self._stored, len(data), response["ETag"]
+            store.pool, self._mid, self._stored, len(data), response["ETag"], last=last
         )
         if stored is None:
             return None
