@@ -198,7 +198,7 @@ class UploadsService:
             log.info("abandoned seal lifted: the recording is not all stored")
             return 1
         try:
-            info = await self._verify_and_queue(mid, self._store.writer(upload), None, "", None)
+            _, info = await self._verify_and_queue(mid, self._store.writer(upload), None, "", None)
         except MeetingError as error:
             log.bind(reason=error.message).info("abandoned sealed upload not completed")
             return 1
@@ -238,7 +238,7 @@ class UploadsService:
             )
         if end is not None and (end != received or (total is not None and end != total)):
             # Nothing completes, nothing stored is lost: the client learns where to resume.
-            stored = writer.end()
+            stored = await writer.end()
             await self._end_partial(mid)
             if end != received:
                 raise offset_mismatch(
@@ -251,11 +251,14 @@ class UploadsService:
             )
         ended = end is not None or (not explicit and (total is None or received == total))
         if not ended:
-            stored = writer.end()
+            stored = await writer.end()
             await self._end_partial(mid)
             log.bind(stored_size=stored).info("upload stream ended before the recording did")
             row = await self._owned(self._pool, owner, mid)
             return UploadResult(meeting_message(row), stored, False, None)
+        # Every part being stored is counted before the seal, which only the completion's
+        # own last part may pass.
+        await self._append_result(mid, await writer.settle())
         stored, info = await self._complete(mid, writer, received, trace_context, digest)
         log.bind(stored_size=stored, duration_us=info.duration_us).info("upload complete")
         row = await self._owned(self._pool, owner, mid)
@@ -362,7 +365,10 @@ class UploadsService:
             return upload
 
     async def _append(self, mid: uuid.UUID, writer: RecordingWriter, chunk: bytes) -> None:
-        if await writer.append(chunk) is None:
+        await self._append_result(mid, await writer.append(chunk))
+
+    async def _append_result(self, mid: uuid.UUID, stored: int | None) -> None:
+        if stored is None:
             # Another stream moved the upload on (or the meeting was deleted).
             current = await self._uploads.get(self._pool, mid)
             if current is None:
