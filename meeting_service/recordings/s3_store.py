@@ -44,9 +44,9 @@ if TYPE_CHECKING:
 
 MIN_PART_BYTES = 5 * 1024 * 1024  # S3's floor for every part but the last
 SPAN_BYTES = 1024 * 1024  # one ranged GET
-# Parts being stored while the stream goes on: S3 takes each part whole, and the next
-# one is received meanwhile. Memory: this many parts, plus the one being gathered.
-PARTS_IN_FLIGHT = 2
+# Parts a stream holds at once, being stored or gathered: S3 takes each part whole, and
+# the next one is received (and the one after that started) meanwhile.
+PARTS_HELD = 2
 
 
 @dataclass(frozen=True)
@@ -202,10 +202,10 @@ def _code(error: ClientError) -> str:
 class _S3Writer:
     """One stream's writer: gathers up to a part, stores it, counts it in PostgreSQL.
 
-    A full part is stored by a task of its own while the next one is gathered, at most
-    `PARTS_IN_FLIGHT` at a time (the stream waits for the oldest beyond that), and each
-    is counted after the one before it, so the stored size only ever covers a prefix of
-    the recording.
+    A full part is stored by a task of its own while the next one is gathered, with at
+    most `PARTS_HELD` parts in memory (the stream waits for the oldest part's storing
+    beyond that), and each part is counted after the one before it, so the stored size
+    only ever covers a prefix of the recording.
     """
 
     def __init__(self, store: S3Store, upload: UploadRow, *, keeps_start: bool) -> None:
@@ -322,8 +322,6 @@ class _S3Writer:
                 self._part = bytearray()
                 return
             self._upload_id = upload_id
-        while len(self._in_flight) >= PARTS_IN_FLIGHT:
-            await self._in_flight.popleft()
         data = self._take_part()
         number, offset = self._next_number, self._next_offset
         self._next_number += 1
@@ -333,6 +331,10 @@ class _S3Writer:
         before = self._in_flight[-1] if self._in_flight else None
         task = asyncio.create_task(self._store_part(number, offset, data, before))
         self._in_flight.append(task)
+        # Gather the next part only while fewer are held; the stream's read-ahead
+        # keeps receiving meanwhile.
+        while len(self._in_flight) >= PARTS_HELD:
+            await self._in_flight.popleft()
 
     async def _settle(self) -> None:
         """Waits until every part started is stored and counted (or failed)."""
