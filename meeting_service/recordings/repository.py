@@ -176,8 +176,19 @@ class UploadsRepository:
         offset: int,
         size: int,
         etag: str,
+        *,
+        last: bool = False,
     ) -> int | None:
         """Counts an object-storage part of `size` bytes stored from `offset` (part N+1).
+
+        Args:
+            conn: A connection or the pool.
+            meeting_id: The meeting.
+            offset: Where the part starts: the stored size it was written after.
+            size: Its bytes.
+            etag: Its ETag ("" for a recording stored with one PUT).
+            last: The recording's last part, counted by its completion: the recording
+                may be sealed already (by the caller completing it).
 
         Returns:
             The new stored size, or None when another writer moved the size (nothing
@@ -188,13 +199,14 @@ class UploadsRepository:
             UPDATE uploads SET stored_size = stored_size + $3,
                                part_etags = array_append(part_etags, $4),
                                update_time = clock_timestamp()
-            WHERE meeting_id = $1 AND stored_size = $2 AND NOT sealed
+            WHERE meeting_id = $1 AND stored_size = $2 AND (NOT sealed OR $5)
             RETURNING stored_size
             """,
             meeting_id,
             offset,
             size,
             etag,
+            last,
         )
         return stored
 
@@ -265,9 +277,24 @@ class UploadsRepository:
             "UPDATE uploads SET update_time = clock_timestamp() WHERE meeting_id = $1", meeting_id
         )
 
-    async def seal(self, conn: asyncpg.Connection, meeting_id: uuid.UUID) -> None:
-        """Stops accepting chunks: the recording is being verified."""
-        await conn.execute("UPDATE uploads SET sealed = true WHERE meeting_id = $1", meeting_id)
+    async def seal(
+        self, conn: asyncpg.Connection, meeting_id: uuid.UUID, total_size: int | None = None
+    ) -> None:
+        """Stops accepting chunks: the recording is being completed and verified.
+
+        Args:
+            conn: The connection.
+            meeting_id: The meeting.
+            total_size: The recording's size, once its stream has ended (None keeps the
+                declared one): whoever finishes the completion knows whether every byte
+                was counted.
+        """
+        await conn.execute(
+            "UPDATE uploads SET sealed = true, total_size = COALESCE($2, total_size)"
+            " WHERE meeting_id = $1",
+            meeting_id,
+            total_size,
+        )
 
     async def hold_seal(self, conn: asyncpg.Connection, meeting_id: uuid.UUID) -> None:
         """Takes the session lock that says the recording's sealer is alive.

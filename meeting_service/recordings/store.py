@@ -31,6 +31,16 @@ class RecordingWriter(Protocol):
         """
         ...
 
+    async def settle(self) -> int | None:
+        """Waits until the bytes being stored are stored and counted (or failed).
+
+        Bytes held for a part not yet full stay held.
+
+        Returns:
+            The durable stored size, or None as `append` tells.
+        """
+        ...
+
     async def complete(self, header: bytes = b"") -> int:
         """Stores the bytes still held and makes the recording readable by `read_at`.
 
@@ -43,8 +53,10 @@ class RecordingWriter(Protocol):
         """
         ...
 
-    def end(self) -> int:
+    async def end(self) -> int:
         """Ends a stream that did not complete the recording; bytes not yet durable are dropped.
+
+        Bytes already being stored are waited for, so they count.
 
         Returns:
             The durable stored size, where the next stream continues.
@@ -146,10 +158,13 @@ class _PostgresWriter:
             self._stored = size
         return size
 
+    async def settle(self) -> int | None:
+        return self._stored
+
     async def complete(self, header: bytes = b"") -> int:
         if header:
             await self._uploads.rewrite_start(self._pool, self._mid, header)
         return self._stored
 
-    def end(self) -> int:
+    async def end(self) -> int:
         return self._stored

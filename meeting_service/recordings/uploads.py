@@ -23,11 +23,16 @@ The rules:
   recording (too large, wrong checksum, not audio) is discarded and the meeting awaits
   audio again, with the reason in `failure_reason`. Good audio gets its duration, the
   status QUEUED and a job, all in one transaction.
-- While a recording is verified it is sealed (no chunk is accepted), and the sealing
-  process holds a session lock in PostgreSQL. A process that dies while sealed loses the
-  lock with its connection; the next stream then takes the recording over and finishes
-  its completion, and without one `finish_abandoned_seals` (called periodically by every
-  replica) does, so a killed replica never leaves an upload stuck.
+- Once its stream has ended, a recording is sealed (no chunk is accepted, its size is
+  recorded) before its store completes it (the last part counted, an object store's
+  multipart upload completed), and the sealing process holds a session lock in
+  PostgreSQL until it is queued or rejected. A process that dies, or a call that is cut
+  off, anywhere after the seal leaves it sealed and loses the lock with its connection;
+  the next stream then takes the recording over and finishes its completion, and
+  without one `finish_abandoned_seals` (called periodically by every replica) does, so a
+  killed replica never leaves an upload stuck. Completing in the store is idempotent: an
+  object whose multipart upload an earlier process completed is accepted once its size
+  is the stored size, and its SHA-256 is checked as any resumed upload's is.
 """
 
 from __future__ import annotations
@@ -193,8 +198,7 @@ class UploadsService:
             log.info("abandoned seal lifted: the recording is not all stored")
             return 1
         try:
-            stored = await self._store.writer(upload).complete()
-            info = await self._verify_and_queue(mid, stored, "", None)
+            _, info = await self._verify_and_queue(mid, self._store.writer(upload), None, "", None)
         except MeetingError as error:
             log.bind(reason=error.message).info("abandoned sealed upload not completed")
             return 1
@@ -234,7 +238,7 @@ class UploadsService:
             )
         if end is not None and (end != received or (total is not None and end != total)):
             # Nothing completes, nothing stored is lost: the client learns where to resume.
-            stored = writer.end()
+            stored = await writer.end()
             await self._end_partial(mid)
             if end != received:
                 raise offset_mismatch(
@@ -247,13 +251,15 @@ class UploadsService:
             )
         ended = end is not None or (not explicit and (total is None or received == total))
         if not ended:
-            stored = writer.end()
+            stored = await writer.end()
             await self._end_partial(mid)
             log.bind(stored_size=stored).info("upload stream ended before the recording did")
             row = await self._owned(self._pool, owner, mid)
             return UploadResult(meeting_message(row), stored, False, None)
-        stored = await writer.complete()
-        info = await self._complete(mid, stored, trace_context, digest)
+        # Every part being stored is counted before the seal, which only the completion's
+        # own last part may pass.
+        await self._append_result(mid, await writer.settle())
+        stored, info = await self._complete(mid, writer, received, trace_context, digest)
         log.bind(stored_size=stored, duration_us=info.duration_us).info("upload complete")
         row = await self._owned(self._pool, owner, mid)
         return UploadResult(meeting_message(row), stored, True, info.duration_us)
@@ -359,7 +365,10 @@ class UploadsService:
             return upload
 
     async def _append(self, mid: uuid.UUID, writer: RecordingWriter, chunk: bytes) -> None:
-        if await writer.append(chunk) is None:
+        await self._append_result(mid, await writer.append(chunk))
+
+    async def _append_result(self, mid: uuid.UUID, stored: int | None) -> None:
+        if stored is None:
             # Another stream moved the upload on (or the meeting was deleted).
             current = await self._uploads.get(self._pool, mid)
             if current is None:
@@ -380,62 +389,78 @@ class UploadsService:
             await self._uploads.touch(conn, mid)
 
     async def _complete(
-        self, mid: uuid.UUID, size: int, trace_context: str, digest: hashlib._Hash | None
-    ) -> AudioInfo:
-        # Held while sealed: if this process dies before unsealing, the lock goes with its
-        # connection and a resumed stream may finish the completion (`_begin`).
+        self,
+        mid: uuid.UUID,
+        writer: RecordingWriter,
+        received: int,
+        trace_context: str,
+        digest: hashlib._Hash | None,
+    ) -> tuple[int, AudioInfo]:
+        # Held while sealed: if this process dies before the recording is complete, the
+        # lock goes with its connection and a resumed stream (`_begin`) or the seal sweep
+        # (`finish_abandoned_seals`) finishes the completion.
         async with self._pool.acquire() as holder:
             await self._uploads.hold_seal(holder, mid)
             try:
-                return await self._verify_and_queue(mid, size, trace_context, digest)
+                return await self._verify_and_queue(mid, writer, received, trace_context, digest)
             finally:
                 await self._uploads.release_seal(holder, mid)
 
     async def _verify_and_queue(
-        self, mid: uuid.UUID, size: int, trace_context: str, digest: hashlib._Hash | None
-    ) -> AudioInfo:
+        self,
+        mid: uuid.UUID,
+        writer: RecordingWriter,
+        received: int | None,
+        trace_context: str,
+        digest: hashlib._Hash | None,
+    ) -> tuple[int, AudioInfo]:
+        """Seals the recording, completes it in its store, verifies it and queues its job.
+
+        The seal comes first: the store's completion (an object store's multipart
+        completion, the last part) is then always inside it, so a completion cut off
+        anywhere after the stream ended is left sealed, for whoever takes the seal over
+        to finish. An error that is not the recording's rejection leaves it so.
+
+        Args:
+            mid: The meeting.
+            writer: The writer holding the recording's last bytes (if any).
+            received: The recording's size, when its stream has just ended (None when
+                taking over a seal: the size was recorded with it).
+            trace_context: W3C traceparent to hand to the job.
+            digest: The SHA-256 of the whole recording as it was received, if one
+                stream carried it all (None: read it back from the store).
+        """
         async with self._pool.acquire() as conn, conn.transaction():
             upload = await self._uploads.get(conn, mid, for_update=True)
             if upload is None:
                 raise not_found(mid)
-            await self._uploads.seal(conn, mid)
-        sealed = True
+            await self._uploads.seal(conn, mid, received)
+        size = await writer.complete()
+        actual = digest.hexdigest() if digest is not None else await self._hash(mid)
+        if upload.sha256 and actual != upload.sha256:
+            await self._reject(
+                mid,
+                MeetingError(
+                    meeting_pb2.ERROR_REASON_UPLOAD_CHECKSUM_MISMATCH,
+                    "the recording's SHA-256 does not match the one declared",
+                    {"expected": upload.sha256, "actual": actual},
+                ),
+            )
         try:
-            actual = digest.hexdigest() if digest is not None else await self._hash(mid)
-            if upload.sha256 and actual != upload.sha256:
-                sealed = False
-                await self._reject(
-                    mid,
-                    MeetingError(
-                        meeting_pb2.ERROR_REASON_UPLOAD_CHECKSUM_MISMATCH,
-                        "the recording's SHA-256 does not match the one declared",
-                        {"expected": upload.sha256, "actual": actual},
-                    ),
-                )
-            try:
-                info = await probe_audio(reader(self._store, mid), size)
-            except MeetingError as error:
-                sealed = False
-                await self._reject(mid, error)
-            async with self._pool.acquire() as conn, conn.transaction():
-                await self._completion.complete(
-                    conn,
-                    mid,
-                    duration_us=info.duration_us,
-                    content_type=upload.content_type,
-                    status=meeting_pb2.MEETING_STATUS_QUEUED,
-                    trace_context=trace_context,
-                )
-            self._completion.queued()
-            sealed = False
-            return info
-        finally:
-            if sealed:
-                # Completion was interrupted (the database went away, the call was
-                # cancelled): let a resumed stream with no more bytes finish it.
-                with contextlib.suppress(Exception):
-                    async with self._pool.acquire() as conn:
-                        await self._uploads.unseal(conn, mid)
+            info = await probe_audio(reader(self._store, mid), size)
+        except MeetingError as error:
+            await self._reject(mid, error)
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self._completion.complete(
+                conn,
+                mid,
+                duration_us=info.duration_us,
+                content_type=upload.content_type,
+                status=meeting_pb2.MEETING_STATUS_QUEUED,
+                trace_context=trace_context,
+            )
+        self._completion.queued()
+        return size, info
 
     async def _hash(self, mid: uuid.UUID) -> str:
         digest = hashlib.sha256()

@@ -10,7 +10,8 @@ Faults:
 - `latency(s)`: each chunk is held `s` seconds before it is passed on.
 - `blackhole()`: nothing is passed on, either way, on open or new connections, and nobody
   is told: what a peer sees when the other one's machine or network vanished. `heal()`
-  lets the held bytes through, as a network that comes back would.
+  lets the held bytes through, as a network that comes back would. `held` counts the
+  chunks that waited in the black hole (a peer stuck sending shows as `held > 0`).
 - `reset()`: every open connection is aborted with an RST on both sides.
 - `half_open()`: the upstream side of every open connection is closed; the client side
   stays open and what it sends is dropped (the client never learns: a peer that
@@ -52,6 +53,7 @@ class FaultProxy:
         self._flowing = asyncio.Event()
         self._flowing.set()
         self._latency_s = 0.0
+        self._held = 0
         self.port = 0
 
     @property
@@ -80,6 +82,11 @@ class FaultProxy:
     def latency(self, seconds: float) -> None:
         """Holds each chunk `seconds` before passing it on (0 for none)."""
         self._latency_s = seconds
+
+    @property
+    def held(self) -> int:
+        """Chunks that have waited in the black hole since the proxy started."""
+        return self._held
 
     def blackhole(self) -> None:
         """Stops passing bytes on, either way, without telling either side."""
@@ -130,6 +137,8 @@ class FaultProxy:
             while data := await source.read(_CHUNK):
                 if self._latency_s:
                     await asyncio.sleep(self._latency_s)
+                if not self._flowing.is_set():
+                    self._held += 1
                 await self._flowing.wait()
                 if connection.upstream_gone:
                     continue  # the half-open client's bytes go nowhere

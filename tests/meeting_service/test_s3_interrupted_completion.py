@@ -1,0 +1,147 @@
+"""An S3 upload whose completion is cut off half way is finished, by the sweep or a resume.
+
+The client sends every byte, the meeting service counts every part, then S3 stops
+answering while the recording is being completed (the multipart upload's completion is
+held in the network and reaches S3 later) and the client gives up: what a process killed
+between completing the object in S3 and recording the completion in PostgreSQL leaves.
+Nothing may be lost and nothing may stay stuck: the seal sweep finishes the recording
+without its client, and a client that resumes instead (offset = stored size, no more
+bytes) completes it without a conflict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import grpc
+import pytest
+
+from gen.meeting.v1 import (
+    meeting_pb2,
+    meeting_service_pb2,
+    meeting_service_pb2_grpc,
+    upload_end_pb2,
+)
+from meeting_mesh.seaweedfs import SeaweedFS
+from meeting_service.db.database import Database
+from meeting_service.recordings import pcm
+from meeting_service.recordings.store import iter_spans, reader
+from meeting_service.server import RunningMeetingService, run_meeting_service
+from tests.meeting_service.helpers import Stub, chunks_of, create, sha256, user, wait_for
+from tests.support.fault_proxy import FaultProxy
+from tests.support.meeting import auth, meeting_settings
+from tests.support.s3 import s3_settings
+
+PART = 5 * 1024 * 1024
+MIB = 1024 * 1024
+
+
+def _recording(size: int) -> bytes:
+    """A WAV of exactly `size` bytes (whole parts, so every byte is counted before the end)."""
+    data = size - pcm.WAV_HEADER_BYTES
+    return pcm.wav_header(data) + (bytes(range(256)) * (data // 256 + 1))[:data]
+
+
+def _metadata(meeting_id: str, audio: bytes, offset: int) -> meeting_service_pb2.UploadMetadata:
+    return meeting_service_pb2.UploadMetadata(
+        meeting_id=meeting_id,
+        content_type="audio/wav",
+        offset=offset,
+        total_size=len(audio),
+        sha256=sha256(audio),
+        explicit_end=True,
+    )
+
+
+async def _stored_size(stub: Stub, owner: str, meeting_id: str) -> int:
+    response = await stub.GetUploadStatus(
+        meeting_service_pb2.GetUploadStatusRequest(meeting_id=meeting_id), metadata=auth(owner)
+    )
+    size: int = response.stored_size
+    return size
+
+
+async def _status(stub: Stub, owner: str, meeting_id: str) -> meeting_pb2.MeetingStatus.ValueType:
+    response = await stub.GetMeeting(
+        meeting_service_pb2.GetMeetingRequest(meeting_id=meeting_id), metadata=auth(owner)
+    )
+    status: meeting_pb2.MeetingStatus.ValueType = response.meeting.status
+    return status
+
+
+async def _cut_off_while_completing(
+    stub: Stub, proxy: FaultProxy, owner: str, meeting_id: str, audio: bytes
+) -> None:
+    """Uploads `audio` whole, cuts S3 off once every part is counted, then gives up."""
+    every_part_counted = asyncio.Event()
+
+    async def stream() -> AsyncIterator[meeting_service_pb2.UploadAudioRequest]:
+        yield meeting_service_pb2.UploadAudioRequest(metadata=_metadata(meeting_id, audio, 0))
+        for chunk in chunks_of(audio, MIB):
+            yield meeting_service_pb2.UploadAudioRequest(chunk=chunk)
+        await every_part_counted.wait()
+        end = upload_end_pb2.UploadEnd(total_size=len(audio))
+        yield meeting_service_pb2.UploadAudioRequest(end=end)
+
+    call = stub.UploadAudio(stream(), metadata=auth(owner))
+    await wait_for(lambda: _stored_size(stub, owner, meeting_id), lambda s: s == len(audio))
+    proxy.blackhole()
+    every_part_counted.set()
+    await wait_for(lambda: asyncio.sleep(0, proxy.held), lambda held: held > 0)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    proxy.heal()
+
+
+async def _stored(service: RunningMeetingService, meeting_id: str) -> bytes:
+    spans = iter_spans(reader(service.services.recordings, uuid.UUID(meeting_id)))
+    return b"".join([span async for span in spans])
+
+
+@pytest.mark.parametrize("finisher", ["seal sweep", "resumed client"])
+async def test_an_upload_cut_off_from_s3_while_completing_is_finished(
+    finisher: str, database_url: str, s3_server: SeaweedFS, s3_bucket: str, tmp_path: Path
+) -> None:
+    s3 = urlsplit(s3_server.endpoint)
+    assert s3.hostname is not None and s3.port is not None
+    async with FaultProxy(s3.hostname, s3.port) as proxy:
+        settings = meeting_settings(
+            database_url,
+            tmp_path,
+            **{**s3_settings(s3_server, s3_bucket), "s3_endpoint": f"http://{proxy.address}"},
+            # The sweep runs often only where it is what finishes the recording.
+            seal_sweep_interval_s=0.2 if finisher == "seal sweep" else 3600.0,
+        )
+        async with (
+            run_meeting_service(settings, database=Database(database_url)) as service,
+            grpc.aio.insecure_channel(service.address) as channel,
+        ):
+            stub = meeting_service_pb2_grpc.MeetingServiceStub(channel)
+            owner = user()
+            meeting = await create(stub, owner)
+            audio = _recording(2 * PART)
+            await _cut_off_while_completing(stub, proxy, owner, meeting.id, audio)
+
+            if finisher == "resumed client":
+                assert await _stored_size(stub, owner, meeting.id) == len(audio)
+                end = upload_end_pb2.UploadEnd(total_size=len(audio))
+                resumed = [
+                    meeting_service_pb2.UploadAudioRequest(
+                        metadata=_metadata(meeting.id, audio, len(audio))
+                    ),
+                    meeting_service_pb2.UploadAudioRequest(end=end),
+                ]
+                response = await stub.UploadAudio(iter(resumed), metadata=auth(owner))
+                assert (response.complete, response.stored_size) == (True, len(audio))
+
+            status = await wait_for(
+                lambda: _status(stub, owner, meeting.id),
+                lambda s: s != meeting_pb2.MEETING_STATUS_UPLOADING,
+            )
+            assert status == meeting_pb2.MEETING_STATUS_QUEUED
+            assert await _stored(service, meeting.id) == audio
