@@ -34,11 +34,11 @@ async def transcribe_once(engine: RecognitionEngine, audio: np.ndarray) -> tuple
 
     started = time.perf_counter()
     first = None
-    texts = []
-    async for segment in engine.recognize(gpu_pb2.RecognitionConfig(), chunks()):
+    texts: list[str] = []
+    async for batch in engine.recognize(gpu_pb2.RecognitionConfig(), chunks()):
         if first is None:
             first = time.perf_counter() - started
-        texts.append(segment.text)
+        texts.extend(segment.text for segment in batch)
     return time.perf_counter() - started, first or 0.0, " ".join(texts)
 
 

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from gen.gpu.v1 import gpu_pb2
-from gpu_node.engines.base import SAMPLE_RATE, Audio, RecognitionEngine
+from gpu_node.engines.base import SAMPLE_RATE, Audio, RecognitionEngine, SegmentBatch
 
 
 class PacedBatchRecognizer:
@@ -31,7 +31,7 @@ class PacedBatchRecognizer:
 
     def recognize(
         self, config: gpu_pb2.RecognitionConfig, audio: AsyncIterator[Audio]
-    ) -> AsyncIterator[gpu_pb2.RecognizedSegment]:
+    ) -> AsyncIterator[SegmentBatch]:
         """Recognizes as the inner engine does, batch audio paced (see the class)."""
         if config.mode == gpu_pb2.RECOGNITION_MODE_LIVE:
             return self._inner.recognize(config, audio)

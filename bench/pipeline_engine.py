@@ -49,7 +49,8 @@ async def process(engines: Engines, audio: Audio) -> dict[str, float | int]:
     )
     finals = [
         segment
-        async for segment in engines.recognition.recognize(config, _chunks(audio))
+        async for batch in engines.recognition.recognize(config, _chunks(audio))
+        for segment in batch
         if segment.is_final
     ]
     recognized = time.perf_counter()

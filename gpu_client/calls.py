@@ -67,7 +67,9 @@ async def recognize(
 ) -> AsyncGenerator[gpu_pb2.RecognizedSegment]:
     """Streams PCM to `Recognize` and yields the segments as they come back.
 
-    A live-mode call draws on the GPU's live capacity (`mesh_common.lanes`).
+    A live-mode call draws on the GPU's live capacity (`mesh_common.lanes`). The call
+    asks for `segment_batches` and reads both kinds of response, so a node that sends one
+    segment per response is read alike.
 
     Args:
         gpu: The stubs.
@@ -83,7 +85,10 @@ async def recognize(
         grpc.aio.AioRpcError: The call failed.
         Exception: Whatever the audio source raised (it ends the call).
     """
-    feed = _Feed(gpu_pb2.RecognizeRequest(config=config), pcm, gpu_pb2.RecognizeRequest)
+    first = gpu_pb2.RecognizeRequest(config=config)
+    # Fewer, larger responses: the segments a node has ready at once come together.
+    first.config.segment_batches = True
+    feed = _Feed(first, pcm, gpu_pb2.RecognizeRequest)
     lane = LIVE if config.mode == gpu_pb2.RECOGNITION_MODE_LIVE else BATCH
     call = start_gated(
         gpu.recognition.Recognize,
@@ -93,7 +98,11 @@ async def recognize(
     )
     try:
         async for response in call:
-            yield response.segment
+            if response.segments:
+                for segment in response.segments:
+                    yield segment
+            else:
+                yield response.segment
     except (grpc.aio.AioRpcError, asyncio.CancelledError):
         feed.reraise()
         raise

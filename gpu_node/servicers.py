@@ -50,7 +50,11 @@ class RecognitionServicer(gpu_pb2_grpc.SpeechRecognitionServiceServicer):
     async def Recognize(
         self, request_iterator: AsyncIterator[gpu_pb2.RecognizeRequest], context: Context
     ) -> AsyncIterator[gpu_pb2.RecognizeResponse]:
-        """Streams segments back as the engine finds them (see gpu.proto)."""
+        """Streams segments back as the engine finds them (see gpu.proto).
+
+        A caller that asked for `segment_batches` gets each batch the engine hands over
+        as one response; any other caller gets one response per segment.
+        """
         accepted = False
         try:
             lane = lane_of(context.invocation_metadata())
@@ -63,8 +67,13 @@ class RecognitionServicer(gpu_pb2_grpc.SpeechRecognitionServiceServicer):
                 check_format(first.config.encoding, first.config.sample_rate_hertz)
                 check_language(self._engine, first.config.language)
                 audio = decode_audio(request_iterator, self._count_audio)
-                async for segment in self._engine.recognize(first.config, audio):
-                    yield gpu_pb2.RecognizeResponse(segment=segment, engine=self._engine.name)
+                name = self._engine.name
+                async for batch in self._engine.recognize(first.config, audio):
+                    if first.config.segment_batches:
+                        yield gpu_pb2.RecognizeResponse(segments=batch, engine=name)
+                    else:
+                        for segment in batch:
+                            yield gpu_pb2.RecognizeResponse(segment=segment, engine=name)
         except MeshError as error:
             if accepted:
                 await drain(request_iterator, HALF_CLOSED_DRAIN_SECONDS)

@@ -238,6 +238,9 @@ async def gateway_vs_fastapi(context: BenchContext) -> Result:
             "reference writes the JSON as a FastAPI app does (json_format.MessageToDict, "
             "JSONResponse), the gateway with its mapping compiled per message type "
             "(gateway/protojson.py) and orjson. The gateway also starts a span per request "
-            "and per gRPC call, sends the traceparent and counts the request in its metrics."
+            "and per gRPC call, sends the traceparent and counts the request in its metrics. "
+            "Most of either front end's CPU is work they share (grpc.aio's call and its "
+            "poller thread, the loop's epoll and socket writes, the access line); what the "
+            "gateway adds alone is a few percent of it (docs/bench.md)."
         ),
     )

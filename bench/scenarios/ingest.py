@@ -16,7 +16,8 @@ every segment reached it. Two more
 figures use the same writer: one caller awaiting each segment before handing over the next
 (one commit per segment), and several such callers on their own meetings at once.
 
-The reference COPYs the same rows (the `events` and `segments` rows of every segment) into
+The reference COPYs the same rows (the `events` and `segments` rows of every segment, the
+latter with the fields search reads, so its search vector is made as for the writer's) into
 the same tables with asyncpg's binary COPY in one transaction.
 """
 
@@ -38,6 +39,7 @@ from bench.model import Check, Result, ratio
 from bench.transcript_writer import meeting_uuid, segment, transcript_writer
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
 from meeting_service.transcripts.notifications import CHANNEL
+from meeting_service.transcripts.repository import SearchFields
 from meeting_service.transcripts.writer import TranscriptWriter
 
 # Segments a producer may have handed over and not yet seen durable.
@@ -146,7 +148,7 @@ async def _copy_once(
         stored_segment.sequence = sequence
         payload = stored_segment.SerializeToString()
         events.append((mid, sequence, "segment", payload))
-        rows.append((mid, item.index, sequence, payload))
+        rows.append((mid, item.index, sequence, payload, *SearchFields.of(item)))
     started = time.monotonic()
     async with pool.acquire() as conn, conn.transaction():
         await conn.copy_records_to_table(
@@ -155,7 +157,13 @@ async def _copy_once(
         await conn.copy_records_to_table(
             "segments",
             records=rows,
-            columns=["meeting_id", "segment_index", "sequence", "payload"],
+            columns=[
+                "meeting_id",
+                "segment_index",
+                "sequence",
+                "payload",
+                *SearchFields._fields,
+            ],
         )
     return time.monotonic() - started
 
@@ -293,17 +301,19 @@ async def ingest(context: BenchContext) -> Result:
         },
         limits=(
             "PostgreSQL's work per row: each segment is a row of `events` and an upsert "
-            "into `segments`, each with its index entries and a foreign-key check on the "
-            "meeting (EXPLAIN ANALYZE of one 417-segment group commit here: 11.7 ms, of "
-            "which 5.7 ms the two foreign-key triggers and 3.6 ms the upsert), then a "
-            "durable commit per batch; COPY writes the same rows through the bulk-insert "
-            "path in one commit, with no sequence allocation, upsert or NOTIFY, and its "
-            "rate grows with the row count while ours does not. The writer's Python "
-            "(serializing each segment, building the event it returns) shares the 2 cores. "
-            "With a subscriber following, meeting_service sends one gRPC message per event "
-            "(grpc.aio streams about 11k small messages/s per process here) on the same "
-            "cores (with_subscriber_rate). A caller that awaits each segment before handing "
-            "over the next pays one durable commit per segment "
-            "(one_caller_awaiting_each_rate)."
+            "into `segments`; the segment row's search vector (to_tsvector in the trigger "
+            "of migration 0003) and its GIN entries cost more than the rest of the row, and "
+            "each row has a foreign-key check on the meeting (EXPLAIN ANALYZE of one "
+            "417-segment group commit, fastest of 15 here: 15.3 ms; 8.9 ms without the "
+            "search trigger and index, 11.4 ms without the two foreign keys), then a "
+            "durable commit per batch. COPY stores the same rows (the trigger and the "
+            "index run for it too) through the bulk-insert path in one commit, with no "
+            "sequence allocation, upsert or NOTIFY, and its rate grows with the row count "
+            "while ours does not. The writer's Python (serializing each segment, building "
+            "the event it returns) shares the 2 cores. With a subscriber following, "
+            "meeting_service sends one gRPC message per event (grpc.aio streams about 11k "
+            "small messages/s per process here) on the same cores (with_subscriber_rate). "
+            "A caller that awaits each segment before handing over the next pays one "
+            "durable commit per segment (one_caller_awaiting_each_rate)."
         ),
     )

@@ -57,7 +57,8 @@ async def _heard(
             yield audio[start : start + 1600]
 
     config = gpu_pb2.RecognitionConfig(language="en", mode=mode, vocabulary=vocabulary)
-    return " ".join([s.text async for s in engine.recognize(config, chunks()) if s.is_final])
+    batches = engine.recognize(config, chunks())
+    return " ".join([s.text async for batch in batches for s in batch if s.is_final])
 
 
 def _has_word(text: str, word: str) -> bool:

@@ -3,6 +3,8 @@
 A servicer turns gRPC streams into these calls; an engine knows nothing of gRPC. Audio is
 16 kHz mono float32 in [-1, 1] (`numpy.ndarray`), already decoded from LINEAR16 by the
 servicer. Results are the `gpu.v1` messages themselves, so nothing is translated twice.
+Recognition hands over its segments in batches of those ready at once, so a stream's
+responses are as few as its engine allows without delaying any segment.
 
 Engines are created once per process by `gpu_node.engines.factory` and shared by every
 call; an engine that cannot run calls concurrently bounds itself.
@@ -22,6 +24,9 @@ SAMPLE_RATE = 16_000
 
 Audio = npt.NDArray[np.float32]
 
+# Segment versions that became ready together; the servicer sends them as one response.
+SegmentBatch = Sequence[gpu_pb2.RecognizedSegment]
+
 
 class RecognitionEngine(Protocol):
     """Speech recognition: audio chunks in, segment versions out.
@@ -40,7 +45,7 @@ class RecognitionEngine(Protocol):
 
     def recognize(
         self, config: gpu_pb2.RecognitionConfig, audio: AsyncIterator[Audio]
-    ) -> AsyncIterator[gpu_pb2.RecognizedSegment]:
+    ) -> AsyncIterator[SegmentBatch]:
         """Recognizes speech as audio arrives.
 
         Args:
@@ -49,9 +54,11 @@ class RecognitionEngine(Protocol):
                 iterator ends when the caller has sent everything.
 
         Returns:
-            An async iterator of segments: partial versions (when asked) and then the final
-            one with the same `segment_index`; indexes count from 0 in time order and are
-            the same for the same audio.
+            An async iterator of batches, each the segment versions that became ready at
+            the same moment (never empty), yielded as soon as they exist: no segment
+            waits for another to fill a batch. Over the stream: partial versions (when
+            asked) and then the final one with the same `segment_index`; indexes count
+            from 0 in time order and are the same for the same audio.
         """
         ...
 

@@ -32,7 +32,7 @@ import numpy as np
 from google.protobuf import duration_pb2
 
 from gen.gpu.v1 import gpu_pb2
-from gpu_node.engines.base import SAMPLE_RATE, Audio
+from gpu_node.engines.base import SAMPLE_RATE, Audio, SegmentBatch
 
 NAME = "mock"
 
@@ -204,7 +204,7 @@ class MockRecognitionEngine:
 
     async def recognize(
         self, config: gpu_pb2.RecognitionConfig, audio: AsyncIterator[Audio]
-    ) -> AsyncIterator[gpu_pb2.RecognizedSegment]:
+    ) -> AsyncIterator[SegmentBatch]:
         """Yields partial and final segments as the audio arrives.
 
         Args:
@@ -212,7 +212,8 @@ class MockRecognitionEngine:
             audio: 16 kHz mono float32 chunks.
 
         Yields:
-            Segments, finals numbered from 0 in time order.
+            The segments each chunk completed, as one batch; finals numbered from 0 in
+            time order.
         """
         offset = (
             config.start_offset.ToNanoseconds() / 1e9 if config.HasField("start_offset") else 0.0
@@ -220,14 +221,22 @@ class MockRecognitionEngine:
         language = config.language or "und"
         segmenter = EnergySegmenter(interim=config.interim_results)
         index = 0
-        async for chunk in audio:
-            for run in segmenter.push(chunk):
-                yield _segment(run, index, offset, language)
+
+        def batch(runs: list[SpeechRun]) -> list[gpu_pb2.RecognizedSegment]:
+            nonlocal index
+            segments = []
+            for run in runs:
+                segments.append(_segment(run, index, offset, language))
                 index += run.final
+            return segments
+
+        async for chunk in audio:
+            if ready := batch(segmenter.push(chunk)):
+                yield ready
         if self._stream_cost_s:
             await asyncio.sleep(self._stream_cost_s)
-        for run in segmenter.flush():
-            yield _segment(run, index, offset, language)
+        if ready := batch(segmenter.flush()):
+            yield ready
 
 
 def _segment(run: SpeechRun, index: int, offset: float, language: str) -> gpu_pb2.RecognizedSegment:

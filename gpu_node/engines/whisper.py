@@ -41,7 +41,7 @@ import numpy as np
 from google.protobuf import duration_pb2
 
 from gen.gpu.v1 import gpu_pb2
-from gpu_node.engines.base import SAMPLE_RATE, Audio
+from gpu_node.engines.base import SAMPLE_RATE, Audio, SegmentBatch
 from gpu_node.engines.live_first import LiveFirst, batch_view
 from gpu_node.engines.whisper_utterances import (
     Utterance,
@@ -256,7 +256,7 @@ class WhisperRecognitionEngine:
 
     async def recognize(
         self, config: gpu_pb2.RecognitionConfig, audio: AsyncIterator[Audio]
-    ) -> AsyncIterator[gpu_pb2.RecognizedSegment]:
+    ) -> AsyncIterator[SegmentBatch]:
         """Recognizes speech as audio arrives (see `RecognitionEngine.recognize`).
 
         Args:
@@ -264,19 +264,21 @@ class WhisperRecognitionEngine:
             audio: 16 kHz mono float32 chunks.
 
         Yields:
-            Segments in time order: in batch mode each final as soon as it is decoded; in
-            live mode partials (when asked) and then the final of each utterance.
+            Batches of segments in time order: in batch mode the finals decoded since the
+            previous batch was taken, as soon as the first of them is; in live mode
+            partials (when asked) and then the final of each utterance (with the
+            utterance's last partial when both are ready at once).
         """
         if config.mode == gpu_pb2.RECOGNITION_MODE_LIVE:
             stream = self._recognize_live(config, audio)
         else:
             stream = self._recognize_batch(config, audio)
-        async for segment in stream:
-            yield segment
+        async for batch in stream:
+            yield batch
 
     async def _recognize_batch(
         self, config: gpu_pb2.RecognitionConfig, audio: AsyncIterator[Audio]
-    ) -> AsyncIterator[gpu_pb2.RecognizedSegment]:
+    ) -> AsyncIterator[SegmentBatch]:
         base = _offset_seconds(config)
         language = config.language or None
         prompt = vocabulary_prompt(config.vocabulary)
@@ -285,16 +287,21 @@ class WhisperRecognitionEngine:
         done_samples = 0  # audio already decoded, before pending[0]
         index = 0
 
-        async def decode(piece: Audio) -> AsyncIterator[gpu_pb2.RecognizedSegment]:
+        async def decode(piece: Audio) -> AsyncIterator[SegmentBatch]:
             nonlocal index
             offset = base + done_samples / SAMPLE_RATE
             pauses = await asyncio.to_thread(pause_points, piece, self._live.silence_s)
-            async for item in self._decode(piece, language, prompt, final=True):
-                for part in split_at_pauses(item.segment, pauses):
-                    yield build_segment(
-                        index, [_Decoded(part, item.language)], offset, is_final=True
-                    )
-                    index += 1
+            async for items in self._decode(piece, language, prompt, final=True):
+                batch = []
+                for item in items:
+                    for part in split_at_pauses(item.segment, pauses):
+                        batch.append(
+                            build_segment(
+                                index, [_Decoded(part, item.language)], offset, is_final=True
+                            )
+                        )
+                        index += 1
+                yield batch
 
         async for chunk in audio:
             pending.append(chunk)
@@ -303,17 +310,17 @@ class WhisperRecognitionEngine:
                 joined = np.concatenate(pending)
                 search = self._window - int(_CUT_SEARCH_S * SAMPLE_RATE)
                 cut = max(quietest_cut(joined[: self._window], search), SAMPLE_RATE)
-                async for segment in decode(joined[:cut]):
-                    yield segment
+                async for batch in decode(joined[:cut]):
+                    yield batch
                 done_samples += cut
                 pending, pending_samples = [joined[cut:]], len(joined) - cut
         if pending_samples:
-            async for segment in decode(np.concatenate(pending)):
-                yield segment
+            async for batch in decode(np.concatenate(pending)):
+                yield batch
 
     async def _recognize_live(
         self, config: gpu_pb2.RecognitionConfig, audio: AsyncIterator[Audio]
-    ) -> AsyncIterator[gpu_pb2.RecognizedSegment]:
+    ) -> AsyncIterator[SegmentBatch]:
         base = _offset_seconds(config)
         # A language detected on the first utterance is kept: short utterances alone are
         # too little evidence, and a meeting rarely switches language mid-sentence.
@@ -333,9 +340,10 @@ class WhisperRecognitionEngine:
         async def make_partial(current: Utterance) -> gpu_pb2.RecognizedSegment | None:
             decoded = [
                 item
-                async for item in self._decode(
+                async for items in self._decode(
                     current.audio, language, prompt, final=False, live=True
                 )
+                for item in items
             ]
             if not decoded:
                 return None
@@ -345,9 +353,10 @@ class WhisperRecognitionEngine:
             nonlocal language
             decoded = [
                 item
-                async for item in self._decode(
+                async for items in self._decode(
                     utterance.audio, language, prompt, final=True, live=True
                 )
+                for item in items
             ]
             offset = base + utterance.start / SAMPLE_RATE
             if decoded:
@@ -373,7 +382,7 @@ class WhisperRecognitionEngine:
             partial_out = partial_out or segment is not None
             return segment
 
-        async def end_of(utterance: Utterance) -> AsyncIterator[gpu_pb2.RecognizedSegment]:
+        async def end_of(utterance: Utterance) -> list[gpu_pb2.RecognizedSegment]:
             """The utterance's partial still in flight, if any, then its final."""
             nonlocal index, partial_tried_at, partial_out
             # Batch work pauses from the end of the utterance to its final, the partial
@@ -381,20 +390,18 @@ class WhisperRecognitionEngine:
             with self._live_first.live():
                 last_partial = await partial_done(wait=True)
                 final = await finish(utterance)
-            if last_partial is not None:
-                yield last_partial
             if final is not None:
-                yield final
                 index += 1
             partial_tried_at, partial_out = 0, False
+            return [segment for segment in (last_partial, final) if segment is not None]
 
         try:
             async for chunk in audio:
                 for utterance in segmenter.feed(chunk):
-                    async for segment in end_of(utterance):
-                        yield segment
+                    if ended := await end_of(utterance):
+                        yield ended
                 if (ready := await partial_done(wait=False)) is not None:
-                    yield ready
+                    yield [ready]
                 current = segmenter.current()
                 # A partial starts only when none is in flight and the live decoder is
                 # free: it is replaced within a second, so it never queues behind a decode.
@@ -408,9 +415,8 @@ class WhisperRecognitionEngine:
                     partial_tried_at = len(current.audio)
                     partial = asyncio.create_task(make_partial(current))
             last = segmenter.flush()
-            if last is not None:
-                async for segment in end_of(last):
-                    yield segment
+            if last is not None and (ended := await end_of(last)):
+                yield ended
         finally:
             if partial is not None:
                 partial.cancel()
@@ -425,8 +431,12 @@ class WhisperRecognitionEngine:
         *,
         final: bool,
         live: bool = False,
-    ) -> AsyncIterator[_Decoded]:
+    ) -> AsyncIterator[list[_Decoded]]:
         """Runs faster-whisper in a worker thread, yielding segments as they are decoded.
+
+        Each batch holds every segment the thread handed over since the previous one was
+        taken: the first as soon as it is decoded, with those decoded while the caller
+        was busy with the previous batch.
 
         Final decodes have word timings and Silero VAD; partials have neither, as they
         are replaced within a second anyway. Batch finals use beam search. Live decodes
@@ -442,7 +452,7 @@ class WhisperRecognitionEngine:
                 never waits behind a batch decode.
 
         Yields:
-            Segments with the (given or detected) language.
+            Batches of segments with the (given or detected) language.
 
         Raises:
             Exception: Whatever faster-whisper raised, re-raised in the caller's task.
@@ -482,11 +492,18 @@ class WhisperRecognitionEngine:
         async with self._live_slots if live else self._slots:
             worker = loop.run_in_executor(None, work)
             try:
-                while (item := await queue.get()) is not _DONE:
-                    if isinstance(item, _Failed):
-                        raise item.error
-                    assert isinstance(item, _Decoded)
-                    yield item
+                finished = False
+                while not finished:
+                    items = [await queue.get()]
+                    while not queue.empty():
+                        items.append(queue.get_nowait())
+                    if decoded := [item for item in items if isinstance(item, _Decoded)]:
+                        yield decoded
+                    # The thread's failure and its end come after its segments.
+                    for item in items:
+                        if isinstance(item, _Failed):
+                            raise item.error
+                        finished = finished or item is _DONE
             finally:
                 # The caller may stop early (cancelled stream): the worker stops at its next
                 # segment, and the slot is freed only once the model is really idle.

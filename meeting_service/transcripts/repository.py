@@ -13,6 +13,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import asyncpg
 
@@ -32,11 +33,12 @@ class EventRow:
     create_time: dt.datetime
 
 
-@dataclass(frozen=True)
-class SearchFields:
+class SearchFields(NamedTuple):
     """What search reads of one version of a segment, stored beside its payload.
 
-    The database derives the text search vector from these (migration 0003).
+    The names are the `segments` columns they go in; the database derives the text
+    search vector from them (migration 0003). A tuple because the writer makes one per
+    segment and hands them over column by column.
     """
 
     text: str
@@ -45,6 +47,18 @@ class SearchFields:
     end_us: int
     final: bool
     language: str
+
+    @classmethod
+    def of(cls, segment: meeting_pb2.Segment) -> SearchFields:
+        """The fields of a segment."""
+        return cls(
+            segment.text,
+            segment.speaker,
+            segment.start_offset.ToMicroseconds(),
+            segment.end_offset.ToMicroseconds(),
+            segment.final,
+            segment.language,
+        )
 
 
 @dataclass(frozen=True)
@@ -191,6 +205,7 @@ class EventsRepository:
             The events' create time (one clock reading for the whole statement).
         """
         last = after + len(payloads)
+        texts, speakers, starts, ends, finals, languages = zip(*fields, strict=True)
         created: dt.datetime = await conn.fetchval(
             """
             WITH input AS (
@@ -230,12 +245,12 @@ class EventsRepository:
             last,
             notifications.CHANNEL,
             notifications.encode(meeting_id, last),
-            [f.text for f in fields],
-            [f.speaker for f in fields],
-            [f.start_us for f in fields],
-            [f.end_us for f in fields],
-            [f.final for f in fields],
-            [f.language for f in fields],
+            texts,
+            speakers,
+            starts,
+            ends,
+            finals,
+            languages,
         )
         return created
 

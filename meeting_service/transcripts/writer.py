@@ -211,7 +211,7 @@ class TranscriptWriter:
             payload = segment.SerializeToString() + field.SerializeToString()
             indexes.append(segment.index)
             payloads.append(payload)
-            fields.append(_search_fields(segment))
+            fields.append(SearchFields.of(segment))
             size += len(payload)
         return _Append(meeting_id, indexes, payloads, fields, fence, done, size)
 
@@ -330,30 +330,21 @@ class TranscriptWriter:
             created = await self._events.append_segments(
                 conn, mid, after, indexes, payloads, fields
             )
-            create_time = timestamp(created)
-            text_id = str(mid)
+            # What every event of the statement shares, copied into each.
+            common = meeting_pb2.TranscriptEvent(
+                meeting_id=str(mid), create_time=timestamp(created)
+            )
             sequence = after
             position = 0
             for item in items:
                 made: list[meeting_pb2.TranscriptEvent] = []
                 for _ in item.payloads:
                     sequence += 1
-                    event = meeting_pb2.TranscriptEvent(
-                        sequence=sequence, meeting_id=text_id, create_time=create_time
-                    )
+                    event = meeting_pb2.TranscriptEvent()
+                    event.CopyFrom(common)
+                    event.sequence = sequence
                     event.segment.ParseFromString(payloads[position])
                     position += 1
                     made.append(event)
                 stored[item] = made
         return stored
-
-
-def _search_fields(segment: meeting_pb2.Segment) -> SearchFields:
-    return SearchFields(
-        text=segment.text,
-        speaker=segment.speaker,
-        start_us=segment.start_offset.ToMicroseconds(),
-        end_us=segment.end_offset.ToMicroseconds(),
-        final=segment.final,
-        language=segment.language,
-    )

@@ -38,4 +38,5 @@ async def batch_segments(
 ) -> Sequence[gpu_pb2.RecognizedSegment]:
     recognition = engines[0]
     config = gpu_pb2.RecognitionConfig(mode=gpu_pb2.RECOGNITION_MODE_BATCH)
-    return [segment async for segment in recognition.recognize(config, chunked(meeting.audio))]
+    batches = recognition.recognize(config, chunked(meeting.audio))
+    return [segment async for batch in batches for segment in batch]

@@ -30,7 +30,7 @@ def clip(meeting: Recording, first: int, last: int) -> np.ndarray:
 async def recognize(
     engines: Engines, config: gpu_pb2.RecognitionConfig, audio: np.ndarray
 ) -> list[gpu_pb2.RecognizedSegment]:
-    return [s async for s in engines[0].recognize(config, chunked(audio))]
+    return [s async for batch in engines[0].recognize(config, chunked(audio)) for s in batch]
 
 
 def test_batch_transcript_matches_the_script(
@@ -89,8 +89,8 @@ async def test_live_sends_partials_then_a_final_soon_after_each_utterance(
     fed = [0]
     config = gpu_pb2.RecognitionConfig(mode=gpu_pb2.RECOGNITION_MODE_LIVE, interim_results=True)
     received: list[tuple[gpu_pb2.RecognizedSegment, int]] = []
-    async for segment in engines[0].recognize(config, chunked(audio, 0.1, fed)):
-        received.append((segment, fed[0]))
+    async for batch in engines[0].recognize(config, chunked(audio, 0.1, fed)):
+        received.extend((segment, fed[0]) for segment in batch)
 
     finals = [(s, at) for s, at in received if s.is_final]
     assert [s.segment_index for s, _ in finals] == [0, 1, 2]
@@ -134,7 +134,8 @@ async def test_multilingual_base_is_joined_once_and_detects_the_language(
     model = load_model(directory, choose_placement("cpu", "auto", 0, 0))
     engine = WhisperRecognitionEngine(model, "whisper:base")
     config = gpu_pb2.RecognitionConfig()  # no language: detected
-    segments = [s async for s in engine.recognize(config, chunked(clip(meeting, 3, 3)))]
+    batches = engine.recognize(config, chunked(clip(meeting, 3, 3)))
+    segments = [s async for batch in batches for s in batch]
     assert segments and all(s.language == "en" for s in segments)
     assert word_error_rate(meeting.lines[3].text, " ".join(s.text for s in segments)) < 0.15
 
@@ -185,8 +186,8 @@ async def test_a_vocabulary_fixes_a_name_the_recognizer_otherwise_misses(
 
     async def heard(vocabulary: list[str]) -> str:
         config = gpu_pb2.RecognitionConfig(language="en", mode=mode, vocabulary=vocabulary)
-        segments = engines[0].recognize(config, chunked(audio, 0.1))
-        return " ".join([s.text async for s in segments if s.is_final])
+        batches = engines[0].recognize(config, chunked(audio, 0.1))
+        return " ".join([s.text async for batch in batches for s in batch if s.is_final])
 
     assert "Priya" not in await heard([])
     assert "Priya will send the report" in await heard(["Priya", "Kubernetes"])

@@ -29,7 +29,8 @@ async def pieces(audio: Audio, size: int) -> AsyncIterator[Audio]:
 async def run(audio: Audio, size: int = 4000, **config: object) -> list[gpu_pb2.RecognizedSegment]:
     engine = MockRecognitionEngine()
     settings = gpu_pb2.RecognitionConfig(**config)  # type: ignore[arg-type]
-    return [segment async for segment in engine.recognize(settings, pieces(audio, size))]
+    batches = engine.recognize(settings, pieces(audio, size))
+    return [segment async for batch in batches for segment in batch]
 
 
 def seconds(value: duration_pb2.Duration) -> float:

@@ -25,6 +25,7 @@ from tests.support.gpu import (
     pcm16,
     proxy_settings,
     recognize,
+    segments,
     silence,
     stubs,
 )
@@ -46,6 +47,12 @@ async def test_forwards_the_three_services_unchanged(pki: Pki) -> None:
             via_proxy = await recognize(gpu, audio, interim_results=True)
             assert via_proxy == await recognize(direct, audio, interim_results=True)
             assert any(not r.segment.is_final for r in via_proxy)
+            batched = await recognize(gpu, audio, interim_results=True, segment_batches=True)
+            assert batched == await recognize(
+                direct, audio, interim_results=True, segment_batches=True
+            )
+            assert all(r.segments for r in batched)
+            assert segments(batched) == segments(via_proxy)
 
             requests = [
                 gpu_pb2.DiarizeRequest(config=gpu_pb2.DiarizationConfig()),

@@ -233,8 +233,13 @@ def stubs_without_retries(pki: Pki, target: str) -> tuple[grpc.aio.Channel, GpuS
     return channel, GpuStubs.of(channel)
 
 
+def segments(responses: Sequence[gpu_pb2.RecognizeResponse]) -> list[gpu_pb2.RecognizedSegment]:
+    """The segment versions of a stream's responses, in order, whichever form each has."""
+    return [s for r in responses for s in (r.segments or [r.segment])]
+
+
 def finals(responses: Sequence[gpu_pb2.RecognizeResponse]) -> list[gpu_pb2.RecognizedSegment]:
-    return [r.segment for r in responses if r.segment.is_final]
+    return [s for s in segments(responses) if s.is_final]
 
 
 async def eventually(condition: Callable[[], bool], what: str, within: float = 30.0) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 
 from gen.gpu.v1 import gpu_pb2
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
-from gpu_node.engines.base import Audio
+from gpu_node.engines.base import Audio, SegmentBatch
 from gpu_node.engines.factory import Engines, create_engines
 from gpu_node.engines.mock import MockRecognitionEngine
 from gpu_node.server import RunningNode, run_gpu_node
@@ -284,14 +284,18 @@ class PausingRecognizer:
 
     async def recognize(
         self, config: gpu_pb2.RecognitionConfig, audio: AsyncIterator[Audio]
-    ) -> AsyncIterator[gpu_pb2.RecognizedSegment]:
+    ) -> AsyncIterator[SegmentBatch]:
         self._calls += 1
         first_call = self._calls == 1
-        async for segment in self._inner.recognize(config, audio):
-            yield segment
-            if first_call and segment.is_final and not self.release.is_set():
+        async for batch in self._inner.recognize(config, audio):
+            first_final = next((i for i, s in enumerate(batch) if s.is_final), None)
+            if first_call and first_final is not None and not self.release.is_set():
+                yield batch[: first_final + 1]
                 self.paused.set()
                 await self.release.wait()
+                batch = batch[first_final + 1 :]
+            if batch:
+                yield batch
 
 
 def pausing_engines(recognizer: PausingRecognizer) -> Engines:

@@ -124,6 +124,7 @@ class RecognitionConfig(_message.Message):
     INTERIM_RESULTS_FIELD_NUMBER: _builtins.int
     START_OFFSET_FIELD_NUMBER: _builtins.int
     VOCABULARY_FIELD_NUMBER: _builtins.int
+    SEGMENT_BATCHES_FIELD_NUMBER: _builtins.int
     encoding: Global___AudioEncoding.ValueType
     """Encoding of the audio messages. Optional."""
     sample_rate_hertz: _builtins.int
@@ -136,6 +137,11 @@ class RecognitionConfig(_message.Message):
     """Batch or live. Optional."""
     interim_results: _builtins.bool
     """Also send partial hypotheses before each final segment. Optional."""
+    segment_batches: _builtins.bool
+    """The caller reads `RecognizeResponse.segments`: segment versions that are
+    ready at the same moment may then come in one response. Without it, each
+    response carries one, in `segment`. Optional.
+    """
     @_builtins.property
     def start_offset(self) -> _duration_pb2.Duration:
         """Offset of the first audio byte in the whole recording, so that segment
@@ -159,10 +165,11 @@ class RecognitionConfig(_message.Message):
         interim_results: _builtins.bool = ...,
         start_offset: _duration_pb2.Duration | None = ...,
         vocabulary: _abc.Iterable[_builtins.str] | None = ...,
+        segment_batches: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["start_offset", b"start_offset"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["encoding", b"encoding", "interim_results", b"interim_results", "language", b"language", "mode", b"mode", "sample_rate_hertz", b"sample_rate_hertz", "start_offset", b"start_offset", "vocabulary", b"vocabulary"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["encoding", b"encoding", "interim_results", b"interim_results", "language", b"language", "mode", b"mode", "sample_rate_hertz", b"sample_rate_hertz", "segment_batches", b"segment_batches", "start_offset", b"start_offset", "vocabulary", b"vocabulary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -296,27 +303,40 @@ Global___RecognizedSegment: _TypeAlias = RecognizedSegment  # noqa: Y015
 
 @_typing.final
 class RecognizeResponse(_message.Message):
-    """Response of SpeechRecognitionService.Recognize: one segment version."""
+    """Response of SpeechRecognitionService.Recognize: one segment version, or,
+    when the config asked for `segment_batches`, the versions ready at the same
+    moment. Neither kind of response is held back to wait for more.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     SEGMENT_FIELD_NUMBER: _builtins.int
     ENGINE_FIELD_NUMBER: _builtins.int
+    SEGMENTS_FIELD_NUMBER: _builtins.int
     engine: _builtins.str
     """Which engine produced it ("mock", "whisper:tiny.en")."""
     @_builtins.property
     def segment(self) -> Global___RecognizedSegment:
-        """The segment."""
+        """The segment, when the response carries one in this field (never set
+        together with `segments`).
+        """
+
+    @_builtins.property
+    def segments(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecognizedSegment]:
+        """Segment versions in the order they were produced, when the config asked
+        for `segment_batches` (never set together with `segment`).
+        """
 
     def __init__(
         self,
         *,
         segment: Global___RecognizedSegment | None = ...,
         engine: _builtins.str = ...,
+        segments: _abc.Iterable[Global___RecognizedSegment] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["segment", b"segment"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["engine", b"engine", "segment", b"segment"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["engine", b"engine", "segment", b"segment", "segments", b"segments"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
