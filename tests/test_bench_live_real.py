@@ -55,3 +55,13 @@ def test_a_meeting_awaiting_audio_has_not_ended() -> None:
     finals = Finals()
     finals.take(_status(meeting_pb2.MEETING_STATUS_AWAITING_AUDIO), 0.0)
     assert not finals.ended
+
+
+def test_a_finals_create_time_is_kept_on_the_arrivals_clock() -> None:
+    finals = Finals()
+    event = _segment(0, 1.5, final=True)
+    event["createTime"] = "2026-01-02T03:04:05.250Z"
+    finals.take(event, 2.0)
+    finals.take({**event, "createTime": "2026-01-02T03:04:09Z"}, 3.0)  # the job's copy
+
+    assert finals.stored == {0: 1767323045.25}

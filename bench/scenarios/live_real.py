@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -54,19 +56,27 @@ class Finals:
 
     Attributes:
         arrivals: Segment index: (end offset in the audio, arrival time).
+        stored: Segment index: the final's create time (the clock reading of the statement
+            that stored it, before its commit), on the same wall clock as the arrivals.
         ended: The meeting has left LIVE; no live final can follow.
     """
 
     def __init__(self) -> None:
         self.arrivals: dict[int, tuple[float, float]] = {}
+        self.stored: dict[int, float] = {}
         self.ended = False
 
     def take(self, event: dict[str, object], arrived: float) -> None:
         """Records one transcript event (the JSON of the REST contract)."""
         segment = event.get("segment")
         if isinstance(segment, dict) and segment.get("final"):
-            end = float(str(segment.get("endOffset", "0s")).rstrip("s"))
-            self.arrivals.setdefault(int(segment.get("index", 0)), (end, arrived))
+            index = int(segment.get("index", 0))
+            if index not in self.arrivals:
+                end = float(str(segment.get("endOffset", "0s")).rstrip("s"))
+                self.arrivals[index] = (end, arrived)
+                created = str(event.get("createTime", ""))
+                if created:
+                    self.stored[index] = dt.datetime.fromisoformat(created).timestamp()
         change = event.get("statusChange")
         if isinstance(change, dict) and change.get("status") not in _NOT_YET_ENDED:
             self.ended = True
@@ -104,14 +114,50 @@ async def _create(
         return str((await created.json())["meeting"]["id"])
 
 
+@dataclass(frozen=True)
+class Heard:
+    """What the client of one live session saw.
+
+    Attributes:
+        sse: The finals on the meeting's SSE stream.
+        ws: The finals on the live WebSocket.
+        sent_at: When each frame was sent: frame k carries [k, k+1) * FRAME_S of the audio.
+    """
+
+    sse: Finals
+    ws: Finals
+    sent_at: list[float]
+
+    def ready(self, end_s: float, frame_of: Callable[[float], int]) -> float:
+        """When the frame that lets the engine end a segment ending at `end_s` was sent.
+
+        Args:
+            end_s: The segment's end offset.
+            frame_of: The engine's rule: the frame after which the final can exist.
+        """
+        return self.sent_at[min(len(self.sent_at) - 1, frame_of(end_s))]
+
+    def latencies_ms(self, finals: Finals, frame_of: Callable[[float], int]) -> list[float]:
+        """Each final's arrival on `finals`' stream after its frame was sent (`ready`)."""
+        return [
+            max(0.0, (arrived - self.ready(end_s, frame_of)) * 1000)
+            for end_s, arrived in finals.arrivals.values()
+        ]
+
+
+def _frame_holding(end_s: float) -> int:
+    # Whisper's utterance ends at `end_s`; the silence that closes it is counted.
+    return int(end_s / FRAME_S)
+
+
 async def session(
     http: aiohttp.ClientSession,
     gateway: ServiceProcess,
     headers: dict[str, str],
     pcm: bytes,
     follow_s: float,
-) -> tuple[list[float], list[float]]:
-    """One live session in real time; latencies (ms) of its finals on SSE and on the socket.
+) -> Heard:
+    """One live session paced in real time in `FRAME_S` frames; the finals its client saw.
 
     Finals that have not arrived `follow_s` after the audio ended are left out (the caller
     counts them against the ones an idle session gets).
@@ -143,15 +189,7 @@ async def session(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def latency_ms(end_s: float, arrived: float) -> float:
-        # The frame holding the segment's end: frame k carries [k, k+1) * FRAME_S.
-        index = min(len(sent_at) - 1, int(end_s / FRAME_S))
-        return max(0.0, (arrived - sent_at[index]) * 1000)
-
-    return (
-        [latency_ms(*a) for a in over_sse.arrivals.values()],
-        [latency_ms(*a) for a in over_ws.arrivals.values()],
-    )
+    return Heard(over_sse, over_ws, sent_at)
 
 
 async def _batch_running(
@@ -213,10 +251,14 @@ async def live_latency_real(context: BenchContext) -> Result:
         http = await stack.enter_async_context(aiohttp.ClientSession())
         # Untimed: the engine's first decodes, the proxy's pool, the TLS handshakes.
         await session(http, gateway, headers, pcm[: 8 * SAMPLE_RATE * 2], WARM_UP_FOLLOW_S)
-        idle_sse, idle_ws = await session(http, gateway, headers, pcm, FOLLOW_S)
+        idle = await session(http, gateway, headers, pcm, FOLLOW_S)
         status = await _batch_running(http, gateway, headers, batch_wav)
-        busy_sse, busy_ws = await session(http, gateway, headers, pcm, FOLLOW_S)
+        busy = await session(http, gateway, headers, pcm, FOLLOW_S)
         batch_after = await status()
+    idle_sse = idle.latencies_ms(idle.sse, _frame_holding)
+    idle_ws = idle.latencies_ms(idle.ws, _frame_holding)
+    busy_sse = busy.latencies_ms(busy.sse, _frame_holding)
+    busy_ws = busy.latencies_ms(busy.ws, _frame_holding)
     expected = len(idle_ws)
     figures = {
         "idle_sse": _figures(idle_sse, expected),

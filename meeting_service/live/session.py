@@ -495,8 +495,11 @@ class _Session:
     async def _audio_blocks(self) -> AsyncIterator[bytes]:
         """The converted audio for the recognizer, stored in the recording as it passes."""
         async for block in self._convert(self._raw_audio()):
-            await self._recording.write(block)
+            self._recording.add(block)
             yield block
+            # Once the recognizer has the block: a chunk's store (a transaction) never
+            # holds up the audio that may end an utterance. What waits is stored at the end.
+            await self._recording.store_chunk()
 
     async def _heartbeat(self, run: asyncio.Task[None]) -> None:
         """Renews the lease; a lease found taken stops the session (`run`)."""

@@ -85,13 +85,20 @@ class LiveRecording:
         self._writer = self._store.writer(upload, keeps_start=True)
         self._stored = upload.stored_size
 
-    async def write(self, audio: bytes) -> None:
-        """Adds audio; a full chunk is stored at once.
+    def add(self, audio: bytes) -> None:
+        """Adds audio to what waits to be stored (`store_chunk`, `store`).
+
+        Args:
+            audio: The next bytes of the recording.
+        """
+        self._pending += audio
+
+    async def store_chunk(self) -> None:
+        """Stores the audio waiting once it fills a chunk.
 
         Raises:
             MeetingError: MEETING_NOT_FOUND when the meeting was deleted.
         """
-        self._pending += audio
         if len(self._pending) >= CHUNK_BYTES:
             await self._flush()
 
