@@ -149,9 +149,19 @@ class ReplicaMesh:
         """Signals one replica's process group and waits for it to exit; returns its status."""
         child = self.children[name]
         assert child.process is not None
+        log = self.directory / f"{name}.log"
+        logged = log.stat().st_size if log.exists() else 0
         child.signal_group(sig)
-        async with asyncio.timeout(30.0):
-            return await child.process.wait()
+        try:
+            async with asyncio.timeout(30.0):
+                return await child.process.wait()
+        except TimeoutError:
+            with log.open("rb") as output:
+                output.seek(logged)
+                since = output.read().decode(errors="replace").splitlines()
+            shown = "\n".join([*since[:40], "...", *since[-20:]] if len(since) > 60 else since)
+            message = f"{name} still runs 30 s after {sig.name}; its log since:\n{shown}"
+            raise AssertionError(message) from None
 
     async def close(self) -> None:
         """Kills whatever still runs."""
