@@ -51,6 +51,26 @@ async def create(stub: Stub, owner: str, title: str = "meeting") -> meeting_pb2.
     return meeting
 
 
+async def stored_size(stub: Stub, owner: str, meeting_id: str) -> int:
+    """How many bytes of the meeting's upload are stored (GetUploadStatus)."""
+    response = await stub.GetUploadStatus(
+        meeting_service_pb2.GetUploadStatusRequest(meeting_id=meeting_id), metadata=auth(owner)
+    )
+    size: int = response.stored_size
+    return size
+
+
+async def meeting_status(
+    stub: Stub, owner: str, meeting_id: str
+) -> meeting_pb2.MeetingStatus.ValueType:
+    """The meeting's status (GetMeeting)."""
+    response = await stub.GetMeeting(
+        meeting_service_pb2.GetMeetingRequest(meeting_id=meeting_id), metadata=auth(owner)
+    )
+    status: meeting_pb2.MeetingStatus.ValueType = response.meeting.status
+    return status
+
+
 def chunks_of(data: bytes, size: int = CHUNK) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)]
 

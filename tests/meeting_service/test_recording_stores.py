@@ -28,8 +28,10 @@ from tests.meeting_service.helpers import (
     chunks_of,
     create,
     make_wav,
+    meeting_status,
     requests,
     sha256,
+    stored_size,
     upload,
     user,
     wait_for,
@@ -67,22 +69,6 @@ async def _stored(service: RunningMeetingService, meeting_id: str) -> bytes:
     return b"".join([span async for span in spans])
 
 
-async def _stored_size(stub: Stub, owner: str, meeting_id: str) -> int:
-    response = await stub.GetUploadStatus(
-        meeting_service_pb2.GetUploadStatusRequest(meeting_id=meeting_id), metadata=auth(owner)
-    )
-    size: int = response.stored_size
-    return size
-
-
-async def _status(stub: Stub, owner: str, meeting_id: str) -> meeting_pb2.MeetingStatus.ValueType:
-    response = await stub.GetMeeting(
-        meeting_service_pb2.GetMeetingRequest(meeting_id=meeting_id), metadata=auth(owner)
-    )
-    status: meeting_pb2.MeetingStatus.ValueType = response.meeting.status
-    return status
-
-
 async def _multipart_uploads(store: S3Store, meeting_id: str) -> list[str]:
     client = await store.client()
     listing = await client.list_multipart_uploads(
@@ -105,7 +91,7 @@ async def _start_dropped_upload(
         await hold.wait()  # the connection "drops" while the client still has bytes
 
     call = stub.UploadAudio(attempt(), metadata=auth(owner))
-    await wait_for(lambda: _stored_size(stub, owner, meeting_id), lambda s: s == durable)
+    await wait_for(lambda: stored_size(stub, owner, meeting_id), lambda s: s == durable)
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
@@ -137,8 +123,8 @@ async def test_a_dropped_upload_resumes_after_the_durable_bytes(
     # PostgreSQL keeps every chunk; S3 only whole parts (the rest was in memory).
     durable = PART if _is_s3(service) else sent
     await _start_dropped_upload(stub, owner, meeting.id, audio, sent, durable)
-    assert await _stored_size(stub, owner, meeting.id) == durable
-    assert await _status(stub, owner, meeting.id) == meeting_pb2.MEETING_STATUS_UPLOADING
+    assert await stored_size(stub, owner, meeting.id) == durable
+    assert await meeting_status(stub, owner, meeting.id) == meeting_pb2.MEETING_STATUS_UPLOADING
 
     response = await stub.UploadAudio(
         requests(meeting.id, chunks_of(audio[durable:], MIB), offset=durable, sha=sha256(audio)),
@@ -160,7 +146,8 @@ async def test_a_checksum_mismatch_discards_the_recording(
         grpc.StatusCode.DATA_LOSS,
         "UPLOAD_CHECKSUM_MISMATCH",
     )
-    assert await _status(stub, owner, meeting.id) == meeting_pb2.MEETING_STATUS_AWAITING_AUDIO
+    now = await meeting_status(stub, owner, meeting.id)
+    assert now == meeting_pb2.MEETING_STATUS_AWAITING_AUDIO
     assert await _stored(service, meeting.id) == b""
 
 
@@ -221,7 +208,7 @@ async def test_an_abandoned_multipart_upload_is_aborted_and_the_upload_restarts(
     finally:
         await impatient.close()
     assert await _multipart_uploads(store, meeting.id) == []
-    assert await _stored_size(stub, owner, meeting.id) == 0
+    assert await stored_size(stub, owner, meeting.id) == 0
     response = await upload(stub, owner, meeting.id, audio, sha=sha256(audio))
     assert response.complete
     assert await _stored(service, meeting.id) == audio

@@ -31,7 +31,16 @@ from meeting_service.db.database import Database
 from meeting_service.recordings import pcm
 from meeting_service.recordings.store import iter_spans, reader
 from meeting_service.server import RunningMeetingService, run_meeting_service
-from tests.meeting_service.helpers import Stub, chunks_of, create, sha256, user, wait_for
+from tests.meeting_service.helpers import (
+    Stub,
+    chunks_of,
+    create,
+    meeting_status,
+    sha256,
+    stored_size,
+    user,
+    wait_for,
+)
 from tests.support.fault_proxy import FaultProxy
 from tests.support.meeting import auth, meeting_settings
 from tests.support.s3 import s3_settings
@@ -57,22 +66,6 @@ def _metadata(meeting_id: str, audio: bytes, offset: int) -> meeting_service_pb2
     )
 
 
-async def _stored_size(stub: Stub, owner: str, meeting_id: str) -> int:
-    response = await stub.GetUploadStatus(
-        meeting_service_pb2.GetUploadStatusRequest(meeting_id=meeting_id), metadata=auth(owner)
-    )
-    size: int = response.stored_size
-    return size
-
-
-async def _status(stub: Stub, owner: str, meeting_id: str) -> meeting_pb2.MeetingStatus.ValueType:
-    response = await stub.GetMeeting(
-        meeting_service_pb2.GetMeetingRequest(meeting_id=meeting_id), metadata=auth(owner)
-    )
-    status: meeting_pb2.MeetingStatus.ValueType = response.meeting.status
-    return status
-
-
 async def _cut_off_while_completing(
     stub: Stub, proxy: FaultProxy, owner: str, meeting_id: str, audio: bytes
 ) -> None:
@@ -88,7 +81,7 @@ async def _cut_off_while_completing(
         yield meeting_service_pb2.UploadAudioRequest(end=end)
 
     call = stub.UploadAudio(stream(), metadata=auth(owner))
-    await wait_for(lambda: _stored_size(stub, owner, meeting_id), lambda s: s == len(audio))
+    await wait_for(lambda: stored_size(stub, owner, meeting_id), lambda s: s == len(audio))
     proxy.blackhole()
     every_part_counted.set()
     await wait_for(lambda: asyncio.sleep(0, proxy.held), lambda held: held > 0)
@@ -128,7 +121,7 @@ async def test_an_upload_cut_off_from_s3_while_completing_is_finished(
             await _cut_off_while_completing(stub, proxy, owner, meeting.id, audio)
 
             if finisher == "resumed client":
-                assert await _stored_size(stub, owner, meeting.id) == len(audio)
+                assert await stored_size(stub, owner, meeting.id) == len(audio)
                 end = upload_end_pb2.UploadEnd(total_size=len(audio))
                 resumed = [
                     meeting_service_pb2.UploadAudioRequest(
@@ -140,7 +133,7 @@ async def test_an_upload_cut_off_from_s3_while_completing_is_finished(
                 assert (response.complete, response.stored_size) == (True, len(audio))
 
             status = await wait_for(
-                lambda: _status(stub, owner, meeting.id),
+                lambda: meeting_status(stub, owner, meeting.id),
                 lambda s: s != meeting_pb2.MEETING_STATUS_UPLOADING,
             )
             assert status == meeting_pb2.MEETING_STATUS_QUEUED

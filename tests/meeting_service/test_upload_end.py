@@ -16,7 +16,15 @@ from gen.meeting.v1 import (
 )
 from meeting_service.db.database import Database
 from meeting_service.server import run_meeting_service
-from tests.meeting_service.helpers import Stub, create, make_wav, requests, user, wait_for
+from tests.meeting_service.helpers import (
+    Stub,
+    create,
+    make_wav,
+    meeting_status,
+    requests,
+    user,
+    wait_for,
+)
 from tests.support.meeting import auth, error_reason, meeting_settings
 
 
@@ -33,14 +41,6 @@ async def _explicit(
         yield meeting_service_pb2.UploadAudioRequest(end=upload_end_pb2.UploadEnd(total_size=end))
 
 
-async def _status(stub: Stub, owner: str, meeting_id: str) -> meeting_pb2.MeetingStatus.ValueType:
-    response = await stub.GetMeeting(
-        meeting_service_pb2.GetMeetingRequest(meeting_id=meeting_id), metadata=auth(owner)
-    )
-    status: meeting_pb2.MeetingStatus.ValueType = response.meeting.status
-    return status
-
-
 async def test_a_stream_without_its_end_keeps_its_bytes_and_completes_nothing(
     meeting_stub: Stub,
 ) -> None:
@@ -52,7 +52,8 @@ async def test_a_stream_without_its_end_keeps_its_bytes_and_completes_nothing(
         _explicit(meeting.id, [audio[:half]]), metadata=auth(owner)
     )
     assert (cut.complete, cut.stored_size) == (False, half)
-    assert await _status(meeting_stub, owner, meeting.id) == meeting_pb2.MEETING_STATUS_UPLOADING
+    now = await meeting_status(meeting_stub, owner, meeting.id)
+    assert now == meeting_pb2.MEETING_STATUS_UPLOADING
     # An end that is not where the bytes end completes nothing either.
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await meeting_stub.UploadAudio(
@@ -61,7 +62,8 @@ async def test_a_stream_without_its_end_keeps_its_bytes_and_completes_nothing(
         )
     code, reason, _ = error_reason(refused.value)
     assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "UPLOAD_OFFSET_MISMATCH")
-    assert await _status(meeting_stub, owner, meeting.id) == meeting_pb2.MEETING_STATUS_UPLOADING
+    now = await meeting_status(meeting_stub, owner, meeting.id)
+    assert now == meeting_pb2.MEETING_STATUS_UPLOADING
     status = await meeting_stub.GetUploadStatus(
         meeting_service_pb2.GetUploadStatusRequest(meeting_id=meeting.id), metadata=auth(owner)
     )
@@ -109,7 +111,7 @@ async def test_a_seal_left_by_a_dead_sealer_is_completed_without_a_client(
             await repo.release_seal(sealer, mid)
 
         await wait_for(
-            lambda: _status(stub, owner, meeting.id),
+            lambda: meeting_status(stub, owner, meeting.id),
             lambda status: status == meeting_pb2.MEETING_STATUS_QUEUED,
         )
         row = await repo.get(running.services.pool, mid)
