@@ -3,10 +3,7 @@
 meeting_service stores recordings in a SeaweedFS S3 server on loopback (`weed mini`) as
 multipart uploads. The reference is the same bytes put straight into the same server by
 the bench process with the same client (aiobotocore) and the same part size, in the same
-run: what the object store alone takes on this machine, parts put back to back. The same
-put with as many parts in flight as meeting_service stores at once is timed beside it
-(`s3_only_overlapped_rate_mib_s`): meeting_service overlaps storing parts with receiving
-the next, so that is the store's own limit for it. Subject and reference alternate
+run: what the object store alone takes on this machine. Subject and reference alternate
 (`ROUNDS` each, as in `upload`) and each keeps its median. Peak RSS of the gateway and
 meeting_service is read as in `upload` at a small and a large size: an upload holds at
 most about one part in memory whatever its size.
@@ -14,13 +11,11 @@ most about one part in memory whatever its size.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import secrets
 import statistics
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 from bench.context import BenchContext
 from bench.model import Check, Result, ratio
@@ -35,7 +30,6 @@ from bench.scenarios.upload import (
 )
 from meeting_mesh import seaweedfs
 from meeting_mesh.seaweedfs import SeaweedFS
-from meeting_service.recordings.s3_store import PARTS_HELD as S3_PARTS_HELD
 
 BUCKET = "bench-recordings"
 PART_BYTES = 8 * MIB  # meeting_service's default `s3_part_bytes`
@@ -48,35 +42,24 @@ async def _seaweedfs(context: BenchContext) -> AsyncIterator[SeaweedFS]:
         yield server
 
 
-async def _direct(server: SeaweedFS, size: int, in_flight: int = 1) -> float:
-    """Seconds to put `size` bytes into the server as one multipart upload of PART_BYTES.
-
-    Args:
-        server: The server.
-        size: The bytes.
-        in_flight: Parts stored at once (1: back to back).
-    """
+async def _direct(server: SeaweedFS, size: int) -> float:
+    """Seconds to put `size` bytes into the server as one multipart upload of PART_BYTES."""
     block = tone_block(PART_BYTES)
     async with seaweedfs.s3_client(server) as client:
         key = f"direct/{secrets.token_hex(8)}"
         started = time.perf_counter()
         created = await client.create_multipart_upload(Bucket=BUCKET, Key=key)
-        slots = asyncio.Semaphore(in_flight)
-
-        async def put(number: int, offset: int) -> dict[str, Any]:
-            async with slots:
-                response = await client.upload_part(
-                    Bucket=BUCKET,
-                    Key=key,
-                    UploadId=created["UploadId"],
-                    PartNumber=number,
-                    Body=block[: min(PART_BYTES, size - offset)],
-                )
-            return {"PartNumber": number, "ETag": response["ETag"]}
-
-        parts = await asyncio.gather(
-            *(put(n, offset) for n, offset in enumerate(range(0, size, PART_BYTES), 1))
-        )
+        parts = []
+        for number, offset in enumerate(range(0, size, PART_BYTES), 1):
+            body = block[: min(PART_BYTES, size - offset)]
+            response = await client.upload_part(
+                Bucket=BUCKET,
+                Key=key,
+                UploadId=created["UploadId"],
+                PartNumber=number,
+                Body=body,
+            )
+            parts.append({"PartNumber": number, "ETag": response["ETag"]})
         await client.complete_multipart_upload(
             Bucket=BUCKET,
             Key=key,
@@ -102,20 +85,13 @@ async def upload_s3(context: BenchContext) -> Result:
             first, gateway_small, meeting_small = await upload_through_gateway(
                 gateway, meeting, authorization, small
             )
-            overlapped: list[float] = []
-
-            async def reference() -> float:
-                # Also timed with parts overlapping as meeting_service stores them: the
-                # store's own limit, reported beside the back-to-back reference.
-                overlapped.append(await _direct(server, large, in_flight=S3_PARTS_HELD))
-                return await _direct(server, large)
-
-            rounds = await alternate(gateway, meeting, authorization, large, reference)
+            rounds = await alternate(
+                gateway, meeting, authorization, large, lambda: _direct(server, large)
+            )
     gateway_large, meeting_large = rounds.gateway_peak, rounds.meeting_peak
     rate = round(large / MIB / statistics.median(rounds.mesh_seconds), 1)
     direct_rate = round(large / MIB / statistics.median(rounds.reference_seconds), 1)
     share = ratio(rate, direct_rate)
-    overlapped_rate = round(large / MIB / statistics.median(overlapped), 1)
 
     def flat(at_small: int, at_large: int) -> bool:
         return at_large <= at_small * (1 + RSS_GROWTH_TOLERANCE)
@@ -152,8 +128,6 @@ async def upload_s3(context: BenchContext) -> Result:
             "large_seconds": round(statistics.median(rounds.mesh_seconds), 1),
             "rounds": ROUNDS,
             "s3_only_rate_mib_s": direct_rate,
-            "s3_only_overlapped_rate_mib_s": overlapped_rate,
-            "rate_vs_s3_overlapped": ratio(rate, overlapped_rate),
             "gateway_peak_rss_small_mib": _mib(gateway_small),
             "gateway_peak_rss_large_mib": _mib(gateway_large),
             "meeting_peak_rss_small_mib": _mib(meeting_small),
@@ -162,11 +136,7 @@ async def upload_s3(context: BenchContext) -> Result:
         },
         limits=(
             f"the object store: SeaweedFS alone takes {direct_rate} MiB/s of the same bytes "
-            f"here from one client putting parts back to back, {overlapped_rate} MiB/s with "
-            f"{S3_PARTS_HELD} parts in flight as meeting_service stores them. meeting_service "
-            "receives the next part while the previous ones are stored, so it gains what "
-            "SeaweedFS gains from overlapping parts (a product gain, not the reference's "
-            "loss); each part also crosses HTTP, the gateway, gRPC and the SHA-256 (on a "
-            "thread, beside the part's storing), on the same cores."
+            "here from one client putting parts back to back; through the mesh each part "
+            "also crosses HTTP, the gateway, gRPC and the SHA-256, on the same cores."
         ),
     )

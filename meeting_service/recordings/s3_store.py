@@ -21,11 +21,11 @@ and their recordings start again from offset 0. Reads are ranged GETs.
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import asyncpg
 from aiobotocore.config import AioConfig
@@ -44,9 +44,6 @@ if TYPE_CHECKING:
 
 MIN_PART_BYTES = 5 * 1024 * 1024  # S3's floor for every part but the last
 SPAN_BYTES = 1024 * 1024  # one ranged GET
-# Parts a stream holds at once, being stored or gathered: S3 takes each part whole, and
-# the next one is received (and the one after that started) meanwhile.
-PARTS_HELD = 2
 
 
 @dataclass(frozen=True)
@@ -187,12 +184,15 @@ class S3Store:
                 raise
 
 
-def _body(data: bytearray) -> bytes:
-    """`data` as a request body, uncopied.
+def _stream(data: bytes) -> io.BytesIO:
+    """`data` as a request body that is sent without a copy of the whole.
 
-    botocore sends any bytes-like blob; its type stubs name only `bytes`.
+    aiohttp copies a bytes body whole while it sends it (a slice, and a join with the
+    headers), so a part in flight would take three times its size; a stream is read a
+    slice at a time, and botocore checksums, signs and (on a retry) rewinds it in place.
+    A `BytesIO` made from `bytes` shares their buffer.
     """
-    return cast("bytes", data)
+    return io.BytesIO(data)
 
 
 def _code(error: ClientError) -> str:
@@ -200,13 +200,7 @@ def _code(error: ClientError) -> str:
 
 
 class _S3Writer:
-    """One stream's writer: gathers up to a part, stores it, counts it in PostgreSQL.
-
-    A full part is stored by a task of its own while the next one is gathered, with at
-    most `PARTS_HELD` parts in memory (the stream waits for the oldest part's storing
-    beyond that), and each part is counted after the one before it, so the stored size
-    only ever covers a prefix of the recording.
-    """
+    """One stream's writer: buffers up to a part, stores it, counts it in PostgreSQL."""
 
     def __init__(self, store: S3Store, upload: UploadRow, *, keeps_start: bool) -> None:
         self._store = store
@@ -215,61 +209,42 @@ class _S3Writer:
         self._stored = upload.stored_size
         self._upload_id = upload.object_upload_id
         self._etags = list(upload.part_etags)
-        # The part being gathered; handed to S3 as it is once full (no copy).
-        self._part = bytearray()
-        self._next_number = len(self._etags) + 1
-        self._next_offset = upload.stored_size
-        self._in_flight: deque[asyncio.Task[int | None]] = deque()
-        self._lost_part = False
-        self._failure: Exception | None = None
-        # Set by `complete`, which runs with the recording sealed by its caller (after
-        # `settle`): the part it stores is the recording's last.
-        self._completing = False
+        self._buffer = bytearray()
         self._keeps_start = keeps_start
-        self._first_part = bytearray()
+        self._first_part = b""
 
     async def append(self, data: bytes) -> int | None:
-        self._part += data
-        if len(self._part) >= self._store.options.part_bytes:
-            await self._send_part()
-        while self._in_flight and self._in_flight[0].done():
-            await self._in_flight.popleft()
-        self._raise_failure()
-        return None if self._lost_part else self._stored
+        self._buffer += data
+        if len(self._buffer) < self._store.options.part_bytes:
+            return self._stored
+        return await self._store_part()
 
     async def complete(self, header: bytes = b"") -> int:
         options = self._store.options
         client = await self._store.client()
-        self._completing = True
-        await self._settle()
-        self._raise_failure()
-        if self._lost_part:
-            await self._lost()
         if header and not self._etags:
-            self._part[: len(header)] = header
+            self._buffer[: len(header)] = header
         elif header:
             await self._restore_first_part(header)
         if self._upload_id is None and not self._etags:
             # Smaller than one part: one PUT.
-            if self._part:
-                data = self._take_part()
-                await client.put_object(Bucket=options.bucket, Key=self._key, Body=_body(data))
+            if self._buffer:
+                await client.put_object(
+                    Bucket=options.bucket, Key=self._key, Body=_stream(bytes(self._buffer))
+                )
                 stored = await self._store.uploads.add_part(
-                    self._store.pool, self._mid, 0, len(data), "", last=True
+                    self._store.pool, self._mid, 0, len(self._buffer), "", last=True
                 )
                 if stored is None:
                     await self._lost()
                     raise AssertionError("unreachable")
                 self._stored = stored
+                self._buffer.clear()
             return self._stored
         if self._upload_id is None:
             return self._stored  # completed by an earlier stream
-        if self._part:
-            await self._send_part()
-            await self._settle()
-            self._raise_failure()
-            if self._lost_part:
-                await self._lost()
+        if self._buffer and await self._store_part(last=True) is None:
+            await self._lost()
         parts = [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(self._etags, 1)]
         try:
             await client.complete_multipart_upload(
@@ -286,106 +261,46 @@ class _S3Writer:
         self._upload_id = None
         return self._stored
 
-    async def settle(self) -> int | None:
-        await self._settle()
-        self._raise_failure()
-        return None if self._lost_part else self._stored
-
-    async def end(self) -> int:
-        self._part = bytearray()
-        await self._settle()
+    def end(self) -> int:
+        self._buffer.clear()
         return self._stored
 
-    def _raise_failure(self) -> None:
-        if self._failure is not None:
-            raise self._failure
-
-    def _take_part(self) -> bytearray:
-        data, self._part = self._part, bytearray()
-        return data
-
-    async def _send_part(self) -> None:
-        """Starts storing the gathered bytes as the next part; waits while too many are."""
-        if self._lost_part or self._failure is not None:
-            self._take_part()  # nothing more is counted: the stream fails
-            return
+    async def _store_part(self, *, last: bool = False) -> int | None:
+        store = self._store
+        client = await store.client()
         if self._upload_id is None:
-            store = self._store
-            client = await store.client()
             created = await client.create_multipart_upload(
                 Bucket=store.options.bucket, Key=self._key
             )
             upload_id = created["UploadId"]
             if not await store.uploads.open_object_upload(store.pool, self._mid, upload_id):
                 await store.abort(self._key, upload_id)
-                self._lost_part = True
-                self._part = bytearray()
-                return
+                return None
             self._upload_id = upload_id
-        data = self._take_part()
-        number, offset = self._next_number, self._next_offset
-        self._next_number += 1
-        self._next_offset += len(data)
-        if number == 1 and self._keeps_start:
-            self._first_part = data
-        before = self._in_flight[-1] if self._in_flight else None
-        task = asyncio.create_task(self._store_part(number, offset, data, before))
-        self._in_flight.append(task)
-        # Gather the next part only while fewer are held; the stream's read-ahead
-        # keeps receiving meanwhile.
-        while len(self._in_flight) >= PARTS_HELD:
-            await self._in_flight.popleft()
-
-    async def _settle(self) -> None:
-        """Waits until every part started is stored and counted (or failed)."""
-        while self._in_flight:
-            await self._in_flight.popleft()
-
-    async def _store_part(
-        self,
-        number: int,
-        offset: int,
-        data: bytearray,
-        before: asyncio.Task[int | None] | None,
-    ) -> int | None:
-        """Stores part `number` and counts it once the part before it is counted.
-
-        Returns:
-            The stored size afterwards, or None when the part could not be counted:
-            another stream moved the upload on, the upload was aborted, or storing
-            failed (kept in `_failure`, raised by the stream's next call).
-        """
-        store = self._store
+        data = bytes(self._buffer)
+        number = len(self._etags) + 1
         try:
-            client = await store.client()
-            assert self._upload_id is not None
             response = await client.upload_part(
                 Bucket=store.options.bucket,
                 Key=self._key,
                 UploadId=self._upload_id,
                 PartNumber=number,
-                Body=_body(data),
-            )
-            if before is not None and await asyncio.shield(before) is None:
-                return None
-            if self._lost_part:
-                return None
-            stored = await store.uploads.add_part(
-                store.pool, self._mid, offset, len(data), response["ETag"], last=self._completing
+                Body=_stream(data),
             )
         except ClientError as error:
-            if _code(error) != "NoSuchUpload":
-                self._failure = self._failure or error
-            # NoSuchUpload: aborted (the meeting was deleted, or the upload abandoned).
-            stored = None
-        except Exception as error:
-            self._failure = self._failure or error
-            stored = None
+            if _code(error) == "NoSuchUpload":
+                return None  # aborted: the meeting was deleted, or the upload abandoned
+            raise
+        stored = await store.uploads.add_part(
+            store.pool, self._mid, self._stored, len(data), response["ETag"], last=last
+        )
         if stored is None:
-            self._lost_part = True
             return None
+        if number == 1 and self._keeps_start:
+            self._first_part = data
         self._etags.append(response["ETag"])
         self._stored = stored
+        self._buffer.clear()
         return stored
 
     async def _lost(self) -> None:
@@ -412,11 +327,11 @@ class _S3Writer:
             Key=self._key,
             UploadId=self._upload_id,
             PartNumber=1,
-            Body=data,
+            Body=_stream(data),
         )
         await store.uploads.replace_part(store.pool, self._mid, 1, response["ETag"])
         self._etags[0] = response["ETag"]
-        self._first_part = bytearray()
+        self._first_part = b""
 
     async def _object_size(self) -> int:
         client = await self._store.client()

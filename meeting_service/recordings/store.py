@@ -31,16 +31,6 @@ class RecordingWriter(Protocol):
         """
         ...
 
-    async def settle(self) -> int | None:
-        """Waits until the bytes being stored are stored and counted (or failed).
-
-        Bytes held for a part not yet full stay held.
-
-        Returns:
-            The durable stored size, or None as `append` tells.
-        """
-        ...
-
     async def complete(self, header: bytes = b"") -> int:
         """Stores the bytes still held and makes the recording readable by `read_at`.
 
@@ -53,10 +43,8 @@ class RecordingWriter(Protocol):
         """
         ...
 
-    async def end(self) -> int:
+    def end(self) -> int:
         """Ends a stream that did not complete the recording; bytes not yet durable are dropped.
-
-        Bytes already being stored are waited for, so they count.
 
         Returns:
             The durable stored size, where the next stream continues.
@@ -158,13 +146,10 @@ class _PostgresWriter:
             self._stored = size
         return size
 
-    async def settle(self) -> int | None:
-        return self._stored
-
     async def complete(self, header: bytes = b"") -> int:
         if header:
             await self._uploads.rewrite_start(self._pool, self._mid, header)
         return self._stored
 
-    async def end(self) -> int:
+    def end(self) -> int:
         return self._stored

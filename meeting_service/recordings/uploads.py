@@ -57,6 +57,7 @@ from contract_errors.meeting import (
 )
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
 from meeting_service import validation
+from meeting_service.db.database import CONNECTION_ERRORS
 from meeting_service.meetings.messages import meeting_message
 from meeting_service.meetings.repository import MeetingRow, MeetingsRepository
 from meeting_service.quotas.limits import Quotas
@@ -183,6 +184,14 @@ class UploadsService:
                     continue  # its sealer is alive
                 try:
                     taken += await self._finish_sealed(mid)
+                except CONNECTION_ERRORS:
+                    raise  # the database is gone: so is every other recording's finish
+                except Exception:
+                    # One recording that cannot be finished now (its object store is
+                    # unreachable) must not keep the sweep from the ones after it.
+                    logger.bind(meeting_id=str(mid)).exception(
+                        "abandoned sealed upload not finished; the next sweep tries again"
+                    )
                 finally:
                     await self._uploads.release_seal(holder, mid)
         return taken
@@ -238,7 +247,7 @@ class UploadsService:
             )
         if end is not None and (end != received or (total is not None and end != total)):
             # Nothing completes, nothing stored is lost: the client learns where to resume.
-            stored = await writer.end()
+            stored = writer.end()
             await self._end_partial(mid)
             if end != received:
                 raise offset_mismatch(
@@ -251,14 +260,11 @@ class UploadsService:
             )
         ended = end is not None or (not explicit and (total is None or received == total))
         if not ended:
-            stored = await writer.end()
+            stored = writer.end()
             await self._end_partial(mid)
             log.bind(stored_size=stored).info("upload stream ended before the recording did")
             row = await self._owned(self._pool, owner, mid)
             return UploadResult(meeting_message(row), stored, False, None)
-        # Every part being stored is counted before the seal, which only the completion's
-        # own last part may pass.
-        await self._append_result(mid, await writer.settle())
         stored, info = await self._complete(mid, writer, received, trace_context, digest)
         log.bind(stored_size=stored, duration_us=info.duration_us).info("upload complete")
         row = await self._owned(self._pool, owner, mid)
@@ -365,10 +371,7 @@ class UploadsService:
             return upload
 
     async def _append(self, mid: uuid.UUID, writer: RecordingWriter, chunk: bytes) -> None:
-        await self._append_result(mid, await writer.append(chunk))
-
-    async def _append_result(self, mid: uuid.UUID, stored: int | None) -> None:
-        if stored is None:
+        if await writer.append(chunk) is None:
             # Another stream moved the upload on (or the meeting was deleted).
             current = await self._uploads.get(self._pool, mid)
             if current is None:
