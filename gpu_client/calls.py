@@ -98,11 +98,10 @@ async def recognize(
     )
     try:
         async for response in call:
-            if response.segments:
-                for segment in response.segments:
-                    yield segment
-            else:
+            if response.HasField("segment"):
                 yield response.segment
+            for segment in response.segments:
+                yield segment
     except (grpc.aio.AioRpcError, asyncio.CancelledError):
         feed.reraise()
         raise

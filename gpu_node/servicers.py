@@ -69,6 +69,8 @@ class RecognitionServicer(gpu_pb2_grpc.SpeechRecognitionServiceServicer):
                 audio = decode_audio(request_iterator, self._count_audio)
                 name = self._engine.name
                 async for batch in self._engine.recognize(first.config, audio):
+                    if not batch:
+                        continue  # an empty message would read as a default segment
                     if first.config.segment_batches:
                         yield gpu_pb2.RecognizeResponse(segments=batch, engine=name)
                     else:

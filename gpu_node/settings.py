@@ -35,7 +35,8 @@ class GpuNodeSettings(CommonSettings):
             of the other calls (`mesh_common.lanes`), so live audio never waits behind
             batch work.
         gpu_node_max_diarize_s: Longest recording one Diarize call may send; the whole
-            recording is held in memory (about 4 bytes per sample).
+            recording is held in memory (4 bytes per sample, twice that for a moment
+            when it arrives without spans and is joined into one array).
     """
 
     gpu_node_host: str = "127.0.0.1"

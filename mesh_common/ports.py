@@ -2,10 +2,10 @@
 
 A port the kernel hands out for `bind(0)` comes from the ephemeral range, the same range
 it draws from for every other `bind(0)` and every outgoing connection. Between the probe
-and the real bind, any of those may take it: a child's metrics endpoint on port 0 once
-got the port chosen for the meeting service, which then failed to start. Ports below
-the ephemeral range are never handed out by the kernel, so only another process picking
-the same way can collide, and a random choice makes that rare.
+and the real bind, any of those may take it (a child's own metrics endpoint on port 0,
+say, and the service meant for that port cannot start). Ports below the ephemeral range
+are never handed out by the kernel, so only another process picking the same way can
+collide, and a random choice makes that rare.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ def _ephemeral_low() -> int:
 
 
 def test_a_chosen_port_is_bindable_and_never_one_the_kernel_hands_out() -> None:
-    # Ports the kernel gives to bind(0) and outgoing connections are what raced before.
+    # Ports the kernel gives to bind(0) and to outgoing connections could take it first.
     taken = []
     for _ in range(50):
         port = free_port()

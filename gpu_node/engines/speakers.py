@@ -105,7 +105,8 @@ class ResemblyzerDiarizationEngine:
             encoder: The loaded voice encoder (shared).
             max_speakers: Upper bound when the count is estimated.
             min_silhouette: Clustering quality below which one speaker is assumed.
-            max_concurrency: Diarizations computed at once; others wait their turn.
+            max_concurrency: Computations (a batch of embeddings, a clustering) run at once;
+                others wait their turn, never for a caller's audio.
             live_first: The node's gate: each span's embedding waits for live finals
                 (None: never waits).
         """
@@ -127,12 +128,16 @@ class ResemblyzerDiarizationEngine:
         Returns:
             Turns in time order (a span's `span_index` says which request span it labels).
         """
+        # A slot is held only while computing: a caller whose audio arrives slowly must not
+        # keep the node's other diarizations waiting.
+        if not config.spans:
+            recording = await joined(audio)
+            async with self._slots:
+                spans, embedded = await asyncio.to_thread(self._find_and_embed, recording)
+                return await asyncio.to_thread(self._label, config, spans, embedded)
+        spans = self._given_spans(config)
+        embedded = await self._embed_as_received(spans, audio)
         async with self._slots:
-            if not config.spans:
-                spans, embedded = await asyncio.to_thread(self._find_and_embed, await joined(audio))
-            else:
-                spans = self._given_spans(config)
-                embedded = await self._embed_as_received(spans, audio)
             return await asyncio.to_thread(self._label, config, spans, embedded)
 
     async def _embed_as_received(
@@ -158,7 +163,8 @@ class ResemblyzerDiarizationEngine:
                 ready = list(itertools.takewhile(received.covers, spans[len(embedded) :]))
                 if ready:
                     clips = [self._clip(received, span) for span in ready]
-                    embedded += await asyncio.to_thread(self._embed_all, clips)
+                    async with self._slots:
+                        embedded += await asyncio.to_thread(self._embed_all, clips)
                 else:
                     if reader.done():
                         reader.result()  # a failed read's error is the call's

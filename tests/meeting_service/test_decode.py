@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 
 from meeting_service.recordings.decode import UndecodableRecording, decode_pcm
-from meeting_service.recordings.pcm import SAMPLE_RATE_HZ, wav_header
+from meeting_service.recordings.pcm import (
+    SAMPLE_RATE_HZ,
+    WAV_HEADER_BYTES,
+    is_plain_wav,
+    wav_header,
+)
 from meeting_service.recordings.recording_file import ReadAt
 
 SPAN = 10_000  # stored span size (odd offsets: spans cut samples and the header)
@@ -56,6 +61,8 @@ async def test_a_plain_wav_and_a_decoded_one_give_the_same_pcm_in_the_same_block
     pcm = pcm_of(9.3)
     plain = wav_header(len(pcm)) + pcm
     other = wav_with_list_chunk(pcm)
+    assert is_plain_wav(plain[:WAV_HEADER_BYTES], len(plain))  # copied
+    assert not is_plain_wav(other[:WAV_HEADER_BYTES], len(other))  # decoded by PyAV
     assert await decoded(plain) == await decoded(other)
     blocks = await decoded(plain)
     assert b"".join(blocks) == pcm
@@ -70,7 +77,9 @@ async def test_pythons_wave_module_writes_plain_wavs() -> None:
         wav.setsampwidth(2)
         wav.setframerate(SAMPLE_RATE_HZ)
         wav.writeframes(pcm)
-    assert b"".join(await decoded(out.getvalue())) == pcm
+    written = out.getvalue()
+    assert is_plain_wav(written[:WAV_HEADER_BYTES], len(written))
+    assert b"".join(await decoded(written)) == pcm
 
 
 async def test_a_header_that_does_not_match_the_size_is_decoded_not_copied() -> None:
@@ -78,10 +87,12 @@ async def test_a_header_that_does_not_match_the_size_is_decoded_not_copied() -> 
     # The header says more data than is stored (a recording cut short): decoded by PyAV,
     # which stops at the end of the bytes.
     cut = wav_header(len(pcm) + 1000) + pcm
+    assert not is_plain_wav(cut[:WAV_HEADER_BYTES], len(cut))
     assert b"".join(await decoded(cut)) == pcm
     # Another rate is resampled, never copied as it is.
     at_8k = bytearray(wav_header(len(pcm)) + pcm)
     at_8k[24:32] = struct.pack("<II", 8000, 16000)
+    assert not is_plain_wav(bytes(at_8k[:WAV_HEADER_BYTES]), len(at_8k))
     assert len(b"".join(await decoded(bytes(at_8k)))) == 2 * len(pcm)
 
 
