@@ -15,8 +15,10 @@ from tests.support.gateway import (
     error_of,
     gateway_settings,
     reason_of,
+    resume_upload,
     route,
     run_gateway,
+    start_raw_put,
     wait_until,
     wav_bytes,
 )
@@ -151,14 +153,8 @@ async def test_an_upload_cut_off_midway_resumes_with_head_and_patch(
     audio = wav_bytes(seconds=30.0)  # 960 KB, 15 chunks of 64 KiB at the gateway
     cut = len(audio) // 2
     # A client whose connection drops after half the body: raw socket, then close.
-    _, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
-    head = (
-        f"PUT /v1/meetings/{meeting_id}/audio HTTP/1.1\r\nHost: test\r\n"
-        f"Authorization: {as_user['Authorization']}\r\nContent-Type: audio/wav\r\n"
-        f"Content-Length: {len(audio)}\r\n\r\n"
-    )
-    writer.write(head.encode() + audio[:cut])
-    await writer.drain()
+    framing = f"Content-Length: {len(audio)}"
+    writer = await start_raw_put(gateway, meeting_id, as_user, framing, audio[:cut])
     async with aiohttp.ClientSession(gateway.url) as http:
         # The connection drops once part of the recording is stored (polled, bounded).
         async def some_stored() -> bool:
@@ -167,31 +163,18 @@ async def test_an_upload_cut_off_midway_resumes_with_head_and_patch(
         await wait_until(some_stored)
         writer.close()
         await writer.wait_closed()
-        # The gateway cancels the stream; the service keeps what it stored. What is stored
-        # may still grow while the cancellation travels, so a stale offset is answered 409
-        # and the client asks again, as a real client does.
-        for _ in range(50):
+
+        # The gateway cancels the stream; the service keeps what it stored.
+        async def offset_now() -> int:
             async with http.head(f"/v1/meetings/{meeting_id}/audio", headers=as_user) as r:
                 assert r.status == 200
                 assert r.headers["Upload-Complete"] == "false"
                 assert r.headers["Upload-Length"] == str(len(audio))
                 offset = int(r.headers["Upload-Offset"])
             assert 0 < offset <= cut
-            async with http.patch(
-                f"/v1/meetings/{meeting_id}/audio",
-                data=audio[offset:],
-                headers={
-                    **as_user,
-                    "Content-Type": "application/offset+octet-stream",
-                    "Upload-Offset": str(offset),
-                },
-            ) as r:
-                if r.status == 409:
-                    continue
-                assert r.status == 200, await r.text()
-                assert r.headers["Upload-Offset"] == str(len(audio))
-                body = await r.json()
-                break
+            return offset
+
+        body = await resume_upload(http, meeting_id, as_user, audio, offset_now)
         assert body["complete"] is True
         assert body["duration"] == "30s"
         async with http.head(f"/v1/meetings/{meeting_id}/audio", headers=as_user) as r:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 
-from tests.support.gateway import RunningGateway, wait_until, wav_bytes
+from tests.support.gateway import (
+    RunningGateway,
+    resume_upload,
+    start_raw_put,
+    wait_until,
+    wav_bytes,
+)
 
 
 async def _offset(http: aiohttp.ClientSession, meeting_id: str, headers: dict[str, str]) -> int:
@@ -23,15 +27,9 @@ async def test_a_chunked_upload_dropped_midway_completes_nothing_and_resumes(
     audio = wav_bytes(seconds=30.0)
     cut = len(audio) // 2
     # No Content-Length, no Upload-Length: only the end of the body ends the recording.
-    _, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
-    head = (
-        f"PUT /v1/meetings/{meeting_id}/audio HTTP/1.1\r\nHost: test\r\n"
-        f"Authorization: {as_user['Authorization']}\r\nContent-Type: audio/wav\r\n"
-        "Transfer-Encoding: chunked\r\n\r\n"
-    )
     sent = audio[:cut]
-    writer.write(head.encode() + f"{len(sent):x}\r\n".encode() + sent + b"\r\n")
-    await writer.drain()
+    framed = f"{len(sent):x}\r\n".encode() + sent + b"\r\n"
+    writer = await start_raw_put(gateway, meeting_id, as_user, "Transfer-Encoding: chunked", framed)
     async with aiohttp.ClientSession(gateway.url) as http:
 
         async def some_stored() -> bool:
@@ -41,27 +39,15 @@ async def test_a_chunked_upload_dropped_midway_completes_nothing_and_resumes(
         # The connection drops on a chunk boundary of the transfer encoding.
         writer.close()
         await writer.wait_closed()
-        body: dict[str, object] = {}
-        for _ in range(50):
+
+        async def offset_now() -> int:
             offset = await _offset(http, meeting_id, as_user)
             assert 0 < offset <= cut
             async with http.get(f"/v1/meetings/{meeting_id}", headers=as_user) as r:
                 meeting = await r.json()
             assert meeting["meeting"]["status"] == "MEETING_STATUS_UPLOADING", meeting
-            async with http.patch(
-                f"/v1/meetings/{meeting_id}/audio",
-                data=audio[offset:],
-                headers={
-                    **as_user,
-                    "Content-Type": "application/offset+octet-stream",
-                    "Upload-Offset": str(offset),
-                },
-            ) as r:
-                if r.status == 409:  # the dropped stream was still storing (asked again)
-                    continue
-                assert r.status == 200, await r.text()
-                assert r.headers["Upload-Offset"] == str(len(audio))
-                body = await r.json()
-                break
+            return offset
+
+        body = await resume_upload(http, meeting_id, as_user, audio, offset_now)
         assert body["complete"] is True
         assert body["duration"] == "30s"

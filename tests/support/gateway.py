@@ -158,6 +158,66 @@ async def wait_until(check: Callable[[], Awaitable[bool]], within: float = 30.0)
 HEARTBEAT_S = 0.2
 
 
+async def start_raw_put(
+    gateway: RunningGateway, meeting_id: str, headers: dict[str, str], framing: str, body: bytes
+) -> asyncio.StreamWriter:
+    """Sends the head of a recording's PUT and `body` on a raw socket, left open.
+
+    The caller drops the connection (`close`) to act as a client that went away midway.
+
+    Args:
+        gateway: The gateway.
+        meeting_id: The meeting.
+        headers: Holds the `Authorization` header.
+        framing: The body's framing header line, e.g. "Content-Length: 123".
+        body: The bytes sent after the head, already framed.
+    """
+    _, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    head = (
+        f"PUT /v1/meetings/{meeting_id}/audio HTTP/1.1\r\nHost: test\r\n"
+        f"Authorization: {headers['Authorization']}\r\nContent-Type: audio/wav\r\n"
+        f"{framing}\r\n\r\n"
+    )
+    writer.write(head.encode() + body)
+    await writer.drain()
+    return writer
+
+
+async def resume_upload(
+    http: aiohttp.ClientSession,
+    meeting_id: str,
+    headers: dict[str, str],
+    audio: bytes,
+    offset_now: Callable[[], Awaitable[int]],
+) -> dict[str, Any]:
+    """PATCHes the rest of `audio` from the offset the server reports, as a client does.
+
+    A dropped stream may still be storing while the cancellation travels, so a stale
+    offset is answered 409 and the offset is asked again (bounded).
+
+    Returns:
+        The body of the PATCH that completed the recording.
+    """
+    for _ in range(50):
+        offset = await offset_now()
+        async with http.patch(
+            f"/v1/meetings/{meeting_id}/audio",
+            data=audio[offset:],
+            headers={
+                **headers,
+                "Content-Type": "application/offset+octet-stream",
+                "Upload-Offset": str(offset),
+            },
+        ) as r:
+            if r.status == 409:
+                continue
+            assert r.status == 200, await r.text()
+            assert r.headers["Upload-Offset"] == str(len(audio))
+            body: dict[str, Any] = await r.json()
+            return body
+    raise AssertionError("the upload kept answering 409 to the offset it reported")
+
+
 def route(method: str, path: str, outcome: str) -> pytest.MarkDecorator:
     """Marks a test as exercising a route; outcome is "success" or "failure"."""
     assert outcome in ("success", "failure")
