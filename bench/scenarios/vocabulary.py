@@ -21,7 +21,7 @@ import numpy.typing as npt
 from bench.context import BenchContext
 from bench.model import Check, Result, ratio
 from gen.gpu.v1 import gpu_pb2
-from gpu_node.engines.base import RecognitionEngine
+from gpu_node.engines.base import RecognitionEngine, all_segments
 from gpu_node.engines.real import create_real_engines
 from tests.support.speech import speak, word_error_rate
 
@@ -58,7 +58,7 @@ async def _heard(
 
     config = gpu_pb2.RecognitionConfig(language="en", mode=mode, vocabulary=vocabulary)
     batches = engine.recognize(config, chunks())
-    return " ".join([s.text async for batch in batches for s in batch if s.is_final])
+    return " ".join(s.text for s in await all_segments(batches) if s.is_final)
 
 
 def _has_word(text: str, word: str) -> bool:

@@ -122,6 +122,13 @@ async def in_blocks(audio: Audio, block_samples: int) -> AsyncIterator[Audio]:
         yield audio[start : start + block_samples]
 
 
+async def all_segments(
+    batches: AsyncIterator[SegmentBatch],
+) -> list[gpu_pb2.RecognizedSegment]:
+    """Reads `recognize`'s batches to their end: every segment, in order."""
+    return [segment async for batch in batches for segment in batch]
+
+
 async def joined(audio: AsyncIterator[Audio]) -> Audio:
     """Reads a stream of audio to its end and returns it as one array."""
     chunks = [chunk async for chunk in audio]

@@ -9,6 +9,7 @@ import pytest
 import pytest_asyncio
 
 from gen.gpu.v1 import gpu_pb2
+from gpu_node.engines.base import all_segments
 from tests.support.engines import Engines, chunked
 from tests.support.speech import Recording, make_meeting
 
@@ -39,4 +40,4 @@ async def batch_segments(
     recognition = engines[0]
     config = gpu_pb2.RecognitionConfig(mode=gpu_pb2.RECOGNITION_MODE_BATCH)
     batches = recognition.recognize(config, chunked(meeting.audio))
-    return [segment async for batch in batches for segment in batch]
+    return await all_segments(batches)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from gen.gpu.v1 import gpu_pb2
+from gpu_node.engines.base import all_segments
 from gpu_node.engines.live_first import LiveFirst
 from gpu_node.engines.speakers import ResemblyzerDiarizationEngine
 from gpu_node.engines.voice_encoder import VoiceEncoder
@@ -45,7 +46,7 @@ async def test_batch_waits_for_a_live_final_and_then_completes(
     got: list[gpu_pb2.RecognizedSegment] = []
 
     async def transcribe() -> None:
-        got.extend([s async for batch in engine.recognize(BATCH, chunked(audio)) for s in batch])
+        got.extend(await all_segments(engine.recognize(BATCH, chunked(audio))))
 
     with gate.live():
         batch = asyncio.create_task(transcribe())
@@ -62,7 +63,7 @@ async def test_batch_is_never_starved_by_live_finals(model_cache: Path, meeting:
     audio, text = lines(meeting, 2, 3)
     # Live finals back to back for the whole job: each step still goes on after its wait.
     with gate.live():
-        segments = [s async for batch in engine.recognize(BATCH, chunked(audio)) for s in batch]
+        segments = await all_segments(engine.recognize(BATCH, chunked(audio)))
         diarized = await diarization.diarize(gpu_pb2.DiarizationConfig(), chunked(audio))
     assert word_error_rate(text, " ".join(s.text for s in segments)) < 0.15
     assert diarized.speaker_count >= 1
@@ -78,7 +79,7 @@ async def test_live_and_batch_on_one_node_both_finish(
     live = gpu_pb2.RecognitionConfig(mode=gpu_pb2.RECOGNITION_MODE_LIVE, language="en")
 
     async def run(config: gpu_pb2.RecognitionConfig) -> str:
-        segments = [s async for batch in engine.recognize(config, chunked(audio)) for s in batch]
+        segments = await all_segments(engine.recognize(config, chunked(audio)))
         return " ".join(s.text for s in segments if s.is_final)
 
     live_text, batch_text = await asyncio.wait_for(asyncio.gather(run(live), run(BATCH)), 300.0)

@@ -11,6 +11,7 @@ import pytest
 from google.protobuf import duration_pb2
 
 from gen.gpu.v1 import gpu_pb2
+from gpu_node.engines.base import all_segments
 from gpu_node.engines.whisper_models import join_base_model, resolve_model
 from mesh_common.settings import SettingsError
 from tests.engines import ENGINES
@@ -30,7 +31,7 @@ def clip(meeting: Recording, first: int, last: int) -> np.ndarray:
 async def recognize(
     engines: Engines, config: gpu_pb2.RecognitionConfig, audio: np.ndarray
 ) -> list[gpu_pb2.RecognizedSegment]:
-    return [s async for batch in engines[0].recognize(config, chunked(audio)) for s in batch]
+    return await all_segments(engines[0].recognize(config, chunked(audio)))
 
 
 def test_batch_transcript_matches_the_script(
@@ -135,7 +136,7 @@ async def test_multilingual_base_is_joined_once_and_detects_the_language(
     engine = WhisperRecognitionEngine(model, "whisper:base")
     config = gpu_pb2.RecognitionConfig()  # no language: detected
     batches = engine.recognize(config, chunked(clip(meeting, 3, 3)))
-    segments = [s async for batch in batches for s in batch]
+    segments = await all_segments(batches)
     assert segments and all(s.language == "en" for s in segments)
     assert word_error_rate(meeting.lines[3].text, " ".join(s.text for s in segments)) < 0.15
 
@@ -187,7 +188,7 @@ async def test_a_vocabulary_fixes_a_name_the_recognizer_otherwise_misses(
     async def heard(vocabulary: list[str]) -> str:
         config = gpu_pb2.RecognitionConfig(language="en", mode=mode, vocabulary=vocabulary)
         batches = engines[0].recognize(config, chunked(audio, 0.1))
-        return " ".join([s.text async for batch in batches for s in batch if s.is_final])
+        return " ".join(s.text for s in await all_segments(batches) if s.is_final)
 
     assert "Priya" not in await heard([])
     assert "Priya will send the report" in await heard(["Priya", "Kubernetes"])

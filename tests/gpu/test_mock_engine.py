@@ -11,7 +11,7 @@ import pytest
 from google.protobuf import duration_pb2
 
 from gen.gpu.v1 import gpu_pb2
-from gpu_node.engines.base import Audio
+from gpu_node.engines.base import Audio, all_segments
 from gpu_node.engines.factory import create_engines
 from gpu_node.engines.mock import (
     MockDiarizationEngine,
@@ -31,7 +31,7 @@ async def run(audio: Audio, size: int = 4000, **config: object) -> list[gpu_pb2.
     engine = MockRecognitionEngine()
     settings = gpu_pb2.RecognitionConfig(**config)  # type: ignore[arg-type]
     batches = engine.recognize(settings, pieces(audio, size))
-    return [segment async for batch in batches for segment in batch]
+    return await all_segments(batches)
 
 
 def seconds(value: duration_pb2.Duration) -> float:
