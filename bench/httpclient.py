@@ -105,8 +105,10 @@ class _EventReader(asyncio.Protocol):
         connected: Callable[[], None],
         last_sequence: int,
         done: asyncio.Future[None],
+        hold: bool,
     ) -> None:
         self._on_event = on_event
+        self._hold = hold
         self._connected = connected
         self._last_sequence = last_sequence
         self._done = done
@@ -140,7 +142,7 @@ class _EventReader(asyncio.Protocol):
                 break
             sequence = int(pending[found + len(_ID) : end])
             self._on_event(sequence, when)
-            if sequence >= self._last_sequence:
+            if sequence >= self._last_sequence and not self._hold:
                 self._finish(None)
                 return
             start = end
@@ -167,6 +169,7 @@ async def sse_subscribe(
     on_event: Callable[[int, float], None],
     connected: Callable[[], None],
     last_sequence: int,
+    close_when: asyncio.Future[None] | None = None,
 ) -> None:
     """Follows an SSE stream, calling `on_event(sequence, receive_time)` for each event.
 
@@ -176,6 +179,9 @@ async def sse_subscribe(
         on_event: Called with the `id:` of each event and `time.time()` on arrival.
         connected: Called once the response headers arrived (the stream is open).
         last_sequence: Returns after the event with this sequence.
+        close_when: Instead of returning after the last event, keeps reading until this
+            future is done, so that subscribers hanging up (or merely waking up) as they get
+            the last event do not load either side while it still reaches the others.
 
     Raises:
         RuntimeError: The stream answered other than 200.
@@ -185,7 +191,7 @@ async def sse_subscribe(
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
     transport, _ = await loop.create_connection(
-        lambda: _EventReader(on_event, connected, last_sequence, done),
+        lambda: _EventReader(on_event, connected, last_sequence, done, close_when is not None),
         parts.hostname or "127.0.0.1",
         parts.port or 80,
     )
@@ -196,6 +202,11 @@ async def sse_subscribe(
             f"Authorization: {authorization}\r\nAccept: text/event-stream\r\n\r\n"
         )
         transport.write(request.encode())
+        if close_when is not None:
+            # Futures, not coroutines: waiting makes no task. Only an error ends `done` first.
+            await asyncio.wait((done, close_when), return_when=asyncio.FIRST_COMPLETED)
+            if not done.done():
+                return
         await done
     finally:
         transport.close()

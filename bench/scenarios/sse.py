@@ -61,6 +61,10 @@ async def _point(
         warm: set[int] = set()
         all_warm = asyncio.Event()
         last_sequence = warm_sequence + events
+        # Every subscriber holds its connection until all have the last event: a subscriber
+        # hanging up as soon as it has it would make the gateway tear connections down
+        # while it still delivers that event to the rest.
+        all_received: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         def on_event(subscriber: int) -> Callable[[int, float], None]:
             def record(sequence: int, when: float) -> None:
@@ -71,7 +75,10 @@ async def _point(
                     if len(warm) == subscribers:
                         all_warm.set()
                     return
-                arrivals.setdefault(sequence, []).append(when)
+                received = arrivals.setdefault(sequence, [])
+                received.append(when)
+                if sequence == last_sequence and len(received) == subscribers:
+                    all_received.set_result(None)
 
             return record
 
@@ -83,7 +90,9 @@ async def _point(
 
         tasks = [
             asyncio.create_task(
-                sse_subscribe(url, authorization, on_event(n), connected, last_sequence)
+                sse_subscribe(
+                    url, authorization, on_event(n), connected, last_sequence, all_received
+                )
             )
             for n in range(subscribers)
         ]
