@@ -208,10 +208,7 @@ async def gateway_vs_fastapi(context: BenchContext) -> Result:
         unit="ms CPU per request",
         reference=their_ms,
         ratio=ratio(our_ms, their_ms),
-        goal=(
-            "aiohttp gateway: less CPU per request than FastAPI + uvicorn doing the same work "
-            "(throughput beside it; >= 1.1x throughput is out of reach, docs/bench.md)"
-        ),
+        goal="aiohttp gateway: less CPU per request than FastAPI + uvicorn doing the same work",
         met=all(c.met for c in checks),
         checks=checks,
         details={
