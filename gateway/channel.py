@@ -2,8 +2,11 @@
 
 Every request of every client shares one HTTP/2 connection (gRPC multiplexes calls on it),
 kept alive across idle periods. Unary calls are retried by the channel itself on
-UNAVAILABLE, following the service config below; streams are never retried blindly: the
-SSE client resumes by sequence and the upload client by offset.
+UNAVAILABLE, and on CANCELLED from a replica that stops (it drops the calls it had not yet
+started, grpc/grpc#41785), following the service config below; the channel retries only
+calls that got no answer at all, and meeting_service answers nothing before a unary call's
+end. Streams are never retried blindly: the SSE client resumes by sequence and the upload
+client by offset.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ def _unary_method_names() -> list[dict[str, str]]:
 
 
 def service_config() -> str:
-    """Returns the channel's service config: retry policy for unary calls on UNAVAILABLE.
+    """Returns the channel's service config: retry policy for unary calls.
 
     Returns:
         The JSON service config.
@@ -46,7 +49,7 @@ def service_config() -> str:
                         "initialBackoff": "0.1s",
                         "maxBackoff": "2s",
                         "backoffMultiplier": 2,
-                        "retryableStatusCodes": ["UNAVAILABLE"],
+                        "retryableStatusCodes": ["UNAVAILABLE", "CANCELLED"],
                     },
                 }
             ]
