@@ -31,7 +31,7 @@ from mesh_common.retry import effective_code
 
 CALLS = 6
 # How long the replica's loop stays blocked once the calls may be sent: loopback delivers
-# them in well under a millisecond.
+# them in well under a millisecond; the rest is room for a loaded machine.
 HOLD_S = 2.0
 
 
