@@ -168,15 +168,17 @@ async def test_a_segment_is_split_where_the_speech_pauses(
             word.word for word in part.words
         )
 
-    # The engine's batch segments each stay within one line, however Whisper joined them.
+    # The engine's batch segments each hold one speaker's line, however Whisper joined them:
+    # a segment may reach into the pauses around its line (Whisper's times move by a few
+    # tenths of a second from run to run) but not into another line's speech.
     config = gpu_pb2.RecognitionConfig(mode=gpu_pb2.RECOGNITION_MODE_BATCH)
     for segment in await recognize(engines, config, audio):
         start, end = (
             offset_s + seconds(segment.start_offset),
             offset_s + seconds(segment.end_offset),
         )
-        inside = [line for line in lines if line.start_s - 0.5 <= start and end <= line.end_s + 0.5]
-        assert inside, (start, end, segment.text)
+        spoken = [line for line in lines if min(end, line.end_s) - max(start, line.start_s) > 0.3]
+        assert len(spoken) == 1, (start, end, segment.text)
 
 
 @pytest.mark.parametrize("mode", [gpu_pb2.RECOGNITION_MODE_BATCH, gpu_pb2.RECOGNITION_MODE_LIVE])
