@@ -32,11 +32,6 @@ _RANDOM = random.Random()
 # killed, the connection reset, or the drain ran out of time).
 _LOST_STATUS_DETAILS = "Internal error from Core"
 
-# What a server that stops (even with a grace period) answers the calls it had received but
-# not yet handed to a handler (grpc/grpc#41785): it never ran them, so the call is as
-# refused as one that found no server, and safe to send again.
-_NEVER_STARTED_DETAILS = "CANCELLED"
-
 
 def effective_code(error: grpc.aio.AioRpcError) -> grpc.StatusCode:
     """Returns the status code a failed call stands for.
@@ -45,13 +40,10 @@ def effective_code(error: grpc.aio.AioRpcError) -> grpc.StatusCode:
         error: The failed call.
 
     Returns:
-        UNAVAILABLE for a status lost to the grpc.aio write race and for a call that a
-        stopping server dropped before running it; the code otherwise.
+        UNAVAILABLE for a status lost to the grpc.aio write race; the code otherwise.
     """
     code: grpc.StatusCode = error.code()
     if code is grpc.StatusCode.INTERNAL and error.details() == _LOST_STATUS_DETAILS:
-        return grpc.StatusCode.UNAVAILABLE
-    if code is grpc.StatusCode.CANCELLED and error.details() == _NEVER_STARTED_DETAILS:
         return grpc.StatusCode.UNAVAILABLE
     return code
 

@@ -1,10 +1,9 @@
-"""Calls that a stopping replica drops unstarted are refusals, not cancellations.
+"""Calls that a stopping replica drops unstarted go to the next replica.
 
 A grpc server asked to stop, even with a grace period, ends every call it has received but
 not yet handed to a handler with CANCELLED (grpc/grpc#41785), as if its caller had given
 up. Under load that is any call that arrived while the replica's event loop was busy. The
-mesh reads that status as UNAVAILABLE (`mesh_common.retry.effective_code`): an HTTP client
-is told 503, and the gateway's channel sends such a unary call again, to the next replica.
+gateway's channel sends such a unary call again, to the next replica.
 
 The replica here is a real grpc.aio server whose health check, asked for "hold", blocks
 the server's event loop while the test's calls arrive, then stops the server: the calls
@@ -22,12 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from grpc.aio import Metadata
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.channel import CHANNEL_OPTIONS
-from mesh_common.errors import view_rpc_error
-from mesh_common.retry import effective_code
 
 CALLS = 6
 # How long the replica's loop stays blocked once the calls may be sent: loopback delivers
@@ -115,22 +111,6 @@ def calls_while_held(
 async def hold(holder: Replica) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{holder.port}") as channel:
         await _stub(channel).Check(health_pb2.HealthCheckRequest(service="hold"), timeout=10)
-
-
-async def test_a_call_a_stopping_replica_never_started_is_told_as_unavailable() -> None:
-    async with replica() as stopping:
-        results = asyncio.create_task(
-            asyncio.to_thread(calls_while_held, f"127.0.0.1:{stopping.port}", stopping, [])
-        )
-        await hold(stopping)
-        failures = [outcome for outcome in await results if outcome is not None]
-    # grpc reports the dropped calls as cancelled by the caller, which they were not.
-    assert (grpc.StatusCode.CANCELLED, "CANCELLED") in failures, failures
-    for code, details in failures:
-        error = grpc.aio.AioRpcError(code, Metadata(), Metadata(), details)
-        assert effective_code(error) is grpc.StatusCode.UNAVAILABLE
-        view = view_rpc_error(error)
-        assert (view.http_status, view.retryable) == (503, True)
 
 
 async def test_the_gateway_channel_sends_them_again_to_the_next_replica() -> None:
