@@ -24,6 +24,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.channel import CHANNEL_OPTIONS
+from tests.meeting_service.helpers import health_stub
 
 CALLS = 6
 # How long the replica's loop stays blocked once the calls may be sent: loopback delivers
@@ -58,11 +59,6 @@ class _Health(health_pb2_grpc.HealthServicer):
         return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
 
 
-def _stub(channel: grpc.Channel | grpc.aio.Channel) -> Any:
-    """A health stub (its type stubs declare no methods, hence Any)."""
-    return health_pb2_grpc.HealthStub(channel)
-
-
 @asynccontextmanager
 async def replica() -> AsyncIterator[Replica]:
     server = grpc.aio.server()
@@ -93,7 +89,7 @@ def calls_while_held(
     request = health_pb2.HealthCheckRequest(service="check")
     channels = [grpc.insecure_channel(target, options=options) for _ in range(CALLS)]
     try:
-        futures = [_stub(channel).Check.future(request, timeout=10) for channel in channels]
+        futures = [health_stub(channel).Check.future(request, timeout=10) for channel in channels]
         outcomes: list[tuple[grpc.StatusCode, str] | None] = []
         for future in futures:
             try:
@@ -110,7 +106,7 @@ def calls_while_held(
 
 async def hold(holder: Replica) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{holder.port}") as channel:
-        await _stub(channel).Check(health_pb2.HealthCheckRequest(service="hold"), timeout=10)
+        await health_stub(channel).Check(health_pb2.HealthCheckRequest(service="hold"), timeout=10)
 
 
 async def test_the_gateway_channel_sends_them_again_to_the_next_replica() -> None:

@@ -117,7 +117,7 @@ async def next_event(call: StreamCall) -> meeting_pb2.TranscriptEvent:
     return event
 
 
-def health_stub(channel: grpc.aio.Channel) -> Any:
+def health_stub(channel: grpc.Channel | grpc.aio.Channel) -> Any:
     """A health stub (its type stubs declare no methods, hence Any)."""
     return health_pb2_grpc.HealthStub(channel)
 
