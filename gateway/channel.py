@@ -1,12 +1,19 @@
 """The gateway's one channel to meeting_service.
 
 Every request of every client shares one HTTP/2 connection (gRPC multiplexes calls on it),
-kept alive across idle periods. Unary calls are retried by the channel itself on
-UNAVAILABLE, and on CANCELLED from a replica that stops (it drops the calls it had not yet
-started, grpc/grpc#41785), following the service config below; the channel retries only
-calls that got no answer at all, and meeting_service answers nothing before a unary call's
-end. Streams are never retried blindly: the SSE client resumes by sequence and the upload
-client by offset.
+kept alive across idle periods. The channel itself sends a call again, to the next
+replica, on UNAVAILABLE and on CANCELLED from a replica that stops (it drops the calls it
+had received but not yet started, grpc/grpc#41785), following the service config below.
+gRPC retries a call only until the server's initial metadata arrives, so only calls that
+no replica started:
+
+- unary calls, which meeting_service answers (metadata and all) only at their end;
+- uploads (UploadAudio), which meeting_service accepts with its initial metadata as soon
+  as its handler starts, before it stores a byte: a dropped upload is replayed from the
+  messages the channel kept (`retry_buffer_bytes`), one that a replica started and then
+  failed is not (its client resumes from the stored offset).
+
+Event streams are never retried here: the SSE client resumes by sequence.
 """
 
 from __future__ import annotations
@@ -20,21 +27,23 @@ from gen.meeting.v1 import meeting_service_pb2
 from mesh_common.keepalive import channel_options
 
 _SERVICE = meeting_service_pb2.DESCRIPTOR.services_by_name["MeetingService"]
+_UPLOAD = _SERVICE.methods_by_name["UploadAudio"]
 _HEALTH_SERVICE = "grpc.health.v1.Health"
 
 
-def _unary_method_names() -> list[dict[str, str]]:
+def _retried_method_names() -> list[dict[str, str]]:
     names = [
         {"service": _SERVICE.full_name, "method": method.name}
         for method in _SERVICE.methods
-        if not method.client_streaming and not method.server_streaming
+        if not method.server_streaming
+        and (not method.client_streaming or method.name == _UPLOAD.name)
     ]
     names.append({"service": _HEALTH_SERVICE, "method": "Check"})
     return names
 
 
 def service_config() -> str:
-    """Returns the channel's service config: retry policy for unary calls.
+    """Returns the channel's service config: the retry policy (see the module's text).
 
     Returns:
         The JSON service config.
@@ -43,7 +52,7 @@ def service_config() -> str:
         {
             "methodConfig": [
                 {
-                    "name": _unary_method_names(),
+                    "name": _retried_method_names(),
                     "retryPolicy": {
                         "maxAttempts": 4,
                         "initialBackoff": "0.1s",
@@ -57,11 +66,39 @@ def service_config() -> str:
     )
 
 
-CHANNEL_OPTIONS: list[tuple[str, str | int]] = [
-    ("grpc.service_config", service_config()),
-    ("grpc.enable_retries", 1),
-    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-]
+def retry_buffer_bytes(settings: GatewaySettings) -> int:
+    """What the channel keeps of one call's messages so it can send them again.
+
+    An upload's metadata and its first four body chunks. A replica that has not started a
+    call lets in only that call's HTTP/2 window, usually far less, before it drops it; a
+    started one sends its initial metadata at once, which frees the buffer. An upload
+    that outgrows the buffer first is no longer retried by the channel (its client
+    resumes from the stored offset).
+
+    Args:
+        settings: `upload_chunk_bytes`.
+
+    Returns:
+        Bytes per call.
+    """
+    return 4 * settings.upload_chunk_bytes + 64 * 1024
+
+
+def channel_config(settings: GatewaySettings) -> list[tuple[str, str | int]]:
+    """The channel's options: retries, their buffer and the largest message.
+
+    Args:
+        settings: The gateway's settings.
+
+    Returns:
+        gRPC channel options (keepalive aside).
+    """
+    return [
+        ("grpc.service_config", service_config()),
+        ("grpc.enable_retries", 1),
+        ("grpc.per_rpc_retry_buffer_size", retry_buffer_bytes(settings)),
+        ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ]
 
 
 def open_channel(settings: GatewaySettings) -> grpc.aio.Channel:
@@ -79,5 +116,5 @@ def open_channel(settings: GatewaySettings) -> grpc.aio.Channel:
     Returns:
         The channel; close it with `await channel.close()`.
     """
-    options = CHANNEL_OPTIONS + channel_options(settings)
+    options = channel_config(settings) + channel_options(settings)
     return grpc.aio.insecure_channel(settings.meeting_service_target, options=options)

@@ -143,7 +143,12 @@ class MeetingServicer(meeting_service_pb2_grpc.MeetingServiceServicer):
         context: Ctx,
     ) -> meeting_service_pb2.UploadAudioResponse:
         async with _errors(context):
-            result = await self._services().uploads.upload(
+            uploads = self._services().uploads
+            # Accepting the call before storing a byte tells the gateway's channel that
+            # this replica started it, so the channel stops keeping its messages for a
+            # retry and never replays it elsewhere (gateway/channel.py).
+            await context.send_initial_metadata(())
+            result = await uploads.upload(
                 _owner(),
                 request_iterator,
                 trace_context=_trace_context(context),

@@ -168,6 +168,28 @@ async def test_dropped_upload_resumes_to_a_byte_identical_recording(
     assert await _stored(meeting_service, meeting.id) == audio
 
 
+async def test_an_upload_is_accepted_before_any_byte_of_it_arrives(meeting_stub: Stub) -> None:
+    # Its initial metadata tells the gateway's channel that this replica started the call,
+    # so a later failure is never replayed on another one (gateway/channel.py).
+    owner = user()
+    meeting = await create(meeting_stub, owner)
+    audio = make_wav(1.0)
+    go = asyncio.Event()
+
+    async def held() -> AsyncIterator[meeting_service_pb2.UploadAudioRequest]:
+        await go.wait()
+        async for request in requests(meeting.id, chunks_of(audio)):
+            yield request
+
+    call = meeting_stub.UploadAudio(held(), metadata=auth(owner))
+    async with asyncio.timeout(10):
+        await call.initial_metadata()
+    assert (await _status(meeting_stub, owner, meeting.id)).stored_size == 0
+    go.set()
+    response = await call
+    assert (response.complete, response.stored_size) == (True, len(audio))
+
+
 async def test_stream_ending_early_with_total_size_is_resumable(meeting_stub: Stub) -> None:
     owner = user()
     meeting = await create(meeting_stub, owner)
