@@ -15,7 +15,7 @@ import shutil
 import signal
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,11 +51,13 @@ class SeaweedFS:
         endpoint: The S3 API's URL.
         access_key_id: The identity's key.
         secret_access_key: Its secret.
+        pid: The `weed` process, when `running` started it.
     """
 
     endpoint: str
     access_key_id: str
     secret_access_key: str
+    pid: int | None = None
 
     def settings(self, bucket: str) -> dict[str, str]:
         """The meeting service's environment (`MESH_*`) for recordings in `bucket` here."""
@@ -211,7 +213,7 @@ async def running(
     try:
         if bucket is not None:
             await create_bucket(server, bucket)
-        yield server
+        yield replace(server, pid=process.pid)
     finally:
         process.send_signal(signal.SIGTERM)
         try:

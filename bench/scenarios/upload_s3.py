@@ -15,10 +15,13 @@ import contextlib
 import secrets
 import statistics
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+
+import psutil
 
 from bench.context import BenchContext
 from bench.model import Check, Result, ratio
+from bench.processes import ServiceProcess
 from bench.scenarios.upload import (
     MIB,
     ROUNDS,
@@ -69,6 +72,58 @@ async def _direct(server: SeaweedFS, size: int) -> float:
         return time.perf_counter() - started
 
 
+class _CpuMeter:
+    """CPU seconds of each process on the path, through the mesh and for the reference.
+
+    The rounds alternate, so the mesh's share is the whole run's less the reference's.
+    """
+
+    NAMES = ("gateway", "meeting_service", "s3_server", "bench_client")
+
+    def __init__(
+        self, gateway: ServiceProcess, meeting: ServiceProcess, s3_server: psutil.Process
+    ) -> None:
+        self._gateway = gateway
+        self._meeting = meeting
+        self._s3 = s3_server
+        self._me = psutil.Process()
+        self.whole = [0.0] * 4
+        self.direct = [0.0] * 4
+
+    def _now(self) -> list[float]:
+        s3, me = self._s3.cpu_times(), self._me.cpu_times()
+        return [
+            self._gateway.cpu_seconds(),
+            self._meeting.cpu_seconds(),
+            s3.user + s3.system,
+            me.user + me.system,
+        ]
+
+    @contextlib.contextmanager
+    def _counting(self, into: list[float]) -> Iterator[None]:
+        before = self._now()
+        yield
+        for i, (start, end) in enumerate(zip(before, self._now(), strict=True)):
+            into[i] += end - start
+
+    def total(self) -> contextlib.AbstractContextManager[None]:
+        """Counts the whole run."""
+        return self._counting(self.whole)
+
+    def reference(self) -> contextlib.AbstractContextManager[None]:
+        """Counts one reference run."""
+        return self._counting(self.direct)
+
+    def per_gib(self, gib: float) -> dict[str, float]:
+        """Seconds of CPU per GiB of each process, through the mesh and for S3 alone."""
+        figures = {}
+        for i, name in enumerate(self.NAMES):
+            figures[f"cpu_s_per_gib_mesh_{name}"] = round((self.whole[i] - self.direct[i]) / gib, 2)
+        for i, name in enumerate(self.NAMES):
+            figures[f"cpu_s_per_gib_s3_alone_{name}"] = round(self.direct[i] / gib, 2)
+        return figures
+
+
 def _mib(value: float) -> float:
     return round(value / MIB, 1)
 
@@ -85,10 +140,18 @@ async def upload_s3(context: BenchContext) -> Result:
             first, gateway_small, meeting_small = await upload_through_gateway(
                 gateway, meeting, authorization, small
             )
-            rounds = await alternate(
-                gateway, meeting, authorization, large, lambda: _direct(server, large)
-            )
+            cpu = _CpuMeter(gateway, meeting, psutil.Process(server.pid))
+
+            async def reference() -> float:
+                with cpu.reference():
+                    return await _direct(server, large)
+
+            with cpu.total():
+                rounds = await alternate(gateway, meeting, authorization, large, reference)
     gateway_large, meeting_large = rounds.gateway_peak, rounds.meeting_peak
+    cpu_s = cpu.per_gib(ROUNDS * large / 1024**3)
+    mesh_cpu = sum(v for k, v in cpu_s.items() if "_mesh_" in k)
+    alone_cpu = sum(v for k, v in cpu_s.items() if "_s3_alone_" in k)
     rate = round(large / MIB / statistics.median(rounds.mesh_seconds), 1)
     direct_rate = round(large / MIB / statistics.median(rounds.reference_seconds), 1)
     share = ratio(rate, direct_rate)
@@ -133,10 +196,14 @@ async def upload_s3(context: BenchContext) -> Result:
             "meeting_peak_rss_small_mib": _mib(meeting_small),
             "meeting_peak_rss_large_mib": _mib(meeting_large),
             "s3": "SeaweedFS (weed mini) on loopback, sharing the machine's cores",
+            **cpu_s,
         },
         limits=(
-            f"the object store: SeaweedFS alone takes {direct_rate} MiB/s of the same bytes "
-            "here from one client putting parts back to back; through the mesh each part "
-            "also crosses HTTP, the gateway, gRPC and the SHA-256, on the same cores."
+            f"CPU on 2 cores: SeaweedFS alone takes {direct_rate} MiB/s of the same bytes "
+            "here from one client putting parts back to back, and the machine's cores are "
+            f"busy either way; per GiB, the processes used {round(alone_cpu, 1)} s of CPU "
+            f"for S3 alone and {round(mesh_cpu, 1)} s through the mesh, where each part "
+            "also crosses HTTP, the gateway, gRPC and the SHA-256 "
+            "(`cpu_s_per_gib_*`, by process)."
         ),
     )

@@ -113,6 +113,21 @@ async def test_a_complete_upload_is_probed_and_reads_back_byte_for_byte(
     assert await _stored(service, meeting.id) == audio
 
 
+async def test_a_recording_of_several_parts_reads_back_byte_for_byte(
+    stub: Stub, service: RunningMeetingService
+) -> None:
+    # In S3: two whole parts and a shorter last one, all from one stream's writer.
+    owner = user()
+    meeting = await create(stub, owner)
+    audio = make_wav(400.0)  # ~12.8 MB
+    assert 2 * PART < len(audio) < 3 * PART
+    response = await stub.UploadAudio(
+        requests(meeting.id, chunks_of(audio, MIB), sha=sha256(audio)), metadata=auth(owner)
+    )
+    assert (response.complete, response.stored_size) == (True, len(audio))
+    assert await _stored(service, meeting.id) == audio
+
+
 async def test_a_dropped_upload_resumes_after_the_durable_bytes(
     stub: Stub, service: RunningMeetingService
 ) -> None:
