@@ -35,8 +35,8 @@ def _retried_method_names() -> list[dict[str, str]]:
     names = [
         {"service": _SERVICE.full_name, "method": method.name}
         for method in _SERVICE.methods
-        if not method.server_streaming
-        and (not method.client_streaming or method.name == _UPLOAD.name)
+        if (not method.client_streaming and not method.server_streaming)
+        or method.name == _UPLOAD.name
     ]
     names.append({"service": _HEALTH_SERVICE, "method": "Check"})
     return names
@@ -70,10 +70,10 @@ def retry_buffer_bytes(settings: GatewaySettings) -> int:
     """What the channel keeps of one call's messages so it can send them again.
 
     An upload's metadata and its first four body chunks. A replica that has not started a
-    call lets in only that call's HTTP/2 window, usually far less, before it drops it; a
-    started one sends its initial metadata at once, which frees the buffer. An upload
-    that outgrows the buffer first is no longer retried by the channel (its client
-    resumes from the stored offset).
+    call takes only what the call's HTTP/2 flow-control window lets in before it drops
+    it; one that started it sends its initial metadata at once, which frees the buffer.
+    An upload that outgrows the buffer first is no longer retried by the channel (its
+    client resumes from the stored offset).
 
     Args:
         settings: `upload_chunk_bytes`.
