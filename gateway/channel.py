@@ -7,7 +7,8 @@ had received but not yet started, grpc/grpc#41785), following the service config
 gRPC retries a call only until the server's initial metadata arrives, so only calls that
 no replica started:
 
-- unary calls, which meeting_service answers (metadata and all) only at their end;
+- unary calls, which meeting_service answers (metadata and all) only at their end (a
+  voice sample whose audio is larger than the buffer below is not kept, so not retried);
 - uploads (UploadAudio), which meeting_service accepts with its initial metadata as soon
   as its handler starts, before it stores a byte: a dropped upload is replayed from the
   messages the channel kept (`retry_buffer_bytes`), one that a replica started and then
@@ -69,11 +70,12 @@ def service_config() -> str:
 def retry_buffer_bytes(settings: GatewaySettings) -> int:
     """What the channel keeps of one call's messages so it can send them again.
 
-    An upload's metadata and its first four body chunks. A replica that has not started a
-    call takes only what the call's HTTP/2 flow-control window lets in before it drops
-    it; one that started it sends its initial metadata at once, which frees the buffer.
-    An upload that outgrows the buffer first is no longer retried by the channel (its
-    client resumes from the stored offset).
+    An upload's metadata and its first two body chunks. meeting_service lets a call it has
+    not started send no more than its fixed flow-control window (`UPLOAD_WINDOW_BYTES` in
+    meeting_service/server.py, 1 MiB), so a dropped upload never needs more replayed than
+    the chunk that filled the window; once a replica starts the call, its initial metadata
+    frees the buffer. An upload that outgrew the buffer would not be retried (its client
+    resumes from the stored offset).
 
     Args:
         settings: `upload_chunk_bytes`.
@@ -81,7 +83,7 @@ def retry_buffer_bytes(settings: GatewaySettings) -> int:
     Returns:
         Bytes per call.
     """
-    return 4 * settings.upload_chunk_bytes + 64 * 1024
+    return 2 * settings.upload_chunk_bytes + 64 * 1024
 
 
 def channel_config(settings: GatewaySettings) -> list[tuple[str, str | int]]:

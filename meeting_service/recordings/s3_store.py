@@ -206,18 +206,26 @@ class _S3Writer:
         self._first_part = b""
 
     async def append(self, data: bytes) -> int | None:
+        self._buffer.seek(self._filled)  # a failed send may have left it anywhere
         self._buffer.write(data)
         self._filled += len(data)
         if self._filled < self._store.options.part_bytes:
             return self._stored
-        return await self._store_part()
+        try:
+            return await self._store_part()
+        except BaseException:
+            # Not taken: a caller that hands the same bytes again (a live recording
+            # flushes what it still holds) must not find them twice.
+            self._filled -= len(data)
+            raise
 
     async def complete(self, header: bytes = b"") -> int:
         options = self._store.options
         client = await self._store.client()
         if header and not self._etags:
-            with self._buffer.getbuffer() as start:
-                start[: len(header)] = header
+            self._buffer.seek(0)
+            self._buffer.write(header)
+            self._filled = max(self._filled, len(header))
         elif header:
             await self._restore_first_part(header)
         if self._upload_id is None and not self._etags:
@@ -338,7 +346,7 @@ class _S3Writer:
             Key=self._key,
             UploadId=self._upload_id,
             PartNumber=1,
-            Body=data,
+            Body=io.BytesIO(data),
         )
         await store.uploads.replace_part(store.pool, self._mid, 1, response["ETag"])
         self._etags[0] = response["ETag"]

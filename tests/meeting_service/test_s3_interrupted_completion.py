@@ -29,6 +29,7 @@ from gen.meeting.v1 import (
 from meeting_mesh.seaweedfs import SeaweedFS
 from meeting_service.db.database import Database
 from meeting_service.recordings import pcm
+from meeting_service.recordings.s3_store import S3Store
 from meeting_service.recordings.store import iter_spans, reader
 from meeting_service.server import RunningMeetingService, run_meeting_service
 from tests.meeting_service.helpers import (
@@ -138,3 +139,74 @@ async def test_an_upload_cut_off_from_s3_while_completing_is_finished(
             )
             assert status == meeting_pb2.MEETING_STATUS_QUEUED
             assert await _stored(service, meeting.id) == audio
+
+
+async def test_a_part_whose_store_was_cut_off_is_stored_once_when_its_bytes_come_again(
+    database_url: str, s3_server: SeaweedFS, s3_bucket: str, tmp_path: Path
+) -> None:
+    # What a live recording does when storing a part fails or is cancelled: it keeps the
+    # bytes and hands them to the writer again with its next flush.
+    s3 = urlsplit(s3_server.endpoint)
+    assert s3.hostname is not None and s3.port is not None
+    async with FaultProxy(s3.hostname, s3.port) as proxy:
+        settings = meeting_settings(
+            database_url,
+            tmp_path,
+            **{**s3_settings(s3_server, s3_bucket), "s3_endpoint": f"http://{proxy.address}"},
+        )
+        async with (
+            run_meeting_service(settings, database=Database(database_url)) as service,
+            grpc.aio.insecure_channel(service.address) as channel,
+        ):
+            stub = meeting_service_pb2_grpc.MeetingServiceStub(channel)
+            meeting = await create(stub, user())
+            store = service.services.recordings
+            assert isinstance(store, S3Store)
+            async with store.pool.acquire() as conn:
+                row = await store.uploads.begin(
+                    conn,
+                    uuid.UUID(meeting.id),
+                    content_type="audio/wav",
+                    total_size=None,
+                    sha256="",
+                )
+            writer = store.writer(row)
+            part = _recording(PART)
+
+            proxy.blackhole()
+            storing = asyncio.create_task(writer.append(part))
+            # Cut off half way through sending the part.
+            await wait_for(lambda: asyncio.sleep(0, proxy.held), lambda held: held > 0)
+            storing.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await storing
+            proxy.heal()
+            await proxy.reset()
+
+            assert await writer.append(part) == PART
+            assert await writer.complete() == PART
+            assert await _stored(service, meeting.id) == part
+
+
+async def test_a_header_longer_than_what_a_writer_holds_is_the_whole_recording(
+    database_url: str, s3_server: SeaweedFS, s3_bucket: str, tmp_path: Path
+) -> None:
+    # A live recording dropped before its first part was stored, completed by the sweep:
+    # its writer holds nothing, and the recording is its header.
+    settings = meeting_settings(database_url, tmp_path, **s3_settings(s3_server, s3_bucket))
+    async with (
+        run_meeting_service(settings, database=Database(database_url)) as service,
+        grpc.aio.insecure_channel(service.address) as channel,
+    ):
+        stub = meeting_service_pb2_grpc.MeetingServiceStub(channel)
+        meeting = await create(stub, user())
+        store = service.services.recordings
+        assert isinstance(store, S3Store)
+        async with store.pool.acquire() as conn:
+            row = await store.uploads.begin(
+                conn, uuid.UUID(meeting.id), content_type="audio/wav", total_size=None, sha256=""
+            )
+        header = pcm.wav_header(0)
+        writer = store.writer(row, keeps_start=True)
+        assert await writer.complete(header) == len(header)
+        assert await _stored(service, meeting.id) == header
