@@ -171,11 +171,13 @@ async def test_a_part_whose_store_was_cut_off_is_stored_once_when_its_bytes_come
                     sha256="",
                 )
             writer = store.writer(row)
-            part = _recording(PART)
+            first = _recording(PART)
+            second = bytes(reversed(first))
+            assert await writer.append(first) == PART
 
             proxy.blackhole()
-            storing = asyncio.create_task(writer.append(part))
-            # Cut off half way through sending the part.
+            storing = asyncio.create_task(writer.append(second))
+            # Cut off while sending the second part.
             await wait_for(lambda: asyncio.sleep(0, proxy.held), lambda held: held > 0)
             storing.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -183,9 +185,9 @@ async def test_a_part_whose_store_was_cut_off_is_stored_once_when_its_bytes_come
             proxy.heal()
             await proxy.reset()
 
-            assert await writer.append(part) == PART
-            assert await writer.complete() == PART
-            assert await _stored(service, meeting.id) == part
+            assert await writer.append(second) == 2 * PART
+            assert await writer.complete() == 2 * PART
+            assert await _stored(service, meeting.id) == first + second
 
 
 async def test_a_header_longer_than_what_a_writer_holds_is_the_whole_recording(
