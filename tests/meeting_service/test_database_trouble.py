@@ -311,8 +311,12 @@ async def test_a_silent_database_is_a_lost_database_within_the_query_timeout(
 
                 # The LISTEN connection (checked by a bounded round trip) comes back too.
                 await watch.until(SERVING, within=30)
-                await change_status(running.services, mid, meeting_pb2.MEETING_STATUS_QUEUED)
-                assert (await next_event(stream)).sequence == 2
+                # Bounds, not timings: each step fails here, and says which, rather than
+                # at the suite's per-test timeout.
+                async with asyncio.timeout(30):
+                    await change_status(running.services, mid, meeting_pb2.MEETING_STATUS_QUEUED)
+                async with asyncio.timeout(30):
+                    assert (await next_event(stream)).sequence == 2
                 async with asyncio.timeout(30):
                     while True:
                         try:
