@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import grpc
@@ -29,9 +31,11 @@ from gen.meeting.v1 import (
 from meeting_mesh.seaweedfs import SeaweedFS
 from meeting_service.db.database import Database
 from meeting_service.recordings import pcm
+from meeting_service.recordings.repository import UploadRow
 from meeting_service.recordings.s3_store import S3Store
 from meeting_service.recordings.store import iter_spans, reader
 from meeting_service.server import RunningMeetingService, run_meeting_service
+from meeting_service.settings import MeetingServiceSettings
 from tests.meeting_service.helpers import (
     Stub,
     chunks_of,
@@ -97,48 +101,69 @@ async def _stored(service: RunningMeetingService, meeting_id: str) -> bytes:
     return b"".join([span async for span in spans])
 
 
+@asynccontextmanager
+async def _s3_behind_a_proxy(
+    database_url: str, tmp_path: Path, s3_server: SeaweedFS, bucket: str, **extra: Any
+) -> AsyncIterator[tuple[FaultProxy, MeetingServiceSettings]]:
+    """A fault proxy in front of the S3 server, and meeting_service settings that use it."""
+    s3 = urlsplit(s3_server.endpoint)
+    assert s3.hostname is not None and s3.port is not None
+    async with FaultProxy(s3.hostname, s3.port) as proxy:
+        through = {**s3_settings(s3_server, bucket), "s3_endpoint": f"http://{proxy.address}"}
+        yield proxy, meeting_settings(database_url, tmp_path, **through, **extra)
+
+
 @pytest.mark.parametrize("finisher", ["seal sweep", "resumed client"])
 async def test_an_upload_cut_off_from_s3_while_completing_is_finished(
     finisher: str, database_url: str, s3_server: SeaweedFS, s3_bucket: str, tmp_path: Path
 ) -> None:
-    s3 = urlsplit(s3_server.endpoint)
-    assert s3.hostname is not None and s3.port is not None
-    async with FaultProxy(s3.hostname, s3.port) as proxy:
-        settings = meeting_settings(
-            database_url,
-            tmp_path,
-            **{**s3_settings(s3_server, s3_bucket), "s3_endpoint": f"http://{proxy.address}"},
-            # The sweep runs often only where it is what finishes the recording.
-            seal_sweep_interval_s=0.2 if finisher == "seal sweep" else 3600.0,
+    # The sweep runs often only where it is what finishes the recording.
+    sweep_s = 0.2 if finisher == "seal sweep" else 3600.0
+    async with (
+        _s3_behind_a_proxy(
+            database_url, tmp_path, s3_server, s3_bucket, seal_sweep_interval_s=sweep_s
+        ) as (proxy, settings),
+        run_meeting_service(settings, database=Database(database_url)) as service,
+        grpc.aio.insecure_channel(service.address) as channel,
+    ):
+        stub = meeting_service_pb2_grpc.MeetingServiceStub(channel)
+        owner = user()
+        meeting = await create(stub, owner)
+        audio = _recording(2 * PART)
+        await _cut_off_while_completing(stub, proxy, owner, meeting.id, audio)
+
+        if finisher == "resumed client":
+            assert await stored_size(stub, owner, meeting.id) == len(audio)
+            end = upload_end_pb2.UploadEnd(total_size=len(audio))
+            resumed = [
+                meeting_service_pb2.UploadAudioRequest(
+                    metadata=_metadata(meeting.id, audio, len(audio))
+                ),
+                meeting_service_pb2.UploadAudioRequest(end=end),
+            ]
+            response = await stub.UploadAudio(iter(resumed), metadata=auth(owner))
+            assert (response.complete, response.stored_size) == (True, len(audio))
+
+        status = await wait_for(
+            lambda: meeting_status(stub, owner, meeting.id),
+            lambda s: s != meeting_pb2.MEETING_STATUS_UPLOADING,
         )
-        async with (
-            run_meeting_service(settings, database=Database(database_url)) as service,
-            grpc.aio.insecure_channel(service.address) as channel,
-        ):
-            stub = meeting_service_pb2_grpc.MeetingServiceStub(channel)
-            owner = user()
-            meeting = await create(stub, owner)
-            audio = _recording(2 * PART)
-            await _cut_off_while_completing(stub, proxy, owner, meeting.id, audio)
+        assert status == meeting_pb2.MEETING_STATUS_QUEUED
+        assert await _stored(service, meeting.id) == audio
 
-            if finisher == "resumed client":
-                assert await stored_size(stub, owner, meeting.id) == len(audio)
-                end = upload_end_pb2.UploadEnd(total_size=len(audio))
-                resumed = [
-                    meeting_service_pb2.UploadAudioRequest(
-                        metadata=_metadata(meeting.id, audio, len(audio))
-                    ),
-                    meeting_service_pb2.UploadAudioRequest(end=end),
-                ]
-                response = await stub.UploadAudio(iter(resumed), metadata=auth(owner))
-                assert (response.complete, response.stored_size) == (True, len(audio))
 
-            status = await wait_for(
-                lambda: meeting_status(stub, owner, meeting.id),
-                lambda s: s != meeting_pb2.MEETING_STATUS_UPLOADING,
-            )
-            assert status == meeting_pb2.MEETING_STATUS_QUEUED
-            assert await _stored(service, meeting.id) == audio
+async def _started_upload(
+    service: RunningMeetingService, stub: Stub
+) -> tuple[str, S3Store, UploadRow]:
+    """A new meeting with its upload begun, for a test that drives the S3 writer itself."""
+    meeting = await create(stub, user())
+    store = service.services.recordings
+    assert isinstance(store, S3Store)
+    async with store.pool.acquire() as conn:
+        row = await store.uploads.begin(
+            conn, uuid.UUID(meeting.id), content_type="audio/wav", total_size=None, sha256=""
+        )
+    return meeting.id, store, row
 
 
 async def test_a_part_whose_store_was_cut_off_is_stored_once_when_its_bytes_come_again(
@@ -146,48 +171,34 @@ async def test_a_part_whose_store_was_cut_off_is_stored_once_when_its_bytes_come
 ) -> None:
     # What a live recording does when storing a part fails or is cancelled: it keeps the
     # bytes and hands them to the writer again with its next flush.
-    s3 = urlsplit(s3_server.endpoint)
-    assert s3.hostname is not None and s3.port is not None
-    async with FaultProxy(s3.hostname, s3.port) as proxy:
-        settings = meeting_settings(
-            database_url,
-            tmp_path,
-            **{**s3_settings(s3_server, s3_bucket), "s3_endpoint": f"http://{proxy.address}"},
-        )
-        async with (
-            run_meeting_service(settings, database=Database(database_url)) as service,
-            grpc.aio.insecure_channel(service.address) as channel,
-        ):
-            stub = meeting_service_pb2_grpc.MeetingServiceStub(channel)
-            meeting = await create(stub, user())
-            store = service.services.recordings
-            assert isinstance(store, S3Store)
-            async with store.pool.acquire() as conn:
-                row = await store.uploads.begin(
-                    conn,
-                    uuid.UUID(meeting.id),
-                    content_type="audio/wav",
-                    total_size=None,
-                    sha256="",
-                )
-            writer = store.writer(row)
-            first = _recording(PART)
-            second = bytes(reversed(first))
-            assert await writer.append(first) == PART
+    async with (
+        _s3_behind_a_proxy(database_url, tmp_path, s3_server, s3_bucket) as (
+            proxy,
+            settings,
+        ),
+        run_meeting_service(settings, database=Database(database_url)) as service,
+        grpc.aio.insecure_channel(service.address) as channel,
+    ):
+        stub = meeting_service_pb2_grpc.MeetingServiceStub(channel)
+        meeting_id, store, row = await _started_upload(service, stub)
+        writer = store.writer(row)
+        first = _recording(PART)
+        second = bytes(reversed(first))
+        assert await writer.append(first) == PART
 
-            proxy.blackhole()
-            storing = asyncio.create_task(writer.append(second))
-            # Cut off while sending the second part.
-            await wait_for(lambda: asyncio.sleep(0, proxy.held), lambda held: held > 0)
-            storing.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await storing
-            proxy.heal()
-            await proxy.reset()
+        proxy.blackhole()
+        storing = asyncio.create_task(writer.append(second))
+        # Cut off while sending the second part.
+        await wait_for(lambda: asyncio.sleep(0, proxy.held), lambda held: held > 0)
+        storing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await storing
+        proxy.heal()
+        await proxy.reset()
 
-            assert await writer.append(second) == 2 * PART
-            assert await writer.complete() == 2 * PART
-            assert await _stored(service, meeting.id) == first + second
+        assert await writer.append(second) == 2 * PART
+        assert await writer.complete() == 2 * PART
+        assert await _stored(service, meeting_id) == first + second
 
 
 async def test_a_header_longer_than_what_a_writer_holds_is_the_whole_recording(
@@ -201,14 +212,8 @@ async def test_a_header_longer_than_what_a_writer_holds_is_the_whole_recording(
         grpc.aio.insecure_channel(service.address) as channel,
     ):
         stub = meeting_service_pb2_grpc.MeetingServiceStub(channel)
-        meeting = await create(stub, user())
-        store = service.services.recordings
-        assert isinstance(store, S3Store)
-        async with store.pool.acquire() as conn:
-            row = await store.uploads.begin(
-                conn, uuid.UUID(meeting.id), content_type="audio/wav", total_size=None, sha256=""
-            )
+        meeting_id, store, row = await _started_upload(service, stub)
         header = pcm.wav_header(0)
         writer = store.writer(row, keeps_start=True)
         assert await writer.complete(header) == len(header)
-        assert await _stored(service, meeting.id) == header
+        assert await _stored(service, meeting_id) == header
