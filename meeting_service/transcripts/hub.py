@@ -9,7 +9,8 @@ it missed from the table, by sequence, before it takes live events again. So a s
 that reads slowly never slows the others nor grows memory, and a burst of events larger
 than the buffer (one group commit of many segments) loses nothing. After the LISTEN
 connection is lost and regained, every cursor is caught up from the table, so
-notifications missed in between lose nothing.
+notifications missed in between lose nothing; a read that fails while the listener stays
+up (a pooled connection died) is tried again by its meeting's channel, with backoff.
 
 Users' feeds (`USER_CHANNEL`) are fanned out the same way, keyed by owner instead of
 meeting: the same buffers, cursors and catch-up, without an end.
@@ -35,6 +36,8 @@ from mesh_common.logging import logger
 from mesh_common.retry import Backoff
 
 _FETCH_BATCH = 500
+# Longest pause between a channel's attempts to read events the database failed to give.
+_READ_RETRY_MAX_S = 5.0
 
 
 class SubscriberLagged(Exception):
@@ -193,9 +196,11 @@ class _Fanout[K: Hashable, E: _Sequenced]:
     async def _drain(self, key: K, channel: _Channel[E]) -> None:
         # Notifications that arrive while a read runs only set `dirty`, so a burst of
         # events costs a few reads, not one per event.
-        try:
-            while channel.dirty and channel.subscribers:
-                channel.dirty = False
+        backoff = Backoff(initial=0.1, maximum=_READ_RETRY_MAX_S)
+        failing = False
+        while channel.dirty and channel.subscribers:
+            channel.dirty = False
+            try:
                 async with channel.lock:
                     if channel.cursor is None:
                         continue
@@ -203,11 +208,20 @@ class _Fanout[K: Hashable, E: _Sequenced]:
                     if channel.deleted_at is not None and self._final is not None:
                         self._deliver_final(channel, self._final(key, channel.deleted_at))
                         return
-        except CONNECTION_ERRORS as error:
-            # The listener catches every channel up once the database is back.
-            logger.bind(**{self._name: str(key)}, error=repr(error)).warning(
-                "could not read new events"
-            )
+            except CONNECTION_ERRORS as error:
+                # The read failed while the listener may well be up (a pooled connection
+                # died, a query timed out): no reconnect of the listener would catch
+                # this channel up, so it reads again itself until it gets through.
+                if not failing:  # once per outage, not once per attempt
+                    logger.bind(**{self._name: str(key)}, error=repr(error)).warning(
+                        "could not read new events; reading again"
+                    )
+                failing = True
+                channel.dirty = True
+                await asyncio.sleep(backoff.next_delay())
+            else:
+                failing = False
+                backoff.reset()
 
     async def _deliver_new(self, key: K, channel: _Channel[E]) -> None:
         assert channel.cursor is not None
