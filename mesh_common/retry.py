@@ -86,6 +86,11 @@ class Backoff:
         self._maximum = maximum
         self._failures = 0
 
+    @property
+    def failures(self) -> int:
+        """Failures counted since the last success."""
+        return self._failures
+
     def next_delay(self) -> float:
         """Counts a failure and returns how long to wait before the next try."""
         self._failures += 1

@@ -197,7 +197,6 @@ class _Fanout[K: Hashable, E: _Sequenced]:
         # Notifications that arrive while a read runs only set `dirty`, so a burst of
         # events costs a few reads, not one per event.
         backoff = Backoff(initial=0.1, maximum=_READ_RETRY_MAX_S)
-        failing = False
         while channel.dirty and channel.subscribers:
             channel.dirty = False
             try:
@@ -212,15 +211,13 @@ class _Fanout[K: Hashable, E: _Sequenced]:
                 # The read failed while the listener may well be up (a pooled connection
                 # died, a query timed out): no reconnect of the listener would catch
                 # this channel up, so it reads again itself until it gets through.
-                if not failing:  # once per outage, not once per attempt
+                if backoff.failures == 0:  # once per outage, not once per attempt
                     logger.bind(**{self._name: str(key)}, error=repr(error)).warning(
                         "could not read new events; reading again"
                     )
-                failing = True
                 channel.dirty = True
                 await asyncio.sleep(backoff.next_delay())
             else:
-                failing = False
                 backoff.reset()
 
     async def _deliver_new(self, key: K, channel: _Channel[E]) -> None:
