@@ -30,7 +30,11 @@ from bench.loadgen import percentile
 from bench.model import Check, Result, ratio
 from gen.meeting.v1 import meeting_pb2
 from meeting_service.db.migrate import apply_migrations
-from meeting_service.transcripts.search_repository import SearchFilters, SearchRepository
+from meeting_service.transcripts.search_repository import (
+    SearchFilters,
+    SearchHitRow,
+    SearchRepository,
+)
 
 OWNER = "bench"
 SEGMENTS_PER_MEETING = 20
@@ -118,6 +122,16 @@ async def _load(pool: asyncpg.Pool, owner: str, texts: list[list[str]], start: d
     return stored
 
 
+async def _search(
+    pool: asyncpg.Pool, repository: SearchRepository, words: str, limit: int
+) -> list[SearchHitRow]:
+    """What SearchTranscripts runs: a pooled connection, the search statement on it."""
+    async with pool.acquire() as conn:
+        return await repository.search(
+            conn, owner=OWNER, query=words, filters=SearchFilters(), after=None, limit=limit
+        )
+
+
 async def _timed[T](samples: list[float], call: Awaitable[T]) -> T:
     started = time.perf_counter()
     result = await call
@@ -163,14 +177,7 @@ async def search(context: BenchContext) -> Result:
             for round_ in range(runs + 3):  # the first 3 of each are untimed warm-ups
                 found = await _timed(
                     subject if round_ >= 3 else [],
-                    repository.search(
-                        pool,
-                        owner=OWNER,
-                        query=words,
-                        filters=SearchFilters(),
-                        after=None,
-                        limit=PAGE,
-                    ),
+                    _search(pool, repository, words, PAGE),
                 )
                 scanned = await _timed(
                     reference if round_ >= 3 else [],
@@ -179,14 +186,7 @@ async def search(context: BenchContext) -> Result:
             hits[name] = (len(found), len(scanned))
             if name == "rare_phrase":
                 # Untimed: every hit of both, which must be the same segments.
-                every = await repository.search(
-                    pool,
-                    owner=OWNER,
-                    query=words,
-                    filters=SearchFilters(),
-                    after=None,
-                    limit=100_000,
-                )
+                every = await _search(pool, repository, words, 100_000)
                 scan = await pool.fetch(_REFERENCE_SQL, OWNER, f"%{words}%", 100_000)
                 same_rare_hits = {(h.meeting_id, h.segment_index) for h in every} == {
                     (r["meeting_id"], r["segment_index"]) for r in scan

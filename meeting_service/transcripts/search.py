@@ -70,14 +70,15 @@ class TranscriptSearch:
         scope = _scope(request.query, filters)
         after = _position(owner, request.page_token, scope) if request.page_token else None
         # One extra row tells whether another page exists without a second query.
-        rows = await self._search.search(
-            self._pool,
-            owner=owner,
-            query=request.query,
-            filters=filters,
-            after=after,
-            limit=size + 1,
-        )
+        async with self._pool.acquire() as conn:
+            rows = await self._search.search(
+                conn,
+                owner=owner,
+                query=request.query,
+                filters=filters,
+                after=after,
+                limit=size + 1,
+            )
         page, more = rows[:size], len(rows) > size
         token = _token(owner, page[-1].position, scope) if more else ""
         return [hit_message(row) for row in page], token
