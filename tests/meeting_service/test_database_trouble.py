@@ -6,7 +6,8 @@ unknown database, a port nobody listens on) says why in the log at once, masks t
 password, and keeps retrying until the database is fixed; and a running service whose
 database answers "too many connections" (SQLSTATE 53300) after its sessions were cut is
 NOT_SERVING, answers UNAVAILABLE, and recovers by itself (health, calls and the LISTEN
-connection that feeds live streams) once connections are allowed again.
+connection that feeds live streams) once connections are allowed again. A live stream also
+gets an event whose read failed while the LISTEN connection stayed up.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ import pytest_asyncio
 
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
 from meeting_service.db.database import Database
-from meeting_service.server import run_meeting_service
+from meeting_service.server import RunningMeetingService, run_meeting_service
+from meeting_service.transcripts.hub import EventHub
+from meeting_service.transcripts.repository import EventsRepository, UserEventsRepository
 from mesh_common.errors import view_rpc_error
 from mesh_common.ports import free_port
-from tests.meeting_service.helpers import StreamCall, create, next_event, user
+from tests.meeting_service.helpers import StreamCall, Stub, create, next_event, user
 from tests.meeting_service.test_health import NOT_SERVING, SERVING, HealthWatch
 from tests.support.fault_proxy import FaultProxy
 from tests.support.log_capture import LogLine, captured_logs
@@ -327,3 +330,43 @@ async def test_a_silent_database_is_a_lost_database_within_the_query_timeout(
                 stream.cancel()
                 watch.cancel()
         assert not logs.errors()
+
+
+async def test_an_event_whose_read_failed_while_the_listener_stayed_up_still_arrives(
+    meeting_service: RunningMeetingService, meeting_stub: Stub, database_url: str
+) -> None:
+    # The hub hears a commit on its LISTEN connection and reads the new events through the
+    # pool. When only the read fails (a pooled connection died, a query timed out), no
+    # reconnect of the listener will come to catch the stream up: the hub must read again
+    # by itself. Here the listener dials the database and the pool dials through a proxy.
+    meeting = await create(meeting_stub, user())
+    mid = uuid.UUID(meeting.id)
+    host_port = database_url.split("@", 1)[1].split("/", 1)[0]
+    host, _, port = host_port.rpartition(":")
+    async with FaultProxy(host, int(port)) as network:
+        proxied = database_url.replace(host_port, network.address)
+        async with asyncpg.create_pool(proxied, min_size=1, max_size=1) as pool:
+            hub = EventHub(
+                database_url, pool, EventsRepository(), UserEventsRepository(), queue_size=16
+            )
+            await hub.start()
+            try:
+                await hub.wait_listening(within=10)
+                with captured_logs() as logs:
+                    async with hub.subscribe(mid) as subscription:
+                        network.refuse()
+                        await network.reset()  # the pool's connection is cut, new ones refused
+                        await change_status(
+                            meeting_service.services, mid, meeting_pb2.MEETING_STATUS_QUEUED
+                        )
+                        await logs.wait_for(
+                            lambda line: "could not read new events" in line.text, within=10
+                        )
+                        assert hub.listening
+                        network.heal()
+                        async with asyncio.timeout(10):
+                            event = await subscription.next()
+                        assert event.sequence == 2
+                        assert event.status_change.status == meeting_pb2.MEETING_STATUS_QUEUED
+            finally:
+                await hub.close()

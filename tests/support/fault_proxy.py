@@ -13,6 +13,9 @@ Faults:
   lets the held bytes through, as a network that comes back would. `held` counts the
   chunks that waited in the black hole (a peer stuck sending shows as `held > 0`).
 - `reset()`: every open connection is aborted with an RST on both sides.
+- `refuse()`: new connections are cut with an RST as they arrive, until `heal()`; open ones
+  are left as they are. `refused` counts them (a client that tried again shows as
+  `refused > 0`).
 - `half_open()`: the upstream side of every open connection is closed; the client side
   stays open and what it sends is dropped (the client never learns: a peer that
   rebooted).
@@ -54,6 +57,8 @@ class FaultProxy:
         self._flowing.set()
         self._latency_s = 0.0
         self._held = 0
+        self._refusing = False
+        self._refused = 0
         self.port = 0
 
     @property
@@ -93,8 +98,21 @@ class FaultProxy:
         self._flowing.clear()
 
     def heal(self) -> None:
-        """Passes bytes on again (those held first); latency stays as set."""
+        """Passes bytes on again (those held first) and takes new connections again.
+
+        Latency stays as set.
+        """
         self._flowing.set()
+        self._refusing = False
+
+    def refuse(self) -> None:
+        """Cuts each new connection with an RST as it arrives, until `heal()`."""
+        self._refusing = True
+
+    @property
+    def refused(self) -> int:
+        """Connections refused since the proxy started."""
+        return self._refused
 
     async def reset(self) -> None:
         """Aborts every open connection with an RST to both sides."""
@@ -114,6 +132,10 @@ class FaultProxy:
             connection.upstream.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._refusing:
+            self._refused += 1
+            _abort(writer)
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self._upstream)
         except OSError:
