@@ -1,7 +1,8 @@
 """`python -m bench.chaos [--duration-s S] [--kill-every-s S] [--seed N] [--results-dir D]`.
 
 Prints the result table (Markdown) and writes it to `<results-dir>/chaos-<duration>.md`
-and `.json`. The exit status is 1 when a check failed.
+and `.json`. The exit status is 1 when a check failed, 130 when interrupted (Ctrl-C stops
+every process within seconds: the load's requests in flight finish first).
 """
 
 from __future__ import annotations
@@ -37,7 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     options = Options(args.duration_s, args.kill_every_s, args.seed)
     stem = f"chaos-{args.duration_s:g}"
     args.results_dir.mkdir(parents=True, exist_ok=True)
-    outcome = asyncio.run(soak(options, keep_logs=args.results_dir / f"{stem}-logs"))
+    try:
+        outcome = asyncio.run(soak(options, keep_logs=args.results_dir / f"{stem}-logs"))
+    except KeyboardInterrupt:
+        # The soak's cleanup has run by now (processes stopped, its directory removed);
+        # an interrupted soak checked nothing, so nothing is written.
+        print("interrupted: every process stopped, no result written", file=sys.stderr)
+        return 130
     command = shlex.join(["python", "-m", "bench.chaos", *(sys.argv[1:] if argv is None else argv)])
     document = to_json(outcome, command, machine_info())
     markdown = to_markdown(document)
