@@ -1,8 +1,8 @@
 """`python -m bench.chaos [--duration-s S] [--kill-every-s S] [--seed N] [--results-dir D]`.
 
 Prints the result table (Markdown) and writes it to `<results-dir>/chaos-<duration>.md`
-and `.json`. The exit status is 1 when a check failed, 130 when interrupted (Ctrl-C stops
-every process within seconds: the load's requests in flight finish first).
+and `.json`. The exit status is 1 when a check failed, 130 when interrupted (Ctrl-C or
+SIGTERM stops every process within seconds: the load's requests in flight finish first).
 """
 
 from __future__ import annotations
@@ -11,8 +11,11 @@ import argparse
 import asyncio
 import json
 import shlex
+import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from bench.chaos.report import to_json, to_markdown
 from bench.chaos.soak import Options, soak
@@ -32,6 +35,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+async def _stoppable[T](run: Coroutine[Any, Any, T]) -> T:
+    """Runs `run`, cancelled by SIGTERM as by Ctrl-C, so its cleanup runs for either.
+
+    Without this, SIGTERM (a CI job's timeout, `kill`) would end the process at once and
+    leave every process of the mesh running.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    return await run
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the soak; returns the exit status."""
     args = _parser().parse_args(argv)
@@ -39,8 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     stem = f"chaos-{args.duration_s:g}"
     args.results_dir.mkdir(parents=True, exist_ok=True)
     try:
-        outcome = asyncio.run(soak(options, keep_logs=args.results_dir / f"{stem}-logs"))
-    except KeyboardInterrupt:
+        outcome = asyncio.run(
+            _stoppable(soak(options, keep_logs=args.results_dir / f"{stem}-logs"))
+        )
+    except (KeyboardInterrupt, asyncio.CancelledError):
         # The soak's cleanup has run by now (processes stopped, its directory removed);
         # an interrupted soak checked nothing, so nothing is written.
         print("interrupted: every process stopped, no result written", file=sys.stderr)
