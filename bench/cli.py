@@ -39,6 +39,7 @@ from bench.scenarios.upload import upload
 from bench.scenarios.upload_s3 import upload_s3
 from bench.scenarios.vocabulary import vocabulary
 from bench.scenarios.voice_id import voice_id
+from bench.signals import STOPPED, stoppable
 
 Scenario = Callable[[BenchContext], Awaitable[Result]]
 
@@ -156,13 +157,19 @@ def main(argv: list[str] | None = None) -> int:
         argv: Command-line arguments (default: sys.argv[1:]).
 
     Returns:
-        0 when every scenario ran (goals met or not), 1 when one failed to run.
+        0 when every scenario ran (goals met or not), 1 when one failed to run, 130 when
+        stopped by Ctrl-C or SIGTERM.
     """
     args = _parser().parse_args(argv)
     names = args.only or list(SCENARIOS)
     console = Console()
     started = time.monotonic()
-    results = asyncio.run(run_scenarios(names, args.quick, console))
+    try:
+        results = asyncio.run(stoppable(run_scenarios(names, args.quick, console)))
+    except STOPPED:
+        # Every scenario's processes were stopped on the way out; nothing is written.
+        console.print("interrupted: every process stopped, no result written")
+        return 130
     elapsed = time.monotonic() - started
     console.print(render_table(results))
     results_dir: Path = args.results_dir

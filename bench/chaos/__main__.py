@@ -11,15 +11,13 @@ import argparse
 import asyncio
 import json
 import shlex
-import signal
 import sys
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
 
 from bench.chaos.report import to_json, to_markdown
 from bench.chaos.soak import Options, soak
 from bench.report import machine_info
+from bench.signals import STOPPED, stoppable
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 
@@ -35,18 +33,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _stoppable[T](run: Coroutine[Any, Any, T]) -> T:
-    """Runs `run`, cancelled by SIGTERM as by Ctrl-C, so its cleanup runs for either.
-
-    Without this, SIGTERM (a CI job's timeout, `kill`) would end the process at once and
-    leave every process of the mesh running.
-    """
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    return await run
-
-
 def main(argv: list[str] | None = None) -> int:
     """Runs the soak; returns the exit status."""
     args = _parser().parse_args(argv)
@@ -54,10 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     stem = f"chaos-{args.duration_s:g}"
     args.results_dir.mkdir(parents=True, exist_ok=True)
     try:
-        outcome = asyncio.run(
-            _stoppable(soak(options, keep_logs=args.results_dir / f"{stem}-logs"))
-        )
-    except (KeyboardInterrupt, asyncio.CancelledError):
+        outcome = asyncio.run(stoppable(soak(options, keep_logs=args.results_dir / f"{stem}-logs")))
+    except STOPPED:
         # The soak's cleanup has run by now (processes stopped, its directory removed);
         # an interrupted soak checked nothing, so nothing is written.
         print("interrupted: every process stopped, no result written", file=sys.stderr)
