@@ -11,7 +11,7 @@ word (a query parsed inside the statement is unknown at planning time, and Postg
 scanned every segment). For the same reason every run of the statement is planned for its
 own words (`plan_cache_mode`, set for the search's read-only transaction): after five runs
 of a prepared statement PostgreSQL may keep a generic plan, made without the parameters'
-values, and that plan took a word found in a third of the segments from 0.2 s to 1.1 s
+values, and that plan took a word found in a third of the segments from about 0.2 s to 1.2 s
 (docs/search.md).
 """
 

@@ -343,7 +343,7 @@ async def test_every_search_is_planned_for_its_own_words(
 ) -> None:
     # After five runs of a prepared statement PostgreSQL may keep a generic plan, made
     # without the parameters' values: it cannot see the words, and a word found in a third
-    # of 220,000 segments took 1.1 s instead of 0.2 s (docs/search.md).
+    # of 220,000 segments took about 1.2 s instead of 0.2 s (docs/search.md).
     owner = user()
     found = await _meeting(meeting_stub, meeting_service, owner, ["the budget review is due"])
     repository = SearchRepository()
