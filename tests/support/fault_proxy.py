@@ -14,8 +14,8 @@ Faults:
   chunks that waited in the black hole (a peer stuck sending shows as `held > 0`).
 - `reset()`: every open connection is aborted with an RST on both sides.
 - `refuse()`: new connections are cut with an RST as they arrive, until `heal()`; open ones
-  are left as they are. `refused` counts them (a client that tried again shows as
-  `refused > 0`).
+  are left as they are (a database whose pooled connections fail while its LISTEN
+  connection, dialled directly, stays up).
 - `half_open()`: the upstream side of every open connection is closed; the client side
   stays open and what it sends is dropped (the client never learns: a peer that
   rebooted).
@@ -58,7 +58,6 @@ class FaultProxy:
         self._latency_s = 0.0
         self._held = 0
         self._refusing = False
-        self._refused = 0
         self.port = 0
 
     @property
@@ -109,11 +108,6 @@ class FaultProxy:
         """Cuts each new connection with an RST as it arrives, until `heal()`."""
         self._refusing = True
 
-    @property
-    def refused(self) -> int:
-        """Connections refused since the proxy started."""
-        return self._refused
-
     async def reset(self) -> None:
         """Aborts every open connection with an RST to both sides."""
         connections, self._connections = self._connections, set()
@@ -133,7 +127,6 @@ class FaultProxy:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._refusing:
-            self._refused += 1
             _abort(writer)
             return
         try:
