@@ -32,10 +32,9 @@ from mesh_common.errors import view_rpc_error
 from mesh_common.ports import free_port
 from tests.meeting_service.helpers import StreamCall, Stub, create, next_event, user
 from tests.meeting_service.test_health import NOT_SERVING, SERVING, HealthWatch
-from tests.support.fault_proxy import FaultProxy
 from tests.support.log_capture import LogLine, captured_logs
 from tests.support.meeting import auth, error_reason, meeting_settings
-from tests.support.postgres import create_database, drop_database
+from tests.support.postgres import behind_fault_proxy, create_database, drop_database
 from tests.support.secrets import register_secret
 from tests.support.transcripts import change_status
 
@@ -216,11 +215,8 @@ async def test_too_many_connections_is_a_lost_database_and_everything_recovers(
 async def test_a_database_network_that_blackholes_or_resets_is_survived(
     database_url: str, tmp_path: Path
 ) -> None:
-    host_port = database_url.split("@", 1)[1].split("/", 1)[0]
-    host, _, port = host_port.rpartition(":")
     owner = user()
-    async with FaultProxy(host, int(port)) as network:
-        dsn = database_url.replace(host_port, network.address)
+    async with behind_fault_proxy(database_url) as (dsn, network):
         settings = meeting_settings(dsn, tmp_path)
         with captured_logs() as logs:
             async with (
@@ -269,11 +265,8 @@ async def test_a_silent_database_is_a_lost_database_within_the_query_timeout(
     network (the server's side of every open connection gone, new ones fine): no call
     waits longer than the query timeout (and its cancel) for an answer; each is answered
     UNAVAILABLE with a retry delay or succeeds, and the service recovers by itself."""
-    host_port = database_url.split("@", 1)[1].split("/", 1)[0]
-    host, _, port = host_port.rpartition(":")
     owner = user()
-    async with FaultProxy(host, int(port)) as network:
-        dsn = database_url.replace(host_port, network.address)
+    async with behind_fault_proxy(database_url) as (dsn, network):
         settings = meeting_settings(dsn, tmp_path, db_query_timeout_s=QUERY_TIMEOUT_S)
         # The query's timeout, its cancel's, and the call around them; a bound, not a
         # timing: without query timeouts the call would wait for ever.
@@ -341,32 +334,31 @@ async def test_an_event_whose_read_failed_while_the_listener_stayed_up_still_arr
     # by itself. Here the listener dials the database and the pool dials through a proxy.
     meeting = await create(meeting_stub, user())
     mid = uuid.UUID(meeting.id)
-    host_port = database_url.split("@", 1)[1].split("/", 1)[0]
-    host, _, port = host_port.rpartition(":")
-    async with FaultProxy(host, int(port)) as network:
-        proxied = database_url.replace(host_port, network.address)
-        async with asyncpg.create_pool(proxied, min_size=1, max_size=1) as pool:
-            hub = EventHub(
-                database_url, pool, EventsRepository(), UserEventsRepository(), queue_size=16
-            )
-            await hub.start()
-            try:
-                await hub.wait_listening(within=10)
-                with captured_logs() as logs:
-                    async with hub.subscribe(mid) as subscription:
-                        network.refuse()
-                        await network.reset()  # the pool's connection is cut, new ones refused
-                        await change_status(
-                            meeting_service.services, mid, meeting_pb2.MEETING_STATUS_QUEUED
-                        )
-                        await logs.wait_for(
-                            lambda line: "could not read new events" in line.text, within=10
-                        )
-                        assert hub.listening
-                        network.heal()
-                        async with asyncio.timeout(10):
-                            event = await subscription.next()
-                        assert event.sequence == 2
-                        assert event.status_change.status == meeting_pb2.MEETING_STATUS_QUEUED
-            finally:
-                await hub.close()
+    async with (
+        behind_fault_proxy(database_url) as (proxied, network),
+        asyncpg.create_pool(proxied, min_size=1, max_size=1) as pool,
+    ):
+        hub = EventHub(
+            database_url, pool, EventsRepository(), UserEventsRepository(), queue_size=16
+        )
+        await hub.start()
+        try:
+            await hub.wait_listening(within=10)
+            with captured_logs() as logs:
+                async with hub.subscribe(mid) as subscription:
+                    network.refuse()
+                    await network.reset()  # the pool's connection is cut, new ones refused
+                    await change_status(
+                        meeting_service.services, mid, meeting_pb2.MEETING_STATUS_QUEUED
+                    )
+                    await logs.wait_for(
+                        lambda line: "could not read new events" in line.text, within=10
+                    )
+                    assert hub.listening
+                    network.heal()
+                    async with asyncio.timeout(10):
+                        event = await subscription.next()
+                    assert event.sequence == 2
+                    assert event.status_change.status == meeting_pb2.MEETING_STATUS_QUEUED
+        finally:
+            await hub.close()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tests.support.fault_proxy import FaultProxy
 from tests.support.gpu import Pki, as_wav
 from tests.support.log_capture import captured_logs
 from tests.support.mesh import (
@@ -29,6 +28,7 @@ from tests.support.mesh import (
     statuses,
     upload,
 )
+from tests.support.postgres import behind_fault_proxy
 
 QUERY_TIMEOUT_S = 1.0
 
@@ -36,14 +36,12 @@ QUERY_TIMEOUT_S = 1.0
 async def test_a_job_in_flight_outlives_a_silent_database(
     db_url: str, pki: Pki, tmp_path: Path
 ) -> None:
-    host_port = db_url.split("@", 1)[1].split("/", 1)[0]
-    host, _, port = host_port.rpartition(":")
     recognizer = PausingRecognizer()
     with captured_logs() as logs:
         async with (
-            FaultProxy(host, int(port)) as network,
+            behind_fault_proxy(db_url) as (dsn, network),
             run_mesh(
-                db_url.replace(host_port, network.address),
+                dsn,
                 pki,
                 tmp_path,
                 engines=(pausing_engines(recognizer),),

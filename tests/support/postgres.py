@@ -11,6 +11,7 @@ external server instead: each module then gets a fresh database on it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -22,6 +23,16 @@ import asyncpg
 import pytest_asyncio
 
 from meeting_service.db.embedded import EmbeddedPostgres
+from tests.support.fault_proxy import FaultProxy
+
+
+@contextlib.asynccontextmanager
+async def behind_fault_proxy(dsn: str) -> AsyncIterator[tuple[str, FaultProxy]]:
+    """A FaultProxy in front of the DSN's server, and the DSN that dials through it."""
+    host_port = dsn.split("@", 1)[1].split("/", 1)[0]
+    host, _, port = host_port.rpartition(":")
+    async with FaultProxy(host, int(port)) as proxy:
+        yield dsn.replace(host_port, proxy.address), proxy
 
 
 async def create_database(admin_dsn: str, prefix: str = "test") -> str:
