@@ -2,7 +2,8 @@
 to end (services in their own processes, h2load, results written), so it cannot rot.
 
 The figures are not asserted (speed belongs in bench/, not in a test); what is asserted is
-what a user of the harness relies on: the table, and a results file with every field.
+what a user of the harness relies on: the table, a results file with every field, and a
+run that SIGTERM stops together with every process it started.
 """
 
 from __future__ import annotations
@@ -10,10 +11,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from bench.scenarios.summaries import BEFORE_COMMIT
@@ -79,6 +84,71 @@ def test_unknown_scenario_is_refused_with_the_list() -> None:
     )
     assert done.returncode == 2
     assert "gateway_overhead" in done.stderr
+
+
+def test_sigterm_stops_a_run_and_every_process_it_started(tmp_path: Path) -> None:
+    # A CI job's timeout or `kill` sends SIGTERM; the run must stop the services,
+    # SeaweedFS and PostgreSQL it started and remove its directory (bench/signals.py),
+    # not die and leave them running.
+    earlier = _work_dirs()
+    run = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--only",
+            "upload_s3",
+            "--results-dir",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        started = _once_a_service_runs(psutil.Process(run.pid), within=120)
+        ours = _work_dirs() - earlier  # PostgreSQL's data directory is in it
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(timeout=60) == 130
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert [p.cmdline() for p in started if _alive(p)] == []
+    left = [_cmdline(p) for p in psutil.process_iter() if _alive(p)]
+    assert [c for c in left if any(str(d) in " ".join(c) for d in ours)] == []
+    assert ours and not any(d.exists() for d in ours)
+    assert not (tmp_path / "results" / "latest.json").exists()
+
+
+def _work_dirs() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("mesh-bench-*"))
+
+
+def _once_a_service_runs(bench: psutil.Process, within: float) -> list[psutil.Process]:
+    """The bench's child processes, once one of them is a mesh service."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        children: list[psutil.Process] = bench.children(recursive=True)
+        if any("bench.serve" in _cmdline(p) for p in children):
+            return children
+        time.sleep(0.1)
+    raise AssertionError("the bench started no service")
+
+
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        cmdline: list[str] = process.cmdline()
+    except psutil.Error:
+        return []
+    return cmdline
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return bool(process.status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
 
 
 def test_summaries_scores_before_and_now_and_checks_the_llm_fallback(tmp_path: Path) -> None:
