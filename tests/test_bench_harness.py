@@ -22,6 +22,7 @@ import psutil
 import pytest
 
 from bench.scenarios.summaries import BEFORE_COMMIT
+from tests.support.processes import left_running
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -114,10 +115,9 @@ def test_sigterm_stops_a_run_and_every_process_it_started(tmp_path: Path) -> Non
     finally:
         if run.poll() is None:
             run.kill()
-    assert [p.cmdline() for p in started if _alive(p)] == []
-    left = [_cmdline(p) for p in psutil.process_iter() if _alive(p)]
-    assert [c for c in left if any(str(d) in " ".join(c) for d in ours)] == []
-    assert ours and not any(d.exists() for d in ours)
+    assert ours
+    assert [p for d in ours for p in left_running(started, d)] == []
+    assert not any(d.exists() for d in ours)
     assert not (tmp_path / "results" / "latest.json").exists()
 
 
@@ -142,13 +142,6 @@ def _cmdline(process: psutil.Process) -> list[str]:
     except psutil.Error:
         return []
     return cmdline
-
-
-def _alive(process: psutil.Process) -> bool:
-    try:
-        return bool(process.status() != psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return False
 
 
 def test_summaries_scores_before_and_now_and_checks_the_llm_fallback(tmp_path: Path) -> None:

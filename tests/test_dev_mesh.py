@@ -35,6 +35,7 @@ from meeting_mesh.dev import DEV_BUCKET
 from mesh_common.ports import free_ports
 from tests.meeting_service.helpers import make_wav
 from tests.support.meeting import make_token
+from tests.support.processes import left_running
 from tests.support.secrets import register_secret
 from tests.support.speech import SAMPLE_RATE, VOICES, normalise_words, tools_missing
 
@@ -148,24 +149,6 @@ class DevMesh:
         os.killpg(self.process.pid, sig)
         async with asyncio.timeout(STOP_WITHIN):
             return await self.process.wait()
-
-
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _left_running(mesh: DevMesh) -> list[str]:
-    """Processes of the mesh that are still running, and any still using its data."""
-    left = [f"{p.pid} {p.name()}" for p in mesh.watched.values() if _alive(p)]
-    data = str(mesh.data_dir)
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        with contextlib.suppress(psutil.Error):
-            if any(data in part for part in proc.info["cmdline"] or []) and _alive(proc):
-                left.append(f"{proc.pid} {' '.join(proc.info['cmdline'])}")
-    return left
 
 
 @contextlib.asynccontextmanager
@@ -297,7 +280,7 @@ async def test_dev_mesh_transcribes_an_upload_stops_on_sigterm_and_restarts_on_i
                 assert r.status == 401
 
         assert await mesh.stop(signal.SIGTERM) == 0, mesh.output()
-        assert _left_running(mesh) == []
+        assert left_running(mesh.watched.values(), mesh.data_dir) == []
         assert "meeting-mesh dev: stopped" in mesh.output()
 
     status = events[-1].data["statusChange"]
@@ -316,7 +299,7 @@ async def test_dev_mesh_transcribes_an_upload_stops_on_sigterm_and_restarts_on_i
         ):
             assert await _json(r, 200) == transcript
         assert await again.stop(signal.SIGINT) == 0, again.output()
-        assert _left_running(again) == []
+        assert left_running(again.watched.values(), again.data_dir) == []
         assert "meeting-mesh dev: stopped" in again.output()
 
 
@@ -348,7 +331,7 @@ async def test_dev_mesh_with_s3_keeps_recordings_there_and_stops_everything_when
         assert code == 1, mesh.output()
         # meeting-service had no chance to stop its PostgreSQL; the dev command did, and
         # SeaweedFS went with the other children.
-        assert _left_running(mesh) == []
+        assert left_running(mesh.watched.values(), mesh.data_dir) == []
     assert "meeting-service exited" in mesh.output()
 
 
