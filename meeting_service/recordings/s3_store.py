@@ -7,7 +7,10 @@ Each stored part is counted in PostgreSQL (`uploads.stored_size`, its ETag in
 `uploads.part_etags`, the upload's id in `uploads.object_upload_id`) only after S3 has
 it, so the size a client is told is what S3 durably holds; bytes held in memory when a
 stream drops are sent again by the resumed stream. A part that S3 stored but PostgreSQL
-never counted is replaced when the resumed stream stores the same part number.
+never counted is replaced when the resumed stream stores the same part number. A part's
+count commits while the stream fills the next part (`RecordingWriter.durable` waits for
+it): S3 still gets one part at a time, and the commit is off its path. Each part carries
+its CRC32, summed as its bytes arrive, which S3 checks.
 
 A recording smaller than one part is stored with one PUT at completion. A writer asked
 to rewrite the recording's first bytes (the live recording's WAV header, whose length
@@ -21,9 +24,11 @@ and their recordings start again from offset 0. Reads are ranged GETs.
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import time
 import uuid
+import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -184,6 +189,11 @@ class S3Store:
                 raise
 
 
+def _crc32_header(crc: int) -> str:
+    """A CRC32 as S3's checksum headers carry it: its 4 bytes, big-endian, in base64."""
+    return base64.b64encode(crc.to_bytes(4, "big")).decode()
+
+
 def _code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
@@ -195,37 +205,53 @@ class _S3Writer:
         self._store = store
         self._mid = upload.meeting_id
         self._key = store.key(upload.meeting_id)
-        self._stored = upload.stored_size
+        self._stored = upload.stored_size  # counted in PostgreSQL
+        self._sent = upload.stored_size  # in parts S3 has, counted or being counted
         self._upload_id = upload.object_upload_id
         self._etags = list(upload.part_etags)
+        # The last stored part's count, committed while the next part goes to S3.
+        self._counting: asyncio.Task[int | None] | None = None
         # The part being filled: the first `_filled` bytes of one buffer that every part
         # of the stream reuses (see `_part`).
         self._buffer = io.BytesIO()
         self._filled = 0
+        # Its CRC32, summed as the bytes arrive, for the part's checksum header: S3
+        # checks it, and botocore, finding it given, does not read the part again to
+        # compute it. None once the buffer holds bytes no append brought (a header).
+        self._crc: int | None = 0
         self._keeps_start = keeps_start
         self._first_part = b""
 
     async def append(self, data: bytes) -> int | None:
+        crc_before = self._crc
         self._buffer.seek(self._filled)  # a failed send may have left it anywhere
         self._buffer.write(data)
         self._filled += len(data)
+        if crc_before is not None:
+            self._crc = zlib.crc32(data, crc_before)
         if self._filled < self._store.options.part_bytes:
             return self._stored
         try:
-            return await self._store_part()
+            if not await self._store_part():
+                return None
+            return self._stored
         except BaseException:
             # Not taken: a caller that hands the same bytes again (a live recording
             # flushes what it still holds) must not find them twice.
             self._filled -= len(data)
+            self._crc = crc_before
             raise
 
     async def complete(self, header: bytes = b"") -> int:
         options = self._store.options
         client = await self._store.client()
+        if await self.durable() is None:
+            await self._lost()
         if header and not self._etags:
             self._buffer.seek(0)
             self._buffer.write(header)
             self._filled = max(self._filled, len(header))
+            self._crc = None
         elif header:
             await self._restore_first_part(header)
         if self._upload_id is None and not self._etags:
@@ -243,7 +269,7 @@ class _S3Writer:
             return self._stored
         if self._upload_id is None:
             return self._stored  # completed by an earlier stream
-        if self._filled and await self._store_part(last=True) is None:
+        if self._filled and (not await self._store_part(last=True) or await self.durable() is None):
             await self._lost()
         parts = [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(self._etags, 1)]
         try:
@@ -261,9 +287,22 @@ class _S3Writer:
         self._upload_id = None
         return self._stored
 
-    def end(self) -> int:
+    async def durable(self) -> int | None:
+        """Waits for the last stored part's count.
+
+        Raises:
+            Exception: What the count raised (again on every later call: the writer is
+                done, and a new stream resumes from what PostgreSQL holds).
+        """
+        if self._counting is None:
+            return self._stored
+        return await self._counting
+
+    async def end(self) -> int:
         self._buffer = io.BytesIO()
         self._filled = 0
+        self._crc = 0
+        await self.durable()
         return self._stored
 
     def _part(self) -> io.BytesIO:
@@ -280,7 +319,17 @@ class _S3Writer:
         self._buffer.seek(0)
         return self._buffer
 
-    async def _store_part(self, *, last: bool = False) -> int | None:
+    async def _store_part(self, *, last: bool = False) -> bool:
+        """Puts the part received so far into S3 and starts counting it.
+
+        The count (one PostgreSQL commit) runs while the stream fills the next part, and
+        is awaited before that part's own count, so counts land in order and S3 still
+        gets one part at a time, as from any client putting parts back to back.
+
+        Returns:
+            False when the upload was moved on (another stream, or the meeting deleted):
+            nothing more can be stored.
+        """
         store = self._store
         client = await store.client()
         if self._upload_id is None:
@@ -290,10 +339,11 @@ class _S3Writer:
             upload_id = created["UploadId"]
             if not await store.uploads.open_object_upload(store.pool, self._mid, upload_id):
                 await store.abort(self._key, upload_id)
-                return None
+                return False
             self._upload_id = upload_id
         data = self._part()
         number = len(self._etags) + 1
+        crc = zlib.crc32(data.getvalue()) if self._crc is None else self._crc
         try:
             response = await client.upload_part(
                 Bucket=store.options.bucket,
@@ -301,21 +351,30 @@ class _S3Writer:
                 UploadId=self._upload_id,
                 PartNumber=number,
                 Body=data,
+                ChecksumCRC32=_crc32_header(crc),
             )
         except ClientError as error:
             if _code(error) == "NoSuchUpload":
-                return None  # aborted: the meeting was deleted, or the upload abandoned
+                return False  # aborted: the meeting was deleted, or the upload abandoned
             raise
-        stored = await store.uploads.add_part(
-            store.pool, self._mid, self._stored, self._filled, response["ETag"], last=last
-        )
-        if stored is None:
-            return None
+        if await self.durable() is None:
+            return False
+        etag, offset, size = response["ETag"], self._sent, self._filled
+        self._counting = asyncio.create_task(self._count(offset, size, etag, last=last))
         if number == 1 and self._keeps_start:
             self._first_part = data.getvalue()
-        self._etags.append(response["ETag"])
-        self._stored = stored
+        self._etags.append(etag)
+        self._sent += size
         self._filled = 0  # the buffer is kept for the next part
+        self._crc = 0
+        return True
+
+    async def _count(self, offset: int, size: int, etag: str, *, last: bool) -> int | None:
+        stored = await self._store.uploads.add_part(
+            self._store.pool, self._mid, offset, size, etag, last=last
+        )
+        if stored is not None:
+            self._stored = stored
         return stored
 
     async def _lost(self) -> None:

@@ -43,8 +43,19 @@ class RecordingWriter(Protocol):
         """
         ...
 
-    def end(self) -> int:
+    async def durable(self) -> int | None:
+        """Waits until every byte the writer stored is counted in the `uploads` row.
+
+        Returns:
+            The durable stored size, or None when another stream moved the upload on
+            (the last bytes were not counted).
+        """
+        ...
+
+    async def end(self) -> int:
         """Ends a stream that did not complete the recording; bytes not yet durable are dropped.
+
+        Bytes already stored whose count is still being committed are waited for.
 
         Returns:
             The durable stored size, where the next stream continues.
@@ -151,5 +162,8 @@ class _PostgresWriter:
             await self._uploads.rewrite_start(self._pool, self._mid, header)
         return self._stored
 
-    def end(self) -> int:
+    async def durable(self) -> int | None:
+        return self._stored
+
+    async def end(self) -> int:
         return self._stored

@@ -43,6 +43,7 @@ import hashlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import NoReturn
 
 import asyncpg
 
@@ -242,12 +243,18 @@ class UploadsService:
         explicit = metadata.explicit_end
         received, end = stored, None
         if explicit or total is None or received < total:
-            received, end = await self._receive(
-                mid, writer, requests, received, total, digest, limit, count_bytes, explicit
-            )
+            try:
+                received, end = await self._receive(
+                    mid, writer, requests, received, total, digest, limit, count_bytes, explicit
+                )
+            except BaseException:
+                # A part S3 already holds is counted before the stream's error goes back.
+                with contextlib.suppress(Exception):
+                    await writer.end()
+                raise
         if end is not None and (end != received or (total is not None and end != total)):
             # Nothing completes, nothing stored is lost: the client learns where to resume.
-            stored = writer.end()
+            stored = await writer.end()
             await self._end_partial(mid)
             if end != received:
                 raise offset_mismatch(
@@ -260,7 +267,7 @@ class UploadsService:
             )
         ended = end is not None or (not explicit and (total is None or received == total))
         if not ended:
-            stored = writer.end()
+            stored = await writer.end()
             await self._end_partial(mid)
             log.bind(stored_size=stored).info("upload stream ended before the recording did")
             row = await self._owned(self._pool, owner, mid)
@@ -372,15 +379,18 @@ class UploadsService:
 
     async def _append(self, mid: uuid.UUID, writer: RecordingWriter, chunk: bytes) -> None:
         if await writer.append(chunk) is None:
-            # Another stream moved the upload on (or the meeting was deleted).
-            current = await self._uploads.get(self._pool, mid)
-            if current is None:
-                raise not_found(mid)
-            raise offset_mismatch(
-                current.stored_size,
-                f"another upload stream wrote to this meeting; continue at offset "
-                f"{current.stored_size}",
-            )
+            await self._moved_on(mid)
+
+    async def _moved_on(self, mid: uuid.UUID) -> NoReturn:
+        """Raises why a writer could not store: another stream, or the meeting deleted."""
+        current = await self._uploads.get(self._pool, mid)
+        if current is None:
+            raise not_found(mid)
+        raise offset_mismatch(
+            current.stored_size,
+            f"another upload stream wrote to this meeting; continue at offset "
+            f"{current.stored_size}",
+        )
 
     async def _end_partial(self, mid: uuid.UUID) -> None:
         """Records where a stream that did not complete the recording ended.
@@ -399,6 +409,10 @@ class UploadsService:
         trace_context: str,
         digest: hashlib._Hash | None,
     ) -> tuple[int, AudioInfo]:
+        # The seal stops counts (a sealed recording does not grow): what the writer
+        # stored is counted first.
+        if await writer.durable() is None:
+            await self._moved_on(mid)
         # Held while sealed: if this process dies before the recording is complete, the
         # lock goes with its connection and a resumed stream (`_begin`) or the seal sweep
         # (`finish_abandoned_seals`) finishes the completion.

@@ -150,6 +150,47 @@ async def test_a_dropped_upload_resumes_after_the_durable_bytes(
     assert await _stored(service, meeting.id) == audio
 
 
+async def test_a_stream_that_stops_after_a_whole_part_is_told_it_is_stored(
+    stub: Stub, service: RunningMeetingService
+) -> None:
+    # In S3 a part is counted while the stream goes on to the next one: a stream that
+    # ends right after a part still hears of that part, and resumes after it.
+    owner = user()
+    meeting = await create(stub, owner)
+    audio = make_wav(200.0)
+    response = await stub.UploadAudio(
+        requests(meeting.id, chunks_of(audio[:PART], MIB), total_size=len(audio)),
+        metadata=auth(owner),
+    )
+    assert (response.complete, response.stored_size) == (False, PART)
+    assert await stored_size(stub, owner, meeting.id) == PART
+
+    response = await stub.UploadAudio(
+        requests(meeting.id, chunks_of(audio[PART:], MIB), offset=PART, sha=sha256(audio)),
+        metadata=auth(owner),
+    )
+    assert (response.complete, response.stored_size) == (True, len(audio))
+    assert await _stored(service, meeting.id) == audio
+
+
+async def test_a_recording_of_whole_parts_only_reads_back_byte_for_byte(
+    stub: Stub, service: RunningMeetingService
+) -> None:
+    # In S3 the stream's last bytes fill a part exactly: completion has no bytes left to
+    # store, and that part, stored as the stream ended, is counted before the recording
+    # is sealed (a sealed recording takes no more parts).
+    owner = user()
+    meeting = await create(stub, owner)
+    audio = make_wav((2 * PART - 44) / 2 / 16_000)  # the 44-byte header and samples
+    assert len(audio) == 2 * PART
+    response = await stub.UploadAudio(
+        requests(meeting.id, chunks_of(audio, MIB), total_size=len(audio), sha=sha256(audio)),
+        metadata=auth(owner),
+    )
+    assert (response.complete, response.stored_size) == (True, len(audio))
+    assert await _stored(service, meeting.id) == audio
+
+
 async def test_a_checksum_mismatch_discards_the_recording(
     stub: Stub, service: RunningMeetingService
 ) -> None:
