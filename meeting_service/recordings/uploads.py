@@ -306,11 +306,12 @@ class UploadsService:
                 continue
             count_bytes(len(chunk))
             if received + len(chunk) > limit:
-                await self._reject(mid, upload_too_large(limit))
+                await self._reject(mid, upload_too_large(limit), writer)
             if total is not None and received + len(chunk) > total:
                 await self._reject(
                     mid,
                     invalid_field("chunk", f"more bytes were sent than total_size ({total})"),
+                    writer,
                 )
             if digest is None:
                 await self._append(mid, writer, chunk)
@@ -485,8 +486,20 @@ class UploadsService:
             await asyncio.to_thread(digest.update, span)
         return digest.hexdigest()
 
-    async def _reject(self, mid: uuid.UUID, error: MeetingError) -> None:
-        """Discards the recording, returns the meeting to AWAITING_AUDIO, raises `error`."""
+    async def _reject(
+        self, mid: uuid.UUID, error: MeetingError, writer: RecordingWriter | None = None
+    ) -> None:
+        """Discards the recording, returns the meeting to AWAITING_AUDIO, raises `error`.
+
+        Args:
+            mid: The meeting.
+            error: Why.
+            writer: The stream's writer, whose last count lands before the discard rather
+                than after it (on a new upload's progress).
+        """
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                await writer.durable()
         async with self._pool.acquire() as conn, conn.transaction():
             await self._uploads.discard(conn, mid)
             await self._meetings.set_recording(conn, mid, duration_us=None, content_type="")

@@ -207,6 +207,39 @@ async def test_a_checksum_mismatch_discards_the_recording(
     assert await _stored(service, meeting.id) == b""
 
 
+async def test_an_upload_past_its_size_limit_after_a_whole_part_leaves_nothing_behind(
+    stub: Stub, service: RunningMeetingService
+) -> None:
+    # In S3 the limit is passed while the stored part is being counted: the discard
+    # comes after that count, and the next upload starts from nothing.
+    owner = user()
+    meeting = await create(stub, owner)
+    audio = make_wav(200.0)  # ~6.4 MB
+    metadata = meeting_service_pb2.UploadMetadata(
+        meeting_id=meeting.id, content_type="audio/wav", size_limit=PART + MIB // 2
+    )
+
+    async def too_much() -> AsyncIterator[meeting_service_pb2.UploadAudioRequest]:
+        yield meeting_service_pb2.UploadAudioRequest(metadata=metadata)
+        for chunk in chunks_of(audio, MIB):
+            yield meeting_service_pb2.UploadAudioRequest(chunk=chunk)
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.UploadAudio(too_much(), metadata=auth(owner))
+    assert error_reason(caught.value)[:2] == (
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "UPLOAD_TOO_LARGE",
+    )
+    assert await stored_size(stub, owner, meeting.id) == 0
+    assert await _stored(service, meeting.id) == b""
+    if isinstance(store := service.services.recordings, S3Store):
+        assert await _multipart_uploads(store, meeting.id) == []
+
+    response = await upload(stub, owner, meeting.id, audio, sha=sha256(audio))
+    assert (response.complete, response.stored_size) == (True, len(audio))
+    assert await _stored(service, meeting.id) == audio
+
+
 async def test_non_audio_is_discarded_and_the_meeting_takes_audio_again(
     stub: Stub, service: RunningMeetingService
 ) -> None:
