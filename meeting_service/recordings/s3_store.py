@@ -7,10 +7,11 @@ Each stored part is counted in PostgreSQL (`uploads.stored_size`, its ETag in
 `uploads.part_etags`, the upload's id in `uploads.object_upload_id`) only after S3 has
 it, so the size a client is told is what S3 durably holds; bytes held in memory when a
 stream drops are sent again by the resumed stream. A part that S3 stored but PostgreSQL
-never counted is replaced when the resumed stream stores the same part number. A part's
-count commits while the stream fills the next part (`RecordingWriter.durable` waits for
-it): S3 still gets one part at a time, and the commit is off its path. Each part carries
-its CRC32, summed as its bytes arrive, which S3 checks.
+never counted is replaced when the resumed stream stores the same part number. An
+upload stream's writer (`counts_behind`) commits a part's count while the stream fills
+the next part (`RecordingWriter.durable` waits for it): S3 still gets one part at a time,
+and the commit is off its path. Each part carries its CRC32, summed as its bytes arrive,
+which S3 checks.
 
 A recording smaller than one part is stored with one PUT at completion. A writer asked
 to rewrite the recording's first bytes (the live recording's WAV header, whose length
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import time
 import uuid
@@ -114,8 +116,10 @@ class S3Store:
         """The object key of a meeting's recording."""
         return f"{self.options.prefix}{meeting_id}"
 
-    def writer(self, upload: UploadRow, *, keeps_start: bool = False) -> RecordingWriter:  # noqa: D102
-        return _S3Writer(self, upload, keeps_start=keeps_start)
+    def writer(  # noqa: D102
+        self, upload: UploadRow, *, keeps_start: bool = False, counts_behind: bool = False
+    ) -> RecordingWriter:
+        return _S3Writer(self, upload, keeps_start=keeps_start, counts_behind=counts_behind)
 
     async def read_at(self, meeting_id: uuid.UUID, offset: int) -> tuple[int, bytes] | None:  # noqa: D102
         client = await self.client()
@@ -201,7 +205,9 @@ def _code(error: ClientError) -> str:
 class _S3Writer:
     """One stream's writer: buffers up to a part, stores it, counts it in PostgreSQL."""
 
-    def __init__(self, store: S3Store, upload: UploadRow, *, keeps_start: bool) -> None:
+    def __init__(
+        self, store: S3Store, upload: UploadRow, *, keeps_start: bool, counts_behind: bool
+    ) -> None:
         self._store = store
         self._mid = upload.meeting_id
         self._key = store.key(upload.meeting_id)
@@ -209,7 +215,8 @@ class _S3Writer:
         self._sent = upload.stored_size  # in parts S3 has, counted or being counted
         self._upload_id = upload.object_upload_id
         self._etags = list(upload.part_etags)
-        # The last stored part's count, committed while the next part goes to S3.
+        # The last stored part's count (with `counts_behind`, committed while the next
+        # part is gathered and sent).
         self._counting: asyncio.Task[int | None] | None = None
         # The part being filled: the first `_filled` bytes of one buffer that every part
         # of the stream reuses (see `_part`).
@@ -220,6 +227,7 @@ class _S3Writer:
         # compute it. None once the buffer holds bytes no append brought (a header).
         self._crc: int | None = 0
         self._keeps_start = keeps_start
+        self._counts_behind = counts_behind
         self._first_part = b""
 
     async def append(self, data: bytes) -> int | None:
@@ -296,14 +304,14 @@ class _S3Writer:
         """
         if self._counting is None:
             return self._stored
-        return await self._counting
+        # Shielded: a caller cancelled while waiting leaves the count to land for the next.
+        return await asyncio.shield(self._counting)
 
-    async def end(self) -> int:
+    async def end(self) -> int | None:
         self._buffer = io.BytesIO()
         self._filled = 0
         self._crc = 0
-        await self.durable()
-        return self._stored
+        return await self.durable()
 
     def _part(self) -> io.BytesIO:
         """The part received so far, as a request body, rewound.
@@ -322,9 +330,10 @@ class _S3Writer:
     async def _store_part(self, *, last: bool = False) -> bool:
         """Puts the part received so far into S3 and starts counting it.
 
-        The count (one PostgreSQL commit) runs while the stream fills the next part, and
-        is awaited before that part's own count, so counts land in order and S3 still
-        gets one part at a time, as from any client putting parts back to back.
+        With `counts_behind` the count (one PostgreSQL commit) runs while the stream
+        fills the next part, and is awaited before that part's own count, so counts land
+        in order and S3 still gets one part at a time, as from any client putting parts
+        back to back. Without it the count is awaited here.
 
         Returns:
             False when the upload was moved on (another stream, or the meeting deleted):
@@ -355,12 +364,21 @@ class _S3Writer:
             )
         except ClientError as error:
             if _code(error) == "NoSuchUpload":
-                return False  # aborted: the meeting was deleted, or the upload abandoned
+                # Aborted: the meeting was deleted, or the upload abandoned. The size
+                # told next includes the previous part, if it was counted.
+                with contextlib.suppress(Exception):
+                    await self.durable()
+                return False
             raise
         if await self.durable() is None:
             return False
         etag, offset, size = response["ETag"], self._sent, self._filled
-        self._counting = asyncio.create_task(self._count(offset, size, etag, last=last))
+        counting = asyncio.create_task(self._count(offset, size, etag, last=last))
+        # Counted now, a failed count changes nothing here: the caller's bytes are handed
+        # in again and stored under the same part number.
+        if not self._counts_behind and await counting is None:
+            return False
+        self._counting = counting
         if number == 1 and self._keeps_start:
             self._first_part = data.getvalue()
         self._etags.append(etag)

@@ -27,7 +27,8 @@ class RecordingWriter(Protocol):
 
         Returns:
             The durable stored size afterwards (it may lag the bytes received), or None
-            when another stream moved the upload on (nothing was stored).
+            when another stream moved the upload on, or the meeting was deleted: the
+            writer is finished.
         """
         ...
 
@@ -52,13 +53,14 @@ class RecordingWriter(Protocol):
         """
         ...
 
-    async def end(self) -> int:
+    async def end(self) -> int | None:
         """Ends a stream that did not complete the recording; bytes not yet durable are dropped.
 
         Bytes already stored whose count is still being committed are waited for.
 
         Returns:
-            The durable stored size, where the next stream continues.
+            The durable stored size, where the next stream continues, or None when
+            another stream moved the upload on.
         """
         ...
 
@@ -66,13 +68,21 @@ class RecordingWriter(Protocol):
 class RecordingStore(Protocol):
     """Keeps the bytes of recordings."""
 
-    def writer(self, upload: UploadRow, *, keeps_start: bool = False) -> RecordingWriter:
+    def writer(
+        self, upload: UploadRow, *, keeps_start: bool = False, counts_behind: bool = False
+    ) -> RecordingWriter:
         """A writer continuing `upload` at its stored size.
 
         Args:
             upload: The upload's progress, as its stream began.
             keeps_start: The writer will be asked to rewrite the first bytes at
                 completion (`complete(header=...)`).
+            counts_behind: A stored piece may be counted while the next one is gathered
+                (`append` then returns before that commit; `durable` waits for it), and
+                a count that fails finishes the writer. Without it, `append` counts what
+                it stored before it returns, and a failed count leaves the bytes to be
+                handed in again. For a stream that ends when its caller does (an upload);
+                a live recording, which outlives failures, keeps it off.
         """
         ...
 
@@ -122,7 +132,9 @@ class PostgresStore:
         self._pool = pool
         self._uploads = uploads
 
-    def writer(self, upload: UploadRow, *, keeps_start: bool = False) -> RecordingWriter:  # noqa: D102
+    def writer(  # noqa: D102
+        self, upload: UploadRow, *, keeps_start: bool = False, counts_behind: bool = False
+    ) -> RecordingWriter:
         return _PostgresWriter(self._pool, self._uploads, upload)
 
     async def read_at(self, meeting_id: uuid.UUID, offset: int) -> tuple[int, bytes] | None:  # noqa: D102
@@ -165,5 +177,5 @@ class _PostgresWriter:
     async def durable(self) -> int | None:
         return self._stored
 
-    async def end(self) -> int:
+    async def end(self) -> int | None:
         return self._stored

@@ -239,7 +239,7 @@ class UploadsService:
         # Hashing the bytes as they pass costs less than reading them back at the end, but
         # only a stream that carries the whole recording can.
         digest = hashlib.sha256() if stored == 0 else None
-        writer = self._store.writer(upload)
+        writer = self._store.writer(upload, counts_behind=True)
         explicit = metadata.explicit_end
         received, end = stored, None
         if explicit or total is None or received < total:
@@ -254,7 +254,7 @@ class UploadsService:
                 raise
         if end is not None and (end != received or (total is not None and end != total)):
             # Nothing completes, nothing stored is lost: the client learns where to resume.
-            stored = await writer.end()
+            stored = await self._end(mid, writer)
             await self._end_partial(mid)
             if end != received:
                 raise offset_mismatch(
@@ -267,7 +267,7 @@ class UploadsService:
             )
         ended = end is not None or (not explicit and (total is None or received == total))
         if not ended:
-            stored = await writer.end()
+            stored = await self._end(mid, writer)
             await self._end_partial(mid)
             log.bind(stored_size=stored).info("upload stream ended before the recording did")
             row = await self._owned(self._pool, owner, mid)
@@ -381,6 +381,13 @@ class UploadsService:
     async def _append(self, mid: uuid.UUID, writer: RecordingWriter, chunk: bytes) -> None:
         if await writer.append(chunk) is None:
             await self._moved_on(mid)
+
+    async def _end(self, mid: uuid.UUID, writer: RecordingWriter) -> int:
+        """Ends a stream that did not complete the recording: the size it resumes at."""
+        stored = await writer.end()
+        if stored is None:
+            await self._moved_on(mid)
+        return stored
 
     async def _moved_on(self, mid: uuid.UUID) -> NoReturn:
         """Raises why a writer could not store: another stream, or the meeting deleted."""
