@@ -299,8 +299,9 @@ class _S3Writer:
         """Waits for the last stored part's count.
 
         Raises:
-            Exception: What the count raised (again on every later call: the writer is
-                done, and a new stream resumes from what PostgreSQL holds).
+            Exception: What a count made behind (`counts_behind`) raised, again on every
+                later call: the writer is done, and a new stream resumes from what
+                PostgreSQL holds.
         """
         if self._counting is None:
             return self._stored

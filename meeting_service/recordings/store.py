@@ -48,8 +48,8 @@ class RecordingWriter(Protocol):
         """Waits until every byte the writer stored is counted in the `uploads` row.
 
         Returns:
-            The durable stored size, or None when another stream moved the upload on
-            (the last bytes were not counted).
+            The durable stored size, or None when another stream moved the upload on, or
+            the meeting was deleted (the last bytes were not counted).
         """
         ...
 
@@ -60,7 +60,7 @@ class RecordingWriter(Protocol):
 
         Returns:
             The durable stored size, where the next stream continues, or None when
-            another stream moved the upload on.
+            another stream moved the upload on, or the meeting was deleted.
         """
         ...
 
