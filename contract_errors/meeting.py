@@ -118,6 +118,18 @@ def offset_mismatch(stored_size: int, message: str) -> MeetingError:
     )
 
 
+def written_by_another_stream(stored_size: int) -> MeetingError:
+    """Returns the error for an upload stream another stream overtook (it wrote first).
+
+    Args:
+        stored_size: Bytes stored now, where the upload must continue.
+    """
+    return offset_mismatch(
+        stored_size,
+        f"another upload stream wrote to this meeting; continue at offset {stored_size}",
+    )
+
+
 def unavailable(
     message: str, metadata: dict[str, str] | None = None, *, retry_after: float = 1.0
 ) -> MeetingError:

@@ -39,7 +39,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
-from contract_errors.meeting import not_found, offset_mismatch
+from contract_errors.meeting import not_found, written_by_another_stream
 from meeting_service.recordings.repository import UploadRow, UploadsRepository
 from meeting_service.recordings.store import RecordingWriter
 from mesh_common.logging import logger
@@ -402,11 +402,7 @@ class _S3Writer:
         if current is None:
             await self._store.delete(self._mid)
             raise not_found(self._mid)
-        raise offset_mismatch(
-            current.stored_size,
-            f"another upload stream wrote to this meeting; continue at offset "
-            f"{current.stored_size}",
-        )
+        raise written_by_another_stream(current.stored_size)
 
     async def _restore_first_part(self, header: bytes) -> None:
         if not self._first_part:

@@ -54,6 +54,7 @@ from contract_errors.meeting import (
     offset_mismatch,
     status_name,
     upload_too_large,
+    written_by_another_stream,
     wrong_state,
 )
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
@@ -394,11 +395,7 @@ class UploadsService:
         current = await self._uploads.get(self._pool, mid)
         if current is None:
             raise not_found(mid)
-        raise offset_mismatch(
-            current.stored_size,
-            f"another upload stream wrote to this meeting; continue at offset "
-            f"{current.stored_size}",
-        )
+        raise written_by_another_stream(current.stored_size)
 
     async def _end_partial(self, mid: uuid.UUID) -> None:
         """Records where a stream that did not complete the recording ended.

@@ -83,12 +83,15 @@ async def requests(
     total_size: int | None = None,
     sha: str = "",
     content_type: str = "audio/wav",
+    size_limit: int | None = None,
 ) -> AsyncIterator[meeting_service_pb2.UploadAudioRequest]:
     metadata = meeting_service_pb2.UploadMetadata(
         meeting_id=meeting_id, content_type=content_type, offset=offset, sha256=sha
     )
     if total_size is not None:
         metadata.total_size = total_size
+    if size_limit is not None:
+        metadata.size_limit = size_limit
     yield meeting_service_pb2.UploadAudioRequest(metadata=metadata)
     for chunk in chunks:
         yield meeting_service_pb2.UploadAudioRequest(chunk=chunk)

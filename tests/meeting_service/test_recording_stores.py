@@ -215,17 +215,9 @@ async def test_an_upload_past_its_size_limit_after_a_whole_part_leaves_nothing_b
     owner = user()
     meeting = await create(stub, owner)
     audio = make_wav(200.0)  # ~6.4 MB
-    metadata = meeting_service_pb2.UploadMetadata(
-        meeting_id=meeting.id, content_type="audio/wav", size_limit=PART + MIB // 2
-    )
-
-    async def too_much() -> AsyncIterator[meeting_service_pb2.UploadAudioRequest]:
-        yield meeting_service_pb2.UploadAudioRequest(metadata=metadata)
-        for chunk in chunks_of(audio, MIB):
-            yield meeting_service_pb2.UploadAudioRequest(chunk=chunk)
-
+    too_much = requests(meeting.id, chunks_of(audio, MIB), size_limit=PART + MIB // 2)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub.UploadAudio(too_much(), metadata=auth(owner))
+        await stub.UploadAudio(too_much, metadata=auth(owner))
     assert error_reason(caught.value)[:2] == (
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         "UPLOAD_TOO_LARGE",
