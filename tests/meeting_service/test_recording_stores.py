@@ -113,14 +113,24 @@ async def test_a_complete_upload_is_probed_and_reads_back_byte_for_byte(
     assert await _stored(service, meeting.id) == audio
 
 
+@pytest.mark.parametrize(
+    "seconds",
+    [
+        400.0,  # ~12.8 MB: two whole parts and a shorter last one
+        (2 * PART - 44) / 2 / 16_000,  # the 44-byte header and samples: two parts exactly
+    ],
+    ids=["parts_and_a_rest", "whole_parts_only"],
+)
 async def test_a_recording_of_several_parts_reads_back_byte_for_byte(
-    stub: Stub, service: RunningMeetingService
+    stub: Stub, service: RunningMeetingService, seconds: float
 ) -> None:
-    # In S3: two whole parts and a shorter last one, all from one stream's writer.
+    # In S3, all from one stream's writer. With whole parts only, completion has no bytes
+    # left to store, and the last part, stored as the stream ended, is counted before the
+    # recording is sealed (a sealed recording takes no more parts).
     owner = user()
     meeting = await create(stub, owner)
-    audio = make_wav(400.0)  # ~12.8 MB
-    assert 2 * PART < len(audio) < 3 * PART
+    audio = make_wav(seconds)
+    assert 2 * PART <= len(audio) < 3 * PART
     response = await stub.UploadAudio(
         requests(meeting.id, chunks_of(audio, MIB), sha=sha256(audio)), metadata=auth(owner)
     )
@@ -167,24 +177,6 @@ async def test_a_stream_that_stops_after_a_whole_part_is_told_it_is_stored(
 
     response = await stub.UploadAudio(
         requests(meeting.id, chunks_of(audio[PART:], MIB), offset=PART, sha=sha256(audio)),
-        metadata=auth(owner),
-    )
-    assert (response.complete, response.stored_size) == (True, len(audio))
-    assert await _stored(service, meeting.id) == audio
-
-
-async def test_a_recording_of_whole_parts_only_reads_back_byte_for_byte(
-    stub: Stub, service: RunningMeetingService
-) -> None:
-    # In S3 the stream's last bytes fill a part exactly: completion has no bytes left to
-    # store, and that part, stored as the stream ended, is counted before the recording
-    # is sealed (a sealed recording takes no more parts).
-    owner = user()
-    meeting = await create(stub, owner)
-    audio = make_wav((2 * PART - 44) / 2 / 16_000)  # the 44-byte header and samples
-    assert len(audio) == 2 * PART
-    response = await stub.UploadAudio(
-        requests(meeting.id, chunks_of(audio, MIB), total_size=len(audio), sha=sha256(audio)),
         metadata=auth(owner),
     )
     assert (response.complete, response.stored_size) == (True, len(audio))
