@@ -85,6 +85,10 @@ _RETRANSCRIBE = (
     "part of the live audio was not transcribed before its server stopped; the recording is "
     "transcribed again"
 )
+_LOST = (
+    "the live stream's server stopped before all of its audio was transcribed; the recording "
+    "is transcribed again"
+)
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,34 @@ class _HoldsLease:
 
 def _taken_over() -> MeetingError:
     return wrong_state("LIVE", "another live stream took this meeting over")
+
+
+async def finalise_released(
+    parts: LiveParts, conn: asyncpg.Connection, mid: uuid.UUID, recording: LiveRecording
+) -> meeting_pb2.TranscriptEvent:
+    """Completes the recording of a LIVE meeting no session holds and queues its job.
+
+    The lease says whether the last session recognized all the audio it stored (released
+    cleanly: the job starts at diarization) or not (its replica stopped or died, or it
+    stopped while ending: the job transcribes the recording again). Call
+    `parts.completion.queued()` once the transaction commits.
+
+    Args:
+        parts: What live sessions use.
+        conn: The connection, in a transaction that locked the meeting.
+        mid: The meeting.
+        recording: Its recording, resumed (`LiveRecording.resume`).
+
+    Returns:
+        The status event (DIARIZING or QUEUED).
+    """
+    lease = await parts.leases.get(conn, mid)
+    if lease is not None and lease.session_id is None and lease.clean:
+        event = await recording.complete_stored(conn, meeting_pb2.MEETING_STATUS_DIARIZING)
+    else:
+        event = await recording.complete_stored(conn, meeting_pb2.MEETING_STATUS_QUEUED, _LOST)
+    await parts.leases.delete(conn, mid)
+    return event
 
 
 class LiveTranscriber:
@@ -293,17 +325,21 @@ class LiveTranscriber:
         """Takes the caller's meeting: AWAITING_AUDIO goes LIVE; a LIVE one is resumed.
 
         A LIVE meeting whose session still holds its lease is waited for, at most one
-        lease time, since that session lets go as soon as it notices its client left.
+        lease time, since that session lets go as soon as it notices its client left. A
+        LIVE meeting whose recording is stored whole was being ended when its session
+        stopped (object storage completes the recording a commit before the meeting):
+        it is ended now, and the call refused.
 
         Raises:
             MeetingError: MEETING_NOT_FOUND; WRONG_STATE for a meeting in another status,
-                for `resume` of a meeting that is not LIVE, or when another session keeps
-                streaming into it.
+                for `resume` of a meeting that is not LIVE or whose live audio had ended,
+                or when another session keeps streaming into it.
         """
         parts = self._parts
         loop = asyncio.get_running_loop()
         give_up = loop.time() + parts.lease_s + TAKEOVER_POLL_S
         while True:
+            ended: meeting_pb2.TranscriptEvent | None = None
             async with parts.pool.acquire() as conn, conn.transaction():
                 row = await parts.meetings.get(conn, mid, owner=owner, for_update=True)
                 if row is None:
@@ -325,12 +361,22 @@ class LiveTranscriber:
                 lease = await parts.leases.get(conn, mid)
                 if lease is None or lease.expired:
                     await recording.resume(conn)
-                    await parts.leases.take(conn, mid, session_id, parts.lease_s)
-                    index = await parts.events.next_segment_index(conn, mid)
-                    logger.bind(meeting_id=str(mid), audio_bytes=recording.stored_bytes).info(
-                        "live session resumed"
-                    )
-                    return _Started(row, None, index)
+                    if not recording.stored_whole:
+                        await parts.leases.take(conn, mid, session_id, parts.lease_s)
+                        index = await parts.events.next_segment_index(conn, mid)
+                        logger.bind(meeting_id=str(mid), audio_bytes=recording.stored_bytes).info(
+                            "live session resumed"
+                        )
+                        return _Started(row, None, index)
+                    ended = await finalise_released(parts, conn, mid, recording)
+            if ended is not None:
+                parts.completion.queued()
+                logger.bind(meeting_id=str(mid)).info("live meeting ended on resume")
+                raise wrong_state(
+                    status_name(ended.status_change.status),
+                    "this meeting's live audio had ended: its recording is stored and being "
+                    "processed",
+                )
             if loop.time() >= give_up:
                 raise wrong_state(status, "another live stream is sending audio to this meeting")
             await asyncio.sleep(TAKEOVER_POLL_S)

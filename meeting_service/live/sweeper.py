@@ -14,15 +14,11 @@ import uuid
 
 from gen.meeting.v1 import meeting_pb2
 from meeting_service.db.database import CONNECTION_ERRORS
-from meeting_service.live.session import LiveParts
+from meeting_service.live.session import LiveParts, finalise_released
 from meeting_service.recordings.live_recording import LiveRecording
 from mesh_common.logging import logger
 
 BATCH = 16
-_LOST = (
-    "the live stream's server stopped before all of its audio was transcribed; the recording "
-    "is transcribed again"
-)
 
 
 class LiveSweeper:
@@ -69,15 +65,10 @@ class LiveSweeper:
                 return False
             if not await parts.leases.is_abandoned(conn, mid, parts.grace_s):
                 return False
-            lease = await parts.leases.get(conn, mid)
-            clean = lease is not None and lease.session_id is None and lease.clean
             recording = LiveRecording(parts.pool, parts.uploads, parts.store, parts.completion, mid)
             await recording.resume(conn)
-            if clean:
-                await recording.complete_stored(conn, meeting_pb2.MEETING_STATUS_DIARIZING)
-            else:
-                await recording.complete_stored(conn, meeting_pb2.MEETING_STATUS_QUEUED, _LOST)
-            await parts.leases.delete(conn, mid)
+            event = await finalise_released(parts, conn, mid, recording)
+            clean = event.status_change.status == meeting_pb2.MEETING_STATUS_DIARIZING
         parts.completion.queued()
         logger.bind(meeting_id=str(mid), clean=clean).info(
             "live meeting not resumed within the grace; job queued"

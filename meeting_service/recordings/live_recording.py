@@ -51,6 +51,7 @@ class LiveRecording:
         self._writer: RecordingWriter | None = None
         self._pending = bytearray()
         self._stored = 0
+        self._stored_whole = False
 
     async def start(self, conn: asyncpg.Connection, status: str) -> None:
         """Starts the recording inside the caller's transaction (the meeting is locked).
@@ -84,6 +85,7 @@ class LiveRecording:
             raise not_found(self._mid)
         self._writer = self._store.writer(upload, keeps_start=True)
         self._stored = upload.stored_size
+        self._stored_whole = upload.stored_whole
 
     def add(self, audio: bytes) -> None:
         """Adds audio to what waits to be stored (`store_chunk`, `store`).
@@ -149,6 +151,14 @@ class LiveRecording:
             reason=reason,
             trace_context=trace_context,
         )
+
+    @property
+    def stored_whole(self) -> bool:
+        """Whether a resumed recording was already stored whole (`UploadRow.stored_whole`).
+
+        Only `complete_stored` can follow: the session that stored it was ending.
+        """
+        return self._stored_whole
 
     @property
     def audio_bytes(self) -> int:

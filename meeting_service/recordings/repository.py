@@ -38,6 +38,16 @@ class UploadRow:
     object_upload_id: str | None = None
     part_etags: tuple[str, ...] = ()
 
+    @property
+    def stored_whole(self) -> bool:
+        """Whether the recording is one finished object in object storage.
+
+        Stored by one PUT, or its multipart upload completed: it takes no more bytes.
+        The row is marked complete by a later commit, which a process killed in between
+        never makes (a live session's end, `live.session`).
+        """
+        return self.object_upload_id is None and bool(self.part_etags)
+
 
 _COLUMNS = (
     "meeting_id, content_type, total_size, stored_size, sha256, sealed, complete,"

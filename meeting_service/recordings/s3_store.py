@@ -231,6 +231,8 @@ class _S3Writer:
         self._first_part = b""
 
     async def append(self, data: bytes) -> int | None:
+        if self._stored_whole():
+            raise RuntimeError("the recording is stored whole: it takes no more bytes")
         crc_before = self._crc
         self._buffer.seek(self._filled)  # a failed send may have left it anywhere
         self._buffer.write(data)
@@ -255,6 +257,12 @@ class _S3Writer:
         client = await self._store.client()
         if await self.durable() is None:
             await self._lost()
+        if self._stored_whole():
+            # By an earlier stream, whose header was written for this length: it stopped
+            # before the recording's completion was recorded.
+            if self._filled:
+                raise RuntimeError("the recording is stored whole: it takes no more bytes")
+            return self._stored
         if header and not self._etags:
             self._buffer.seek(0)
             self._buffer.write(header)
@@ -275,11 +283,10 @@ class _S3Writer:
                 self._stored = stored
                 self._filled = 0
             return self._stored
-        if self._upload_id is None:
-            return self._stored  # completed by an earlier stream
         if self._filled and (not await self._store_part(last=True) or await self.durable() is None):
             await self._lost()
         parts = [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(self._etags, 1)]
+        assert self._upload_id is not None  # the other cases returned above
         try:
             await client.complete_multipart_upload(
                 Bucket=options.bucket,
@@ -313,6 +320,9 @@ class _S3Writer:
         self._filled = 0
         self._crc = 0
         return await self.durable()
+
+    def _stored_whole(self) -> bool:
+        return self._upload_id is None and bool(self._etags)
 
     def _part(self) -> io.BytesIO:
         """The part received so far, as a request body, rewound.

@@ -1,7 +1,9 @@
 """Recordings in a real S3 server (SeaweedFS): probed, decoded and rewritten by ranges.
 
 An MP4 (M4A) upload makes the decoder seek, so its ranged reads are exercised; a live
-session longer than one part makes the WAV header's rewrite store the first part again.
+session longer than one part makes the WAV header's rewrite store the first part again;
+a live session that stopped between storing its recording whole and ending its meeting
+is ended by the next call to resume it, or by the sweep.
 """
 
 from __future__ import annotations
@@ -10,13 +12,17 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from gen.meeting.v1 import meeting_service_pb2
+import grpc
+import pytest
+
+from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
 from meeting_mesh.seaweedfs import SeaweedFS
 from meeting_service.recordings import pcm
 from meeting_service.recordings.probe import probe_audio
-from meeting_service.recordings.store import reader
-from tests.support.gpu import Pki
-from tests.support.meeting import auth
+from meeting_service.recordings.s3_store import S3Store
+from meeting_service.recordings.store import iter_spans, reader
+from tests.support.gpu import Pki, pcm16
+from tests.support.meeting import auth, error_reason
 from tests.support.mesh import (
     USER,
     create_meeting,
@@ -73,3 +79,66 @@ async def test_a_live_recording_in_s3_gets_its_real_header(
         assert first[1][: len(header)] == header
         info = await probe_audio(recording, status.stored_size)
         assert info.duration_us == LIVE_SECONDS * 1_000_000
+
+
+async def _live_requests(
+    meeting_id: str, audio: bytes, *, resume: bool = False
+) -> AsyncIterator[meeting_service_pb2.LiveTranscribeRequest]:
+    """A live stream that sends `audio` and stops without the end marker (a drop)."""
+    yield meeting_service_pb2.LiveTranscribeRequest(
+        config=meeting_service_pb2.LiveAudioConfig(meeting_id=meeting_id, resume=resume)
+    )
+    if audio:
+        yield meeting_service_pb2.LiveTranscribeRequest(audio=audio)
+
+
+@pytest.mark.parametrize("finisher", ["resumed session", "sweep"])
+async def test_a_live_meeting_whose_recording_was_stored_whole_is_ended_by(
+    finisher: str, db_url: str, pki: Pki, tmp_path: Path, s3_server: SeaweedFS, s3_bucket: str
+) -> None:
+    # What a live session leaves when it stops (its process killed, its database gone)
+    # after storing its recording whole in S3 and before the commit that ends its meeting:
+    # a LIVE meeting nobody holds. A resume must not stream into the finished object.
+    grace_s = 3600.0 if finisher == "resumed session" else 0.5
+    settings = {**s3_settings(s3_server, s3_bucket), "live_resume_grace_s": grace_s}
+    async with run_mesh(db_url, pki, tmp_path, live_lease_s=1.0, **settings) as mesh:
+        meeting = await create_meeting(mesh, title="stored whole")
+        mid = uuid.UUID(meeting.id)
+        # A session that drops at once: the meeting waits LIVE, its recording empty.
+        async for _ in mesh.stub.LiveTranscribe(
+            _live_requests(meeting.id, b""), metadata=auth(USER), timeout=60
+        ):
+            pass
+        store = mesh.service.services.recordings
+        assert isinstance(store, S3Store)
+        row = await store.uploads.get(store.pool, mid)
+        assert row is not None and row.stored_size == 0
+        audio = pcm16(dialogue(2))
+        recording = pcm.wav_header(len(audio)) + audio
+        writer = store.writer(row, keeps_start=True)
+        await writer.append(pcm.wav_header(0) + audio)
+        assert await writer.complete(pcm.wav_header(len(audio))) == len(recording)
+
+        if finisher == "resumed session":
+            call = mesh.stub.LiveTranscribe(
+                _live_requests(meeting.id, pcm16(dialogue(1)), resume=True),
+                metadata=auth(USER),
+                timeout=60,
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                async for _ in call:
+                    pass
+            code, reason, details = error_reason(refused.value)
+            assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "WRONG_STATE")
+            assert details["status"] == "MEETING_STATUS_DIARIZING"
+            assert "live audio had ended" in str(refused.value.details())
+
+        events = await follow(mesh, meeting.id)
+        assert statuses(events)[-1] == "COMPLETED"
+        spans = iter_spans(reader(store, mid))
+        assert b"".join([span async for span in spans]) == recording
+        got = await mesh.stub.GetMeeting(
+            meeting_service_pb2.GetMeetingRequest(meeting_id=meeting.id), metadata=auth(USER)
+        )
+        assert got.meeting.status == meeting_pb2.MEETING_STATUS_COMPLETED
+        assert got.meeting.duration.ToMicroseconds() == pcm.duration_us(len(audio))
