@@ -575,7 +575,7 @@ class _Session:
         # resume it with audio that can.
         bad_audio = failure is not None and failure.reason == _UNSUPPORTED_AUDIO
         if bad_audio or (failure is None and stop is not _Stop.ENDED):
-            await self._recording.store()
+            await self._recording.keep()
             await parts.leases.release(parts.pool, self._mid, self._id, clean=stop is _Stop.DROPPED)
             how = "bad audio" if bad_audio else stop.value
             self._log.bind(audio_bytes=self._recording.audio_bytes, how=how).info(

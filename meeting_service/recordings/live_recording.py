@@ -86,6 +86,9 @@ class LiveRecording:
         self._writer = self._store.writer(upload, keeps_start=True)
         self._stored = upload.stored_size
         self._stored_whole = upload.stored_whole
+        if not self._stored:
+            # Its session's server died before storing anything (with S3, below a part).
+            self._pending = bytearray(pcm.wav_header(0))
 
     def add(self, audio: bytes) -> None:
         """Adds audio to what waits to be stored (`store_chunk`, `store`).
@@ -105,7 +108,7 @@ class LiveRecording:
             await self._flush()
 
     async def store(self) -> None:
-        """Hands the store the audio still waiting (a resumed session continues after it).
+        """Hands the store the audio still waiting (`keep` also makes it durable).
 
         Raises:
             MeetingError: MEETING_NOT_FOUND when the meeting was deleted.
@@ -113,6 +116,16 @@ class LiveRecording:
         if self.audio_bytes % 2:
             self._pending += b"\0"  # whole samples only
         await self._flush()
+
+    async def keep(self) -> None:
+        """Stores the audio received, all of it durably, for the session that resumes this one.
+
+        Raises:
+            MeetingError: MEETING_NOT_FOUND when the meeting was deleted.
+        """
+        await self.store()
+        if await self._started().keep_held() is None:
+            raise not_found(self._mid)
 
     async def complete_stored(
         self,

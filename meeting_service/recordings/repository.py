@@ -37,6 +37,7 @@ class UploadRow:
     complete: bool
     object_upload_id: str | None = None
     part_etags: tuple[str, ...] = ()
+    staged_size: int = 0
 
     @property
     def stored_whole(self) -> bool:
@@ -51,7 +52,7 @@ class UploadRow:
 
 _COLUMNS = (
     "meeting_id, content_type, total_size, stored_size, sha256, sealed, complete,"
-    " object_upload_id, part_etags"
+    " object_upload_id, part_etags, staged_size"
 )
 
 
@@ -191,10 +192,12 @@ class UploadsRepository:
     ) -> int | None:
         """Counts an object-storage part of `size` bytes stored from `offset` (part N+1).
 
+        The part holds the staged bytes, if any (`stage`): they are in the parts now.
+
         Args:
             conn: A connection or the pool.
             meeting_id: The meeting.
-            offset: Where the part starts: the stored size it was written after.
+            offset: Where the part starts: the size of the parts stored before it.
             size: Its bytes.
             etag: Its ETag ("" for a recording stored with one PUT).
             last: The recording's last part, counted by its completion: the recording
@@ -206,10 +209,11 @@ class UploadsRepository:
         """
         stored: int | None = await conn.fetchval(
             """
-            UPDATE uploads SET stored_size = stored_size + $3,
+            UPDATE uploads SET stored_size = $2 + $3,
+                               staged_size = 0,
                                part_etags = array_append(part_etags, $4),
                                update_time = clock_timestamp()
-            WHERE meeting_id = $1 AND stored_size = $2 AND (NOT sealed OR $5)
+            WHERE meeting_id = $1 AND stored_size - staged_size = $2 AND (NOT sealed OR $5)
             RETURNING stored_size
             """,
             meeting_id,
@@ -217,6 +221,29 @@ class UploadsRepository:
             size,
             etag,
             last,
+        )
+        return stored
+
+    async def stage(
+        self, conn: asyncpg.Connection | asyncpg.Pool, meeting_id: uuid.UUID, offset: int, size: int
+    ) -> int | None:
+        """Counts `size` bytes after the parts' `offset` bytes as staged (kept beside them).
+
+        They replace what was staged before (the stream read it back first).
+
+        Returns:
+            The new stored size, or None when another writer moved the size.
+        """
+        stored: int | None = await conn.fetchval(
+            """
+            UPDATE uploads SET stored_size = $2 + $3, staged_size = $3,
+                               update_time = clock_timestamp()
+            WHERE meeting_id = $1 AND stored_size - staged_size = $2 AND NOT sealed
+            RETURNING stored_size
+            """,
+            meeting_id,
+            offset,
+            size,
         )
         return stored
 
@@ -238,7 +265,7 @@ class UploadsRepository:
         """
         status: str = await conn.execute(
             "UPDATE uploads SET object_upload_id = $2, update_time = clock_timestamp()"
-            " WHERE meeting_id = $1 AND object_upload_id IS NULL AND stored_size = 0",
+            " WHERE meeting_id = $1 AND object_upload_id IS NULL AND stored_size = staged_size",
             meeting_id,
             upload_id,
         )
@@ -276,7 +303,8 @@ class UploadsRepository:
         Its next stream starts again at offset 0.
         """
         await conn.execute(
-            "UPDATE uploads SET stored_size = 0, part_etags = '{}', object_upload_id = NULL,"
+            "UPDATE uploads SET stored_size = 0, staged_size = 0, part_etags = '{}',"
+            " object_upload_id = NULL,"
             " update_time = clock_timestamp() WHERE object_upload_id = $1 AND NOT sealed",
             upload_id,
         )

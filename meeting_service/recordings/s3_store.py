@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 
 MIN_PART_BYTES = 5 * 1024 * 1024  # S3's floor for every part but the last
 SPAN_BYTES = 1024 * 1024  # one ranged GET
+HEAD = ".head"  # key suffix of a live recording's first part, kept to rewrite its header
+TAIL = ".tail"  # key suffix of the bytes a stopped live stream held below one part
 
 
 @dataclass(frozen=True)
@@ -112,9 +114,13 @@ class S3Store:
                 self._client = await self._context.__aenter__()
             return self._client
 
-    def key(self, meeting_id: uuid.UUID) -> str:
-        """The object key of a meeting's recording."""
-        return f"{self.options.prefix}{meeting_id}"
+    def key(self, meeting_id: uuid.UUID, suffix: str = "") -> str:
+        """The object key of a meeting's recording; with `suffix`, of a piece kept beside it.
+
+        `HEAD` is the copy of a live recording's first part, `TAIL` the bytes a stopped
+        live stream held below one part (`uploads.staged_size`).
+        """
+        return f"{self.options.prefix}{meeting_id}{suffix}"
 
     def writer(  # noqa: D102
         self, upload: UploadRow, *, keeps_start: bool = False, counts_behind: bool = False
@@ -141,7 +147,8 @@ class S3Store:
         """Deletes the recording's object and aborts its multipart uploads."""
         client = await self.client()
         key = self.key(meeting_id)
-        await client.delete_object(Bucket=self.options.bucket, Key=key)
+        for suffix in ("", HEAD, TAIL):
+            await client.delete_object(Bucket=self.options.bucket, Key=key + suffix)
         listing = await client.list_multipart_uploads(Bucket=self.options.bucket, Prefix=key)
         for upload in listing.get("Uploads", []):
             if upload.get("Key") == key and "UploadId" in upload:
@@ -212,7 +219,10 @@ class _S3Writer:
         self._mid = upload.meeting_id
         self._key = store.key(upload.meeting_id)
         self._stored = upload.stored_size  # counted in PostgreSQL
-        self._sent = upload.stored_size  # in parts S3 has, counted or being counted
+        # In parts S3 has, counted or being counted.
+        self._sent = upload.stored_size - upload.staged_size
+        # Counted, but kept as the TAIL object: read back into the part first.
+        self._staged = upload.staged_size
         self._upload_id = upload.object_upload_id
         self._etags = list(upload.part_etags)
         # The last stored part's count (with `counts_behind`, committed while the next
@@ -233,6 +243,7 @@ class _S3Writer:
     async def append(self, data: bytes) -> int | None:
         if self._stored_whole():
             raise RuntimeError("the recording is stored whole: it takes no more bytes")
+        await self._read_back_staged()
         crc_before = self._crc
         self._buffer.seek(self._filled)  # a failed send may have left it anywhere
         self._buffer.write(data)
@@ -263,6 +274,7 @@ class _S3Writer:
             if self._filled:
                 raise RuntimeError("the recording is stored whole: it takes no more bytes")
             return self._stored
+        await self._read_back_staged()
         if header and not self._etags:
             self._buffer.seek(0)
             self._buffer.write(header)
@@ -282,6 +294,7 @@ class _S3Writer:
                     raise AssertionError("unreachable")
                 self._stored = stored
                 self._filled = 0
+                await self._drop_pieces()
             return self._stored
         if self._filled and (not await self._store_part(last=True) or await self.durable() is None):
             await self._lost()
@@ -300,7 +313,29 @@ class _S3Writer:
                 raise
         await self._store.uploads.close_object_upload(self._store.pool, self._mid)
         self._upload_id = None
+        await self._drop_pieces()
         return self._stored
+
+    async def keep_held(self) -> int | None:
+        """Stores the part being filled as the TAIL object and counts it as staged.
+
+        S3 takes a part below 5 MiB only as the last one, so the bytes wait there for
+        the writer of the resumed stream (`_read_back_staged`).
+        """
+        await self._read_back_staged()
+        if await self.durable() is None:
+            return None
+        if not self._filled:
+            return self._stored
+        store = self._store
+        client = await store.client()
+        await client.put_object(
+            Bucket=store.options.bucket, Key=store.key(self._mid, TAIL), Body=self._part()
+        )
+        stored = await store.uploads.stage(store.pool, self._mid, self._sent, self._filled)
+        if stored is not None:
+            self._stored = stored
+        return stored
 
     async def durable(self) -> int | None:
         """Waits for the last stored part's count.
@@ -323,6 +358,46 @@ class _S3Writer:
 
     def _stored_whole(self) -> bool:
         return self._upload_id is None and bool(self._etags)
+
+    async def _read_back_staged(self) -> None:
+        """Puts the bytes an earlier stream staged (`keep_held`) first in the part."""
+        if not self._staged:
+            return
+        data = await self._get(TAIL)
+        if data is None or len(data) != self._staged:
+            raise RuntimeError(f"the staged bytes of {self._key} are missing from {TAIL}")
+        self._buffer = io.BytesIO(data)
+        self._buffer.seek(0, io.SEEK_END)
+        self._filled = len(data)
+        self._crc = zlib.crc32(data)
+        self._staged = 0
+
+    async def _get(self, suffix: str) -> bytes | None:
+        """The whole object of a piece kept beside the recording; None when it is gone."""
+        store = self._store
+        client = await store.client()
+        try:
+            response = await client.get_object(
+                Bucket=store.options.bucket, Key=store.key(self._mid, suffix)
+            )
+        except ClientError as error:
+            if _code(error) in {"NoSuchKey", "404"}:
+                return None
+            raise
+        async with response["Body"] as body:
+            return await body.read()
+
+    async def _drop_pieces(self) -> None:
+        """Deletes the pieces a live recording kept beside it, now that it is complete."""
+        if not self._keeps_start:
+            return
+        store = self._store
+        client = await store.client()
+        for suffix in (HEAD, TAIL):
+            with contextlib.suppress(ClientError):
+                await client.delete_object(
+                    Bucket=store.options.bucket, Key=store.key(self._mid, suffix)
+                )
 
     def _part(self) -> io.BytesIO:
         """The part received so far, as a request body, rewound.
@@ -383,6 +458,13 @@ class _S3Writer:
             raise
         if await self.durable() is None:
             return False
+        if number == 1 and self._keeps_start:
+            # Kept in S3 too, before the part is counted: the writer of a resumed stream
+            # rewrites the header from there.
+            self._first_part = data.getvalue()
+            await client.put_object(
+                Bucket=store.options.bucket, Key=store.key(self._mid, HEAD), Body=self._first_part
+            )
         etag, offset, size = response["ETag"], self._sent, self._filled
         counting = asyncio.create_task(self._count(offset, size, etag, last=last))
         # Counted now, a failed count changes nothing here: the caller's bytes are handed
@@ -390,8 +472,6 @@ class _S3Writer:
         if not self._counts_behind and await counting is None:
             return False
         self._counting = counting
-        if number == 1 and self._keeps_start:
-            self._first_part = data.getvalue()
         self._etags.append(etag)
         self._sent += size
         self._filled = 0  # the buffer is kept for the next part
@@ -415,11 +495,12 @@ class _S3Writer:
         raise written_by_another_stream(current.stored_size)
 
     async def _restore_first_part(self, header: bytes) -> None:
-        if not self._first_part:
+        first = self._first_part or await self._get(HEAD)
+        if not first:
             raise RuntimeError("the first part was not kept: create the writer with keeps_start")
         store = self._store
         client = await store.client()
-        data = header + self._first_part[len(header) :]
+        data = header + first[len(header) :]
         assert self._upload_id is not None
         response = await client.upload_part(
             Bucket=store.options.bucket,

@@ -53,6 +53,18 @@ class RecordingWriter(Protocol):
         """
         ...
 
+    async def keep_held(self) -> int | None:
+        """Makes every byte received durable without completing the recording.
+
+        For a stream whose bytes are not sent again when it is resumed (a live session's):
+        the next writer continues after them.
+
+        Returns:
+            The durable stored size, or None when another stream moved the upload on, or
+            the meeting was deleted.
+        """
+        ...
+
     async def end(self) -> int | None:
         """Ends a stream that did not complete the recording; bytes not yet durable are dropped.
 
@@ -176,6 +188,9 @@ class _PostgresWriter:
 
     async def durable(self) -> int | None:
         return self._stored
+
+    async def keep_held(self) -> int | None:
+        return self._stored  # nothing is held: every append is stored
 
     async def end(self) -> int | None:
         return self._stored

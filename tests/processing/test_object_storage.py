@@ -8,6 +8,7 @@ is ended by the next call to resume it, or by the sweep.
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -82,14 +83,61 @@ async def test_a_live_recording_in_s3_gets_its_real_header(
 
 
 async def _live_requests(
-    meeting_id: str, audio: bytes, *, resume: bool = False
+    meeting_id: str, audio: bytes, *, resume: bool = False, end: bool = False
 ) -> AsyncIterator[meeting_service_pb2.LiveTranscribeRequest]:
-    """A live stream that sends `audio` and stops without the end marker (a drop)."""
+    """A live stream that sends `audio` in 1 s messages, then the end marker or nothing
+    (a drop)."""
     yield meeting_service_pb2.LiveTranscribeRequest(
         config=meeting_service_pb2.LiveAudioConfig(meeting_id=meeting_id, resume=resume)
     )
-    if audio:
-        yield meeting_service_pb2.LiveTranscribeRequest(audio=audio)
+    for start in range(0, len(audio), pcm.BYTES_PER_SECOND):
+        block = audio[start : start + pcm.BYTES_PER_SECOND]
+        yield meeting_service_pb2.LiveTranscribeRequest(audio=block)
+    if end:
+        yield meeting_service_pb2.LiveTranscribeRequest(end=True)
+
+
+@pytest.mark.parametrize(
+    ("first_s", "resumed"),
+    [(3, True), (LIVE_SECONDS, True), (3, False)],
+    ids=["resumed within one part", "resumed past one part", "swept within one part"],
+)
+async def test_a_live_meeting_in_s3_that_dropped_keeps_all_of_its_audio(
+    first_s: int,
+    resumed: bool,
+    db_url: str,
+    pki: Pki,
+    tmp_path: Path,
+    s3_server: SeaweedFS,
+    s3_bucket: str,
+) -> None:
+    # S3 takes a part below 5 MiB only as the last one: what the dropped session held
+    # below a part waits beside the upload for the session that resumes it, or the sweep
+    # that ends it, and a first part stored by the dropped session still gets the real
+    # header.
+    settings = {**s3_settings(s3_server, s3_bucket), "live_resume_grace_s": 30 if resumed else 0}
+    async with run_mesh(db_url, pki, tmp_path, live_lease_s=1.0, **settings) as mesh:
+        meeting = await create_meeting(mesh, title="dropped in s3")
+        noise = random.Random(first_s).randbytes
+        first = noise(first_s * pcm.BYTES_PER_SECOND)
+        second = noise(3 * pcm.BYTES_PER_SECOND) if resumed else b""
+        sessions = [(first, False), (second, True)] if resumed else [(first, False)]
+        for audio, resume in sessions:
+            requests = _live_requests(meeting.id, audio, resume=resume, end=resume)
+            async for _ in mesh.stub.LiveTranscribe(requests, metadata=auth(USER), timeout=120):
+                pass
+
+        events = await follow(mesh, meeting.id)
+        assert statuses(events)[-1] == "COMPLETED"
+        store = mesh.service.services.recordings
+        assert isinstance(store, S3Store)
+        mid = uuid.UUID(meeting.id)
+        spans = iter_spans(reader(store, mid))
+        audio = first + second
+        assert b"".join([span async for span in spans]) == pcm.wav_header(len(audio)) + audio
+        client = await store.client()
+        listing = await client.list_objects_v2(Bucket=s3_bucket, Prefix=store.key(mid))
+        assert [o.get("Key") for o in listing.get("Contents", [])] == [store.key(mid)]
 
 
 @pytest.mark.parametrize("finisher", ["resumed session", "sweep"])
@@ -104,7 +152,7 @@ async def test_a_live_meeting_whose_recording_was_stored_whole_is_ended_by(
     async with run_mesh(db_url, pki, tmp_path, live_lease_s=1.0, **settings) as mesh:
         meeting = await create_meeting(mesh, title="stored whole")
         mid = uuid.UUID(meeting.id)
-        # A session that drops at once: the meeting waits LIVE, its recording empty.
+        # A session that drops at once: the meeting waits LIVE, its recording a header.
         async for _ in mesh.stub.LiveTranscribe(
             _live_requests(meeting.id, b""), metadata=auth(USER), timeout=60
         ):
@@ -112,11 +160,11 @@ async def test_a_live_meeting_whose_recording_was_stored_whole_is_ended_by(
         store = mesh.service.services.recordings
         assert isinstance(store, S3Store)
         row = await store.uploads.get(store.pool, mid)
-        assert row is not None and row.stored_size == 0
+        assert row is not None and row.stored_size == pcm.WAV_HEADER_BYTES
         audio = pcm16(dialogue(2))
         recording = pcm.wav_header(len(audio)) + audio
         writer = store.writer(row, keeps_start=True)
-        await writer.append(pcm.wav_header(0) + audio)
+        await writer.append(audio)
         assert await writer.complete(pcm.wav_header(len(audio))) == len(recording)
 
         if finisher == "resumed session":
@@ -142,3 +190,28 @@ async def test_a_live_meeting_whose_recording_was_stored_whole_is_ended_by(
         )
         assert got.meeting.status == meeting_pb2.MEETING_STATUS_COMPLETED
         assert got.meeting.duration.ToMicroseconds() == pcm.duration_us(len(audio))
+
+
+async def test_deleting_a_dropped_live_meeting_in_s3_deletes_what_it_kept_beside_it(
+    db_url: str, pki: Pki, tmp_path: Path, s3_server: SeaweedFS, s3_bucket: str
+) -> None:
+    async with run_mesh(db_url, pki, tmp_path, **s3_settings(s3_server, s3_bucket)) as mesh:
+        meeting = await create_meeting(mesh, title="dropped, then deleted")
+        audio = random.Random(1).randbytes((LIVE_SECONDS + 1) * pcm.BYTES_PER_SECOND)
+        requests = _live_requests(meeting.id, audio)
+        async for _ in mesh.stub.LiveTranscribe(requests, metadata=auth(USER), timeout=120):
+            pass
+        store = mesh.service.services.recordings
+        assert isinstance(store, S3Store)
+        key = store.key(uuid.UUID(meeting.id))
+        client = await store.client()
+
+        async def kept() -> list[str]:
+            listing = await client.list_objects_v2(Bucket=s3_bucket, Prefix=key)
+            return sorted(o.get("Key", "") for o in listing.get("Contents", []))
+
+        assert await kept() == [key + ".head", key + ".tail"]
+        await mesh.stub.DeleteMeeting(
+            meeting_service_pb2.DeleteMeetingRequest(meeting_id=meeting.id), metadata=auth(USER)
+        )
+        assert await kept() == []
