@@ -326,9 +326,9 @@ class LiveTranscriber:
 
         A LIVE meeting whose session still holds its lease is waited for, at most one
         lease time, since that session lets go as soon as it notices its client left. A
-        LIVE meeting whose recording is stored whole was being ended when its session
-        stopped (object storage completes the recording a commit before the meeting):
-        it is ended now, and the call refused.
+        LIVE meeting whose recording was being completed when its session stopped (the
+        recording's size and, with object storage, its completion are committed before
+        the meeting's) is ended now, and the call refused.
 
         Raises:
             MeetingError: MEETING_NOT_FOUND; WRONG_STATE for a meeting in another status,
@@ -361,7 +361,7 @@ class LiveTranscriber:
                 lease = await parts.leases.get(conn, mid)
                 if lease is None or lease.expired:
                     await recording.resume(conn)
-                    if not recording.stored_whole:
+                    if not recording.ending:
                         await parts.leases.take(conn, mid, session_id, parts.lease_s)
                         index = await parts.events.next_segment_index(conn, mid)
                         logger.bind(meeting_id=str(mid), audio_bytes=recording.stored_bytes).info(
@@ -575,8 +575,14 @@ class _Session:
         # resume it with audio that can.
         bad_audio = failure is not None and failure.reason == _UNSUPPORTED_AUDIO
         if bad_audio or (failure is None and stop is not _Stop.ENDED):
-            await self._recording.keep()
-            await parts.leases.release(parts.pool, self._mid, self._id, clean=stop is _Stop.DROPPED)
+            try:
+                await self._recording.keep()
+            finally:
+                # Even when the audio held could not be kept: a resume need not wait
+                # out the lease for what is stored.
+                await parts.leases.release(
+                    parts.pool, self._mid, self._id, clean=stop is _Stop.DROPPED
+                )
             how = "bad audio" if bad_audio else stop.value
             self._log.bind(audio_bytes=self._recording.audio_bytes, how=how).info(
                 "live stream stopped; the meeting waits to be resumed"

@@ -51,7 +51,7 @@ class LiveRecording:
         self._writer: RecordingWriter | None = None
         self._pending = bytearray()
         self._stored = 0
-        self._stored_whole = False
+        self._ending = False
 
     async def start(self, conn: asyncpg.Connection, status: str) -> None:
         """Starts the recording inside the caller's transaction (the meeting is locked).
@@ -85,7 +85,7 @@ class LiveRecording:
             raise not_found(self._mid)
         self._writer = self._store.writer(upload, keeps_start=True)
         self._stored = upload.stored_size
-        self._stored_whole = upload.stored_whole
+        self._ending = upload.total_size is not None
         if not self._stored:
             # Its session's server died before storing anything (with S3, below a part).
             self._pending = bytearray(pcm.wav_header(0))
@@ -154,6 +154,11 @@ class LiveRecording:
             MeetingError: MEETING_NOT_FOUND when the meeting was deleted.
         """
         data_bytes = self.stored_bytes
+        if not self._ending:
+            # In a commit of its own before the store completes the recording (with S3,
+            # in commits of their own too): a meeting found LIVE with it was ending.
+            await self._uploads.set_total_size(self._pool, self._mid, self._stored)
+            self._ending = True
         await self._started().complete(header=pcm.wav_header(data_bytes))
         return await self._completion.complete(
             conn,
@@ -166,12 +171,13 @@ class LiveRecording:
         )
 
     @property
-    def stored_whole(self) -> bool:
-        """Whether a resumed recording was already stored whole (`UploadRow.stored_whole`).
+    def ending(self) -> bool:
+        """Whether a resumed recording was being completed when its session stopped.
 
-        Only `complete_stored` can follow: the session that stored it was ending.
+        Its size was recorded (`complete_stored`), and the store may hold it whole
+        already: only `complete_stored` may follow.
         """
-        return self._stored_whole
+        return self._ending
 
     @property
     def audio_bytes(self) -> int:

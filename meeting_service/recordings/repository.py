@@ -39,16 +39,6 @@ class UploadRow:
     part_etags: tuple[str, ...] = ()
     staged_size: int = 0
 
-    @property
-    def stored_whole(self) -> bool:
-        """Whether the recording is one finished object in object storage.
-
-        Stored by one PUT, or its multipart upload completed: it takes no more bytes.
-        The row is marked complete by a later commit, which a process killed in between
-        never makes (a live session's end, `live.session`).
-        """
-        return self.object_upload_id is None and bool(self.part_etags)
-
 
 _COLUMNS = (
     "meeting_id, content_type, total_size, stored_size, sha256, sealed, complete,"
@@ -307,6 +297,14 @@ class UploadsRepository:
             " object_upload_id = NULL,"
             " update_time = clock_timestamp() WHERE object_upload_id = $1 AND NOT sealed",
             upload_id,
+        )
+
+    async def set_total_size(
+        self, conn: asyncpg.Connection | asyncpg.Pool, meeting_id: uuid.UUID, total_size: int
+    ) -> None:
+        """Records the size of a recording whose stream ended (a live one, about to complete)."""
+        await conn.execute(
+            "UPDATE uploads SET total_size = $2 WHERE meeting_id = $1", meeting_id, total_size
         )
 
     async def touch(self, conn: asyncpg.Connection, meeting_id: uuid.UUID) -> None:

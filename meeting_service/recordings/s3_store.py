@@ -5,8 +5,8 @@ arrive: a writer holds at most one part (`part_bytes`, at least the 5 MiB S3 ask
 every part but the last) before it stores it, so memory stays flat whatever the size.
 Each stored part is counted in PostgreSQL (`uploads.stored_size`, its ETag in
 `uploads.part_etags`, the upload's id in `uploads.object_upload_id`) only after S3 has
-it, so the size a client is told is what S3 durably holds; bytes held in memory when a
-stream drops are sent again by the resumed stream. A part that S3 stored but PostgreSQL
+it, so the size a client is told is what S3 durably holds; bytes held in memory when an
+upload stream drops are sent again by the resumed stream. A part that S3 stored but PostgreSQL
 never counted is replaced when the resumed stream stores the same part number. An
 upload stream's writer (`counts_behind`) commits a part's count while the stream fills
 the next part (`RecordingWriter.durable` waits for it): S3 still gets one part at a time,
@@ -14,9 +14,14 @@ and the commit is off its path. Each part carries its CRC32, summed as its bytes
 which S3 checks.
 
 A recording smaller than one part is stored with one PUT at completion. A writer asked
-to rewrite the recording's first bytes (the live recording's WAV header, whose length
-is known at the end) keeps a copy of the first part and stores it again, with the new
-header, before completing: one part's memory more, no copy of the object.
+to rewrite the recording's first bytes (`keeps_start`: the live recording's WAV header,
+whose length is known at the end) keeps a copy of the first part, in memory and as the
+piece `<key>.head` beside the upload, and stores it again with the new header before
+completing: one part's memory more, no copy of the object. A live stream sends nothing
+twice, so when it stops without completing (`keep_held`), the bytes its writer holds
+below one part are stored as a piece too (`<key>.tail-<stored size>`, counted as
+`uploads.staged_size`), and the writer of the resumed stream reads them back first.
+Pieces go with the completion and with the meeting.
 
 Multipart uploads nobody has written to for `abandoned_after_s` are aborted by `sweep`,
 and their recordings start again from offset 0. Reads are ranged GETs.
@@ -52,7 +57,15 @@ if TYPE_CHECKING:
 MIN_PART_BYTES = 5 * 1024 * 1024  # S3's floor for every part but the last
 SPAN_BYTES = 1024 * 1024  # one ranged GET
 HEAD = ".head"  # key suffix of a live recording's first part, kept to rewrite its header
-TAIL = ".tail"  # key suffix of the bytes a stopped live stream held below one part
+
+
+def tail_piece(stored_size: int) -> str:
+    """The key suffix of the bytes a stopped live stream held, staged up to `stored_size`.
+
+    One key per size: a tail stored but never counted (its process died between the two)
+    never replaces the one the row counts.
+    """
+    return f".tail-{stored_size}"
 
 
 @dataclass(frozen=True)
@@ -114,13 +127,24 @@ class S3Store:
                 self._client = await self._context.__aenter__()
             return self._client
 
-    def key(self, meeting_id: uuid.UUID, suffix: str = "") -> str:
-        """The object key of a meeting's recording; with `suffix`, of a piece kept beside it.
+    def key(self, meeting_id: uuid.UUID, piece: str = "") -> str:
+        """The object key of a meeting's recording; with `piece`, of a piece kept beside it.
 
-        `HEAD` is the copy of a live recording's first part, `TAIL` the bytes a stopped
-        live stream held below one part (`uploads.staged_size`).
+        `HEAD` is the copy of a live recording's first part; `tail_piece` names the bytes a
+        stopped live stream held below one part (`uploads.staged_size`).
         """
-        return f"{self.options.prefix}{meeting_id}{suffix}"
+        return f"{self.options.prefix}{meeting_id}{piece}"
+
+    async def delete_pieces(self, meeting_id: uuid.UUID) -> None:
+        """Deletes the pieces kept beside a meeting's recording."""
+        client = await self.client()
+        pages = client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.options.bucket, Prefix=self.key(meeting_id, ".")
+        )
+        async for page in pages:
+            for piece in page.get("Contents", []):
+                if "Key" in piece:
+                    await client.delete_object(Bucket=self.options.bucket, Key=piece["Key"])
 
     def writer(  # noqa: D102
         self, upload: UploadRow, *, keeps_start: bool = False, counts_behind: bool = False
@@ -147,8 +171,8 @@ class S3Store:
         """Deletes the recording's object and aborts its multipart uploads."""
         client = await self.client()
         key = self.key(meeting_id)
-        for suffix in ("", HEAD, TAIL):
-            await client.delete_object(Bucket=self.options.bucket, Key=key + suffix)
+        await client.delete_object(Bucket=self.options.bucket, Key=key)
+        await self.delete_pieces(meeting_id)
         listing = await client.list_multipart_uploads(Bucket=self.options.bucket, Prefix=key)
         for upload in listing.get("Uploads", []):
             if upload.get("Key") == key and "UploadId" in upload:
@@ -221,7 +245,7 @@ class _S3Writer:
         self._stored = upload.stored_size  # counted in PostgreSQL
         # In parts S3 has, counted or being counted.
         self._sent = upload.stored_size - upload.staged_size
-        # Counted, but kept as the TAIL object: read back into the part first.
+        # Counted, but kept as a tail piece (`keep_held`): read back into the part first.
         self._staged = upload.staged_size
         self._upload_id = upload.object_upload_id
         self._etags = list(upload.part_etags)
@@ -273,6 +297,7 @@ class _S3Writer:
             # before the recording's completion was recorded.
             if self._filled:
                 raise RuntimeError("the recording is stored whole: it takes no more bytes")
+            await self._drop_pieces()
             return self._stored
         await self._read_back_staged()
         if header and not self._etags:
@@ -280,8 +305,6 @@ class _S3Writer:
             self._buffer.write(header)
             self._filled = max(self._filled, len(header))
             self._crc = None
-        elif header:
-            await self._restore_first_part(header)
         if self._upload_id is None and not self._etags:
             # Smaller than one part: one PUT.
             if self._filled:
@@ -296,15 +319,20 @@ class _S3Writer:
                 self._filled = 0
                 await self._drop_pieces()
             return self._stored
-        if self._filled and (not await self._store_part(last=True) or await self.durable() is None):
-            await self._lost()
-        parts = [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(self._etags, 1)]
-        assert self._upload_id is not None  # the other cases returned above
+        upload_id = self._upload_id
+        assert upload_id is not None  # the other cases returned above
         try:
+            if header and self._etags:
+                await self._restore_first_part(upload_id, header)
+            if self._filled and (
+                not await self._store_part(last=True) or await self.durable() is None
+            ):
+                await self._lost()
+            parts = [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(self._etags, 1)]
             await client.complete_multipart_upload(
                 Bucket=options.bucket,
                 Key=self._key,
-                UploadId=self._upload_id,
+                UploadId=upload_id,
                 MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
             )
         except ClientError as error:
@@ -317,10 +345,10 @@ class _S3Writer:
         return self._stored
 
     async def keep_held(self) -> int | None:
-        """Stores the part being filled as the TAIL object and counts it as staged.
+        """Stores the part being filled as a tail piece and counts it as staged.
 
-        S3 takes a part below 5 MiB only as the last one, so the bytes wait there for
-        the writer of the resumed stream (`_read_back_staged`).
+        S3 takes a part below 5 MiB only as the last one, so the bytes wait beside the
+        upload for the writer of the resumed stream (`_read_back_staged`).
         """
         await self._read_back_staged()
         if await self.durable() is None:
@@ -329,12 +357,23 @@ class _S3Writer:
             return self._stored
         store = self._store
         client = await store.client()
+        replaced = self._stored
         await client.put_object(
-            Bucket=store.options.bucket, Key=store.key(self._mid, TAIL), Body=self._part()
+            Bucket=store.options.bucket,
+            Key=store.key(self._mid, tail_piece(self._sent + self._filled)),
+            Body=self._part(),
         )
         stored = await store.uploads.stage(store.pool, self._mid, self._sent, self._filled)
-        if stored is not None:
-            self._stored = stored
+        if stored is None:
+            if await store.uploads.get(store.pool, self._mid) is None:
+                await store.delete(self._mid)  # deleted meanwhile: nothing of it may stay
+            return None
+        self._stored = stored
+        if replaced != stored:
+            with contextlib.suppress(ClientError):
+                await client.delete_object(
+                    Bucket=store.options.bucket, Key=store.key(self._mid, tail_piece(replaced))
+                )
         return stored
 
     async def durable(self) -> int | None:
@@ -363,9 +402,10 @@ class _S3Writer:
         """Puts the bytes an earlier stream staged (`keep_held`) first in the part."""
         if not self._staged:
             return
-        data = await self._get(TAIL)
+        piece = tail_piece(self._stored)
+        data = await self._get(piece)
         if data is None or len(data) != self._staged:
-            raise RuntimeError(f"the staged bytes of {self._key} are missing from {TAIL}")
+            raise RuntimeError(f"the staged bytes of {self._key} are missing from {piece}")
         self._buffer = io.BytesIO(data)
         self._buffer.seek(0, io.SEEK_END)
         self._filled = len(data)
@@ -388,16 +428,13 @@ class _S3Writer:
             return await body.read()
 
     async def _drop_pieces(self) -> None:
-        """Deletes the pieces a live recording kept beside it, now that it is complete."""
-        if not self._keeps_start:
-            return
-        store = self._store
-        client = await store.client()
-        for suffix in (HEAD, TAIL):
+        """Deletes the pieces a live recording kept beside it, now that it is complete.
+
+        A failure leaves them for the meeting's deletion: the recording is complete.
+        """
+        if self._keeps_start:
             with contextlib.suppress(ClientError):
-                await client.delete_object(
-                    Bucket=store.options.bucket, Key=store.key(self._mid, suffix)
-                )
+                await self._store.delete_pieces(self._mid)
 
     def _part(self) -> io.BytesIO:
         """The part received so far, as a request body, rewound.
@@ -494,18 +531,20 @@ class _S3Writer:
             raise not_found(self._mid)
         raise written_by_another_stream(current.stored_size)
 
-    async def _restore_first_part(self, header: bytes) -> None:
-        first = self._first_part or await self._get(HEAD)
-        if not first:
-            raise RuntimeError("the first part was not kept: create the writer with keeps_start")
+    async def _restore_first_part(self, upload_id: str, header: bytes) -> None:
         store = self._store
         client = await store.client()
+        first = self._first_part or await self._get(HEAD)
+        if not first:
+            # Gone with the upload's completion (NoSuchUpload, which the caller expects),
+            # or lost.
+            await client.list_parts(Bucket=store.options.bucket, Key=self._key, UploadId=upload_id)
+            raise RuntimeError(f"the first part of {self._key} is neither held nor in {HEAD}")
         data = header + first[len(header) :]
-        assert self._upload_id is not None
         response = await client.upload_part(
             Bucket=store.options.bucket,
             Key=self._key,
-            UploadId=self._upload_id,
+            UploadId=upload_id,
             PartNumber=1,
             Body=io.BytesIO(data),
         )

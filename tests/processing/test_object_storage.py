@@ -8,6 +8,8 @@ is ended by the next call to resume it, or by the sweep.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -18,6 +20,7 @@ import pytest
 
 from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
 from meeting_mesh.seaweedfs import SeaweedFS
+from meeting_service.live.repository import LiveLeasesRepository
 from meeting_service.recordings import pcm
 from meeting_service.recordings.probe import probe_audio
 from meeting_service.recordings.s3_store import S3Store
@@ -140,32 +143,59 @@ async def test_a_live_meeting_in_s3_that_dropped_keeps_all_of_its_audio(
         assert [o.get("Key") for o in listing.get("Contents", [])] == [store.key(mid)]
 
 
-@pytest.mark.parametrize("finisher", ["resumed session", "sweep"])
-async def test_a_live_meeting_whose_recording_was_stored_whole_is_ended_by(
-    finisher: str, db_url: str, pki: Pki, tmp_path: Path, s3_server: SeaweedFS, s3_bucket: str
+@pytest.mark.parametrize(
+    ("stopped", "finisher"),
+    [
+        ("after its size was recorded", "resumed session"),
+        ("after S3 completed the object", "resumed session"),
+        ("after the object was recorded", "resumed session"),
+        ("after S3 completed the object", "sweep"),
+    ],
+)
+async def test_a_live_meeting_whose_session_stopped_while_ending_is_ended_by(
+    stopped: str,
+    finisher: str,
+    db_url: str,
+    pki: Pki,
+    tmp_path: Path,
+    s3_server: SeaweedFS,
+    s3_bucket: str,
 ) -> None:
-    # What a live session leaves when it stops (its process killed, its database gone)
-    # after storing its recording whole in S3 and before the commit that ends its meeting:
-    # a LIVE meeting nobody holds. A resume must not stream into the finished object.
+    # Ending a live session commits the recording's size, then S3's completion, then the
+    # object in the row, then the meeting's status. A session stopped in between (its
+    # process killed, its database gone) leaves a LIVE meeting that a dead session
+    # holds, whose recording is complete or half way there: a resume must not stream
+    # into it, and whoever comes next ends it with the recording intact.
     grace_s = 3600.0 if finisher == "resumed session" else 0.5
     settings = {**s3_settings(s3_server, s3_bucket), "live_resume_grace_s": grace_s}
     async with run_mesh(db_url, pki, tmp_path, live_lease_s=1.0, **settings) as mesh:
-        meeting = await create_meeting(mesh, title="stored whole")
+        meeting = await create_meeting(mesh, title="stopped while ending")
         mid = uuid.UUID(meeting.id)
-        # A session that drops at once: the meeting waits LIVE, its recording a header.
-        async for _ in mesh.stub.LiveTranscribe(
-            _live_requests(meeting.id, b""), metadata=auth(USER), timeout=60
-        ):
+        # More than a part: the first part is in the multipart upload, the rest staged.
+        audio = random.Random(2).randbytes((LIVE_SECONDS + 3) * pcm.BYTES_PER_SECOND)
+        requests = _live_requests(meeting.id, audio)
+        async for _ in mesh.stub.LiveTranscribe(requests, metadata=auth(USER), timeout=120):
             pass
         store = mesh.service.services.recordings
         assert isinstance(store, S3Store)
-        row = await store.uploads.get(store.pool, mid)
-        assert row is not None and row.stored_size == pcm.WAV_HEADER_BYTES
-        audio = pcm16(dialogue(2))
         recording = pcm.wav_header(len(audio)) + audio
-        writer = store.writer(row, keeps_start=True)
-        await writer.append(audio)
-        assert await writer.complete(pcm.wav_header(len(audio))) == len(recording)
+        async with store.pool.acquire() as conn:
+            # The ending session's lease, run out.
+            await LiveLeasesRepository().take(conn, mid, uuid.uuid4(), 0.0)
+        await store.uploads.set_total_size(store.pool, mid, len(recording))
+        row = await store.uploads.get(store.pool, mid)
+        assert row is not None and row.object_upload_id is not None
+        if stopped != "after its size was recorded":
+            writer = store.writer(row, keeps_start=True)
+            assert await writer.complete(pcm.wav_header(len(audio))) == len(recording)
+        if stopped == "after S3 completed the object":
+            # (Its pieces are deleted already, which a real stop would have left: the
+            # finisher must need them no more than it needs the upload.)
+            await store.pool.execute(
+                "UPDATE uploads SET object_upload_id = $2 WHERE meeting_id = $1",
+                mid,
+                row.object_upload_id,
+            )
 
         if finisher == "resumed session":
             call = mesh.stub.LiveTranscribe(
@@ -178,7 +208,7 @@ async def test_a_live_meeting_whose_recording_was_stored_whole_is_ended_by(
                     pass
             code, reason, details = error_reason(refused.value)
             assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "WRONG_STATE")
-            assert details["status"] == "MEETING_STATUS_DIARIZING"
+            assert details["status"] == "MEETING_STATUS_QUEUED"
             assert "live audio had ended" in str(refused.value.details())
 
         events = await follow(mesh, meeting.id)
@@ -190,6 +220,9 @@ async def test_a_live_meeting_whose_recording_was_stored_whole_is_ended_by(
         )
         assert got.meeting.status == meeting_pb2.MEETING_STATUS_COMPLETED
         assert got.meeting.duration.ToMicroseconds() == pcm.duration_us(len(audio))
+        client = await store.client()
+        listing = await client.list_objects_v2(Bucket=s3_bucket, Prefix=store.key(mid))
+        assert [o.get("Key") for o in listing.get("Contents", [])] == [store.key(mid)]
 
 
 async def test_deleting_a_dropped_live_meeting_in_s3_deletes_what_it_kept_beside_it(
@@ -210,8 +243,41 @@ async def test_deleting_a_dropped_live_meeting_in_s3_deletes_what_it_kept_beside
             listing = await client.list_objects_v2(Bucket=s3_bucket, Prefix=key)
             return sorted(o.get("Key", "") for o in listing.get("Contents", []))
 
-        assert await kept() == [key + ".head", key + ".tail"]
+        tail = f".tail-{(LIVE_SECONDS + 1) * pcm.BYTES_PER_SECOND + pcm.WAV_HEADER_BYTES}"
+        assert await kept() == [key + ".head", key + tail]
         await mesh.stub.DeleteMeeting(
             meeting_service_pb2.DeleteMeetingRequest(meeting_id=meeting.id), metadata=auth(USER)
         )
         assert await kept() == []
+
+
+async def test_a_live_meeting_deleted_while_streaming_leaves_nothing_in_s3(
+    db_url: str, pki: Pki, tmp_path: Path, s3_server: SeaweedFS, s3_bucket: str
+) -> None:
+    # The session only notices when its stream stops, and stores what it held then.
+    async with run_mesh(db_url, pki, tmp_path, **s3_settings(s3_server, s3_bucket)) as mesh:
+        meeting = await create_meeting(mesh, title="deleted while live")
+        stop = asyncio.Event()
+
+        async def requests() -> AsyncIterator[meeting_service_pb2.LiveTranscribeRequest]:
+            async for request in _live_requests(meeting.id, bytes(3 * pcm.BYTES_PER_SECOND)):
+                yield request
+            await stop.wait()
+
+        call = mesh.stub.LiveTranscribe(requests(), metadata=auth(USER), timeout=60)
+        started = await call.read()
+        assert isinstance(started, meeting_service_pb2.LiveTranscribeResponse)
+        assert started.event.status_change.status == meeting_pb2.MEETING_STATUS_LIVE
+        await mesh.stub.DeleteMeeting(
+            meeting_service_pb2.DeleteMeetingRequest(meeting_id=meeting.id), metadata=auth(USER)
+        )
+        stop.set()
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            while await call.read() is not grpc.aio.EOF:
+                pass
+        store = mesh.service.services.recordings
+        assert isinstance(store, S3Store)
+        client = await store.client()
+        key = store.key(uuid.UUID(meeting.id))
+        listing = await client.list_objects_v2(Bucket=s3_bucket, Prefix=key)
+        assert listing.get("Contents", []) == []
