@@ -575,13 +575,15 @@ class _Session:
         # resume it with audio that can.
         bad_audio = failure is not None and failure.reason == _UNSUPPORTED_AUDIO
         if bad_audio or (failure is None and stop is not _Stop.ENDED):
+            kept = False
             try:
                 await self._recording.keep()
+                kept = True
             finally:
                 # Even when the audio held could not be kept: a resume need not wait
-                # out the lease for what is stored.
+                # out the lease for what is stored (transcribed again: not clean).
                 await parts.leases.release(
-                    parts.pool, self._mid, self._id, clean=stop is _Stop.DROPPED
+                    parts.pool, self._mid, self._id, clean=kept and stop is _Stop.DROPPED
                 )
             how = "bad audio" if bad_audio else stop.value
             self._log.bind(audio_bytes=self._recording.audio_bytes, how=how).info(

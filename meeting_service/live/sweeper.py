@@ -52,8 +52,14 @@ class LiveSweeper:
         parts = self._parts
         done = 0
         for mid in await parts.leases.abandoned(parts.pool, parts.grace_s, BATCH):
-            if await self._finalise(mid):
-                done += 1
+            try:
+                if await self._finalise(mid):
+                    done += 1
+            except CONNECTION_ERRORS:
+                raise
+            except Exception:
+                # One meeting that cannot be finalised must not hold the others back.
+                logger.bind(meeting_id=str(mid)).exception("finalising a live meeting failed")
         return done
 
     async def _finalise(self, mid: uuid.UUID) -> bool:

@@ -85,7 +85,10 @@ class LiveRecording:
             raise not_found(self._mid)
         self._writer = self._store.writer(upload, keeps_start=True)
         self._stored = upload.stored_size
-        self._ending = upload.total_size is not None
+        # Or stored whole before the ending recorded the size first (an older version).
+        self._ending = upload.total_size is not None or (
+            upload.object_upload_id is None and bool(upload.part_etags)
+        )
         if not self._stored:
             # Its session's server died before storing anything (with S3, below a part).
             self._pending = bytearray(pcm.wav_header(0))
@@ -121,7 +124,8 @@ class LiveRecording:
         """Stores the audio received, all of it durably, for the session that resumes this one.
 
         Raises:
-            MeetingError: MEETING_NOT_FOUND when the meeting was deleted.
+            MeetingError: MEETING_NOT_FOUND when the meeting was deleted (or another
+                stream moved its recording on).
         """
         await self.store()
         if await self._started().keep_held() is None:
@@ -154,12 +158,17 @@ class LiveRecording:
             MeetingError: MEETING_NOT_FOUND when the meeting was deleted.
         """
         data_bytes = self.stored_bytes
+        writer = self._started()
         if not self._ending:
-            # In a commit of its own before the store completes the recording (with S3,
-            # in commits of their own too): a meeting found LIVE with it was ending.
+            # Each in a commit of its own before the store completes the recording (with
+            # S3, in commits of their own too): every byte durable (`keep`), then the
+            # size, which says to whoever finds the meeting LIVE after a stop that it
+            # was ending.
+            if await writer.keep_held() is None:
+                raise not_found(self._mid)
             await self._uploads.set_total_size(self._pool, self._mid, self._stored)
             self._ending = True
-        await self._started().complete(header=pcm.wav_header(data_bytes))
+        await writer.complete(header=pcm.wav_header(data_bytes))
         return await self._completion.complete(
             conn,
             self._mid,

@@ -263,11 +263,15 @@ class _S3Writer:
         self._keeps_start = keeps_start
         self._counts_behind = counts_behind
         self._first_part = b""
+        # The part being filled is exactly what the row counts as staged.
+        self._held_staged = False
 
     async def append(self, data: bytes) -> int | None:
         if self._stored_whole():
-            raise RuntimeError("the recording is stored whole: it takes no more bytes")
+            # Completed by a stream that stopped before its end was recorded.
+            raise written_by_another_stream(self._stored)
         await self._read_back_staged()
+        self._held_staged = False
         crc_before = self._crc
         self._buffer.seek(self._filled)  # a failed send may have left it anywhere
         self._buffer.write(data)
@@ -353,7 +357,7 @@ class _S3Writer:
         await self._read_back_staged()
         if await self.durable() is None:
             return None
-        if not self._filled:
+        if not self._filled or self._held_staged:
             return self._stored
         store = self._store
         client = await store.client()
@@ -365,10 +369,10 @@ class _S3Writer:
         )
         stored = await store.uploads.stage(store.pool, self._mid, self._sent, self._filled)
         if stored is None:
-            if await store.uploads.get(store.pool, self._mid) is None:
-                await store.delete(self._mid)  # deleted meanwhile: nothing of it may stay
+            await self._delete_if_gone()
             return None
         self._stored = stored
+        self._held_staged = True
         if replaced != stored:
             with contextlib.suppress(ClientError):
                 await client.delete_object(
@@ -411,6 +415,7 @@ class _S3Writer:
         self._filled = len(data)
         self._crc = zlib.crc32(data)
         self._staged = 0
+        self._held_staged = True
 
     async def _get(self, suffix: str) -> bytes | None:
         """The whole object of a piece kept beside the recording; None when it is gone."""
@@ -426,6 +431,11 @@ class _S3Writer:
             raise
         async with response["Body"] as body:
             return await body.read()
+
+    async def _delete_if_gone(self) -> None:
+        """Deletes what this writer stored when its meeting was deleted meanwhile."""
+        if await self._store.uploads.get(self._store.pool, self._mid) is None:
+            await self._store.delete(self._mid)
 
     async def _drop_pieces(self) -> None:
         """Deletes the pieces a live recording kept beside it, now that it is complete.
@@ -507,6 +517,8 @@ class _S3Writer:
         # Counted now, a failed count changes nothing here: the caller's bytes are handed
         # in again and stored under the same part number.
         if not self._counts_behind and await counting is None:
+            if self._keeps_start:
+                await self._delete_if_gone()  # the HEAD piece may have outlived the deletion
             return False
         self._counting = counting
         self._etags.append(etag)

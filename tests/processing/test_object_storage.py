@@ -148,6 +148,7 @@ async def test_a_live_meeting_in_s3_that_dropped_keeps_all_of_its_audio(
     [
         ("after its size was recorded", "resumed session"),
         ("after S3 completed the object", "resumed session"),
+        ("after S3 completed the object, its pieces gone", "resumed session"),
         ("after the object was recorded", "resumed session"),
         ("after S3 completed the object", "sweep"),
     ],
@@ -188,14 +189,17 @@ async def test_a_live_meeting_whose_session_stopped_while_ending_is_ended_by(
         if stopped != "after its size was recorded":
             writer = store.writer(row, keeps_start=True)
             assert await writer.complete(pcm.wav_header(len(audio))) == len(recording)
-        if stopped == "after S3 completed the object":
-            # (Its pieces are deleted already, which a real stop would have left: the
-            # finisher must need them no more than it needs the upload.)
+        if stopped.startswith("after S3 completed the object"):
             await store.pool.execute(
                 "UPDATE uploads SET object_upload_id = $2 WHERE meeting_id = $1",
                 mid,
                 row.object_upload_id,
             )
+        if stopped == "after S3 completed the object":
+            # What the completion deleted after it recorded the object, back again.
+            first_part = (pcm.wav_header(0) + audio)[: 5 * 1024 * 1024]
+            client = await store.client()
+            await client.put_object(Bucket=s3_bucket, Key=store.key(mid, ".head"), Body=first_part)
 
         if finisher == "resumed session":
             call = mesh.stub.LiveTranscribe(
