@@ -85,6 +85,19 @@ async def test_a_live_recording_in_s3_gets_its_real_header(
         assert info.duration_us == LIVE_SECONDS * 1_000_000
 
 
+async def _objects(store: S3Store, meeting_id: str) -> list[str]:
+    """The keys of the meeting's recording and of every piece kept beside it."""
+    client = await store.client()
+    key = store.key(uuid.UUID(meeting_id))
+    listing = await client.list_objects_v2(Bucket=store.options.bucket, Prefix=key)
+    return sorted(o.get("Key", "") for o in listing.get("Contents", []))
+
+
+async def _recording(store: S3Store, meeting_id: str) -> bytes:
+    spans = iter_spans(reader(store, uuid.UUID(meeting_id)))
+    return b"".join([span async for span in spans])
+
+
 async def _live_requests(
     meeting_id: str, audio: bytes, *, resume: bool = False, end: bool = False
 ) -> AsyncIterator[meeting_service_pb2.LiveTranscribeRequest]:
@@ -134,13 +147,9 @@ async def test_a_live_meeting_in_s3_that_dropped_keeps_all_of_its_audio(
         assert statuses(events)[-1] == "COMPLETED"
         store = mesh.service.services.recordings
         assert isinstance(store, S3Store)
-        mid = uuid.UUID(meeting.id)
-        spans = iter_spans(reader(store, mid))
         audio = first + second
-        assert b"".join([span async for span in spans]) == pcm.wav_header(len(audio)) + audio
-        client = await store.client()
-        listing = await client.list_objects_v2(Bucket=s3_bucket, Prefix=store.key(mid))
-        assert [o.get("Key") for o in listing.get("Contents", [])] == [store.key(mid)]
+        assert await _recording(store, meeting.id) == pcm.wav_header(len(audio)) + audio
+        assert await _objects(store, meeting.id) == [store.key(uuid.UUID(meeting.id))]
 
 
 @pytest.mark.parametrize(
@@ -217,16 +226,13 @@ async def test_a_live_meeting_whose_session_stopped_while_ending_is_ended_by(
 
         events = await follow(mesh, meeting.id)
         assert statuses(events)[-1] == "COMPLETED"
-        spans = iter_spans(reader(store, mid))
-        assert b"".join([span async for span in spans]) == recording
+        assert await _recording(store, meeting.id) == recording
         got = await mesh.stub.GetMeeting(
             meeting_service_pb2.GetMeetingRequest(meeting_id=meeting.id), metadata=auth(USER)
         )
         assert got.meeting.status == meeting_pb2.MEETING_STATUS_COMPLETED
         assert got.meeting.duration.ToMicroseconds() == pcm.duration_us(len(audio))
-        client = await store.client()
-        listing = await client.list_objects_v2(Bucket=s3_bucket, Prefix=store.key(mid))
-        assert [o.get("Key") for o in listing.get("Contents", [])] == [store.key(mid)]
+        assert await _objects(store, meeting.id) == [store.key(mid)]
 
 
 async def test_deleting_a_dropped_live_meeting_in_s3_deletes_what_it_kept_beside_it(
@@ -241,18 +247,12 @@ async def test_deleting_a_dropped_live_meeting_in_s3_deletes_what_it_kept_beside
         store = mesh.service.services.recordings
         assert isinstance(store, S3Store)
         key = store.key(uuid.UUID(meeting.id))
-        client = await store.client()
-
-        async def kept() -> list[str]:
-            listing = await client.list_objects_v2(Bucket=s3_bucket, Prefix=key)
-            return sorted(o.get("Key", "") for o in listing.get("Contents", []))
-
         tail = f".tail-{(LIVE_SECONDS + 1) * pcm.BYTES_PER_SECOND + pcm.WAV_HEADER_BYTES}"
-        assert await kept() == [key + ".head", key + tail]
+        assert await _objects(store, meeting.id) == [key + ".head", key + tail]
         await mesh.stub.DeleteMeeting(
             meeting_service_pb2.DeleteMeetingRequest(meeting_id=meeting.id), metadata=auth(USER)
         )
-        assert await kept() == []
+        assert await _objects(store, meeting.id) == []
 
 
 async def test_a_live_meeting_deleted_while_streaming_leaves_nothing_in_s3(
@@ -281,7 +281,4 @@ async def test_a_live_meeting_deleted_while_streaming_leaves_nothing_in_s3(
                 pass
         store = mesh.service.services.recordings
         assert isinstance(store, S3Store)
-        client = await store.client()
-        key = store.key(uuid.UUID(meeting.id))
-        listing = await client.list_objects_v2(Bucket=s3_bucket, Prefix=key)
-        assert listing.get("Contents", []) == []
+        assert await _objects(store, meeting.id) == []
