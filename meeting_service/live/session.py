@@ -579,12 +579,13 @@ class _Session:
             try:
                 await self._recording.keep()
                 kept = True
-            finally:
-                # Even when the audio held could not be kept: a resume need not wait
-                # out the lease for what is stored (transcribed again: not clean).
-                await parts.leases.release(
-                    parts.pool, self._mid, self._id, clean=kept and stop is _Stop.DROPPED
-                )
+            except Exception as error:
+                # The stream's own outcome (a drop, bad audio) is what the caller gets; a
+                # resume continues after what is stored, transcribed again (not clean).
+                self._log.bind(error=repr(error)).warning("could not keep the audio held")
+            await parts.leases.release(
+                parts.pool, self._mid, self._id, clean=kept and stop is _Stop.DROPPED
+            )
             how = "bad audio" if bad_audio else stop.value
             self._log.bind(audio_bytes=self._recording.audio_bytes, how=how).info(
                 "live stream stopped; the meeting waits to be resumed"

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from contract_errors.meeting import not_found, written_by_another_stream
 from meeting_service.recordings.repository import UploadRow, UploadsRepository
@@ -374,7 +374,7 @@ class _S3Writer:
         self._stored = stored
         self._held_staged = True
         if replaced != stored:
-            with contextlib.suppress(ClientError):
+            with contextlib.suppress(ClientError, BotoCoreError):
                 await client.delete_object(
                     Bucket=store.options.bucket, Key=store.key(self._mid, tail_piece(replaced))
                 )
@@ -443,7 +443,7 @@ class _S3Writer:
         A failure leaves them for the meeting's deletion: the recording is complete.
         """
         if self._keeps_start:
-            with contextlib.suppress(ClientError):
+            with contextlib.suppress(ClientError, BotoCoreError):
                 await self._store.delete_pieces(self._mid)
 
     def _part(self) -> io.BytesIO:
