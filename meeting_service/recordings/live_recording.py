@@ -86,9 +86,7 @@ class LiveRecording:
         self._writer = self._store.writer(upload, keeps_start=True)
         self._stored = upload.stored_size
         # Or stored whole before the ending recorded the size first (an older version).
-        self._ending = upload.total_size is not None or (
-            upload.object_upload_id is None and bool(upload.part_etags)
-        )
+        self._ending = upload.total_size is not None or upload.stored_whole
         if not self._stored:
             # Its session's server died before storing anything (with S3, below a part).
             self._pending = bytearray(pcm.wav_header(0))

@@ -39,6 +39,14 @@ class UploadRow:
     part_etags: tuple[str, ...] = ()
     staged_size: int = 0
 
+    @property
+    def stored_whole(self) -> bool:
+        """Whether the recording is one finished object in object storage.
+
+        Stored by one PUT, or its multipart upload completed: it takes no more bytes.
+        """
+        return self.object_upload_id is None and bool(self.part_etags)
+
 
 _COLUMNS = (
     "meeting_id, content_type, total_size, stored_size, sha256, sealed, complete,"

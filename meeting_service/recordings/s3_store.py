@@ -263,15 +263,12 @@ class _S3Writer:
         self._keeps_start = keeps_start
         self._counts_behind = counts_behind
         self._first_part = b""
-        # The part being filled is exactly what the row counts as staged.
-        self._held_staged = False
 
     async def append(self, data: bytes) -> int | None:
         if self._stored_whole():
             # Completed by a stream that stopped before its end was recorded.
             raise written_by_another_stream(self._stored)
         await self._read_back_staged()
-        self._held_staged = False
         crc_before = self._crc
         self._buffer.seek(self._filled)  # a failed send may have left it anywhere
         self._buffer.write(data)
@@ -357,7 +354,7 @@ class _S3Writer:
         await self._read_back_staged()
         if await self.durable() is None:
             return None
-        if not self._filled or self._held_staged:
+        if not self._filled or self._holds_only_staged():
             return self._stored
         store = self._store
         client = await store.client()
@@ -372,7 +369,6 @@ class _S3Writer:
             await self._delete_if_gone()
             return None
         self._stored = stored
-        self._held_staged = True
         if replaced != stored:
             with contextlib.suppress(ClientError, BotoCoreError):
                 await client.delete_object(
@@ -400,7 +396,12 @@ class _S3Writer:
         return await self.durable()
 
     def _stored_whole(self) -> bool:
+        """`UploadRow.stored_whole`, on this writer's state."""
         return self._upload_id is None and bool(self._etags)
+
+    def _holds_only_staged(self) -> bool:
+        """Whether the part being filled is exactly what the row counts as staged."""
+        return self._stored == self._sent + self._filled
 
     async def _read_back_staged(self) -> None:
         """Puts the bytes an earlier stream staged (`keep_held`) first in the part."""
@@ -415,7 +416,6 @@ class _S3Writer:
         self._filled = len(data)
         self._crc = zlib.crc32(data)
         self._staged = 0
-        self._held_staged = True
 
     async def _get(self, suffix: str) -> bytes | None:
         """The whole object of a piece kept beside the recording; None when it is gone."""
