@@ -9,7 +9,8 @@ The process then serves until SIGTERM or SIGINT.
 Roles: `meeting` (meeting_service), `gateway` (our aiohttp gateway), `fastapi` (the FastAPI
 reference in `bench/fastapi_app.py`), `gpu_node` (the mock engine, or the real ones with
 `"engine": "whisper"`; `batch_speed` paces batch recognition, see `bench/paced_engine.py`),
-`gpu_proxy` (`max_streams_per_node`).
+`gpu_proxy` (`max_streams_per_node`), `bare_relay` (the bare gRPC hop in
+`bench/bare_relay.py`, `proxy_overhead`'s reference).
 """
 
 from __future__ import annotations
@@ -201,12 +202,22 @@ async def _gpu_proxy(config: Config) -> None:
         await wait_for_shutdown_signal()
 
 
+async def _bare_relay(config: Config) -> None:
+    from bench.bare_relay import bare_relay
+
+    ca = Path(config["pki_dir"]) / "ca.pem"
+    async with bare_relay(config["node"], _pair(config, "gpu-proxy"), ca) as address:
+        _announce(config, address)
+        await wait_for_shutdown_signal()
+
+
 ROLES: dict[str, Callable[[Config], Coroutine[Any, Any, None]]] = {
     "meeting": _meeting,
     "gateway": _gateway,
     "fastapi": _fastapi,
     "gpu_node": _gpu_node,
     "gpu_proxy": _gpu_proxy,
+    "bare_relay": _bare_relay,
 }
 
 

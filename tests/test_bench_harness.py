@@ -74,6 +74,44 @@ def test_quick_gateway_overhead_writes_results(tmp_path: Path) -> None:
     assert "--only gateway_overhead" in markdown
 
 
+def test_quick_proxy_overhead_measures_all_three_paths(tmp_path: Path) -> None:
+    # The scenario fails the run when a relayed stream's segments differ from the direct
+    # one's, so a zero exit means both hops carried every segment.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--only",
+            "proxy_overhead",
+            "--results-dir",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    (result,) = json.loads((tmp_path / "results" / "latest.json").read_text())["scenarios"]
+    details = result["details"]
+    # Subject the proxy, reference the bare hop; the direct time is reported beside them.
+    assert result["ratio"] == pytest.approx(result["value"] / result["reference"], rel=0.01)
+    assert details["proxy_over_direct"] == pytest.approx(
+        result["value"] / details["direct_ms"], rel=0.01
+    )
+    assert details["bare_hop_over_direct"] == pytest.approx(
+        result["reference"] / details["direct_ms"], rel=0.01
+    )
+    # Each hop's own process did the relaying: its CPU was counted, stream by stream.
+    assert details["proxy_cpu_ms_per_stream"] > 0
+    assert details["bare_hop_cpu_ms_per_stream"] > 0
+    assert details["segments_per_stream"] > 0
+
+
 def test_unknown_scenario_is_refused_with_the_list() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--only", "no_such_scenario"],
