@@ -1,13 +1,14 @@
-"""The floor of one gRPC hop in Python: a bare mTLS relay of `Recognize` to one node.
+"""A bare gRPC hop in Python: an mTLS relay of `Recognize` to one node, and nothing more.
 
-`proxy_overhead`'s reference for what any grpc.aio proxy pays per stream on this host, and
-nothing more: the caller's request stream goes as it arrives into one call on one channel
-to the node, and the node's responses come back as they arrive, all as the bytes they came
-in (no parse, no serialize), with gpu_proxy's certificate, message limits and lane
-metadata. None of gpu_proxy's own work is here: no balancing or admission, no replay buffer,
-no circuit breaker, no retries, no read-ahead, no spans, metrics or access lines. Like
-gpu_proxy it accepts a call only once the node did, so `gpu_client`'s gated calls (which
-wait for that before sending audio) work through it unchanged.
+`proxy_overhead`'s reference: a practical floor for what a gRPC-level proxy written with
+grpc.aio pays per stream on this host. The caller's request stream goes as it arrives into
+one call on one channel to the node, and the node's responses come back as they arrive,
+all as the bytes they came in (no parse, no serialize), with gpu_proxy's certificate,
+message limits and lane metadata. None of gpu_proxy's own work is here: no balancing or
+admission, no replay buffer, no circuit breaker, no retries, no read-ahead, no spans,
+metrics or access lines. Like gpu_proxy it accepts a call only once the node did, so
+`gpu_client`'s gated calls (which wait for that before sending audio) work through it
+unchanged, and a call the node refuses ends with the node's status.
 """
 
 from __future__ import annotations
@@ -51,10 +52,14 @@ async def bare_relay(node: str, identity: KeyPair, ca: Path) -> AsyncIterator[st
     ) -> AsyncIterator[bytes]:
         lane = lane_of(context.invocation_metadata())
         call = recognize(requests, timeout=context.time_remaining(), metadata=((LANE_KEY, lane),))
-        await call.initial_metadata()
-        await context.send_initial_metadata(())
-        async for response in call:
-            yield response
+        try:
+            await call.initial_metadata()
+            if not call.done():  # accepted by the node: accept it here too
+                await context.send_initial_metadata(())
+            async for response in call:
+                yield response
+        except grpc.aio.AioRpcError as error:  # the node's status, as the caller's
+            await context.abort(error.code(), error.details() or "")
 
     server = grpc.aio.server(options=_OPTIONS)
     server.add_generic_rpc_handlers(
@@ -65,6 +70,8 @@ async def bare_relay(node: str, identity: KeyPair, ca: Path) -> AsyncIterator[st
         ]
     )
     port = server.add_secure_port("127.0.0.1:0", server_credentials(identity, ca))
+    if port == 0:
+        raise RuntimeError("the bare relay cannot listen on loopback")
     await server.start()
     try:
         yield f"127.0.0.1:{port}"
