@@ -4,9 +4,9 @@ meeting_service stores recordings in a SeaweedFS S3 server on loopback (`weed mi
 multipart uploads. The reference is the same bytes put straight into the same server by
 the bench process with the same client (aiobotocore) and the same part size, in the same
 run: what the object store alone takes on this machine. Subject and reference alternate
-(`ROUNDS` each, as in `upload`) and each keeps its median. Peak RSS of the gateway and
-meeting_service is read as in `upload` at a small and a large size: an upload holds at
-most about one part in memory whatever its size.
+(`ROUNDS` each, as in `upload`, the disk settled before each) and each keeps its median.
+Peak RSS of the gateway and meeting_service is read as in `upload` at a small and a large
+size: an upload holds at most about one part in memory whatever its size.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from bench.scenarios.upload import (
     RSS_GROWTH_TOLERANCE,
     WARM_UP_BYTES,
     alternate,
+    settle_disk,
     tone_block,
     upload_through_gateway,
 )
@@ -136,7 +137,7 @@ async def upload_s3(context: BenchContext) -> Result:
     async with _seaweedfs(context) as server:
         settings = {**server.settings(BUCKET), "MESH_S3_PART_BYTES": str(PART_BYTES)}
         fields = {name.removeprefix("MESH_").lower(): value for name, value in settings.items()}
-        async with context.meeting_and_gateway(settings=fields) as (meeting, gateway, _):
+        async with context.meeting_and_gateway(settings=fields) as (meeting, gateway, dsn):
             await upload_through_gateway(gateway, meeting, authorization, WARM_UP_BYTES)
             first, gateway_small, meeting_small = await upload_through_gateway(
                 gateway, meeting, authorization, small
@@ -150,7 +151,9 @@ async def upload_s3(context: BenchContext) -> Result:
                     return await _direct(server, large)
 
             with cpu.total():
-                rounds = await alternate(gateway, meeting, authorization, large, reference)
+                rounds = await alternate(
+                    gateway, meeting, authorization, large, reference, lambda: settle_disk(dsn)
+                )
     gateway_large, meeting_large = rounds.gateway_peak, rounds.meeting_peak
     cpu_s = cpu.per_gib(ROUNDS * large / 1024**3)
     mesh_cpu = sum(v for k, v in cpu_s.items() if "_mesh_" in k)

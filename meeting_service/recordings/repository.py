@@ -146,17 +146,20 @@ class UploadsRepository:
             The new stored size, or None when another writer moved the size (nothing
             was stored).
         """
-        if not wait_for_disk:
-            await conn.execute("SET LOCAL synchronous_commit TO OFF")
+        # The commit mode is set by the size's own statement (`set_config(..., true)` is
+        # SET LOCAL) rather than by a statement of its own: a round trip less per chunk,
+        # and a chunk's round trips are what an upload waits on in meeting_service.
         size: int | None = await conn.fetchval(
             """
             UPDATE uploads SET stored_size = stored_size + $3, update_time = clock_timestamp()
             WHERE meeting_id = $1 AND stored_size = $2 AND NOT sealed
-            RETURNING stored_size
+            RETURNING stored_size,
+                CASE WHEN $4 THEN NULL ELSE set_config('synchronous_commit', 'off', true) END
             """,
             meeting_id,
             offset,
             len(data),
+            wait_for_disk,
         )
         if size is None:
             return None

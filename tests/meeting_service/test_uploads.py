@@ -423,3 +423,36 @@ async def test_a_seal_whose_process_died_is_taken_over_by_the_next_stream(
     )
     assert response.complete
     assert await _stored(meeting_service, meeting.id) == audio
+
+
+async def test_a_chunk_nobody_was_told_about_commits_without_waiting_for_the_disk(
+    meeting_stub: Stub, meeting_service: RunningMeetingService
+) -> None:
+    # An upload's chunks commit without waiting for the disk (the answer's commit makes
+    # them durable); the statement that counts a chunk sets that, so the setting must
+    # hold for its transaction, and only when asked.
+    owner = user()
+    meeting = await create(meeting_stub, owner)
+    mid = uuid.UUID(meeting.id)
+    repo = meeting_service.services.processing.uploads
+    pool = meeting_service.services.pool
+    async with pool.acquire() as conn:
+        # The test server does not wait for the disk at all: this session does, as a
+        # deployed server would, so the chunk's own setting shows.
+        await conn.execute("SET synchronous_commit TO on")
+        try:
+            await repo.begin(conn, mid, content_type="audio/wav", total_size=None, sha256="")
+            async with conn.transaction():
+                stored = await repo.append_chunk(conn, mid, 0, b"a" * 10, wait_for_disk=False)
+                assert stored == 10
+                assert await conn.fetchval("SHOW synchronous_commit") == "off"
+            assert await conn.fetchval("SHOW synchronous_commit") == "on"  # SET LOCAL: gone
+            async with conn.transaction():
+                assert await repo.append_chunk(conn, mid, 10, b"b" * 10) == 20
+                assert await conn.fetchval("SHOW synchronous_commit") == "on"
+            # A chunk at a stale offset stores nothing, whatever it asked for.
+            async with conn.transaction():
+                assert await repo.append_chunk(conn, mid, 10, b"c", wait_for_disk=False) is None
+        finally:
+            await conn.execute("RESET synchronous_commit")
+    assert await _stored(meeting_service, meeting.id) == b"a" * 10 + b"b" * 10
