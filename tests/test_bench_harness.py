@@ -35,7 +35,8 @@ def _h2load() -> None:
         pytest.fail("h2load missing: apt-get install -y nghttp2-client")
 
 
-def test_quick_gateway_overhead_writes_results(tmp_path: Path) -> None:
+def _quick(scenario: str, results: Path) -> subprocess.CompletedProcess[str]:
+    """Runs `python -m bench --quick --only SCENARIO`; fails the test if the run fails."""
     done = subprocess.run(
         [
             sys.executable,
@@ -43,9 +44,9 @@ def test_quick_gateway_overhead_writes_results(tmp_path: Path) -> None:
             "bench",
             "--quick",
             "--only",
-            "gateway_overhead",
+            scenario,
             "--results-dir",
-            str(tmp_path),
+            str(results),
         ],
         cwd=REPO,
         capture_output=True,
@@ -54,6 +55,11 @@ def test_quick_gateway_overhead_writes_results(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def test_quick_gateway_overhead_writes_results(tmp_path: Path) -> None:
+    done = _quick("gateway_overhead", tmp_path)
     assert "gateway_overhead" in done.stdout
 
     document = json.loads((tmp_path / "results" / "latest.json").read_text())
@@ -77,24 +83,7 @@ def test_quick_gateway_overhead_writes_results(tmp_path: Path) -> None:
 def test_quick_proxy_overhead_measures_all_three_paths(tmp_path: Path) -> None:
     # Every timed stream must bring the direct stream's segments or the run fails, so a
     # zero exit means both hops carried every segment of every stream.
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "--quick",
-            "--only",
-            "proxy_overhead",
-            "--results-dir",
-            str(tmp_path),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    _quick("proxy_overhead", tmp_path)
 
     (result,) = json.loads((tmp_path / "results" / "latest.json").read_text())["scenarios"]
     details = result["details"]
