@@ -126,8 +126,7 @@ class LiveRecording:
                 stream moved its recording on).
         """
         await self.store()
-        if await self._started().keep_held() is None:
-            raise not_found(self._mid)
+        await self._keep_held()
 
     async def complete_stored(
         self,
@@ -156,17 +155,15 @@ class LiveRecording:
             MeetingError: MEETING_NOT_FOUND when the meeting was deleted.
         """
         data_bytes = self.stored_bytes
-        writer = self._started()
         if not self._ending:
             # Each in a commit of its own before the store completes the recording (with
             # S3, in commits of their own too): every byte durable (`keep`), then the
             # size, which says to whoever finds the meeting LIVE after a stop that it
             # was ending.
-            if await writer.keep_held() is None:
-                raise not_found(self._mid)
+            await self._keep_held()
             await self._uploads.set_total_size(self._pool, self._mid, self._stored)
             self._ending = True
-        await writer.complete(header=pcm.wav_header(data_bytes))
+        await self._started().complete(header=pcm.wav_header(data_bytes))
         return await self._completion.complete(
             conn,
             self._mid,
@@ -176,6 +173,10 @@ class LiveRecording:
             reason=reason,
             trace_context=trace_context,
         )
+
+    async def _keep_held(self) -> None:
+        if await self._started().keep_held() is None:
+            raise not_found(self._mid)
 
     @property
     def ending(self) -> bool:

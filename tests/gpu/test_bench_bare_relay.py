@@ -15,7 +15,7 @@ from bench.bare_relay import bare_relay
 from gen.gpu.v1 import gpu_pb2
 from gpu_client import calls
 from gpu_node.server import RunningNode, run_gpu_node
-from tests.support.gpu import WAIT, Pki, conversation, node_settings, pcm16, stubs
+from tests.support.gpu import WAIT, Pki, chunks, conversation, node_settings, pcm16, stubs
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +26,8 @@ async def node(pki: Pki) -> AsyncIterator[RunningNode]:
 
 async def _segments(pki: Pki, target: str) -> list[gpu_pb2.RecognizedSegment]:
     async def blocks() -> AsyncIterator[bytes]:
-        audio = pcm16(conversation())
-        for start in range(0, len(audio), 32_000):
-            yield audio[start : start + 32_000]
+        for block in chunks(pcm16(conversation()), 32_000):
+            yield block
 
     channel, gpu = stubs(pki, target)
     async with channel:

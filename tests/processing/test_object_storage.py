@@ -29,6 +29,7 @@ from tests.support.gpu import Pki, pcm16
 from tests.support.meeting import auth, error_reason
 from tests.support.mesh import (
     USER,
+    Mesh,
     create_meeting,
     dialogue,
     follow,
@@ -113,6 +114,21 @@ async def _live_requests(
         yield meeting_service_pb2.LiveTranscribeRequest(end=True)
 
 
+async def _live_session(
+    mesh: Mesh, meeting_id: str, audio: bytes, *, resume: bool = False, end: bool = False
+) -> None:
+    """One live session that sends `audio`, read until it closes (ended, or dropped)."""
+    requests = _live_requests(meeting_id, audio, resume=resume, end=end)
+    async for _ in mesh.stub.LiveTranscribe(requests, metadata=auth(USER), timeout=120):
+        pass
+
+
+def _s3(mesh: Mesh) -> S3Store:
+    store = mesh.service.services.recordings
+    assert isinstance(store, S3Store)
+    return store
+
+
 @pytest.mark.parametrize(
     ("first_s", "resumed"),
     [(3, True), (LIVE_SECONDS, True), (3, False)],
@@ -139,14 +155,11 @@ async def test_a_live_meeting_in_s3_that_dropped_keeps_all_of_its_audio(
         second = noise(3 * pcm.BYTES_PER_SECOND) if resumed else b""
         sessions = [(first, False), (second, True)] if resumed else [(first, False)]
         for audio, resume in sessions:
-            requests = _live_requests(meeting.id, audio, resume=resume, end=resume)
-            async for _ in mesh.stub.LiveTranscribe(requests, metadata=auth(USER), timeout=120):
-                pass
+            await _live_session(mesh, meeting.id, audio, resume=resume, end=resume)
 
         events = await follow(mesh, meeting.id)
         assert statuses(events)[-1] == "COMPLETED"
-        store = mesh.service.services.recordings
-        assert isinstance(store, S3Store)
+        store = _s3(mesh)
         audio = first + second
         assert await _recording(store, meeting.id) == pcm.wav_header(len(audio)) + audio
         assert await _objects(store, meeting.id) == [store.key(uuid.UUID(meeting.id))]
@@ -183,11 +196,8 @@ async def test_a_live_meeting_whose_session_stopped_while_ending_is_ended_by(
         mid = uuid.UUID(meeting.id)
         # More than a part: the first part is in the multipart upload, the rest staged.
         audio = random.Random(2).randbytes((LIVE_SECONDS + 3) * pcm.BYTES_PER_SECOND)
-        requests = _live_requests(meeting.id, audio)
-        async for _ in mesh.stub.LiveTranscribe(requests, metadata=auth(USER), timeout=120):
-            pass
-        store = mesh.service.services.recordings
-        assert isinstance(store, S3Store)
+        await _live_session(mesh, meeting.id, audio)
+        store = _s3(mesh)
         recording = pcm.wav_header(len(audio)) + audio
         async with store.pool.acquire() as conn:
             # The ending session's lease, run out.
@@ -241,11 +251,8 @@ async def test_deleting_a_dropped_live_meeting_in_s3_deletes_what_it_kept_beside
     async with run_mesh(db_url, pki, tmp_path, **s3_settings(s3_server, s3_bucket)) as mesh:
         meeting = await create_meeting(mesh, title="dropped, then deleted")
         audio = random.Random(1).randbytes((LIVE_SECONDS + 1) * pcm.BYTES_PER_SECOND)
-        requests = _live_requests(meeting.id, audio)
-        async for _ in mesh.stub.LiveTranscribe(requests, metadata=auth(USER), timeout=120):
-            pass
-        store = mesh.service.services.recordings
-        assert isinstance(store, S3Store)
+        await _live_session(mesh, meeting.id, audio)
+        store = _s3(mesh)
         key = store.key(uuid.UUID(meeting.id))
         tail = f".tail-{(LIVE_SECONDS + 1) * pcm.BYTES_PER_SECOND + pcm.WAV_HEADER_BYTES}"
         assert await _objects(store, meeting.id) == [key + ".head", key + tail]
@@ -279,6 +286,4 @@ async def test_a_live_meeting_deleted_while_streaming_leaves_nothing_in_s3(
         with contextlib.suppress(grpc.aio.AioRpcError):
             while await call.read() is not grpc.aio.EOF:
                 pass
-        store = mesh.service.services.recordings
-        assert isinstance(store, S3Store)
-        assert await _objects(store, meeting.id) == []
+        assert await _objects(_s3(mesh), meeting.id) == []
