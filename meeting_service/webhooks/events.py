@@ -39,11 +39,12 @@ def message_id(event_id: uuid.UUID) -> str:
 def event_body(event_type: str, meeting: meeting_pb2.Meeting, when: dt.datetime) -> bytes:
     """The JSON body of an event: `{"type", "timestamp", "data": {"meeting": ...}}`.
 
-    The meeting is in the proto3 JSON form the REST API answers with.
+    The meeting is in the proto3 JSON form the REST API answers with. The timestamp always
+    has six fraction digits, so receivers can order events by comparing the strings.
     """
     payload = {
         "type": event_type,
-        "timestamp": when.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+        "timestamp": when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "data": {
             "meeting": json_format.MessageToDict(meeting, always_print_fields_with_no_presence=True)
         },
