@@ -32,6 +32,7 @@ from meeting_service.api_keys.messages import api_key_message
 from meeting_service.db.database import CONNECTION_ERRORS
 from meeting_service.meetings.messages import duration_from_us, timestamp
 from meeting_service.metrics import MeetingMetrics
+from meeting_service.recordings.s3_store import S3_ERRORS
 from meeting_service.webhooks.events import message_id
 from meeting_service.webhooks.repository import DeliveryStatus, EndpointRow
 from meeting_service.webhooks.service import Delivery
@@ -68,6 +69,9 @@ async def _errors(context: Ctx) -> AsyncIterator[None]:
     except CONNECTION_ERRORS as error:
         logger.bind(error=repr(error)).warning("database unavailable during a call")
         await abort(context, unavailable("the database is unavailable; retry shortly"))
+    except S3_ERRORS as error:
+        logger.bind(error=repr(error)).warning("object storage unavailable during a call")
+        await abort(context, unavailable("the object storage is unavailable; retry shortly"))
     except grpc.aio.AbortError:
         raise  # the call already ended with its status
     except Exception:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import grpc
+from botocore.exceptions import EndpointConnectionError
 
 from meeting_service.processing.failures import classify
 from mesh_common.errors import view_rpc_error
@@ -46,3 +47,11 @@ def test_a_status_lost_to_the_write_race_reads_as_unavailable_everywhere() -> No
         grpc.StatusCode.INVALID_ARGUMENT, grpc.aio.Metadata(), grpc.aio.Metadata(), "bad audio"
     )
     assert not classify(refused, "speech recognition").retryable
+
+
+def test_a_job_cut_off_from_its_object_storage_is_tried_again_and_says_why() -> None:
+    unreachable = EndpointConnectionError(endpoint_url="http://127.0.0.1:9/recordings/x")
+    failure = classify(unreachable, "decoding")
+    assert failure.retryable and not failure.waits_for_gpu
+    assert failure.reason == "decoding failed: the object storage was unreachable"
+    assert "127.0.0.1" not in failure.reason  # the reason is shown to the meeting's owner

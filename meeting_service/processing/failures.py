@@ -10,6 +10,7 @@ from gen.gpu.v1 import gpu_pb2
 from gpu_client import GpuNotConfigured, GpuUnreachable
 from meeting_service.db.database import CONNECTION_ERRORS
 from meeting_service.recordings.decode import UndecodableRecording
+from meeting_service.recordings.s3_store import S3_ERRORS
 from mesh_common.errors import view_rpc_error
 from mesh_common.retry import RETRYABLE_CODES
 
@@ -91,4 +92,6 @@ def classify(error: BaseException, step: str) -> Failure:
         return Failure(f"{step} failed: this server cannot reach the GPU service ({error})", True)
     if isinstance(error, CONNECTION_ERRORS):
         return Failure(f"{step} failed: the database was unreachable", True)
+    if isinstance(error, S3_ERRORS):
+        return Failure(f"{step} failed: the object storage was unreachable", True)
     return Failure(f"{step} failed: an internal error occurred ({type(error).__name__})", True)

@@ -54,6 +54,10 @@ if TYPE_CHECKING:
 
     from types_aiobotocore_s3 import S3Client
 
+# What the object storage raises when a request cannot be done: unreachable (after the
+# client's own retries), refusing, failing. Callers report the storage as unavailable
+# (the bytes already counted are kept); the details go to the log.
+S3_ERRORS: tuple[type[Exception], ...] = (BotoCoreError, ClientError)
 MIN_PART_BYTES = 5 * 1024 * 1024  # S3's floor for every part but the last
 SPAN_BYTES = 1024 * 1024  # one ranged GET
 HEAD = ".head"  # key suffix of a live recording's first part, kept to rewrite its header

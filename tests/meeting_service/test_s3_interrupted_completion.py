@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from meeting_service.recordings.s3_store import S3Store
 from meeting_service.recordings.store import iter_spans, reader
 from meeting_service.server import RunningMeetingService, run_meeting_service
 from meeting_service.settings import MeetingServiceSettings
+from mesh_common.errors import view_rpc_error
 from tests.meeting_service.helpers import (
     Stub,
     chunks_of,
@@ -217,3 +218,52 @@ async def test_a_header_longer_than_what_a_writer_holds_is_the_whole_recording(
         writer = store.writer(row, keeps_start=True)
         assert await writer.complete(header) == len(header)
         assert await _stored(service, meeting_id) == header
+
+
+def _sending(
+    meeting_id: str, audio: bytes, start: int, stop: int
+) -> Iterator[meeting_service_pb2.UploadAudioRequest]:
+    """A stream that sends `audio[start:stop]`, and ends the upload if `stop` is its end."""
+    yield meeting_service_pb2.UploadAudioRequest(metadata=_metadata(meeting_id, audio, start))
+    for chunk in chunks_of(audio[start:stop], MIB):
+        yield meeting_service_pb2.UploadAudioRequest(chunk=chunk)
+    if stop == len(audio):
+        end = upload_end_pb2.UploadEnd(total_size=len(audio))
+        yield meeting_service_pb2.UploadAudioRequest(end=end)
+
+
+async def test_an_upload_while_s3_is_down_is_told_to_retry_and_resumes_losing_nothing(
+    database_url: str, s3_server: SeaweedFS, s3_bucket: str, tmp_path: Path
+) -> None:
+    async with (
+        _s3_behind_a_proxy(database_url, tmp_path, s3_server, s3_bucket) as (proxy, settings),
+        run_meeting_service(settings, database=Database(database_url)) as service,
+        grpc.aio.insecure_channel(service.address) as channel,
+    ):
+        stub = meeting_service_pb2_grpc.MeetingServiceStub(channel)
+        owner = user()
+        meeting = await create(stub, owner)
+        audio = _recording(2 * PART)
+        sent = await stub.UploadAudio(_sending(meeting.id, audio, 0, PART), metadata=auth(owner))
+        assert (sent.complete, sent.stored_size) == (False, PART)
+
+        proxy.refuse()
+        await proxy.reset()
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.UploadAudio(
+                _sending(meeting.id, audio, PART, len(audio)), metadata=auth(owner)
+            )
+        view = view_rpc_error(refused.value, (meeting_pb2.ErrorReason,))
+        assert view.grpc_code is grpc.StatusCode.UNAVAILABLE
+        assert view.http_status == 503 and view.retryable
+        assert [d.get("reason") for d in view.details] == ["BACKEND_UNAVAILABLE"]
+        assert view.retry_after is not None and view.retry_after > 0
+        assert "object storage" in view.message
+        assert await stored_size(stub, owner, meeting.id) == PART
+
+        proxy.heal()
+        done = await stub.UploadAudio(
+            _sending(meeting.id, audio, PART, len(audio)), metadata=auth(owner)
+        )
+        assert (done.complete, done.stored_size) == (True, len(audio))
+        assert await _stored(service, meeting.id) == audio
