@@ -12,19 +12,14 @@ repeated.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
-import sys
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 from meeting_service.jobs.repository import Job
 from meeting_service.settings import MeetingServiceSettings
 from tests.support.gpu import Pki, as_wav
-from tests.support.meeting import TEST_JWT_SECRET
 from tests.support.mesh import (
     WAIT,
     Mesh,
@@ -33,6 +28,7 @@ from tests.support.mesh import (
     create_meeting,
     dialogue,
     follow,
+    meeting_service_process,
     pausing_engines,
     run_mesh,
     statuses,
@@ -44,54 +40,6 @@ LEASE_S: float = DEFAULTS["pipeline_lease_s"].default
 POLL_S: float = DEFAULTS["pipeline_poll_interval_s"].default
 # A claim is one statement on an idle database; this covers it on a loaded test machine.
 CLAIM_MARGIN_S = 1.5
-
-
-@asynccontextmanager
-async def _replica_process(mesh: Mesh, db_url: str, data_dir: Path) -> AsyncIterator[int]:
-    """Runs replica A as a process with the default pipeline settings; yields its pid."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MESH_")}
-    env.update(
-        DATABASE_URL=db_url,
-        MESH_JWT_SECRET=TEST_JWT_SECRET,
-        MESH_DATA_DIR=str(data_dir),
-        MESH_LOG_FORMAT="json",
-        MESH_MEETING_METRICS_PORT="0",
-        MESH_PIPELINE_WORKERS="1",
-        MESH_GPU_PROXY_TARGET=mesh.proxy.address,
-        MESH_GPU_PROXY_CERT=str(mesh.pki.client.cert),
-        MESH_GPU_PROXY_KEY=str(mesh.pki.client.key),
-        MESH_GPU_PROXY_CA=str(mesh.pki.ca.cert),
-    )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "meeting_mesh.cli",
-        "meeting-service",
-        "--port",
-        "0",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    assert process.stdout is not None
-    output: list[bytes] = []
-
-    async def read() -> None:
-        assert process.stdout is not None
-        while line := await process.stdout.readline():
-            output.append(line)
-
-    reader = asyncio.create_task(read())
-    try:
-        yield process.pid
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
-        await reader
-        for line in output:
-            if line.startswith(b"{"):
-                assert json.loads(line)["level"] not in ("ERROR", "CRITICAL"), line
 
 
 async def _job(mesh: Mesh, meeting_id: str) -> Job:
@@ -125,7 +73,9 @@ async def test_a_killed_workers_job_is_taken_over_within_the_lease_bound(
         pipeline_poll_interval_s=POLL_S,
     ) as mesh:
         meeting = await create_meeting(mesh)
-        async with _replica_process(mesh, db_url, tmp_path / "a") as pid_a:
+        async with meeting_service_process(
+            mesh, db_url, tmp_path / "a", MESH_PIPELINE_WORKERS="1"
+        ) as pid_a:
             await upload(mesh, meeting.id, as_wav(dialogue(4)))
             await _until_owner(mesh, meeting.id, f":{pid_a}:")
             async with asyncio.timeout(WAIT):

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -26,6 +29,7 @@ from gpu_node.engines.factory import Engines, create_engines
 from gpu_node.engines.mock import MockRecognitionEngine
 from gpu_node.server import RunningNode, run_gpu_node
 from gpu_proxy.server import RunningProxy, run_gpu_proxy
+from meeting_mesh.dev import grpc_probe
 from meeting_service.db.database import Database
 from meeting_service.processing.worker import PipelineWorkers
 from meeting_service.server import RunningMeetingService, run_meeting_service
@@ -38,7 +42,7 @@ from tests.support.gpu import (
     silence,
     tone,
 )
-from tests.support.meeting import auth, pipeline_settings
+from tests.support.meeting import TEST_JWT_SECRET, auth, pipeline_settings
 
 WAIT = 30.0  # generous bound for conditions that normally hold within a second
 
@@ -305,3 +309,66 @@ def pausing_engines(recognizer: PausingRecognizer) -> Engines:
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+@asynccontextmanager
+async def meeting_service_process(
+    mesh: Mesh, db_url: str, data_dir: Path, *, port: int = 0, **env: str
+) -> AsyncIterator[int]:
+    """Runs a meeting_service replica as a process of its own, on `mesh`'s GPU service.
+
+    It has the default settings but for `env` (`MESH_*` variables); with a `port`, it is
+    yielded once it answers health checks there. On leaving, its log must hold no error.
+
+    Yields:
+        Its pid (to kill it with).
+    """
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MESH_")}
+    environment.update(
+        DATABASE_URL=db_url,
+        MESH_JWT_SECRET=TEST_JWT_SECRET,
+        MESH_DATA_DIR=str(data_dir),
+        MESH_LOG_FORMAT="json",
+        MESH_MEETING_METRICS_PORT="0",
+        MESH_GPU_PROXY_TARGET=mesh.proxy.address,
+        MESH_GPU_PROXY_CERT=str(mesh.pki.client.cert),
+        MESH_GPU_PROXY_KEY=str(mesh.pki.client.key),
+        MESH_GPU_PROXY_CA=str(mesh.pki.ca.cert),
+        **env,
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "meeting_mesh.cli",
+        "meeting-service",
+        "--port",
+        str(port),
+        env=environment,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert process.stdout is not None
+    output: list[bytes] = []
+
+    async def read() -> None:
+        assert process.stdout is not None
+        while line := await process.stdout.readline():
+            output.append(line)
+
+    reader = asyncio.create_task(read())
+    try:
+        if port:
+            probe = grpc_probe(f"127.0.0.1:{port}", "meeting.v1.MeetingService", None)
+            async with asyncio.timeout(WAIT):
+                while not await probe():
+                    assert process.returncode is None, b"".join(output).decode()
+                    await asyncio.sleep(0.1)
+        yield process.pid
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+        await reader
+        for line in output:
+            if line.startswith(b"{"):
+                assert json.loads(line)["level"] not in ("ERROR", "CRITICAL"), line
