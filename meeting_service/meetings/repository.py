@@ -120,12 +120,15 @@ class MeetingsRepository:
             conn: The connection or pool.
             meeting_id: The meeting.
             owner: When given, a meeting of another owner reads as missing.
-            for_update: Lock the row until the transaction ends.
+            for_update: Lock the row until the transaction ends, as `UPDATE meetings`
+                does (FOR NO KEY UPDATE): writers of the meeting queue behind it, while
+                rows that only reference it (an audio chunk, an event) can still be
+                inserted, even by another connection of the lock holder's own flow.
 
         Returns:
             The meeting, or None.
         """
-        lock = " FOR UPDATE OF m" if for_update else ""
+        lock = " FOR NO KEY UPDATE OF m" if for_update else ""
         record = await conn.fetchrow(
             f"SELECT {_COLUMNS} FROM {_FROM} WHERE m.id = $1 "  # noqa: S608
             f"AND ($2::text IS NULL OR m.owner = $2){lock}",

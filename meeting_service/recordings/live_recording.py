@@ -100,13 +100,17 @@ class LiveRecording:
         self._pending += audio
 
     async def store_chunk(self) -> None:
-        """Stores the audio waiting once it fills a chunk.
+        """Stores the audio waiting once it fills a chunk, durably.
+
+        Durably at once, whatever the store holds back (S3 takes parts of 5 MiB): a live
+        stream sends nothing twice, so audio stored here must outlive this process.
 
         Raises:
             MeetingError: MEETING_NOT_FOUND when the meeting was deleted.
         """
         if len(self._pending) >= CHUNK_BYTES:
             await self._flush()
+            await self._keep_held()
 
     async def store(self) -> None:
         """Hands the store the audio still waiting (`keep` also makes it durable).

@@ -130,6 +130,7 @@ class UploadsRepository:
         data: bytes,
         *,
         wait_for_disk: bool = True,
+        staged: bool = False,
     ) -> int | None:
         """Stores a chunk at `offset` if `offset` is still the stored size.
 
@@ -141,6 +142,8 @@ class UploadsRepository:
             wait_for_disk: False lets the transaction commit without waiting for the disk
                 (`synchronous_commit` off): only for bytes nobody has been told about yet,
                 which the next durable commit makes durable (PostgreSQL's log is ordered).
+            staged: The recording is in object storage and the chunk waits here for the
+                part that will hold it (counted in `staged_size` too; `add_part` deletes it).
 
         Returns:
             The new stored size, or None when another writer moved the size (nothing
@@ -151,7 +154,9 @@ class UploadsRepository:
         # and a chunk's round trips are what an upload waits on in meeting_service.
         size: int | None = await conn.fetchval(
             """
-            UPDATE uploads SET stored_size = stored_size + $3, update_time = clock_timestamp()
+            UPDATE uploads SET stored_size = stored_size + $3,
+                staged_size = staged_size + CASE WHEN $5 THEN $3 ELSE 0 END,
+                update_time = clock_timestamp()
             WHERE meeting_id = $1 AND stored_size = $2 AND NOT sealed
             RETURNING stored_size,
                 CASE WHEN $4 THEN NULL ELSE set_config('synchronous_commit', 'off', true) END
@@ -160,6 +165,7 @@ class UploadsRepository:
             offset,
             len(data),
             wait_for_disk,
+            staged,
         )
         if size is None:
             return None
@@ -193,7 +199,8 @@ class UploadsRepository:
     ) -> int | None:
         """Counts an object-storage part of `size` bytes stored from `offset` (part N+1).
 
-        The part holds the staged bytes, if any (`stage`): they are in the parts now.
+        The part holds the staged bytes, if any (`append_chunk(staged=True)`): they are
+        in the parts now, and their rows are deleted in the same statement.
 
         Args:
             conn: A connection or the pool.
@@ -210,12 +217,18 @@ class UploadsRepository:
         """
         stored: int | None = await conn.fetchval(
             """
-            UPDATE uploads SET stored_size = $2 + $3,
-                               staged_size = 0,
-                               part_etags = array_append(part_etags, $4),
-                               update_time = clock_timestamp()
-            WHERE meeting_id = $1 AND stored_size - staged_size = $2 AND (NOT sealed OR $5)
-            RETURNING stored_size
+            WITH counted AS (
+                UPDATE uploads SET stored_size = $2 + $3,
+                                   staged_size = 0,
+                                   part_etags = array_append(part_etags, $4),
+                                   update_time = clock_timestamp()
+                WHERE meeting_id = $1 AND stored_size - staged_size = $2 AND (NOT sealed OR $5)
+                RETURNING stored_size
+            ), unstaged AS (
+                DELETE FROM audio_chunks
+                WHERE meeting_id = $1 AND EXISTS (SELECT FROM counted)
+            )
+            SELECT stored_size FROM counted
             """,
             meeting_id,
             offset,
@@ -225,28 +238,34 @@ class UploadsRepository:
         )
         return stored
 
-    async def stage(
-        self, conn: asyncpg.Connection | asyncpg.Pool, meeting_id: uuid.UUID, offset: int, size: int
-    ) -> int | None:
-        """Counts `size` bytes after the parts' `offset` bytes as staged (kept beside them).
-
-        They replace what was staged before (the stream read it back first).
-
-        Returns:
-            The new stored size, or None when another writer moved the size.
-        """
-        stored: int | None = await conn.fetchval(
-            """
-            UPDATE uploads SET stored_size = $2 + $3, staged_size = $3,
-                               update_time = clock_timestamp()
-            WHERE meeting_id = $1 AND stored_size - staged_size = $2 AND NOT sealed
-            RETURNING stored_size
-            """,
+    async def read_staged(
+        self, conn: asyncpg.Connection | asyncpg.Pool, meeting_id: uuid.UUID, offset: int
+    ) -> bytes:
+        """The bytes staged from `offset` (where the object-storage parts end), in order."""
+        data: bytes | None = await conn.fetchval(
+            "SELECT string_agg(data, ''::bytea ORDER BY byte_offset) FROM audio_chunks"
+            " WHERE meeting_id = $1 AND byte_offset >= $2",
             meeting_id,
             offset,
-            size,
         )
-        return stored
+        return data or b""
+
+    async def write_staged(
+        self,
+        conn: asyncpg.Connection | asyncpg.Pool,
+        meeting_id: uuid.UUID,
+        offset: int,
+        data: bytes,
+    ) -> None:
+        """Writes the rows of bytes already counted as staged, from `offset`.
+
+        For bytes staged by an older version as an object-storage piece, moved here.
+        """
+        await conn.copy_records_to_table(
+            "audio_chunks",
+            columns=("meeting_id", "byte_offset", "data"),
+            records=audio_rows(meeting_id, offset, data),
+        )
 
     async def replace_part(
         self, conn: asyncpg.Connection | asyncpg.Pool, meeting_id: uuid.UUID, number: int, etag: str
@@ -301,12 +320,18 @@ class UploadsRepository:
     ) -> None:
         """Resets the progress of a recording whose multipart upload was aborted.
 
-        Its next stream starts again at offset 0.
+        Its next stream starts again at offset 0; its staged rows go too.
         """
         await conn.execute(
-            "UPDATE uploads SET stored_size = 0, staged_size = 0, part_etags = '{}',"
-            " object_upload_id = NULL,"
-            " update_time = clock_timestamp() WHERE object_upload_id = $1 AND NOT sealed",
+            """
+            WITH reset AS (
+                UPDATE uploads SET stored_size = 0, staged_size = 0, part_etags = '{}',
+                    object_upload_id = NULL, update_time = clock_timestamp()
+                WHERE object_upload_id = $1 AND NOT sealed
+                RETURNING meeting_id
+            )
+            DELETE FROM audio_chunks WHERE meeting_id IN (SELECT meeting_id FROM reset)
+            """,
             upload_id,
         )
 

@@ -18,10 +18,13 @@ to rewrite the recording's first bytes (`keeps_start`: the live recording's WAV 
 whose length is known at the end) keeps a copy of the first part, in memory and as the
 piece `<key>.head` beside the upload, and stores it again with the new header before
 completing: one part's memory more, no copy of the object. A live stream sends nothing
-twice, so when it stops without completing (`keep_held`), the bytes its writer holds
-below one part are stored as a piece too (`<key>.tail-<stored size>`, counted as
-`uploads.staged_size`), and the writer of the resumed stream reads them back first.
-Pieces go with the completion and with the meeting.
+twice, so its bytes below one part must outlive its process: `keep_held` (which a live
+recording calls after every chunk) stages the bytes its writer holds in PostgreSQL, as
+`audio_chunks` rows counted in `uploads.staged_size`, until the part that holds them is
+stored and counted (which deletes the rows in the same statement); the writer of the
+resumed stream reads them back first. (An older version staged them as one piece,
+`<key>.tail-<stored size>`; such a piece is still read back.) Pieces go with the
+completion and with the meeting.
 
 Multipart uploads nobody has written to for `abandoned_after_s` are aborted by `sweep`,
 and their recordings start again from offset 0. Reads are ranged GETs.
@@ -64,11 +67,7 @@ HEAD = ".head"  # key suffix of a live recording's first part, kept to rewrite i
 
 
 def tail_piece(stored_size: int) -> str:
-    """The key suffix of the bytes a stopped live stream held, staged up to `stored_size`.
-
-    One key per size: a tail stored but never counted (its process died between the two)
-    never replaces the one the row counts.
-    """
+    """The key suffix of the bytes an older version staged in S3, up to `stored_size`."""
     return f".tail-{stored_size}"
 
 
@@ -134,8 +133,8 @@ class S3Store:
     def key(self, meeting_id: uuid.UUID, piece: str = "") -> str:
         """The object key of a meeting's recording; with `piece`, of a piece kept beside it.
 
-        `HEAD` is the copy of a live recording's first part; `tail_piece` names the bytes a
-        stopped live stream held below one part (`uploads.staged_size`).
+        `HEAD` is the copy of a live recording's first part; `tail_piece` names the bytes
+        an older version staged below one part (`uploads.staged_size`).
         """
         return f"{self.options.prefix}{meeting_id}{piece}"
 
@@ -249,7 +248,8 @@ class _S3Writer:
         self._stored = upload.stored_size  # counted in PostgreSQL
         # In parts S3 has, counted or being counted.
         self._sent = upload.stored_size - upload.staged_size
-        # Counted, but kept as a tail piece (`keep_held`): read back into the part first.
+        # Counted as staged by an earlier stream (`keep_held`): read back into the part
+        # first.
         self._staged = upload.staged_size
         self._upload_id = upload.object_upload_id
         self._etags = list(upload.part_etags)
@@ -350,34 +350,32 @@ class _S3Writer:
         return self._stored
 
     async def keep_held(self) -> int | None:
-        """Stores the part being filled as a tail piece and counts it as staged.
+        """Stages the bytes of the part being filled that are not staged yet, in PostgreSQL.
 
-        S3 takes a part below 5 MiB only as the last one, so the bytes wait beside the
-        upload for the writer of the resumed stream (`_read_back_staged`).
+        S3 takes a part below 5 MiB only as the last one, so they wait in `audio_chunks`
+        rows for the part that holds them (`add_part` deletes them) or for the writer of
+        the resumed stream (`_read_back_staged`). One commit per call, of the new bytes
+        only; it does not wait for the disk (the next durable commit, such as a
+        transcript's, makes it durable: PostgreSQL's log is ordered).
         """
         await self._read_back_staged()
         if await self.durable() is None:
             return None
-        if not self._filled or self._holds_only_staged():
+        unstaged = self._stored - self._sent
+        if self._filled <= unstaged:
             return self._stored
         store = self._store
-        client = await store.client()
-        replaced = self._stored
-        await client.put_object(
-            Bucket=store.options.bucket,
-            Key=store.key(self._mid, tail_piece(self._sent + self._filled)),
-            Body=self._part(),
-        )
-        stored = await store.uploads.stage(store.pool, self._mid, self._sent, self._filled)
+        with self._buffer.getbuffer() as view:
+            # A copy: the buffer could not grow while a view of it is alive.
+            fresh = bytes(view[unstaged : self._filled])
+        async with store.pool.acquire() as conn, conn.transaction():
+            stored = await store.uploads.append_chunk(
+                conn, self._mid, self._stored, fresh, wait_for_disk=False, staged=True
+            )
         if stored is None:
             await self._delete_if_gone()
             return None
         self._stored = stored
-        if replaced != stored:
-            with contextlib.suppress(ClientError, BotoCoreError):
-                await client.delete_object(
-                    Bucket=store.options.bucket, Key=store.key(self._mid, tail_piece(replaced))
-                )
         return stored
 
     async def durable(self) -> int | None:
@@ -403,18 +401,23 @@ class _S3Writer:
         """`UploadRow.stored_whole`, on this writer's state."""
         return self._upload_id is None and bool(self._etags)
 
-    def _holds_only_staged(self) -> bool:
-        """Whether the part being filled is exactly what the row counts as staged."""
-        return self._stored == self._sent + self._filled
-
     async def _read_back_staged(self) -> None:
         """Puts the bytes an earlier stream staged (`keep_held`) first in the part."""
         if not self._staged:
             return
-        piece = tail_piece(self._stored)
-        data = await self._get(piece)
-        if data is None or len(data) != self._staged:
-            raise RuntimeError(f"the staged bytes of {self._key} are missing from {piece}")
+        store = self._store
+        data = await store.uploads.read_staged(store.pool, self._mid, self._sent)
+        if not data:
+            # Staged by an older version, as a piece: moved to rows, where the next
+            # stream looks.
+            piece = tail_piece(self._stored)
+            data = await self._get(piece) or b""
+            if len(data) == self._staged:
+                await store.uploads.write_staged(store.pool, self._mid, self._sent, data)
+        if len(data) != self._staged:
+            raise RuntimeError(
+                f"{len(data)} of the {self._staged} staged bytes of {self._key} were found"
+            )
         self._buffer = io.BytesIO(data)
         self._buffer.seek(0, io.SEEK_END)
         self._filled = len(data)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
+import signal
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,13 +20,16 @@ from pathlib import Path
 import grpc
 import pytest
 
-from gen.meeting.v1 import meeting_pb2, meeting_service_pb2
+from gen.meeting.v1 import meeting_pb2, meeting_service_pb2, meeting_service_pb2_grpc
 from meeting_mesh.seaweedfs import SeaweedFS
 from meeting_service.live.repository import LiveLeasesRepository
 from meeting_service.recordings import pcm
+from meeting_service.recordings.live_recording import CHUNK_BYTES
 from meeting_service.recordings.probe import probe_audio
-from meeting_service.recordings.s3_store import S3Store
+from meeting_service.recordings.s3_store import S3Store, tail_piece
 from meeting_service.recordings.store import iter_spans, reader
+from mesh_common.ports import free_port
+from tests.meeting_service.helpers import stored_size, wait_for
 from tests.support.gpu import Pki, pcm16
 from tests.support.meeting import auth, error_reason
 from tests.support.mesh import (
@@ -34,6 +39,7 @@ from tests.support.mesh import (
     dialogue,
     follow,
     m4a_bytes,
+    meeting_service_process,
     run_mesh,
     statuses,
     upload,
@@ -165,6 +171,91 @@ async def test_a_live_meeting_in_s3_that_dropped_keeps_all_of_its_audio(
         assert await _objects(store, meeting.id) == [store.key(uuid.UUID(meeting.id))]
 
 
+async def test_a_live_meeting_staged_in_s3_by_an_older_version_keeps_all_of_its_audio(
+    db_url: str, pki: Pki, tmp_path: Path, s3_server: SeaweedFS, s3_bucket: str
+) -> None:
+    # An older version staged the audio below a part as one piece in S3
+    # (`<key>.tail-<stored size>`) rather than in rows; a session that resumes such a
+    # meeting after an upgrade reads it from there.
+    settings = {**s3_settings(s3_server, s3_bucket), "live_resume_grace_s": 3600}
+    async with run_mesh(db_url, pki, tmp_path, live_lease_s=1.0, **settings) as mesh:
+        meeting = await create_meeting(mesh, title="staged by an older version")
+        mid = uuid.UUID(meeting.id)
+        first = random.Random(3).randbytes(4 * pcm.BYTES_PER_SECOND)
+        second = random.Random(4).randbytes(2 * pcm.BYTES_PER_SECOND)
+        await _live_session(mesh, meeting.id, first)
+        store = _s3(mesh)
+        row = await store.uploads.get(store.pool, mid)
+        assert row is not None and row.staged_size == row.stored_size > 0
+        client = await store.client()
+        await client.put_object(
+            Bucket=s3_bucket,
+            Key=store.key(mid, tail_piece(row.stored_size)),
+            Body=await store.uploads.read_staged(store.pool, mid, 0),
+        )
+        await store.pool.execute("DELETE FROM audio_chunks WHERE meeting_id = $1", mid)
+
+        await _live_session(mesh, meeting.id, second, resume=True, end=True)
+        events = await follow(mesh, meeting.id)
+        assert statuses(events)[-1] == "COMPLETED"
+        audio = first + second
+        assert await _recording(store, meeting.id) == pcm.wav_header(len(audio)) + audio
+        assert await _objects(store, meeting.id) == [store.key(mid)]
+
+
+async def test_a_live_meeting_in_s3_whose_server_was_killed_keeps_the_audio_it_stored(
+    db_url: str, pki: Pki, tmp_path: Path, s3_server: SeaweedFS, s3_bucket: str
+) -> None:
+    # Below one part, S3 holds nothing of a live recording: the audio must be somewhere
+    # a SIGKILL does not reach. What the killed server had not stored yet (less than one
+    # chunk) is all that may be lost; the client cannot know it, and sends on after it.
+    settings = {**s3_settings(s3_server, s3_bucket), "live_resume_grace_s": 3600}
+    async with run_mesh(db_url, pki, tmp_path / "b", live_lease_s=1.0, **settings) as mesh:
+        meeting = await create_meeting(mesh, title="its server killed")
+        first = random.Random(7).randbytes(20 * pcm.BYTES_PER_SECOND)
+        # Less than a chunk: staged by the ending, under the meeting's lock.
+        second = random.Random(8).randbytes(2 * pcm.BYTES_PER_SECOND)
+        port = free_port()
+        async with (
+            meeting_service_process(
+                mesh,
+                db_url,
+                tmp_path / "a",
+                port=port,
+                **s3_server.settings(s3_bucket),
+                MESH_S3_PART_BYTES=str(5 * 1024 * 1024),
+                MESH_LIVE_LEASE_S="1",
+                MESH_PIPELINE_WORKERS="0",
+            ) as pid,
+            grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel,
+        ):
+            held = asyncio.Event()
+
+            async def requests() -> AsyncIterator[meeting_service_pb2.LiveTranscribeRequest]:
+                async for request in _live_requests(meeting.id, first):
+                    yield request
+                await held.wait()  # the client is still there when its server dies
+
+            call = meeting_service_pb2_grpc.MeetingServiceStub(channel).LiveTranscribe(
+                requests(), metadata=auth(USER), timeout=60
+            )
+            stored = await wait_for(
+                lambda: stored_size(mesh.stub, USER, meeting.id),
+                lambda size: size > pcm.WAV_HEADER_BYTES + len(first) - CHUNK_BYTES,
+            )
+            os.kill(pid, signal.SIGKILL)
+            with pytest.raises(grpc.aio.AioRpcError):
+                async for _ in call:
+                    pass
+        assert await _objects(_s3(mesh), meeting.id) == []  # all of it staged in PostgreSQL
+
+        await _live_session(mesh, meeting.id, second, resume=True, end=True)
+        events = await follow(mesh, meeting.id)
+        assert statuses(events)[-1] == "COMPLETED"
+        audio = first[: stored - pcm.WAV_HEADER_BYTES] + second
+        assert await _recording(_s3(mesh), meeting.id) == pcm.wav_header(len(audio)) + audio
+
+
 @pytest.mark.parametrize(
     ("stopped", "finisher"),
     [
@@ -253,13 +344,21 @@ async def test_deleting_a_dropped_live_meeting_in_s3_deletes_what_it_kept_beside
         audio = random.Random(1).randbytes((LIVE_SECONDS + 1) * pcm.BYTES_PER_SECOND)
         await _live_session(mesh, meeting.id, audio)
         store = _s3(mesh)
-        key = store.key(uuid.UUID(meeting.id))
-        tail = f".tail-{(LIVE_SECONDS + 1) * pcm.BYTES_PER_SECOND + pcm.WAV_HEADER_BYTES}"
-        assert await _objects(store, meeting.id) == [key + ".head", key + tail]
+        mid = uuid.UUID(meeting.id)
+        key = store.key(mid)
+        assert await _objects(store, meeting.id) == [key + ".head"]
+        # The audio past the first part is staged in PostgreSQL.
+        row = await store.uploads.get(store.pool, mid)
+        assert row is not None and 0 < row.staged_size < store.options.part_bytes
+        assert row.stored_size == pcm.WAV_HEADER_BYTES + len(audio)
+        parts = row.stored_size - row.staged_size
+        staged = await store.uploads.read_staged(store.pool, mid, parts)
+        assert staged == audio[-row.staged_size :]
         await mesh.stub.DeleteMeeting(
             meeting_service_pb2.DeleteMeetingRequest(meeting_id=meeting.id), metadata=auth(USER)
         )
         assert await _objects(store, meeting.id) == []
+        assert await store.uploads.read_staged(store.pool, mid, 0) == b""
 
 
 async def test_a_live_meeting_deleted_while_streaming_leaves_nothing_in_s3(
