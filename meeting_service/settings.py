@@ -109,6 +109,9 @@ class MeetingServiceSettings(CommonSettings):
         s3_abandoned_after_s: Age after which an upload nobody writes to is aborted (its
             recording then starts again from offset 0).
         s3_sweep_interval_s: How often abandoned uploads are looked for.
+        s3_timeout_s: Longest wait to connect to the object store, for each read of an
+            answer, and for sent bytes to be acknowledged; a request is tried 3 times in
+            all before it fails.
         seal_sweep_interval_s: How often recordings left sealed by a sealer that is
             gone (a killed replica, a cancelled call) are looked for and completed.
         quota_concurrent_jobs: Jobs of one caller processed at once; more wait queued.
@@ -179,6 +182,7 @@ class MeetingServiceSettings(CommonSettings):
     s3_secret_access_key: SecretStr | None = None
     s3_abandoned_after_s: float = Field(default=24 * 3600.0, gt=0)
     s3_sweep_interval_s: float = Field(default=3600.0, gt=0)
+    s3_timeout_s: float = Field(default=15.0, gt=0)
     seal_sweep_interval_s: float = Field(default=30.0, gt=0)
     quota_concurrent_jobs: int = Field(default=0, ge=0)
     quota_live_sessions: int = Field(default=0, ge=0)

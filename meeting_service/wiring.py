@@ -109,6 +109,7 @@ def recording_store(
             prefix=settings.s3_prefix,
             part_bytes=settings.s3_part_bytes,
             abandoned_after_s=settings.s3_abandoned_after_s,
+            timeout_s=settings.s3_timeout_s,
             access_key_id=settings.s3_access_key_id,
             secret_access_key=secret.get_secret_value() if secret is not None else None,
         ),

@@ -36,6 +36,7 @@ import asyncio
 import base64
 import contextlib
 import io
+import socket
 import time
 import uuid
 import zlib
@@ -46,6 +47,7 @@ import asyncpg
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.handlers import add_expect_header
 
 from contract_errors.meeting import not_found, written_by_another_stream
 from meeting_service.recordings.repository import UploadRow, UploadsRepository
@@ -53,8 +55,10 @@ from meeting_service.recordings.store import RecordingWriter
 from mesh_common.logging import logger
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from contextlib import AbstractAsyncContextManager
 
+    from aiohappyeyeballs import AddrInfoType
     from types_aiobotocore_s3 import S3Client
 
 # What the object storage raises when a request cannot be done: unreachable (after the
@@ -84,6 +88,9 @@ class S3Options:
         prefix: Start of every object key.
         part_bytes: Size of the parts of a multipart upload (the last may be smaller).
         abandoned_after_s: Age after which an upload nobody writes to is aborted.
+        timeout_s: Longest wait to connect, for each read of an answer and for sent
+            bytes to be acknowledged (botocore's defaults are 60 s, and nothing bounds
+            a send).
         access_key_id: Credentials; None uses the standard AWS chain (`AWS_*`
             variables, the shared credentials file, an instance or pod role).
         secret_access_key: Its secret.
@@ -96,6 +103,7 @@ class S3Options:
     prefix: str = "recordings/"
     part_bytes: int = 8 * 1024 * 1024
     abandoned_after_s: float = 24 * 3600.0
+    timeout_s: float = 15.0
     access_key_id: str | None = None
     secret_access_key: str | None = None
 
@@ -124,10 +132,19 @@ class S3Store:
                     aws_secret_access_key=options.secret_access_key,
                     config=AioConfig(
                         s3={"addressing_style": "path" if options.path_style else "auto"},
-                        retries={"mode": "standard"},
+                        retries={"mode": "standard", "total_max_attempts": 3},
+                        connect_timeout=options.timeout_s,
+                        read_timeout=options.timeout_s,
+                        connector_args={"socket_factory": _stalls_after(options.timeout_s)},
                     ),
                 )
-                self._client = await self._context.__aenter__()
+                client = await self._context.__aenter__()
+                # Bodies go at once rather than after a "100 Continue": aiohttp times
+                # nothing while it waits for one, so a server that never answered would
+                # hold the call for good. The read timeout covers the answer, and
+                # `_stalls_after` a send that stops moving.
+                client.meta.events.unregister("before-call.s3", add_expect_header)
+                self._client = client
             return self._client
 
     def key(self, meeting_id: uuid.UUID, piece: str = "") -> str:
@@ -225,6 +242,24 @@ class S3Store:
         except ClientError as error:
             if _code(error) not in {"NoSuchUpload", "404"}:
                 raise
+
+
+def _stalls_after(timeout_s: float) -> Callable[[AddrInfoType], socket.socket]:
+    """A socket factory whose connections fail once sent bytes go unacknowledged this long.
+
+    The read timeout only covers waiting for an answer: a part being sent to a server
+    that stopped reading (its network gone) would otherwise wait on a full send buffer
+    for as long as the kernel keeps retrying, minutes (`TCP_USER_TIMEOUT`, Linux).
+    """
+
+    def create(address: AddrInfoType) -> socket.socket:
+        family, kind, protocol, _, _ = address
+        sock = socket.socket(family, kind, protocol)
+        if hasattr(socket, "TCP_USER_TIMEOUT"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(timeout_s * 1000))
+        return sock
+
+    return create
 
 
 def _crc32_header(crc: int) -> str:

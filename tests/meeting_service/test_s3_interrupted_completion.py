@@ -12,6 +12,7 @@ bytes) completes it without a conflict.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -53,6 +54,7 @@ from tests.support.s3 import s3_settings
 
 PART = 5 * 1024 * 1024
 MIB = 1024 * 1024
+S3_TIMEOUT_S = 1.0
 
 
 def _recording(size: int) -> bytes:
@@ -232,11 +234,14 @@ def _sending(
         yield meeting_service_pb2.UploadAudioRequest(end=end)
 
 
+@pytest.mark.parametrize("down", ["refusing", "silent"])
 async def test_an_upload_while_s3_is_down_is_told_to_retry_and_resumes_losing_nothing(
-    database_url: str, s3_server: SeaweedFS, s3_bucket: str, tmp_path: Path
+    down: str, database_url: str, s3_server: SeaweedFS, s3_bucket: str, tmp_path: Path
 ) -> None:
     async with (
-        _s3_behind_a_proxy(database_url, tmp_path, s3_server, s3_bucket) as (proxy, settings),
+        _s3_behind_a_proxy(
+            database_url, tmp_path, s3_server, s3_bucket, s3_timeout_s=S3_TIMEOUT_S
+        ) as (proxy, settings),
         run_meeting_service(settings, database=Database(database_url)) as service,
         grpc.aio.insecure_channel(service.address) as channel,
     ):
@@ -247,12 +252,20 @@ async def test_an_upload_while_s3_is_down_is_told_to_retry_and_resumes_losing_no
         sent = await stub.UploadAudio(_sending(meeting.id, audio, 0, PART), metadata=auth(owner))
         assert (sent.complete, sent.stored_size) == (False, PART)
 
-        proxy.refuse()
+        if down == "refusing":
+            proxy.refuse()
+        else:
+            proxy.blackhole()  # connections are taken, nothing is ever answered
         await proxy.reset()
+        began = time.monotonic()
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await stub.UploadAudio(
                 _sending(meeting.id, audio, PART, len(audio)), metadata=auth(owner)
             )
+        # Three tries of S3_TIMEOUT_S and backoff between them: about 8 s. A silent
+        # server held the call forever before (a send that stopped moving, a wait for
+        # "100 Continue").
+        assert time.monotonic() - began < 60 * S3_TIMEOUT_S
         view = view_rpc_error(refused.value, (meeting_pb2.ErrorReason,))
         assert view.grpc_code is grpc.StatusCode.UNAVAILABLE
         assert view.http_status == 503 and view.retryable
@@ -262,6 +275,7 @@ async def test_an_upload_while_s3_is_down_is_told_to_retry_and_resumes_losing_no
         assert await stored_size(stub, owner, meeting.id) == PART
 
         proxy.heal()
+        await proxy.reset()  # what the silent server was sent is dropped
         done = await stub.UploadAudio(
             _sending(meeting.id, audio, PART, len(audio)), metadata=auth(owner)
         )
