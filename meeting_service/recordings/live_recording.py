@@ -68,7 +68,7 @@ class LiveRecording:
         )
         if upload.stored_size != 0:
             raise wrong_state(status, "the meeting already holds part of an uploaded recording")
-        self._writer = self._store.writer(upload, keeps_start=True)
+        self._writer = self._store.writer(upload, keeps_start=True, sends_once=True)
         self._pending = bytearray(pcm.wav_header(0))
 
     async def resume(self, conn: asyncpg.Connection) -> None:
@@ -83,7 +83,7 @@ class LiveRecording:
         upload = await self._uploads.get(conn, self._mid)
         if upload is None:
             raise not_found(self._mid)
-        self._writer = self._store.writer(upload, keeps_start=True)
+        self._writer = self._store.writer(upload, keeps_start=True, sends_once=True)
         self._stored = upload.stored_size
         # Or stored whole before the ending recorded the size first (an older version).
         self._ending = upload.total_size is not None or upload.stored_whole

@@ -66,6 +66,10 @@ if TYPE_CHECKING:
 # (the bytes already counted are kept); the details go to the log.
 S3_ERRORS: tuple[type[Exception], ...] = (BotoCoreError, ClientError)
 MIN_PART_BYTES = 5 * 1024 * 1024  # S3's floor for every part but the last
+# Parts' worth of bytes a live stream holds (in memory, staged in PostgreSQL) while the
+# object storage does not take its part; then it takes no more audio.
+HELD_PARTS = 4
+PART_RETRY_S = 10.0  # between a live stream's tries to store a part the store refused
 SPAN_BYTES = 1024 * 1024  # one ranged GET
 HEAD = ".head"  # key suffix of a live recording's first part, kept to rewrite its header
 
@@ -167,9 +171,20 @@ class S3Store:
                     await client.delete_object(Bucket=self.options.bucket, Key=piece["Key"])
 
     def writer(  # noqa: D102
-        self, upload: UploadRow, *, keeps_start: bool = False, counts_behind: bool = False
+        self,
+        upload: UploadRow,
+        *,
+        keeps_start: bool = False,
+        counts_behind: bool = False,
+        sends_once: bool = False,
     ) -> RecordingWriter:
-        return _S3Writer(self, upload, keeps_start=keeps_start, counts_behind=counts_behind)
+        return _S3Writer(
+            self,
+            upload,
+            keeps_start=keeps_start,
+            counts_behind=counts_behind,
+            sends_once=sends_once,
+        )
 
     async def read_at(self, meeting_id: uuid.UUID, offset: int) -> tuple[int, bytes] | None:  # noqa: D102
         client = await self.client()
@@ -275,7 +290,13 @@ class _S3Writer:
     """One stream's writer: buffers up to a part, stores it, counts it in PostgreSQL."""
 
     def __init__(
-        self, store: S3Store, upload: UploadRow, *, keeps_start: bool, counts_behind: bool
+        self,
+        store: S3Store,
+        upload: UploadRow,
+        *,
+        keeps_start: bool,
+        counts_behind: bool,
+        sends_once: bool,
     ) -> None:
         self._store = store
         self._mid = upload.meeting_id
@@ -301,6 +322,9 @@ class _S3Writer:
         self._crc: int | None = 0
         self._keeps_start = keeps_start
         self._counts_behind = counts_behind
+        self._sends_once = sends_once
+        # When `keep_held` may try again to store a part the store refused.
+        self._part_retry_at = 0.0
         self._first_part = b""
 
     async def append(self, data: bytes) -> int | None:
@@ -308,15 +332,23 @@ class _S3Writer:
             # Completed by a stream that stopped before its end was recorded.
             raise written_by_another_stream(self._stored)
         await self._read_back_staged()
+        part_bytes = self._store.options.part_bytes
+        held_too_long = self._filled + len(data) > HELD_PARTS * part_bytes
+        # The store refused the waiting part for a long time: no more bytes are taken
+        # until it takes that part (this raises why it does not).
+        if self._sends_once and held_too_long and not await self._store_part():
+            return None
         crc_before = self._crc
         self._buffer.seek(self._filled)  # a failed send may have left it anywhere
         self._buffer.write(data)
         self._filled += len(data)
         if crc_before is not None:
             self._crc = zlib.crc32(data, crc_before)
-        if self._filled < self._store.options.part_bytes:
-            return self._stored
         try:
+            if self._sends_once:
+                return await self._stage()  # the part is stored by `keep_held`
+            if self._filled < part_bytes:
+                return self._stored
             if not await self._store_part():
                 return None
             return self._stored
@@ -385,17 +417,44 @@ class _S3Writer:
         return self._stored
 
     async def keep_held(self) -> int | None:
-        """Stages the bytes of the part being filled that are not staged yet, in PostgreSQL.
+        """Makes every byte received durable; with `sends_once`, stores a full part too.
 
-        S3 takes a part below 5 MiB only as the last one, so they wait in `audio_chunks`
-        rows for the part that holds them (`add_part` deletes them) or for the writer of
-        the resumed stream (`_read_back_staged`). One commit per call, of the new bytes
-        only; it does not wait for the disk (the next durable commit, such as a
-        transcript's, makes it durable: PostgreSQL's log is ordered).
+        S3 takes a part below 5 MiB only as the last one, so the bytes of the part being
+        filled wait in PostgreSQL (`_stage`). With `sends_once`, a full part is stored
+        here, and while the object storage cannot take it (down, refusing) it stays
+        staged and is tried again by a call `PART_RETRY_S` later, up to `HELD_PARTS`
+        parts: a live stream goes on through an outage of the store.
         """
         await self._read_back_staged()
-        if await self.durable() is None:
+        if await self.durable() is None or await self._stage() is None:
             return None
+        full = self._filled >= self._store.options.part_bytes
+        if self._sends_once and full and time.monotonic() >= self._part_retry_at:
+            try:
+                if not await self._store_part():
+                    return None
+            except S3_ERRORS as error:
+                # Each try holds up the stream that calls this (a live session's audio):
+                # not again for a while.
+                self._part_retry_at = time.monotonic() + PART_RETRY_S
+                logger.bind(
+                    meeting_id=str(self._mid), held=self._filled, error=repr(error)
+                ).warning("object storage unavailable: the audio waits staged in PostgreSQL")
+        return self._stored
+
+    async def _stage(self) -> int | None:
+        """Stages the bytes of the part being filled not staged yet, in PostgreSQL.
+
+        They wait in `audio_chunks` rows, counted as staged, for the part that holds them
+        (`add_part` deletes the rows) or for the writer of the resumed stream
+        (`_read_back_staged`). One commit, of the new bytes only; it does not wait for
+        the disk (the next durable commit, such as a transcript's, makes it durable:
+        PostgreSQL's log is ordered).
+
+        Returns:
+            The stored size, or None when another stream moved the upload on, or the
+            meeting was deleted.
+        """
         unstaged = self._stored - self._sent
         if self._filled <= unstaged:
             return self._stored

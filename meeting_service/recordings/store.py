@@ -81,7 +81,12 @@ class RecordingStore(Protocol):
     """Keeps the bytes of recordings."""
 
     def writer(
-        self, upload: UploadRow, *, keeps_start: bool = False, counts_behind: bool = False
+        self,
+        upload: UploadRow,
+        *,
+        keeps_start: bool = False,
+        counts_behind: bool = False,
+        sends_once: bool = False,
     ) -> RecordingWriter:
         """A writer continuing `upload` at its stored size.
 
@@ -95,6 +100,11 @@ class RecordingStore(Protocol):
                 it stored before it returns, and a failed count leaves the bytes to be
                 handed in again. For a stream that ends when its caller does (an upload);
                 a live recording, which outlives failures, keeps it off.
+            sends_once: The stream sends nothing twice (a live recording's): `append`
+                makes its bytes durable before it returns, and `keep_held` stores what
+                the store holds back, or leaves it durable where it is while the store
+                cannot take it (with S3: staged in PostgreSQL, the part tried again at
+                the next call).
         """
         ...
 
@@ -145,7 +155,12 @@ class PostgresStore:
         self._uploads = uploads
 
     def writer(  # noqa: D102
-        self, upload: UploadRow, *, keeps_start: bool = False, counts_behind: bool = False
+        self,
+        upload: UploadRow,
+        *,
+        keeps_start: bool = False,
+        counts_behind: bool = False,
+        sends_once: bool = False,
     ) -> RecordingWriter:
         return _PostgresWriter(self._pool, self._uploads, upload)
 

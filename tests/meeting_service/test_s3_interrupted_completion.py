@@ -33,7 +33,7 @@ from meeting_mesh.seaweedfs import SeaweedFS
 from meeting_service.db.database import Database
 from meeting_service.recordings import pcm
 from meeting_service.recordings.repository import UploadRow
-from meeting_service.recordings.s3_store import S3Store
+from meeting_service.recordings.s3_store import HELD_PARTS, S3_ERRORS, S3Store
 from meeting_service.recordings.store import iter_spans, reader
 from meeting_service.server import RunningMeetingService, run_meeting_service
 from meeting_service.settings import MeetingServiceSettings
@@ -281,3 +281,34 @@ async def test_an_upload_while_s3_is_down_is_told_to_retry_and_resumes_losing_no
         )
         assert (done.complete, done.stored_size) == (True, len(audio))
         assert await _stored(service, meeting.id) == audio
+
+
+async def test_a_live_writer_holds_a_few_parts_while_s3_is_down_then_refuses_more(
+    database_url: str, s3_server: SeaweedFS, s3_bucket: str, tmp_path: Path
+) -> None:
+    async with (
+        _s3_behind_a_proxy(
+            database_url, tmp_path, s3_server, s3_bucket, s3_timeout_s=S3_TIMEOUT_S
+        ) as (proxy, settings),
+        run_meeting_service(settings, database=Database(database_url)) as service,
+        grpc.aio.insecure_channel(service.address) as channel,
+    ):
+        stub = meeting_service_pb2_grpc.MeetingServiceStub(channel)
+        meeting_id, store, row = await _started_upload(service, stub)
+        writer = store.writer(row, keeps_start=True, sends_once=True)
+        chunks = chunks_of(_recording((HELD_PARTS + 1) * PART), MIB)
+        proxy.refuse()
+        await proxy.reset()
+        taken = 0
+        with pytest.raises(S3_ERRORS):
+            for chunk in chunks:
+                await writer.append(chunk)
+                taken += len(chunk)
+                assert await writer.keep_held() == taken  # durable, though S3 has none of it
+        assert taken == HELD_PARTS * PART
+
+        proxy.heal()
+        for chunk in chunks[taken // MIB :]:
+            await writer.append(chunk)  # the first stores the parts held
+        assert await writer.complete() == len(b"".join(chunks))
+        assert await _stored(service, meeting_id) == b"".join(chunks)

@@ -16,6 +16,8 @@ import signal
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import grpc
 import pytest
@@ -30,6 +32,7 @@ from meeting_service.recordings.s3_store import S3Store, tail_piece
 from meeting_service.recordings.store import iter_spans, reader
 from mesh_common.ports import free_port
 from tests.meeting_service.helpers import stored_size, wait_for
+from tests.support.fault_proxy import FaultProxy
 from tests.support.gpu import Pki, pcm16
 from tests.support.meeting import auth, error_reason
 from tests.support.mesh import (
@@ -169,6 +172,62 @@ async def test_a_live_meeting_in_s3_that_dropped_keeps_all_of_its_audio(
         audio = first + second
         assert await _recording(store, meeting.id) == pcm.wav_header(len(audio)) + audio
         assert await _objects(store, meeting.id) == [store.key(uuid.UUID(meeting.id))]
+
+
+async def test_a_live_meeting_in_s3_goes_on_while_s3_is_down_and_loses_nothing(
+    db_url: str, pki: Pki, tmp_path: Path, s3_server: SeaweedFS, s3_bucket: str
+) -> None:
+    # Past one part while S3 refuses every connection: the session goes on (the part
+    # waits staged in PostgreSQL), and the meeting ends whole once S3 is back.
+    s3 = urlsplit(s3_server.endpoint)
+    assert s3.hostname is not None and s3.port is not None
+    async with FaultProxy(s3.hostname, s3.port) as proxy:
+        settings = {
+            **s3_settings(s3_server, s3_bucket),
+            "s3_endpoint": f"http://{proxy.address}",
+            "s3_timeout_s": 1.0,
+        }
+        async with run_mesh(db_url, pki, tmp_path, **settings) as mesh:
+            meeting = await create_meeting(mesh, title="S3 down while live")
+            noise = random.Random(5).randbytes
+            first = noise((LIVE_SECONDS + 10) * pcm.BYTES_PER_SECOND)
+            second = noise(3 * pcm.BYTES_PER_SECOND)
+            healed = asyncio.Event()
+
+            async def requests() -> AsyncIterator[meeting_service_pb2.LiveTranscribeRequest]:
+                async for request in _live_requests(meeting.id, first):
+                    yield request
+                await healed.wait()
+                async for request in _live_requests(meeting.id, second, end=True):
+                    if request.HasField("audio") or request.end:
+                        yield request
+
+            proxy.refuse()
+            await proxy.reset()  # the connections the store keeps open too
+            call = mesh.stub.LiveTranscribe(requests(), metadata=auth(USER), timeout=120)
+            session = asyncio.create_task(_read_all(call))
+            await wait_for(
+                lambda: stored_size(mesh.stub, USER, meeting.id),
+                lambda size: size > pcm.WAV_HEADER_BYTES + len(first) - CHUNK_BYTES,
+            )
+            assert not session.done()  # still live, more than a part held
+            row = await _s3(mesh).uploads.get(mesh.service.services.pool, uuid.UUID(meeting.id))
+            assert row is not None and not row.part_etags and row.staged_size == row.stored_size
+            proxy.heal()
+            healed.set()
+            await session
+
+            events = await follow(mesh, meeting.id)
+            assert statuses(events)[-1] == "COMPLETED"
+            audio = first + second
+            store = _s3(mesh)
+            assert await _recording(store, meeting.id) == pcm.wav_header(len(audio)) + audio
+            assert await _objects(store, meeting.id) == [store.key(uuid.UUID(meeting.id))]
+
+
+async def _read_all(call: Any) -> None:
+    async for _ in call:
+        pass
 
 
 async def test_a_live_meeting_staged_in_s3_by_an_older_version_keeps_all_of_its_audio(
