@@ -36,7 +36,6 @@ from meeting_service.recordings.repository import UploadRow
 from meeting_service.recordings.s3_store import HELD_PARTS, S3_ERRORS, S3Store
 from meeting_service.recordings.store import iter_spans, reader
 from meeting_service.server import RunningMeetingService, run_meeting_service
-from meeting_service.settings import MeetingServiceSettings
 from mesh_common.errors import view_rpc_error
 from tests.meeting_service.helpers import (
     Stub,
@@ -105,15 +104,20 @@ async def _stored(service: RunningMeetingService, meeting_id: str) -> bytes:
 
 
 @asynccontextmanager
-async def _s3_behind_a_proxy(
+async def _service_with_s3_behind_a_proxy(
     database_url: str, tmp_path: Path, s3_server: SeaweedFS, bucket: str, **extra: Any
-) -> AsyncIterator[tuple[FaultProxy, MeetingServiceSettings]]:
-    """A fault proxy in front of the S3 server, and meeting_service settings that use it."""
+) -> AsyncIterator[tuple[FaultProxy, RunningMeetingService, Stub]]:
+    """A meeting service storing recordings in S3 through a fault proxy, and its stub."""
     s3 = urlsplit(s3_server.endpoint)
     assert s3.hostname is not None and s3.port is not None
     async with FaultProxy(s3.hostname, s3.port) as proxy:
         through = {**s3_settings(s3_server, bucket), "s3_endpoint": f"http://{proxy.address}"}
-        yield proxy, meeting_settings(database_url, tmp_path, **through, **extra)
+        settings = meeting_settings(database_url, tmp_path, **through, **extra)
+        async with (
+            run_meeting_service(settings, database=Database(database_url)) as service,
+            grpc.aio.insecure_channel(service.address) as channel,
+        ):
+            yield proxy, service, meeting_service_pb2_grpc.MeetingServiceStub(channel)
 
 
 @pytest.mark.parametrize("finisher", ["seal sweep", "resumed client"])
@@ -122,14 +126,9 @@ async def test_an_upload_cut_off_from_s3_while_completing_is_finished(
 ) -> None:
     # The sweep runs often only where it is what finishes the recording.
     sweep_s = 0.2 if finisher == "seal sweep" else 3600.0
-    async with (
-        _s3_behind_a_proxy(
-            database_url, tmp_path, s3_server, s3_bucket, seal_sweep_interval_s=sweep_s
-        ) as (proxy, settings),
-        run_meeting_service(settings, database=Database(database_url)) as service,
-        grpc.aio.insecure_channel(service.address) as channel,
-    ):
-        stub = meeting_service_pb2_grpc.MeetingServiceStub(channel)
+    async with _service_with_s3_behind_a_proxy(
+        database_url, tmp_path, s3_server, s3_bucket, seal_sweep_interval_s=sweep_s
+    ) as (proxy, service, stub):
         owner = user()
         meeting = await create(stub, owner)
         audio = _recording(2 * PART)
@@ -174,15 +173,11 @@ async def test_a_part_whose_store_was_cut_off_is_stored_once_when_its_bytes_come
 ) -> None:
     # What a live recording does when storing a part fails or is cancelled: it keeps the
     # bytes and hands them to the writer again with its next flush.
-    async with (
-        _s3_behind_a_proxy(database_url, tmp_path, s3_server, s3_bucket) as (
-            proxy,
-            settings,
-        ),
-        run_meeting_service(settings, database=Database(database_url)) as service,
-        grpc.aio.insecure_channel(service.address) as channel,
+    async with _service_with_s3_behind_a_proxy(database_url, tmp_path, s3_server, s3_bucket) as (
+        proxy,
+        service,
+        stub,
     ):
-        stub = meeting_service_pb2_grpc.MeetingServiceStub(channel)
         meeting_id, store, row = await _started_upload(service, stub)
         writer = store.writer(row)
         first = _recording(PART)
@@ -238,14 +233,9 @@ def _sending(
 async def test_an_upload_while_s3_is_down_is_told_to_retry_and_resumes_losing_nothing(
     down: str, database_url: str, s3_server: SeaweedFS, s3_bucket: str, tmp_path: Path
 ) -> None:
-    async with (
-        _s3_behind_a_proxy(
-            database_url, tmp_path, s3_server, s3_bucket, s3_timeout_s=S3_TIMEOUT_S
-        ) as (proxy, settings),
-        run_meeting_service(settings, database=Database(database_url)) as service,
-        grpc.aio.insecure_channel(service.address) as channel,
-    ):
-        stub = meeting_service_pb2_grpc.MeetingServiceStub(channel)
+    async with _service_with_s3_behind_a_proxy(
+        database_url, tmp_path, s3_server, s3_bucket, s3_timeout_s=S3_TIMEOUT_S
+    ) as (proxy, service, stub):
         owner = user()
         meeting = await create(stub, owner)
         audio = _recording(2 * PART)
@@ -286,14 +276,9 @@ async def test_an_upload_while_s3_is_down_is_told_to_retry_and_resumes_losing_no
 async def test_a_live_writer_holds_a_few_parts_while_s3_is_down_then_refuses_more(
     database_url: str, s3_server: SeaweedFS, s3_bucket: str, tmp_path: Path
 ) -> None:
-    async with (
-        _s3_behind_a_proxy(
-            database_url, tmp_path, s3_server, s3_bucket, s3_timeout_s=S3_TIMEOUT_S
-        ) as (proxy, settings),
-        run_meeting_service(settings, database=Database(database_url)) as service,
-        grpc.aio.insecure_channel(service.address) as channel,
-    ):
-        stub = meeting_service_pb2_grpc.MeetingServiceStub(channel)
+    async with _service_with_s3_behind_a_proxy(
+        database_url, tmp_path, s3_server, s3_bucket, s3_timeout_s=S3_TIMEOUT_S
+    ) as (proxy, service, stub):
         meeting_id, store, row = await _started_upload(service, stub)
         writer = store.writer(row, keeps_start=True, sends_once=True)
         chunks = chunks_of(_recording((HELD_PARTS + 1) * PART), MIB)
