@@ -18,11 +18,13 @@ to rewrite the recording's first bytes (`keeps_start`: the live recording's WAV 
 whose length is known at the end) keeps a copy of the first part, in memory and as the
 piece `<key>.head` beside the upload, and stores it again with the new header before
 completing: one part's memory more, no copy of the object. A live stream sends nothing
-twice, so its bytes below one part must outlive its process: `keep_held` (which a live
-recording calls after every chunk) stages the bytes its writer holds in PostgreSQL, as
-`audio_chunks` rows counted in `uploads.staged_size`, until the part that holds them is
-stored and counted (which deletes the rows in the same statement); the writer of the
-resumed stream reads them back first. (An older version staged them as one piece,
+twice, so its bytes below one part must outlive its process: its writer (`sends_once`)
+stages every append in PostgreSQL, as `audio_chunks` rows counted in
+`uploads.staged_size`, until the part that holds them is stored and counted (which
+deletes the rows in the same statement), and the writer of the resumed stream reads them
+back first. Its full parts are stored by `keep_held`, which leaves a part staged while
+S3 cannot take it and tries again later, so the stream goes on through an outage of the
+store. (An older version staged the bytes only when the stream stopped, as one piece,
 `<key>.tail-<stored size>`; such a piece is still read back.) Pieces go with the
 completion and with the meeting.
 
