@@ -100,10 +100,11 @@ class LiveRecording:
         self._pending += audio
 
     async def store_chunk(self) -> None:
-        """Stores the audio waiting once it fills a chunk, durably.
+        """Stores the audio waiting once it fills a chunk.
 
-        Durably at once, whatever the store holds back (S3 takes parts of 5 MiB): a live
-        stream sends nothing twice, so audio stored here must outlive this process.
+        The writer (`sends_once`: a live stream sends nothing twice) makes the chunk
+        durable at once, whatever it holds back for its store (S3 takes parts of 5 MiB);
+        `keep_held` then stores what it held back, when the store can take it.
 
         Raises:
             MeetingError: MEETING_NOT_FOUND when the meeting was deleted.

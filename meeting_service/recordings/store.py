@@ -103,8 +103,8 @@ class RecordingStore(Protocol):
             sends_once: The stream sends nothing twice (a live recording's): `append`
                 makes its bytes durable before it returns, and `keep_held` stores what
                 the store holds back, or leaves it durable where it is while the store
-                cannot take it (with S3: staged in PostgreSQL, the part tried again at
-                the next call).
+                cannot take it (with S3: staged in PostgreSQL, the part tried again by a
+                later call).
         """
         ...
 
