@@ -169,11 +169,7 @@ class UploadsRepository:
         )
         if size is None:
             return None
-        await conn.copy_records_to_table(
-            "audio_chunks",
-            columns=("meeting_id", "byte_offset", "data"),
-            records=audio_rows(meeting_id, offset, data),
-        )
+        await self.write_rows(conn, meeting_id, offset, data)
         return size
 
     async def rewrite_start(
@@ -250,16 +246,17 @@ class UploadsRepository:
         )
         return data or b""
 
-    async def write_staged(
+    async def write_rows(
         self,
         conn: asyncpg.Connection | asyncpg.Pool,
         meeting_id: uuid.UUID,
         offset: int,
         data: bytes,
     ) -> None:
-        """Writes the rows of bytes already counted as staged, from `offset`.
+        """Writes `data` as `audio_chunks` rows from `offset`; the size is the caller's.
 
-        For bytes staged by an older version as an object-storage piece, moved here.
+        `append_chunk` counts the bytes in the same transaction; bytes an older version
+        staged as an object-storage piece are counted already.
         """
         await conn.copy_records_to_table(
             "audio_chunks",

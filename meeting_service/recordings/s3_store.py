@@ -509,7 +509,7 @@ class _S3Writer:
             piece = tail_piece(self._stored)
             data = await self._get(piece) or b""
             if len(data) == self._staged:
-                await store.uploads.write_staged(store.pool, self._mid, self._sent, data)
+                await store.uploads.write_rows(store.pool, self._mid, self._sent, data)
         if len(data) != self._staged:
             raise RuntimeError(
                 f"{len(data)} of the {self._staged} staged bytes of {self._key} were found"

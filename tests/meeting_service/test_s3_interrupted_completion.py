@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import grpc
 import pytest
@@ -49,7 +48,7 @@ from tests.meeting_service.helpers import (
 )
 from tests.support.fault_proxy import FaultProxy
 from tests.support.meeting import auth, meeting_settings
-from tests.support.s3 import s3_settings
+from tests.support.s3 import s3_behind_a_proxy, s3_settings
 
 PART = 5 * 1024 * 1024
 MIB = 1024 * 1024
@@ -108,10 +107,7 @@ async def _service_with_s3_behind_a_proxy(
     database_url: str, tmp_path: Path, s3_server: SeaweedFS, bucket: str, **extra: Any
 ) -> AsyncIterator[tuple[FaultProxy, RunningMeetingService, Stub]]:
     """A meeting service storing recordings in S3 through a fault proxy, and its stub."""
-    s3 = urlsplit(s3_server.endpoint)
-    assert s3.hostname is not None and s3.port is not None
-    async with FaultProxy(s3.hostname, s3.port) as proxy:
-        through = {**s3_settings(s3_server, bucket), "s3_endpoint": f"http://{proxy.address}"}
+    async with s3_behind_a_proxy(s3_server, bucket) as (proxy, through):
         settings = meeting_settings(database_url, tmp_path, **through, **extra)
         async with (
             run_meeting_service(settings, database=Database(database_url)) as service,

@@ -14,10 +14,9 @@ import os
 import random
 import signal
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import grpc
 import pytest
@@ -32,7 +31,6 @@ from meeting_service.recordings.s3_store import S3Store, tail_piece
 from meeting_service.recordings.store import iter_spans, reader
 from mesh_common.ports import free_port
 from tests.meeting_service.helpers import stored_size, wait_for
-from tests.support.fault_proxy import FaultProxy
 from tests.support.gpu import Pki, pcm16
 from tests.support.meeting import auth, error_reason
 from tests.support.mesh import (
@@ -47,7 +45,7 @@ from tests.support.mesh import (
     statuses,
     upload,
 )
-from tests.support.s3 import s3_settings
+from tests.support.s3 import s3_behind_a_proxy, s3_settings
 
 LIVE_SECONDS = 180  # 5.5 MiB of PCM: more than one 5 MiB part
 
@@ -109,18 +107,34 @@ async def _recording(store: S3Store, meeting_id: str) -> bytes:
 
 
 async def _live_requests(
-    meeting_id: str, audio: bytes, *, resume: bool = False, end: bool = False
+    meeting_id: str,
+    audio: bytes,
+    *,
+    resume: bool = False,
+    end: bool = False,
+    until: asyncio.Event | None = None,
+    then: bytes = b"",
 ) -> AsyncIterator[meeting_service_pb2.LiveTranscribeRequest]:
     """A live stream that sends `audio` in 1 s messages, then the end marker or nothing
-    (a drop)."""
+    (a drop). With `until`, the client stays after `audio` until it is set, then sends
+    `then` before the end marker."""
     yield meeting_service_pb2.LiveTranscribeRequest(
         config=meeting_service_pb2.LiveAudioConfig(meeting_id=meeting_id, resume=resume)
     )
+    for block in _blocks(audio):
+        yield block
+    if until is not None:
+        await until.wait()
+        for block in _blocks(then):
+            yield block
+    if end:
+        yield meeting_service_pb2.LiveTranscribeRequest(end=True)
+
+
+def _blocks(audio: bytes) -> Iterator[meeting_service_pb2.LiveTranscribeRequest]:
     for start in range(0, len(audio), pcm.BYTES_PER_SECOND):
         block = audio[start : start + pcm.BYTES_PER_SECOND]
         yield meeting_service_pb2.LiveTranscribeRequest(audio=block)
-    if end:
-        yield meeting_service_pb2.LiveTranscribeRequest(end=True)
 
 
 async def _live_session(
@@ -128,7 +142,12 @@ async def _live_session(
 ) -> None:
     """One live session that sends `audio`, read until it closes (ended, or dropped)."""
     requests = _live_requests(meeting_id, audio, resume=resume, end=end)
-    async for _ in mesh.stub.LiveTranscribe(requests, metadata=auth(USER), timeout=120):
+    await _read_all(mesh.stub.LiveTranscribe(requests, metadata=auth(USER), timeout=120))
+
+
+async def _read_all(call: Any) -> None:
+    """Reads a call's answers until it closes (raising its error, if any)."""
+    async for _ in call:
         pass
 
 
@@ -179,55 +198,37 @@ async def test_a_live_meeting_in_s3_goes_on_while_s3_is_down_and_loses_nothing(
 ) -> None:
     # Past one part while S3 refuses every connection: the session goes on (the part
     # waits staged in PostgreSQL), and the meeting ends whole once S3 is back.
-    s3 = urlsplit(s3_server.endpoint)
-    assert s3.hostname is not None and s3.port is not None
-    async with FaultProxy(s3.hostname, s3.port) as proxy:
-        settings = {
-            **s3_settings(s3_server, s3_bucket),
-            "s3_endpoint": f"http://{proxy.address}",
-            "s3_timeout_s": 1.0,
-        }
-        async with run_mesh(db_url, pki, tmp_path, **settings) as mesh:
-            meeting = await create_meeting(mesh, title="S3 down while live")
-            noise = random.Random(5).randbytes
-            first = noise((LIVE_SECONDS + 10) * pcm.BYTES_PER_SECOND)
-            second = noise(3 * pcm.BYTES_PER_SECOND)
-            healed = asyncio.Event()
+    async with (
+        s3_behind_a_proxy(s3_server, s3_bucket) as (proxy, settings),
+        run_mesh(db_url, pki, tmp_path, s3_timeout_s=1.0, **settings) as mesh,
+    ):
+        meeting = await create_meeting(mesh, title="S3 down while live")
+        noise = random.Random(5).randbytes
+        first = noise((LIVE_SECONDS + 10) * pcm.BYTES_PER_SECOND)
+        second = noise(3 * pcm.BYTES_PER_SECOND)
+        healed = asyncio.Event()
+        requests = _live_requests(meeting.id, first, until=healed, then=second, end=True)
+        proxy.refuse()
+        await proxy.reset()  # the connections the store keeps open too
+        call = mesh.stub.LiveTranscribe(requests, metadata=auth(USER), timeout=120)
+        session = asyncio.create_task(_read_all(call))
+        await wait_for(
+            lambda: stored_size(mesh.stub, USER, meeting.id),
+            lambda size: size > pcm.WAV_HEADER_BYTES + len(first) - CHUNK_BYTES,
+        )
+        assert not session.done()  # still live, more than a part held
+        store = _s3(mesh)
+        row = await store.uploads.get(store.pool, uuid.UUID(meeting.id))
+        assert row is not None and not row.part_etags and row.staged_size == row.stored_size
+        proxy.heal()
+        healed.set()
+        await session
 
-            async def requests() -> AsyncIterator[meeting_service_pb2.LiveTranscribeRequest]:
-                async for request in _live_requests(meeting.id, first):
-                    yield request
-                await healed.wait()
-                async for request in _live_requests(meeting.id, second, end=True):
-                    if request.HasField("audio") or request.end:
-                        yield request
-
-            proxy.refuse()
-            await proxy.reset()  # the connections the store keeps open too
-            call = mesh.stub.LiveTranscribe(requests(), metadata=auth(USER), timeout=120)
-            session = asyncio.create_task(_read_all(call))
-            await wait_for(
-                lambda: stored_size(mesh.stub, USER, meeting.id),
-                lambda size: size > pcm.WAV_HEADER_BYTES + len(first) - CHUNK_BYTES,
-            )
-            assert not session.done()  # still live, more than a part held
-            row = await _s3(mesh).uploads.get(mesh.service.services.pool, uuid.UUID(meeting.id))
-            assert row is not None and not row.part_etags and row.staged_size == row.stored_size
-            proxy.heal()
-            healed.set()
-            await session
-
-            events = await follow(mesh, meeting.id)
-            assert statuses(events)[-1] == "COMPLETED"
-            audio = first + second
-            store = _s3(mesh)
-            assert await _recording(store, meeting.id) == pcm.wav_header(len(audio)) + audio
-            assert await _objects(store, meeting.id) == [store.key(uuid.UUID(meeting.id))]
-
-
-async def _read_all(call: Any) -> None:
-    async for _ in call:
-        pass
+        events = await follow(mesh, meeting.id)
+        assert statuses(events)[-1] == "COMPLETED"
+        audio = first + second
+        assert await _recording(store, meeting.id) == pcm.wav_header(len(audio)) + audio
+        assert await _objects(store, meeting.id) == [store.key(uuid.UUID(meeting.id))]
 
 
 async def test_a_live_meeting_staged_in_s3_by_an_older_version_keeps_all_of_its_audio(
@@ -288,15 +289,10 @@ async def test_a_live_meeting_in_s3_whose_server_was_killed_keeps_the_audio_it_s
             ) as pid,
             grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel,
         ):
-            held = asyncio.Event()
-
-            async def requests() -> AsyncIterator[meeting_service_pb2.LiveTranscribeRequest]:
-                async for request in _live_requests(meeting.id, first):
-                    yield request
-                await held.wait()  # the client is still there when its server dies
-
+            # The client is still there when its server dies.
+            requests = _live_requests(meeting.id, first, until=asyncio.Event())
             call = meeting_service_pb2_grpc.MeetingServiceStub(channel).LiveTranscribe(
-                requests(), metadata=auth(USER), timeout=60
+                requests, metadata=auth(USER), timeout=60
             )
             stored = await wait_for(
                 lambda: stored_size(mesh.stub, USER, meeting.id),
@@ -304,8 +300,7 @@ async def test_a_live_meeting_in_s3_whose_server_was_killed_keeps_the_audio_it_s
             )
             os.kill(pid, signal.SIGKILL)
             with pytest.raises(grpc.aio.AioRpcError):
-                async for _ in call:
-                    pass
+                await _read_all(call)
         assert await _objects(_s3(mesh), meeting.id) == []  # all of it staged in PostgreSQL
 
         await _live_session(mesh, meeting.id, second, resume=True, end=True)

@@ -5,7 +5,8 @@ Fixtures (exposed by `tests/conftest.py`):
 - `s3_server`: the session's `SeaweedFS` (`weed mini` on loopback).
 - `s3_bucket`: the name of an empty bucket of this module's own.
 
-`s3_settings(server, bucket)` gives the meeting service's settings for it.
+`s3_settings(server, bucket)` gives the meeting service's settings for it;
+`s3_behind_a_proxy(server, bucket)` the same through a fault proxy in front of it.
 """
 
 from __future__ import annotations
@@ -14,14 +15,17 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest_asyncio
 from pydantic import SecretStr
 
 from meeting_mesh import seaweedfs
 from meeting_mesh.seaweedfs import SeaweedFS
+from tests.support.fault_proxy import FaultProxy
 
 
 def s3_settings(server: SeaweedFS, bucket: str) -> dict[str, Any]:
@@ -35,6 +39,17 @@ def s3_settings(server: SeaweedFS, bucket: str) -> dict[str, Any]:
         "s3_secret_access_key": SecretStr(server.secret_access_key),
         "s3_part_bytes": 5 * 1024 * 1024,
     }
+
+
+@asynccontextmanager
+async def s3_behind_a_proxy(
+    server: SeaweedFS, bucket: str
+) -> AsyncIterator[tuple[FaultProxy, dict[str, Any]]]:
+    """A fault proxy in front of `server`, and `s3_settings` that go through it."""
+    s3 = urlsplit(server.endpoint)
+    assert s3.hostname is not None and s3.port is not None
+    async with FaultProxy(s3.hostname, s3.port) as proxy:
+        yield proxy, {**s3_settings(server, bucket), "s3_endpoint": f"http://{proxy.address}"}
 
 
 @pytest_asyncio.fixture(scope="session")
